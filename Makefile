@@ -1,0 +1,41 @@
+# nmt: make help lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+export NMT_DATA_MIRROR ?= $(abspath ../shared/data)
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install torch $(TORCH_VERSION) + nmt[dev]
+
+prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
+	$(VENV)/bin/nmt-prepare
+
+train: prepare ## train the default model (Multi30k de-en, RNN attention) into outputs/
+	$(VENV)/bin/nmt-train
+
+test: install ## run the whole test suite
+	$(PY) -m pytest
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check nmt tests scripts
+
+tensorboard: install ## serve TensorBoard on outputs/
+	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+
+clean: ## remove caches and build artefacts (keeps data/ and outputs/)
+	rm -rf .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: help install prepare train test lint tensorboard clean

@@ -1,0 +1,166 @@
+"""Structured configuration: every option of every entry point, with its type and default.
+
+The dataclasses are registered in Hydra's ConfigStore, and `configs/*.yaml` are merged into them, so a
+misspelled key (`data.batch_tokenz=1`) or a wrong type fails at start-up with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hydra.core.config_store import ConfigStore
+
+# Special token ids shared by every tokenizer and model.
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass
+class TokenizerConfig:
+    model_type: str = "unigram"  # unigram | bpe
+    vocab_size: int = 8000
+    character_coverage: float = 1.0
+    joint: bool = True  # one model for both languages (needed for tied src/tgt embeddings)
+
+
+@dataclass
+class DataConfig:
+    name: str = "multi30k_de_en"  # cache key: data/prepared/<name>/
+    source: str = "multi30k"  # multi30k | files | hub
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    # multi30k: test sets to prepare besides train and val (val is stored as split "valid").
+    test_sets: list[str] = field(default_factory=lambda: ["test_2016_flickr"])
+    # files: split name -> [source path, target path] (plain or .gz); needs at least train and valid.
+    # Relative paths are looked up under $NMT_DATA_MIRROR/<mirror_subdir>/ first, then the working directory.
+    files: dict[str, list[str]] = field(default_factory=dict)
+    mirror_subdir: str | None = None
+    # hub: datasets.load_dataset(hub_name, hub_config); records {"translation": {src_lang: .., tgt_lang: ..}}.
+    hub_name: str | None = None
+    hub_config: str | None = None
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"})
+    encoding_errors: str = "strict"  # strict | replace (invalid UTF-8 -> U+FFFD instead of an error)
+    # Train-only filtering (valid/test are never filtered): whitespace words per side, and length ratio.
+    max_words: int = 100
+    max_ratio: float = 3.0
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "rnn_attention"  # rnn_attention | rnn_fixed | transformer
+    emb_dim: int = 256
+    hidden: int = 512  # RNN hidden size per direction; Transformer d_model
+    enc_layers: int = 1
+    dec_layers: int = 1
+    dropout: float = 0.3
+    # RNN
+    rnn_type: str = "gru"  # gru | lstm
+    bidirectional: bool = True
+    context_mode: str = "every_step"  # rnn_fixed: every_step (Cho et al. 2014) | init_only (Sutskever et al. 2014)
+    scorer: str = "additive"  # rnn_attention: additive | dot | scaled_dot | general
+    heads: int = 1  # attention heads (RNN attention and Transformer)
+    temperature: float = 1.0  # softmax temperature of the attention scores
+    hard: bool = False  # argmax attention (straight-through gradients in training)
+    input_feeding: bool = False  # Luong-style: previous attentional output fed to the decoder input
+    # Transformer
+    ff_dim: int = 1024
+    positions: str = "sinusoidal"  # sinusoidal | learned
+    tie_embeddings: bool = True  # share src/tgt embeddings and output projection (needs a joint vocabulary)
+    max_positions: int = 512
+
+
+@dataclass
+class TrainConfig:
+    device: str = "auto"  # auto (cuda, mps, cpu) | cpu | cuda | cuda:1 | mps
+    seed: int = 1
+    batch_tokens: int = 4096  # source + target tokens per batch, padding included
+    accum_steps: int = 1
+    max_steps: int = 0  # 0 = no limit; the first of the three budgets reached stops training
+    max_epochs: int = 0
+    max_minutes: float = 0.0
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.1
+    schedule: str = "plateau"  # plateau | inverse_sqrt | constant
+    warmup_steps: int = 0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    min_lr: float = 1e-5
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False
+    eval_every: int = 500  # steps between validations (also at each epoch end when 0)
+    eval_beam: int = 1  # 1 = greedy during validation
+    eval_max_sentences: int = 0  # 0 = the whole valid split
+    patience: int = 0  # early stopping: validations without a new best valid BLEU (0 = off)
+    save_every: int = 500
+    keep_last: int = 3
+    resume: str = "auto"  # auto (continue the run dir's last.pt when present) | never | <checkpoint path>
+    log_every: int = 50
+    max_bad_steps: int = 10  # consecutive non-finite losses before stopping
+    attention_samples: int = 3  # valid sentences plotted to TensorBoard at each validation
+    num_workers: int = 0
+
+
+@dataclass
+class DecodeConfig:
+    beam: int = 5
+    alpha: float = 0.6  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
+    max_len_a: float = 1.5  # max output length = a * source length + b
+    max_len_b: int = 10
+    nbest: int = 1
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclass
+class Config:
+    """`nmt-prepare` / `nmt-train`: configs/config.yaml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class EvaluateConfig:
+    """`nmt-evaluate`: configs/evaluate.yaml."""
+
+    checkpoints: list[str] = field(default_factory=list)  # checkpoint files or run dirs (their best.pt)
+    split: str = "test"  # valid | test (the corpus's first test set) | a named test set
+    src_file: str | None = None  # score a pair of files instead of a split
+    ref_file: str | None = None
+    baseline: str | None = None  # checkpoint, run dir or hypotheses file to compare against
+    average_last: int = 0  # average the run's last k checkpoints instead of using best.pt
+    length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])
+    bootstrap_samples: int = 1000
+    attention_sentences: list[int] = field(default_factory=lambda: [0, 1, 2])
+    out_dir: str | None = None  # default: <run dir>/eval/<split>-<timestamp>
+    tensorboard_dir: str | None = None
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+@dataclass
+class TranslateConfig:
+    """`nmt-translate`: configs/translate.yaml."""
+
+    checkpoint: str = ""
+    input: str = "-"  # file or - for stdin
+    output: str = "-"  # file or - for stdout
+    max_input_tokens: int = 250  # longer lines are truncated with a warning
+    device: str = "auto"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="train", name="base_train", node=TrainConfig)
+    cs.store(group="decode", name="base_decode", node=DecodeConfig)
+    cs.store(name="base_evaluate", node=EvaluateConfig)
+    cs.store(name="base_translate", node=TranslateConfig)

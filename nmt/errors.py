@@ -1,0 +1,29 @@
+"""User-facing errors: one clear line, a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class NMTError(Exception):
+    """A problem with the user's input (file, config, checkpoint) that they can fix."""
+
+
+EXIT_USER_ERROR = 2
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn NMTError (and Ctrl-C outside training) into one line on stderr and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except NMTError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
