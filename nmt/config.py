@@ -7,6 +7,7 @@ misspelled key (`data.batch_tokenz=1`) or a wrong type fails at start-up with a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from hydra.core.config_store import ConfigStore
 
 # Special token ids shared by every tokenizer and model.
@@ -36,7 +37,9 @@ class DataConfig:
     # hub: datasets.load_dataset(hub_name, hub_config); records {"translation": {src_lang: .., tgt_lang: ..}}.
     hub_name: str | None = None
     hub_config: str | None = None
-    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"})
+    hub_splits: dict[str, str] = field(
+        default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"}
+    )
     encoding_errors: str = "strict"  # strict | replace (invalid UTF-8 -> U+FFFD instead of an error)
     # Train-only filtering (valid/test are never filtered): whitespace words per side, and length ratio.
     max_words: int = 100
