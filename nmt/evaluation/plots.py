@@ -1,0 +1,155 @@
+"""PNG plots of evaluation results: BLEU by source length, attention heatmaps, and their TensorBoard copies.
+
+Figures are built with the object API on an Agg canvas (no pyplot state, no display needed), so plotting
+works headless, from threads, and never leaks figures between calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+
+
+def _new_figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` as PNG at exactly figsize * DPI pixels (no tight cropping, so sizes are predictable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=DPI)
+    return path
+
+
+def plot_bleu_by_length(
+    systems: Mapping[str, Sequence[Mapping[str, Any]]],
+    title: str = "BLEU by source sentence length",
+    size: tuple[float, float] = (7.0, 4.5),
+) -> Figure:
+    """One line per system: x = source-length bucket, y = BLEU, bars = 95% bootstrap interval.
+
+    `systems` maps a system name to its `bleu_by_length` rows. Empty buckets leave a gap in the line; the
+    x labels carry each bucket's sentence count (from the first system, all share the same source side).
+    """
+    fig = _new_figure(*size)
+    ax = fig.add_subplot(1, 1, 1)
+    first = next(iter(systems.values()), [])
+    x = np.arange(len(first))
+    for i, (name, rows) in enumerate(systems.items()):
+        y = np.array([np.nan if r["bleu"] is None else r["bleu"] for r in rows], dtype=float)
+        lower = np.array([np.nan if r.get("bleu_ci") is None else r["bleu_ci"][0] for r in rows], dtype=float)
+        upper = np.array([np.nan if r.get("bleu_ci") is None else r["bleu_ci"][1] for r in rows], dtype=float)
+        # A few-point horizontal shift keeps overlapping interval bars of several systems apart.
+        shift = (i - (len(systems) - 1) / 2) * 0.06
+        yerr = np.vstack([np.nan_to_num(y - lower), np.nan_to_num(upper - y)])
+        ax.errorbar(x + shift, y, yerr=yerr, marker="o", capsize=3, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r['label']}\n(n={r['count']})" for r in first], fontsize=8)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("BLEU")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if systems:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def attention_figsize(src_len: int, tgt_len: int) -> tuple[float, float]:
+    """Figure size in inches for a (tgt_len, src_len) heatmap: about 0.3 inch per token, clamped."""
+    width = min(max(3.0 + 0.3 * src_len, 4.0), 24.0)
+    height = min(max(2.0 + 0.3 * tgt_len, 3.0), 24.0)
+    return width, height
+
+
+def _heatmap(ax: Any, weights: np.ndarray, src_labels: Sequence[str], tgt_labels: Sequence[str]) -> Any:
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(weights.shape[1]))
+    ax.set_xticklabels(list(src_labels), rotation=90, fontsize=7)
+    ax.set_yticks(range(weights.shape[0]))
+    ax.set_yticklabels(list(tgt_labels), fontsize=7)
+    return image
+
+
+def _fit_labels(labels: Sequence[str], n: int) -> list[str]:
+    """Exactly n tick labels: extra labels dropped, missing ones numbered (a re-encoded piece sequence can
+    differ in length from the decoded ids)."""
+    labels = list(labels)[:n]
+    return labels + [str(i) for i in range(len(labels), n)]
+
+
+def plot_attention(
+    weights: torch.Tensor | np.ndarray,
+    src_labels: Sequence[str],
+    tgt_labels: Sequence[str],
+    title: str = "",
+    size: tuple[float, float] | None = None,
+) -> Figure:
+    """Heatmap of attention weights (tgt_len, src_len): rows = target pieces, columns = source pieces."""
+    w = torch.as_tensor(weights).detach().float().cpu().numpy()
+    fig = _new_figure(*(size or attention_figsize(w.shape[1], w.shape[0])))
+    ax = fig.add_subplot(1, 1, 1)
+    image = _heatmap(ax, w, _fit_labels(src_labels, w.shape[1]), _fit_labels(tgt_labels, w.shape[0]))
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_heads(
+    weights: torch.Tensor | np.ndarray,
+    src_labels: Sequence[str],
+    tgt_labels: Sequence[str],
+    title: str = "",
+) -> Figure:
+    """Grid of per-head heatmaps from weights (heads, tgt_len, src_len)."""
+    w = torch.as_tensor(weights).detach().float().cpu().numpy()
+    heads, tgt_len, src_len = w.shape
+    cols = min(4, heads)
+    rows = math.ceil(heads / cols)
+    cell_w, cell_h = attention_figsize(src_len, tgt_len)
+    fig = _new_figure(min(cell_w * cols, 40.0), min(cell_h * rows, 40.0))
+    src_labels, tgt_labels = _fit_labels(src_labels, src_len), _fit_labels(tgt_labels, tgt_len)
+    for h in range(heads):
+        ax = fig.add_subplot(rows, cols, h + 1)
+        _heatmap(ax, w[h], src_labels, tgt_labels)
+        ax.set_title(f"head {h}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def log_to_tensorboard(
+    log_dir: str | Path,
+    figures: Mapping[str, Figure] | None = None,
+    scalars: Mapping[str, float] | None = None,
+    step: int = 0,
+) -> None:
+    """Write figures (as images) and scalars under `log_dir` for TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(log_dir))
+    try:
+        for tag, value in (scalars or {}).items():
+            writer.add_scalar(tag, value, global_step=step)
+        for tag, fig in (figures or {}).items():
+            # close=False: the caller still owns the figure (it may also be saved as PNG).
+            writer.add_figure(tag, fig, global_step=step, close=False)
+    finally:
+        writer.close()
