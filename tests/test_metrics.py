@@ -134,9 +134,7 @@ def test_paired_bootstrap_agrees_with_sacrebleu_paired_test(corpus):
     _, ref = corpus
     base, system = degrade(ref, 0.2, seed=4), degrade(ref, 0.3, seed=5)
     ours = paired_bootstrap(system, base, ref, n_samples=300, seed=12345)
-    _, table = PairedTest(
-        [("base", base), ("sys", system)], {"BLEU": BLEU()}, [ref], test_type="bs", n_samples=300
-    )()
+    _, table = PairedTest([("base", base), ("sys", system)], {"BLEU": BLEU()}, [ref], test_type="bs", n_samples=300)()
     theirs = table["BLEU"][1]
     assert ours["system"] == pytest.approx(theirs.score, abs=1e-9)
     assert ours["baseline"] == pytest.approx(table["BLEU"][0].score, abs=1e-9)
@@ -211,8 +209,14 @@ def test_report_renders_every_section_and_round_trips_as_json(corpus, tmp_path):
         "num_parameters": 12345,
         "hypotheses_file": "attn.hyp.txt",
         "scores": corpus_scores(hyp, ref),
-        "speed": {"sentences": 200, "seconds": 2.0, "sentences_per_second": 100.0, "tokens": 2000,
-                  "tokens_per_second": 1000.0, "device": "cpu"},
+        "speed": {
+            "sentences": 200,
+            "seconds": 2.0,
+            "sentences_per_second": 100.0,
+            "tokens": 2000,
+            "tokens_per_second": 1000.0,
+            "device": "cpu",
+        },
         "by_length": bleu_by_length(src, hyp, ref, n_samples=20),
     }
     report = {
