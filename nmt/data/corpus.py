@@ -1,0 +1,366 @@
+"""A prepared corpus: cleaned splits as a `datasets.DatasetDict` plus the SentencePiece tokenizer, cached on disk.
+
+`<data.root>/prepared/<data.name>/` holds
+- `dataset/`: the DatasetDict (Arrow, via save_to_disk), columns "src" and "tgt" (cleaned raw text);
+- `spm-<key>.model` (joint) or `spm-<key>.src.model` + `spm-<key>.tgt.model`: the key hashes the tokenizer
+  settings and the train text, so the tokenizer is retrained only when one of those changes;
+- `manifest.json`: hashes of the config fields and input files the corpus was built from, and its stats.
+
+The manifest is deleted before a rebuild starts and written (atomically) last, so an interrupted prepare never
+leaves a cache that looks valid: the next call just rebuilds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from omegaconf import OmegaConf
+
+from nmt.config import DataConfig
+from nmt.data.sources import file_fingerprint, input_files, load_raw
+from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
+
+# Bump when cleaning or storage changes, so caches built by older code are rebuilt.
+CORPUS_VERSION = 1
+MANIFEST = "manifest.json"
+DATASET_DIR = "dataset"
+# Config fields that change the cleaned corpus (name and root only say where it lives).
+CORPUS_FIELDS = {
+    "multi30k": ("test_sets",),
+    "files": ("files", "mirror_subdir"),
+    "hub": ("hub_name", "hub_config", "hub_splits"),
+}
+COMMON_FIELDS = ("source", "src_lang", "tgt_lang", "encoding_errors", "max_words", "max_ratio")
+DROP_REASONS = ("empty", "too_long", "ratio")
+
+
+@dataclass
+class PreparedCorpus:
+    """Cleaned splits (train, valid, then test sets), their tokenizer and statistics."""
+
+    name: str
+    directory: Path
+    splits: datasets.DatasetDict
+    test_sets: list[str]
+    tokenizer: Tokenizer
+    stats: dict
+
+    def split(self, name: str) -> datasets.Dataset:
+        """A split by name; "test" means the first test set when no split is literally called "test"."""
+        if name == "test" and "test" not in self.splits:
+            if not self.test_sets:
+                raise NMTError(f"corpus {self.name} has no test set")
+            name = self.test_sets[0]
+        if name not in self.splits:
+            choices = ["valid", "test", *[s for s in self.splits if s not in ("valid", "test")]]
+            raise NMTError(f"corpus {self.name} has no split {name!r}; choose from {', '.join(choices)}")
+        return self.splits[name]
+
+
+# ------------------------------------------------------------------------------------------------ cleaning
+
+
+def clean_train(
+    src: list[str], tgt: list[str], max_words: int, max_ratio: float
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """Drop train pairs that teach the model nothing or something wrong; returns kept pairs and drops by reason.
+
+    Reasons (first match counts): "empty" (either side blank), "too_long" (either side over `max_words`
+    whitespace words), "ratio" (one side more than `max_ratio` times as many words as the other: usually
+    a misalignment).
+    """
+    kept_src, kept_tgt = [], []
+    dropped = dict.fromkeys(DROP_REASONS, 0)
+    for s, t in zip(src, tgt, strict=True):
+        ns, nt = len(s.split()), len(t.split())
+        if ns == 0 or nt == 0:
+            dropped["empty"] += 1
+        elif ns > max_words or nt > max_words:
+            dropped["too_long"] += 1
+        elif max(ns, nt) > max_ratio * min(ns, nt):
+            dropped["ratio"] += 1
+        else:
+            kept_src.append(s)
+            kept_tgt.append(t)
+    return kept_src, kept_tgt, dropped
+
+
+# ------------------------------------------------------------------------------------------------- caching
+
+
+def _data_config(cfg: Any) -> DataConfig:
+    """A DataConfig from a DataConfig, an OmegaConf node (Hydra's cfg.data) or a plain dict."""
+    if isinstance(cfg, DataConfig):
+        return cfg
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_key(cfg: DataConfig) -> str:
+    """Hash of the config fields that change the cleaned corpus."""
+    fields = dataclasses.asdict(cfg)
+    relevant = {k: fields[k] for k in COMMON_FIELDS + CORPUS_FIELDS.get(cfg.source, ())}
+    return _hash({"version": CORPUS_VERSION, **relevant})
+
+
+def tokenizer_key(cfg: DataConfig, train_src: list[str], train_tgt: list[str]) -> str:
+    """Hash of the tokenizer settings and the train text it learns from."""
+    text = hashlib.sha256()
+    for line in train_src + ["\0"] + train_tgt:
+        text.update(line.encode())
+        text.update(b"\n")
+    return _hash({"tokenizer": dataclasses.asdict(cfg.tokenizer), "train": text.hexdigest()})
+
+
+def _fingerprints(cfg: DataConfig, log: Callable[[str], None]) -> dict[str, list[str]] | None:
+    """sha256 of every input file, without downloading; None when they cannot be found locally (or hub)."""
+    if cfg.source == "hub":
+        return None
+    try:
+        paths = input_files(cfg, download=False, log=log)
+    except NMTError:
+        return None
+    if not all(p.is_file() for pair in paths.values() for p in pair):
+        return None
+    return {split: [file_fingerprint(s), file_fingerprint(t)] for split, (s, t) in paths.items()}
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Serialize prepares of one corpus (e.g. several training ranks starting at once)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; concurrent cold prepares are then the user's call
+        yield
+        return
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _spm_names(key: str, joint: bool) -> list[str]:
+    return [f"spm-{key[:16]}.model"] if joint else [f"spm-{key[:16]}.src.model", f"spm-{key[:16]}.tgt.model"]
+
+
+def _load_tokenizer(directory: Path, names: list[str], settings: dict) -> Tokenizer | None:
+    """The cached tokenizer, or None when a file is missing or unreadable (then it is retrained)."""
+    paths = [directory / n for n in names]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        models = [p.read_bytes() for p in paths]
+        return Tokenizer(models[0], models[1] if len(models) == 2 else None, settings)
+    except (OSError, RuntimeError, NMTError):
+        return None
+
+
+def _load_cached(
+    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None]
+) -> PreparedCorpus | None:
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("config_key") != key:
+        return None
+    if inputs is not None and manifest.get("inputs") != inputs:
+        log(f"input files of {cfg.name} changed since it was prepared: rebuilding")
+        return None
+    if manifest.get("tokenizer_key") is None or manifest["tokenizer_settings"] != dataclasses.asdict(cfg.tokenizer):
+        return None
+    tokenizer = _load_tokenizer(directory, manifest["tokenizer_files"], manifest["tokenizer_settings"])
+    if tokenizer is None or tokenizer.sha256 != manifest["tokenizer_sha256"]:
+        return None
+    try:
+        splits = datasets.load_from_disk(str(directory / DATASET_DIR))
+    except (OSError, ValueError, FileNotFoundError):
+        return None
+    if inputs is None and cfg.source != "hub":
+        log(f"input files of {cfg.name} not found locally; using the prepared copy in {directory}")
+    stats = dict(manifest["stats"], cache="hit")
+    return PreparedCorpus(cfg.name, directory, splits, manifest["test_sets"], tokenizer, stats)
+
+
+# -------------------------------------------------------------------------------------------------- build
+
+
+def _length_stats(texts: list[str], ids: list[list[int]], prefix: str) -> dict[str, float]:
+    words = [len(t.split()) for t in texts]
+    pieces = [len(i) for i in ids]
+    n = max(len(texts), 1)
+    return {
+        f"{prefix}_words_mean": sum(words) / n,
+        f"{prefix}_words_max": max(words, default=0),
+        f"{prefix}_pieces_mean": sum(pieces) / n,
+        f"{prefix}_pieces_max": max(pieces, default=0),
+    }
+
+
+def _save_dataset(directory: Path, splits: dict[str, tuple[list[str], list[str]]]) -> None:
+    tmp, final, old = directory / f"{DATASET_DIR}.tmp", directory / DATASET_DIR, directory / f"{DATASET_DIR}.old"
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    dd = datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict({"src": s, "tgt": t}) for name, (s, t) in splits.items()}
+    )
+    bars = not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one bar per split would drown the summary
+    try:
+        dd.save_to_disk(str(tmp))
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _build(
+    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None]
+) -> PreparedCorpus:
+    start = time.perf_counter()
+    raw = load_raw(cfg, log)
+    if inputs is None:  # just downloaded: fingerprint the files now, so the next prepare finds the cache valid
+        inputs = _fingerprints(cfg, log)
+    # Only now, with the input known to be readable, invalidate the old cache.
+    (directory / MANIFEST).unlink(missing_ok=True)
+    train_src, train_tgt = raw.splits["train"]
+    src, tgt, dropped = clean_train(train_src, train_tgt, cfg.max_words, cfg.max_ratio)
+    if not src:
+        raise NMTError(f"no train pairs left after cleaning {raw.origins.get('train')} (dropped: {dropped})")
+    reasons = ", ".join(f"{k} {v}" for k, v in dropped.items())
+    log(f"train: kept {len(src)} of {len(train_src)} pairs; dropped {reasons}")
+    splits = {"train": (src, tgt), **{k: v for k, v in raw.splits.items() if k != "train"}}
+    _save_dataset(directory, splits)
+
+    tok_key = tokenizer_key(cfg, src, tgt)
+    names = _spm_names(tok_key, cfg.tokenizer.joint)
+    settings = dataclasses.asdict(cfg.tokenizer)
+    tokenizer = _load_tokenizer(directory, names, settings)
+    retrained = tokenizer is None
+    if retrained:
+        log(
+            f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
+            f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs"
+        )
+        tokenizer = Tokenizer.train(src, tgt, **settings)
+        models = [tokenizer.src_model] if tokenizer.joint else [tokenizer.src_model, tokenizer.tgt_model]
+        for name, model in zip(names, models, strict=True):
+            _write_atomic(directory / name, model)
+    for stale in directory.glob("spm-*.model"):
+        if stale.name not in names:
+            stale.unlink()
+
+    split_stats = {}
+    for name, (s, t) in splits.items():
+        split_stats[name] = {
+            "pairs": len(s),
+            **_length_stats(s, tokenizer.encode_src(s), "src"),
+            **_length_stats(t, tokenizer.encode_tgt(t), "tgt"),
+        }
+    stats = {
+        "src_lang": cfg.src_lang,
+        "tgt_lang": cfg.tgt_lang,
+        "splits": split_stats,
+        "train_raw_pairs": len(train_src),
+        "dropped": dropped,
+        "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size, "joint": tokenizer.joint},
+        "origins": raw.origins,
+        "dataset_dir": str(directory / DATASET_DIR),
+        "tokenizer_files": [str(directory / n) for n in names],
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
+    manifest = {
+        "format": "nmt-prepared-corpus",
+        "version": CORPUS_VERSION,
+        "name": cfg.name,
+        "config_key": key,
+        "config": dataclasses.asdict(cfg),
+        "inputs": inputs,
+        "test_sets": raw.test_sets,
+        "tokenizer_key": tok_key,
+        "tokenizer_files": names,
+        "tokenizer_settings": settings,
+        "tokenizer_sha256": tokenizer.sha256,
+        "stats": stats,
+    }
+    _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+    splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
+    stats = dict(stats, cache="rebuilt", tokenizer="trained" if retrained else "reused")
+    return PreparedCorpus(cfg.name, directory, splits_on_disk, raw.test_sets, tokenizer, stats)
+
+
+def prepare_corpus(cfg: Any, log: Callable[[str], None] = print) -> PreparedCorpus:
+    """Read, validate, clean and tokenize the corpus of `cfg` (a DataConfig or Hydra's cfg.data), or load it
+    from `<cfg.root>/prepared/<cfg.name>/` when it was prepared from the same config and input files."""
+    cfg = _data_config(cfg)
+    directory = Path(cfg.root) / "prepared" / cfg.name
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NMTError(f"cannot create {directory}: {e.strerror}") from None
+    with _locked(directory):
+        key = config_key(cfg)
+        inputs = _fingerprints(cfg, log)
+        cached = _load_cached(directory, key, inputs, cfg, log)
+        if cached is not None:
+            return cached
+        return _build(directory, key, inputs, cfg, log)
+
+
+def describe(corpus: PreparedCorpus) -> str:
+    """A human-readable summary: pairs and lengths per split, dropped pairs, vocabulary, files."""
+    st = corpus.stats
+    lines = [
+        f"corpus {corpus.name} ({st['src_lang']} -> {st['tgt_lang']}) in {corpus.directory} "
+        f"[cache: {st.get('cache', '?')}" + (f", tokenizer: {st['tokenizer']}]" if "tokenizer" in st else "]"),
+        f"{'split':<18} {'pairs':>7}   {'src words':>12} {'tgt words':>12} {'src pieces':>12} {'tgt pieces':>12}",
+    ]
+    for name, s in st["splits"].items():
+        cols = [
+            f"{s[f'{side}_{unit}_mean']:5.1f} /{s[f'{side}_{unit}_max']:>4}"
+            for unit in ("words", "pieces")
+            for side in ("src", "tgt")
+        ]
+        lines.append(f"{name:<18} {s['pairs']:>7}   " + " ".join(f"{c:>12}" for c in cols))
+    lines.append("(lengths: mean / max per sentence)")
+    dropped = st["dropped"]
+    lines.append(
+        f"train: dropped {sum(dropped.values())} of {st['train_raw_pairs']} pairs ("
+        + ", ".join(f"{k} {v}" for k, v in dropped.items())
+        + "); valid and test sets are never filtered"
+    )
+    vocab = st["vocab"]
+    kind = "joint" if vocab["joint"] else "separate"
+    lines.append(f"vocabulary: {kind}, src {vocab['src']} pieces, tgt {vocab['tgt']} pieces")
+    lines.append(f"dataset: {st['dataset_dir']}")
+    lines.append("tokenizer: " + ", ".join(st["tokenizer_files"]))
+    return "\n".join(lines)

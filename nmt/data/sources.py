@@ -1,0 +1,319 @@
+"""Where raw parallel text comes from, and the checks that keep it aligned.
+
+Three sources, one result: a `RawCorpus` mapping split name -> (source lines, target lines).
+
+- `multi30k`: Multi30k task 1 raw files, looked up in `$NMT_DATA_MIRROR/multi30k/`, then in
+  `<data.root>/raw/multi30k/`, then downloaded from the official repository into that cache.
+- `files`: a pair of local text files (plain or gzip) per split.
+- `hub`: a `datasets` hub corpus with `{"translation": {src_lang: ..., tgt_lang: ...}}` records.
+
+Every reader fails with an `NMTError` that names the file (and line) rather than letting a misaligned or
+undecodable corpus through: a silently shifted line would poison training and every BLEU score after it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmt.errors import NMTError
+
+MIRROR_ENV = "NMT_DATA_MIRROR"
+MULTI30K_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/{name}"
+MULTI30K_LANGS = ("en", "de", "fr", "cs")
+MULTI30K_TEST_SETS = ("test_2016_flickr", "test_2017_flickr", "test_2018_flickr", "test_2017_mscoco")
+# The smallest official file (test_2017_mscoco.*.gz) is ~13 kB; anything under this is an error page or a stub.
+MIN_DOWNLOAD_BYTES = 1024
+GZIP_MAGIC = b"\x1f\x8b"
+SPLIT_NAME = re.compile(r"^\w+$")
+
+Pairs = tuple[list[str], list[str]]
+
+
+@dataclass
+class RawCorpus:
+    """Aligned, stripped (not yet filtered) text of every split, in order: train, valid, test sets."""
+
+    splits: dict[str, Pairs]
+    test_sets: list[str]
+    # split -> the files (or hub names) read, for the log and the cache manifest
+    origins: dict[str, list[str]] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def read_lines(path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None) -> list[str]:
+    """Lines of a UTF-8 text file (plain or gzip), each stripped of surrounding whitespace.
+
+    Splits on "\\n" only: `str.splitlines` would also split on U+2028, U+0085 and friends, which do occur in
+    web text and would silently shift one side of a parallel corpus against the other.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NMTError(f"file not found: {path}")
+    data = path.read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise NMTError(f"{path} is not a valid gzip file ({e})") from None
+    elif path.suffix == ".gz":
+        raise NMTError(f"{path} is named .gz but is not gzip-compressed")
+    if not data.strip():
+        raise NMTError(f"{path} is empty")
+    text = _decode(data, path, encoding_errors, log)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines[-1] == "":  # the final newline ends the last line; it does not start a new one
+        lines.pop()
+    return [line.strip() for line in lines]
+
+
+def _decode(data: bytes, path: Path, encoding_errors: str, log: Callable[[str], None] | None) -> str:
+    if encoding_errors not in ("strict", "replace"):
+        raise NMTError(f"data.encoding_errors must be strict or replace, got {encoding_errors!r}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        if encoding_errors == "strict":
+            raise NMTError(
+                f"{path}: invalid UTF-8 on line {line} (byte {e.start}); fix the file or set "
+                "data.encoding_errors=replace"
+            ) from None
+    text = data.decode("utf-8", errors="replace")
+    if log is not None:
+        bad = sum("\ufffd" in line for line in text.split("\n"))
+        log(f"{path}: replaced invalid UTF-8 in {bad} line(s) (first on line {line})")
+    return text
+
+
+def read_parallel(
+    src_path: Path, tgt_path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None
+) -> Pairs:
+    """Both sides of a parallel corpus; their line counts must match."""
+    src = read_lines(src_path, encoding_errors, log)
+    tgt = read_lines(tgt_path, encoding_errors, log)
+    if len(src) != len(tgt):
+        raise NMTError(
+            f"line counts differ: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
+            "a parallel corpus needs one target line per source line"
+        )
+    return src, tgt
+
+
+def file_fingerprint(path: Path) -> str:
+    """sha256 of a file's bytes: the cache key of a corpus built from it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mirror_dir() -> Path | None:
+    value = os.environ.get(MIRROR_ENV)
+    return Path(value) if value else None
+
+
+# ------------------------------------------------------------------------------------------------ multi30k
+
+
+def http_download(url: str, dest: Path, timeout: float = 60.0) -> None:
+    """Write the body of `url` to `dest`. The only network call of the package (tests replace it)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
+        expected = response.headers.get("Content-Length")
+        size = 0
+        for chunk in iter(lambda: response.read(1 << 16), b""):
+            f.write(chunk)
+            size += len(chunk)
+    if expected is not None and size != int(expected):
+        raise OSError(f"truncated download: {size} of {expected} bytes")
+
+
+def _check_download(path: Path) -> None:
+    """Reject what a failed download typically leaves behind: nothing, an HTML page, a cut-off gzip."""
+    data = path.read_bytes()
+    if len(data) < MIN_DOWNLOAD_BYTES:
+        raise OSError(f"only {len(data)} bytes received")
+    if data.lstrip()[:1] == b"<":
+        raise OSError("received an HTML page instead of the file")
+    try:
+        gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise OSError(f"not a valid gzip file ({e})") from None
+
+
+def resolve_multi30k_file(name: str, root: Path, download: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Path of Multi30k file `name` (e.g. `train.de.gz`): mirror, then cache, then download into the cache."""
+    mirror = mirror_dir()
+    if mirror is not None and (mirror / "multi30k" / name).is_file():
+        return mirror / "multi30k" / name
+    cache_dir = Path(root) / "raw" / "multi30k"
+    cached = cache_dir / name
+    if cached.is_file():
+        return cached
+    where = f"{mirror}/multi30k/" if mirror is not None else f"${MIRROR_ENV}/multi30k/ ({MIRROR_ENV} is unset)"
+    how = f"set {MIRROR_ENV} to a folder holding multi30k/{name}, or put the file at {cached}"
+    if not download:
+        raise NMTError(f"Multi30k file {name} is neither in {where} nor in {cache_dir}/; {how}")
+    url = MULTI30K_URL.format(name=name)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    log(f"downloading {url}")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=cache_dir)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        http_download(url, tmp)
+        _check_download(tmp)
+        os.replace(tmp, cached)
+    except (OSError, urllib.error.URLError, ValueError) as e:
+        raise NMTError(
+            f"Multi30k file {name} is neither in {where} nor in {cache_dir}/, and downloading {url} failed "
+            f"({getattr(e, 'reason', e)}); {how}"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cached
+
+
+def multi30k_files(cfg: Any) -> dict[str, tuple[str, str]]:
+    """split -> (source file name, target file name) for a Multi30k config."""
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        if lang not in MULTI30K_LANGS:
+            raise NMTError(f"Multi30k has no language {lang!r}; choose from {', '.join(MULTI30K_LANGS)}")
+    if cfg.src_lang == cfg.tgt_lang:
+        raise NMTError(f"data.src_lang and data.tgt_lang are both {cfg.src_lang!r}")
+    for name in cfg.test_sets:
+        if name not in MULTI30K_TEST_SETS:
+            raise NMTError(f"unknown Multi30k test set {name!r}; choose from {', '.join(MULTI30K_TEST_SETS)}")
+    prefixes = {"train": "train", "valid": "val", **{name: name for name in cfg.test_sets}}
+    return {split: (f"{p}.{cfg.src_lang}.gz", f"{p}.{cfg.tgt_lang}.gz") for split, p in prefixes.items()}
+
+
+# --------------------------------------------------------------------------------------------------- files
+
+
+def resolve_data_file(path: str, mirror_subdir: str | None) -> Path:
+    """A `data.files` entry: absolute as given; relative under `$NMT_DATA_MIRROR/<mirror_subdir>/`, then cwd."""
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    mirror = mirror_dir()
+    if mirror_subdir and mirror is not None and (mirror / mirror_subdir / p).is_file():
+        return mirror / mirror_subdir / p
+    if not p.is_file() and mirror_subdir:
+        where = f"{mirror}/{mirror_subdir}/" if mirror is not None else f"${MIRROR_ENV}/{mirror_subdir}/ (unset)"
+        raise NMTError(f"file not found: {p} (looked in {where} and in {Path.cwd()}); set {MIRROR_ENV}")
+    return p
+
+
+def _files_table(cfg: Any) -> dict[str, tuple[str, str]]:
+    files = dict(cfg.files or {})
+    missing = [s for s in ("train", "valid") if s not in files]
+    if missing:
+        raise NMTError(
+            f"data.files needs at least train and valid (missing: {', '.join(missing)}); e.g. "
+            "data.files.train='[train.de,train.en]'"
+        )
+    table = {}
+    for split, pair in files.items():
+        if pair is None or len(pair) != 2:
+            raise NMTError(f"data.files.{split} must be [source path, target path], got {pair}")
+        table[split] = (str(pair[0]), str(pair[1]))
+    return table
+
+
+# ----------------------------------------------------------------------------------------------------- hub
+
+
+def records_to_pairs(records: Iterable[Mapping[str, Any]], src_lang: str, tgt_lang: str, where: str) -> Pairs:
+    """`{"translation": {src_lang: ..., tgt_lang: ...}}` records -> stripped source and target lines."""
+    src, tgt = [], []
+    for i, record in enumerate(records):
+        pair = record.get("translation") if isinstance(record, Mapping) else None
+        if not isinstance(pair, Mapping) or src_lang not in pair or tgt_lang not in pair:
+            keys = sorted(pair) if isinstance(pair, Mapping) else sorted(record)
+            raise NMTError(f"{where} record {i} has no translation.{src_lang} / translation.{tgt_lang} (found {keys})")
+        src.append(str(pair[src_lang] or "").strip())
+        tgt.append(str(pair[tgt_lang] or "").strip())
+    return src, tgt
+
+
+def load_hub(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Pairs]:
+    """Every split of `data.hub_splits` from `datasets.load_dataset(hub_name, hub_config)` (needs internet)."""
+    import datasets
+
+    if not cfg.hub_name:
+        raise NMTError("data.source=hub needs data.hub_name (e.g. data.hub_name=wmt14 data.hub_config=de-en)")
+    log(f"loading {cfg.hub_name} {cfg.hub_config or ''} from the datasets hub")
+    try:
+        loaded = datasets.load_dataset(cfg.hub_name, cfg.hub_config)
+    except Exception as e:  # the hub raises many unrelated types for "not there" and "offline"
+        raise NMTError(f"could not load {cfg.hub_name} ({cfg.hub_config}) from the datasets hub: {e}") from None
+    out = {}
+    for split, hub_split in dict(cfg.hub_splits).items():
+        if hub_split not in loaded:
+            raise NMTError(
+                f"{cfg.hub_name} has no split {hub_split!r} (asked for by data.hub_splits.{split}); "
+                f"it has {', '.join(loaded)}"
+            )
+        out[split] = records_to_pairs(loaded[hub_split], cfg.src_lang, cfg.tgt_lang, f"{cfg.hub_name}/{hub_split}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- dispatch
+
+
+def input_files(cfg: Any, download: bool = True, log: Callable[[str], None] = print) -> dict[str, tuple[Path, Path]]:
+    """split -> (source path, target path) for the file-based sources (multi30k, files)."""
+    if cfg.source == "multi30k":
+        root = Path(cfg.root)
+        return {
+            split: (
+                resolve_multi30k_file(s, root, download, log),
+                resolve_multi30k_file(t, root, download, log),
+            )
+            for split, (s, t) in multi30k_files(cfg).items()
+        }
+    if cfg.source == "files":
+        return {
+            split: (resolve_data_file(s, cfg.mirror_subdir), resolve_data_file(t, cfg.mirror_subdir))
+            for split, (s, t) in _files_table(cfg).items()
+        }
+    raise NMTError(f"data.source={cfg.source!r} has no input files")
+
+
+def load_raw(cfg: Any, log: Callable[[str], None] = print) -> RawCorpus:
+    """Read and validate every split of `cfg` (a DataConfig); no filtering yet."""
+    if cfg.source not in ("multi30k", "files", "hub"):
+        raise NMTError(f"data.source must be multi30k, files or hub, got {cfg.source!r}")
+    if cfg.source == "hub":
+        splits = load_hub(cfg, log)
+        origins = {s: [f"{cfg.hub_name}/{cfg.hub_config}/{h}"] for s, h in dict(cfg.hub_splits).items()}
+    else:
+        paths = input_files(cfg, log=log)
+        splits = {split: read_parallel(s, t, cfg.encoding_errors, log) for split, (s, t) in paths.items()}
+        origins = {split: [str(s), str(t)] for split, (s, t) in paths.items()}
+    for required in ("train", "valid"):
+        if required not in splits:
+            raise NMTError(f"the corpus needs a {required} split; it has {', '.join(splits)}")
+    for split in splits:
+        if not SPLIT_NAME.match(split):
+            raise NMTError(f"split name {split!r} must be letters, digits and underscores (e.g. test_2014)")
+    ordered = {"train": splits["train"], "valid": splits["valid"]}
+    ordered.update({k: v for k, v in splits.items() if k not in ordered})
+    test_sets = [k for k in ordered if k not in ("train", "valid")]
+    return RawCorpus(splits=ordered, test_sets=test_sets, origins=origins)
