@@ -1,0 +1,229 @@
+"""What a training run tells the world: console + <run dir>/train.log, a live progress line, TensorBoard.
+
+Only rank 0 of a distributed run logs; the other ranks get a `RunLogger(enabled=False)` that drops everything.
+
+TensorBoard events go into the run directory itself, so `tensorboard --logdir outputs` lists one run per
+training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction}, valid/{loss,ppl,bleu,chrf},
+images attention/<k>, text valid/samples, and the HParams table (flattened config + final metrics).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def format_duration(seconds: float) -> str:
+    """`1:02:03` / `2:03` style, for ETAs."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists and None become strings (what HParams accepts)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def attention_figure(attention: Tensor, src_labels: Sequence[str], tgt_labels: Sequence[str]) -> Any:
+    """A matplotlib heatmap of `attention` (tgt_len, src_len): rows are output tokens, columns source tokens."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    weights = attention.detach().float().cpu().numpy()
+    rows, cols = weights.shape
+    fig = Figure(figsize=(max(3.0, 0.35 * cols + 1.5), max(2.5, 0.3 * rows + 1.2)), dpi=80)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(cols))
+    ax.set_xticklabels(list(src_labels)[:cols], rotation=90, fontsize=7)
+    ax.set_yticks(range(rows))
+    ax.set_yticklabels(list(tgt_labels)[:rows], fontsize=7)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    return fig
+
+
+class StepMeter:
+    """Sums over the steps since the last log line: loss per target token, throughput, grad norm, padding."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = self.targets = self.tokens = self.padding = self.grad_norm = 0.0
+        self.steps = self.batches = 0
+        self.start = time.monotonic()
+
+    def add(self, loss_sum: float, targets: float, tokens: float, padding: float, grad_norm: float) -> None:
+        """One applied update: summed loss over `targets` target tokens, `tokens` src+tgt tokens seen."""
+        self.loss_sum += loss_sum
+        self.targets += targets
+        self.grad_norm += grad_norm
+        self.steps += 1
+        self.add_tokens(tokens, padding)
+
+    def add_tokens(self, tokens: float, padding: float) -> None:
+        """Data consumed (also by a skipped step): throughput counts it."""
+        self.tokens += tokens
+        self.padding += padding
+        self.batches += 1
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.targets, 1.0)
+
+    @property
+    def tokens_per_sec(self) -> float:
+        return self.tokens / max(time.monotonic() - self.start, 1e-9)
+
+    def scalars(self, lr: float) -> dict[str, float]:
+        return {
+            "train/loss": self.loss,
+            "train/lr": lr,
+            "train/grad_norm": self.grad_norm / max(self.steps, 1),
+            "train/tokens_per_sec": self.tokens_per_sec,
+            "train/padding_fraction": self.padding / max(self.batches, 1),
+        }
+
+
+class RunLogger:
+    """Console + train.log lines, an in-place progress line on a terminal, and a TensorBoard writer.
+
+    `info` always goes to both the console and the log file. `progress` redraws one line when stdout is a
+    terminal and is silent otherwise (the trainer writes a plain `info` line every `train.log_every` steps).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        purge_step: int | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.enabled = enabled and run_dir is not None
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = self.enabled and self.stream.isatty()
+        self._live_len = 0
+        self._last_draw = 0.0
+        self._file: TextIO | None = None
+        self.writer: Any = None
+        if not self.enabled:
+            return
+        assert run_dir is not None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(run_dir / "train.log", "a", encoding="utf-8", buffering=1)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events a crashed run logged after its last checkpoint, so curves don't fold back.
+            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+
+    # Console and file --------------------------------------------------------------------------------------
+    def info(self, message: str, console: bool = True) -> None:
+        if not self.enabled:
+            return
+        if console:
+            self._clear_live()
+            print(message, file=self.stream, flush=True)
+        if self._file is not None:
+            self._file.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
+
+    def progress(self, message: str, force: bool = False) -> None:
+        """Redraw the live line (at most 5 times a second unless `force`)."""
+        if not self.live:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_draw < 0.2:
+            return
+        self._last_draw = now
+        padding = " " * max(0, self._live_len - len(message))
+        self.stream.write(f"\r{message}{padding}")
+        self.stream.flush()
+        self._live_len = len(message)
+
+    def _clear_live(self) -> None:
+        if self.live and self._live_len:
+            self.stream.write("\r" + " " * self._live_len + "\r")
+            self._live_len = 0
+
+    # TensorBoard -------------------------------------------------------------------------------------------
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.writer is None:
+            return
+        for tag, value in values.items():
+            if value is not None and math.isfinite(float(value)):
+                self.writer.add_scalar(tag, float(value), step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_figure(tag, figure, step, close=False)
+
+    def text(self, tag: str, markdown: str, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_text(tag, markdown, step)
+
+    def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """The flattened config with the run's final metrics, in the main run (not a timestamped sub-run)."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        finite = {f"hparams/{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+        experiment, session_start, session_end = hparams(flatten_config(config), finite)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+        step = int(metrics.get("step", 0))
+        for tag, value in finite.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self._clear_live()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def samples_markdown(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]) -> str:
+    """A markdown table of sample translations for TensorBoard's text tab."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| # | source | hypothesis | reference |", "|---|---|---|---|"]
+    for i, (src, hyp, ref) in enumerate(zip(sources, hypotheses, references, strict=True)):
+        lines.append(f"| {i} | {cell(src)} | {cell(hyp)} | {cell(ref)} |")
+    return "\n".join(lines)

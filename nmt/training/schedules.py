@@ -1,0 +1,145 @@
+"""Learning-rate schedules: inverse square root with warmup, reduce-on-plateau on valid BLEU, constant.
+
+All three share one small class so the trainer never branches on the schedule: before update number `step`
+(1-based) it calls `schedule.set_step(step)`, after each validation `schedule.on_validation(bleu)`. The state is
+a dict of plain numbers, so it goes into a checkpoint and a resumed run continues with exactly the same rates.
+
+    inverse_sqrt:  lr * min(step / warmup, sqrt(warmup / step))     (Vaswani et al. 2017; warmup 0 acts as 1)
+    plateau:       lr * scale * min(1, step / warmup), scale *= factor after `patience` validations without a
+                   new best BLEU, never below min_lr
+    constant:      lr * min(1, step / warmup)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nmt.errors import NMTError
+
+SCHEDULES = ("plateau", "inverse_sqrt", "constant")
+
+
+def inverse_sqrt_factor(step: int, warmup_steps: int) -> float:
+    """Multiplier of the base rate at update `step` (1-based): linear warmup, then 1/sqrt decay."""
+    warmup = max(warmup_steps, 1)
+    step = max(step, 1)
+    return min(step / warmup, math.sqrt(warmup / step))
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Linear warmup from lr/warmup to lr over `warmup_steps` updates, then 1."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, max(step, 1) / warmup_steps)
+
+
+class LRSchedule:
+    """Sets the learning rate of every parameter group of `optimizer`.
+
+    The plateau schedule watches valid BLEU (higher is better): a new best must beat the old one by more than
+    `threshold` BLEU to count as progress.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        kind: str,
+        lr: float,
+        warmup_steps: int = 0,
+        factor: float = 0.5,
+        patience: int = 2,
+        min_lr: float = 0.0,
+        threshold: float = 0.01,
+    ) -> None:
+        if kind not in SCHEDULES:
+            raise NMTError(f"train.schedule={kind!r} is not one of {', '.join(SCHEDULES)}")
+        if lr <= 0:
+            raise NMTError(f"train.lr must be positive, got {lr}")
+        if kind == "plateau" and not 0 < factor < 1:
+            raise NMTError(f"train.plateau_factor must be in (0, 1), got {factor}")
+        self.optimizer = optimizer
+        self.kind = kind
+        self.base_lr = lr
+        self.warmup_steps = warmup_steps
+        self.factor = factor
+        self.patience = patience
+        self.min_lr = min_lr
+        self.threshold = threshold
+        # Plateau state: what a checkpoint must carry.
+        self.scale = 1.0
+        self.best = -math.inf
+        self.bad_validations = 0
+        self.step = 0
+        self.set_step(1)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of update `step` (1-based) given the current plateau scale."""
+        if self.kind == "inverse_sqrt":
+            return self.base_lr * inverse_sqrt_factor(step, self.warmup_steps)
+        lr = self.base_lr * warmup_factor(step, self.warmup_steps)
+        if self.kind == "plateau":
+            lr = max(lr * self.scale, self.min_lr) if self.scale < 1.0 else lr
+        return lr
+
+    def set_step(self, step: int) -> float:
+        """Set the rate for update `step` (1-based) and return it."""
+        self.step = step
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def on_validation(self, bleu: float) -> bool:
+        """Feed a valid BLEU score; returns True when the plateau schedule just lowered the rate."""
+        if self.kind != "plateau" or not math.isfinite(bleu):
+            return False
+        if bleu > self.best + self.threshold:
+            self.best = bleu
+            self.bad_validations = 0
+            return False
+        self.bad_validations += 1
+        if self.bad_validations <= self.patience:
+            return False
+        self.bad_validations = 0
+        if self.base_lr * self.scale <= self.min_lr:
+            return False
+        self.scale *= self.factor
+        self.set_step(self.step)
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "scale": self.scale,
+            "best": self.best,
+            "bad_validations": self.bad_validations,
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # A run may switch schedules when resumed (e.g. constant -> plateau); only plateau state carries over.
+        if state.get("kind") == "plateau" and self.kind == "plateau":
+            self.scale = float(state["scale"])
+            self.best = float(state["best"])
+            self.bad_validations = int(state["bad_validations"])
+        self.set_step(int(state.get("step", 1)))
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, train_cfg: Any) -> LRSchedule:
+    """The schedule named by `train.schedule`, configured from the TrainConfig fields."""
+    return LRSchedule(
+        optimizer,
+        kind=train_cfg.schedule,
+        lr=float(train_cfg.lr),
+        warmup_steps=int(train_cfg.warmup_steps),
+        factor=float(train_cfg.plateau_factor),
+        patience=int(train_cfg.plateau_patience),
+        min_lr=float(train_cfg.min_lr),
+    )

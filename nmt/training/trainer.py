@@ -1,0 +1,457 @@
+"""The training loop behind `nmt-train`.
+
+    trainer = Trainer(cfg, run_dir)      # cfg: nmt.config.Config (dataclass or OmegaConf), run_dir: any folder
+    summary = trainer.fit()              # {"step": ..., "best_bleu": ..., "stop_reason": ...}
+
+One optimizer update ("step") consumes `train.accum_steps` token-budget batches. Training stops at the first
+budget reached (train.max_steps / max_epochs / max_minutes), on early stopping (train.patience validations
+without a new best BLEU), or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0).
+Validation every `train.eval_every` steps (at each epoch end when 0) and at the end; checkpoints every
+`train.save_every` steps and at the end. A non-finite loss or gradient norm skips the update;
+`train.max_bad_steps` of them in a row stop the run with an error.
+
+Exact resume: a checkpoint holds weights, optimizer, schedule, RNG states and the data position, so a run
+resumed from step k reaches the same parameters at step n as a run that was never interrupted (single
+process; a DDP run resumes weights, optimizer and data position, but stores only rank 0's RNG state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.cli.common import pick_device
+from nmt.config import PAD_ID, Config, DecodeConfig
+from nmt.errors import NMTError
+from nmt.training import distributed as dist
+from nmt.training import state
+from nmt.training.checkpoint import load_checkpoint
+from nmt.training.logging import RunLogger, StepMeter, format_duration
+from nmt.training.schedules import build_schedule
+from nmt.training.validate import ValidSet, validate
+
+Tensor = torch.Tensor
+
+
+def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Summed token cross-entropy of logits (B, T, V) against targets (B, T); PAD positions are ignored."""
+    return F.cross_entropy(
+        logits.float().flatten(0, 1),
+        targets.flatten(),
+        ignore_index=PAD_ID,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+def check_train_config(tc: Any) -> None:
+    """Fail early, naming the key, on options the loop cannot work with."""
+    if tc.max_steps <= 0 and tc.max_epochs <= 0 and tc.max_minutes <= 0:
+        raise NMTError("no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)")
+    for key in ("batch_tokens", "accum_steps", "max_bad_steps"):
+        if tc[key] < 1:
+            raise NMTError(f"train.{key} must be at least 1, got {tc[key]}")
+    for key in ("max_steps", "max_epochs", "max_minutes", "eval_every", "save_every", "keep_last", "patience"):
+        if tc[key] < 0:
+            raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
+    if tc.optimizer not in ("adamw", "adam"):
+        raise NMTError(f"train.optimizer={tc.optimizer!r} is not one of adamw, adam")
+
+
+class Trainer:
+    """Trains `cfg.model` on `cfg.data` with `cfg.train`; logs, TensorBoard events, metrics.json and
+    checkpoints go into `run_dir` (rank 0 only)."""
+
+    def __init__(self, cfg: Config | DictConfig, run_dir: str | Path) -> None:
+        self.cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), cfg)  # typed: checks keys
+        self.tc = self.cfg.train
+        check_train_config(self.tc)
+        self.run_dir = Path(run_dir).resolve()
+        self.step = 0  # optimizer updates applied
+        self.epoch = 0  # data position: epoch (0-based) of the next batch ...
+        self.batch_in_epoch = 0  # ... and its index in that epoch's batch list
+        self.best_bleu: float | None = None
+        self.best_step = 0
+        self.bad_validations = 0  # validations since the last new best BLEU
+        self.bad_steps = 0  # skipped non-finite steps in total ...
+        self.bad_in_a_row = 0  # ... and in a row
+        self.train_seconds = 0.0  # summed over every session of this run
+        self.train_tokens = 0
+        self.history: list[dict[str, float]] = []
+        self.last_validated_step = -1
+        self.stop_reason: str | None = None
+        self._signal: int | None = None
+        self._old_handlers: dict[int, Any] = {}
+
+    # Set-up ------------------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        from nmt.data.batching import TokenBatchSampler, encode_split
+        from nmt.data.corpus import prepare_corpus
+        from nmt.models import build_model
+
+        tc = self.tc
+        self.dist = dist.init_distributed(pick_device(tc.device))
+        self.device = dist.rank_device(pick_device(tc.device), self.dist)
+        # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
+        self.run_dir = Path(dist.broadcast_object(str(self.run_dir), self.dist))
+        resume_from = state.resume_path(str(tc.resume), self.run_dir)
+        payload = load_checkpoint(resume_from) if resume_from else None
+        purge = payload["step"] + 1 if payload else None  # drop events logged after the checkpoint
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.autocast_enabled = bool(tc.amp) and self.device.type == "cuda"
+        ranks = f" x {self.dist.world_size} ranks" if self.dist.enabled else ""
+        self.log.info(f"run dir: {self.run_dir}")
+        self.log.info(f"device: {self.device}{ranks}")
+
+        if self.dist.is_main:  # rank 0 prepares (and caches) the corpus; the others then read the cache
+            corpus = prepare_corpus(self.cfg.data, log=self.log.info)
+        dist.barrier(self.dist)
+        if not self.dist.is_main:
+            corpus = prepare_corpus(self.cfg.data, log=lambda _: None)
+        self.tokenizer = corpus.tokenizer
+        self.src_ids, self.tgt_ids = encode_split(corpus.split("train"), self.tokenizer)
+        self.sampler = TokenBatchSampler(
+            [len(s) + 1 for s in self.src_ids],  # + EOS
+            [len(t) + 1 for t in self.tgt_ids],  # + BOS (tgt_in) / EOS (tgt_out)
+            tc.batch_tokens,
+            shuffle=True,
+            seed=tc.seed,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+        )
+        valid = corpus.split("valid")
+        n_valid = len(valid) if tc.eval_max_sentences <= 0 else min(len(valid), tc.eval_max_sentences)
+        self.valid = ValidSet.build(
+            list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]), self.tokenizer, tc.batch_tokens
+        )
+        per_rank = " per rank" if self.dist.enabled else ""
+        self.log.info(
+            f"data: {len(self.src_ids)} train pairs, {len(self.sampler)} batches/epoch{per_rank}, "
+            f"{len(self.valid)} valid sentences; {self.tokenizer}"
+        )
+
+        random.seed(tc.seed)
+        np.random.seed(tc.seed)
+        torch.manual_seed(tc.seed)
+        self.model = build_model(self.cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
+        self.model.to(self.device)
+        if self.dist.enabled:  # same init on every rank (DDP broadcasts it anyway), own dropout masks per rank
+            torch.manual_seed(tc.seed + 1000 * self.dist.rank)
+        self.num_parameters = self.model.num_parameters()
+        self.log.info(f"model: {self.cfg.model.arch}, {self.num_parameters:,} parameters")
+        optimizer_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_cls(
+            self.model.parameters(),
+            lr=tc.lr,
+            betas=tuple(tc.betas),
+            weight_decay=tc.weight_decay,
+            fused=True if self.device.type == "cuda" else None,
+        )
+        self.schedule = build_schedule(self.optimizer, tc)
+        if payload is not None:
+            self._restore(payload, resume_from)
+        self.train_model: torch.nn.Module = self.model
+        self.ddp: Any = None
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        if tc.compile:
+            self.train_model = torch.compile(self.train_model)
+        self._write_metrics()
+
+    def _restore(self, payload: dict[str, Any], path: Path | None) -> None:
+        state.check_resumable(payload, path, self.cfg.model, self.tokenizer)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.schedule.load_state_dict(payload["scheduler"])
+        self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
+        self.batch_in_epoch = int(payload["batch_in_epoch"])
+        self.best_bleu = payload["best_bleu"]
+        for key in self._metrics_state():
+            setattr(self, key, payload["metrics"][key])
+        state.set_rng_state(payload["rng"])
+        if self.dist.rank > 0:
+            torch.manual_seed(self.tc.seed + 1000 * self.dist.rank + self.step)
+        self.log.info(f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_in_epoch}")
+
+    # Checkpoints and metrics -------------------------------------------------------------------------------
+    def _metrics_state(self) -> dict[str, Any]:
+        """Loop state besides weights and optimizer; restored attribute by attribute on resume."""
+        keys = ("best_step", "bad_validations", "bad_steps", "train_seconds", "train_tokens", "history")
+        return {k: getattr(self, k) for k in keys} | {"last_validated_step": self.last_validated_step}
+
+    def _payload(self) -> dict[str, Any]:
+        return {
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "model": self.model.state_dict(),
+            "tokenizer": self.tokenizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": None,  # bf16 autocast needs no loss scaling
+            "rng": state.rng_state(),
+            "best_bleu": self.best_bleu,
+            "metrics": self._metrics_state(),
+            "num_parameters": self.num_parameters,
+        }
+
+    def _save(self, names: list[str]) -> None:
+        if names and self.dist.is_main:
+            state.save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
+
+    def _write_metrics(self, final: dict[str, Any] | None = None) -> None:
+        if not self.dist.is_main:
+            return
+        data = {"num_parameters": self.num_parameters, "arch": self.cfg.model.arch, "step": self.step}
+        data |= {"epoch": self.epoch, "best_bleu": self.best_bleu} | self._metrics_state() | (final or {})
+        tmp = self.run_dir / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, self.run_dir / "metrics.json")
+
+    # The loop ----------------------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until a budget, early stopping or a signal stops it; returns a summary of the run."""
+        self._setup()
+        self._install_signal_handlers()
+        try:
+            self._loop()
+            return self._finish()
+        finally:
+            self._restore_signal_handlers()
+            self.log.close()
+            dist.cleanup(self.dist)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_enabled:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_step(self, group: list[Any], flags: list[float]) -> tuple[Tensor, float]:
+        """Forward/backward over the accumulated batches of `group`, then an update unless the loss or the
+        gradient norm is non-finite. Returns the rank-summed [loss sum, target tokens, tokens, padding
+        fraction, *flags] and the gradient norm (the same on every rank: DDP has averaged the gradients)."""
+        tc = self.tc
+        n_targets = sum(int((b.tgt_out != PAD_ID).sum()) for b in group)
+        loss_total = torch.zeros((), device=self.device)
+        for k, batch in enumerate(group):
+            batch = batch.to(self.device, non_blocking=self.device.type == "cuda")
+            # DDP averages gradients only on the last batch of the group.
+            last = k == len(group) - 1
+            with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
+                with self._autocast():
+                    logits = self.train_model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
+                loss = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
+                (loss / max(n_targets, 1)).backward()
+            loss_total += loss.detach()
+        clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        padding = sum(b.padding_fraction for b in group) / len(group)
+        stats = [float(loss_total), n_targets, sum(b.num_tokens for b in group), padding, *flags]
+        summed = dist.all_reduce_sum(torch.tensor(stats, dtype=torch.float64, device=self.device), self.dist)
+        summed = summed.cpu()
+        if math.isfinite(summed[0].item()) and math.isfinite(grad_norm):
+            self.schedule.set_step(self.step + 1)
+            self.optimizer.step()
+            self.step += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return summed, grad_norm
+
+    def _loop(self) -> None:
+        tc = self.tc
+        session_start, seconds_before = time.monotonic(), self.train_seconds
+        start_fraction = self._budget_fraction(self.batch_in_epoch / max(len(self.sampler), 1))
+        meter = StepMeter()
+        batches = state.batch_stream(
+            self.sampler, self.src_ids, self.tgt_ids, self.epoch, self.batch_in_epoch, tc.max_epochs,
+            tc.num_workers, tc.seed, pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        while True:
+            if tc.max_steps > 0 and self.step >= tc.max_steps:
+                self.stop_reason = "max_steps"
+                return
+            group = []
+            for item in batches:
+                group.append(item)
+                if len(group) == tc.accum_steps:
+                    break
+            if not group:
+                self.stop_reason = "max_epochs"
+                return
+            epoch, index, n_batches, _ = group[-1]
+            self.train_seconds = seconds_before + time.monotonic() - session_start
+            time_up = tc.max_minutes > 0 and self.train_seconds >= tc.max_minutes * 60
+            step_before = self.step
+            stats, grad_norm = self._train_step([g[3] for g in group], [self._signal is not None, time_up])
+            self.epoch, self.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
+            self.train_tokens += int(stats[2])
+            padding = stats[3].item() / self.dist.world_size
+            stepped = self.step > step_before
+            if stepped:
+                self.bad_in_a_row = 0
+                meter.add(stats[0].item(), stats[1].item(), stats[2].item(), padding, grad_norm)
+            else:
+                meter.add_tokens(stats[2].item(), padding)
+                self._bad_step(stats[0].item(), grad_norm)
+            self._report(meter, epoch, index, n_batches, session_start, seconds_before, start_fraction)
+
+            if stats[4] > 0:
+                self.stop_reason = "signal"
+                self.log.info(f"stopping on {signal.Signals(self._signal).name if self._signal else 'a signal'}")
+                return
+            names: list[str] = []
+            epoch_end = self.batch_in_epoch == 0
+            eval_due = (tc.eval_every > 0 and self.step % tc.eval_every == 0) or (tc.eval_every == 0 and epoch_end)
+            if stepped and eval_due:
+                names += self._validate()
+                if tc.patience > 0 and self.bad_validations >= tc.patience:
+                    self.stop_reason = "early_stopping"
+            if stepped and tc.save_every > 0 and self.step % tc.save_every == 0:
+                names += ["last.pt"] + ([f"step-{self.step}.pt"] if tc.keep_last > 0 else [])
+            self._save(names)
+            if self.stop_reason:
+                return
+            if stats[5] > 0:
+                self.stop_reason = "max_minutes"
+                return
+
+    def _budget_fraction(self, epoch_fraction: float, seconds: float = 0.0) -> float:
+        """How much of the budget is used: the largest fraction among the budgets that are set."""
+        tc = self.tc
+        parts = [self.step / tc.max_steps] if tc.max_steps > 0 else []
+        parts += [(self.epoch + epoch_fraction) / tc.max_epochs] if tc.max_epochs > 0 else []
+        parts += [seconds / (tc.max_minutes * 60)] if tc.max_minutes > 0 else []
+        return min(1.0, max(parts))
+
+    def _report(
+        self, meter: StepMeter, epoch: int, index: int, n_batches: int, start: float, before: float, f0: float
+    ) -> None:
+        """The live progress line, and every `log_every` steps a log line + TensorBoard scalars."""
+        elapsed = time.monotonic() - start
+        fraction = self._budget_fraction(self.batch_in_epoch / n_batches, before + elapsed)
+        eta = elapsed * (1 - fraction) / max(fraction - f0, 1e-9)
+        line = (
+            f"step {self.step} | epoch {epoch + 1} {100 * (index + 1) / n_batches:3.0f}% | loss {meter.loss:.3f}"
+            f" | lr {self.schedule.lr:.2e} | {meter.tokens_per_sec / 1000:.1f}k tok/s | ETA {format_duration(eta)}"
+        )
+        self.log.progress(line)
+        if self.tc.log_every > 0 and meter.steps > 0 and self.step % self.tc.log_every == 0:
+            scalars = meter.scalars(self.schedule.lr)
+            self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f}", console=not self.log.live)
+            self.log.scalars(scalars, self.step)
+            meter.reset()
+
+    def _bad_step(self, loss: float, grad_norm: float) -> None:
+        self.bad_steps += 1
+        self.bad_in_a_row += 1
+        self.log.info(
+            f"skipped an update after step {self.step}: non-finite loss ({loss:.4g}) or gradient norm "
+            f"({grad_norm:.4g}); {self.bad_in_a_row} in a row, {self.bad_steps} in total"
+        )
+        if self.bad_in_a_row >= self.tc.max_bad_steps:
+            raise NMTError(
+                f"training diverged: {self.bad_in_a_row} non-finite steps in a row after step {self.step} "
+                f"(train.max_bad_steps={self.tc.max_bad_steps}); lower train.lr or raise train.warmup_steps, "
+                f"then resume from {self.run_dir / 'last.pt'}"
+            )
+
+    def _validate(self) -> list[str]:
+        """Validate (rank 0 decodes, the others wait); returns ["best.pt"] when BLEU improved."""
+        result = None
+        if self.dist.is_main:
+            decode_cfg = DecodeConfig(**OmegaConf.to_container(self.cfg.decode, resolve=True))
+            decode_cfg.beam, decode_cfg.nbest = max(1, self.tc.eval_beam), 1
+            result = validate(
+                self.model, self.valid, self.tokenizer, decode_cfg, self.device, self._autocast(), self.log,
+                self.step, self.tc.attention_samples,
+            )  # fmt: skip
+        result = dist.broadcast_object(result, self.dist)
+        self.last_validated_step = self.step
+        self.schedule.on_validation(result["bleu"])
+        improved = self.best_bleu is None or result["bleu"] > self.best_bleu
+        if improved:
+            self.best_bleu, self.best_step, self.bad_validations = result["bleu"], self.step, 0
+        else:
+            self.bad_validations += 1
+        result |= {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr}
+        self.history.append(result)
+        self.log.scalars(
+            {
+                "valid/loss": result["valid_loss"],
+                "valid/ppl": result["valid_ppl"],
+                "valid/bleu": result["bleu"],
+                "valid/chrf": result["chrf"],
+            },
+            self.step,
+        )
+        self.log.flush()
+        self.log.info(
+            f"valid step {self.step}: loss {result['valid_loss']:.3f} | ppl {result['valid_ppl']:.2f} | "
+            f"BLEU {result['bleu']:.2f} | chrF {result['chrf']:.2f} | best {self.best_bleu:.2f} "
+            f"(step {self.best_step}) | {result['valid_seconds']:.1f}s"
+        )
+        self._write_metrics()
+        return ["best.pt"] if improved else []
+
+    def _finish(self) -> dict[str, Any]:
+        names = []
+        if self.stop_reason != "signal" and self.step > 0 and self.step != self.last_validated_step:
+            names += self._validate()
+        self._save(names + ["last.pt"])
+        summary = {
+            "stop_reason": self.stop_reason,
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_bleu": self.best_bleu,
+            "best_step": self.best_step,
+            "bad_steps": self.bad_steps,
+            "train_seconds": self.train_seconds,
+            "tokens_per_sec": self.train_tokens / max(self.train_seconds, 1e-9),
+        }
+        self._write_metrics({"stop_reason": self.stop_reason, "tokens_per_sec": summary["tokens_per_sec"]})
+        if self.history and self.stop_reason != "signal":
+            last = self.history[-1]
+            final = {k: float(last[k]) for k in ("bleu", "chrf", "valid_loss", "valid_ppl")}
+            final |= {"best_bleu": float(self.best_bleu or 0.0), "step": float(self.step)}
+            self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final)
+        self.log.info(
+            f"done ({self.stop_reason}): step {self.step}, best valid BLEU {self.best_bleu} at step "
+            f"{self.best_step}, {format_duration(self.train_seconds)} of training; run dir {self.run_dir}"
+        )
+        return summary
+
+    # Signals -----------------------------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self._signal = signum  # acted on after the current step; printing here could re-enter stdout
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
