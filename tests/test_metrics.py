@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import subprocess
 import sys
@@ -29,16 +28,13 @@ from nmt.evaluation.metrics import (
 from nmt.evaluation.plots import log_to_tensorboard, plot_attention, plot_bleu_by_length, save_png
 from nmt.evaluation.report import render_markdown, write_report
 
-MIRROR = Path(os.environ.get("NMT_DATA_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def corpus() -> tuple[list[str], list[str]]:
+def corpus(mirror: Path) -> tuple[list[str], list[str]]:
     """200 real Multi30k validation pairs (German source, English reference)."""
-    src_path, ref_path = MIRROR / "multi30k" / "val.de.gz", MIRROR / "multi30k" / "val.en.gz"
-    if not ref_path.exists():
-        pytest.skip(f"corpus mirror not found at {MIRROR}")
+    src_path, ref_path = mirror / "multi30k" / "val.de.gz", mirror / "multi30k" / "val.en.gz"
     with gzip.open(src_path, "rt", encoding="utf-8") as f:
         src = [line.strip() for _, line in zip(range(200), f, strict=False)]
     with gzip.open(ref_path, "rt", encoding="utf-8") as f:

@@ -1,0 +1,226 @@
+"""Greedy and batched beam search on every architecture, and `translate`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig, ModelConfig
+from nmt.decoding.search import beam_search, greedy_search, length_penalty, translate
+from nmt.errors import NMTError
+from nmt.models import build_model
+from nmt.models.base import Seq2Seq
+
+VOCAB = 24
+ARCHS = ["rnn_attention", "rnn_fixed", "transformer"]
+
+
+class EosBiased(Seq2Seq):
+    """Wraps a freshly initialised model so that it behaves like a trained one: sharper logits (varied
+    outputs) and an EOS logit that grows with the step, so sentences end at varied lengths. Records the rows
+    of every decode step, to show that finished sentences leave the batch."""
+
+    def __init__(self, inner: Seq2Seq, sharpen: float = 6.0, eos_slope: float = 1.0, eos_offset: float = 4.0):
+        super().__init__()
+        self.inner, self.sharpen, self.eos_slope, self.eos_offset = inner, sharpen, eos_slope, eos_offset
+        self.step_rows: list[int] = []
+        self.max_positions = getattr(inner, "max_positions", None)
+
+    def _adjust(self, logits: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """logits (..., V), steps broadcastable to logits[..., 0]."""
+        eos = F.one_hot(torch.tensor(EOS_ID), logits.size(-1)).to(logits)
+        return logits * self.sharpen + (self.eos_slope * steps - self.eos_offset).unsqueeze(-1).to(logits) * eos
+
+    def encode(self, src, src_lens):
+        return self.inner.encode(src, src_lens)
+
+    def init_state(self, enc):
+        inner = self.inner.init_state(enc)
+        rows = enc["src_mask"].size(0)
+        return {"inner": inner, "t": torch.zeros(rows, dtype=torch.long, device=enc["src_mask"].device)}
+
+    def decode_step(self, tokens, state, enc):
+        self.step_rows.append(tokens.size(0))
+        logits, inner, attn = self.inner.decode_step(tokens, state["inner"], enc)
+        return self._adjust(logits, state["t"]), {"inner": inner, "t": state["t"] + 1}, attn
+
+    def forward(self, src, src_lens, tgt_in):
+        return self._adjust(self.inner(src, src_lens, tgt_in), torch.arange(tgt_in.size(1)))
+
+    def forward_attention(self, src, src_lens, tgt_in):
+        return self.inner.forward_attention(src, src_lens, tgt_in)
+
+
+def make_model(arch: str, seed: int = 0, **kwargs: float) -> EosBiased:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        arch=arch,
+        emb_dim=16,
+        hidden=16,
+        dropout=0.0,
+        heads=2 if arch != "rnn_fixed" else 1,
+        ff_dim=32,
+        max_positions=64,
+        tie_embeddings=False,
+    )
+    inner = build_model(cfg, VOCAB, VOCAB)
+    # float64 so that batch composition cannot flip a near-tie between hypotheses.
+    return EosBiased(inner, **kwargs).double().eval()
+
+
+def make_batch(lengths: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random sources of the given lengths (EOS included), PAD-padded: (B, S) and (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.full((len(lengths), max(lengths)), PAD_ID, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, : n - 1] = torch.randint(4, VOCAB, (n - 1,), generator=g)
+        src[i, n - 1] = EOS_ID
+    return src, torch.tensor(lengths)
+
+
+LENGTHS = [9, 3, 12, 5, 7, 2]
+
+
+def teacher_forced(model: Seq2Seq, src: torch.Tensor, src_lens: torch.Tensor, hyp: list[int]) -> Any:
+    """Summed log-probability of hyp + EOS, and the attention (len + 1, S) of a teacher-forced pass."""
+    tgt_in = torch.tensor([[BOS_ID] + hyp])
+    tgt_out = torch.tensor(hyp + [EOS_ID])
+    logits = model(src, src_lens, tgt_in)[0]
+    logp = F.log_softmax(logits, -1).gather(1, tgt_out.unsqueeze(1)).sum().item()
+    attention = model.forward_attention(src, src_lens, tgt_in)
+    return logp, None if attention is None else attention[0]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_of_one_equals_greedy(arch):
+    model = make_model(arch)
+    src, lens = make_batch(LENGTHS)
+    greedy = greedy_search(model, src, lens, max_len_a=1.0, max_len_b=4)
+    beam = beam_search(model, src, lens, beam=1, alpha=0.0, max_len_a=1.0, max_len_b=4)
+    assert beam.tokens == greedy.tokens
+    assert len({len(t[0]) for t in greedy.tokens}) > 1, "want sentences of several output lengths"
+    for g, b in zip(greedy.scores, beam.scores, strict=True):
+        assert b[0] == pytest.approx(g[0], abs=1e-9)  # alpha 0: no length penalty
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_beam_equals_beam_one_sentence_at_a_time(arch):
+    model = make_model(arch)
+    src, lens = make_batch(LENGTHS)
+    batched = beam_search(model, src, lens, beam=4, alpha=0.6, nbest=3, with_attention=True)
+    for i, n in enumerate(LENGTHS):
+        single = beam_search(
+            model, src[i : i + 1, :n], lens[i : i + 1], beam=4, alpha=0.6, nbest=3, with_attention=True
+        )
+        assert single.tokens[0] == batched.tokens[i]
+        assert single.scores[0] == pytest.approx(batched.scores[i], abs=1e-9)
+        if batched.attention is not None:
+            torch.testing.assert_close(single.attention[0], batched.attention[i])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_beam_scores_and_attention_follow_the_backpointers(arch):
+    """The best hypothesis's score and attention equal a teacher-forced pass over that hypothesis."""
+    model = make_model(arch, eos_slope=0.7)
+    src, lens = make_batch(LENGTHS, seed=2)
+    result = beam_search(model, src, lens, beam=5, alpha=0.8, nbest=5, with_attention=True)
+    with torch.no_grad():
+        for i, n in enumerate(LENGTHS):
+            best = result.tokens[i][0]
+            logp, attention = teacher_forced(model, src[i : i + 1, :n], lens[i : i + 1], best)
+            assert result.scores[i][0] == pytest.approx(logp / length_penalty(len(best) + 1, 0.8), abs=1e-9)
+            assert result.scores[i] == sorted(result.scores[i], reverse=True)
+            assert len({tuple(h) for h in result.tokens[i]}) == len(result.tokens[i])  # distinct n-best
+            if arch == "rnn_fixed":
+                assert result.attention is None
+            else:
+                assert result.attention[i].shape == (len(best) + 1, n)
+                torch.testing.assert_close(result.attention[i], attention.float())
+
+
+def test_greedy_attention_matches_teacher_forcing():
+    model = make_model("rnn_attention")
+    src, lens = make_batch(LENGTHS)
+    result = greedy_search(model, src, lens, with_attention=True)
+    with torch.no_grad():
+        for i, n in enumerate(LENGTHS):
+            logp, attention = teacher_forced(model, src[i : i + 1, :n], lens[i : i + 1], result.tokens[i][0])
+            assert result.scores[i][0] == pytest.approx(logp, abs=1e-9)
+            torch.testing.assert_close(result.attention[i], attention.float())
+            torch.testing.assert_close(result.attention[i].sum(-1), torch.ones(attention.size(0)))
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_length_limit_and_finished_sentences_leave_the_batch(search):
+    model = make_model("rnn_attention", eos_slope=0.0, eos_offset=50.0)  # never ends on its own
+    src, lens = make_batch(LENGTHS)
+    if search == "greedy":
+        result = greedy_search(model, src, lens, max_len_a=0.5, max_len_b=1)
+        k = 1
+    else:
+        result = beam_search(model, src, lens, beam=3, max_len_a=0.5, max_len_b=1)
+        k = 3
+    for hyps, n in zip(result.tokens, LENGTHS, strict=True):
+        assert all(len(h) <= int(0.5 * n + 1) for h in hyps)
+        assert all(EOS_ID not in h and BOS_ID not in h for h in hyps)
+    rows = model.step_rows
+    assert rows[0] == len(LENGTHS) * k
+    assert rows == sorted(rows, reverse=True) and rows[-1] < rows[0]
+    assert len(rows) == int(0.5 * max(LENGTHS) + 1) + 1  # the longest limit, plus its EOS step
+
+
+def test_bad_beam_settings_are_user_errors():
+    model = make_model("rnn_fixed")
+    src, lens = make_batch([3])
+    with pytest.raises(NMTError, match="nbest"):
+        beam_search(model, src, lens, beam=2, nbest=3)
+    with pytest.raises(NMTError, match="beam"):
+        beam_search(model, src, lens, beam=0)
+
+
+class CharTokenizer:
+    """A stand-in tokenizer: one id per lowercase letter (ids 4..29), words joined by spaces."""
+
+    src_vocab_size = tgt_vocab_size = 30
+
+    def encode_src(self, texts):
+        return [[4 + ord(c) - ord("a") for c in t.replace(" ", "")] for t in texts]
+
+    def decode_tgt(self, ids):
+        return [" ".join(chr(ord("a") + i - 4) for i in seq if i >= 4) for seq in ids]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_translate_restores_order_keeps_empty_lines_and_model_mode(beam):
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="rnn_attention", emb_dim=16, hidden=16, dropout=0.1)
+    model = EosBiased(build_model(cfg, 30, 30))
+    model.train()
+    sentences = ["abc", "", "hello world", "  ", "x", "the quick brown fox", "ab"]
+    small = translate(
+        model, CharTokenizer(), sentences, DecodeConfig(beam=beam, nbest=beam, batch_size=2), "cpu", with_attention=True
+    )
+    assert model.training  # restored after decoding
+    one_batch = translate(model, CharTokenizer(), sentences, DecodeConfig(beam=beam, batch_size=64), "cpu")
+    assert small.hypotheses == one_batch.hypotheses  # batching and sorting do not change the output
+    assert small.hypotheses[1] == "" and small.hypotheses[3] == ""
+    assert len(small.hypotheses) == len(sentences) and all(len(n) == beam for n in small.nbest[:1])
+    assert small.num_tokens == sum(len(x) for x in small.ids) > 0
+    assert small.seconds > 0
+    # Each output belongs to its own input: decoding a sentence alone gives the same text.
+    alone = translate(model, CharTokenizer(), [sentences[5]], DecodeConfig(beam=beam), "cpu")
+    assert alone.hypotheses[0] == small.hypotheses[5]
+    src_len = len(sentences[5].replace(" ", "")) + 1
+    assert small.attention[5].shape == (len(small.ids[5]) + 1, src_len)
+
+
+def test_translate_truncates_over_long_inputs():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="rnn_fixed", emb_dim=8, hidden=8, dropout=0.0), 30, 30)
+    out = translate(model, CharTokenizer(), ["abcdefghij", "abc"], DecodeConfig(beam=2), "cpu", max_input_tokens=5)
+    assert out.truncated == [0]
+    assert len(out.hypotheses) == 2
+    assert out.attention is None
