@@ -1,0 +1,79 @@
+"""Models: `build_model(cfg.model, src_vocab, tgt_vocab)` picks the architecture named by `cfg.arch`.
+
+- rnn_attention: `AttentionSeq2Seq` (nmt/models/rnn.py), scorers in nmt/models/attention.py
+- rnn_fixed:     `FixedContextSeq2Seq` (nmt/models/rnn.py), the fixed-length-context baseline
+- transformer:   `Transformer` (nmt/models/transformer.py)
+All follow the contract in nmt/models/base.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nmt.config import ModelConfig
+from nmt.errors import NMTError
+from nmt.models.attention import SCORERS
+from nmt.models.base import Seq2Seq, select_batch
+from nmt.models.rnn import CONTEXT_MODES, RNN_TYPES, AttentionSeq2Seq, FixedContextSeq2Seq
+from nmt.models.transformer import POSITIONS, Transformer
+
+ARCHS = ("rnn_attention", "rnn_fixed", "transformer")
+
+__all__ = ["ARCHS", "AttentionSeq2Seq", "FixedContextSeq2Seq", "Seq2Seq", "Transformer", "build_model",
+           "select_batch"]
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise NMTError(f"unknown model.{name}={value!r}; valid values: {', '.join(valid)}")
+
+
+def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
+    """Every option named in the config is checked, whatever the architecture, so a typo never hides."""
+    _choice("arch", cfg.arch, ARCHS)
+    _choice("rnn_type", cfg.rnn_type, RNN_TYPES)
+    _choice("context_mode", cfg.context_mode, CONTEXT_MODES)
+    _choice("scorer", cfg.scorer, SCORERS)
+    _choice("positions", cfg.positions, POSITIONS)
+    for name in ("emb_dim", "hidden", "enc_layers", "dec_layers", "heads", "max_positions", "ff_dim"):
+        if getattr(cfg, name) < 1:
+            raise NMTError(f"model.{name} must be at least 1, got {getattr(cfg, name)}")
+    if min(src_vocab, tgt_vocab) < 4:
+        raise NMTError(f"vocabularies need the 4 special ids, got src {src_vocab}, tgt {tgt_vocab}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise NMTError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
+    if not cfg.temperature > 0.0:
+        raise NMTError(f"model.temperature must be > 0, got {cfg.temperature}")
+    if cfg.arch != "rnn_attention":
+        # Silently ignoring these would make a run look like something it is not.
+        if cfg.temperature != 1.0 or cfg.hard or cfg.input_feeding:
+            raise NMTError(f"model.temperature, model.hard and model.input_feeding apply to arch=rnn_attention "
+                           f"only (arch={cfg.arch})")
+    if cfg.arch == "rnn_fixed" and cfg.heads != 1:
+        raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
+    if cfg.arch == "rnn_attention":
+        enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
+        # dot/scaled_dot split the key space into heads, general/additive the query-sized space; the values
+        # (encoder states) are always split.
+        scored = enc_dim if cfg.scorer in ("dot", "scaled_dot") else cfg.hidden
+        if enc_dim % cfg.heads or scored % cfg.heads:
+            raise NMTError(f"model.heads={cfg.heads} must divide the attention sizes ({scored}, {enc_dim}) "
+                           f"of scorer {cfg.scorer}")
+    if cfg.arch == "transformer" and cfg.hidden % cfg.heads:
+        raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
+
+
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+    """A freshly initialised model for `cfg` (a ModelConfig or its OmegaConf node); NMTError on bad options."""
+    _check(cfg, src_vocab, tgt_vocab)
+    if cfg.arch == "transformer":
+        return Transformer(src_vocab, tgt_vocab, dim=cfg.hidden, ff_dim=cfg.ff_dim, heads=cfg.heads,
+                           enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
+                           positions=cfg.positions, tie_embeddings=cfg.tie_embeddings,
+                           max_positions=cfg.max_positions)
+    shared = dict(emb_dim=cfg.emb_dim, hidden=cfg.hidden, enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers,
+                  dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional)
+    if cfg.arch == "rnn_fixed":
+        return FixedContextSeq2Seq(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **shared)
+    return AttentionSeq2Seq(src_vocab, tgt_vocab, scorer=cfg.scorer, heads=cfg.heads,
+                            temperature=cfg.temperature, hard=cfg.hard, input_feeding=cfg.input_feeding, **shared)

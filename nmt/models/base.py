@@ -58,3 +58,8 @@ def select_batch(obj: Any, index: Tensor) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(select_batch(v, index) for v in obj)
     return obj
+
+
+def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """lengths (B,) -> mask (B, max_len), True at the first lengths[b] positions (real tokens)."""
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -1,0 +1,293 @@
+"""The three models against the contract in nmt/models/base.py, on tiny sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+from nmt.config import BOS_ID, EOS_ID, PAD_ID, ModelConfig
+from nmt.errors import NMTError
+from nmt.models import AttentionSeq2Seq, FixedContextSeq2Seq, Transformer, build_model, select_batch
+from nmt.models.attention import SCORERS
+from nmt.models.rnn import RNNEncoder
+
+V = 20
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
+
+TINY = {
+    "fixed": dict(arch="rnn_fixed"),
+    "fixed_init_only_lstm": dict(arch="rnn_fixed", context_mode="init_only", rnn_type="lstm", dec_layers=2),
+    **{f"attention_{s}": dict(arch="rnn_attention", scorer=s) for s in SCORERS},
+    "attention_heads_hard": dict(arch="rnn_attention", scorer="general", heads=2, hard=True),
+    "attention_feeding_lstm": dict(
+        arch="rnn_attention", rnn_type="lstm", input_feeding=True, dec_layers=2, enc_layers=2, heads=2, temperature=0.5
+    ),
+    "attention_unidirectional": dict(arch="rnn_attention", bidirectional=False, scorer="scaled_dot"),
+    "transformer": dict(arch="transformer", heads=4, ff_dim=32, enc_layers=2, dec_layers=2),
+    "transformer_learned_untied": dict(
+        arch="transformer", heads=2, ff_dim=32, positions="learned", tie_embeddings=False
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny ops are fastest single-threaded, and two threads on a busy 2-core machine mostly wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str, src_vocab: int = V, tgt_vocab: int = V, **kw: object):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{"emb_dim": 8, "hidden": 16, "dropout": 0.1, **TINY[name], **kw})
+    return build_model(cfg, src_vocab, tgt_vocab)
+
+
+def batch(seed: int = 0, lens: tuple[int, ...] = (7, 4, 2), tgt_len: int = 5):
+    """src (B, S) with EOS and PAD like the real batches, src_lens (B,), tgt_in (B, T)."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.full((len(lens), max(lens)), PAD_ID)
+    for i, n in enumerate(lens):
+        src[i, :n] = torch.randint(4, V, (n,), generator=g)
+        src[i, n - 1] = EOS_ID
+    tgt_in = torch.randint(4, V, (len(lens), tgt_len), generator=g)
+    tgt_in[:, 0] = BOS_ID
+    return src, torch.tensor(lens), tgt_in
+
+
+def run_steps(model, enc, tgt_in):
+    """Feed tgt_in through decode_step: logits (B, T, V), attention (B, T, S) or None."""
+    state = model.init_state(enc)
+    logits, attn = [], []
+    for t in range(tgt_in.size(1)):
+        step_logits, state, a = model.decode_step(tgt_in[:, t], state, enc)
+        logits.append(step_logits)
+        attn.append(a)
+    return torch.stack(logits, 1), (None if attn[0] is None else torch.stack(attn, 1))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_shapes_and_step_loop_equals_forward(name: str) -> None:
+    model = tiny(name).eval()
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        logits = model(src, lens, tgt_in)
+        step_logits, step_attn = run_steps(model, model.encode(src, lens), tgt_in)
+        attn = model.forward_attention(src, lens, tgt_in)
+    assert logits.shape == (3, 5, V)
+    torch.testing.assert_close(step_logits, logits, atol=1e-5, rtol=1e-5)
+    if TINY[name]["arch"] == "rnn_fixed":
+        assert attn is None and step_attn is None
+        return
+    assert attn.shape == (3, 5, 7)
+    torch.testing.assert_close(step_attn, attn, atol=1e-5, rtol=1e-5)
+    pad = torch.arange(7) >= lens.unsqueeze(1)
+    assert torch.all(attn.masked_select(pad.unsqueeze(1)) == 0.0)
+    torch.testing.assert_close(attn.sum(-1), torch.ones(3, 5))
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_gradients_reach_every_parameter(name: str) -> None:
+    model = tiny(name).train()
+    src, lens, tgt_in = batch()
+    model(src, lens, tgt_in).logsumexp(-1).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_select_batch_reorders_encoder_output_and_state(name: str) -> None:
+    model = tiny(name).eval()
+    src, lens, tgt_in = batch()
+    order = torch.tensor([2, 0, 0, 1])  # beam search repeats and reorders rows
+    with torch.no_grad():
+        enc = model.encode(src, lens)
+        state = model.init_state(enc)
+        _, state, _ = model.decode_step(tgt_in[:, 0], state, enc)
+        full, _, _ = model.decode_step(tgt_in[:, 1], state, enc)
+        enc, state = select_batch(enc, order), select_batch(state, order)
+        picked, _, _ = model.decode_step(tgt_in[order, 1], state, enc)
+    torch.testing.assert_close(picked, full[order])
+
+
+@pytest.mark.parametrize("name", ["fixed", "fixed_init_only_lstm"])
+def test_fixed_context_decoder_cannot_see_encoder_states(name: str) -> None:
+    model = tiny(name).eval()
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        enc = model.encode(src, lens)
+        logits, _ = run_steps(model, enc, tgt_in)
+        # Everything but the summary replaced: noise states, shuffled states, a mask that hides all.
+        for states in (torch.randn_like(enc["states"]), enc["states"].flip(1)):
+            tampered = {"summary": enc["summary"], "states": states, "src_mask": torch.zeros_like(enc["src_mask"])}
+            torch.testing.assert_close(run_steps(model, tampered, tgt_in)[0], logits, atol=0, rtol=0)
+        # Teacher forcing too: an encoder whose per-position states are noise changes nothing.
+        assert torch.allclose(with_noise_states(model, src, lens, tgt_in), model(src, lens, tgt_in))
+
+
+def test_attention_model_does_read_encoder_states() -> None:
+    # The contrast that shows the check above can fail.
+    model = tiny("attention_additive").eval()
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        assert not torch.allclose(with_noise_states(model, src, lens, tgt_in), model(src, lens, tgt_in))
+
+
+def with_noise_states(model, src, lens, tgt_in):
+    """Teacher-forced logits with the encoder's per-position states replaced by noise, summary kept."""
+    real = model.encoder.forward
+    model.encoder.forward = lambda s, n: (torch.randn_like(real(s, n)[0]), real(s, n)[1])
+    try:
+        return model(src, lens, tgt_in)
+    finally:
+        del model.encoder.forward
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_encoder_packing_never_leaks_padding(rnn_type: str) -> None:
+    torch.manual_seed(0)
+    encoder = RNNEncoder(V, 8, 16, layers=2, rnn_type=rnn_type).eval()
+    src, lens, _ = batch(lens=(7, 4, 2))
+    with torch.no_grad():
+        states, summary = encoder(src, lens)
+        # Unpadded input: packing changes nothing against a plain run of the same RNN.
+        full = src[:1]
+        out, final = encoder.rnn(encoder.embed(full))
+        h = final[0] if rnn_type == "lstm" else final
+        torch.testing.assert_close(encoder(full, lens[:1])[0], out)
+        torch.testing.assert_close(summary[:1], torch.cat([h[-2], h[-1]], dim=-1))
+        # Padded rows equal their sentence encoded alone, and padding positions hold exact zeros.
+        for i, n in enumerate(lens.tolist()):
+            alone_states, alone_summary = encoder(src[i : i + 1, :n], lens[i : i + 1])
+            torch.testing.assert_close(states[i : i + 1, :n], alone_states)
+            torch.testing.assert_close(summary[i : i + 1], alone_summary)
+            assert torch.all(states[i, n:] == 0)
+    assert states.shape == (3, 7, 32) and summary.shape == (3, 32)
+
+
+@pytest.mark.parametrize("name", ["fixed", "attention_feeding_lstm", "transformer"])
+def test_padding_does_not_change_a_sentence(name: str) -> None:
+    model = tiny(name).eval()
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        logits = model(src, lens, tgt_in)
+        alone = model(src[2:, :2], lens[2:], tgt_in[2:])
+    torch.testing.assert_close(logits[2:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_cross_attention_and_tying() -> None:
+    model = tiny("transformer").eval()
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        per_head = model.cross_attention(src, lens, tgt_in)
+        plot = model.forward_attention(src, lens, tgt_in)
+    assert per_head.shape == (3, 2, 4, 5, 7)
+    torch.testing.assert_close(plot, per_head[:, -1].mean(1))
+    assert torch.all(per_head[2, ..., 2:] == 0)
+    torch.testing.assert_close(per_head.sum(-1), torch.ones(3, 2, 4, 5))
+    assert not torch.allclose(per_head[:, :, 0], per_head[:, :, 1])  # heads are not copies
+    # Joint vocabulary: one table for source, target and output.
+    assert model.src_embed.weight is model.tgt_embed.weight is model.proj.weight
+    separate = tiny("transformer", src_vocab=V + 5)
+    assert separate.tgt_embed.weight is separate.proj.weight
+    assert separate.src_embed.weight.shape == (V + 5, 16)
+    untied = tiny("transformer_learned_untied")
+    assert untied.proj.weight is not untied.tgt_embed.weight
+    assert untied.src_embed.weight is not untied.tgt_embed.weight
+    assert tiny("transformer").num_parameters() < untied.num_parameters() - V * 16
+
+
+def test_transformer_positions_limit() -> None:
+    model = tiny("transformer", max_positions=6).eval()
+    src, lens, tgt_in = batch()
+    with pytest.raises(NMTError, match="max_positions=6"):
+        model(src, lens, tgt_in)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("arch", "lstm_seq2seq"),
+        ("scorer", "bilinear"),
+        ("rnn_type", "rnn"),
+        ("context_mode", "every"),
+        ("positions", "rotary"),
+    ],
+)
+def test_unknown_options_name_the_key_and_the_valid_values(option: str, value: str) -> None:
+    with pytest.raises(NMTError, match=rf"model\.{option}='{value}'; valid values: \w+"):
+        build_model(ModelConfig(**{option: value}), V, V)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(arch="transformer", hard=True), "rnn_attention only"),
+        (dict(arch="rnn_fixed", heads=2), "heads"),
+        (dict(heads=3), "must divide"),
+        (dict(temperature=0.0), "temperature must be > 0"),
+        (dict(dropout=1.0), "dropout"),
+    ],
+)
+def test_inconsistent_options_are_refused(kw: dict, message: str) -> None:
+    with pytest.raises(NMTError, match=message):
+        build_model(ModelConfig(**kw), V, V)
+
+
+def test_model_configs_build_and_the_comparison_is_fair() -> None:
+    cfgs = {
+        p.stem: OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(p))
+        for p in sorted(CONFIGS.glob("*.yaml"))
+    }
+    assert {"rnn_attention", "rnn_fixed", "transformer"} <= cfgs.keys()
+    for suffix in ("", "_small"):
+        fixed, attention = cfgs[f"rnn_fixed{suffix}"], cfgs[f"rnn_attention{suffix}"]
+        for key in ("emb_dim", "hidden", "enc_layers", "dec_layers", "dropout", "rnn_type", "bidirectional"):
+            assert fixed[key] == attention[key], (suffix, key)
+    for name, cfg in cfgs.items():
+        model = build_model(cfg, 50, 50)
+        assert (
+            type(model)
+            is {"rnn_fixed": FixedContextSeq2Seq, "rnn_attention": AttentionSeq2Seq, "transformer": Transformer}[
+                cfg.arch
+            ]
+        ), name
+
+
+@pytest.mark.parametrize("name", ["fixed", "attention_additive", "attention_dot", "transformer"])
+def test_overfits_sequence_reversal(name: str) -> None:
+    """32 random sentences (len 4-8, 16 word types) and their reversals, learnt to >= 95% token accuracy."""
+    g = torch.Generator().manual_seed(1)
+    words = [torch.randint(4, V, (int(torch.randint(4, 9, (1,), generator=g)),), generator=g) for _ in range(32)]
+    src = torch.nn.utils.rnn.pad_sequence([torch.cat([w, torch.tensor([EOS_ID])]) for w in words], True)
+    tgt_in = torch.nn.utils.rnn.pad_sequence([torch.cat([torch.tensor([BOS_ID]), w.flip(0)]) for w in words], True)
+    tgt_out = torch.nn.utils.rnn.pad_sequence([torch.cat([w.flip(0), torch.tensor([EOS_ID])]) for w in words], True)
+    lens = torch.tensor([len(w) + 1 for w in words])
+    size = dict(hidden=64, heads=4, ff_dim=128) if name == "transformer" else dict(emb_dim=32, hidden=64)
+    model = tiny(name, dropout=0.0, **size)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3 if name == "transformer" else 1e-2, weight_decay=0.0)
+    for _ in range(100):
+        loss = F.cross_entropy(model(src, lens, tgt_in).transpose(1, 2), tgt_out, ignore_index=PAD_ID)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        teacher_forced = model(src, lens, tgt_in).argmax(-1)
+        # Greedy decoding through decode_step, the path search uses.
+        enc = model.encode(src, lens)
+        state, tokens, greedy = model.init_state(enc), torch.full((32,), BOS_ID), []
+        for _ in range(tgt_out.size(1)):
+            logits, state, _ = model.decode_step(tokens, state, enc)
+            tokens = logits.argmax(-1)
+            greedy.append(tokens)
+    real = tgt_out != PAD_ID
+    for pred in (teacher_forced, torch.stack(greedy, 1)):
+        accuracy = ((pred == tgt_out) & real).sum() / real.sum()
+        assert accuracy >= 0.95, (name, accuracy.item())
