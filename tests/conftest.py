@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mirror() -> Path:
     """The read-only corpus mirror ($NMT_DATA_MIRROR, e.g. ../shared/data); skips the test when it is absent."""
     value = os.environ.get("NMT_DATA_MIRROR")

@@ -14,7 +14,6 @@ import hydra
 from omegaconf import DictConfig
 
 from nmt.cli.common import CONFIG_DIR
-from nmt.data.corpus import describe, prepare_corpus
 from nmt.errors import user_errors
 
 # Preparing writes nothing but the corpus cache, so Hydra's run directory (config copy, log file under
@@ -24,10 +23,13 @@ QUIET_HYDRA = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging
 
 @user_errors
 def run(cfg: DictConfig) -> None:
+    # Imported here so that config mistakes and --help answer without loading `datasets`.
+    from nmt.data.corpus import describe, prepare_corpus
+
     start = time.perf_counter()
     corpus = prepare_corpus(cfg.data, log=lambda msg: print(msg, flush=True))
     print(describe(corpus))
-    print(f"done in {time.perf_counter() - start:.1f} s")
+    print(f"done in {time.perf_counter() - start:.2f} s")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

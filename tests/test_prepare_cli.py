@@ -1,0 +1,171 @@
+"""The corpus cache (reuse, rebuild, retrain, interrupted builds) and the `nmt-prepare` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmt.config import DataConfig, TokenizerConfig
+from nmt.data import corpus as corpus_module
+from nmt.data.corpus import prepare_corpus
+from nmt.data.sources import read_lines
+from nmt.data.tokenizer import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def write(path: Path, lines: list[str]) -> str:
+    path.write_text("".join(line + "\n" for line in lines))
+    return str(path)
+
+
+@pytest.fixture
+def tiny_files(tmp_path) -> dict[str, list[str]]:
+    de = ["ein Hund läuft im Park", "zwei Katzen schlafen", "ein Mann fährt Rad", "eine Frau liest ein Buch"] * 5
+    en = ["a dog runs in the park", "two cats sleep", "a man rides a bike", "a woman reads a book"] * 5
+    return {
+        "train": [write(tmp_path / "train.de", de), write(tmp_path / "train.en", en)],
+        "valid": [write(tmp_path / "valid.de", de[:3]), write(tmp_path / "valid.en", en[:3])],
+    }
+
+
+def config(tmp_path: Path, files: dict, vocab: int = 40, **kw) -> DataConfig:
+    return DataConfig(
+        name="tiny", source="files", files=files, root=str(tmp_path / "data"),
+        tokenizer=TokenizerConfig(vocab_size=vocab), **kw,
+    )  # fmt: skip
+
+
+def spm_files(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in directory.glob("spm-*.model")}
+
+
+def test_second_prepare_reuses_the_cache_without_reading_or_training(tmp_path, tiny_files, monkeypatch):
+    first = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    assert first.stats["cache"] == "rebuilt" and first.stats["tokenizer"] == "trained"
+    before = spm_files(first.directory)
+    assert len(before) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a warm prepare must not read, clean or train")
+
+    monkeypatch.setattr(corpus_module, "load_raw", fail)
+    monkeypatch.setattr(Tokenizer, "train", fail)
+    second = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    assert second.stats["cache"] == "hit"
+    assert spm_files(second.directory) == before
+    assert second.tokenizer.sha256 == first.tokenizer.sha256
+    assert second.split("valid")["src"] == first.split("valid")["src"]
+    assert second.stats["splits"] == first.stats["splits"]
+
+
+def test_tokenizer_change_retrains_and_other_changes_reuse_it(tmp_path, tiny_files):
+    first = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    old = spm_files(first.directory)
+
+    # a new test set changes the corpus, not the train text: the tokenizer is reused as is
+    test = [write(tmp_path / "test.de", ["ein Hund"]), write(tmp_path / "test.en", ["a dog"])]
+    more = prepare_corpus(config(tmp_path, {**tiny_files, "test": test}), log=quiet)
+    assert more.stats["cache"] == "rebuilt" and more.stats["tokenizer"] == "reused"
+    assert spm_files(more.directory) == old and more.test_sets == ["test"]
+
+    bpe = config(tmp_path, {**tiny_files, "test": test})
+    bpe.tokenizer.model_type = "bpe"
+    retrained = prepare_corpus(bpe, log=quiet)
+    assert retrained.stats["tokenizer"] == "trained"
+    assert set(spm_files(retrained.directory)).isdisjoint(old), "stale models are removed"
+    assert retrained.tokenizer.sha256 != first.tokenizer.sha256
+
+
+def test_changed_input_file_rebuilds(tmp_path, tiny_files):
+    prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    write(Path(tiny_files["valid"][1]), ["a dog", "two cats", "a man on a bike"])
+    logged = []
+    again = prepare_corpus(config(tmp_path, tiny_files), log=logged.append)
+    assert again.stats["cache"] == "rebuilt" and again.stats["tokenizer"] == "reused"
+    assert again.split("valid")["tgt"][2] == "a man on a bike"
+    assert any("changed" in m for m in logged)
+
+
+def test_interrupted_prepare_leaves_no_valid_looking_cache(tmp_path, tiny_files, monkeypatch):
+    prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    directory = tmp_path / "data" / "prepared" / "tiny"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Tokenizer, "train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_corpus(config(tmp_path, tiny_files, vocab=45), log=quiet)
+    assert not (directory / "manifest.json").exists()
+    monkeypatch.undo()
+    # the old settings no longer match a manifest: the next prepare rebuilds instead of trusting half a cache
+    again = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    assert again.stats["cache"] == "rebuilt"
+    assert json.loads((directory / "manifest.json").read_text())["tokenizer_settings"]["vocab_size"] == 40
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+
+
+def nmt_prepare(*args: str, cwd: Path, mirror: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if mirror is not None:
+        env["NMT_DATA_MIRROR"] = str(mirror)
+    return subprocess.run(
+        [sys.executable, "-m", "nmt.cli.prepare", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
+    root = tmp_path / "data"
+    run = nmt_prepare(
+        f"data.root={root}",
+        "data.tokenizer.vocab_size=1000",
+        "data.tokenizer.model_type=bpe",
+        cwd=tmp_path,
+        mirror=mirror,
+    )
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()}
+    assert int(rows["train"][1]) > 28900 and rows["valid"][1] == "1014" and rows["test_2016_flickr"][1] == "1000"
+    assert "dropped" in out and "src 1000 pieces, tgt 1000 pieces" in out and "done in" in out
+    assert not (tmp_path / "outputs").exists(), "preparing does not create a run directory"
+
+    tokenizer = TokenizerConfig(vocab_size=1000, model_type="bpe")
+    corpus = prepare_corpus(DataConfig(root=str(root), tokenizer=tokenizer), log=quiet)
+    assert corpus.stats["cache"] == "hit"
+    assert corpus.split("test")["src"] == read_lines(mirror / "multi30k" / "test_2016_flickr.de.gz")
+    assert corpus.split("valid")["tgt"] == read_lines(mirror / "multi30k" / "val.en.gz")
+    assert corpus.tokenizer.src_vocab_size == 1000
+
+
+def test_cli_reports_a_bad_corpus_in_one_line(tmp_path):
+    src = write(tmp_path / "train.de", ["a", "b", "c"])
+    tgt = write(tmp_path / "train.en", ["a", "b"])
+    run = nmt_prepare(
+        "data=files", f"data.root={tmp_path / 'data'}", f"+data.files={{train:[{src},{tgt}],valid:[{src},{tgt}]}}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: line counts differ") and len(run.stderr.strip().splitlines()) == 1
+    assert src in run.stderr and tgt in run.stderr and "3 lines" in run.stderr and "has 2" in run.stderr
+
+
+def test_cli_rejects_unknown_keys_and_groups_at_start_up(tmp_path):
+    typo = nmt_prepare("data.batch_tokenz=1", cwd=tmp_path)
+    assert typo.returncode != 0 and "batch_tokenz" in typo.stderr
+    missing = nmt_prepare("data=nonexistent", cwd=tmp_path)
+    assert missing.returncode != 0
+    assert "data/nonexistent" in missing.stderr and "multi30k_de_en" in missing.stderr
+    assert not (tmp_path / "data").exists()
