@@ -8,7 +8,6 @@ linked under its other names (best.pt, last.pt, step-<n>.pt); only the newest `k
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 from collections.abc import Iterator
@@ -67,16 +66,6 @@ class EpochBatches(Dataset):
         return collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
 
 
-def pinned(batch: Any) -> Any:
-    """The batch with its tensors in page-locked memory, so host-to-GPU copies can be non_blocking."""
-    tensors = {
-        f.name: getattr(batch, f.name).pin_memory()
-        for f in dataclasses.fields(batch)
-        if f.init and isinstance(getattr(batch, f.name), Tensor)
-    }
-    return dataclasses.replace(batch, **tensors)
-
-
 def batch_stream(
     sampler: Any,
     src_ids: list[list[int]],
@@ -97,12 +86,13 @@ def batch_stream(
             batch_size=None,
             sampler=range(start, len(batches)),
             num_workers=num_workers,
+            pin_memory=pin_memory,  # Batch.pin_memory: page-locked, so GPU copies can be non_blocking
             # Its own generator: creating an iterator must not draw from the global RNG (dropout masks), or a
             # run resumed mid-epoch would diverge from an uninterrupted one.
             generator=torch.Generator().manual_seed(seed + epoch),
         )
         for offset, batch in enumerate(loader):
-            yield epoch, start + offset, len(batches), pinned(batch) if pin_memory else batch
+            yield epoch, start + offset, len(batches), batch
         epoch, start = epoch + 1, 0
 
 

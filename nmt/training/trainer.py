@@ -127,8 +127,8 @@ class Trainer:
         self.tokenizer = corpus.tokenizer
         self.src_ids, self.tgt_ids = encode_split(corpus.split("train"), self.tokenizer)
         self.sampler = TokenBatchSampler(
-            [len(s) + 1 for s in self.src_ids],  # + EOS
-            [len(t) + 1 for t in self.tgt_ids],  # + BOS (tgt_in) / EOS (tgt_out)
+            [len(s) for s in self.src_ids],  # bare lengths: the sampler adds EOS / BOS itself
+            [len(t) for t in self.tgt_ids],
             tc.batch_tokens,
             shuffle=True,
             seed=tc.seed,
@@ -251,7 +251,7 @@ class Trainer:
         gradient norm is non-finite. Returns the rank-summed [loss sum, target tokens, tokens, padding
         fraction, *flags] and the gradient norm (the same on every rank: DDP has averaged the gradients)."""
         tc = self.tc
-        n_targets = sum(int((b.tgt_out != PAD_ID).sum()) for b in group)
+        n_targets = sum(b.num_tgt_tokens for b in group)
         loss_total = torch.zeros((), device=self.device)
         for k, batch in enumerate(group):
             batch = batch.to(self.device, non_blocking=self.device.type == "cuda")
@@ -319,6 +319,7 @@ class Trainer:
                 self.log.info(f"stopping on {signal.Signals(self._signal).name if self._signal else 'a signal'}")
                 return
             names: list[str] = []
+            pause = time.monotonic()
             epoch_end = self.batch_in_epoch == 0
             eval_due = (tc.eval_every > 0 and self.step % tc.eval_every == 0) or (tc.eval_every == 0 and epoch_end)
             if stepped and eval_due:
@@ -328,6 +329,7 @@ class Trainer:
             if stepped and tc.save_every > 0 and self.step % tc.save_every == 0:
                 names += ["last.pt"] + ([f"step-{self.step}.pt"] if tc.keep_last > 0 else [])
             self._save(names)
+            meter.start += time.monotonic() - pause  # throughput is training tokens per training second
             if self.stop_reason:
                 return
             if stats[5] > 0:
@@ -434,7 +436,7 @@ class Trainer:
             final |= {"best_bleu": float(self.best_bleu or 0.0), "step": float(self.step)}
             self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final)
         self.log.info(
-            f"done ({self.stop_reason}): step {self.step}, best valid BLEU {self.best_bleu} at step "
+            f"done ({self.stop_reason}): step {self.step}, best valid BLEU {self.best_bleu or 0.0:.2f} at step "
             f"{self.best_step}, {format_duration(self.train_seconds)} of training; run dir {self.run_dir}"
         )
         return summary

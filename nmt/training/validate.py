@@ -37,7 +37,7 @@ class ValidSet:
         src_ids = tokenizer.encode_src(sources)
         tgt_ids = tokenizer.encode_tgt(references)
         sampler = TokenBatchSampler(
-            [len(s) + 1 for s in src_ids], [len(t) + 1 for t in tgt_ids], batch_tokens, shuffle=False
+            [len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False
         )
         return cls(sources, references, src_ids, tgt_ids, [list(b) for b in sampler])
 

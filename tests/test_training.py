@@ -1,0 +1,182 @@
+"""The training loop: exact resume, NaN handling, early stopping, schedules, budgets, the nmt-train CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+import torch
+from train_utils import assert_same_parameters, parameters, start_train_cli, tiny_config, write_corpus
+
+import nmt.evaluation.metrics
+import nmt.training.trainer as trainer_module
+from nmt.errors import NMTError
+from nmt.training.checkpoint import load_checkpoint
+from nmt.training.schedules import LRSchedule, inverse_sqrt_factor
+from nmt.training.trainer import Trainer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(mirror, tmp_path_factory):
+    """(corpus dir, prepared-data root) shared by the module: the tokenizer is trained once."""
+    base = tmp_path_factory.getbasetemp() / "nmt-train"
+    return write_corpus(mirror, base / "corpus"), base / "data"
+
+
+def test_resumed_run_equals_uninterrupted_run(setup, tmp_path):
+    # Dropout on, gradient accumulation, a plateau schedule that changes the rate at every validation, and an
+    # epoch boundary (inside one accumulated step) between the resume point (step 3) and the end (step 8).
+    extra = (
+        "train.max_steps=8", "train.accum_steps=2", "train.eval_every=3", "train.save_every=3",
+        "train.keep_last=5", "train.schedule=plateau", "train.plateau_patience=0", "train.plateau_factor=0.5",
+        "train.warmup_steps=2", "train.batch_tokens=600",
+    )  # fmt: skip
+    straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
+    summary = straight.fit()
+    assert summary["step"] == 8 and straight.epoch >= 1, "the run must cross an epoch boundary"
+    step3 = load_checkpoint(tmp_path / "straight" / "step-3.pt")
+    assert step3["step"] == 3 and step3["epoch"] == 0 and step3["batch_in_epoch"] == 6
+
+    resumed = Trainer(tiny_config(*setup, *extra, f"train.resume={tmp_path / 'straight' / 'step-3.pt'}"),
+                      tmp_path / "resumed")  # fmt: skip
+    resumed.fit()
+    assert resumed.step == 8
+    assert_same_parameters(parameters(straight.model), parameters(resumed.model))
+    final = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert_same_parameters(parameters(final["model"]), parameters(straight.model))
+    assert final["scheduler"] == load_checkpoint(tmp_path / "straight" / "last.pt")["scheduler"]
+    assert [h["valid_loss"] for h in resumed.history] == [h["valid_loss"] for h in straight.history]
+
+    # The same run without resuming from step 3 would have diverged: the check above is not vacuous.
+    assert not all(torch.equal(v, step3["model"][k].cpu()) for k, v in parameters(straight.model).items())
+
+
+def test_nan_loss_skips_the_update(setup, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = trainer_module.sequence_loss
+
+    def flaky_loss(logits, targets, label_smoothing=0.0):
+        calls["n"] += 1
+        loss = real_loss(logits, targets, label_smoothing)
+        return loss * math.nan if calls["n"] in (2, 3) else loss
+
+    monkeypatch.setattr(trainer_module, "sequence_loss", flaky_loss)
+    trainer = Trainer(tiny_config(*setup, "train.max_steps=3", "train.max_bad_steps=3"), tmp_path)
+    summary = trainer.fit()
+    assert summary["bad_steps"] == 2
+    assert summary["step"] == 3  # only applied updates count as steps ...
+    payload = load_checkpoint(tmp_path / "last.pt")
+    assert payload["batch_in_epoch"] == 5  # ... but the skipped batches were consumed
+    assert all(torch.isfinite(v).all() for v in payload["model"].values())
+    assert next(iter(payload["optimizer"]["state"].values()))["step"] == 3  # Adam saw 3 updates, not 5
+    assert "skipped an update" in (tmp_path / "train.log").read_text()
+
+
+def test_consecutive_nan_losses_stop_with_an_error(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "sequence_loss", lambda logits, *a, **k: logits.sum() * math.nan)
+    trainer = Trainer(tiny_config(*setup, "train.max_steps=20", "train.max_bad_steps=3"), tmp_path)
+    with pytest.raises(NMTError, match="3 non-finite steps in a row"):
+        trainer.fit()
+    assert trainer.step == 0 and not (tmp_path / "last.pt").exists()
+
+
+def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
+    bleus = iter([5.0, 7.0, 6.0, 6.5, 9.0, 9.0])
+    real_scores = nmt.evaluation.metrics.corpus_scores
+
+    def scripted_scores(hyps, refs):
+        return real_scores(hyps, refs) | {"bleu": next(bleus)}
+
+    monkeypatch.setattr(nmt.evaluation.metrics, "corpus_scores", scripted_scores)
+    cfg = tiny_config(*setup, "train.max_steps=50", "train.eval_every=1", "train.patience=2")
+    summary = Trainer(cfg, tmp_path).fit()
+    assert summary["stop_reason"] == "early_stopping"
+    assert summary["step"] == 4 and summary["best_step"] == 2 and summary["best_bleu"] == 7.0
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 2
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [h["bleu"] for h in metrics["history"]] == [5.0, 7.0, 6.0, 6.5]
+
+
+def test_epoch_budget_and_checkpoint_policy(setup, tmp_path):
+    cfg = tiny_config(*setup, "train.max_steps=0", "train.max_epochs=1", "train.eval_every=0",
+                      "train.save_every=2", "train.keep_last=2")  # fmt: skip
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.fit()
+    n_batches = len(trainer.sampler)
+    assert summary["stop_reason"] == "max_epochs" and summary["step"] == n_batches
+    assert (trainer.epoch, trainer.batch_in_epoch) == (1, 0)
+    assert len(trainer.history) == 1  # eval_every=0: once, at the epoch end
+    kept = sorted(int(p.stem.split("-")[1]) for p in tmp_path.glob("step-*.pt"))
+    last_even = n_batches - n_batches % 2
+    assert kept == [last_even - 2, last_even]
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+def test_no_budget_is_a_user_error(setup, tmp_path):
+    with pytest.raises(NMTError, match="no budget"):
+        Trainer(tiny_config(*setup, "train.max_steps=0"), tmp_path)
+
+
+def test_inverse_sqrt_schedule_shape():
+    factors = [inverse_sqrt_factor(s, 100) for s in range(1, 1001)]
+    assert factors[0] == pytest.approx(0.01) and factors[49] == pytest.approx(0.5)  # linear warmup
+    assert max(factors) == factors[99] == pytest.approx(1.0)  # peak at the end of warmup
+    assert factors[399] == pytest.approx(0.5)  # then lr * sqrt(warmup / step)
+    assert all(a < b for a, b in zip(factors[:99], factors[1:100], strict=True))
+    assert all(a > b for a, b in zip(factors[100:-1], factors[101:], strict=True))
+
+
+def test_plateau_schedule_halves_after_patience_and_keeps_its_state():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = LRSchedule(opt, "plateau", lr=1e-3, warmup_steps=10, factor=0.5, patience=1, min_lr=3e-4)
+    assert sched.set_step(5) == pytest.approx(5e-4)  # warmup
+    assert sched.set_step(20) == pytest.approx(1e-3) == opt.param_groups[0]["lr"]
+    assert not sched.on_validation(10.0)  # best
+    assert not sched.on_validation(9.0)  # 1 bad validation: within patience
+    assert sched.on_validation(10.0) and sched.lr == pytest.approx(5e-4)  # 2nd: halve
+    saved = sched.state_dict()
+    assert not sched.on_validation(11.0)
+    assert not sched.on_validation(1.0)
+    assert sched.on_validation(1.0) and sched.lr == pytest.approx(3e-4)  # floored at min_lr
+    assert not sched.on_validation(1.0) and not sched.on_validation(1.0)  # nothing below min_lr
+    other = LRSchedule(torch.optim.SGD([param], lr=1.0), "plateau", lr=1e-3, patience=1, min_lr=3e-4)
+    other.load_state_dict(saved)
+    assert other.lr == pytest.approx(5e-4) and other.best == 10.0
+
+
+def test_constant_schedule_with_warmup():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = LRSchedule(opt, "constant", lr=2e-3, warmup_steps=4)
+    assert [sched.set_step(s) for s in (1, 2, 4, 100)] == pytest.approx([5e-4, 1e-3, 2e-3, 2e-3])
+    assert not sched.on_validation(0.0) and sched.lr == pytest.approx(2e-3)
+
+
+def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path):
+    from train_utils import overrides
+
+    run_dir = tmp_path / "run"
+    args = overrides(*setup, "train.max_steps=3", "train.eval_every=2", f"hydra.run.dir={run_dir}")
+    proc = start_train_cli(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    for name in ("last.pt", "best.pt", "metrics.json", "train.log", ".hydra/config.yaml"):
+        assert (run_dir / name).exists(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    payload = load_checkpoint(run_dir / "last.pt")
+    assert payload["step"] == 3 and metrics["stop_reason"] == "max_steps"
+    assert metrics["num_parameters"] == payload["num_parameters"] == sum(v.numel() for v in payload["model"].values())
+    assert f"{metrics['num_parameters']:,} parameters" in out
+    assert [h["step"] for h in metrics["history"]] == [2, 3]  # every 2 steps and at the end
+
+    bad = start_train_cli(overrides(*setup, "train.max_steps=0", f"hydra.run.dir={tmp_path / 'bad'}"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    out, err = bad.communicate(timeout=120)
+    assert bad.returncode == 2
+    assert err.strip().splitlines() == ["error: no budget: set train.max_steps, train.max_epochs or "
+                                        "train.max_minutes (all are 0)"]  # fmt: skip
