@@ -144,6 +144,8 @@ class EvaluateConfig:
     tensorboard_dir: str | None = None
     device: str = "auto"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # Added for evaluation: inference-time model settings over the checkpoint's, e.g. ['model.temperature=0.5'].
+    model_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -156,6 +158,8 @@ class TranslateConfig:
     max_input_tokens: int = 250  # longer lines are truncated with a warning
     device: str = "auto"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # Added for translation: inference-time model settings over the checkpoint's, e.g. ['model.hard=true'].
+    model_overrides: list[str] = field(default_factory=list)
 
 
 def register_configs() -> None:
