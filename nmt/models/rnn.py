@@ -261,10 +261,11 @@ class AttentionDecoder(nn.Module):
         """
         emb = self.dropout(self.embed(tgt_in))
         states, contexts, outs, attn = [], [], [], []
-        for t in range(tgt_in.size(1)):
-            s, context, weights, state = self._step(emb[:, t], state, memory)
+        # unbind, not emb[:, t]: the backward of T slices would allocate T zero-filled (B, T, E) gradients.
+        for emb_t in emb.unbind(1):
+            s, context, weights, state = self._step(emb_t, state, memory)
             if self.input_feeding:
-                state["feed"] = self._readout(s, context, emb[:, t])
+                state["feed"] = self._readout(s, context, emb_t)
                 outs.append(state["feed"])
             else:
                 states.append(s)
