@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +23,139 @@ def mirror() -> Path:
     if not (path / "multi30k").is_dir():
         pytest.skip(f"NMT_DATA_MIRROR={value} has no multi30k/ folder")
     return path
+
+
+# Tiny trained checkpoints (evaluation, translation, averaging) ----------------------------------------------
+TINY_TRAIN_PAIRS = 300
+TINY_TRAIN_MAX_WORDS = 12  # short training sentences keep the fixture's training steps cheap
+
+
+@dataclass
+class TinyRun:
+    """A run directory with checkpoints of a model trained for a few dozen steps on a tiny Multi30k slice.
+
+    run_dir: step-<n>.pt for each n in `steps`, last.pt and best.pt (both the final step).
+    files: split -> [source path, target path] of the tiny corpus (train, valid, test).
+    data_root: where its prepared corpus is cached (the checkpoints' data.root).
+    """
+
+    run_dir: Path
+    files: dict[str, list[str]]
+    data_root: Path
+    steps: list[int]
+
+
+def _gz_lines(path: Path, keep: Callable[[int], bool], limit: int) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for i, line in enumerate(f) if keep(i)][:limit]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_files(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Real Multi30k de-en lines in plain files: 300 short train pairs, 30 valid, 60 test pairs."""
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    m30k = mirror / "multi30k"
+    with gzip.open(m30k / "train.de.gz", "rt", encoding="utf-8") as f:
+        short = [i for i, line in zip(range(3000), f, strict=False) if len(line.split()) <= TINY_TRAIN_MAX_WORDS]
+    chosen = set(short[:TINY_TRAIN_PAIRS])
+    files = {}
+    for split, name, keep, limit in [
+        ("train", "train", lambda i: i in chosen, TINY_TRAIN_PAIRS),
+        ("valid", "val", lambda i: i < 30, 30),
+        ("test", "test_2016_flickr", lambda i: i < 60, 60),
+    ]:
+        files[split] = []
+        for lang in ("de", "en"):
+            path = root / f"{split}.{lang}"
+            path.write_text("\n".join(_gz_lines(m30k / f"{name}.{lang}.gz", keep, limit)) + "\n", encoding="utf-8")
+            files[split].append(str(path))
+    return files
+
+
+def train_tiny_run(
+    run_dir: Path, files: dict[str, list[str]], data_root: Path, arch: str, steps: int, save_every: int
+) -> TinyRun:
+    """Train `arch` (tiny sizes) with a plain loop and save checkpoints in the trainer's payload format."""
+    from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from nmt.data.corpus import prepare_corpus
+
+    data = DataConfig(
+        name="tiny",
+        source="files",
+        src_lang="de",
+        tgt_lang="en",
+        files=files,
+        root=str(data_root),
+        tokenizer=TokenizerConfig(vocab_size=250),
+    )
+    model_cfg = ModelConfig(arch=arch, emb_dim=16, hidden=32, dropout=0.0, heads=2, ff_dim=64, max_positions=128)
+    cfg = Config(
+        data=data,
+        model=model_cfg,
+        train=TrainConfig(device="cpu", max_steps=steps, lr=5e-3),
+        decode=DecodeConfig(beam=2, batch_size=32),
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the 2 cores are shared: more threads only contend
+    try:
+        corpus = prepare_corpus(data, log=lambda _: None)
+        return _train_and_save(run_dir, cfg, corpus, steps, save_every)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every: int) -> TinyRun:
+    from omegaconf import OmegaConf
+
+    from nmt.config import PAD_ID
+    from nmt.data.batching import collate, encode_split
+    from nmt.models import build_model
+    from nmt.training.checkpoint import save_checkpoint
+
+    tok = corpus.tokenizer
+    src, tgt = encode_split(corpus.split("train"), tok)
+    torch.manual_seed(1)
+    model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    order = torch.randperm(len(src)).tolist()
+    saved = []
+    for step in range(1, steps + 1):
+        start = (step - 1) * 16 % (len(order) - 16)
+        rows = order[start : start + 16]
+        batch = collate([src[i] for i in rows], [tgt[i] for i in rows], rows)
+        logits = model(batch.src, batch.src_lens, batch.tgt_in)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        names = [f"step-{step}.pt"] if step % save_every == 0 else []
+        names += ["last.pt", "best.pt"] if step == steps else []
+        for name in names:
+            save_checkpoint(
+                run_dir / name,
+                {
+                    "config": OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
+                    "model": model.state_dict(),
+                    "tokenizer": tok.state_dict(),
+                    "step": step,
+                    "epoch": 0,
+                    "batch_in_epoch": step,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": None,
+                    "scaler": None,
+                    "rng": None,
+                    "best_bleu": None,
+                    "metrics": {"train_loss": loss.item()},
+                    "num_parameters": model.num_parameters(),
+                },
+            )
+        if step % save_every == 0:
+            saved.append(step)
+    return TinyRun(run_dir=run_dir, files=dict(cfg.data.files), data_root=Path(cfg.data.root), steps=saved)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_corpus_files: dict[str, list[str]], tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """rnn_attention trained 30 steps on the tiny corpus; step-10/20/30.pt, last.pt, best.pt."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    return train_tiny_run(root / "run", tiny_corpus_files, root / "data", "rnn_attention", steps=30, save_every=10)
