@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
+import sys
 
 import pytest
 import torch
-from train_utils import assert_same_parameters, parameters, start_train_cli, tiny_config, write_corpus
+from train_utils import assert_same_parameters, overrides, parameters, tiny_config, write_corpus
 
 import nmt.evaluation.metrics
 import nmt.training.trainer as trainer_module
@@ -103,7 +103,7 @@ def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
 
 
 def test_epoch_budget_and_checkpoint_policy(setup, tmp_path):
-    cfg = tiny_config(*setup, "train.max_steps=0", "train.max_epochs=1", "train.eval_every=0",
+    cfg = tiny_config(*setup, "train.max_steps=0", "train.max_epochs=1", "train.eval_every=0", "train.batch_tokens=700",
                       "train.save_every=2", "train.keep_last=2")  # fmt: skip
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.fit()
@@ -157,14 +157,27 @@ def test_constant_schedule_with_warmup():
     assert not sched.on_validation(0.0) and sched.lr == pytest.approx(2e-3)
 
 
-def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path):
-    from train_utils import overrides
+def _run_cli(monkeypatch, args: list[str]) -> int:
+    """`nmt-train ARGS` in this process (the SIGTERM test in test_checkpoint.py runs it as a child process)."""
+    from hydra.core.global_hydra import GlobalHydra
 
+    import nmt.cli.train
+
+    monkeypatch.setattr(sys, "argv", ["nmt-train", *args])
+    try:
+        nmt.cli.train.main()
+        return 0
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=3", "train.eval_every=2", f"hydra.run.dir={run_dir}")
-    proc = start_train_cli(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out, _ = proc.communicate(timeout=240)
-    assert proc.returncode == 0, out
+    assert _run_cli(monkeypatch, args) == 0
+    out = capsys.readouterr().out
     for name in ("last.pt", "best.pt", "metrics.json", "train.log", ".hydra/config.yaml"):
         assert (run_dir / name).exists(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -172,11 +185,15 @@ def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path):
     assert payload["step"] == 3 and metrics["stop_reason"] == "max_steps"
     assert metrics["num_parameters"] == payload["num_parameters"] == sum(v.numel() for v in payload["model"].values())
     assert f"{metrics['num_parameters']:,} parameters" in out
+    assert f"{metrics['num_parameters']:,} parameters" in (run_dir / "train.log").read_text()
     assert [h["step"] for h in metrics["history"]] == [2, 3]  # every 2 steps and at the end
+    assert payload["config"]["train"]["max_steps"] == 3  # the resolved config travels with the weights
 
-    bad = start_train_cli(overrides(*setup, "train.max_steps=0", f"hydra.run.dir={tmp_path / 'bad'}"),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    out, err = bad.communicate(timeout=120)
-    assert bad.returncode == 2
-    assert err.strip().splitlines() == ["error: no budget: set train.max_steps, train.max_epochs or "
-                                        "train.max_minutes (all are 0)"]  # fmt: skip
+
+def test_train_cli_user_error_is_one_line_and_exit_2(setup, tmp_path, monkeypatch, capsys):
+    args = overrides(*setup, "train.max_steps=0", f"hydra.run.dir={tmp_path}")
+    assert _run_cli(monkeypatch, args) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "error: no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)"
+    ]

@@ -95,6 +95,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self._signal: int | None = None
         self._old_handlers: dict[int, Any] = {}
+        self.dist = dist.DistInfo()
+        self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -231,9 +233,9 @@ class Trainer:
     # The loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until a budget, early stopping or a signal stops it; returns a summary of the run."""
-        self._setup()
-        self._install_signal_handlers()
         try:
+            self._setup()
+            self._install_signal_handlers()
             self._loop()
             return self._finish()
         finally:

@@ -1,0 +1,137 @@
+"""Checkpoints under faults: torn writes, kill -9 leftovers, unsafe pickles, non-finite weights, SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+import torch
+from train_utils import (
+    assert_same_parameters,
+    overrides,
+    parameters,
+    start_train_cli,
+    tiny_config,
+    write_corpus,
+)
+
+import nmt.training.checkpoint as checkpoint_module
+from nmt.errors import NMTError
+from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+from nmt.training.trainer import Trainer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(mirror, tmp_path_factory):
+    base = tmp_path_factory.getbasetemp() / "nmt-train"
+    return write_corpus(mirror, base / "corpus"), base / "data"
+
+
+def _payload(value: float, step: int | None = None) -> dict:
+    step = int(value) if step is None else step
+    return {"config": {}, "model": {"w": torch.full((3,), value)}, "tokenizer": {}, "step": step}
+
+
+def test_a_torn_write_never_replaces_the_last_good_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, _payload(1.0))
+    real_save = torch.save
+
+    def crash_halfway(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(f.tell() // 2)  # the bytes a crash would leave behind ...
+        raise OSError("disk full")  # ... and the crash
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, _payload(2.0))
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.full((3,), 1.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # the temp file was removed
+
+    # kill -9 mid-write leaves a torn temp file (no cleanup runs): loading and saving go on regardless.
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(path.read_bytes()[:100])
+    assert load_checkpoint(path)["step"] == 1
+    save_checkpoint(path, _payload(3.0))
+    assert load_checkpoint(path)["step"] == 3
+
+    # A torn checkpoint under the real name (e.g. copied by hand) is a clear error, not a traceback.
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(NMTError, match="truncated or corrupt"):
+        load_checkpoint(torn)
+
+
+class _RunsCode:
+    """Unpickling this would call os.system: what a malicious 'checkpoint' does."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_loading_refuses_a_pickle_that_would_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    payload = _payload(1.0) | {"format": "nmt-checkpoint", "version": 1, "extra": _RunsCode(str(marker))}
+    torch.save(payload, path)
+    with pytest.raises(NMTError, match="not a safe checkpoint"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, _payload(1.0))
+    with pytest.raises(NMTError, match="non-finite"):
+        save_checkpoint(path, _payload(float("nan"), step=2))
+    assert load_checkpoint(path)["step"] == 1
+
+
+def test_sigterm_saves_last_pt_exits_0_and_resumes_exactly(setup, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_train_cli(
+        overrides(*setup, "train.max_steps=100000", f"hydra.run.dir={run_dir}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=1,
+    )
+    seen = []
+    try:
+        for line in proc.stdout:  # wait until training is under way, then ask it to stop
+            seen.append(line)
+            if line.startswith("step 2 |"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out = "".join(seen) + proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopping on SIGTERM" in out
+    stopped = load_checkpoint(run_dir / "last.pt")
+    k = stopped["step"]
+    assert 2 <= k < 100000 and stopped["metrics"]["history"] == []  # no validation on the way out
+
+    # Continue the interrupted run in place (resume=auto) and compare with a run that was never stopped.
+    extra = (f"train.max_steps={k + 2}", "train.resume=auto")
+    resumed = Trainer(tiny_config(*setup, *extra), run_dir)
+    resumed.fit()
+    straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
+    straight.fit()
+    assert resumed.step == straight.step == k + 2
+    assert_same_parameters(parameters(resumed.model), parameters(straight.model))
+    assert "resumed from" in (run_dir / "train.log").read_text()
+
+
+def test_resume_refuses_a_different_model(setup, tmp_path):
+    Trainer(tiny_config(*setup, "train.max_steps=1"), tmp_path).fit()
+    other = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto", "model.hidden=24"), tmp_path)
+    with pytest.raises(NMTError, match=r"model config changed \(model.hidden: 16 -> 24\)"):
+        other.fit()
