@@ -135,3 +135,29 @@ def test_resume_refuses_a_different_model(setup, tmp_path):
     other = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto", "model.hidden=24"), tmp_path)
     with pytest.raises(NMTError, match=r"model config changed \(model.hidden: 16 -> 24\)"):
         other.fit()
+
+
+def test_nmt_average_writes_the_mean_of_the_last_k_checkpoints(setup, tmp_path, capsys):
+    from nmt.cli.average import main as average_main
+    from nmt.training.checkpoint import load_model
+
+    cfg = tiny_config(*setup, "train.max_steps=4", "train.save_every=1", "train.keep_last=3")
+    Trainer(cfg, tmp_path).fit()
+    average_main([str(tmp_path), "--last", "3"])
+    out = tmp_path / "averaged-last3.pt"
+    assert "averaged 3 checkpoints (step-2.pt, step-3.pt, step-4.pt)" in capsys.readouterr().out
+    averaged = load_checkpoint(out)["model"]
+    steps = [load_checkpoint(tmp_path / f"step-{n}.pt")["model"] for n in (2, 3, 4)]
+    for name, value in averaged.items():
+        expected = sum(s[name].double() for s in steps) / 3
+        torch.testing.assert_close(value, expected.to(value.dtype), rtol=0, atol=1e-7)
+    assert any(not torch.equal(v, steps[-1][k]) for k, v in averaged.items())  # not just the newest one
+    assert load_model(out).model.num_parameters() == load_checkpoint(tmp_path / "last.pt")["num_parameters"]
+
+    with pytest.raises(SystemExit) as exit_info:
+        average_main([str(tmp_path), "--last", "5"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path} has 3 checkpoints to average")
+    with pytest.raises(SystemExit):
+        average_main([str(tmp_path / "step-3.pt"), str(tmp_path / "step-4.pt"), "-o", str(tmp_path / "last.pt")])
+    assert "refusing to write" in capsys.readouterr().err
