@@ -261,3 +261,28 @@ def test_hub_records_convert_to_stripped_pairs():
     assert records_to_pairs(ds, "en", "de", "wmt/train")[0] == ["A dog.", "Two cats."]
     with pytest.raises(NMTError, match=r"wmt/train record 0 has no translation\.fr"):
         records_to_pairs(ds, "fr", "en", "wmt/train")
+
+
+def test_hub_source_prepares_and_caches_without_reloading(tmp_path, monkeypatch):
+    def records(pairs):
+        return datasets.Dataset.from_list([{"translation": {"de": d, "en": e}} for d, e in pairs])
+
+    train = [("ein Hund läuft", "a dog runs"), ("zwei Katzen", "two cats"), ("", "empty source")] * 4
+    hub = datasets.DatasetDict(
+        {"train": records(train), "validation": records([("ein Hund", "a dog")]), "test": records([("", "")])}
+    )
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config: calls.append((name, config)) or hub)
+    cfg = DataConfig(
+        name="hubtiny", source="hub", hub_name="wmt14", hub_config="de-en", root=str(tmp_path / "data"),
+        tokenizer=TokenizerConfig(vocab_size=40),
+    )  # fmt: skip
+    corpus = prepare_corpus(cfg, log=lambda _: None)
+    assert calls == [("wmt14", "de-en")]
+    assert corpus.test_sets == ["test"] and corpus.split("test")["src"] == [""]
+    assert corpus.split("valid")["tgt"] == ["a dog"] and corpus.stats["dropped"]["empty"] == 4
+    assert prepare_corpus(cfg, log=lambda _: None).stats["cache"] == "hit" and len(calls) == 1
+
+    cfg.hub_splits = {"train": "train", "valid": "dev"}
+    with pytest.raises(NMTError, match="wmt14 has no split 'dev'.*it has train, validation, test"):
+        prepare_corpus(cfg, log=lambda _: None)

@@ -94,6 +94,20 @@ def test_changed_input_file_rebuilds(tmp_path, tiny_files):
     assert again.stats["cache"] == "rebuilt" and again.stats["tokenizer"] == "reused"
     assert again.split("valid")["tgt"][2] == "a man on a bike"
     assert any("changed" in m for m in logged)
+    # a changed train file changes what the tokenizer learns from: retrained
+    write(Path(tiny_files["train"][0]), ["ein Hund rennt"] * 20)
+    assert prepare_corpus(config(tmp_path, tiny_files), log=quiet).stats["tokenizer"] == "trained"
+
+
+def test_cache_is_used_when_the_inputs_are_gone(tmp_path, tiny_files):
+    first = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    for pair in tiny_files.values():
+        for path in pair:
+            Path(path).unlink()
+    logged = []
+    again = prepare_corpus(config(tmp_path, tiny_files), log=logged.append)
+    assert again.stats["cache"] == "hit" and again.split("train")["src"] == first.split("train")["src"]
+    assert any("not found locally" in m for m in logged)
 
 
 def test_interrupted_prepare_leaves_no_valid_looking_cache(tmp_path, tiny_files, monkeypatch):
@@ -162,10 +176,18 @@ def test_cli_reports_a_bad_corpus_in_one_line(tmp_path):
     assert src in run.stderr and tgt in run.stderr and "3 lines" in run.stderr and "has 2" in run.stderr
 
 
-def test_cli_rejects_unknown_keys_and_groups_at_start_up(tmp_path):
-    typo = nmt_prepare("data.batch_tokenz=1", cwd=tmp_path)
-    assert typo.returncode != 0 and "batch_tokenz" in typo.stderr
-    missing = nmt_prepare("data=nonexistent", cwd=tmp_path)
-    assert missing.returncode != 0
-    assert "data/nonexistent" in missing.stderr and "multi30k_de_en" in missing.stderr
-    assert not (tmp_path / "data").exists()
+@pytest.mark.parametrize(
+    "override, expected",
+    [("data.batch_tokenz=1", ["batch_tokenz"]), ("data=nonexistent", ["data/nonexistent", "multi30k_de_en"])],
+)
+def test_cli_rejects_unknown_keys_and_groups_at_start_up(tmp_path, monkeypatch, capsys, override, expected):
+    from nmt.cli import prepare
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["nmt-prepare", override])
+    with pytest.raises(SystemExit) as e:
+        prepare.main()
+    assert e.value.code not in (0, None)
+    err = capsys.readouterr().err
+    assert all(word in err for word in expected), err
+    assert list(tmp_path.iterdir()) == [], "nothing is prepared or written"

@@ -188,24 +188,22 @@ def _load_cached(
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("config_key") != key:
+    if manifest.get("config_key") != key or manifest.get("tokenizer_settings") != dataclasses.asdict(cfg.tokenizer):
         return None
     if inputs is not None and manifest.get("inputs") != inputs:
         log(f"input files of {cfg.name} changed since it was prepared: rebuilding")
         return None
-    if manifest.get("tokenizer_key") is None or manifest["tokenizer_settings"] != dataclasses.asdict(cfg.tokenizer):
-        return None
-    tokenizer = _load_tokenizer(directory, manifest["tokenizer_files"], manifest["tokenizer_settings"])
-    if tokenizer is None or tokenizer.sha256 != manifest["tokenizer_sha256"]:
-        return None
     try:
+        tokenizer = _load_tokenizer(directory, manifest["tokenizer_files"], manifest["tokenizer_settings"])
+        if tokenizer is None or tokenizer.sha256 != manifest["tokenizer_sha256"]:
+            return None
         splits = datasets.load_from_disk(str(directory / DATASET_DIR))
-    except (OSError, ValueError, FileNotFoundError):
+        test_sets, stats = manifest["test_sets"], dict(manifest["stats"], cache="hit")
+    except (KeyError, OSError, ValueError):  # a manifest from other code, or files removed by hand
         return None
     if inputs is None and cfg.source != "hub":
         log(f"input files of {cfg.name} not found locally; using the prepared copy in {directory}")
-    stats = dict(manifest["stats"], cache="hit")
-    return PreparedCorpus(cfg.name, directory, splits, manifest["test_sets"], tokenizer, stats)
+    return PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, stats)
 
 
 # -------------------------------------------------------------------------------------------------- build
@@ -272,6 +270,11 @@ def _build(
             f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs"
         )
         tokenizer = Tokenizer.train(src, tgt, **settings)
+        if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
+            log(
+                f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "
+                f"pieces of the {cfg.tokenizer.vocab_size} asked for"
+            )
         models = [tokenizer.src_model] if tokenizer.joint else [tokenizer.src_model, tokenizer.tgt_model]
         for name, model in zip(names, models, strict=True):
             _write_atomic(directory / name, model)
