@@ -14,6 +14,8 @@ from nmt.errors import NMTError
 from nmt.models import build_model
 from nmt.models.base import Seq2Seq
 
+torch.set_num_threads(1)
+
 VOCAB = 24
 ARCHS = ["rnn_attention", "rnn_fixed", "transformer"]
 

@@ -53,7 +53,8 @@ def plot_bleu_by_length(
         upper = np.array([np.nan if r.get("bleu_ci") is None else r["bleu_ci"][1] for r in rows], dtype=float)
         # A few-point horizontal shift keeps overlapping interval bars of several systems apart.
         shift = (i - (len(systems) - 1) / 2) * 0.06
-        yerr = np.vstack([np.nan_to_num(y - lower), np.nan_to_num(upper - y)])
+        # A percentile interval of BLEU need not contain the corpus BLEU (tiny buckets): clip, never negative.
+        yerr = np.clip(np.vstack([np.nan_to_num(y - lower), np.nan_to_num(upper - y)]), 0.0, None)
         ax.errorbar(x + shift, y, yerr=yerr, marker="o", capsize=3, label=name)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['label']}\n(n={r['count']})" for r in first], fontsize=8)
