@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from train_utils import assert_same_parameters, overrides, parameters, tiny_config, write_corpus
 
 import nmt.evaluation.metrics
 import nmt.training.trainer as trainer_module
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
+from nmt.training.logging import Progress, RunLogger
 from nmt.training.schedules import LRSchedule, inverse_sqrt_factor
 from nmt.training.trainer import Trainer
 
@@ -197,3 +200,33 @@ def test_train_cli_user_error_is_one_line_and_exit_2(setup, tmp_path, monkeypatc
     assert err.strip().splitlines() == [
         "error: no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)"
     ]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_line_on_a_terminal_plain_lines_otherwise(tmp_path):
+    train_cfg = OmegaConf.create({"max_steps": 10, "max_epochs": 0, "max_minutes": 0, "log_every": 2})
+    for name, stream in (("tty", _Terminal()), ("pipe", io.StringIO())):
+        log = RunLogger(tmp_path / name, tensorboard=False, stream=stream)
+        progress = Progress(log, train_cfg, step=0, epochs=0.0, seconds_before=0.0)
+        for step in (1, 2):
+            progress.meter.add(loss_sum=8.0, targets=2.0, tokens=10.0, padding=0.1, grad_norm=1.0)
+            log._last_draw = 0.0  # redraws are rate-limited in time; this test is about what gets drawn
+            progress.update(step, epochs=step / 5, epoch=0, index=step - 1, n_batches=5, lr=1e-3)
+        log.info("valid step 2: BLEU 1.00")
+        log.close()
+        console = stream.getvalue()
+        logged = (tmp_path / name / "train.log").read_text()
+        assert "step 2 | epoch 1  40% | loss 4.000 | lr 1.00e-03" in logged  # the log_every line
+        assert "step 1 |" not in logged and "valid step 2: BLEU 1.00" in logged
+        if name == "tty":  # redrawn in place, cleared before a log line; periodic lines only in train.log
+            assert console.startswith("\rstep 1 | epoch 1  20% | loss 4.000")
+            assert "\rstep 2 |" in console and "gnorm" not in console
+            assert console.endswith("\rvalid step 2: BLEU 1.00\n")
+        else:  # no carriage returns in a log file or pipe: just the periodic lines
+            assert "\r" not in console
+            assert console.splitlines()[0].startswith("step 2 | epoch 1  40% | loss 4.000")
+            assert console.splitlines()[1] == "valid step 2: BLEU 1.00"

@@ -111,6 +111,52 @@ class StepMeter:
         }
 
 
+def budget_fraction(train_cfg: Any, step: int, epochs: float, seconds: float) -> float:
+    """Share of the training budget used: the largest among the budgets that are set (steps, epochs, minutes);
+    `epochs` counts fractional epochs done."""
+    parts = [step / train_cfg.max_steps] if train_cfg.max_steps > 0 else []
+    parts += [epochs / train_cfg.max_epochs] if train_cfg.max_epochs > 0 else []
+    parts += [seconds / (train_cfg.max_minutes * 60)] if train_cfg.max_minutes > 0 else []
+    return min(1.0, max(parts, default=0.0))
+
+
+class Progress:
+    """Per-step reporting: the live line with an ETA by budget, and every `train.log_every` steps a log line
+    plus the train/* TensorBoard scalars (averages since the previous log line)."""
+
+    def __init__(self, log: RunLogger, train_cfg: Any, step: int, epochs: float, seconds_before: float) -> None:
+        self.log, self.tc = log, train_cfg
+        self.meter = StepMeter()
+        self.start = time.monotonic()
+        self.seconds_before = seconds_before  # training time of earlier sessions of a resumed run
+        self.start_fraction = budget_fraction(train_cfg, step, epochs, seconds_before)
+
+    @property
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self.start
+
+    def update(self, step: int, epochs: float, epoch: int, index: int, n_batches: int, lr: float) -> None:
+        """After a step that consumed batch `index` of `n_batches` of `epoch` (0-based)."""
+        elapsed = time.monotonic() - self.start
+        fraction = budget_fraction(self.tc, step, epochs, self.seconds_before + elapsed)
+        eta = elapsed * (1 - fraction) / max(fraction - self.start_fraction, 1e-9)
+        meter = self.meter
+        line = (
+            f"step {step} | epoch {epoch + 1} {100 * (index + 1) / n_batches:3.0f}% | loss {meter.loss:.3f} | "
+            f"lr {lr:.2e} | {meter.tokens_per_sec / 1000:.1f}k tok/s | ETA {format_duration(eta)}"
+        )
+        self.log.progress(line)
+        if self.tc.log_every > 0 and meter.steps > 0 and step % self.tc.log_every == 0:
+            scalars = meter.scalars(lr)
+            self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f}", console=not self.log.live)
+            self.log.scalars(scalars, step)
+            meter.reset()
+
+    def exclude(self, seconds: float) -> None:
+        """Leave time spent validating and saving out of the throughput (it stays in the ETA)."""
+        self.meter.start += seconds
+
+
 class RunLogger:
     """Console + train.log lines, an in-place progress line on a terminal, and a TensorBoard writer.
 

@@ -39,7 +39,7 @@ from nmt.errors import NMTError
 from nmt.training import distributed as dist
 from nmt.training import state
 from nmt.training.checkpoint import load_checkpoint
-from nmt.training.logging import RunLogger, StepMeter, format_duration
+from nmt.training.logging import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
 from nmt.training.validate import ValidSet, validate
 
@@ -280,9 +280,8 @@ class Trainer:
 
     def _loop(self) -> None:
         tc = self.tc
-        session_start, seconds_before = time.monotonic(), self.train_seconds
-        start_fraction = self._budget_fraction(self.batch_in_epoch / max(len(self.sampler), 1))
-        meter = StepMeter()
+        epochs_done = self.epoch + self.batch_in_epoch / max(len(self.sampler), 1)
+        progress = Progress(self.log, tc, self.step, epochs_done, self.train_seconds)
         batches = state.batch_stream(
             self.sampler, self.src_ids, self.tgt_ids, self.epoch, self.batch_in_epoch, tc.max_epochs,
             tc.num_workers, tc.seed, pin_memory=self.device.type == "cuda",
@@ -300,7 +299,7 @@ class Trainer:
                 self.stop_reason = "max_epochs"
                 return
             epoch, index, n_batches, _ = group[-1]
-            self.train_seconds = seconds_before + time.monotonic() - session_start
+            self.train_seconds = progress.train_seconds
             time_up = tc.max_minutes > 0 and self.train_seconds >= tc.max_minutes * 60
             step_before = self.step
             stats, grad_norm = self._train_step([g[3] for g in group], [self._signal is not None, time_up])
@@ -310,11 +309,12 @@ class Trainer:
             stepped = self.step > step_before
             if stepped:
                 self.bad_in_a_row = 0
-                meter.add(stats[0].item(), stats[1].item(), stats[2].item(), padding, grad_norm)
+                progress.meter.add(stats[0].item(), stats[1].item(), stats[2].item(), padding, grad_norm)
             else:
-                meter.add_tokens(stats[2].item(), padding)
+                progress.meter.add_tokens(stats[2].item(), padding)
                 self._bad_step(stats[0].item(), grad_norm)
-            self._report(meter, epoch, index, n_batches, session_start, seconds_before, start_fraction)
+            epochs_done = self.epoch + self.batch_in_epoch / n_batches
+            progress.update(self.step, epochs_done, epoch, index, n_batches, self.schedule.lr)
 
             if stats[4] > 0:
                 self.stop_reason = "signal"
@@ -331,38 +331,12 @@ class Trainer:
             if stepped and tc.save_every > 0 and self.step % tc.save_every == 0:
                 names += ["last.pt"] + ([f"step-{self.step}.pt"] if tc.keep_last > 0 else [])
             self._save(names)
-            meter.start += time.monotonic() - pause  # throughput is training tokens per training second
+            progress.exclude(time.monotonic() - pause)
             if self.stop_reason:
                 return
             if stats[5] > 0:
                 self.stop_reason = "max_minutes"
                 return
-
-    def _budget_fraction(self, epoch_fraction: float, seconds: float = 0.0) -> float:
-        """How much of the budget is used: the largest fraction among the budgets that are set."""
-        tc = self.tc
-        parts = [self.step / tc.max_steps] if tc.max_steps > 0 else []
-        parts += [(self.epoch + epoch_fraction) / tc.max_epochs] if tc.max_epochs > 0 else []
-        parts += [seconds / (tc.max_minutes * 60)] if tc.max_minutes > 0 else []
-        return min(1.0, max(parts))
-
-    def _report(
-        self, meter: StepMeter, epoch: int, index: int, n_batches: int, start: float, before: float, f0: float
-    ) -> None:
-        """The live progress line, and every `log_every` steps a log line + TensorBoard scalars."""
-        elapsed = time.monotonic() - start
-        fraction = self._budget_fraction(self.batch_in_epoch / n_batches, before + elapsed)
-        eta = elapsed * (1 - fraction) / max(fraction - f0, 1e-9)
-        line = (
-            f"step {self.step} | epoch {epoch + 1} {100 * (index + 1) / n_batches:3.0f}% | loss {meter.loss:.3f}"
-            f" | lr {self.schedule.lr:.2e} | {meter.tokens_per_sec / 1000:.1f}k tok/s | ETA {format_duration(eta)}"
-        )
-        self.log.progress(line)
-        if self.tc.log_every > 0 and meter.steps > 0 and self.step % self.tc.log_every == 0:
-            scalars = meter.scalars(self.schedule.lr)
-            self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f}", console=not self.log.live)
-            self.log.scalars(scalars, self.step)
-            meter.reset()
 
     def _bad_step(self, loss: float, grad_norm: float) -> None:
         self.bad_steps += 1
@@ -398,15 +372,8 @@ class Trainer:
             self.bad_validations += 1
         result |= {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr}
         self.history.append(result)
-        self.log.scalars(
-            {
-                "valid/loss": result["valid_loss"],
-                "valid/ppl": result["valid_ppl"],
-                "valid/bleu": result["bleu"],
-                "valid/chrf": result["chrf"],
-            },
-            self.step,
-        )
+        tags = {"valid/loss": "valid_loss", "valid/ppl": "valid_ppl", "valid/bleu": "bleu", "valid/chrf": "chrf"}
+        self.log.scalars({tag: result[key] for tag, key in tags.items()}, self.step)
         self.log.flush()
         self.log.info(
             f"valid step {self.step}: loss {result['valid_loss']:.3f} | ppl {result['valid_ppl']:.2f} | "
