@@ -159,3 +159,10 @@ def tiny_run(tiny_corpus_files: dict[str, list[str]], tmp_path_factory: pytest.T
     """rnn_attention trained 30 steps on the tiny corpus; step-10/20/30.pt, last.pt, best.pt."""
     root = tmp_path_factory.mktemp("tiny_run")
     return train_tiny_run(root / "run", tiny_corpus_files, root / "data", "rnn_attention", steps=30, save_every=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_run(tiny_run: TinyRun, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """A Transformer on the same tiny corpus (and prepared-data cache), barely trained: 2 steps."""
+    root = tmp_path_factory.mktemp("tiny_transformer")
+    return train_tiny_run(root / "run", tiny_run.files, tiny_run.data_root, "transformer", steps=2, save_every=2)

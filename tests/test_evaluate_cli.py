@@ -106,12 +106,15 @@ def test_results_are_never_overwritten(evaluated, tiny_run, capsys):
 def test_default_output_directories_are_fresh(tiny_run, tmp_path):
     src, ref = tiny_run.files["test"]
     args = [f"checkpoints=[{tiny_run.run_dir / 'step-10.pt'}]", f"src_file={src}", f"ref_file={ref}",
-            "attention_sentences=[]", "bootstrap_samples=0"]
+            "attention_sentences=[]", "bootstrap_samples=0", "decode.nbest=2"]
     first, second = evaluate(*args), evaluate(*args)
     assert first != second
     assert first.parent == second.parent == tiny_run.run_dir / "eval"
     assert first.name.startswith("test.de-")
     assert lines(first / "rnn_attention.hyp.txt") == lines(second / "rnn_attention.hyp.txt")
+    nbest = [line.split(" ||| ") for line in lines(first / "rnn_attention.nbest.txt")]
+    assert [int(r[0]) for r in nbest] == [i // 2 for i in range(120)]
+    assert [r[1] for r in nbest[::2]] == lines(first / "rnn_attention.hyp.txt")
 
 
 def test_baseline_checkpoint_comparison(tiny_run, tmp_path):
@@ -203,3 +206,14 @@ def test_command_line_exit_code_and_single_error_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'nope.pt'}"]
     assert list(tmp_path.iterdir()) == []  # no stray log files or output directories
+
+
+def test_transformer_attention_heatmap_and_head_grid(tiny_transformer_run, tmp_path):
+    out = evaluate(f"checkpoints=[{tiny_transformer_run.run_dir}]", "split=valid", f"out_dir={tmp_path / 'tf'}",
+                   "attention_sentences=[1]", "decode.max_len_b=4")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["systems"][0]["arch"] == "transformer"
+    assert metrics["plots"]["attention"] == ["attention_1.png", "attention_1_heads.png"]
+    single = mpimg.imread(out / "attention_1.png").shape
+    grid = mpimg.imread(out / "attention_1_heads.png").shape
+    assert grid[1] > single[1]  # two heads side by side
