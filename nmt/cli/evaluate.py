@@ -97,16 +97,17 @@ def make_out_dir(cfg: DictConfig, label: str) -> Path:
     return out
 
 
-def load_system(entry: str, cfg: DictConfig, device: torch.device, out_dir: Path | None) -> Any:
-    """Load a checkpoint (or the average of a run's last `average_last` checkpoints, saved into out_dir)."""
+def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into: Path | None = None) -> Any:
+    """Load a checkpoint; with `average_into`, the average of the run's last cfg.average_last checkpoints,
+    saved into that directory first (so the evaluated weights stay on disk next to the report)."""
     from nmt.training.average import average_checkpoints, last_checkpoints
     from nmt.training.checkpoint import load_model, save_checkpoint
 
     overrides = list(cfg.model_overrides)
-    if cfg.average_last > 0 and out_dir is not None:
+    if average_into is not None:
         run_dir = Path(entry) if Path(entry).is_dir() else Path(entry).parent
         paths = last_checkpoints(run_dir, cfg.average_last)
-        averaged = out_dir / f"averaged-{safe_name(run_dir.name)}-last{len(paths)}.pt"
+        averaged = average_into / f"averaged-{safe_name(run_dir.name)}-last{len(paths)}.pt"
         save_checkpoint(averaged, average_checkpoints(paths))
         return load_model(averaged, device, overrides)
     return load_model(resolve_checkpoint(entry), device, overrides)
@@ -153,6 +154,8 @@ def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, d
             "device": str(device),
         },
     }
+    if out.truncated:
+        info["truncated_sources"] = len(out.truncated)
     if loaded.payload.get("averaged_from"):
         info["averaged_from"] = loaded.payload["averaged_from"]
     if cfg.decode.nbest > 1:
@@ -269,7 +272,7 @@ def run(cfg: DictConfig) -> Path:
         raise NMTError(f"baseline not found: {baseline_path}")
 
     corpora: dict[str, Any] = {}
-    first = load_system(entries[0], OmegaConf.merge(cfg, {"average_last": 0}), device, None)
+    first = load_system(entries[0], cfg, device)  # unaveraged: enough to find the corpus and fail early
     sources, refs, label = load_references(cfg, first, corpora)
     baseline_hyps = None
     if baseline_path is not None and not is_checkpoint_path(baseline_path):
@@ -298,7 +301,10 @@ def run(cfg: DictConfig) -> Path:
 
     systems: list[System] = []
     for i, entry in enumerate(entries):
-        model = first if i == 0 and cfg.average_last == 0 else load_system(entry, cfg, device, out_dir)
+        if cfg.average_last > 0:
+            model = load_system(entry, cfg, device, average_into=out_dir)
+        else:
+            model = first if i == 0 else load_system(entry, cfg, device)
         name = fresh_name(str(model.cfg.model.arch), [s.name for s in systems])
         systems.append(evaluate_checkpoint(model, name, "checkpoint"))
     first = None
@@ -306,7 +312,7 @@ def run(cfg: DictConfig) -> Path:
     if baseline_hyps is not None:
         baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps, {"hypotheses_file_in": str(baseline_path)})
     elif baseline_path is not None:
-        model = load_system(str(baseline_path), OmegaConf.merge(cfg, {"average_last": 0}), device, None)
+        model = load_system(str(baseline_path), cfg, device)
         baseline = evaluate_checkpoint(model, f"baseline:{model.cfg.model.arch}", "baseline")
 
     for s in systems + ([baseline] if baseline else []):
@@ -322,6 +328,10 @@ def run(cfg: DictConfig) -> Path:
                               title=f"BLEU by source length ({label})")
     report["plots"] = {"bleu_by_length": save_png(fig, out_dir / "bleu_by_length.png").name, "attention": plots}
     figures["bleu_by_length"] = fig
+    for s in report["systems"]:
+        if s.get("truncated_sources"):
+            report["notes"].append(f"{s['name']}: {s['truncated_sources']} sources were longer than the model's "
+                                   f"position table and were truncated")
     skipped = [i for i in cfg.attention_sentences if not 0 <= i < len(sources)]
     if skipped:
         report["notes"].append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
