@@ -5,6 +5,10 @@ cross-entropy, dropout on, as in training), on token-budget batches of real Mult
 prepared under --data-root), timed after warm-up steps. With --synthetic, random batches with Multi30k-like
 lengths (about 13 tokens per side) are used instead.
 
+Two rates are printed: per wall-clock second, and per second of this process's CPU time. On a machine
+shared with other work the wall-clock rate drops with the load; the CPU-time rate (with --threads 1 it is
+the rate of one dedicated core) does much less.
+
     NMT_DATA_MIRROR=../shared/data .venv/bin/python scripts/model_throughput.py
     .venv/bin/python scripts/model_throughput.py --models rnn_fixed_small rnn_attention_small --steps 20
 """
@@ -56,17 +60,17 @@ def synthetic_batches(batch_tokens: int, count: int, vocab: int) -> list[Batch]:
 
 
 def throughput(name: str, batches: list[Batch], src_vocab: int, tgt_vocab: int, warmup: int,
-               device: torch.device) -> tuple[float, float]:
-    """-> (tokens/s, seconds per step) over batches[warmup:]."""
+               device: torch.device) -> tuple[float, float, float]:
+    """-> (tokens per wall-clock second, tokens per CPU second, wall seconds per step) over batches[warmup:]."""
     torch.manual_seed(1)
     model = build_model(model_config(name), src_vocab, tgt_vocab).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
-    tokens, start = 0, 0.0
+    tokens, start, cpu_start = 0, 0.0, 0.0
     for i, batch in enumerate(batches):
         if i == warmup:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
         b = batch.to(device)
         logits = model(b.src, b.src_lens, b.tgt_in)
         loss = F.cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1)
@@ -78,8 +82,8 @@ def throughput(name: str, batches: list[Batch], src_vocab: int, tgt_vocab: int, 
             tokens += batch.num_tokens
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    return tokens / seconds, seconds / (len(batches) - warmup)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return tokens / seconds, tokens / cpu_seconds, seconds / (len(batches) - warmup)
 
 
 def main() -> None:
@@ -115,8 +119,8 @@ def main() -> None:
           f"budget: {real:.0f} real tokens/batch, {padding:.1%} padding, {args.steps} steps after {args.warmup} "
           f"warm-up; vocab {src_vocab}/{tgt_vocab}")
     for name in args.models:
-        rate, step = throughput(name, batches, src_vocab, tgt_vocab, args.warmup, device)
-        print(f"  {name:22s} {rate:>9,.0f} tokens/s  {step * 1000:8.0f} ms/step")
+        rate, cpu_rate, step = throughput(name, batches, src_vocab, tgt_vocab, args.warmup, device)
+        print(f"  {name:22s} {rate:>9,.0f} tokens/s  {step * 1000:8.0f} ms/step  {cpu_rate:>9,.0f} tokens/CPU-s")
 
 
 if __name__ == "__main__":
