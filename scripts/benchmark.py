@@ -1,0 +1,418 @@
+"""Performance benchmark of the model presets on real data: training throughput, memory, decoding speed.
+
+For each model (configs/model/<name>.yaml), on the current device (nmt.cli.common.pick_device):
+- training tokens/s: source + target non-pad tokens per second of forward + backward + AdamW step
+  (label-smoothed cross-entropy, dropout on, bf16 autocast on CUDA as in training), on the first
+  token-budget batches of the train split, timed after warm-up steps; also per second of this process's
+  CPU time (on a machine shared with other work the wall-clock rate drops with the load, the CPU-time rate
+  much less) and the padding fraction of the timed batches;
+- peak memory: CUDA max allocated, or on CPU the process's peak resident set (VmHWM, reset per model
+  through /proc/self/clear_refs where the kernel allows it);
+- decoding sentences/s with greedy and beam-5 search on the first --decode-sentences sentences of the
+  test split, and batched beam 5 (decode.batch_size sentences per batch) against per-sentence beam 5
+  (batches of one) on the same sentences, as a speed-up ratio;
+- on CUDA, the Transformer's model FLOP utilisation (MFU), see `transformer_train_flops`.
+The weights are freshly initialised, not trained: an untrained model rarely emits EOS, so most hypotheses
+run to the length limit (max_len_a * source length + max_len_b): the decoding rates are worst cases.
+
+--compare-threads 1 2 adds a side-by-side training throughput of the first model per torch thread count
+(interleaved rounds, so a change of machine load hits every setting alike).
+
+Output: a Markdown table on stdout and a JSON file (default outputs/bench/<timestamp>.json) with the
+hardware, torch version, threads and settings.
+
+    NMT_DATA_MIRROR=../shared/data .venv/bin/python scripts/benchmark.py --threads 1
+    .venv/bin/python scripts/benchmark.py --small --steps 5 --decode-sentences 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # runnable as a plain script from a checkout
+
+from nmt.cli.common import pick_device  # noqa: E402
+from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig  # noqa: E402
+from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split  # noqa: E402
+from nmt.decoding.search import translate  # noqa: E402
+from nmt.models import Seq2Seq, Transformer, build_model  # noqa: E402
+
+CONFIGS = ROOT / "configs"
+DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
+
+# Dense bf16 peak of known GPUs in TFLOP/s (vendor data sheets, without sparsity); --peak-tflops overrides.
+BF16_PEAK_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "A10": 125.0,
+    "RTX 4090": 165.0,
+    "RTX 3090": 71.0,
+}
+
+
+def model_config(name: str) -> Any:
+    """configs/model/<name>.yaml merged into ModelConfig (an OmegaConf node)."""
+    path = CONFIGS / "model" / f"{name}.yaml"
+    if not path.is_file():
+        valid = ", ".join(sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
+        raise SystemExit(f"error: unknown model preset {name!r}; valid: {valid}")
+    return OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+
+
+def data_config(name: str, root: str) -> DataConfig:
+    """configs/data/<name>.yaml as a DataConfig with its cache under `root`."""
+    node = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(CONFIGS / "data" / f"{name}.yaml"))
+    node.root = root
+    return OmegaConf.to_object(node)
+
+
+# Hardware and memory ---------------------------------------------------------------------------------------
+def hardware(device: torch.device) -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": None, "platform": platform.platform()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        info["load_average"] = list(os.getloadavg())
+    except OSError:
+        info["load_average"] = None
+    return info
+
+
+def bf16_peak_tflops(gpu_name: str | None) -> float | None:
+    if not gpu_name:
+        return None
+    for key, value in BF16_PEAK_TFLOPS.items():  # most specific names first
+        if key in gpu_name:
+            return value
+    return None
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a new peak-memory window; False when the platform cannot (the peak then covers the whole run)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mib(device: torch.device) -> float | None:
+    """CUDA max allocated, or the process's peak resident set size (VmHWM, else getrusage), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        import resource
+
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 1024
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# Training throughput ---------------------------------------------------------------------------------------
+def train_batches(src: list[list[int]], tgt: list[list[int]], batch_tokens: int, count: int) -> list[Batch]:
+    """The first `count` token-budget batches of epoch 0 (the trainer's sampler with its default seed)."""
+    sampler = TokenBatchSampler([len(s) for s in src], [len(t) for t in tgt], batch_tokens, seed=1)
+    rows = sampler.batches(0)[:count]
+    if len(rows) < count:
+        raise SystemExit(f"error: the train split has only {len(rows)} batches of {batch_tokens} tokens, "
+                         f"{count} needed (--warmup + --steps)")
+    return [collate([src[i] for i in r], [tgt[i] for i in r], r) for r in rows]
+
+
+def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: torch.device) -> dict[str, float]:
+    """Forward + backward + AdamW step on every batch; rates over batches[warmup:].
+
+    Returns tokens_per_s, tokens_per_cpu_s, ms_per_step, padding (mean fraction of the timed batches).
+    """
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+    amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    tokens, start, cpu_start = 0, 0.0, 0.0
+    for i, batch in enumerate(batches):
+        if i == warmup:
+            synchronize(device)
+            start, cpu_start = time.perf_counter(), time.process_time()
+        b = batch.to(device, non_blocking=device.type == "cuda")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(b.src, b.src_lens, b.tgt_in)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID,
+                               label_smoothing=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i >= warmup:
+            tokens += batch.num_tokens
+    synchronize(device)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    timed = batches[warmup:]
+    return {
+        "tokens_per_s": tokens / seconds,
+        "tokens_per_cpu_s": tokens / max(cpu_seconds, 1e-9),
+        "ms_per_step": 1000 * seconds / len(timed),
+        "padding": sum(b.padding_fraction for b in timed) / len(timed),
+    }
+
+
+def transformer_train_flops(model: Transformer, batches: list[Batch]) -> float:
+    """Model FLOPs of forward + backward over `batches` (real tokens only, padding not counted).
+
+    Matmul FLOPs are 2 per multiply-add in the forward pass and twice that in the backward, hence
+    6 * params * tokens (Kaplan et al. 2020), with the parameters each token actually multiplies:
+      encoder tokens:  6 * N_enc                  N_enc: encoder layers + final norm
+      decoder tokens:  6 * (N_dec + D * V)        N_dec: decoder layers + final norm; D * V the output
+                                                  projection (counted even when tied to the embeddings)
+    plus the attention score and weighted-sum matmuls, 2 * 2 * D per (query, key) pair forward, times 3:
+      12 * D * (L_enc * sum s_i^2 + L_dec * sum (t_i^2 + t_i * s_i))
+    over sentences i with s_i source and t_i target tokens (full, not causally halved, self-attention).
+    Embedding lookups, softmax, norms and the optimizer are not counted (as in the usual MFU definition).
+    """
+    d = model.dim
+    vocab = model.proj.out_features
+    n_enc = sum(p.numel() for p in model.encoder_layers.parameters()) + sum(
+        p.numel() for p in model.encoder_norm.parameters())
+    n_dec = sum(p.numel() for p in model.decoder_layers.parameters()) + sum(
+        p.numel() for p in model.decoder_norm.parameters())
+    l_enc, l_dec = len(model.encoder_layers), len(model.decoder_layers)
+    flops = 0.0
+    for b in batches:
+        s = b.src_lens.double()
+        t = (b.tgt_out != PAD_ID).sum(1).double()
+        flops += 6 * n_enc * float(s.sum()) + 6 * (n_dec + d * vocab) * float(t.sum())
+        flops += 12 * d * (l_enc * float((s * s).sum()) + l_dec * float((t * t + t * s).sum()))
+    return flops
+
+
+# Decoding --------------------------------------------------------------------------------------------------
+def decode_rates(model: Seq2Seq, tokenizer: Any, sentences: list[str], batch_size: int,
+                 device: torch.device) -> dict[str, float]:
+    """Sentences/s of greedy, batched beam 5 and per-sentence beam 5 on the same sentences.
+
+    Each search runs once on the first few sentences first, so one-off costs (allocator growth, lazy
+    initialisation) do not land in the first timed search.
+    """
+    greedy = DecodeConfig(beam=1, batch_size=batch_size)
+    beam = DecodeConfig(beam=5, batch_size=batch_size)
+    single = DecodeConfig(beam=5, batch_size=1)
+    warm = sentences[: min(4, len(sentences))]
+    for cfg in (greedy, beam):
+        translate(model, tokenizer, warm, cfg, device)
+    out = {
+        "greedy_sent_per_s": translate(model, tokenizer, sentences, greedy, device).sentences_per_second,
+        "beam5_sent_per_s": translate(model, tokenizer, sentences, beam, device).sentences_per_second,
+        "beam5_single_sent_per_s": translate(model, tokenizer, sentences, single, device).sentences_per_second,
+    }
+    out["beam5_batched_speedup"] = out["beam5_sent_per_s"] / out["beam5_single_sent_per_s"]
+    return out
+
+
+# Driver ----------------------------------------------------------------------------------------------------
+def compare_threads(name: str, threads: list[int], rounds: int, batches: list[Batch], warmup: int,
+                    vocab: tuple[int, int], device: torch.device) -> dict[str, Any]:
+    """Training tokens/s of model `name` per torch thread count: `rounds` interleaved measurements each,
+    the median reported (a load change during the run then affects every thread count alike)."""
+    before = torch.get_num_threads()
+    rates: dict[int, list[float]] = {n: [] for n in threads}
+    try:
+        for _ in range(rounds):
+            for n in threads:
+                torch.set_num_threads(n)
+                torch.manual_seed(1)
+                model = build_model(model_config(name), *vocab).to(device)
+                rates[n].append(train_throughput(model, batches, warmup, device)["tokens_per_s"])
+    finally:
+        torch.set_num_threads(before)
+    medians = {str(n): statistics.median(r) for n, r in rates.items()}
+    return {"model": name, "rounds": rounds, "tokens_per_s": medians,
+            "all_tokens_per_s": {str(n): r for n, r in rates.items()},
+            "ratio_vs_first": {str(n): medians[str(n)] / medians[str(threads[0])] for n in threads}}
+
+
+def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
+    """Benchmark every model of args.models on corpus `data`; returns the JSON report (also written)."""
+    from nmt.data.corpus import prepare_corpus
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    names = [f"{m}_small" if args.small and not m.endswith("_small") else m for m in args.models]
+    cfgs = {name: model_config(name) for name in names}  # unknown presets fail before any work
+
+    corpus = prepare_corpus(data, log=lambda msg: print(f"data: {msg}", file=sys.stderr))
+    tok = corpus.tokenizer
+    vocab = (tok.src_vocab_size, tok.tgt_vocab_size)
+    src, tgt = encode_split(corpus.split("train"), tok)
+    batches = train_batches(src, tgt, args.batch_tokens, args.warmup + args.steps)
+    test = corpus.split(args.test_split)
+    sentences = list(test["src"][: args.decode_sentences])
+
+    hw_start = hardware(device)
+    gpu = hw_start["gpu"]
+    peak = args.peak_tflops or bf16_peak_tflops(gpu)
+    results = []
+    for name in names:
+        print(f"benchmarking {name} ...", file=sys.stderr)
+        torch.manual_seed(1)
+        model = build_model(cfgs[name], *vocab).to(device)
+        exact_peak = reset_peak_memory(device)
+        row: dict[str, Any] = {"model": name, "arch": cfgs[name].arch, "parameters": model.num_parameters(),
+                               "memory_before_mib": peak_memory_mib(device)}
+        row.update(train_throughput(model, batches, args.warmup, device))
+        row["peak_memory_mib"] = peak_memory_mib(device)
+        row["peak_memory_scope"] = "model" if exact_peak else "process"
+        row["mfu"] = None
+        if device.type == "cuda" and isinstance(model, Transformer):
+            flops = transformer_train_flops(model, batches[args.warmup:])
+            seconds = args.steps * row["ms_per_step"] / 1000
+            row["train_tflops"] = flops / seconds / 1e12
+            row["mfu"] = row["train_tflops"] / peak if peak else None
+        if sentences:
+            row.update(decode_rates(model, tok, sentences, args.decode_batch_size, device))
+        results.append(row)
+
+    threads_cmp = None
+    if args.compare_threads:
+        name = next((n for n in names if cfgs[n].arch == "transformer"), names[0])
+        threads_cmp = compare_threads(name, args.compare_threads, args.rounds, batches, args.warmup, vocab, device)
+
+    report = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": " ".join(sys.argv),
+        "hardware": {**hardware(device), "load_average_start": hw_start["load_average"]},
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "config": {
+            "models": names, "data": data.name, "batch_tokens": args.batch_tokens, "warmup": args.warmup,
+            "steps": args.steps, "test_split": args.test_split, "decode_sentences": len(sentences),
+            "decode_batch_size": args.decode_batch_size, "bf16_peak_tflops": peak,
+            "vocab": {"src": vocab[0], "tgt": vocab[1]},
+            "real_tokens_per_batch": sum(b.num_tokens for b in batches[args.warmup:]) / args.steps,
+        },
+        "results": results,
+        "compare_threads": threads_cmp,
+    }
+    out = Path(args.out) if args.out else ROOT / "outputs" / "bench" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["path"] = str(out)
+    return report
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    cfg, hw = report["config"], report["hardware"]
+    lines = [
+        f"Device {report['device']} ({hw['gpu'] or hw['cpu']}, {hw['cpu_cores']} cores), torch {report['torch']}, "
+        f"{report['threads']} threads; {cfg['data']} train batches of {cfg['batch_tokens']} tokens "
+        f"({cfg['real_tokens_per_batch']:.0f} real), {cfg['steps']} timed steps after {cfg['warmup']} warm-up; "
+        f"decoding: first {cfg['decode_sentences']} sentences of {cfg['test_split']}, untrained weights "
+        f"(hypotheses mostly run to the length limit).",
+        "",
+        "| model | params | train tok/s | tok/CPU-s | ms/step | padding | peak MiB | MFU | greedy sent/s "
+        "| beam5 sent/s | beam5 1-by-1 sent/s | batched/1-by-1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        mfu = None if r["mfu"] is None else 100 * r["mfu"]
+        lines.append(
+            f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['tokens_per_s']:,.0f} | "
+            f"{r['tokens_per_cpu_s']:,.0f} | {r['ms_per_step']:.0f} | {r['padding']:.1%} | "
+            f"{_fmt(r['peak_memory_mib'], ',.0f')} | {_fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
+            f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
+            f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')}x |"
+        )
+    cmp = report["compare_threads"]
+    if cmp:
+        lines += ["", f"Training tokens/s of {cmp['model']} by torch threads (median of {cmp['rounds']} "
+                  "interleaved rounds):", "", "| threads | tokens/s | vs first |", "|---:|---:|---:|"]
+        for n, rate in cmp["tokens_per_s"].items():
+            lines.append(f"| {n} | {rate:,.0f} | {cmp['ratio_vs_first'][n]:.2f}x |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="presets from configs/model/")
+    p.add_argument("--small", action="store_true", help="use the <model>_small presets")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu) | cpu | cuda | cuda:1 | mps")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps after warm-up")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    p.add_argument("--batch-tokens", type=int, default=4096, help="token budget per batch (train.batch_tokens)")
+    p.add_argument("--decode-sentences", type=int, default=100,
+                   help="decode the first N sentences of the test split (0: skip decoding)")
+    p.add_argument("--decode-batch-size", type=int, default=DecodeConfig.batch_size)
+    p.add_argument("--test-split", default="test", help="split to decode (test = the first test set)")
+    p.add_argument("--data", default="multi30k_de_en", help="preset from configs/data/")
+    p.add_argument("--data-root", default="data", help="corpus cache (data.root)")
+    p.add_argument("--compare-threads", type=int, nargs="*", default=[],
+                   help="also time training of the Transformer (else the first model) per thread count")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per thread count")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the MFU")
+    p.add_argument("--out", default=None, help="JSON path (default outputs/bench/<timestamp>.json)")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
+        p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    report = run(args, data_config(args.data, args.data_root))
+    print(markdown(report))
+    print(f"\nwritten: {report['path']}")
+
+
+if __name__ == "__main__":
+    main()
