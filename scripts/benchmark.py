@@ -37,12 +37,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
+# `python scripts/benchmark.py` puts scripts/ first on sys.path, where a script named like an installed
+# package (scripts/bottleneck.py vs the `bottleneck` package pandas probes for) would shadow it.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # runnable as a plain script from a checkout
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from nmt.cli.common import pick_device  # noqa: E402
 from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig  # noqa: E402
@@ -50,6 +51,7 @@ from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split  #
 from nmt.decoding.search import translate  # noqa: E402
 from nmt.models import Seq2Seq, Transformer, build_model  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
 
@@ -203,28 +205,33 @@ def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: 
 def transformer_train_flops(model: Transformer, batches: list[Batch]) -> float:
     """Model FLOPs of forward + backward over `batches` (real tokens only, padding not counted).
 
-    Matmul FLOPs are 2 per multiply-add in the forward pass and twice that in the backward, hence
-    6 * params * tokens (Kaplan et al. 2020), with the parameters each token actually multiplies:
-      encoder tokens:  6 * N_enc                  N_enc: encoder layers + final norm
-      decoder tokens:  6 * (N_dec + D * V)        N_dec: decoder layers + final norm; D * V the output
-                                                  projection (counted even when tied to the embeddings)
-    plus the attention score and weighted-sum matmuls, 2 * 2 * D per (query, key) pair forward, times 3:
+    A weight matrix with P entries costs 2 * P FLOPs per token it multiplies in the forward pass (one
+    multiply-add per entry) and twice that in the backward (gradients of input and weight), hence
+    6 * P * tokens (Kaplan et al. 2020). Counted per token that each matrix actually multiplies:
+      source tokens:  6 * (W_enc + W_cross_kv)     encoder layers; the decoder's cross-attention key/value
+                                                   projections (they read the encoder output)
+      target tokens:  6 * (W_dec + D * V)          the rest of the decoder layers and the output projection
+                                                   (counted even when tied to the embeddings)
+    where W counts weight-matrix entries only (biases, norms and embedding lookups are not matmuls), plus
+    the attention score and weighted-sum matmuls, 2 * 2 * D per (query, key) pair forward, times 3:
       12 * D * (L_enc * sum s_i^2 + L_dec * sum (t_i^2 + t_i * s_i))
-    over sentences i with s_i source and t_i target tokens (full, not causally halved, self-attention).
-    Embedding lookups, softmax, norms and the optimizer are not counted (as in the usual MFU definition).
+    over sentences i with s_i source and t_i target tokens (EOS included; self-attention counted in full,
+    not causally halved). Softmax, norms and the optimizer are left out, as in the usual MFU definition.
     """
-    d = model.dim
-    vocab = model.proj.out_features
-    n_enc = sum(p.numel() for p in model.encoder_layers.parameters()) + sum(
-        p.numel() for p in model.encoder_norm.parameters())
-    n_dec = sum(p.numel() for p in model.decoder_layers.parameters()) + sum(
-        p.numel() for p in model.decoder_norm.parameters())
+
+    def matrices(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+    d, vocab = model.dim, model.proj.out_features
+    cross_kv = sum(matrices(layer.cross_attn.kv_proj) for layer in model.decoder_layers)
+    per_src = matrices(model.encoder_layers) + cross_kv
+    per_tgt = matrices(model.decoder_layers) - cross_kv + d * vocab
     l_enc, l_dec = len(model.encoder_layers), len(model.decoder_layers)
     flops = 0.0
     for b in batches:
         s = b.src_lens.double()
         t = (b.tgt_out != PAD_ID).sum(1).double()
-        flops += 6 * n_enc * float(s.sum()) + 6 * (n_dec + d * vocab) * float(t.sum())
+        flops += 6 * per_src * float(s.sum()) + 6 * per_tgt * float(t.sum())
         flops += 12 * d * (l_enc * float((s * s).sum()) + l_dec * float((t * t + t * s).sum()))
     return flops
 
@@ -360,7 +367,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"(hypotheses mostly run to the length limit).",
         "",
         "| model | params | train tok/s | tok/CPU-s | ms/step | padding | peak MiB | MFU | greedy sent/s "
-        "| beam5 sent/s | beam5 1-by-1 sent/s | batched/1-by-1 |",
+        "| beam5 sent/s | beam5 1-by-1 sent/s | batched/1-by-1 (x) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:
@@ -370,7 +377,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r['tokens_per_cpu_s']:,.0f} | {r['ms_per_step']:.0f} | {r['padding']:.1%} | "
             f"{_fmt(r['peak_memory_mib'], ',.0f')} | {_fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
             f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
-            f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')}x |"
+            f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')} |"
         )
     cmp = report["compare_threads"]
     if cmp:
