@@ -1,0 +1,463 @@
+"""One-command experiments: train a list of configs side by side, decode their test sets, and turn the
+numbers into verdicts. Shared by scripts/bottleneck.py (nmt/evaluation/bottleneck.py) and scripts/claims.py
+(nmt/evaluation/claims.py).
+
+- Script configs (`BottleneckConfig`, `ClaimsConfig`) are structured configs; presets live in
+  configs/experiment/<script>_<preset>.yaml and command-line overrides are Hydra overrides, so an unknown key
+  fails naming the key.
+- Every training run is composed from configs/config.yaml with Hydra's compose API (`compose_run`), exactly as
+  `nmt-train` would build it, and runs through the same `Trainer`.
+- `run_jobs` trains (and decodes) jobs in `workers` processes with `threads` torch threads each; identical
+  configs are trained once.
+- Verdicts are computed from numbers: `comparison_verdict` for "A beats B" claims, `growth_verdict` /
+  `bottleneck_verdict` for "the gap grows with sentence length".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.cli.common import CONFIG_DIR, pick_device
+from nmt.errors import NMTError
+from nmt.evaluation.metrics import BOOTSTRAP_SEED, DEFAULT_EDGES
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive at this budget"
+ALPHA = 0.05  # significance level of every verdict
+
+
+@dataclass
+class BottleneckConfig:
+    """scripts/bottleneck.py: fixed-context vs attention, overall and by source length."""
+
+    data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
+    seeds: list[int] = field(default_factory=lambda: [1])
+    model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
+    model_attention: str = "rnn_attention"
+    train: str = "rnn"  # train config group
+    decode: str = "beam5"  # decode config group (validation decodes greedy or train.eval_beam)
+    overrides: list[str] = field(default_factory=list)  # nmt-train overrides for every run
+    splits: list[str] = field(default_factory=lambda: ["test"])  # "test" = the corpus's first test set
+    length_edges: list[int] = field(default_factory=lambda: list(DEFAULT_EDGES))
+    long_from: int = 20  # verdict: the gap on sources of >= long_from words against the shorter ones
+    flat_margin: float = 1.0  # a growth whose whole 95% interval lies within +-margin BLEU counts as flat
+    min_bleu: float = 5.0  # below this BLEU in every length group the systems are too weak for a verdict
+    bootstrap_samples: int = 1000
+    workers: int = 2  # training processes side by side
+    threads: int = 1  # torch threads per process (0: torch's default)
+    out_dir: str | None = None  # default outputs/bottleneck/<time>
+
+
+@dataclass
+class ClaimsConfig:
+    """scripts/claims.py: attention variants on one corpus."""
+
+    data: str = "multi30k_de_en"
+    seed: int = 1
+    model: str = "rnn_attention"  # the base model (its scorer/heads are the reference)
+    train: str = "rnn"
+    decode: str = "beam5"
+    overrides: list[str] = field(default_factory=list)
+    split: str = "test"
+    claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
+    d_k: list[int] = field(default_factory=lambda: [32, 128, 512])  # key size per head for the scaling claim
+    temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
+    heads: list[int] = field(default_factory=lambda: [1, 4])
+    probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
+    bootstrap_samples: int = 1000
+    workers: int = 2
+    threads: int = 1
+    out_dir: str | None = None  # default outputs/claims/<time>
+
+
+SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
+PRESET_DIR = Path(CONFIG_DIR) / "experiment"
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Hydra compose with Hydra's errors turned into one NMTError line naming the override or key."""
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    except NMTError:
+        raise
+    except Exception as e:  # hydra raises several types (missing config, bad override, unknown key)
+        raise NMTError(_first_lines(e)) from e
+
+
+def _first_lines(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return " ".join(lines[:2]) or type(e).__name__
+
+
+def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, str | None]:
+    """The script config: its schema, then `preset=<name>` (configs/experiment/<script>_<name>.yaml), then
+    Hydra-grammar `key=value` overrides. Returns (config, preset name or None).
+
+    Not composed by Hydra: there `data=...` would select the `data` config group instead of setting the list
+    of corpora. Unknown keys and wrong types fail naming the key, as in Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = list(argv)
+    presets = [a.split("=", 1)[1] for a in args if a.startswith("preset=")]
+    args = [a for a in args if not a.startswith("preset=")]
+    if len(presets) > 1:
+        raise NMTError("give preset= once")
+    preset = presets[0] if presets else None
+    cfg = OmegaConf.structured(SCRIPT_CONFIGS[script])
+    if preset is not None:
+        path = PRESET_DIR / f"{script}_{preset}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem.removeprefix(f"{script}_") for p in PRESET_DIR.glob(f"{script}_*.yaml"))
+            raise NMTError(f"unknown preset={preset}; {script} presets: {', '.join(known)}")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        except Exception as e:
+            raise NMTError(f"{path}: {_first_lines(e)}") from e
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception as e:
+        raise NMTError(_first_lines(e)) from e
+    for o in overrides:
+        key = o.key_or_group
+        if o.is_delete() or o.is_add() or o.is_sweep_override():
+            raise NMTError(f"{o.input_line}: only plain key=value overrides are supported")
+        try:
+            OmegaConf.update(cfg, key, o.value(), merge=False)  # struct mode: an unknown key raises
+        except Exception as e:
+            raise NMTError(f"bad override {o.input_line!r}: {_first_lines(e)}") from e
+    for key in ("bootstrap_samples", "workers"):
+        if cfg[key] < 1:
+            raise NMTError(f"{key} must be at least 1, got {cfg[key]}")
+    if cfg.threads < 0:
+        raise NMTError(f"threads must not be negative, got {cfg.threads}")
+    return cfg, preset
+
+
+def compose_run(overrides: list[str]) -> DictConfig:
+    """A training run's Config, as `nmt-train <overrides>` would compose it, checked before anything runs."""
+    from nmt.training.trainer import check_train_config
+
+    cfg = _compose("config", overrides)
+    check_train_config(cfg.train)
+    return cfg
+
+
+def make_out_dir(given: str | None, kind: str) -> Path:
+    """`given` when it does not exist or is empty, else an error; default outputs/<kind>/<time>[-n]."""
+    if given:
+        out = Path(given)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise NMTError(f"out_dir {out} already exists and is not empty; results are never overwritten")
+    else:
+        base = Path("outputs") / kind / time.strftime("%Y-%m-%d_%H-%M-%S")
+        out, n = base, 1
+        while out.exists():
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# Training jobs ---------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    """One training run: `config` is the resolved Config as a plain dict; its best.pt decodes `splits`."""
+
+    name: str
+    config: dict[str, Any]
+    run_dir: str
+    splits: list[str] = field(default_factory=list)
+    threads: int = 1
+
+    def key(self) -> str:
+        return json.dumps(self.config, sort_keys=True)
+
+
+def hypotheses_file(run_dir: str | Path, split: str) -> Path:
+    return Path(run_dir) / f"{split}.hyp.txt"
+
+
+def train_and_decode(job: Job) -> dict[str, Any]:
+    """Train `job` (console output goes to <run_dir>/console.log), then decode each split with best.pt.
+
+    Runs in a worker process (or in-process with workers=1). Returns what the reports need: steps, times,
+    parameters, best valid BLEU, the evaluated checkpoint and, per split, the hypotheses file and decode time.
+    """
+    from nmt.data.corpus import prepare_corpus
+    from nmt.decoding.search import translate
+    from nmt.training.checkpoint import load_model
+    from nmt.training.trainer import Trainer
+
+    if job.threads > 0:
+        torch.set_num_threads(job.threads)
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = OmegaConf.create(job.config)
+    with open(run_dir / "console.log", "a", encoding="utf-8") as console:
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
+            start = time.perf_counter()
+            summary = Trainer(cfg, run_dir).fit()
+            wall = time.perf_counter() - start
+            best = run_dir / "best.pt"
+            checkpoint = best if best.is_file() else run_dir / "last.pt"
+            device = pick_device(cfg.train.device)
+            loaded = load_model(checkpoint, device)
+            corpus = prepare_corpus(loaded.cfg.data, log=lambda _: None)
+            decoded = {}
+            for split in job.splits:
+                sources = list(corpus.split(split)["src"])
+                out = translate(loaded.model, loaded.tokenizer, sources, loaded.cfg.decode, device)
+                path = hypotheses_file(run_dir, split)
+                path.write_text("".join(h + "\n" for h in out.hypotheses), encoding="utf-8")
+                decoded[split] = {"file": str(path), "seconds": out.seconds, "tokens": out.num_tokens}
+    return {
+        "name": job.name,
+        "run_dir": str(run_dir),
+        "checkpoint": str(checkpoint),
+        "checkpoint_step": int(loaded.payload["step"]),
+        "steps": int(summary["step"]),
+        "stop_reason": summary["stop_reason"],
+        "train_seconds": float(summary["train_seconds"]),
+        "wall_seconds": wall,
+        "best_valid_bleu": summary["best_bleu"],
+        "num_parameters": int(loaded.model.num_parameters()),
+        "device": str(device),
+        "decoded": decoded,
+    }
+
+
+def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train every job (identical configs once), `workers` at a time; results in job order.
+
+    Worker processes are spawned (a forked torch can deadlock on its thread pools); with one worker, or
+    one distinct job, everything runs in this process.
+    """
+    unique: dict[str, Job] = {}
+    for job in jobs:
+        unique.setdefault(job.key(), job)
+    todo = list(unique.values())
+    results: dict[str, dict[str, Any]] = {}
+    if workers <= 1 or len(todo) <= 1:
+        for i, job in enumerate(todo, start=1):
+            log(f"[{i}/{len(todo)}] training {job.name} in {job.run_dir}")
+            results[job.key()] = train_and_decode(job)
+            _log_result(results[job.key()], log)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {}
+            for job in todo:
+                futures[job.key()] = pool.submit(train_and_decode, job)
+            log(f"training {len(todo)} runs, {workers} at a time (logs: <run dir>/console.log, train.log)")
+            for job in todo:
+                results[job.key()] = futures[job.key()].result()
+                _log_result(results[job.key()], log)
+    return [results[job.key()] for job in jobs]
+
+
+def _log_result(r: dict[str, Any], log: Callable[[str], None]) -> None:
+    bleu = "-" if r["best_valid_bleu"] is None else f"{r['best_valid_bleu']:.2f}"
+    log(f"  done {r['name']}: {r['steps']} steps ({r['stop_reason']}) in {r['wall_seconds'] / 60:.1f} min, "
+        f"best valid BLEU {bleu} at step {r['checkpoint_step']}")
+
+
+def hardware(workers: int, threads: int) -> dict[str, Any]:
+    """Where the numbers were measured: CPU model, cores, GPU, torch version, process layout."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "workers": workers,
+        "threads_per_worker": threads,
+    }
+
+
+def hardware_line(hw: dict[str, Any]) -> str:
+    gpu = hw["gpu"] or "no GPU"
+    threads = hw["threads_per_worker"] or "default"
+    return (f"{hw['cpu']} ({hw['cpu_count']} cores), {gpu}; torch {hw['torch']}, Python {hw['python']}; "
+            f"{hw['workers']} training process(es) side by side, {threads} torch thread(s) each")
+
+
+# Statistics and verdicts -----------------------------------------------------------------------------------
+def mean_std(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """{"mean", "std" (sample std; None for one value), "n"} of the values that are not None; None if none."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return None
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else None, "n": len(xs)}
+
+
+def fmt_mean_std(ms: dict[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
+    if ms is None:
+        return "-"
+    sign = "+" if signed else ""
+    text = f"{ms['mean']:{sign}.{digits}f}"
+    return text if ms["std"] is None else f"{text} ± {ms['std']:.{digits}f}"
+
+
+def comparison_verdict(difference: float, p_value: float) -> str:
+    """A claim that a system beats another: `difference` is oriented so that > 0 is the claimed direction."""
+    if p_value >= ALPHA:
+        return INCONCLUSIVE
+    return SUPPORTED if difference > 0 else NOT_SUPPORTED
+
+
+def paired_mean_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 1000,
+                          seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """Paired bootstrap of mean(a) - mean(b) over items (e.g. per-sentence attention statistics).
+
+    Same p-value statistic as `paired_bootstrap` (sacreBLEU's): the share of centred resampled |differences|
+    above the observed one. Returns {"a", "b", "difference", "difference_ci", "p_value", "count"}.
+    """
+    from sacrebleu.significance import _compute_p_value
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) != len(y) or len(x) == 0:
+        raise NMTError(f"paired_mean_bootstrap needs two equally long non-empty lists, got {len(x)} and {len(y)}")
+    idxs = np.random.default_rng(seed).integers(0, len(x), size=(n_samples, len(x)))
+    diffs = x[idxs].mean(axis=1) - y[idxs].mean(axis=1)
+    observed = float(x.mean() - y.mean())
+    p = 1.0 if np.array_equal(x, y) else float(_compute_p_value(np.abs(diffs - diffs.mean()), abs(observed)))
+    return {"a": float(x.mean()), "b": float(y.mean()), "difference": observed,
+            "difference_ci": [float(v) for v in np.percentile(diffs, [2.5, 97.5])], "p_value": p, "count": len(x)}
+
+
+def gap_growth(sources: Sequence[str], hyps: Sequence[str], base_hyps: Sequence[str], refs: Sequence[str],
+               long_from: int, n_samples: int = 1000, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """Does the BLEU gap system - baseline grow with source length?
+
+    system_short / baseline_short (_long): each system's BLEU on sources of < long_from (>= long_from) words;
+    gap_short / gap_long: BLEU(system) - BLEU(baseline) on each group;
+    growth = gap_long - gap_short. Its 95% interval and p-value come from a paired bootstrap that resamples
+    the short and the long sentences separately (so each group keeps its size), with sacreBLEU's per-sentence
+    statistics and p-value statistic as in `paired_bootstrap`. Growth, interval and p are None when a group
+    is empty.
+    """
+    from sacrebleu.metrics import BLEU
+    from sacrebleu.significance import _compute_p_value
+
+    from nmt.evaluation.metrics import _resampled_scores, _sentence_stats
+
+    lengths = [len(s.split()) for s in sources]
+    groups = {"short": [i for i, n in enumerate(lengths) if n < long_from],
+              "long": [i for i, n in enumerate(lengths) if n >= long_from]}
+    out: dict[str, Any] = {"long_from": long_from, "count_short": len(groups["short"]),
+                           "count_long": len(groups["long"]), "gap_short": None, "gap_long": None,
+                           "system_short": None, "system_long": None, "baseline_short": None,
+                           "baseline_long": None, "growth": None, "growth_ci": None, "p_value": None,
+                           "n_samples": n_samples}
+    rng = np.random.default_rng(seed)
+    samples = {}
+    for name, rows in groups.items():
+        if not rows:
+            continue
+        metric = BLEU()
+        sys_score, sys_stats = _sentence_stats(metric, [hyps[i] for i in rows], [refs[i] for i in rows])
+        base_score, base_stats = _sentence_stats(metric, [base_hyps[i] for i in rows], [refs[i] for i in rows])
+        out[f"gap_{name}"] = sys_score - base_score
+        out[f"system_{name}"], out[f"baseline_{name}"] = sys_score, base_score
+        idxs = rng.choice(len(rows), size=(n_samples, len(rows)), replace=True)
+        samples[name] = _resampled_scores(metric, sys_stats, idxs) - _resampled_scores(metric, base_stats, idxs)
+    if len(samples) == 2:
+        growth = out["gap_long"] - out["gap_short"]
+        diffs = samples["long"] - samples["short"]
+        out["growth"] = growth
+        out["growth_ci"] = [float(v) for v in np.percentile(diffs, [2.5, 97.5])]
+        out["p_value"] = float(_compute_p_value(np.abs(diffs - diffs.mean()), abs(growth)))
+    return out
+
+
+def growth_verdict(growth: dict[str, Any], flat_margin: float = 1.0, min_bleu: float = 5.0) -> str:
+    """supported: the gap grows significantly (growth > 0, p < ALPHA). not supported: it shrinks
+    significantly, or it is demonstrably flat (the whole 95% interval within +-flat_margin BLEU).
+    Inconclusive otherwise, when a length group is empty, or when no system reaches `min_bleu` in either
+    group (near-zero BLEU is flat for any model: it says nothing about the bottleneck)."""
+    if growth.get("growth") is None:
+        return INCONCLUSIVE
+    if max(growth[k] for k in ("system_short", "system_long", "baseline_short", "baseline_long")) < min_bleu:
+        return INCONCLUSIVE
+    lo, hi = growth["growth_ci"]
+    if growth["p_value"] < ALPHA:
+        return SUPPORTED if growth["growth"] > 0 else NOT_SUPPORTED
+    if -flat_margin <= lo and hi <= flat_margin:
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def bottleneck_verdict(growths: Sequence[dict[str, Any]], flat_margin: float = 1.0,
+                       min_bleu: float = 5.0) -> dict[str, Any]:
+    """The corpus verdict over seeds: a label only when every seed's `growth_verdict` agrees, else
+    inconclusive. Returns {"label", "per_seed": [labels], "growth": mean_std, "gap_short", "gap_long"}."""
+    labels = [growth_verdict(g, flat_margin, min_bleu) for g in growths]
+    label = labels[0] if labels and all(x == labels[0] for x in labels) else INCONCLUSIVE
+    return {
+        "label": label,
+        "per_seed": labels,
+        "growth": mean_std([g.get("growth") for g in growths]),
+        "gap_short": mean_std([g.get("gap_short") for g in growths]),
+        "gap_long": mean_std([g.get("gap_long") for g in growths]),
+    }
+
+
+def bottleneck_sentence(verdict: dict[str, Any], growths: Sequence[dict[str, Any]], corpus: str,
+                        min_bleu: float = 5.0) -> str:
+    """The verdict as a sentence, built from the numbers it was computed from."""
+    long_from = growths[0]["long_from"]
+    if verdict["growth"] is None:
+        return (f"{corpus} has no sentences on one side of {long_from} words, so the gap cannot "
+                f"be compared between short and long sentences.")
+    seeds = f" (mean ± std over {len(growths)} seeds)" if len(growths) > 1 else ""
+    detail = ""
+    if len(growths) == 1:
+        g = growths[0]
+        detail = (f", 95% interval [{g['growth_ci'][0]:+.2f}, {g['growth_ci'][1]:+.2f}], p = {g['p_value']:.4f}")
+    else:
+        detail = "; per-seed verdicts: " + ", ".join(verdict["per_seed"])
+    keys = ("system_short", "system_long", "baseline_short", "baseline_long")
+    weak = [g for g in growths if max(g[k] for k in keys) < min_bleu]
+    if weak:
+        detail += (f"; in {len(weak)} of {len(growths)} seed(s) no system reaches {min_bleu:g} BLEU in either "
+                   f"length group, too weak to show a bottleneck")
+    return (f"On {corpus}, attention minus fixed-context BLEU is "
+            f"{fmt_mean_std(verdict['gap_short'], signed=True)} on sources under {long_from} words and "
+            f"{fmt_mean_std(verdict['gap_long'], signed=True)} on sources of {long_from}+ words{seeds}; "
+            f"the gap changes by {fmt_mean_std(verdict['growth'], signed=True)} BLEU with length{detail}.")
+
+
+def write_json(path: Path, data: Any) -> None:
+    # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {k: v for k, v in asdict(job).items() if k != "config"}

@@ -1,0 +1,206 @@
+"""Experiments: verdict and aggregation logic on hand-made numbers, script configs, and tiny end-to-end runs of
+scripts/bottleneck.py and scripts/claims.py on real Multi30k lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nmt.errors import NMTError
+from nmt.evaluation.experiment import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    bottleneck_sentence,
+    bottleneck_verdict,
+    comparison_verdict,
+    gap_growth,
+    growth_verdict,
+    load_script_config,
+    mean_std,
+    paired_mean_bootstrap,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def growth(gap_short: float, gap_long: float, ci: tuple[float, float], p: float, baseline: float = 20.0) -> dict:
+    """A hand-made `gap_growth` result: the baseline scores `baseline` BLEU on short and long sources."""
+    return {"long_from": 20, "count_short": 800, "count_long": 200, "gap_short": gap_short, "gap_long": gap_long,
+            "system_short": baseline + gap_short, "system_long": baseline + gap_long, "baseline_short": baseline,
+            "baseline_long": baseline, "growth": gap_long - gap_short, "growth_ci": list(ci), "p_value": p}
+
+
+# Verdicts on hand-made numbers -------------------------------------------------------------------------------
+def test_growing_gap_supports_the_claim() -> None:
+    assert growth_verdict(growth(1.0, 5.0, (2.1, 5.9), 0.001)) == SUPPORTED
+
+
+def test_flat_gap_does_not_support_the_claim() -> None:
+    # Attention is better everywhere, by the same amount: no bottleneck effect, and the interval is tight.
+    assert growth_verdict(growth(3.0, 3.1, (-0.6, 0.8), 0.70)) == NOT_SUPPORTED
+    # A gap that shrinks significantly contradicts the claim too.
+    assert growth_verdict(growth(4.0, 1.0, (-4.5, -1.5), 0.002)) == NOT_SUPPORTED
+
+
+def test_insignificant_growth_is_inconclusive() -> None:
+    assert growth_verdict(growth(1.0, 3.0, (-1.5, 5.5), 0.30)) == INCONCLUSIVE
+    # Systems too weak to translate anything: a flat, even a "significant", gap says nothing.
+    assert growth_verdict(growth(0.1, 0.5, (0.2, 0.6), 0.01, baseline=0.2)) == INCONCLUSIVE
+    assert growth_verdict(growth(0.0, 0.1, (-0.2, 0.3), 0.6, baseline=0.3)) == INCONCLUSIVE
+    # No long sentences at all: nothing to compare.
+    assert growth_verdict({"growth": None, "growth_ci": None, "p_value": None}) == INCONCLUSIVE
+
+
+def test_seed_verdicts_must_agree() -> None:
+    grows = [growth(1.0, 5.0, (2.0, 6.0), 0.001), growth(0.5, 4.0, (1.5, 5.5), 0.004)]
+    v = bottleneck_verdict(grows)
+    assert v["label"] == SUPPORTED and v["per_seed"] == [SUPPORTED, SUPPORTED]
+    assert v["growth"]["mean"] == pytest.approx(3.75) and v["growth"]["n"] == 2
+    sentence = bottleneck_sentence(v, grows, "corpus test")
+    assert "+0.75 ± 0.35 on sources under 20 words and +4.50 ± 0.71 on sources of 20+ words" in sentence
+    assert "changes by +3.75 ± 0.35 BLEU" in sentence
+    mixed = bottleneck_verdict(grows + [growth(2.0, 2.1, (-0.5, 0.7), 0.8)])
+    assert mixed["label"] == INCONCLUSIVE and mixed["per_seed"][-1] == NOT_SUPPORTED
+
+
+def test_comparison_verdict_and_mean_std() -> None:
+    assert comparison_verdict(2.0, 0.01) == SUPPORTED
+    assert comparison_verdict(-2.0, 0.01) == NOT_SUPPORTED
+    assert comparison_verdict(2.0, 0.2) == INCONCLUSIVE
+    ms = mean_std([30.0, 32.0, None, 34.0])
+    assert ms == {"mean": 32.0, "std": pytest.approx(2.0), "n": 3}
+    assert mean_std([7.5])["std"] is None
+    assert mean_std([None]) is None
+
+
+def test_paired_mean_bootstrap_detects_a_shift_only_when_there_is_one() -> None:
+    a = [1.0 + 0.01 * (i % 7) for i in range(200)]
+    shifted = paired_mean_bootstrap([x + 0.5 for x in a], a, n_samples=200)
+    assert shifted["difference"] == pytest.approx(0.5) and shifted["p_value"] < 0.05
+    same = paired_mean_bootstrap(a, a, n_samples=200)
+    assert same["difference"] == 0.0 and same["p_value"] == 1.0
+
+
+def test_gap_growth_on_made_up_translations() -> None:
+    # The system is perfect everywhere; the baseline is perfect on short sources and garbage on long ones.
+    short = [f"ein kurzer satz nummer {i}" for i in range(30)]
+    long_ = [" ".join(f"wort{j}" for j in range(25)) + f" {i}" for i in range(30)]
+    refs = [f"a short sentence number {i} here" for i in range(30)] + [
+        " ".join(f"word{j}" for j in range(25)) + f" {i}" for i in range(30)]
+    base = refs[:30] + ["nothing right at all"] * 30
+    g = gap_growth(short + long_, refs, base, refs, long_from=20, n_samples=200)
+    assert (g["count_short"], g["count_long"]) == (30, 30)
+    assert g["gap_short"] == pytest.approx(0.0) and g["gap_long"] > 90
+    assert g["growth"] == pytest.approx(g["gap_long"] - g["gap_short"])
+    assert g["growth_ci"][0] > 0 and g["p_value"] < 0.05
+    assert growth_verdict(g) == SUPPORTED
+    flat = gap_growth(short + long_, refs, refs, refs, long_from=20, n_samples=200)
+    assert flat["growth"] == 0.0 and growth_verdict(flat) == NOT_SUPPORTED
+
+
+# Script configs -----------------------------------------------------------------------------------------------
+def test_presets_and_overrides() -> None:
+    cfg, preset = load_script_config("bottleneck", ["preset=quick", "seeds=[1,2,3]", "data=[wmt_news_de_en]"])
+    assert preset == "quick" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
+    assert cfg.model_fixed == "rnn_fixed_small" and cfg.workers == 2 and cfg.threads == 1
+    full, _ = load_script_config("bottleneck", ["preset=full"])
+    assert full.model_attention == "rnn_attention" and list(full.seeds) == [1, 2, 3]
+    claims, _ = load_script_config("claims", ["preset=quick"])
+    assert list(claims.d_k) == [32, 128, 512] and claims.model == "rnn_attention_small"
+    with pytest.raises(NMTError, match="seedz"):
+        load_script_config("bottleneck", ["preset=quick", "seedz=[1]"])
+    with pytest.raises(NMTError, match="unknown preset=tiny.*quick"):
+        load_script_config("claims", ["preset=tiny"])
+
+
+def test_script_reports_a_bad_key_in_one_line() -> None:
+    proc = subprocess.run([sys.executable, "scripts/bottleneck.py", "preset=quick", "workerz=3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "workerz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# End to end on a tiny corpus ----------------------------------------------------------------------------------
+def tiny_overrides(files: dict[str, list[str]], data_root: Path) -> list[str]:
+    return [
+        "data.name=tiny_experiment",
+        f"data.root={data_root}",
+        *(f"+data.files.{split}=[{src},{tgt}]" for split, (src, tgt) in files.items()),
+        "data.tokenizer.vocab_size=250",
+        "model.emb_dim=16",
+        "model.hidden=16",
+        "model.dropout=0.0",
+        "train.device=cpu",
+        "train.max_steps=5",
+        "train.max_minutes=0",
+        "train.batch_tokens=400",
+        "train.lr=5e-3",
+        "train.eval_every=5",
+        "train.save_every=1000",
+        "train.eval_max_sentences=10",
+        "train.attention_samples=0",
+        "train.resume=never",
+        "decode.max_len_a=1.0",
+        "decode.max_len_b=2",
+    ]
+
+
+def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
+    from nmt.evaluation.bottleneck import run_bottleneck
+
+    cfg, _ = load_script_config("bottleneck", [
+        "data=[files]", "model_fixed=rnn_fixed_small", "model_attention=rnn_attention_small", "decode=greedy",
+        "length_edges=[0,8,12,16]", "long_from=12", "bootstrap_samples=50", "workers=2", "threads=1",
+        f"out_dir={tmp_path / 'out'}",
+    ])
+    cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
+    out = run_bottleneck(cfg, None, log=lambda _: None)
+
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    (section,) = report["sections"]
+    n_test = len(Path(tiny_corpus_files["test"][1]).read_text().splitlines())
+    assert section["num_sentences"] == n_test == 60
+    (seed,) = section["seeds"]
+    # Same budget for both; steps and parameter counts are reported.
+    runs = {r["name"].split("/")[1]: r for r in report["runs"]}
+    assert runs["rnn_fixed"]["steps"] == runs["rnn_attention"]["steps"] == 5
+    assert runs["rnn_attention"]["num_parameters"] > runs["rnn_fixed"]["num_parameters"] > 0
+    assert f"{runs['rnn_attention']['num_parameters']:,}" in md
+    assert report["hardware"]["torch"] and report["hardware"]["workers"] == 2
+    # Bucket counts add up to the test set, and agree between systems and the paired test.
+    for name in ("rnn_fixed", "rnn_attention"):
+        rows = seed["systems"][name]["by_length"]
+        assert [r["label"] for r in rows] == ["0-8", "8-12", "12-16", "16+"]
+        assert sum(r["count"] for r in rows) == n_test
+    assert [r["count"] for r in seed["by_length"]] == [r["count"] for r in seed["systems"]["rnn_fixed"]["by_length"]]
+    # The paired test's difference is the difference of the two reported scores.
+    s = seed["systems"]
+    assert seed["bleu"]["difference"] == pytest.approx(s["rnn_attention"]["bleu"] - s["rnn_fixed"]["bleu"])
+    assert seed["chrf"]["difference"] == pytest.approx(s["rnn_attention"]["chrf"] - s["rnn_fixed"]["chrf"])
+    for name in s:
+        lo, hi = s[name]["bleu_ci"]
+        assert lo <= hi
+    # Growth: the reported gaps are BLEU differences on the two length groups, and the verdict follows them.
+    g = seed["growth"]
+    assert g["count_short"] + g["count_long"] == n_test and g["count_long"] > 0
+    assert g["growth"] == pytest.approx(g["gap_long"] - g["gap_short"])
+    assert seed["verdict"] == growth_verdict(g, cfg.flat_margin, cfg.min_bleu)
+    assert section["verdict"]["label"] == seed["verdict"]
+    assert f"**Verdict: {seed['verdict']}.**" in md and f"{g['growth']:+.2f}" in md
+    # Plot and the per-seed evaluation report exist.
+    assert (out / section["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seed_dir = out / Path(seed["report"]).parent
+    metrics = json.loads((seed_dir / "metrics.json").read_text())
+    assert {x["name"] for x in metrics["systems"]} == {"rnn_fixed", "rnn_attention"}
+    hyp = (seed_dir / "rnn_attention.hyp.txt").read_text().splitlines()
+    assert len(hyp) == n_test
+    assert metrics["systems"][0]["scores"]["bleu"] == pytest.approx(s["rnn_attention"]["bleu"])
+    # Each run went through the trainer with the composed config: its run dir has the trainer's metrics.
+    trained = json.loads((Path(runs["rnn_fixed"]["run_dir"]) / "metrics.json").read_text())
+    assert trained["step"] == 5 and trained["arch"] == "rnn_fixed"
