@@ -248,10 +248,11 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_step(self, group: list[Any], flags: list[float]) -> tuple[Tensor, float]:
+    def _train_step(self, group: list[Any], time_up: bool) -> tuple[Tensor, float]:
         """Forward/backward over the accumulated batches of `group`, then an update unless the loss or the
         gradient norm is non-finite. Returns the rank-summed [loss sum, target tokens, tokens, padding
-        fraction, *flags] and the gradient norm (the same on every rank: DDP has averaged the gradients)."""
+        fraction, stop signal seen, time up] and the gradient norm (the same on every rank: DDP has averaged
+        the gradients). Summing the flags makes every rank stop after the same step."""
         tc = self.tc
         n_targets = sum(b.num_tgt_tokens for b in group)
         loss_total = torch.zeros((), device=self.device)
@@ -268,6 +269,7 @@ class Trainer:
         clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
         padding = sum(b.padding_fraction for b in group) / len(group)
+        flags = [self._signal is not None, time_up]  # read after the backward pass: stop after *this* step
         stats = [float(loss_total), n_targets, sum(b.num_tokens for b in group), padding, *flags]
         summed = dist.all_reduce_sum(torch.tensor(stats, dtype=torch.float64, device=self.device), self.dist)
         summed = summed.cpu()
@@ -302,7 +304,7 @@ class Trainer:
             self.train_seconds = progress.train_seconds
             time_up = tc.max_minutes > 0 and self.train_seconds >= tc.max_minutes * 60
             step_before = self.step
-            stats, grad_norm = self._train_step([g[3] for g in group], [self._signal is not None, time_up])
+            stats, grad_norm = self._train_step([g[3] for g in group], time_up)
             self.epoch, self.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
             self.train_tokens += int(stats[2])
             padding = stats[3].item() / self.dist.world_size
