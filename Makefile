@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv and install torch $(TORCH_VERSION) + nmt[dev]
+install: $(VENV)/.installed ## create .venv, install torch 2.13.0 (CPU build here) then nmt[dev]
 
 prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 	$(VENV)/bin/nmt-prepare
@@ -27,6 +27,15 @@ train: prepare ## train the default model (Multi30k de-en, RNN attention) into o
 
 test: install ## run the whole test suite
 	$(PY) -m pytest
+
+bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
+	$(PY) scripts/benchmark.py
+
+bottleneck: install ## fixed-context vs attention, overall and by length (PRESET=quick|full)
+	$(PY) scripts/bottleneck.py preset=$(or $(PRESET),quick)
+
+claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=quick|full)
+	$(PY) scripts/claims.py preset=$(or $(PRESET),quick)
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check nmt tests scripts
@@ -38,4 +47,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test lint tensorboard clean
+.PHONY: help install prepare train test bench bottleneck claims lint tensorboard clean
