@@ -234,18 +234,19 @@ class RunLogger:
         if self.writer is not None:
             self.writer.add_text(tag, markdown, step)
 
-    def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        """The flattened config with the run's final metrics, in the main run (not a timestamped sub-run)."""
+    def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
+        """The flattened config with the run's final metrics (as hparams/<name> scalars at `step`)."""
         if self.writer is None:
             return
         from torch.utils.tensorboard.summary import hparams
 
         finite = {f"hparams/{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
         experiment, session_start, session_end = hparams(flatten_config(config), finite)
+        # SummaryWriter.add_hparams would open a timestamped sub-run; writing the three summaries through this
+        # writer keeps the HParams row on the same run as its curves.
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
-        step = int(metrics.get("step", 0))
         for tag, value in finite.items():
             self.writer.add_scalar(tag, value, step)
 

@@ -404,8 +404,8 @@ class Trainer:
         if self.history and self.stop_reason != "signal":
             last = self.history[-1]
             final = {k: float(last[k]) for k in ("bleu", "chrf", "valid_loss", "valid_ppl")}
-            final |= {"best_bleu": float(self.best_bleu or 0.0), "step": float(self.step)}
-            self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final)
+            final["best_bleu"] = float(self.best_bleu or 0.0)
+            self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final, self.step)
         self.log.info(
             f"done ({self.stop_reason}): step {self.step}, best valid BLEU {self.best_bleu or 0.0:.2f} at step "
             f"{self.best_step}, {format_duration(self.train_seconds)} of training; run dir {self.run_dir}"
