@@ -247,7 +247,8 @@ def train_and_decode(job: Job) -> dict[str, Any]:
 
 
 def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Train every job (identical configs once), `workers` at a time; results in job order.
+    """Train every job (identical configs once), `workers` at a time; results in job order, named after
+    their job (with "trained_as": the job that ran, for a config trained once for several jobs).
 
     Worker processes are spawned (a forked torch can deadlock on its thread pools); with one worker, or
     one distinct job, everything runs in this process.
@@ -272,7 +273,13 @@ def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = pri
             for job in todo:
                 results[job.key()] = futures[job.key()].result()
                 _log_result(results[job.key()], log)
-    return [results[job.key()] for job in jobs]
+    out = []
+    for job in jobs:
+        r = dict(results[job.key()])
+        if r["name"] != job.name:  # the same config as an earlier job: one run serves both
+            r["trained_as"], r["name"] = r["name"], job.name
+        out.append(r)
+    return out
 
 
 def _log_result(r: dict[str, Any], log: Callable[[str], None]) -> None:

@@ -1,0 +1,370 @@
+"""Side claims about attention, each measured and given a verdict computed from the numbers.
+
+- scaling: scaled (q.k / sqrt(d_k)) vs unscaled dot-product attention for several d_k: softmax entropy, max
+  weight and the gradient norm at the scores, at initialisation (the model's own random queries and keys, and
+  unit-variance random vectors, the premise of Vaswani et al. 2017) and after training; BLEU of both.
+- temperature: softmax temperature at inference on the trained base model: attention entropy and BLEU.
+- hard: argmax vs soft attention at inference on the trained base model: BLEU.
+- scorers: dot / scaled_dot / general / additive, and 1 vs more heads, trained at equal budget: BLEU.
+
+`run_claims` writes <out_dir>/report.md, report.json and scaling.png.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.config import PAD_ID
+from nmt.errors import NMTError
+from nmt.evaluation.experiment import (
+    ALPHA,
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Job,
+    comparison_verdict,
+    compose_run,
+    hardware,
+    job_dict,
+    make_out_dir,
+    paired_mean_bootstrap,
+    run_jobs,
+    write_json,
+)
+
+CLAIMS = ("scaling", "temperature", "hard", "scorers")
+SOURCE_GRADIENT_CHANGE = "up to 40%"  # the source's figure for what scaling does to the gradient norm
+BASE = "base"
+
+
+# Attention statistics -----------------------------------------------------------------------------------------
+def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.device) -> dict[str, list[float]]:
+    """Teacher-forced pass of an `AttentionSeq2Seq` with gradients taken at the attention scores.
+
+    For every decoder step: entropy (nats) and max of the attention weights, and the L2 norm over source
+    positions of d loss / d scores, the loss being the summed token cross-entropy (so a row's gradient is on
+    the scale of one token's loss). Scores are the scorer's output, i.e. after the 1/sqrt(d_k) scaling.
+    Returns per-sentence means over heads and target steps: {"entropy", "max_weight", "grad_norm"} lists.
+    """
+    from nmt.models.base import lengths_to_mask
+
+    attention = model.decoder.attention
+    captured: list[torch.Tensor] = []
+
+    def keep(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        output.retain_grad()
+        captured.append(output)
+
+    handle = attention.scorer.register_forward_hook(keep)
+    was_training = model.training
+    model.eval()  # no dropout; gradients still flow
+    out: dict[str, list[float]] = {"entropy": [], "max_weight": [], "grad_norm": []}
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            captured.clear()
+            model.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
+                F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID,
+                                reduction="sum").backward()
+            scores = torch.stack([c.detach() for c in captured], dim=1).float()  # (B, T, h, S)
+            grads = torch.stack([c.grad for c in captured], dim=1).float()
+            pad = ~lengths_to_mask(batch.src_lens, batch.src.size(1))[:, None, None, :]
+            weights = torch.softmax(scores.masked_fill(pad, float("-inf")) / attention.temperature, dim=-1)
+            entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)  # (B, T, h)
+            steps = (batch.tgt_out != PAD_ID).float()  # (B, T)
+            n = steps.sum(1)
+            for name, value in (("entropy", entropy), ("max_weight", weights.amax(-1)),
+                                ("grad_norm", grads.masked_fill(pad, 0.0).norm(dim=-1))):
+                out[name] += ((value.mean(-1) * steps).sum(1) / n).tolist()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return out
+
+
+def synthetic_probe(d_k: int, scaled: bool, queries: int = 2000, keys: int = 20, seed: int = 0) -> dict[str, float]:
+    """Vaswani et al.'s premise: q, k with unit-variance components, so q.k has variance d_k.
+
+    Upstream of the softmax sits a context sum_s p_s v_s read by a random linear loss u . context (v, u also
+    unit-variance), so the gradient at the scores is J^T (V u) with J the softmax Jacobian: it vanishes when
+    the softmax saturates. The same random draws for scaled and unscaled. Returns mean entropy, max weight
+    and gradient norm over the queries.
+    """
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(queries, d_k, generator=g), torch.randn(queries, keys, d_k, generator=g)
+    v, u = torch.randn(queries, keys, d_k, generator=g), torch.randn(queries, d_k, generator=g)
+    scores = (k @ q.unsqueeze(-1)).squeeze(-1) * (1.0 / math.sqrt(d_k) if scaled else 1.0)  # (queries, keys)
+    scores.requires_grad_(True)
+    weights = torch.softmax(scores, dim=-1)
+    ((weights.unsqueeze(-1) * v).sum(1) * u).sum().backward()
+    entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)
+    return {"entropy": entropy.mean().item(), "max_weight": weights.amax(-1).mean().item(),
+            "grad_norm": scores.grad.norm(dim=-1).mean().item()}
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def decode_entropy(attention: list[torch.Tensor]) -> list[float]:
+    """Per sentence, mean entropy (nats) of the attention rows (T, S) of a decoded translation."""
+    out = []
+    for a in attention:
+        a = a.float().clamp_min(1e-30)
+        out.append(float(-(a * a.log()).sum(-1).mean()))
+    return out
+
+
+# The experiment ------------------------------------------------------------------------------------------------
+def hidden_for(d_k: int, bidirectional: bool) -> int:
+    """RNN hidden size whose single-head key size (the encoder state, 2H when bidirectional) is d_k."""
+    per = 2 if bidirectional else 1
+    if d_k < per or d_k % per:
+        raise NMTError(f"d_k={d_k} must be a multiple of {per} (the encoder state is {per} x model.hidden)")
+    return d_k // per
+
+
+def variants(cfg: DictConfig, base: DictConfig) -> dict[str, list[str]]:
+    """Variant name -> model overrides over the base model; identical resolved configs train once."""
+    out: dict[str, list[str]] = {BASE: []}
+    if "scorers" in cfg.claims:
+        out |= {f"scorer={s}": [f"model.scorer={s}", "model.heads=1"] for s in cfg.scorers}
+        out |= {f"heads={h}": [f"model.heads={h}"] for h in cfg.heads}
+    if "scaling" in cfg.claims:
+        for d in cfg.d_k:
+            hidden = hidden_for(int(d), bool(base.model.bidirectional))
+            for s in ("dot", "scaled_dot"):
+                out[f"d_k={d}/{s}"] = [f"model.scorer={s}", "model.heads=1", f"model.hidden={hidden}"]
+    return out
+
+
+def probe_batches(corpus: Any, n: int) -> list[Any]:
+    from nmt.data.batching import collate
+
+    valid = corpus.split("valid")
+    n = min(n, len(valid))
+    src = corpus.tokenizer.encode_src(list(valid["src"][:n]))
+    tgt = corpus.tokenizer.encode_tgt(list(valid["tgt"][:n]))
+    return [collate(src[i:i + 32], tgt[i:i + 32], list(range(i, min(i + 32, n)))) for i in range(0, n, 32)]
+
+
+def scored(hyps: list[str], refs: list[str], n: int) -> dict[str, Any]:
+    from nmt.evaluation.metrics import bootstrap_interval, corpus_scores
+
+    s = corpus_scores(hyps, refs)
+    return {"bleu": s["bleu"], "bleu_ci": list(bootstrap_interval(hyps, refs, n)), "chrf": s["chrf"],
+            "signature": s["signatures"]["bleu"]}
+
+
+def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """Run the selected claims as configured; returns the output directory."""
+    from nmt.cli.evaluate import read_lines, safe_name
+    from nmt.data.corpus import prepare_corpus
+    from nmt.evaluation.bottleneck import resolve_split
+    from nmt.evaluation.claims_report import plot_scaling, render
+
+    unknown = [c for c in cfg.claims if c not in CLAIMS]
+    if unknown or not cfg.claims:
+        raise NMTError(f"unknown claims {unknown}; choose from {', '.join(CLAIMS)}")
+    started = time.time()
+    out = make_out_dir(cfg.out_dir, "claims")
+    log(f"claims: {out}")
+    common = [f"data={cfg.data}", f"model={cfg.model}", f"train={cfg.train}", f"decode={cfg.decode}",
+              *cfg.overrides, f"train.seed={cfg.seed}"]
+    base = compose_run(common)
+    if base.model.arch != "rnn_attention":
+        raise NMTError(f"claims need an rnn_attention base model, model={cfg.model} is {base.model.arch}")
+    corpus = prepare_corpus(base.data, log=lambda msg: log(f"[{cfg.data}] {msg}"))
+    split = resolve_split(corpus, cfg.split)
+    configs = {name: compose_run(common + extra) for name, extra in variants(cfg, base).items()}
+    from nmt.models import build_model
+
+    tok = corpus.tokenizer
+    for run_cfg in configs.values():  # fail on a bad combination (e.g. heads vs sizes) before training
+        build_model(run_cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+    jobs = [Job(name, OmegaConf.to_container(c, resolve=True), str(out / "runs" / safe_name(name)), [split],
+                int(cfg.threads)) for name, c in configs.items()]
+    results = dict(zip(configs, run_jobs(jobs, int(cfg.workers), log), strict=True))
+    if cfg.threads > 0:  # training is over: decoding and probes may use every worker's threads
+        torch.set_num_threads(min(int(cfg.threads) * int(cfg.workers), os.cpu_count() or 1))
+
+    dataset = corpus.split(split)
+    refs = list(dataset["tgt"])
+    sources = list(dataset["src"])
+    n = int(cfg.bootstrap_samples)
+    hyps = {name: read_lines(r["decoded"][split]["file"], "hypotheses") for name, r in results.items()}
+    report: dict[str, Any] = {
+        "title": f"Attention claims on {corpus.name} {split}",
+        "preset": preset, "config": OmegaConf.to_container(cfg, resolve=True),
+        "hardware": hardware(int(cfg.workers), int(cfg.threads)), "split": split, "num_sentences": len(refs),
+        "decode": OmegaConf.to_container(base.decode, resolve=True),
+        "runs": [job_dict(j) | {"model": {k: configs[j.name].model[k] for k in ("scorer", "heads", "hidden")}} | r
+                 for j, r in zip(jobs, results.values(), strict=True)],
+        "claims": {},
+    }
+    device = torch.device(results[BASE]["device"])
+    ctx = {"cfg": cfg, "configs": configs, "results": results, "hyps": hyps, "refs": refs, "sources": sources,
+           "n": n, "device": device, "corpus": corpus, "log": log}
+    for claim in cfg.claims:
+        log(f"claim: {claim} ...")
+        report["claims"][claim] = CLAIM_FUNCTIONS[claim](ctx)
+    if "scaling" in report["claims"]:
+        report["claims"]["scaling"]["plot"] = plot_scaling(report["claims"]["scaling"], out / "scaling.png")
+    report["seconds"] = time.time() - started
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(render(report), encoding="utf-8")
+    for claim, c in report["claims"].items():
+        log(f"{claim}: {c['verdict']} - {c['summary']}")
+    log(f"report: {out / 'report.md'}")
+    return out
+
+
+def _scaling(ctx: dict[str, Any]) -> dict[str, Any]:
+    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.models import build_model
+    from nmt.training.checkpoint import load_model
+
+    cfg, tok, n = ctx["cfg"], ctx["corpus"].tokenizer, ctx["n"]
+    batches = probe_batches(ctx["corpus"], int(cfg.probe_sentences))
+    rows = []
+    for d in cfg.d_k:
+        row: dict[str, Any] = {"d_k": int(d)}
+        names = {s: f"d_k={d}/{s}" for s in ("dot", "scaled_dot")}
+        for stage in ("init", "trained"):
+            stats = {}
+            for s, name in names.items():
+                if stage == "init":  # the trainer's own initialisation: same seed, same parameter layout
+                    torch.manual_seed(int(cfg.seed))
+                    model = build_model(ctx["configs"][name].model, tok.src_vocab_size, tok.tgt_vocab_size)
+                    model.to(ctx["device"])
+                else:
+                    model = load_model(ctx["results"][name]["checkpoint"], ctx["device"]).model
+                stats[s] = attention_probe(model, batches, ctx["device"])
+            test = paired_mean_bootstrap(stats["scaled_dot"]["grad_norm"], stats["dot"]["grad_norm"], n)
+            row[stage] = {s: {k: mean(v) for k, v in st.items()} for s, st in stats.items()}
+            row[stage]["grad_test"] = test
+            row[stage]["grad_change_pct"] = 100.0 * test["difference"] / test["b"] if test["b"] > 0 else None
+        row["synthetic"] = {s: synthetic_probe(int(d), s == "scaled_dot") for s in ("dot", "scaled_dot")}
+        syn = row["synthetic"]
+        row["synthetic"]["grad_change_pct"] = 100.0 * (syn["scaled_dot"]["grad_norm"] / syn["dot"]["grad_norm"] - 1)
+        row["bleu"] = {s: scored(ctx["hyps"][name], ctx["refs"], n) for s, name in names.items()}
+        row["bleu"]["test"] = paired_bootstrap(ctx["hyps"][names["scaled_dot"]], ctx["hyps"][names["dot"]],
+                                               ctx["refs"], n)
+        rows.append(row)
+    top = max(rows, key=lambda r: r["d_k"])
+    grad = top["trained"]["grad_test"]
+    verdicts = {"gradient": comparison_verdict(grad["difference"], grad["p_value"]),
+                "bleu": comparison_verdict(top["bleu"]["test"]["difference"], top["bleu"]["test"]["p_value"])}
+    label = verdicts["gradient"] if verdicts["gradient"] == verdicts["bleu"] else INCONCLUSIVE
+    change = top["trained"]["grad_change_pct"]
+    summary = (f"at d_k={top['d_k']} after training, scaling changes the gradient norm at the scores by "
+               f"{'-' if change is None else f'{change:+.1f}%'} (p = {grad['p_value']:.4f}; the source: "
+               f"{SOURCE_GRADIENT_CHANGE}) and BLEU by {top['bleu']['test']['difference']:+.2f} "
+               f"(p = {top['bleu']['test']['p_value']:.4f})")
+    return {"rows": rows, "verdicts": verdicts, "verdict": label, "summary": summary,
+            "source_gradient_change": SOURCE_GRADIENT_CHANGE}
+
+
+def _temperature(ctx: dict[str, Any]) -> dict[str, Any]:
+    from nmt.decoding.search import translate
+    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.training.checkpoint import load_model
+
+    cfg, n = ctx["cfg"], ctx["n"]
+    taus = sorted(float(t) for t in cfg.temperatures)
+    if len(taus) < 2 or 1.0 not in taus:
+        raise NMTError(f"temperatures must hold 1.0 (the trained value) and another one, got {taus}")
+    rows, hyps, ents = [], {}, {}
+    for tau in taus:
+        loaded = load_model(ctx["results"][BASE]["checkpoint"], ctx["device"], [f"model.temperature={tau}"])
+        t = translate(loaded.model, loaded.tokenizer, ctx["sources"], loaded.cfg.decode, ctx["device"],
+                      with_attention=True)
+        hyps[tau], ents[tau] = t.hypotheses, decode_entropy(t.attention)
+        rows.append({"temperature": tau, "entropy": mean(ents[tau]), **scored(t.hypotheses, ctx["refs"], n)})
+    for row in rows:
+        tau = row["temperature"]
+        row["vs_trained"] = None if tau == 1.0 else paired_bootstrap(hyps[1.0], hyps[tau], ctx["refs"], n)
+    # Claim 1: entropy rises with the temperature (each step up, paired over sentences).
+    steps = [paired_mean_bootstrap(ents[b], ents[a], n) for a, b in zip(taus, taus[1:], strict=False)]
+    entropy_votes = [comparison_verdict(s["difference"], s["p_value"]) for s in steps]
+    # Claim 2: the trained temperature (1.0) translates best.
+    bleu_votes = [comparison_verdict(r["vs_trained"]["difference"], r["vs_trained"]["p_value"])
+                  for r in rows if r["vs_trained"] is not None]
+    verdicts = {"entropy": _all_or_any(entropy_votes), "bleu": _all_or_any(bleu_votes)}
+    entropies = ", ".join(f"{r['entropy']:.3f}" for r in rows)
+    bleus = ", ".join(f"{r['bleu']:.2f}" for r in rows)
+    summary = (f"attention entropy {entropies} nats and BLEU {bleus} at temperature "
+               f"{', '.join(f'{t:g}' for t in taus)}")
+    return {"rows": rows, "entropy_steps": steps, "verdicts": verdicts, "verdict": verdicts["entropy"],
+            "summary": summary}
+
+
+def _all_or_any(votes: list[str]) -> str:
+    """supported when every part is; not supported when any part is; else inconclusive."""
+    if votes and all(v == SUPPORTED for v in votes):
+        return SUPPORTED
+    return NOT_SUPPORTED if NOT_SUPPORTED in votes else INCONCLUSIVE
+
+
+def _hard(ctx: dict[str, Any]) -> dict[str, Any]:
+    from nmt.decoding.search import translate
+    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.training.checkpoint import load_model
+
+    loaded = load_model(ctx["results"][BASE]["checkpoint"], ctx["device"], ["model.hard=true"])
+    hard = translate(loaded.model, loaded.tokenizer, ctx["sources"], loaded.cfg.decode, ctx["device"]).hypotheses
+    soft = ctx["hyps"][BASE]
+    test = paired_bootstrap(soft, hard, ctx["refs"], ctx["n"])
+    verdict = comparison_verdict(test["difference"], test["p_value"])
+    return {"soft": scored(soft, ctx["refs"], ctx["n"]), "hard": scored(hard, ctx["refs"], ctx["n"]),
+            "test": test, "verdict": verdict,
+            "summary": f"soft - hard attention: {test['difference']:+.2f} BLEU (p = {test['p_value']:.4f})"}
+
+
+def _scorers(ctx: dict[str, Any]) -> dict[str, Any]:
+    from nmt.evaluation.metrics import paired_bootstrap
+
+    cfg, results, n = ctx["cfg"], ctx["results"], ctx["n"]
+    reference = f"scorer={ctx['configs'][BASE].model.scorer}"
+    names = [f"scorer={s}" for s in cfg.scorers] + [f"heads={h}" for h in cfg.heads]
+    rows = []
+    for name in names:
+        m = ctx["configs"][name].model
+        row = {"name": name, "scorer": m.scorer, "heads": m.heads, "hidden": m.hidden,
+               "num_parameters": results[name]["num_parameters"], "steps": results[name]["steps"],
+               **scored(ctx["hyps"][name], ctx["refs"], n)}
+        row["vs_reference"] = None if name == reference or reference not in ctx["hyps"] else paired_bootstrap(
+            ctx["hyps"][name], ctx["hyps"][reference], ctx["refs"], n)
+        rows.append(row)
+    # "The scorer matters at equal budget": some scorer differs significantly from the reference one.
+    tests = [r["vs_reference"] for r in rows if r["name"].startswith("scorer=") and r["vs_reference"]]
+    verdicts = {"scorers_differ": SUPPORTED if any(t["p_value"] < ALPHA for t in tests) else INCONCLUSIVE}
+    heads_test = None
+    head_rows = sorted((r for r in rows if r["name"].startswith("heads=")), key=lambda r: r["heads"])
+    if len(head_rows) >= 2:  # "more heads translate better": the most heads against the fewest
+        many, one = head_rows[-1], head_rows[0]
+        heads_test = paired_bootstrap(ctx["hyps"][many["name"]], ctx["hyps"][one["name"]], ctx["refs"], n)
+        heads_test |= {"system_name": many["name"], "baseline_name": one["name"]}
+        verdicts["more_heads"] = comparison_verdict(heads_test["difference"], heads_test["p_value"])
+    best = max(rows, key=lambda r: r["bleu"])
+    summary = f"best {best['name']} at {best['bleu']:.2f} BLEU; against {reference}: " + ", ".join(
+        f"{r['name']} {r['vs_reference']['difference']:+.2f} (p = {r['vs_reference']['p_value']:.4f})"
+        for r in rows if r["vs_reference"] is not None)
+    return {"rows": rows, "reference": reference, "heads_test": heads_test, "verdicts": verdicts,
+            "verdict": verdicts["scorers_differ"], "summary": summary}
+
+
+CLAIM_FUNCTIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "scaling": _scaling, "temperature": _temperature, "hard": _hard, "scorers": _scorers}
