@@ -3,19 +3,25 @@ way, score both overall and by source length, and write a report with a verdict 
 
     .venv/bin/python scripts/bottleneck.py preset=quick                  # small models, both corpora, ~30 min CPU
     .venv/bin/python scripts/bottleneck.py preset=full seeds='[1,2,3]'   # default sizes, for a GPU
-    .venv/bin/python scripts/bottleneck.py preset=quick data='[wmt_news_de_en]' 'overrides=[train.max_steps=50]'
+    .venv/bin/python scripts/bottleneck.py preset=quick data='[wmt_news_de_en]' train.max_steps=50 train.device=cpu
 
 Options are the fields of `BottleneckConfig` (nmt/evaluation/experiment.py), presets are
-configs/experiment/bottleneck_<name>.yaml; the report goes to outputs/bottleneck/<time>/report.md.
+configs/experiment/bottleneck_<name>.yaml; dotted data./model./train./decode. keys go to every training run.
+The report goes to outputs/bottleneck/<time>/report.md.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from nmt.errors import user_errors
-from nmt.evaluation.bottleneck import run_bottleneck
-from nmt.evaluation.experiment import load_script_config
+# `python scripts/bottleneck.py` puts scripts/ first on sys.path, where this file would shadow the `bottleneck`
+# package that pandas (under datasets) imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from nmt.errors import user_errors  # noqa: E402
+from nmt.evaluation.bottleneck import run_bottleneck  # noqa: E402
+from nmt.evaluation.experiment import load_script_config  # noqa: E402
 
 
 @user_errors

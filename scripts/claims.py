@@ -6,16 +6,22 @@ dot-product attention by d_k, softmax temperature and hard attention at inferenc
     .venv/bin/python scripts/claims.py preset=quick 'claims=[temperature,hard]' temperatures='[0.25,1,4]'
 
 Options are the fields of `ClaimsConfig` (nmt/evaluation/experiment.py), presets are
-configs/experiment/claims_<name>.yaml; the report goes to outputs/claims/<time>/report.md.
+configs/experiment/claims_<name>.yaml; dotted data./model./train./decode. keys go to every training run.
+The report goes to outputs/claims/<time>/report.md.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from nmt.errors import user_errors
-from nmt.evaluation.claims import run_claims
-from nmt.evaluation.experiment import load_script_config
+# `python scripts/bottleneck.py` puts scripts/ first on sys.path, where this file would shadow the `bottleneck`
+# package that pandas (under datasets) imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from nmt.errors import user_errors  # noqa: E402
+from nmt.evaluation.claims import run_claims  # noqa: E402
+from nmt.evaluation.experiment import load_script_config  # noqa: E402
 
 
 @user_errors

@@ -71,6 +71,9 @@ def test_comparison_verdict_and_mean_std() -> None:
     assert comparison_verdict(2.0, 0.01) == SUPPORTED
     assert comparison_verdict(-2.0, 0.01) == NOT_SUPPORTED
     assert comparison_verdict(2.0, 0.2) == INCONCLUSIVE
+    # Between near-zero scores a "significant" difference is not a result.
+    assert comparison_verdict(0.01, 0.01, (0.02, 0.01), min_score=5.0) == INCONCLUSIVE
+    assert comparison_verdict(1.5, 0.01, (21.5, 20.0), min_score=5.0) == SUPPORTED
     ms = mean_std([30.0, 32.0, None, 34.0])
     assert ms == {"mean": 32.0, "std": pytest.approx(2.0), "n": 3}
     assert mean_std([7.5])["std"] is None
@@ -111,6 +114,10 @@ def test_presets_and_overrides() -> None:
     assert full.model_attention == "rnn_attention" and list(full.seeds) == [1, 2, 3]
     claims, _ = load_script_config("claims", ["preset=quick"])
     assert list(claims.d_k) == [32, 128, 512] and claims.model == "rnn_attention_small"
+    # Dotted run keys go to every training run, after the preset's own overrides.
+    cfg, _ = load_script_config("bottleneck", ["preset=quick", "train.max_steps=7", "+data.files.x=[a,b]"])
+    assert list(cfg.overrides)[-2:] == ["train.max_steps=7", "+data.files.x=[a,b]"]
+    assert cfg.overrides[0] == "train.max_steps=400"  # the preset's budget comes first
     with pytest.raises(NMTError, match="seedz"):
         load_script_config("bottleneck", ["preset=quick", "seedz=[1]"])
     with pytest.raises(NMTError, match="unknown preset=tiny.*quick"):
@@ -252,8 +259,11 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
         test = row["bleu"]["test"]
         assert test["difference"] == pytest.approx(row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"])
     top = scaling["rows"][-1]
-    assert scaling["verdicts"]["bleu"] == comparison_verdict(top["bleu"]["test"]["difference"],
-                                                             top["bleu"]["test"]["p_value"])
+    bleu_test = top["bleu"]["test"]
+    assert scaling["verdicts"]["bleu"] == comparison_verdict(
+        bleu_test["difference"], bleu_test["p_value"], (bleu_test["system"], bleu_test["baseline"]), cfg.min_bleu)
+    # Tiny models translate nothing: no BLEU comparison may claim a result.
+    assert scaling["verdicts"]["bleu"] == INCONCLUSIVE and claims["hard"]["verdict"] == INCONCLUSIVE
     assert "up to 40%" in md and (out / scaling["plot"]).read_bytes()[:4] == b"\x89PNG"
 
     temp = claims["temperature"]
@@ -267,8 +277,10 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     scorers = claims["scorers"]
     assert [r["name"] for r in scorers["rows"]] == [
         "scorer=dot", "scorer=scaled_dot", "scorer=additive", "heads=1", "heads=2"]
-    assert scorers["verdicts"]["more_heads"] == comparison_verdict(scorers["heads_test"]["difference"],
-                                                                   scorers["heads_test"]["p_value"])
+    t = scorers["heads_test"]
+    assert scorers["verdicts"]["more_heads"] == comparison_verdict(
+        t["difference"], t["p_value"], (t["system"], t["baseline"]), cfg.min_bleu)
+    assert next(r for r in scorers["rows"] if r["name"] == "heads=1")["vs_reference"] is None  # the same run
 
 
 def test_scaled_and_unscaled_models_start_from_the_same_weights() -> None:

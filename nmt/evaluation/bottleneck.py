@@ -242,11 +242,12 @@ def _runs_table(report: dict[str, Any], corpus: str) -> list[str]:
         if not r["name"].startswith(f"{corpus}/"):
             continue
         _, system, seed = r["name"].split("/")
+        decode = sum(d["seconds"] for d in r["decoded"].values())
         rows.append([system, seed.removeprefix("seed"), f"{r['num_parameters']:,}", str(r["steps"]),
                      r["stop_reason"] or "-", f"{r['train_seconds'] / 60:.1f}", f"{r['wall_seconds'] / 60:.1f}",
-                     _num(r["best_valid_bleu"]), str(r["checkpoint_step"])])
-    header = ["system", "seed", "parameters", "steps", "stopped by", "train min", "wall min", "best valid BLEU",
-              "evaluated step"]
+                     _num(r["best_valid_bleu"]), str(r["checkpoint_step"]), f"{decode:.0f}"])
+    header = ["system", "seed", "parameters", "steps", "stopped by", "train min", "train + validation min",
+              "best valid BLEU", "evaluated step", "test decoding s"]
     return _table(header, rows)
 
 

@@ -26,7 +26,6 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import PAD_ID
 from nmt.errors import NMTError
 from nmt.evaluation.experiment import (
-    ALPHA,
     INCONCLUSIVE,
     NOT_SUPPORTED,
     SUPPORTED,
@@ -264,12 +263,14 @@ def _scaling(ctx: dict[str, Any]) -> dict[str, Any]:
                                                ctx["refs"], n)
         rows.append(row)
     top = max(rows, key=lambda r: r["d_k"])
-    grad = top["trained"]["grad_test"]
+    grad, bleu = top["trained"]["grad_test"], top["bleu"]["test"]
+    # The source's claim is about gradients (softmax saturation at large d_k); BLEU is reported beside it.
     verdicts = {"gradient": comparison_verdict(grad["difference"], grad["p_value"]),
-                "bleu": comparison_verdict(top["bleu"]["test"]["difference"], top["bleu"]["test"]["p_value"])}
-    label = verdicts["gradient"] if verdicts["gradient"] == verdicts["bleu"] else INCONCLUSIVE
+                "bleu": comparison_verdict(bleu["difference"], bleu["p_value"], (bleu["system"], bleu["baseline"]),
+                                           float(cfg.min_bleu))}
+    label = verdicts["gradient"]
     change = top["trained"]["grad_change_pct"]
-    summary = (f"at d_k={top['d_k']} after training, scaling changes the gradient norm at the scores by "
+    summary = (f"At d_k={top['d_k']} after training, scaling changes the gradient norm at the scores by "
                f"{'-' if change is None else f'{change:+.1f}%'} (p = {grad['p_value']:.4f}; the source: "
                f"{SOURCE_GRADIENT_CHANGE}) and BLEU by {top['bleu']['test']['difference']:+.2f} "
                f"(p = {top['bleu']['test']['p_value']:.4f})")
@@ -300,12 +301,12 @@ def _temperature(ctx: dict[str, Any]) -> dict[str, Any]:
     steps = [paired_mean_bootstrap(ents[b], ents[a], n) for a, b in zip(taus, taus[1:], strict=False)]
     entropy_votes = [comparison_verdict(s["difference"], s["p_value"]) for s in steps]
     # Claim 2: the trained temperature (1.0) translates best.
-    bleu_votes = [comparison_verdict(r["vs_trained"]["difference"], r["vs_trained"]["p_value"])
-                  for r in rows if r["vs_trained"] is not None]
+    bleu_votes = [comparison_verdict(t["difference"], t["p_value"], (t["system"], t["baseline"]), float(cfg.min_bleu))
+                  for t in (r["vs_trained"] for r in rows) if t is not None]
     verdicts = {"entropy": _all_or_any(entropy_votes), "bleu": _all_or_any(bleu_votes)}
     entropies = ", ".join(f"{r['entropy']:.3f}" for r in rows)
     bleus = ", ".join(f"{r['bleu']:.2f}" for r in rows)
-    summary = (f"attention entropy {entropies} nats and BLEU {bleus} at temperature "
+    summary = (f"Attention entropy {entropies} nats and BLEU {bleus} at temperature "
                f"{', '.join(f'{t:g}' for t in taus)}")
     return {"rows": rows, "entropy_steps": steps, "verdicts": verdicts, "verdict": verdicts["entropy"],
             "summary": summary}
@@ -327,10 +328,11 @@ def _hard(ctx: dict[str, Any]) -> dict[str, Any]:
     hard = translate(loaded.model, loaded.tokenizer, ctx["sources"], loaded.cfg.decode, ctx["device"]).hypotheses
     soft = ctx["hyps"][BASE]
     test = paired_bootstrap(soft, hard, ctx["refs"], ctx["n"])
-    verdict = comparison_verdict(test["difference"], test["p_value"])
+    verdict = comparison_verdict(test["difference"], test["p_value"], (test["system"], test["baseline"]),
+                                 float(ctx["cfg"].min_bleu))
     return {"soft": scored(soft, ctx["refs"], ctx["n"]), "hard": scored(hard, ctx["refs"], ctx["n"]),
             "test": test, "verdict": verdict,
-            "summary": f"soft - hard attention: {test['difference']:+.2f} BLEU (p = {test['p_value']:.4f})"}
+            "summary": f"Soft - hard attention: {test['difference']:+.2f} BLEU (p = {test['p_value']:.4f})"}
 
 
 def _scorers(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -345,21 +347,26 @@ def _scorers(ctx: dict[str, Any]) -> dict[str, Any]:
         row = {"name": name, "scorer": m.scorer, "heads": m.heads, "hidden": m.hidden,
                "num_parameters": results[name]["num_parameters"], "steps": results[name]["steps"],
                **scored(ctx["hyps"][name], ctx["refs"], n)}
-        row["vs_reference"] = None if name == reference or reference not in ctx["hyps"] else paired_bootstrap(
-            ctx["hyps"][name], ctx["hyps"][reference], ctx["refs"], n)
+        same = results[name]["run_dir"] == results[reference]["run_dir"]  # the reference run itself
+        row["vs_reference"] = None if same else paired_bootstrap(ctx["hyps"][name], ctx["hyps"][reference],
+                                                                 ctx["refs"], n)
         rows.append(row)
     # "The scorer matters at equal budget": some scorer differs significantly from the reference one.
     tests = [r["vs_reference"] for r in rows if r["name"].startswith("scorer=") and r["vs_reference"]]
-    verdicts = {"scorers_differ": SUPPORTED if any(t["p_value"] < ALPHA for t in tests) else INCONCLUSIVE}
+    min_bleu = float(cfg.min_bleu)
+    votes = [comparison_verdict(abs(t["difference"]), t["p_value"], (t["system"], t["baseline"]), min_bleu)
+             for t in tests]
+    verdicts = {"scorers_differ": SUPPORTED if SUPPORTED in votes else INCONCLUSIVE}
     heads_test = None
     head_rows = sorted((r for r in rows if r["name"].startswith("heads=")), key=lambda r: r["heads"])
     if len(head_rows) >= 2:  # "more heads translate better": the most heads against the fewest
         many, one = head_rows[-1], head_rows[0]
         heads_test = paired_bootstrap(ctx["hyps"][many["name"]], ctx["hyps"][one["name"]], ctx["refs"], n)
         heads_test |= {"system_name": many["name"], "baseline_name": one["name"]}
-        verdicts["more_heads"] = comparison_verdict(heads_test["difference"], heads_test["p_value"])
+        verdicts["more_heads"] = comparison_verdict(heads_test["difference"], heads_test["p_value"],
+                                                    (heads_test["system"], heads_test["baseline"]), min_bleu)
     best = max(rows, key=lambda r: r["bleu"])
-    summary = f"best {best['name']} at {best['bleu']:.2f} BLEU; against {reference}: " + ", ".join(
+    summary = f"Best {best['name']} at {best['bleu']:.2f} BLEU; against {reference}: " + ", ".join(
         f"{r['name']} {r['vs_reference']['difference']:+.2f} (p = {r['vs_reference']['p_value']:.4f})"
         for r in rows if r["vs_reference"] is not None)
     return {"rows": rows, "reference": reference, "heads_test": heads_test, "verdicts": verdicts,

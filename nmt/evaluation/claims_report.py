@@ -73,7 +73,7 @@ def _scaling(c: dict[str, Any]) -> list[str]:
     lines += _table(["d_k", "dot BLEU [95% CI]", "scaled_dot BLEU [95% CI]", "scaled - dot [95% CI]", "p-value"],
                     bleu_rows) + [""]
     v = c["verdicts"]
-    lines += [f"- scaling keeps larger gradients at the largest d_k after training: **{v['gradient']}**",
+    lines += [f"- scaling keeps larger gradients at the largest d_k after training (the verdict): **{v['gradient']}**",
               f"- scaling improves BLEU at the largest d_k: **{v['bleu']}**", ""]
     if c.get("plot"):
         lines += [f"![scaled vs unscaled]({c['plot']})", ""]
@@ -136,7 +136,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"- hardware: {hardware_line(report['hardware'])}")
     lines.append(f"- total time: {report['seconds'] / 60:.1f} min")
     lines += ["", "Verdicts: supported / not supported when p < 0.05 in the claimed / opposite direction, "
-              "otherwise inconclusive at this budget.", "", "## Runs", ""]
+              f"otherwise inconclusive at this budget; BLEU comparisons where no system reaches {cfg['min_bleu']:g} "
+              "BLEU are inconclusive too.", "", "## Runs", ""]
     rows = []
     for r in report["runs"]:
         m = r.get("model", {})

@@ -82,6 +82,7 @@ class ClaimsConfig:
     scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
     heads: list[int] = field(default_factory=lambda: [1, 4])
     probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
+    min_bleu: float = 5.0  # BLEU comparisons where no system reaches this are inconclusive
     bootstrap_samples: int = 1000
     workers: int = 2
     threads: int = 1
@@ -89,6 +90,7 @@ class ClaimsConfig:
 
 
 SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
+RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
 PRESET_DIR = Path(CONFIG_DIR) / "experiment"
 
 
@@ -112,6 +114,9 @@ def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, st
     """The script config: its schema, then `preset=<name>` (configs/experiment/<script>_<name>.yaml), then
     Hydra-grammar `key=value` overrides. Returns (config, preset name or None).
 
+    Dotted keys under data., model., train. and decode. (e.g. `train.max_steps=100`, `+data.files.x=[a,b]`)
+    are training-run overrides: they are appended to `overrides` and reach every run.
+
     Not composed by Hydra: there `data=...` would select the `data` config group instead of setting the list
     of corpora. Unknown keys and wrong types fail naming the key, as in Hydra.
     """
@@ -119,7 +124,8 @@ def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, st
 
     args = list(argv)
     presets = [a.split("=", 1)[1] for a in args if a.startswith("preset=")]
-    args = [a for a in args if not a.startswith("preset=")]
+    run_overrides = [a for a in args if a.lstrip("+~").split(".", 1)[0] in RUN_GROUPS and "." in a.split("=", 1)[0]]
+    args = [a for a in args if not a.startswith("preset=") and a not in run_overrides]
     if len(presets) > 1:
         raise NMTError("give preset= once")
     preset = presets[0] if presets else None
@@ -145,6 +151,7 @@ def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, st
             OmegaConf.update(cfg, key, o.value(), merge=False)  # struct mode: an unknown key raises
         except Exception as e:
             raise NMTError(f"bad override {o.input_line!r}: {_first_lines(e)}") from e
+    cfg.overrides = list(cfg.overrides) + run_overrides  # after the preset's, so the command line wins
     for key in ("bootstrap_samples", "workers"):
         if cfg[key] < 1:
             raise NMTError(f"{key} must be at least 1, got {cfg[key]}")
@@ -332,9 +339,13 @@ def fmt_mean_std(ms: dict[str, Any] | None, digits: int = 2, signed: bool = Fals
     return text if ms["std"] is None else f"{text} ± {ms['std']:.{digits}f}"
 
 
-def comparison_verdict(difference: float, p_value: float) -> str:
-    """A claim that a system beats another: `difference` is oriented so that > 0 is the claimed direction."""
-    if p_value >= ALPHA:
+def comparison_verdict(difference: float, p_value: float, scores: Sequence[float] = (), min_score: float = 0.0) -> str:
+    """A claim that a system beats another: `difference` is oriented so that > 0 is the claimed direction.
+
+    With `scores` (e.g. both systems' BLEU), inconclusive when none reaches `min_score`: between near-zero
+    BLEUs even a "significant" difference is noise in the sacreBLEU p-value, not a result.
+    """
+    if p_value >= ALPHA or (scores and max(scores) < min_score):
         return INCONCLUSIVE
     return SUPPORTED if difference > 0 else NOT_SUPPORTED
 
