@@ -105,6 +105,9 @@ class TrainConfig:
     max_bad_steps: int = 10  # consecutive non-finite losses before stopping
     attention_samples: int = 3  # valid sentences plotted to TensorBoard at each validation
     num_workers: int = 0
+    # Added for the trainer: torch CPU threads (0 = torch's default, one per core). On a CPU shared with other
+    # jobs, 1 avoids OpenMP threads waiting on each other and can be several times faster.
+    cpu_threads: int = 0
 
 
 @dataclass

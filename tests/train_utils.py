@@ -43,6 +43,7 @@ def overrides(corpus: Path, data_root: Path, *extra: str) -> list[str]:
         "model.hidden=16",
         "model.dropout=0.3",
         "train.device=cpu",
+        "train.cpu_threads=1",
         "train.batch_tokens=300",
         "train.max_minutes=0",
         "train.max_steps=4",

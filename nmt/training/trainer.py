@@ -64,7 +64,16 @@ def check_train_config(tc: Any) -> None:
     for key in ("batch_tokens", "accum_steps", "max_bad_steps"):
         if tc[key] < 1:
             raise NMTError(f"train.{key} must be at least 1, got {tc[key]}")
-    for key in ("max_steps", "max_epochs", "max_minutes", "eval_every", "save_every", "keep_last", "patience"):
+    for key in (
+        "max_steps",
+        "max_epochs",
+        "max_minutes",
+        "eval_every",
+        "save_every",
+        "keep_last",
+        "patience",
+        "cpu_threads",
+    ):
         if tc[key] < 0:
             raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
     if tc.optimizer not in ("adamw", "adam"):
@@ -105,6 +114,8 @@ class Trainer:
         from nmt.models import build_model
 
         tc = self.tc
+        if tc.cpu_threads > 0:
+            torch.set_num_threads(tc.cpu_threads)
         self.dist = dist.init_distributed(pick_device(tc.device))
         self.device = dist.rank_device(pick_device(tc.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
@@ -119,7 +130,8 @@ class Trainer:
         self.autocast_enabled = bool(tc.amp) and self.device.type == "cuda"
         ranks = f" x {self.dist.world_size} ranks" if self.dist.enabled else ""
         self.log.info(f"run dir: {self.run_dir}")
-        self.log.info(f"device: {self.device}{ranks}")
+        threads = f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""
+        self.log.info(f"device: {self.device}{ranks}{threads}")
 
         if self.dist.is_main:  # rank 0 prepares (and caches) the corpus; the others then read the cache
             corpus = prepare_corpus(self.cfg.data, log=self.log.info)
