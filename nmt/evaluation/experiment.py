@@ -225,6 +225,8 @@ def train_and_decode(job: Job) -> dict[str, Any]:
             start = time.perf_counter()
             summary = Trainer(cfg, run_dir).fit()
             wall = time.perf_counter() - start
+            if summary["stop_reason"] == "signal":
+                raise NMTError(f"{job.name}: training was interrupted; its last.pt is in {run_dir}")
             best = run_dir / "best.pt"
             checkpoint = best if best.is_file() else run_dir / "last.pt"
             device = pick_device(cfg.train.device)
@@ -273,13 +275,16 @@ def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = pri
     else:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {}
-            for job in todo:
-                futures[job.key()] = pool.submit(train_and_decode, job)
+            futures = {job.key(): pool.submit(train_and_decode, job) for job in todo}
             log(f"training {len(todo)} runs, {workers} at a time (logs: <run dir>/console.log, train.log)")
-            for job in todo:
-                results[job.key()] = futures[job.key()].result()
-                _log_result(results[job.key()], log)
+            try:
+                for job in todo:
+                    results[job.key()] = futures[job.key()].result()
+                    _log_result(results[job.key()], log)
+            except BaseException:
+                for future in futures.values():  # a failed run fails the experiment: start nothing new
+                    future.cancel()
+                raise
     out = []
     for job in jobs:
         r = dict(results[job.key()])
