@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nmt.errors import NMTError
-from nmt.evaluation.experiment import (
+from nmt.evaluation.experiment import load_script_config
+from nmt.evaluation.verdicts import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
     SUPPORTED,
@@ -19,7 +20,6 @@ from nmt.evaluation.experiment import (
     comparison_verdict,
     gap_growth,
     growth_verdict,
-    load_script_config,
     mean_std,
     paired_mean_bootstrap,
 )

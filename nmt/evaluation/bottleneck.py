@@ -19,21 +19,23 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.errors import NMTError
 from nmt.evaluation.experiment import (
     Job,
-    bottleneck_sentence,
-    bottleneck_verdict,
     compose_run,
-    fmt_mean_std,
-    gap_growth,
-    growth_verdict,
     hardware,
     hardware_line,
     job_dict,
     make_out_dir,
-    mean_std,
     run_jobs,
     write_json,
 )
 from nmt.evaluation.report import _interval, _num, _p, _table
+from nmt.evaluation.verdicts import (
+    bottleneck_sentence,
+    bottleneck_verdict,
+    fmt_mean_std,
+    gap_growth,
+    growth_verdict,
+    mean_std,
+)
 
 FIXED, ATTENTION = "rnn_fixed", "rnn_attention"
 # What must agree between the two models for the comparison to be fair (the attention path aside).

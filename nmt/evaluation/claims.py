@@ -25,20 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import PAD_ID
 from nmt.errors import NMTError
-from nmt.evaluation.experiment import (
-    INCONCLUSIVE,
-    NOT_SUPPORTED,
-    SUPPORTED,
-    Job,
-    comparison_verdict,
-    compose_run,
-    hardware,
-    job_dict,
-    make_out_dir,
-    paired_mean_bootstrap,
-    run_jobs,
-    write_json,
-)
+from nmt.evaluation.experiment import Job, compose_run, hardware, job_dict, make_out_dir, run_jobs, write_json
+from nmt.evaluation.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, comparison_verdict, paired_mean_bootstrap
 
 CLAIMS = ("scaling", "temperature", "hard", "scorers")
 SOURCE_GRADIENT_CHANGE = "up to 40%"  # the source's figure for what scaling does to the gradient norm
