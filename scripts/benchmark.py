@@ -15,8 +15,9 @@ For each model (configs/model/<name>.yaml), on the current device (nmt.cli.commo
 The weights are freshly initialised, not trained: an untrained model rarely emits EOS, so most hypotheses
 run to the length limit (max_len_a * source length + max_len_b): the decoding rates are worst cases.
 
---compare-threads 1 2 adds a side-by-side training throughput of the first model per torch thread count
-(interleaved rounds, so a change of machine load hits every setting alike).
+--compare-threads 1 2 adds a side-by-side training throughput of the Transformer (else the first model)
+per torch thread count, --compare adamw / compile one per optimiser implementation / eager vs
+torch.compile (interleaved rounds, so a change of machine load hits every setting alike).
 
 Output: a Markdown table on stdout and a JSON file (default outputs/bench/<timestamp>.json) with the
 hardware, torch version, threads and settings.
@@ -167,13 +168,18 @@ def train_batches(src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
     return [collate([src[i] for i in r], [tgt[i] for i in r], r) for r in rows]
 
 
-def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: torch.device) -> dict[str, float]:
+def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: torch.device,
+                     fused: bool | None = None, compile_model: bool = False) -> dict[str, float]:
     """Forward + backward + AdamW step on every batch; rates over batches[warmup:].
 
+    fused: AdamW's single-kernel implementation (None: torch's default, the multi-tensor `foreach` one).
+    compile_model: run the forward through torch.compile (compilation happens in the warm-up steps, and
+    again for each new batch shape, as in training).
     Returns tokens_per_s, tokens_per_cpu_s, ms_per_step, padding (mean fraction of the timed batches).
     """
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), fused=fused)
+    forward = torch.compile(model) if compile_model else model
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
     tokens, start, cpu_start = 0, 0.0, 0.0
     for i, batch in enumerate(batches):
@@ -182,7 +188,7 @@ def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: 
             start, cpu_start = time.perf_counter(), time.process_time()
         b = batch.to(device, non_blocking=device.type == "cuda")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(b.src, b.src_lens, b.tgt_in)
+            logits = forward(b.src, b.src_lens, b.tgt_in)
         loss = F.cross_entropy(logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID,
                                label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
@@ -260,25 +266,34 @@ def decode_rates(model: Seq2Seq, tokenizer: Any, sentences: list[str], batch_siz
 
 
 # Driver ----------------------------------------------------------------------------------------------------
-def compare_threads(name: str, threads: list[int], rounds: int, batches: list[Batch], warmup: int,
-                    vocab: tuple[int, int], device: torch.device) -> dict[str, Any]:
-    """Training tokens/s of model `name` per torch thread count: `rounds` interleaved measurements each,
-    the median reported (a load change during the run then affects every thread count alike)."""
+# Side-by-side comparisons: each setting is a label and the train_throughput/thread options it changes.
+COMPARISONS = {
+    "adamw": [("foreach", {"fused": None}), ("fused", {"fused": True})],
+    "compile": [("eager", {"compile_model": False}), ("compiled", {"compile_model": True})],
+}
+
+
+def compare_training(name: str, settings: list[tuple[str, dict[str, Any]]], rounds: int, batches: list[Batch],
+                     warmup: int, vocab: tuple[int, int], device: torch.device) -> dict[str, Any]:
+    """Training tokens/s of model `name` under each setting ({"threads": n} and/or train_throughput options),
+    `rounds` interleaved measurements each, the median reported: a change of machine load during the run
+    then hits every setting alike. Ratios are against the first setting."""
     before = torch.get_num_threads()
-    rates: dict[int, list[float]] = {n: [] for n in threads}
+    rates: dict[str, list[float]] = {label: [] for label, _ in settings}
     try:
         for _ in range(rounds):
-            for n in threads:
-                torch.set_num_threads(n)
+            for label, options in settings:
+                options = dict(options)
+                torch.set_num_threads(options.pop("threads", before))
                 torch.manual_seed(1)
                 model = build_model(model_config(name), *vocab).to(device)
-                rates[n].append(train_throughput(model, batches, warmup, device)["tokens_per_s"])
+                rates[label].append(train_throughput(model, batches, warmup, device, **options)["tokens_per_s"])
     finally:
         torch.set_num_threads(before)
-    medians = {str(n): statistics.median(r) for n, r in rates.items()}
-    return {"model": name, "rounds": rounds, "tokens_per_s": medians,
-            "all_tokens_per_s": {str(n): r for n, r in rates.items()},
-            "ratio_vs_first": {str(n): medians[str(n)] / medians[str(threads[0])] for n in threads}}
+    medians = {label: statistics.median(r) for label, r in rates.items()}
+    first = settings[0][0]
+    return {"model": name, "rounds": rounds, "tokens_per_s": medians, "all_tokens_per_s": rates,
+            "ratio_vs_first": {label: rate / medians[first] for label, rate in medians.items()}}
 
 
 def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
@@ -305,6 +320,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     results = []
     for name in names:
         print(f"benchmarking {name} ...", file=sys.stderr)
+        began = time.perf_counter()
         torch.manual_seed(1)
         model = build_model(cfgs[name], *vocab).to(device)
         exact_peak = reset_peak_memory(device)
@@ -321,12 +337,16 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
             row["mfu"] = row["train_tflops"] / peak if peak else None
         if sentences:
             row.update(decode_rates(model, tok, sentences, args.decode_batch_size, device))
+        row["bench_seconds"] = time.perf_counter() - began
         results.append(row)
 
-    threads_cmp = None
-    if args.compare_threads:
-        name = next((n for n in names if cfgs[n].arch == "transformer"), names[0])
-        threads_cmp = compare_threads(name, args.compare_threads, args.rounds, batches, args.warmup, vocab, device)
+    comparisons = {}
+    settings = {"threads": [(str(n), {"threads": n}) for n in args.compare_threads]} if args.compare_threads else {}
+    settings.update({what: COMPARISONS[what] for what in args.compare})
+    target = next((n for n in names if cfgs[n].arch == "transformer"), names[0])
+    for what, options in settings.items():
+        print(f"comparing {what} on {target} ...", file=sys.stderr)
+        comparisons[what] = compare_training(target, options, args.rounds, batches, args.warmup, vocab, device)
 
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -344,7 +364,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
             "real_tokens_per_batch": sum(b.num_tokens for b in batches[args.warmup:]) / args.steps,
         },
         "results": results,
-        "compare_threads": threads_cmp,
+        "comparisons": comparisons,
     }
     out = Path(args.out) if args.out else ROOT / "outputs" / "bench" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -379,12 +399,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
             f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')} |"
         )
-    cmp = report["compare_threads"]
-    if cmp:
-        lines += ["", f"Training tokens/s of {cmp['model']} by torch threads (median of {cmp['rounds']} "
-                  "interleaved rounds):", "", "| threads | tokens/s | vs first |", "|---:|---:|---:|"]
-        for n, rate in cmp["tokens_per_s"].items():
-            lines.append(f"| {n} | {rate:,.0f} | {cmp['ratio_vs_first'][n]:.2f}x |")
+    for what, cmp in report["comparisons"].items():
+        lines += ["", f"Training tokens/s of {cmp['model']} by {what}, side by side (median of {cmp['rounds']} "
+                  "interleaved rounds):", "", f"| {what} | tokens/s | vs first |", "|---|---:|---:|"]
+        for label, rate in cmp["tokens_per_s"].items():
+            lines.append(f"| {label} | {rate:,.0f} | {cmp['ratio_vs_first'][label]:.2f}x |")
     return "\n".join(lines)
 
 
@@ -394,10 +413,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--small", action="store_true", help="use the <model>_small presets")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu) | cpu | cuda | cuda:1 | mps")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--steps", type=int, default=10, help="timed training steps after warm-up")
-    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps after warm-up")
+    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
     p.add_argument("--batch-tokens", type=int, default=4096, help="token budget per batch (train.batch_tokens)")
-    p.add_argument("--decode-sentences", type=int, default=100,
+    p.add_argument("--decode-sentences", type=int, default=30,
                    help="decode the first N sentences of the test split (0: skip decoding)")
     p.add_argument("--decode-batch-size", type=int, default=DecodeConfig.batch_size)
     p.add_argument("--test-split", default="test", help="split to decode (test = the first test set)")
@@ -405,7 +424,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-root", default="data", help="corpus cache (data.root)")
     p.add_argument("--compare-threads", type=int, nargs="*", default=[],
                    help="also time training of the Transformer (else the first model) per thread count")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per thread count")
+    p.add_argument("--compare", nargs="*", default=[], choices=sorted(COMPARISONS),
+                   help="also time training of the Transformer (else the first model) side by side: AdamW "
+                   "foreach vs fused, eager vs torch.compile")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per compared setting")
     p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the MFU")
     p.add_argument("--out", default=None, help="JSON path (default outputs/bench/<timestamp>.json)")
     args = p.parse_args(argv)

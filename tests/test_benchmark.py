@@ -60,7 +60,8 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
         assert row["mfu"] is None  # CPU: no MFU
         assert row["beam5_batched_speedup"] == pytest.approx(row["beam5_sent_per_s"] / row["beam5_single_sent_per_s"])
 
-    cmp = saved["compare_threads"]
+    assert set(saved["comparisons"]) == {"threads"}
+    cmp = saved["comparisons"]["threads"]
     assert cmp["model"] == "transformer_small" and set(cmp["tokens_per_s"]) == {"1", "2"}
     assert all(rate > 0 for rate in cmp["tokens_per_s"].values()) and cmp["ratio_vs_first"]["1"] == 1.0
 
