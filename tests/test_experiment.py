@@ -111,7 +111,7 @@ def test_presets_and_overrides() -> None:
     assert preset == "quick" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
     assert cfg.model_fixed == "rnn_fixed_small" and cfg.workers == 2 and cfg.threads == 1
     full, _ = load_script_config("bottleneck", ["preset=full"])
-    assert full.model_attention == "rnn_attention" and list(full.seeds) == [1, 2, 3]
+    assert full.model_attention == "rnn_attention_base" and list(full.seeds) == [1, 2, 3]
     claims, _ = load_script_config("claims", ["preset=quick"])
     assert list(claims.d_k) == [32, 128, 512] and claims.model == "rnn_attention_small"
     # Dotted run keys go to every training run, after the preset's own overrides.
