@@ -148,7 +148,9 @@ def peak_memory_mib(device: torch.device) -> float | None:
     if kib is None:
         import resource
 
-        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        if sys.platform == "darwin":
+            kib //= 1024
     return kib / 1024
 
 
@@ -168,16 +170,24 @@ def train_batches(src: list[list[int]], tgt: list[list[int]], batch_tokens: int,
     return [collate([src[i] for i in r], [tgt[i] for i in r], r) for r in rows]
 
 
+def trainer_fused_adamw(device: torch.device) -> bool:
+    """Whether nmt's trainer uses the fused AdamW on `device` (kept in step with nmt/training/trainer.py)."""
+    return device.type == "cuda"
+
+
 def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: torch.device,
                      fused: bool | None = None, compile_model: bool = False) -> dict[str, float]:
     """Forward + backward + AdamW step on every batch; rates over batches[warmup:].
 
-    fused: AdamW's single-kernel implementation (None: torch's default, the multi-tensor `foreach` one).
+    fused: AdamW's single-kernel implementation (False: the multi-tensor `foreach` one; None: as the
+    trainer does it).
     compile_model: run the forward through torch.compile (compilation happens in the warm-up steps, and
     again for each new batch shape, as in training).
     Returns tokens_per_s, tokens_per_cpu_s, ms_per_step, padding (mean fraction of the timed batches).
     """
     model.train()
+    if fused is None:
+        fused = trainer_fused_adamw(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), fused=fused)
     forward = torch.compile(model) if compile_model else model
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -268,7 +278,7 @@ def decode_rates(model: Seq2Seq, tokenizer: Any, sentences: list[str], batch_siz
 # Driver ----------------------------------------------------------------------------------------------------
 # Side-by-side comparisons: each setting is a label and the train_throughput/thread options it changes.
 COMPARISONS = {
-    "adamw": [("foreach", {"fused": None}), ("fused", {"fused": True})],
+    "adamw": [("foreach", {"fused": False}), ("fused", {"fused": True})],
     "compile": [("eager", {"compile_model": False}), ("compiled", {"compile_model": True})],
 }
 

@@ -56,7 +56,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
                     "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup", "parameters"):
             assert row[key] > 0 and math.isfinite(row[key]), (row["model"], key, row[key])
         assert 0.0 <= row["padding"] < 1.0
-        assert row["peak_memory_mib"] >= row["memory_before_mib"] * 0.5
+        assert row["peak_memory_mib"] >= row["memory_before_mib"] > 0  # a peak never falls below a reading
         assert row["mfu"] is None  # CPU: no MFU
         assert row["beam5_batched_speedup"] == pytest.approx(row["beam5_sent_per_s"] / row["beam5_single_sent_per_s"])
 
