@@ -36,9 +36,7 @@ class ValidSet:
     def build(cls, sources: list[str], references: list[str], tokenizer: Any, batch_tokens: int) -> ValidSet:
         src_ids = tokenizer.encode_src(sources)
         tgt_ids = tokenizer.encode_tgt(references)
-        sampler = TokenBatchSampler(
-            [len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False
-        )
+        sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False)
         return cls(sources, references, src_ids, tgt_ids, [list(b) for b in sampler])
 
     def __len__(self) -> int:
