@@ -14,11 +14,11 @@ STAGES = (("synthetic", "random N(0,1) q, k"), ("init", "model at initialisation
 def plot_scaling(claim: dict[str, Any], path: Path) -> str:
     """Entropy and gradient norm at the scores against d_k: dot vs scaled_dot at each stage. Returns the file
     name."""
-    from nmt.evaluation.plots import _new_figure, save_png
+    from nmt.evaluation.plots import new_figure, save_png
 
     rows = claim["rows"]
     d_k = [r["d_k"] for r in rows]
-    fig = _new_figure(10.0, 4.0)
+    fig = new_figure(10.0, 4.0)
     for i, (metric, label) in enumerate((("entropy", "attention entropy (nats)"),
                                          ("grad_norm", "gradient norm at the scores"))):
         ax = fig.add_subplot(1, 2, i + 1)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 DPI = 100
 
 
-def _new_figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
@@ -43,7 +43,7 @@ def plot_bleu_by_length(
     `systems` maps a system name to its `bleu_by_length` rows. Empty buckets leave a gap in the line; the
     x labels carry each bucket's sentence count (from the first system, all share the same source side).
     """
-    fig = _new_figure(*size)
+    fig = new_figure(*size)
     ax = fig.add_subplot(1, 1, 1)
     first = next(iter(systems.values()), [])
     x = np.arange(len(first))
@@ -100,7 +100,7 @@ def plot_attention(
 ) -> Figure:
     """Heatmap of attention weights (tgt_len, src_len): rows = target pieces, columns = source pieces."""
     w = torch.as_tensor(weights).detach().float().cpu().numpy()
-    fig = _new_figure(*(size or attention_figsize(w.shape[1], w.shape[0])))
+    fig = new_figure(*(size or attention_figsize(w.shape[1], w.shape[0])))
     ax = fig.add_subplot(1, 1, 1)
     image = _heatmap(ax, w, _fit_labels(src_labels, w.shape[1]), _fit_labels(tgt_labels, w.shape[0]))
     ax.set_xlabel("source")
@@ -124,7 +124,7 @@ def plot_attention_heads(
     cols = min(4, heads)
     rows = math.ceil(heads / cols)
     cell_w, cell_h = attention_figsize(src_len, tgt_len)
-    fig = _new_figure(min(cell_w * cols, 40.0), min(cell_h * rows, 40.0))
+    fig = new_figure(min(cell_w * cols, 40.0), min(cell_h * rows, 40.0))
     src_labels, tgt_labels = _fit_labels(src_labels, src_len), _fit_labels(tgt_labels, tgt_len)
     for h in range(heads):
         ax = fig.add_subplot(rows, cols, h + 1)
