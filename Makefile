@@ -29,13 +29,13 @@ test: install ## run the whole test suite
 	$(PY) -m pytest
 
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
-	$(PY) scripts/benchmark.py
+	$(PY) scripts/benchmark.py --threads 1 --compare-threads 1 2
 
 bottleneck: install ## fixed-context vs attention, overall and by length (PRESET=quick|full)
-	$(PY) scripts/bottleneck.py preset=$(or $(PRESET),quick)
+	$(PY) scripts/run_bottleneck.py preset=$(or $(PRESET),quick)
 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=quick|full)
-	$(PY) scripts/claims.py preset=$(or $(PRESET),quick)
+	$(PY) scripts/run_claims.py preset=$(or $(PRESET),quick)
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check nmt tests scripts

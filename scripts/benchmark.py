@@ -38,19 +38,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-# `python scripts/benchmark.py` puts scripts/ first on sys.path, where a script named like an installed
-# package (scripts/bottleneck.py vs the `bottleneck` package pandas probes for) would shadow it.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from nmt.cli.common import pick_device  # noqa: E402
-from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig  # noqa: E402
-from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split  # noqa: E402
-from nmt.decoding.search import translate  # noqa: E402
-from nmt.models import Seq2Seq, Transformer, build_model  # noqa: E402
+from nmt.cli.common import pick_device
+from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig
+from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
+from nmt.decoding.search import translate
+from nmt.models import Seq2Seq, Transformer, build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

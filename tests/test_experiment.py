@@ -1,5 +1,5 @@
 """Experiments: verdict and aggregation logic on hand-made numbers, script configs, and tiny end-to-end runs of
-scripts/bottleneck.py and scripts/claims.py on real Multi30k lines."""
+scripts/run_bottleneck.py and scripts/run_claims.py on real Multi30k lines."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ def test_presets_and_overrides() -> None:
 
 
 def test_script_reports_a_bad_key_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("bottleneck_script", REPO / "scripts" / "bottleneck.py")
+    spec = importlib.util.spec_from_file_location("bottleneck_script", REPO / "scripts" / "run_bottleneck.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     with pytest.raises(SystemExit) as exit_info:

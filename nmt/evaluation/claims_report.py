@@ -1,4 +1,4 @@
-"""report.md and scaling.png of scripts/claims.py (the numbers come from nmt/evaluation/claims.py)."""
+"""report.md and scaling.png of scripts/run_claims.py (the numbers come from nmt/evaluation/claims.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One-command experiments: train a list of configs side by side, decode their test sets, and turn the
-numbers into verdicts. Shared by scripts/bottleneck.py (nmt/evaluation/bottleneck.py) and scripts/claims.py
+numbers into verdicts. Shared by scripts/run_bottleneck.py (nmt/evaluation/bottleneck.py) and scripts/run_claims.py
 (nmt/evaluation/claims.py).
 
 - Script configs (`BottleneckConfig`, `ClaimsConfig`) are structured configs; presets live in
@@ -37,7 +37,7 @@ from nmt.evaluation.metrics import DEFAULT_EDGES
 
 @dataclass
 class BottleneckConfig:
-    """scripts/bottleneck.py: fixed-context vs attention, overall and by source length."""
+    """scripts/run_bottleneck.py: fixed-context vs attention, overall and by source length."""
 
     data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
     seeds: list[int] = field(default_factory=lambda: [1])
@@ -59,7 +59,7 @@ class BottleneckConfig:
 
 @dataclass
 class ClaimsConfig:
-    """scripts/claims.py: attention variants on one corpus."""
+    """scripts/run_claims.py: attention variants on one corpus."""
 
     data: str = "multi30k_de_en"
     seed: int = 1
