@@ -11,7 +11,8 @@ For each model (configs/model/<name>.yaml), on the current device (nmt.cli.commo
 - decoding sentences/s with greedy and beam-5 search on the first --decode-sentences sentences of the
   test split, and batched beam 5 (decode.batch_size sentences per batch) against per-sentence beam 5
   (batches of one) on the same sentences, as a speed-up ratio;
-- on CUDA, the Transformer's model FLOP utilisation (MFU), see `transformer_train_flops`.
+- on CUDA, the Transformer's model FLOP utilisation (MFU), see `transformer_train_flops`;
+- with --checkpoints, the same three decoding rates for trained checkpoints (realistic output lengths).
 The weights are freshly initialised, not trained: an untrained model rarely emits EOS, so most hypotheses
 run to the length limit (max_len_a * source length + max_len_b): the decoding rates are worst cases.
 
@@ -47,6 +48,7 @@ from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.models import Seq2Seq, Transformer, build_model
+from nmt.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -349,6 +351,14 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
         row["bench_seconds"] = time.perf_counter() - began
         results.append(row)
 
+    trained = []
+    for path in args.checkpoints:  # decoding speed of trained models (same sentences, same searches)
+        print(f"decoding with {path} ...", file=sys.stderr)
+        loaded = load_model(path, device)
+        row = {"checkpoint": str(path), "arch": loaded.cfg.model.arch, "step": loaded.payload["step"]}
+        row.update(decode_rates(loaded.model, loaded.tokenizer, sentences, args.decode_batch_size, device))
+        trained.append(row)
+
     comparisons = {}
     settings = {"threads": [(str(n), {"threads": n}) for n in args.compare_threads]} if args.compare_threads else {}
     settings.update({what: COMPARISONS[what] for what in args.compare})
@@ -373,6 +383,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
             "real_tokens_per_batch": sum(b.num_tokens for b in batches[args.warmup:]) / args.steps,
         },
         "results": results,
+        "trained_decoding": trained,
         "comparisons": comparisons,
     }
     out = Path(args.out) if args.out else ROOT / "outputs" / "bench" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
@@ -408,6 +419,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
             f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')} |"
         )
+    if report["trained_decoding"]:
+        lines += ["", f"Decoding with trained checkpoints, first {cfg['decode_sentences']} sentences of "
+                  f"{cfg['test_split']}:", "", "| checkpoint | greedy sent/s | beam5 sent/s | beam5 1-by-1 sent/s "
+                  "| batched/1-by-1 (x) | beam5/greedy time (x) |", "|---|---:|---:|---:|---:|---:|"]
+        for r in report["trained_decoding"]:
+            lines.append(
+                f"| {r['checkpoint']} ({r['arch']}, step {r['step']}) | {r['greedy_sent_per_s']:.1f} | "
+                f"{r['beam5_sent_per_s']:.1f} | {r['beam5_single_sent_per_s']:.1f} | "
+                f"{r['beam5_batched_speedup']:.2f} | {r['greedy_sent_per_s'] / r['beam5_sent_per_s']:.2f} |"
+            )
     for what, cmp in report["comparisons"].items():
         lines += ["", f"Training tokens/s of {cmp['model']} by {what}, side by side (median of {cmp['rounds']} "
                   "interleaved rounds):", "", f"| {what} | tokens/s | vs first |", "|---|---:|---:|"]
@@ -437,6 +458,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time training of the Transformer (else the first model) side by side: AdamW "
                    "foreach vs fused, eager vs torch.compile")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per compared setting")
+    p.add_argument("--checkpoints", nargs="*", type=Path, default=[],
+                   help="also time decoding with these trained checkpoints (greedy, beam 5, beam 5 one by one)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the MFU")
     p.add_argument("--out", default=None, help="JSON path (default outputs/bench/<timestamp>.json)")
     args = p.parse_args(argv)

@@ -108,3 +108,20 @@ def test_bf16_peak_lookup():
     assert benchmark.bf16_peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
     assert benchmark.bf16_peak_tflops("Some Future GPU") is None
     assert benchmark.bf16_peak_tflops(None) is None
+
+
+def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one_thread):
+    data = DataConfig(name="bench_tiny", source="files", files=tiny_run.files, root=str(tiny_run.data_root),
+                      tokenizer=TokenizerConfig(vocab_size=250))
+    ckpt = tiny_run.run_dir / "best.pt"
+    args = benchmark.parse_args([
+        "--models", "rnn_fixed_small", "--device", "cpu", "--threads", "1", "--steps", "1", "--warmup", "0",
+        "--batch-tokens", "600", "--decode-sentences", "3", "--checkpoints", str(ckpt),
+        "--out", str(tmp_path / "b.json"),
+    ])  # fmt: skip
+    report = benchmark.run(args, data)
+    [row] = report["trained_decoding"]
+    assert row["checkpoint"] == str(ckpt) and row["arch"] == "rnn_attention"
+    for key in ("greedy_sent_per_s", "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup"):
+        assert row[key] > 0 and math.isfinite(row[key])
+    assert f"| {ckpt} (rnn_attention, step" in benchmark.markdown(report)
