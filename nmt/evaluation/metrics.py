@@ -77,7 +77,7 @@ def assign_buckets(sources: Sequence[str], edges: Sequence[int] = DEFAULT_EDGES)
     return (np.searchsorted(lows, lengths, side="right") - 1).tolist()
 
 
-def _resampled_scores(metric: Metric, stats: np.ndarray, idxs: np.ndarray) -> np.ndarray:
+def resampled_scores(metric: Metric, stats: np.ndarray, idxs: np.ndarray) -> np.ndarray:
     """Metric score of each bootstrap sample.
 
     stats: (num_sentences, num_stats) sufficient statistics; idxs: (num_samples, num_sentences) sentence
@@ -93,7 +93,7 @@ def _resampled_scores(metric: Metric, stats: np.ndarray, idxs: np.ndarray) -> np
     return scores
 
 
-def _sentence_stats(metric: Metric, hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, np.ndarray]:
+def sentence_stats(metric: Metric, hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, np.ndarray]:
     """Corpus score (from the exact integer counts) and the (num_sentences, num_stats) float32 statistics."""
     stats = metric._extract_corpus_statistics(list(hyps), [list(refs)])
     return float(metric._aggregate_and_compute(stats).score), np.asarray(stats, dtype="float32")
@@ -109,10 +109,10 @@ def bootstrap_interval(
     """95% percentile interval of the corpus score over `n_samples` resamplings of the sentences."""
     _check_pair(hyps, refs)
     scorer = _METRICS[metric]()
-    _, stats = _sentence_stats(scorer, hyps, refs)
+    _, stats = sentence_stats(scorer, hyps, refs)
     rng = np.random.default_rng(seed)
     idxs = rng.choice(len(hyps), size=(n_samples, len(hyps)), replace=True)
-    scores = _resampled_scores(scorer, stats, idxs)
+    scores = resampled_scores(scorer, stats, idxs)
     lo, hi = np.percentile(scores, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -176,13 +176,13 @@ def paired_bootstrap(
     _check_pair(hyps, refs)
     _check_pair(base_hyps, refs)
     scorer = _METRICS[metric]()
-    sys_score, sys_stats = _sentence_stats(scorer, hyps, refs)
-    base_score, base_stats = _sentence_stats(scorer, base_hyps, refs)
+    sys_score, sys_stats = sentence_stats(scorer, hyps, refs)
+    base_score, base_stats = sentence_stats(scorer, base_hyps, refs)
 
     rng = np.random.default_rng(seed)
     idxs = rng.choice(len(hyps), size=(n_samples, len(hyps)), replace=True)
-    sys_samples = _resampled_scores(scorer, sys_stats, idxs)
-    base_samples = _resampled_scores(scorer, base_stats, idxs)
+    sys_samples = resampled_scores(scorer, sys_stats, idxs)
+    base_samples = resampled_scores(scorer, base_stats, idxs)
 
     observed = abs(sys_score - base_score)
     sample_diffs = np.abs(sys_samples - base_samples)

@@ -84,7 +84,7 @@ def gap_growth(sources: Sequence[str], hyps: Sequence[str], base_hyps: Sequence[
     from sacrebleu.metrics import BLEU
     from sacrebleu.significance import _compute_p_value
 
-    from nmt.evaluation.metrics import _resampled_scores, _sentence_stats
+    from nmt.evaluation.metrics import resampled_scores, sentence_stats
 
     lengths = [len(s.split()) for s in sources]
     groups = {"short": [i for i, n in enumerate(lengths) if n < long_from],
@@ -100,12 +100,12 @@ def gap_growth(sources: Sequence[str], hyps: Sequence[str], base_hyps: Sequence[
         if not rows:
             continue
         metric = BLEU()
-        sys_score, sys_stats = _sentence_stats(metric, [hyps[i] for i in rows], [refs[i] for i in rows])
-        base_score, base_stats = _sentence_stats(metric, [base_hyps[i] for i in rows], [refs[i] for i in rows])
+        sys_score, sys_stats = sentence_stats(metric, [hyps[i] for i in rows], [refs[i] for i in rows])
+        base_score, base_stats = sentence_stats(metric, [base_hyps[i] for i in rows], [refs[i] for i in rows])
         out[f"gap_{name}"] = sys_score - base_score
         out[f"system_{name}"], out[f"baseline_{name}"] = sys_score, base_score
         idxs = rng.choice(len(rows), size=(n_samples, len(rows)), replace=True)
-        samples[name] = _resampled_scores(metric, sys_stats, idxs) - _resampled_scores(metric, base_stats, idxs)
+        samples[name] = resampled_scores(metric, sys_stats, idxs) - resampled_scores(metric, base_stats, idxs)
     if len(samples) == 2:
         growth = out["gap_long"] - out["gap_short"]
         diffs = samples["long"] - samples["short"]
