@@ -13,6 +13,15 @@ import pytest
 import torch
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny ops are fastest single-threaded, and two threads on a busy 2-core machine mostly wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The read-only corpus mirror ($NMT_DATA_MIRROR, e.g. ../shared/data); skips the test when it is absent."""

@@ -21,13 +21,7 @@ B, S, DQ, DK = 3, 6, 8, 12
 LENS = torch.tensor([6, 4, 1])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops are fastest single-threaded, and two threads on a busy 2-core machine mostly wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -34,13 +34,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops are fastest single-threaded, and two threads on a busy 2-core machine mostly wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str, src_vocab: int = V, tgt_vocab: int = V, **kw: object):
