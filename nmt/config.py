@@ -113,7 +113,7 @@ class TrainConfig:
 @dataclass
 class DecodeConfig:
     beam: int = 5
-    alpha: float = 0.6  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
+    alpha: float = 1.0  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
     max_len_a: float = 1.5  # max output length = a * source length + b
     max_len_b: int = 10
     nbest: int = 1

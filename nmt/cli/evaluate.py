@@ -16,6 +16,7 @@ import gzip
 import re
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,20 +40,25 @@ class System:
     loaded: Any = None  # nmt.training.checkpoint.Loaded for checkpoints
 
 
+def decode_lines(raw_lines: Iterable[bytes], where: str) -> list[str]:
+    """Decode raw lines strictly as UTF-8 without their line ends; NMTError naming `where` and the line."""
+    lines = []
+    for n, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError:
+            raise NMTError(f"{where}: line {n} is not valid UTF-8") from None
+    return lines
+
+
 def read_lines(path: str | Path, what: str) -> list[str]:
     """Lines of a UTF-8 text file (plain or .gz) without their line ends; NMTError naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"{what} not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
-    lines = []
     with opener(path, "rb") as f:
-        for n, raw in enumerate(f, start=1):
-            try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                raise NMTError(f"{what} {path}: line {n} is not valid UTF-8") from None
-    return lines
+        return decode_lines(f, f"{what} {path}")
 
 
 def resolve_checkpoint(entry: str | Path) -> Path:

@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from nmt.cli.common import CONFIG_DIR, pick_device
-from nmt.cli.evaluate import read_lines, resolve_checkpoint
+from nmt.cli.evaluate import decode_lines, read_lines, resolve_checkpoint
 from nmt.errors import NMTError, user_errors
 
 
@@ -42,13 +42,7 @@ def read_stream(stream: TextIO) -> list[str]:
     raw_lines = data.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":
         raw_lines.pop()  # the newline that ends the last line does not start another
-    lines = []
-    for n, raw in enumerate(raw_lines, start=1):
-        try:
-            lines.append(raw.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError:
-            raise NMTError(f"stdin: line {n} is not valid UTF-8") from None
-    return lines
+    return decode_lines(raw_lines, "stdin")
 
 
 def write_atomic(path: Path, lines: list[str]) -> None:
