@@ -29,13 +29,13 @@ test: install ## run the whole test suite
 	$(PY) -m pytest
 
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
-	$(PY) scripts/benchmark.py --threads 1 --compare-threads 1 2
+	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
 
-bottleneck: install ## fixed-context vs attention, overall and by length (PRESET=quick|full)
-	$(PY) scripts/run_bottleneck.py preset=$(or $(PRESET),quick)
+bottleneck: install ## fixed-context vs attention by input length, ~45 min on 2 CPU cores (PRESET=default|full)
+	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
-claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=quick|full)
-	$(PY) scripts/run_claims.py preset=$(or $(PRESET),quick)
+claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
+	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
 lint: install ## ruff
 	$(VENV)/bin/ruff check nmt tests scripts

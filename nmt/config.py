@@ -7,6 +7,7 @@ misspelled key (`data.batch_tokenz=1`) or a wrong type fails at start-up with a 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
@@ -23,6 +24,15 @@ class TokenizerConfig:
 
 
 @dataclass
+class ConcatConfig:
+    """Length control (nmt/data/concat.py): examples of k = 1..max_k consecutive sentence pairs. 1 = off."""
+
+    max_k: int = 1
+    seed: int = 1  # offsets of the train and valid groupings, order of the valid mixture
+    min_test_examples: int = 200  # a smaller test level adds the groupings at the other offsets
+
+
+@dataclass
 class DataConfig:
     name: str = "multi30k_de_en"  # cache key: data/prepared/<name>/
     source: str = "multi30k"  # multi30k | files | hub
@@ -34,9 +44,11 @@ class DataConfig:
     # Relative paths are looked up under $NMT_DATA_MIRROR/<mirror_subdir>/ first, then the working directory.
     files: dict[str, list[str]] = field(default_factory=dict)
     mirror_subdir: str | None = None
-    # hub: datasets.load_dataset(hub_name, hub_config); records {"translation": {src_lang: .., tgt_lang: ..}}.
+    # hub: datasets.load_dataset(hub_name, hub_config, revision=hub_revision); records
+    # {"translation": {src_lang: .., tgt_lang: ..}} or one column per language ({"de": .., "en": ..}).
     hub_name: str | None = None
     hub_config: str | None = None
+    hub_revision: str | None = None  # pin a hub dataset version: tag, branch or commit sha
     hub_splits: dict[str, str] = field(
         default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"}
     )
@@ -45,6 +57,7 @@ class DataConfig:
     max_words: int = 100
     max_ratio: float = 3.0
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    concat: ConcatConfig = field(default_factory=ConcatConfig)
     root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
 
 
@@ -165,7 +178,67 @@ class TranslateConfig:
     model_overrides: list[str] = field(default_factory=list)
 
 
+@dataclass
+class BottleneckConfig:
+    """`nmt-bottleneck`: fixed-context vs attention on length-controlled test levels and by natural length."""
+
+    data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
+    concat_k: int = 4  # length control: levels k = 1..concat_k (data.concat.max_k); 1 = natural lengths only
+    natural_only: list[str] = field(default_factory=list)  # corpora of `data` trained and tested without concat
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
+    model_attention: str = "rnn_attention"
+    # Capacity sweep: fixed-context models with these summary sizes (2 x hidden for a bidirectional encoder),
+    # trained at the first seed with the same budget; the main fixed model's own size is always included.
+    capacity_summary: list[int] = field(default_factory=lambda: [256, 1024])
+    train: str = "rnn"  # train config group
+    decode: str = "greedy"  # decode config group (validation decodes greedy or train.eval_beam)
+    overrides: list[str] = field(default_factory=list)  # nmt-train overrides for every run
+    splits: list[str] = field(default_factory=lambda: ["test"])  # "test" = the corpus's first test set
+    length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])  # natural-length buckets
+    min_bleu: float = 5.0  # below this BLEU at k = 1 the systems are too weak for a verdict
+    bootstrap_samples: int = 1000
+    workers: int = 2  # training processes side by side
+    threads: int = 1  # torch threads per process (0: torch's default)
+    out_dir: str | None = None  # default outputs/bottleneck/<time>
+
+
+@dataclass
+class ClaimsConfig:
+    """`nmt-claims`: attention variants on one corpus."""
+
+    data: str = "multi30k_de_en"
+    seed: int = 1
+    model: str = "rnn_attention"  # the base model (its scorer/heads are the reference)
+    train: str = "rnn"
+    decode: str = "beam5"
+    overrides: list[str] = field(default_factory=list)
+    split: str = "test"
+    claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
+    d_k: list[int] = field(default_factory=lambda: [32, 128, 512])  # key size per head for the scaling claim
+    temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
+    heads: list[int] = field(default_factory=lambda: [1, 4])
+    probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
+    min_bleu: float = 5.0  # BLEU comparisons where no system reaches this are inconclusive
+    bootstrap_samples: int = 1000
+    workers: int = 2
+    threads: int = 1
+    out_dir: str | None = None  # default outputs/claims/<time>
+
+
+
+def _config_dir() -> str:
+    """configs/ shipped inside the package (a regular install), else the source tree's top-level configs/."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs")
+
+
+CONFIG_DIR = _config_dir()  # the Hydra config groups: data/ model/ train/ decode/ experiment/
+
+
 def register_configs() -> None:
+    """Register every structured config in Hydra's ConfigStore (done once, when this module is imported)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     cs.store(group="data", name="base_data", node=DataConfig)
@@ -174,3 +247,6 @@ def register_configs() -> None:
     cs.store(group="decode", name="base_decode", node=DecodeConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)
     cs.store(name="base_translate", node=TranslateConfig)
+
+
+register_configs()

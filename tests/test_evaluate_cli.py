@@ -28,7 +28,7 @@ FAST = ["device=cpu", "decode.beam=2", "decode.batch_size=16", "bootstrap_sample
 def evaluate(*overrides: str) -> Path:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[*FAST, *overrides])
-    return run(cfg)
+    return Path(run(cfg)["out_dir"])
 
 
 def user_error(capsys: pytest.CaptureFixture[str], *overrides: str) -> str:

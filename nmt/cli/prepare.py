@@ -13,7 +13,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from nmt.cli.common import CONFIG_DIR
+from nmt.config import CONFIG_DIR
 from nmt.errors import user_errors
 
 # Preparing writes nothing but the corpus cache, so Hydra's run directory (config copy, log file under

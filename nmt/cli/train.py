@@ -23,7 +23,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt.cli.common import CONFIG_DIR
+from nmt.config import CONFIG_DIR
 from nmt.errors import user_errors
 from nmt.training.trainer import Trainer
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
 
@@ -187,3 +188,47 @@ class TokenBatchSampler:
 
     def __len__(self) -> int:
         return math.ceil(self._num_batches / self.num_replicas)
+
+
+class EpochBatches(Dataset):
+    """Batch i of one epoch's batch list, collated (map-style, so DataLoader workers can build batches)."""
+
+    def __init__(self, batches: list[list[int]], src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
+        self.batches, self.src_ids, self.tgt_ids = batches, src_ids, tgt_ids
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Any:
+        rows = list(self.batches[i])
+        return collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
+
+
+def batch_stream(
+    sampler: Any,
+    src_ids: list[list[int]],
+    tgt_ids: list[list[int]],
+    epoch: int,
+    start: int,
+    max_epochs: int = 0,
+    num_workers: int = 0,
+    seed: int = 1,
+    pin_memory: bool = False,
+) -> Iterator[tuple[int, int, int, Any]]:
+    """(epoch, index, batches in that epoch, Batch) from position (epoch, start) on, until `max_epochs`
+    epochs are done (forever when 0). `sampler.batches(e)` is this rank's deterministic batch list of epoch e."""
+    while max_epochs <= 0 or epoch < max_epochs:
+        batches = sampler.batches(epoch)
+        loader = DataLoader(
+            EpochBatches(batches, src_ids, tgt_ids),
+            batch_size=None,
+            sampler=range(start, len(batches)),
+            num_workers=num_workers,
+            pin_memory=pin_memory,  # Batch.pin_memory: page-locked, so GPU copies can be non_blocking
+            # Its own generator: creating an iterator must not draw from the global RNG (dropout masks), or a
+            # run resumed mid-epoch would diverge from an uninterrupted one.
+            generator=torch.Generator().manual_seed(seed + epoch),
+        )
+        for offset, batch in enumerate(loader):
+            yield epoch, start + offset, len(batches), batch
+        epoch, start = epoch + 1, 0

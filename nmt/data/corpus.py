@@ -28,6 +28,7 @@ import datasets
 from omegaconf import OmegaConf
 
 from nmt.config import DataConfig
+from nmt.data import concat
 from nmt.data.sources import file_fingerprint, input_files, load_raw
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
@@ -40,9 +41,9 @@ DATASET_DIR = "dataset"
 CORPUS_FIELDS = {
     "multi30k": ("test_sets",),
     "files": ("files", "mirror_subdir"),
-    "hub": ("hub_name", "hub_config", "hub_splits"),
+    "hub": ("hub_name", "hub_config", "hub_revision", "hub_splits"),
 }
-COMMON_FIELDS = ("source", "src_lang", "tgt_lang", "encoding_errors", "max_words", "max_ratio")
+COMMON_FIELDS = ("source", "src_lang", "tgt_lang", "encoding_errors", "max_words", "max_ratio", "concat")
 DROP_REASONS = ("empty", "too_long", "ratio")
 
 
@@ -257,6 +258,11 @@ def _build(
     reasons = ", ".join(f"{k} {v}" for k, v in dropped.items())
     log(f"train: kept {len(src)} of {len(train_src)} pairs; dropped {reasons}")
     splits = {"train": (src, tgt), **{k: v for k, v in raw.splits.items() if k != "train"}}
+    test_sets, levels = list(raw.test_sets), None
+    if cfg.concat.max_k > 1:
+        splits, test_sets, levels = _concatenate(splits, raw.test_sets, cfg.concat)
+        log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(splits['train'][0])} examples, valid "
+            f"{len(splits['valid'][0])}; test levels " + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
     _save_dataset(directory, splits)
 
     tok_key = tokenizer_key(cfg, src, tgt)
@@ -295,6 +301,7 @@ def _build(
         "splits": split_stats,
         "train_raw_pairs": len(train_src),
         "dropped": dropped,
+        "concat_levels": levels,
         "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size, "joint": tokenizer.joint},
         "origins": raw.origins,
         "dataset_dir": str(directory / DATASET_DIR),
@@ -308,7 +315,7 @@ def _build(
         "config_key": key,
         "config": dataclasses.asdict(cfg),
         "inputs": inputs,
-        "test_sets": raw.test_sets,
+        "test_sets": test_sets,
         "tokenizer_key": tok_key,
         "tokenizer_files": names,
         "tokenizer_settings": settings,
@@ -318,14 +325,38 @@ def _build(
     _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
     splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
     stats = dict(stats, cache="rebuilt", tokenizer="trained" if retrained else "reused")
-    return PreparedCorpus(cfg.name, directory, splits_on_disk, raw.test_sets, tokenizer, stats)
+    return PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, stats)
+
+
+def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list[str], cc: Any
+                 ) -> tuple[dict[str, tuple[list[str], list[str]]], list[str], dict[str, dict[str, Any]]]:
+    """data.concat: train and valid become mixtures of k = 1..max_k, each test set gains its levels k >= 2."""
+    if cc.max_k < 1 or cc.min_test_examples < 1:
+        raise NMTError(f"data.concat.max_k and data.concat.min_test_examples must be at least 1, got "
+                       f"{cc.max_k} and {cc.min_test_examples}")
+    out = dict(splits)
+    out["train"] = concat.mixture(*splits["train"], cc.max_k, cc.seed)
+    out["valid"] = concat.mixture(*splits["valid"], cc.max_k, cc.seed, shuffle=True)
+    all_tests, levels = [], {}
+    for name in test_sets:
+        extra, info = concat.test_levels(name, *splits[name], cc.max_k, cc.min_test_examples)
+        out.update(extra)
+        levels.update(info)
+        all_tests += list(info)
+    return out, all_tests, levels
+
+
+def prepared_dir(cfg: DataConfig) -> Path:
+    """<root>/prepared/<name>, or <name>_concat<K> for a length-controlled corpus (both can be cached)."""
+    suffix = f"_concat{cfg.concat.max_k}" if cfg.concat.max_k > 1 else ""
+    return Path(cfg.root) / "prepared" / f"{cfg.name}{suffix}"
 
 
 def prepare_corpus(cfg: Any, log: Callable[[str], None] = print) -> PreparedCorpus:
     """Read, validate, clean and tokenize the corpus of `cfg` (a DataConfig or Hydra's cfg.data), or load it
-    from `<cfg.root>/prepared/<cfg.name>/` when it was prepared from the same config and input files."""
+    from `prepared_dir(cfg)` when it was prepared from the same config and input files."""
     cfg = _data_config(cfg)
-    directory = Path(cfg.root) / "prepared" / cfg.name
+    directory = prepared_dir(cfg)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -5,7 +5,8 @@ Three sources, one result: a `RawCorpus` mapping split name -> (source lines, ta
 - `multi30k`: Multi30k task 1 raw files, looked up in `$NMT_DATA_MIRROR/multi30k/`, then in
   `<data.root>/raw/multi30k/`, then downloaded from the official repository into that cache.
 - `files`: a pair of local text files (plain or gzip) per split.
-- `hub`: a `datasets` hub corpus with `{"translation": {src_lang: ..., tgt_lang: ...}}` records.
+- `hub`: a `datasets` hub corpus, with `{"translation": {src_lang: ..., tgt_lang: ...}}` records or one column
+  per language (`{src_lang: ..., tgt_lang: ...}`), optionally pinned to a revision.
 
 Every reader fails with an `NMTError` that names the file (and line) rather than letting a misaligned or
 undecodable corpus through: a silently shifted line would poison training and every BLEU score after it.
@@ -239,6 +240,23 @@ def _files_table(cfg: Any) -> dict[str, tuple[str, str]]:
 # ----------------------------------------------------------------------------------------------------- hub
 
 
+def hub_layout(columns: list[str], src_lang: str, tgt_lang: str, where: str) -> str:
+    """Which record layout a hub split has, from its column names:
+
+    - "translation": one `translation` column of {src_lang: ..., tgt_lang: ...} (wmt14, iwslt2017, opus_books);
+    - "flat": one column per language, {src_lang: ..., tgt_lang: ...} (bentrevett/multi30k).
+    """
+    if "translation" in columns:
+        return "translation"
+    missing = [lang for lang in (src_lang, tgt_lang) if lang not in columns]
+    if missing:
+        raise NMTError(
+            f"{where} has no column {missing[0]!r} (columns: {', '.join(columns)}); a hub corpus needs a "
+            f"'translation' column or one column per language ({src_lang}, {tgt_lang})"
+        )
+    return "flat"
+
+
 def records_to_pairs(records: Iterable[Mapping[str, Any]], src_lang: str, tgt_lang: str, where: str) -> Pairs:
     """`{"translation": {src_lang: ..., tgt_lang: ...}}` records -> stripped source and target lines."""
     src, tgt = [], []
@@ -252,25 +270,48 @@ def records_to_pairs(records: Iterable[Mapping[str, Any]], src_lang: str, tgt_la
     return src, tgt
 
 
+def split_to_pairs(split: Any, src_lang: str, tgt_lang: str, where: str) -> Pairs:
+    """A `datasets.Dataset` in either hub layout (see `hub_layout`) -> stripped source and target lines."""
+    if hub_layout(list(split.column_names), src_lang, tgt_lang, where) == "translation":
+        return records_to_pairs(split, src_lang, tgt_lang, where)
+    return [str(x or "").strip() for x in split[src_lang]], [str(x or "").strip() for x in split[tgt_lang]]
+
+
+def hub_origin(cfg: Any, hub_split: str) -> str:
+    """`name/config/split`, with `@revision` when one is pinned: what the cache manifest records."""
+    revision = cfg.hub_revision
+    return f"{cfg.hub_name}/{cfg.hub_config}/{hub_split}" + (f"@{revision}" if revision else "")
+
+
 def load_hub(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Pairs]:
-    """Every split of `data.hub_splits` from `datasets.load_dataset(hub_name, hub_config)` (needs internet)."""
+    """Every split of `data.hub_splits` (our split name -> the hub's) from
+    `datasets.load_dataset(hub_name, hub_config, revision=hub_revision)`; needs internet unless cached (or
+    hub_name is a local folder of data files)."""
     import datasets
 
     if not cfg.hub_name:
         raise NMTError("data.source=hub needs data.hub_name (e.g. data.hub_name=wmt14 data.hub_config=de-en)")
-    log(f"loading {cfg.hub_name} {cfg.hub_config or ''} from the datasets hub")
+    revision = cfg.hub_revision
+    pinned = {"revision": revision} if revision else {}
+    at = f" at revision {revision}" if revision else ""
+    log(f"loading {cfg.hub_name} {cfg.hub_config or ''}{at} from the datasets hub")
     try:
-        loaded = datasets.load_dataset(cfg.hub_name, cfg.hub_config)
+        loaded = datasets.load_dataset(cfg.hub_name, cfg.hub_config, **pinned)
     except Exception as e:  # the hub raises many unrelated types for "not there" and "offline"
-        raise NMTError(f"could not load {cfg.hub_name} ({cfg.hub_config}) from the datasets hub: {e}") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise NMTError(
+            f"could not load {cfg.hub_name} ({cfg.hub_config}){at} from the datasets hub: {reason}"
+        ) from None
     out = {}
     for split, hub_split in dict(cfg.hub_splits).items():
         if hub_split not in loaded:
+            drop = "" if split in ("train", "valid") else f", or drop it with ~data.hub_splits.{split}"
             raise NMTError(
                 f"{cfg.hub_name} has no split {hub_split!r} (asked for by data.hub_splits.{split}); "
-                f"it has {', '.join(loaded)}"
+                f"it has {', '.join(loaded)}: set data.hub_splits.{split}=<one of them>{drop}"
             )
-        out[split] = records_to_pairs(loaded[hub_split], cfg.src_lang, cfg.tgt_lang, f"{cfg.hub_name}/{hub_split}")
+        where = f"{cfg.hub_name}/{hub_split}"
+        out[split] = split_to_pairs(loaded[hub_split], cfg.src_lang, cfg.tgt_lang, where)
     return out
 
 
@@ -302,7 +343,7 @@ def load_raw(cfg: Any, log: Callable[[str], None] = print) -> RawCorpus:
         raise NMTError(f"data.source must be multi30k, files or hub, got {cfg.source!r}")
     if cfg.source == "hub":
         splits = load_hub(cfg, log)
-        origins = {s: [f"{cfg.hub_name}/{cfg.hub_config}/{h}"] for s, h in dict(cfg.hub_splits).items()}
+        origins = {s: [hub_origin(cfg, h)] for s, h in dict(cfg.hub_splits).items()}
     else:
         paths = input_files(cfg, log=log)
         splits = {split: read_parallel(s, t, cfg.encoding_errors, log) for split, (s, t) in paths.items()}

@@ -1,10 +1,2 @@
-"""Evaluation: sacreBLEU metrics, BLEU by source length, paired bootstrap, plots and reports."""
-
-from nmt.evaluation.metrics import (
-    bleu_by_length,
-    corpus_scores,
-    paired_bootstrap,
-    paired_bootstrap_by_length,
-)
-
-__all__ = ["bleu_by_length", "corpus_scores", "paired_bootstrap", "paired_bootstrap_by_length"]
+"""Evaluation: decode a split with checkpoints and report (evaluate.py), translate from Python (translator.py),
+Markdown reports (report.py)."""

@@ -19,24 +19,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nmt.evaluation.metrics import FEW_SENTENCES
+from nmt.metrics.lengths import FEW_SENTENCES
 
 
-def _num(x: float | None, digits: int = 2) -> str:
+def fmt_num(x: float | None, digits: int = 2) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def _interval(ci: Sequence[float] | None) -> str:
+def fmt_interval(ci: Sequence[float] | None) -> str:
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def _p(p: float | None) -> str:
+def fmt_p(p: float | None) -> str:
     if p is None:
-        return "-"
+        return "n/a"
     return f"{p:.4f}" + (" *" if p < 0.05 else "")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -50,17 +50,17 @@ def _scores_section(report: dict[str, Any]) -> list[str]:
         rows.append(
             [
                 s["name"],
-                _num(sc["bleu"]),
-                _num(sc["chrf"]),
-                _num(sc["ter"]),
-                _num(sc["bleu_lc"]),
+                fmt_num(sc["bleu"]),
+                fmt_num(sc["chrf"]),
+                fmt_num(sc["ter"]),
+                fmt_num(sc["bleu_lc"]),
                 "-" if params is None else f"{params:,}",
-                _num(sp.get("sentences_per_second"), 1),
-                _num(sp.get("tokens_per_second"), 0),
+                fmt_num(sp.get("sentences_per_second"), 1),
+                fmt_num(sp.get("tokens_per_second"), 0),
             ]
         )
     header = ["system", "BLEU", "chrF", "TER", "BLEU (lowercased)", "parameters", "sentences/s", "tokens/s"]
-    lines = ["## Scores", ""] + _table(header, rows) + [""]
+    lines = ["## Scores", ""] + md_table(header, rows) + [""]
     first = report["systems"][0]["scores"]["signatures"]
     lines += ["sacreBLEU signatures:", ""]
     lines += [f"- {name}: `{sig}`" for name, sig in first.items()]
@@ -88,12 +88,12 @@ def _length_section(report: dict[str, Any]) -> list[str]:
         cells = [bucket["label"], str(bucket["count"])]
         for s in systems:
             r = s["by_length"][b]
-            cells.append("-" if r["bleu"] is None else f"{r['bleu']:.2f} {_interval(r['bleu_ci'])}")
+            cells.append("-" if r["bleu"] is None else f"{r['bleu']:.2f} {fmt_interval(r['bleu_ci'])}")
         note = "empty" if bucket["count"] == 0 else ("few sentences" if bucket["few"] else "")
         rows.append(cells + [note])
     return (
         ["## BLEU by source length", ""]
-        + _table(header, rows)
+        + md_table(header, rows)
         + ["", f"Buckets with fewer than {FEW_SENTENCES} sentences are marked: their BLEU is noisy.", ""]
     )
 
@@ -118,15 +118,15 @@ def _comparison_section(report: dict[str, Any]) -> list[str]:
                 [
                     label,
                     str(r["count"]),
-                    _num(r["baseline"]),
-                    _num(r["system"]),
+                    fmt_num(r["baseline"]),
+                    fmt_num(r["system"]),
                     f"{r['difference']:+.2f}",
-                    _interval(r["difference_ci"]),
-                    _p(r["p_value"]),
+                    fmt_interval(r["difference_ci"]),
+                    fmt_p(r["p_value"]),
                     "few sentences" if r["count"] < FEW_SENTENCES else "",
                 ]
             )
-        lines += _table(header, rows) + [""]
+        lines += md_table(header, rows) + [""]
     return lines
 
 

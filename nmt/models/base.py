@@ -11,6 +11,8 @@ Shapes: B = batch, S = source length, T = target length, V = target vocabulary.
 - `forward(src, src_lens, tgt_in) -> logits (B, T, V)`: teacher-forced training pass.
 - `forward_attention(src, src_lens, tgt_in) -> (B, T, S)`: attention weights of a teacher-forced pass, for
   heatmaps (None when the model has none).
+- `head_attention(src, src_lens, tgt_in) -> (B, heads, T, S)`: per-head attention of the last decoder layer
+  for per-head plots (None when the model does not have several heads to show).
 
 Beam search reorders `enc` and `state` with `select_batch`, so both must be batch-first all the way down.
 """
@@ -43,6 +45,9 @@ class Seq2Seq(nn.Module):
         raise NotImplementedError
 
     def forward_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor | None:
+        return None
+
+    def head_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor | None:
         return None
 
     def num_parameters(self) -> int:

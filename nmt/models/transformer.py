@@ -240,6 +240,10 @@ class Transformer(Seq2Seq):
         weights = self._decode(self._embed(self.tgt_embed, tgt_in), enc, None, need_weights="all")[2]
         return torch.stack(weights, dim=1)
 
+    def head_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
+        """Cross-attention of every head of the last decoder layer: (B, heads, T, S)."""
+        return self.cross_attention(src, src_lens, tgt_in)[:, -1]
+
     def forward_attention(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         """The last layer's teacher-forced cross-attention, averaged over heads (B, T, S)."""
         enc = self.encode(src, src_lens)

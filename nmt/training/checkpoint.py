@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import Config
 from nmt.errors import NMTError
+from nmt.io import atomic_write
 
 FORMAT = "nmt-checkpoint"
 VERSION = 1
@@ -37,23 +37,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     if bad:
         raise NMTError(f"refusing to save {path}: non-finite values in {bad[0]}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared like any output
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
@@ -121,3 +105,70 @@ def load_model(
     model.to(device).eval()
     return Loaded(model=model, tokenizer=tokenizer, cfg=cfg, path=path, payload=payload)
 
+
+def resolve_checkpoint(entry: str | Path) -> Path:
+    """A checkpoint file as given, or a run directory's best.pt (falling back to its last.pt)."""
+    path = Path(entry)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise NMTError(f"run directory {path} has no best.pt or last.pt")
+    if not path.is_file():
+        raise NMTError(f"checkpoint not found: {path}")
+    return path
+
+
+
+# Checkpoint files of a run -------------------------------------------------------------------------------------
+def link_or_copy(src: Path, dst: Path, payload: dict[str, Any]) -> None:
+    """Make `dst` another name of the finished checkpoint `src` (atomic); write it again where links fail."""
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        save_checkpoint(dst, payload)
+
+
+def save_under(run_dir: Path, names: list[str], payload: dict[str, Any], keep_last: int) -> None:
+    """Write `payload` as run_dir/names[0], link the other names to it, keep the newest `keep_last` step files."""
+    if not names:
+        return
+    first = run_dir / names[0]
+    save_checkpoint(first, payload)
+    for name in names[1:]:
+        link_or_copy(first, run_dir / name, payload)
+    steps = sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    for old in steps[: max(0, len(steps) - keep_last)]:
+        old.unlink(missing_ok=True)
+
+
+def resume_path(resume: str, run_dir: Path) -> Path | None:
+    """train.resume: `auto` -> run_dir/last.pt if present, `never` -> None, else a checkpoint or run dir."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        last = run_dir / "last.pt"
+        return last if last.exists() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise NMTError(f"train.resume: no checkpoint at {path}")
+    return path
+
+
+def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, tokenizer: Any) -> None:
+    """A checkpoint continues only the same model on the same vocabulary; anything else is a user error."""
+    from nmt.data.tokenizer import Tokenizer
+
+    saved = payload["config"]["model"]
+    current = OmegaConf.to_container(model_cfg, resolve=True)
+    diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    if diff:
+        raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)})")
+    if Tokenizer.from_state_dict(payload["tokenizer"]).sha256 != tokenizer.sha256:
+        raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (data config changed)")

@@ -20,26 +20,24 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import random
 import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.cli.common import pick_device
 from nmt.config import PAD_ID, Config, DecodeConfig
+from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
+from nmt.io import write_text
+from nmt.runtime import pick_device, rng_state, seed_everything, set_rng_state, set_threads
 from nmt.training import distributed as dist
-from nmt.training import state
-from nmt.training.checkpoint import load_checkpoint
-from nmt.training.logging import Progress, RunLogger, format_duration
+from nmt.training.checkpoint import check_resumable, load_checkpoint, resume_path, save_under
+from nmt.training.run_log import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
 from nmt.training.validate import ValidSet, validate
 
@@ -114,13 +112,12 @@ class Trainer:
         from nmt.models import build_model
 
         tc = self.tc
-        if tc.cpu_threads > 0:
-            torch.set_num_threads(tc.cpu_threads)
+        set_threads(tc.cpu_threads)
         self.dist = dist.init_distributed(pick_device(tc.device))
         self.device = dist.rank_device(pick_device(tc.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
         self.run_dir = Path(dist.broadcast_object(str(self.run_dir), self.dist))
-        resume_from = state.resume_path(str(tc.resume), self.run_dir)
+        resume_from = resume_path(str(tc.resume), self.run_dir)
         payload = load_checkpoint(resume_from) if resume_from else None
         purge = payload["step"] + 1 if payload else None  # drop events logged after the checkpoint
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge)
@@ -160,9 +157,7 @@ class Trainer:
             f"{len(self.valid)} valid sentences; {self.tokenizer}"
         )
 
-        random.seed(tc.seed)
-        np.random.seed(tc.seed)
-        torch.manual_seed(tc.seed)
+        seed_everything(tc.seed)
         self.model = build_model(self.cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
         self.model.to(self.device)
         if self.dist.enabled:  # same init on every rank (DDP broadcasts it anyway), own dropout masks per rank
@@ -192,7 +187,7 @@ class Trainer:
         self._write_metrics()
 
     def _restore(self, payload: dict[str, Any], path: Path | None) -> None:
-        state.check_resumable(payload, path, self.cfg.model, self.tokenizer)
+        check_resumable(payload, path, self.cfg.model, self.tokenizer)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.schedule.load_state_dict(payload["scheduler"])
@@ -201,7 +196,7 @@ class Trainer:
         self.best_bleu = payload["best_bleu"]
         for key in self._metrics_state():
             setattr(self, key, payload["metrics"][key])
-        state.set_rng_state(payload["rng"])
+        set_rng_state(payload["rng"])
         if self.dist.rank > 0:
             torch.manual_seed(self.tc.seed + 1000 * self.dist.rank + self.step)
         self.log.info(f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_in_epoch}")
@@ -223,7 +218,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "scaler": None,  # bf16 autocast needs no loss scaling
-            "rng": state.rng_state(),
+            "rng": rng_state(),
             "best_bleu": self.best_bleu,
             "metrics": self._metrics_state(),
             "num_parameters": self.num_parameters,
@@ -231,16 +226,14 @@ class Trainer:
 
     def _save(self, names: list[str]) -> None:
         if names and self.dist.is_main:
-            state.save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
+            save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
 
     def _write_metrics(self, final: dict[str, Any] | None = None) -> None:
         if not self.dist.is_main:
             return
         data = {"num_parameters": self.num_parameters, "arch": self.cfg.model.arch, "step": self.step}
         data |= {"epoch": self.epoch, "best_bleu": self.best_bleu} | self._metrics_state() | (final or {})
-        tmp = self.run_dir / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, self.run_dir / "metrics.json")
+        write_text(self.run_dir / "metrics.json", json.dumps(data, indent=2) + "\n")
 
     # The loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
@@ -296,7 +289,7 @@ class Trainer:
         tc = self.tc
         epochs_done = self.epoch + self.batch_in_epoch / max(len(self.sampler), 1)
         progress = Progress(self.log, tc, self.step, epochs_done, self.train_seconds)
-        batches = state.batch_stream(
+        batches = batch_stream(
             self.sampler, self.src_ids, self.tgt_ids, self.epoch, self.batch_in_epoch, tc.max_epochs,
             tc.num_workers, tc.seed, pin_memory=self.device.type == "cuda",
         )  # fmt: skip

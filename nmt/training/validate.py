@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from nmt.config import PAD_ID, DecodeConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.models.base import Seq2Seq
-from nmt.training.logging import RunLogger, attention_figure, samples_markdown
+from nmt.plots import plot_attention
+from nmt.training.run_log import RunLogger, samples_markdown
 
 NUM_TEXT_SAMPLES = 5
 
@@ -81,7 +82,7 @@ def log_attention(
         src_len = int(batch.src_lens[k])
         tgt_len = len(valid.tgt_ids[row]) + 1  # output positions: the pieces, then EOS
         weights = attention[k, :tgt_len, :src_len]
-        figure = attention_figure(
+        figure = plot_attention(
             weights,
             _labels(tokenizer.src_pieces(valid.sources[row]), src_len),
             _labels(tokenizer.tgt_pieces(valid.references[row]), tgt_len),
@@ -103,7 +104,7 @@ def validate(
 ) -> dict[str, float]:
     """Loss, perplexity, BLEU and chrF on `valid`; also writes attention plots and samples to TensorBoard."""
     from nmt.decoding.search import translate
-    from nmt.evaluation.metrics import corpus_scores
+    from nmt.metrics.scores import corpus_scores
 
     was_training = model.training
     model.eval()

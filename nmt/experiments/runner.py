@@ -1,15 +1,15 @@
 """One-command experiments: train a list of configs side by side, decode their test sets, and turn the
-numbers into verdicts. Shared by scripts/run_bottleneck.py (nmt/evaluation/bottleneck.py) and scripts/run_claims.py
-(nmt/evaluation/claims.py).
+numbers into verdicts. Shared by `nmt-bottleneck` (nmt/experiments/bottleneck.py) and `nmt-claims`
+(nmt/experiments/claims.py).
 
-- Script configs (`BottleneckConfig`, `ClaimsConfig`) are structured configs; presets live in
+- Experiment configs (`BottleneckConfig`, `ClaimsConfig` in nmt/config.py) are structured configs; presets live in
   configs/experiment/<script>_<preset>.yaml and command-line overrides are Hydra overrides, so an unknown key
   fails naming the key.
 - Every training run is composed from configs/config.yaml with Hydra's compose API (`compose_run`), exactly as
   `nmt-train` would build it, and runs through the same `Trainer`.
 - `run_jobs` trains (and decodes) jobs in `workers` processes with `threads` torch threads each; identical
   configs are trained once.
-- Verdicts are computed from the numbers in nmt/evaluation/verdicts.py.
+- Verdicts are computed from the numbers in nmt/experiments/verdicts.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -30,56 +28,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.cli.common import CONFIG_DIR, pick_device
+from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig
 from nmt.errors import NMTError
-from nmt.evaluation.metrics import DEFAULT_EDGES
-
-
-@dataclass
-class BottleneckConfig:
-    """scripts/run_bottleneck.py: fixed-context vs attention, overall and by source length."""
-
-    data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
-    seeds: list[int] = field(default_factory=lambda: [1])
-    model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
-    model_attention: str = "rnn_attention"
-    train: str = "rnn"  # train config group
-    decode: str = "beam5"  # decode config group (validation decodes greedy or train.eval_beam)
-    overrides: list[str] = field(default_factory=list)  # nmt-train overrides for every run
-    splits: list[str] = field(default_factory=lambda: ["test"])  # "test" = the corpus's first test set
-    length_edges: list[int] = field(default_factory=lambda: list(DEFAULT_EDGES))
-    long_from: int = 20  # verdict: the gap on sources of >= long_from words against the shorter ones
-    flat_margin: float = 1.0  # a growth whose whole 95% interval lies within +-margin BLEU counts as flat
-    min_bleu: float = 5.0  # below this BLEU in every length group the systems are too weak for a verdict
-    bootstrap_samples: int = 1000
-    workers: int = 2  # training processes side by side
-    threads: int = 1  # torch threads per process (0: torch's default)
-    out_dir: str | None = None  # default outputs/bottleneck/<time>
-
-
-@dataclass
-class ClaimsConfig:
-    """scripts/run_claims.py: attention variants on one corpus."""
-
-    data: str = "multi30k_de_en"
-    seed: int = 1
-    model: str = "rnn_attention"  # the base model (its scorer/heads are the reference)
-    train: str = "rnn"
-    decode: str = "beam5"
-    overrides: list[str] = field(default_factory=list)
-    split: str = "test"
-    claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
-    d_k: list[int] = field(default_factory=lambda: [32, 128, 512])  # key size per head for the scaling claim
-    temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
-    heads: list[int] = field(default_factory=lambda: [1, 4])
-    probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
-    min_bleu: float = 5.0  # BLEU comparisons where no system reaches this are inconclusive
-    bootstrap_samples: int = 1000
-    workers: int = 2
-    threads: int = 1
-    out_dir: str | None = None  # default outputs/claims/<time>
-
+from nmt.runtime import pick_device
 
 SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
 RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
@@ -102,7 +53,8 @@ def _first_lines(e: Exception) -> str:
     return " ".join(lines[:2]) or type(e).__name__
 
 
-def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, str | None]:
+def load_script_config(script: str, argv: Sequence[str], default_preset: str | None = None
+                       ) -> tuple[DictConfig, str | None]:
     """The script config: its schema, then `preset=<name>` (configs/experiment/<script>_<name>.yaml), then
     Hydra-grammar `key=value` overrides. Returns (config, preset name or None).
 
@@ -120,7 +72,7 @@ def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, st
     args = [a for a in args if not a.startswith("preset=") and a not in run_overrides]
     if len(presets) > 1:
         raise NMTError("give preset= once")
-    preset = presets[0] if presets else None
+    preset = presets[0] if presets else default_preset
     cfg = OmegaConf.structured(SCRIPT_CONFIGS[script])
     if preset is not None:
         path = PRESET_DIR / f"{script}_{preset}.yaml"
@@ -159,22 +111,6 @@ def compose_run(overrides: list[str]) -> DictConfig:
     cfg = _compose("config", overrides)
     check_train_config(cfg.train)
     return cfg
-
-
-def make_out_dir(given: str | None, kind: str) -> Path:
-    """`given` when it does not exist or is empty, else an error; default outputs/<kind>/<time>[-n]."""
-    if given:
-        out = Path(given)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise NMTError(f"out_dir {out} already exists and is not empty; results are never overwritten")
-    else:
-        base = Path("outputs") / kind / time.strftime("%Y-%m-%d_%H-%M-%S")
-        out, n = base, 1
-        while out.exists():
-            n += 1
-            out = base.with_name(f"{base.name}-{n}")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 # Training jobs ---------------------------------------------------------------------------------------------
@@ -290,38 +226,6 @@ def _log_result(r: dict[str, Any], log: Callable[[str], None]) -> None:
     bleu = "-" if r["best_valid_bleu"] is None else f"{r['best_valid_bleu']:.2f}"
     log(f"  done {r['name']}: {r['steps']} steps ({r['stop_reason']}) in {r['wall_seconds'] / 60:.1f} min, "
         f"best valid BLEU {bleu} at step {r['checkpoint_step']}")
-
-
-def hardware(workers: int, threads: int) -> dict[str, Any]:
-    """Where the numbers were measured: CPU model, cores, GPU, torch version, process layout."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "gpu": gpu,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "workers": workers,
-        "threads_per_worker": threads,
-    }
-
-
-def hardware_line(hw: dict[str, Any]) -> str:
-    gpu = hw["gpu"] or "no GPU"
-    threads = hw["threads_per_worker"] or "default"
-    return (f"{hw['cpu']} ({hw['cpu_count']} cores), {gpu}; torch {hw['torch']}, Python {hw['python']}; "
-            f"{hw['workers']} training process(es) side by side, {threads} torch thread(s) each")
-
-
-def write_json(path: Path, data: Any) -> None:
-    # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def job_dict(job: Job) -> dict[str, Any]:

@@ -25,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import PAD_ID
 from nmt.errors import NMTError
-from nmt.evaluation.experiment import Job, compose_run, hardware, job_dict, make_out_dir, run_jobs, write_json
-from nmt.evaluation.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, comparison_verdict, paired_mean_bootstrap
+from nmt.experiments.runner import Job, compose_run, job_dict, run_jobs
+from nmt.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, comparison_verdict, paired_mean_bootstrap
+from nmt.io import make_out_dir, read_text_lines, safe_name, write_json
+from nmt.runtime import hardware
 
 CLAIMS = ("scaling", "temperature", "hard", "scorers")
 SOURCE_GRADIENT_CHANGE = "up to 40%"  # the source's figure for what scaling does to the gradient norm
@@ -148,7 +150,7 @@ def probe_batches(corpus: Any, n: int) -> list[Any]:
 
 
 def scored(hyps: list[str], refs: list[str], n: int) -> dict[str, Any]:
-    from nmt.evaluation.metrics import bootstrap_interval, corpus_scores
+    from nmt.metrics import bootstrap_interval, corpus_scores
 
     s = corpus_scores(hyps, refs)
     return {"bleu": s["bleu"], "bleu_ci": list(bootstrap_interval(hyps, refs, n)), "chrf": s["chrf"],
@@ -157,16 +159,15 @@ def scored(hyps: list[str], refs: list[str], n: int) -> dict[str, Any]:
 
 def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the selected claims as configured; returns the output directory."""
-    from nmt.cli.evaluate import read_lines, safe_name
     from nmt.data.corpus import prepare_corpus
-    from nmt.evaluation.bottleneck import resolve_split
-    from nmt.evaluation.claims_report import plot_scaling, render
+    from nmt.experiments.bottleneck import resolve_split
+    from nmt.experiments.claims_report import plot_scaling, render
 
     unknown = [c for c in cfg.claims if c not in CLAIMS]
     if unknown or not cfg.claims:
         raise NMTError(f"unknown claims {unknown}; choose from {', '.join(CLAIMS)}")
     started = time.time()
-    out = make_out_dir(cfg.out_dir, "claims")
+    out = make_out_dir(cfg.out_dir, Path("outputs") / "claims")
     log(f"claims: {out}")
     common = [f"data={cfg.data}", f"model={cfg.model}", f"train={cfg.train}", f"decode={cfg.decode}",
               *cfg.overrides, f"train.seed={cfg.seed}"]
@@ -191,7 +192,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     refs = list(dataset["tgt"])
     sources = list(dataset["src"])
     n = int(cfg.bootstrap_samples)
-    hyps = {name: read_lines(r["decoded"][split]["file"], "hypotheses") for name, r in results.items()}
+    hyps = {name: read_text_lines(r["decoded"][split]["file"], "hypotheses") for name, r in results.items()}
     report: dict[str, Any] = {
         "title": f"Attention claims on {corpus.name} {split}",
         "preset": preset, "config": OmegaConf.to_container(cfg, resolve=True),
@@ -219,7 +220,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
 
 
 def _scaling(ctx: dict[str, Any]) -> dict[str, Any]:
-    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.metrics import paired_bootstrap
     from nmt.models import build_model
     from nmt.training.checkpoint import load_model
 
@@ -268,7 +269,7 @@ def _scaling(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def _temperature(ctx: dict[str, Any]) -> dict[str, Any]:
     from nmt.decoding.search import translate
-    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.metrics import paired_bootstrap
     from nmt.training.checkpoint import load_model
 
     cfg, n = ctx["cfg"], ctx["n"]
@@ -309,7 +310,7 @@ def _all_or_any(votes: list[str]) -> str:
 
 def _hard(ctx: dict[str, Any]) -> dict[str, Any]:
     from nmt.decoding.search import translate
-    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.metrics import paired_bootstrap
     from nmt.training.checkpoint import load_model
 
     loaded = load_model(ctx["results"][BASE]["checkpoint"], ctx["device"], ["model.hard=true"])
@@ -324,7 +325,7 @@ def _hard(ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scorers(ctx: dict[str, Any]) -> dict[str, Any]:
-    from nmt.evaluation.metrics import paired_bootstrap
+    from nmt.metrics import paired_bootstrap
 
     cfg, results, n = ctx["cfg"], ctx["results"], ctx["n"]
     reference = f"scorer={ctx['configs'][BASE].model.scorer}"

@@ -1,6 +1,6 @@
 """Performance benchmark of the model presets on real data: training throughput, memory, decoding speed.
 
-For each model (configs/model/<name>.yaml), on the current device (nmt.cli.common.pick_device):
+For each model (configs/model/<name>.yaml), on the current device (nmt.runtime.pick_device):
 - training tokens/s: source + target non-pad tokens per second of forward + backward + AdamW step
   (label-smoothed cross-entropy, dropout on, bf16 autocast on CUDA as in training), on the first
   token-budget batches of the train split, timed after warm-up steps; also per second of this process's
@@ -23,8 +23,8 @@ torch.compile (interleaved rounds, so a change of machine load hits every settin
 Output: a Markdown table on stdout and a JSON file (default outputs/bench/<timestamp>.json) with the
 hardware, torch version, threads and settings.
 
-    NMT_DATA_MIRROR=../shared/data .venv/bin/python scripts/benchmark.py --threads 1
-    .venv/bin/python scripts/benchmark.py --small --steps 5 --decode-sentences 20
+    nmt-bench --threads 1
+    nmt-bench --small --steps 5 --decode-sentences 20
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from nmt.cli.common import pick_device
-from nmt.config import PAD_ID, DataConfig, DecodeConfig, ModelConfig
+from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.models import Seq2Seq, Transformer, build_model
+from nmt.runtime import hardware as host_hardware
+from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
+CONFIGS = Path(CONFIG_DIR)
 DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
 
 # Dense bf16 peak of known GPUs in TFLOP/s (vendor data sheets, without sparsity); --peak-tflops overrides.
@@ -89,15 +89,10 @@ def data_config(name: str, root: str) -> DataConfig:
 
 # Hardware and memory ---------------------------------------------------------------------------------------
 def hardware(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cpu_cores": os.cpu_count(), "gpu": None, "platform": platform.platform()}
+    """The host (nmt.runtime.hardware), the GPU in use, and the load average when it was read."""
+    host = host_hardware()
+    info: dict[str, Any] = {"cpu": host["cpu"], "cpu_cores": host["cpu_count"], "gpu": None,
+                            "platform": platform.platform()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     try:
@@ -386,7 +381,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
         "trained_decoding": trained,
         "comparisons": comparisons,
     }
-    out = Path(args.out) if args.out else ROOT / "outputs" / "bench" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
+    out = Path(args.out) if args.out else Path("outputs") / "bench" / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     report["path"] = str(out)
@@ -435,45 +430,3 @@ def markdown(report: dict[str, Any]) -> str:
         for label, rate in cmp["tokens_per_s"].items():
             lines.append(f"| {label} | {rate:,.0f} | {cmp['ratio_vs_first'][label]:.2f}x |")
     return "\n".join(lines)
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="presets from configs/model/")
-    p.add_argument("--small", action="store_true", help="use the <model>_small presets")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu) | cpu | cuda | cuda:1 | mps")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--steps", type=int, default=5, help="timed training steps after warm-up")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first")
-    p.add_argument("--batch-tokens", type=int, default=4096, help="token budget per batch (train.batch_tokens)")
-    p.add_argument("--decode-sentences", type=int, default=30,
-                   help="decode the first N sentences of the test split (0: skip decoding)")
-    p.add_argument("--decode-batch-size", type=int, default=DecodeConfig.batch_size)
-    p.add_argument("--test-split", default="test", help="split to decode (test = the first test set)")
-    p.add_argument("--data", default="multi30k_de_en", help="preset from configs/data/")
-    p.add_argument("--data-root", default="data", help="corpus cache (data.root)")
-    p.add_argument("--compare-threads", type=int, nargs="*", default=[],
-                   help="also time training of the Transformer (else the first model) per thread count")
-    p.add_argument("--compare", nargs="*", default=[], choices=sorted(COMPARISONS),
-                   help="also time training of the Transformer (else the first model) side by side: AdamW "
-                   "foreach vs fused, eager vs torch.compile")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds per compared setting")
-    p.add_argument("--checkpoints", nargs="*", type=Path, default=[],
-                   help="also time decoding with these trained checkpoints (greedy, beam 5, beam 5 one by one)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the MFU")
-    p.add_argument("--out", default=None, help="JSON path (default outputs/bench/<timestamp>.json)")
-    args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
-        p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
-    return args
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    report = run(args, data_config(args.data, args.data_root))
-    print(markdown(report))
-    print(f"\nwritten: {report['path']}")
-
-
-if __name__ == "__main__":
-    main()

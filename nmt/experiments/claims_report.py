@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nmt.evaluation.experiment import hardware_line
-from nmt.evaluation.report import _interval, _num, _p, _table
+from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table
+from nmt.runtime import hardware_line
 
 STAGES = (("synthetic", "random N(0,1) q, k"), ("init", "model at initialisation"), ("trained", "model after training"))
 
@@ -14,7 +14,7 @@ STAGES = (("synthetic", "random N(0,1) q, k"), ("init", "model at initialisation
 def plot_scaling(claim: dict[str, Any], path: Path) -> str:
     """Entropy and gradient norm at the scores against d_k: dot vs scaled_dot at each stage. Returns the file
     name."""
-    from nmt.evaluation.plots import new_figure, save_png
+    from nmt.plots import new_figure, save_png
 
     rows = claim["rows"]
     d_k = [r["d_k"] for r in rows]
@@ -40,13 +40,13 @@ def plot_scaling(claim: dict[str, Any], path: Path) -> str:
 
 
 def _bleu(s: dict[str, Any]) -> str:
-    return f"{s['bleu']:.2f} {_interval(s['bleu_ci'])}"
+    return f"{s['bleu']:.2f} {fmt_interval(s['bleu_ci'])}"
 
 
 def _diff(test: dict[str, Any] | None) -> list[str]:
     if test is None:
         return ["-", "-"]
-    return [f"{test['difference']:+.2f} {_interval(test['difference_ci'])}", _p(test["p_value"])]
+    return [f"{test['difference']:+.2f} {fmt_interval(test['difference_ci'])}", fmt_p(test["p_value"])]
 
 
 def _scaling(c: dict[str, Any]) -> list[str]:
@@ -59,10 +59,10 @@ def _scaling(c: dict[str, Any]) -> list[str]:
             rows.append([str(r["d_k"]), label]
                         + [f"{st[s][k]:.3f}" for k in ("entropy", "max_weight") for s in ("dot", "scaled_dot")]
                         + [f"{st[s]['grad_norm']:.3g}" for s in ("dot", "scaled_dot")]
-                        + ["-" if change is None else f"{change:+.1f}%", _p(p)])
+                        + ["-" if change is None else f"{change:+.1f}%", fmt_p(p)])
     header = ["d_k", "queries and keys", "entropy dot", "entropy scaled", "max weight dot", "max weight scaled",
               "grad norm dot", "grad norm scaled", "grad norm change (scaled vs dot)", "p-value"]
-    lines = _table(header, rows) + [""]
+    lines = md_table(header, rows) + [""]
     lines += [f"The source puts the change of the gradient norm from scaling at {c['source_gradient_change']}; "
               "the column above is the measured change (scaled / unscaled - 1). Gradients are d loss / d scores "
               "(summed token cross-entropy, teacher forcing, no dropout) averaged over the probe sentences' "
@@ -70,7 +70,7 @@ def _scaling(c: dict[str, Any]) -> list[str]:
               "the softmax into a random linear read-out of random values.", ""]
     bleu_rows = [[str(r["d_k"]), _bleu(r["bleu"]["dot"]), _bleu(r["bleu"]["scaled_dot"])] + _diff(r["bleu"]["test"])
                  for r in c["rows"]]
-    lines += _table(["d_k", "dot BLEU [95% CI]", "scaled_dot BLEU [95% CI]", "scaled - dot [95% CI]", "p-value"],
+    lines += md_table(["d_k", "dot BLEU [95% CI]", "scaled_dot BLEU [95% CI]", "scaled - dot [95% CI]", "p-value"],
                     bleu_rows) + [""]
     v = c["verdicts"]
     lines += [f"- scaling keeps larger gradients at the largest d_k after training (the verdict): **{v['gradient']}**",
@@ -81,12 +81,12 @@ def _scaling(c: dict[str, Any]) -> list[str]:
 
 
 def _temperature(c: dict[str, Any]) -> list[str]:
-    rows = [[f"{r['temperature']:g}", f"{r['entropy']:.3f}", _bleu(r), _num(r["chrf"])] + _diff(r["vs_trained"])
+    rows = [[f"{r['temperature']:g}", f"{r['entropy']:.3f}", _bleu(r), fmt_num(r["chrf"])] + _diff(r["vs_trained"])
             for r in c["rows"]]
-    lines = _table(["temperature", "attention entropy (nats)", "BLEU [95% CI]", "chrF",
+    lines = md_table(["temperature", "attention entropy (nats)", "BLEU [95% CI]", "chrF",
                     "BLEU at 1 - BLEU here [95% CI]", "p-value"], rows) + [""]
     taus = [r["temperature"] for r in c["rows"]]
-    steps = ", ".join(f"{a:g} -> {b:g}: {s['difference']:+.3f} (p = {_p(s['p_value'])})"
+    steps = ", ".join(f"{a:g} -> {b:g}: {s['difference']:+.3f} (p = {fmt_p(s['p_value'])})"
                       for a, b, s in zip(taus, taus[1:], c["entropy_steps"], strict=False))
     v = c["verdicts"]
     lines += [f"- attention entropy rises with the temperature ({steps}): **{v['entropy']}**",
@@ -95,19 +95,19 @@ def _temperature(c: dict[str, Any]) -> list[str]:
 
 
 def _hard(c: dict[str, Any]) -> list[str]:
-    rows = [[name, _bleu(c[key]), _num(c[key]["chrf"])] for name, key in (("soft (trained)", "soft"),
+    rows = [[name, _bleu(c[key]), fmt_num(c[key]["chrf"])] for name, key in (("soft (trained)", "soft"),
                                                                            ("hard (argmax)", "hard"))]
     t = c["test"]
-    return _table(["attention at inference", "BLEU [95% CI]", "chrF"], rows) + [
-        "", f"- soft - hard: {t['difference']:+.2f} BLEU {_interval(t['difference_ci'])}, p = {_p(t['p_value'])}",
+    return md_table(["attention at inference", "BLEU [95% CI]", "chrF"], rows) + [
+        "", f"- soft - hard: {t['difference']:+.2f} BLEU {fmt_interval(t['difference_ci'])}, p = {fmt_p(t['p_value'])}",
         f"- hard attention at inference loses BLEU against the soft attention the model was trained with: "
         f"**{c['verdict']}**", ""]
 
 
 def _scorers(c: dict[str, Any]) -> list[str]:
     rows = [[r["name"], r["scorer"], str(r["heads"]), f"{r['num_parameters']:,}", str(r["steps"]), _bleu(r),
-             _num(r["chrf"])] + _diff(r["vs_reference"]) for r in c["rows"]]
-    lines = _table(["variant", "scorer", "heads", "parameters", "steps", "BLEU [95% CI]", "chrF",
+             fmt_num(r["chrf"])] + _diff(r["vs_reference"]) for r in c["rows"]]
+    lines = md_table(["variant", "scorer", "heads", "parameters", "steps", "BLEU [95% CI]", "chrF",
                     f"difference to {c['reference']} [95% CI]", "p-value"], rows) + [""]
     v = c["verdicts"]
     lines.append(f"- the scorers differ at equal budget (any significant difference to {c['reference']}, "
@@ -115,7 +115,7 @@ def _scorers(c: dict[str, Any]) -> list[str]:
     if c.get("heads_test"):
         t = c["heads_test"]
         lines.append(f"- {t['system_name']} beats {t['baseline_name']}: {t['difference']:+.2f} BLEU "
-                     f"{_interval(t['difference_ci'])}, p = {_p(t['p_value'])}: **{v['more_heads']}**")
+                     f"{fmt_interval(t['difference_ci'])}, p = {fmt_p(t['p_value'])}: **{v['more_heads']}**")
     return lines + [""]
 
 
@@ -143,8 +143,8 @@ def render(report: dict[str, Any]) -> str:
         m = r.get("model", {})
         rows.append([r["name"], str(m.get("scorer", "-")), str(m.get("heads", "-")), str(m.get("hidden", "-")),
                      f"{r['num_parameters']:,}", str(r["steps"]), r["stop_reason"] or "-",
-                     f"{r['wall_seconds'] / 60:.1f}", _num(r["best_valid_bleu"]), Path(r["run_dir"]).name])
-    lines += _table(["variant", "scorer", "heads", "hidden", "parameters", "steps", "stopped by", "wall min",
+                     f"{r['wall_seconds'] / 60:.1f}", fmt_num(r["best_valid_bleu"]), Path(r["run_dir"]).name])
+    lines += md_table(["variant", "scorer", "heads", "hidden", "parameters", "steps", "stopped by", "wall min",
                      "best valid BLEU", "run dir"], rows) + [""]
     for name, claim in report["claims"].items():
         title, section = SECTIONS[name]

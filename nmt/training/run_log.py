@@ -45,29 +45,6 @@ def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def attention_figure(attention: Tensor, src_labels: Sequence[str], tgt_labels: Sequence[str]) -> Any:
-    """A matplotlib heatmap of `attention` (tgt_len, src_len): rows are output tokens, columns source tokens."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    weights = attention.detach().float().cpu().numpy()
-    rows, cols = weights.shape
-    fig = Figure(figsize=(max(3.0, 0.35 * cols + 1.5), max(2.5, 0.3 * rows + 1.2)), dpi=80)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(cols))
-    ax.set_xticklabels(list(src_labels)[:cols], rotation=90, fontsize=7)
-    ax.set_yticks(range(rows))
-    ax.set_yticklabels(list(tgt_labels)[:rows], fontsize=7)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    return fig
-
-
 class StepMeter:
     """Sums over the steps since the last log line: loss per target token, throughput, grad norm, padding."""
 

@@ -1,0 +1,31 @@
+"""`nmt-bottleneck`: does attention remove the fixed-length context bottleneck? (nmt/experiments/bottleneck.py)
+
+    nmt-bottleneck                                   # preset=default: ~45 min on 2 CPU cores (make bottleneck)
+    nmt-bottleneck preset=full                       # the GPU preset: base sizes, Multi30k levels + WMT news
+    nmt-bottleneck seeds='[1,2,3]' train.max_minutes=20
+
+Options are the fields of `BottleneckConfig` (nmt/config.py), presets are configs/experiment/bottleneck_<name>.yaml;
+dotted data./model./train./decode. keys go to every training run. The report goes to outputs/bottleneck/<time>/.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from nmt.errors import user_errors
+from nmt.experiments.bottleneck import run_bottleneck
+from nmt.experiments.runner import load_script_config
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return
+    cfg, preset = load_script_config("bottleneck", argv, default_preset="default")
+    run_bottleneck(cfg, preset)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""`nmt-export`: convert a Transformer checkpoint for a fast inference engine (CTranslate2).
+
+    nmt-export checkpoint=outputs/.../best.pt out=exports/ct2-int8                   # int8 weights
+    nmt-export checkpoint=outputs/<run dir> out=exports/ct2-fp32 quantization=float32
+
+`out` must not exist or be empty: an export is never overwritten. Translate with the result through
+`nmt.evaluation.export.translate_ctranslate2` (or CTranslate2 itself; the SentencePiece model is inside).
+Needs the optional engine: pip install -e .[fast]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from nmt.config import CONFIG_DIR
+from nmt.errors import NMTError, user_errors
+
+FORMATS = ("ctranslate2",)
+
+
+@dataclass
+class ExportConfig:
+    """`nmt-export`: configs/export.yaml."""
+
+    checkpoint: str = ""  # checkpoint file, or a run dir (its best.pt, else last.pt)
+    format: str = "ctranslate2"
+    out: str = ""  # model directory to create
+    quantization: str = "int8"  # int8 | int8_float32 | int16 | float16 | bfloat16 | float32 ...
+
+
+ConfigStore.instance().store(name="base_export", node=ExportConfig)
+
+
+@user_errors
+def run(cfg: DictConfig) -> Path:
+    from nmt.evaluation.export import export_ctranslate2
+    from nmt.training.checkpoint import resolve_checkpoint
+
+    if not cfg.checkpoint:
+        raise NMTError("no checkpoint given: nmt-export checkpoint=path/to/best.pt out=exports/ct2")
+    if not cfg.out:
+        raise NMTError("no output directory given: nmt-export checkpoint=... out=exports/ct2")
+    if cfg.format not in FORMATS:
+        raise NMTError(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    checkpoint = resolve_checkpoint(cfg.checkpoint)
+    out = export_ctranslate2(checkpoint, cfg.out, cfg.quantization)
+    print(f"exported {checkpoint} -> {out} ({cfg.format}, {cfg.quantization})")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Evaluate checkpoints: decode a split (or a pair of files) with one or more checkpoints and report sacreBLEU.
+
+`evaluate(cfg)` is what `nmt-evaluate` runs (cfg: an EvaluateConfig node, configs/evaluate.yaml):
+
+    nmt-evaluate checkpoints='[outputs/multi30k_de_en/rnn_attention/<time>]'            # its best.pt, test set
+    nmt-evaluate checkpoints='[runs/attn,runs/fixed]' baseline=runs/fixed split=valid    # + paired bootstrap
+    nmt-evaluate checkpoints='[runs/attn]' average_last=3 decode=greedy                  # average last 3
+    nmt-evaluate checkpoints='[runs/attn/best.pt]' src_file=x.de ref_file=x.en out_dir=eval/x
+    nmt-evaluate checkpoints='[runs/attn]' baseline=other_system.txt                     # baseline hypotheses
+
+Everything goes into a NEW directory (default <run dir>/eval/<split>-<time>): <system>.hyp.txt per system,
+ref.txt, src.txt, metrics.json, report.md, bleu_by_length.png and attention_<i>.png heatmaps.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nmt.config import BOS_ID, EOS_ID
+from nmt.errors import NMTError
+from nmt.io import make_out_dir, read_text_lines, safe_name, write_lines
+from nmt.runtime import pick_device
+from nmt.training.checkpoint import resolve_checkpoint
+
+
+@dataclass
+class System:
+    """One evaluated system: a checkpoint (decoded here) or a file of hypotheses."""
+
+    name: str
+    hypotheses: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # checkpoint, step, arch, num_parameters, speed
+    loaded: Any = None  # nmt.training.checkpoint.Loaded for checkpoints
+
+
+def is_checkpoint_path(path: Path) -> bool:
+    """A run directory or a torch checkpoint (a zip archive); anything else is read as hypotheses."""
+    return path.is_dir() or (path.is_file() and zipfile.is_zipfile(path))
+
+
+def run_dir_of(entry: str | Path) -> Path:
+    """The run directory of a checkpoint file or run directory."""
+    return Path(entry) if Path(entry).is_dir() else Path(entry).parent
+
+
+def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into: Path | None = None) -> Any:
+    """Load a checkpoint; with `average_into`, the average of the run's last cfg.average_last checkpoints,
+    saved into that directory first (so the evaluated weights stay on disk next to the report)."""
+    from nmt.training.average import average_checkpoints, last_checkpoints
+    from nmt.training.checkpoint import load_model, save_checkpoint
+
+    overrides = list(cfg.model_overrides)
+    if average_into is not None:
+        run_dir = run_dir_of(entry)
+        paths = last_checkpoints(run_dir, cfg.average_last)
+        averaged = average_into / f"averaged-{safe_name(run_dir.name)}-last{len(paths)}.pt"
+        save_checkpoint(averaged, average_checkpoints(paths))
+        return load_model(averaged, device, overrides)
+    return load_model(resolve_checkpoint(entry), device, overrides)
+
+
+def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, Any]) -> tuple[list[str], list[str], str]:
+    """(sources, references, label) from src_file/ref_file, or from the split of the checkpoint's corpus."""
+    if cfg.src_file or cfg.ref_file:
+        if not (cfg.src_file and cfg.ref_file):
+            raise NMTError("give both src_file and ref_file (or neither, to use split)")
+        sources, refs = read_text_lines(cfg.src_file, "source file"), read_text_lines(cfg.ref_file, "reference file")
+        if len(sources) != len(refs):
+            raise NMTError(f"{cfg.src_file} has {len(sources)} lines but {cfg.ref_file} has {len(refs)}")
+        label = Path(cfg.src_file).name.removesuffix(".gz")
+    else:
+        from nmt.data.corpus import prepare_corpus
+
+        data = OmegaConf.to_container(loaded.cfg.data, resolve=True)
+        key = repr(sorted(data.items()))
+        if key not in cache:
+            cache[key] = prepare_corpus(loaded.cfg.data, log=lambda _: None)
+        dataset = cache[key].split(cfg.split)
+        sources, refs, label = list(dataset["src"]), list(dataset["tgt"]), cfg.split
+    if not sources:
+        raise NMTError(f"nothing to evaluate: {label} is empty")
+    return sources, refs, label
+
+
+def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, device: torch.device) -> System:
+    from nmt.decoding.search import translate
+
+    out = translate(loaded.model, loaded.tokenizer, sources, cfg.decode, device)
+    info = {
+        "checkpoint": str(loaded.path),
+        "step": int(loaded.payload.get("step", 0)),
+        "arch": str(loaded.cfg.model.arch),
+        "num_parameters": int(loaded.model.num_parameters()),
+        "speed": {
+            "sentences": len(sources),
+            "seconds": out.seconds,
+            "sentences_per_second": out.sentences_per_second,
+            "tokens": out.num_tokens,
+            "tokens_per_second": out.tokens_per_second,
+            "device": str(device),
+        },
+    }
+    if out.truncated:
+        info["truncated_sources"] = len(out.truncated)
+    if loaded.payload.get("averaged_from"):
+        info["averaged_from"] = loaded.payload["averaged_from"]
+    if cfg.decode.nbest > 1:
+        info["nbest"] = [list(zip(h, s, strict=True)) for h, s in zip(out.nbest, out.scores, strict=True)]
+    return System(name, out.hypotheses, info, loaded)
+
+
+def fresh_name(name: str, taken: list[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
+
+
+def attention_plots(system: System, sources: list[str], cfg: DictConfig, device: torch.device, out_dir: Path,
+                    prefix: str) -> tuple[list[str], dict[str, Any]]:
+    """attention_<i>.png (and a per-head grid for Transformers) for cfg.attention_sentences; returns file
+    names and the figures for TensorBoard."""
+    from nmt.decoding.search import translate
+    from nmt.plots import plot_attention, plot_attention_heads, save_png
+
+    rows = [i for i in cfg.attention_sentences if 0 <= i < len(sources) and sources[i].strip()]
+    if not rows:
+        return [], {}
+    model, tok = system.loaded.model, system.loaded.tokenizer
+    out = translate(model, tok, [sources[i] for i in rows], cfg.decode, device, with_attention=True)
+    if out.attention is None:
+        return [], {}
+    names, figures = [], {}
+    tgt_sp = getattr(tok, "tgt_sp", None)
+    for j, i in enumerate(rows):
+        weights = out.attention[j]  # (T, S)
+        src_labels = tok.src_pieces(sources[i].strip())[: weights.size(1) - 1] + ["</s>"]
+        # The decoded ids name the rows exactly; re-encoding the detokenized text may split differently.
+        pieces = [tgt_sp.id_to_piece(t) for t in out.ids[j]] if tgt_sp else tok.tgt_pieces(out.hypotheses[j])
+        tgt_labels = pieces + ["</s>"]
+        fig = plot_attention(weights, src_labels, tgt_labels, title=f"{system.name}: sentence {i}")
+        names.append(save_png(fig, out_dir / f"{prefix}_{i}.png").name)
+        figures[f"{prefix}_{i}"] = fig
+        with torch.inference_mode():
+            src_ids = tok.encode_src([sources[i].strip()])[0][: weights.size(1) - 1]
+            src = torch.tensor([src_ids + [EOS_ID]], device=device)
+            tgt_in = torch.tensor([[BOS_ID] + out.ids[j]], device=device)
+            heads = model.head_attention(src, torch.tensor([src.size(1)], device=device), tgt_in)
+        if heads is not None:  # every head of the last layer
+            heads = heads[0]
+            grid = plot_attention_heads(heads, src_labels, tgt_labels, title=f"{system.name}: sentence {i}, last layer")
+            names.append(save_png(grid, out_dir / f"{prefix}_{i}_heads.png").name)
+    return names, figures
+
+
+def build_report(label: str, sources: list[str], refs: list[str], systems: list[System], baseline: System | None,
+                 cfg: DictConfig) -> dict[str, Any]:
+    from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+
+    edges, n = list(cfg.length_edges), int(cfg.bootstrap_samples)
+    everyone = systems + ([baseline] if baseline is not None else [])
+    report: dict[str, Any] = {
+        "title": f"Evaluation on {label}",
+        "split": label,
+        "num_sentences": len(refs),
+        "decode": OmegaConf.to_container(cfg.decode, resolve=True),
+        "length_edges": edges,
+        "bootstrap_samples": n,
+        "systems": [],
+        "comparisons": [],
+        "notes": [],
+    }
+    for s in everyone:
+        entry = {"name": s.name, "hypotheses_file": f"{safe_name(s.name)}.hyp.txt"}
+        entry |= {k: v for k, v in s.info.items() if k != "nbest"}
+        entry["scores"] = corpus_scores(s.hypotheses, refs)
+        entry["by_length"] = bleu_by_length(sources, s.hypotheses, refs, edges, n)
+        if s is baseline:
+            entry["baseline"] = True
+        report["systems"].append(entry)
+    if baseline is not None:
+        for s in systems:
+            report["comparisons"].append({
+                "system": s.name,
+                "baseline": baseline.name,
+                "overall": paired_bootstrap(s.hypotheses, baseline.hypotheses, refs, n),
+                "by_length": paired_bootstrap_by_length(sources, s.hypotheses, baseline.hypotheses, refs, edges, n),
+            })
+    return report
+
+
+def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
+    """Evaluate as configured; returns the report (also written as metrics.json / report.md into
+    report["out_dir"]). NMTError on any problem with the input, before anything is written."""
+    from nmt.evaluation.report import write_report
+    from nmt.plots import log_to_tensorboard, plot_bleu_by_length, save_png
+
+    if not cfg.checkpoints:
+        raise NMTError("no checkpoints given: nmt-evaluate checkpoints='[path/to/best.pt or run dir]'")
+    if cfg.average_last < 0 or cfg.bootstrap_samples < 0:
+        raise NMTError("average_last and bootstrap_samples must not be negative")
+    if cfg.baseline and cfg.bootstrap_samples < 1:
+        raise NMTError("a baseline comparison needs bootstrap_samples >= 1")
+    device = pick_device(cfg.device)
+    # Fail on a bad checkpoint, split or file before creating anything.
+    entries = [str(e) for e in cfg.checkpoints]
+    for e in entries:
+        if cfg.average_last == 0:
+            resolve_checkpoint(e)
+        elif not Path(e).exists():
+            raise NMTError(f"checkpoint not found: {e}")
+    baseline_path = Path(cfg.baseline) if cfg.baseline else None
+    if baseline_path is not None and not baseline_path.exists():
+        raise NMTError(f"baseline not found: {baseline_path}")
+
+    corpora: dict[str, Any] = {}
+    first = load_system(entries[0], cfg, device)  # unaveraged: enough to find the corpus and fail early
+    sources, refs, label = load_references(cfg, first, corpora)
+    baseline_hyps = None
+    if baseline_path is not None and not is_checkpoint_path(baseline_path):
+        baseline_hyps = read_text_lines(baseline_path, "baseline hypotheses")
+        if len(baseline_hyps) != len(refs):
+            raise NMTError(f"baseline {baseline_path} has {len(baseline_hyps)} lines but there are {len(refs)} "
+                           f"references")
+    out_dir = make_out_dir(cfg.out_dir, run_dir_of(cfg.checkpoints[0]) / "eval", label)
+
+    plots: list[str] = []
+    figures: dict[str, Any] = {}
+
+    def evaluate_checkpoint(model: Any, name: str, what: str) -> System:
+        _, model_refs, _ = load_references(cfg, model, corpora)
+        if model_refs != refs:
+            raise NMTError(f"{what} {model.path} was trained on another corpus than {entries[0]}: its {label} "
+                           f"references differ; evaluate them separately or give src_file/ref_file")
+        log(f"decoding {len(sources)} sentences with {model.path} ...")
+        system = decode_system(name, model, sources, cfg, device)
+        prefix = "attention" if not plots else f"attention_{safe_name(name)}"
+        files, figs = attention_plots(system, sources, cfg, device, out_dir, prefix)
+        plots.extend(files)
+        figures.update(figs)
+        system.loaded = None  # one model in memory at a time
+        return system
+
+    systems: list[System] = []
+    for i, entry in enumerate(entries):
+        if cfg.average_last > 0:
+            model = load_system(entry, cfg, device, average_into=out_dir)
+        else:
+            model = first if i == 0 else load_system(entry, cfg, device)
+        name = fresh_name(str(model.cfg.model.arch), [s.name for s in systems])
+        systems.append(evaluate_checkpoint(model, name, "checkpoint"))
+    first = None
+    baseline = None
+    if baseline_hyps is not None:
+        baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps, {"hypotheses_file_in": str(baseline_path)})
+    elif baseline_path is not None:
+        model = load_system(str(baseline_path), cfg, device)
+        baseline = evaluate_checkpoint(model, f"baseline:{model.cfg.model.arch}", "baseline")
+
+    for s in systems + ([baseline] if baseline else []):
+        write_lines(out_dir / f"{safe_name(s.name)}.hyp.txt", s.hypotheses)
+        if "nbest" in s.info:
+            write_lines(out_dir / f"{safe_name(s.name)}.nbest.txt",
+                       [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.info["nbest"]) for h, sc in nb])
+    write_lines(out_dir / "src.txt", sources)
+    write_lines(out_dir / "ref.txt", refs)
+
+    report = build_report(label, sources, refs, systems, baseline, cfg)
+    fig = plot_bleu_by_length({s["name"]: s["by_length"] for s in report["systems"]},
+                              title=f"BLEU by source length ({label})")
+    report["plots"] = {"bleu_by_length": save_png(fig, out_dir / "bleu_by_length.png").name, "attention": plots}
+    figures["bleu_by_length"] = fig
+    for s in report["systems"]:
+        if s.get("truncated_sources"):
+            report["notes"].append(f"{s['name']}: {s['truncated_sources']} sources were longer than the model's "
+                                   f"position table and were truncated")
+    skipped = [i for i in cfg.attention_sentences if not 0 <= i < len(sources)]
+    if skipped:
+        report["notes"].append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
+    if not report["plots"]["attention"] and cfg.attention_sentences:
+        report["notes"].append("no attention heatmaps: the models have no attention over the source")
+    report["notes"].append(f"rescore with: sacrebleu ref.txt -i {report['systems'][0]['hypotheses_file']} "
+                           f"-m bleu chrf ter")
+    md_path, _ = write_report(out_dir, report)
+
+    if cfg.tensorboard_dir:
+        scalars = {f"eval/{label}/{s['name']}/{m}": s["scores"][m] for s in report["systems"]
+                   for m in ("bleu", "chrf", "ter")}
+        log_to_tensorboard(cfg.tensorboard_dir, {f"eval/{label}/{k}": f for k, f in figures.items()}, scalars,
+                           step=int(systems[0].info.get("step", 0)))
+    report["out_dir"] = str(out_dir)
+    report["report_file"] = str(md_path)
+    return report

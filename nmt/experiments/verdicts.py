@@ -1,0 +1,159 @@
+"""Statistics behind the experiments' verdicts, and the verdicts themselves, computed from numbers only.
+
+- `comparison_verdict`: "system A beats system B" from a paired test's difference and p-value.
+- `retention` / `length_verdict` / `bottleneck_verdict`: the bottleneck claim on length-controlled test levels,
+  in two halves: the fixed-context model degrades with length, and attention degrades far less.
+- `capacity_sentence`: what a bigger fixed-context vector does to that degradation.
+- `mean_std` aggregates over seeds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from nmt.metrics.scores import resampled_scores, score_from_stats, sentence_stats
+from nmt.metrics.significance import BOOTSTRAP_SEED, bootstrap_indices, centred_p_value, percentile_interval
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive at this budget"
+ALPHA = 0.05  # significance level of every verdict
+
+
+def mean_std(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """{"mean", "std" (sample std; None for one value), "n"} of the values that are not None; None if none."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return None
+    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else None, "n": len(xs)}
+
+
+def fmt_mean_std(ms: dict[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
+    if ms is None:
+        return "-"
+    sign = "+" if signed else ""
+    text = f"{ms['mean']:{sign}.{digits}f}"
+    return text if ms["std"] is None else f"{text} ± {ms['std']:.{digits}f}"
+
+
+def comparison_verdict(difference: float, p_value: float, scores: Sequence[float] = (), min_score: float = 0.0) -> str:
+    """A claim that a system beats another: `difference` is oriented so that > 0 is the claimed direction.
+
+    With `scores` (e.g. both systems' BLEU), inconclusive when none reaches `min_score`: between near-zero
+    BLEUs even a "significant" difference is noise in the sacreBLEU p-value, not a result.
+    """
+    if p_value is None or p_value >= ALPHA or (scores and max(scores) < min_score):
+        return INCONCLUSIVE
+    return SUPPORTED if difference > 0 else NOT_SUPPORTED
+
+
+# The bottleneck claim on length-controlled levels ---------------------------------------------------------------
+BOTTLENECK_ALPHA = 0.01  # both halves of the claim must hold at this level, in every seed
+KEEPS_BLEU = 0.9  # a fixed-context model that keeps this share of its k = 1 BLEU at the longest level does not degrade
+
+
+def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
+              n_samples: int = 1000, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """How much of its k = 1 BLEU each system keeps at the longest level K, and the difference between two.
+
+    levels: system -> {"short": (hyps, refs) of level 1 (one per sentence), "long": (hyps, refs) of level K
+    (one per group)}; groups: the sentences of each level-K example (nmt.data.concat.level_groups), so both
+    levels are scored on the same sentences. A bootstrap resamples the groups, the same for every system:
+    retained = BLEU_K / BLEU_1 with a 95% interval and the one-sided p-value of "retained < 1" (signed,
+    centred); for `attention` - `fixed` the difference of retained shares, its interval and the one-sided
+    p-value of "attention retains more".
+    Returns {"systems": {name: {"bleu_short", "bleu_long", "retained", "retained_ci", "p_degrades"}},
+    "difference": {"value", "ci", "p_value"}, "groups", "n_samples"}.
+    """
+    idxs = bootstrap_indices(len(groups), n_samples, seed)  # (n_samples, groups)
+    out: dict[str, Any] = {"systems": {}, "groups": len(groups), "n_samples": n_samples}
+    samples = {}
+    for name, lv in levels.items():
+        short = sentence_stats(*lv["short"])
+        grouped = np.stack([short[list(g)].sum(0) for g in groups])  # (groups, num_stats): level 1 per group
+        long = sentence_stats(*lv["long"])  # (groups, num_stats)
+        bleu_short, bleu_long = score_from_stats(grouped.sum(0)), score_from_stats(long.sum(0))
+        retained = bleu_long / bleu_short if bleu_short > 0 else float("nan")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reps = resampled_scores(long, idxs) / resampled_scores(grouped, idxs)
+        reps = np.nan_to_num(reps, nan=0.0, posinf=0.0)
+        samples[name] = reps
+        out["systems"][name] = {"bleu_short": bleu_short, "bleu_long": bleu_long, "retained": retained,
+                                "retained_ci": percentile_interval(reps),
+                                "p_degrades": centred_p_value(1.0 - reps, 1.0 - retained, "greater")}
+    diff = samples[attention] - samples[fixed]
+    value = out["systems"][attention]["retained"] - out["systems"][fixed]["retained"]
+    out["difference"] = {"value": value, "ci": percentile_interval(diff),
+                         "p_value": centred_p_value(diff, value, "greater")}
+    return out
+
+
+def slope(words: Sequence[float], bleu: Sequence[float]) -> dict[str, float]:
+    """Least-squares BLEU change per 10 source words over the levels, absolute and relative to level 1's BLEU."""
+    per_word = float(np.polyfit(np.asarray(words, dtype=float), np.asarray(bleu, dtype=float), 1)[0])
+    return {"per_10_words": 10 * per_word, "relative_per_10_words": 10 * per_word / bleu[0] if bleu[0] else 0.0}
+
+
+def length_verdict(r: dict[str, Any], fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+    """(label, reason) of one seed's `retention`: supported when the fixed model degrades (p < 0.01) and
+    attention retains more (p < 0.01); not supported when the fixed model keeps >= 90% of its k = 1 BLEU, or
+    attention retains no more than it; inconclusive otherwise (and when no system reaches `min_bleu` at k = 1)."""
+    f, a, d = r["systems"][fixed], r["systems"][attention], r["difference"]
+    if max(f["bleu_short"], a["bleu_short"]) < min_bleu:
+        return INCONCLUSIVE, f"no system reaches {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
+    if f["retained"] >= KEEPS_BLEU:
+        return NOT_SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
+                               f"(>= {KEEPS_BLEU:.0%}): no bottleneck to remove")
+    if d["value"] <= 0:
+        return NOT_SUPPORTED, (f"{attention} keeps {a['retained']:.0%}, no more than {fixed}'s "
+                               f"{f['retained']:.0%}: attention degrades as much")
+    weak = []
+    if f["p_degrades"] >= BOTTLENECK_ALPHA:
+        weak.append(f"the {fixed} degradation has p = {f['p_degrades']:.3f}")
+    if d["p_value"] >= BOTTLENECK_ALPHA:
+        weak.append(f"the difference in retained BLEU has p = {d['p_value']:.3f}")
+    if weak:
+        return INCONCLUSIVE, "; ".join(weak) + f" (needs p < {BOTTLENECK_ALPHA})"
+    return SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
+                       f"(p = {f['p_degrades']:.3f}), {attention} {a['retained']:.0%} (difference "
+                       f"{d['value']:+.0%}, p = {d['p_value']:.3f})")
+
+
+def bottleneck_verdict(labels: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Over seeds: supported / not supported when every seed says so, else inconclusive with the reasons."""
+    names = [label for label, _ in labels]
+    if names and all(n == names[0] for n in names):
+        return {"label": names[0], "per_seed": names, "reason": labels[0][1] if len(labels) == 1 else
+                "every seed agrees: " + " | ".join(reason for _, reason in labels)}
+    return {"label": INCONCLUSIVE, "per_seed": names,
+            "reason": "the seeds disagree: " + " | ".join(f"{n}: {reason}" for n, reason in labels)}
+
+
+def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float, min_bleu: float = 5.0) -> str:
+    """One sentence on the capacity sweep. rows: {"summary", "bleu" (per level), "retained", "retained_ci"} per
+    fixed-context size, in increasing size; a difference counts when the intervals of the smallest and largest do
+    not overlap. Models under `min_bleu` at k = 1 are too weak to say anything."""
+    small, large = rows[0], rows[-1]
+    weak = [str(r["summary"]) for r in rows if r["bleu"][0] < min_bleu]
+    if weak:
+        return (f"The capacity sweep says nothing at this budget: the fixed-context models of {', '.join(weak)} "
+                f"dimensions stay under {min_bleu:g} BLEU at k = 1.")
+    shares = " / ".join(f"{r['retained']:.0%}" for r in rows)
+    sizes = " / ".join(str(r["summary"]) for r in rows)
+    best = max(rows, key=lambda r: r["retained"])
+    if best["retained"] >= KEEPS_BLEU:
+        return (f"A {best['summary']}-dimensional summary vector removes the degradation: it keeps "
+                f"{best['retained']:.0%} of its k = 1 BLEU at the longest level (sizes {sizes}: {shares}).")
+    tail = f"attention keeps {attention_retained:.0%}."
+    if large["retained_ci"][0] > small["retained_ci"][1]:
+        return (f"A bigger summary vector reduces the degradation but does not remove it: the fixed-context "
+                f"models of {sizes} dimensions keep {shares} of their k = 1 BLEU at the longest level; " + tail)
+    if large["retained_ci"][1] < small["retained_ci"][0]:
+        return (f"A bigger summary vector makes the degradation worse at this budget: {sizes} dimensions keep "
+                f"{shares} of their k = 1 BLEU at the longest level; " + tail)
+    return (f"A bigger summary vector does not measurably change the degradation: {sizes} dimensions keep "
+            f"{shares} of their k = 1 BLEU at the longest level (overlapping 95% intervals); " + tail)

@@ -1,0 +1,136 @@
+"""Files: strict UTF-8 line reading, atomic writes and fresh output directories, one implementation each."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from nmt.errors import NMTError
+
+
+def decode_lines(raw_lines: Iterable[bytes], where: str) -> list[str]:
+    """Decode raw lines strictly as UTF-8 without their line ends; NMTError naming `where` and the line."""
+    lines = []
+    for n, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError:
+            raise NMTError(f"{where}: line {n} is not valid UTF-8") from None
+    return lines
+
+
+def read_text_lines(path: str | Path, what: str) -> list[str]:
+    """Lines of a UTF-8 text file (plain or .gz) exactly as written, without their line ends (whitespace
+    inside a line is kept); NMTError naming `what`, the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise NMTError(f"{what} not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return decode_lines(f, f"{what} {path}")
+    except OSError as e:
+        raise NMTError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int = 0o644) -> Path:
+    """Create or replace `path` whole or not at all: `write(f)` fills a temp file in the same directory,
+    which is fsynced and renamed over `path` (and the rename made durable).
+
+    A crash at any moment leaves the old file or the new one, never a torn one. On any failure (a full disk,
+    an unwritable directory) the temp file is removed, `path` is untouched, and the error is an NMTError
+    naming the file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise NMTError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # mkstemp creates 0600; outputs are meant to be shared
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise NMTError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # some file systems cannot fsync a directory; the file itself is complete
+        pass
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> Path:
+    """One line per item, each ending with a newline."""
+    return write_text(path, "".join(line + "\n" for line in lines))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
+    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def safe_name(name: str) -> str:
+    """`name` reduced to characters that are safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "system"
+
+
+def make_out_dir(given: str | Path | None, parent: str | Path, label: str = "") -> Path:
+    """A new output directory: `given` when it does not exist or is empty (else an error: results are never
+    overwritten), by default `<parent>/[<label>-]<time>` with a -2, -3 ... suffix when that exists already."""
+    try:
+        if given:
+            out = Path(given)
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise NMTError(f"output directory {out} already exists and is not empty; results are never "
+                               f"overwritten")
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            base = Path(parent) / (f"{safe_name(label)}-{stamp}" if label else stamp)
+            out, n = base, 1
+            while out.exists():
+                n += 1
+                out = base.with_name(f"{base.name}-{n}")
+            out.mkdir(parents=True)
+    except OSError as e:
+        raise NMTError(f"cannot create output directory {e.filename or given or parent}: "
+                       f"{e.strerror or e}") from None
+    if not os.access(out, os.W_OK):
+        raise NMTError(f"output directory {out} is not writable")
+    return out
+
+
+def read_stream(stream: IO[str], where: str) -> list[str]:
+    """All lines of a text stream (split at newlines, like a file), decoded strictly as UTF-8."""
+    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode("utf-8")
+    raw_lines = data.split(b"\n")
+    if raw_lines and raw_lines[-1] == b"":
+        raw_lines.pop()  # the newline that ends the last line does not start another
+    return decode_lines(raw_lines, where)

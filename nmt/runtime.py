@@ -1,0 +1,110 @@
+"""Where code runs: device choice, CPU threads, seeding and RNG state, and a description of the hardware."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nmt.errors import NMTError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA, then Apple MPS, then CPU. A named device that this machine lacks is an NMTError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise NMTError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:<index> or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NMTError(f"device {name!r} requested but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise NMTError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} "
+                           f"CUDA device(s)")
+    elif device.type == "mps" and not _mps_available():
+        raise NMTError(f"device {name!r} requested but Apple MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise NMTError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:<index> or mps")
+    return device
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def set_threads(threads: int) -> None:
+    """torch CPU threads; 0 keeps torch's default (one per core)."""
+    if threads < 0:
+        raise NMTError(f"cpu threads must not be negative, got {threads}")
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA generator states as plain types (loadable with weights_only=True)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def hardware(workers: int = 1, threads: int = 0) -> dict[str, Any]:
+    """Where numbers were measured: CPU model, cores, GPU, torch version, process layout."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "workers": workers,
+        "threads_per_worker": threads,
+    }
+
+
+def hardware_line(hw: dict[str, Any]) -> str:
+    gpu = hw["gpu"] or "no GPU"
+    threads = hw["threads_per_worker"] or "default"
+    return (f"{hw['cpu']} ({hw['cpu_count']} cores), {gpu}; torch {hw['torch']}, Python {hw['python']}; "
+            f"{hw['workers']} process(es) side by side, {threads} torch thread(s) each")
