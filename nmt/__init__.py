@@ -1,0 +1,26 @@
+"""nmt: a small, fast, honest neural machine translation lab.
+
+    from nmt import Translator, evaluate
+    Translator.from_checkpoint("outputs/<run dir>").translate(["Ein Hund läuft im Schnee."])
+    report = evaluate(["outputs/<run dir>"], split="test")      # the numbers nmt-evaluate writes
+
+The names are imported lazily, so `import nmt.data` does not pay for torch's model code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Translator", "evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Translator":
+        from nmt.evaluation.translator import Translator
+
+        return Translator
+    if name == "evaluate":
+        from nmt.evaluation.evaluate import evaluate_checkpoints
+
+        return evaluate_checkpoints
+    raise AttributeError(f"module 'nmt' has no attribute {name!r}")

@@ -28,7 +28,10 @@ class ConcatConfig:
     """Length control (nmt/data/concat.py): examples of k = 1..max_k consecutive sentence pairs. 1 = off."""
 
     max_k: int = 1
-    seed: int = 1  # offsets of the train and valid groupings, order of the valid mixture
+    # train/valid: each level k >= 2 holds this share of the split's sentences (1/(max_k - 1): as many sentences in
+    # long examples as in single ones); test levels always use every sentence
+    share: float = 1.0
+    seed: int = 1  # offsets and kept groups of the train and valid groupings, order of the valid mixture
     min_test_examples: int = 200  # a smaller test level adds the groupings at the other offsets
 
 
@@ -75,6 +78,9 @@ class ModelConfig:
     context_mode: str = "every_step"  # rnn_fixed: every_step (Cho et al. 2014) | init_only (Sutskever et al. 2014)
     scorer: str = "additive"  # rnn_attention: additive | dot | scaled_dot | general
     heads: int = 1  # attention heads (RNN attention and Transformer)
+    # rnn_attention: dot/scaled_dot project queries and keys to this size (0: parameter-free q . k); additive:
+    # its hidden size (0: the decoder's hidden size)
+    attention_dim: int = 0
     temperature: float = 1.0  # softmax temperature of the attention scores
     hard: bool = False  # argmax attention (straight-through gradients in training)
     input_feeding: bool = False  # Luong-style: previous attentional output fed to the decoder input
@@ -168,7 +174,10 @@ class EvaluateConfig:
 class TranslateConfig:
     """`nmt-translate`: configs/translate.yaml."""
 
-    checkpoint: str = ""
+    checkpoint: str = ""  # checkpoint file or run dir (engine=torch)
+    engine: str = "torch"  # torch | ctranslate2 (a Transformer exported with nmt-export)
+    model: str = ""  # engine=ctranslate2: the exported model directory
+    threads: int = 1  # engine=ctranslate2: the engine's CPU threads
     input: str = "-"  # file or - for stdin
     output: str = "-"  # file or - for stdout
     max_input_tokens: int = 250  # longer lines are truncated with a warning
@@ -208,24 +217,36 @@ class ClaimsConfig:
     """`nmt-claims`: attention variants on one corpus."""
 
     data: str = "multi30k_de_en"
-    seed: int = 1
+    seeds: list[int] = field(default_factory=lambda: [1, 2])  # every variant trains once per seed
     model: str = "rnn_attention"  # the base model (its scorer/heads are the reference)
     train: str = "rnn"
     decode: str = "beam5"
     overrides: list[str] = field(default_factory=list)
     split: str = "test"
     claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
-    d_k: list[int] = field(default_factory=lambda: [32, 128, 512])  # key size per head for the scaling claim
+    # key size per head for the scaling claim: queries and keys projected to d_k (model.attention_dim); at the
+    # base model's hidden size the parameter-free scorers are used (shared with the scorer comparison)
+    d_k: list[int] = field(default_factory=lambda: [32, 256, 1024])
     temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
     heads: list[int] = field(default_factory=lambda: [1, 4])
     probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
-    min_bleu: float = 5.0  # BLEU comparisons where no system reaches this are inconclusive
+    min_bleu: float = 20.0  # BLEU comparisons where no system reaches this are inconclusive
     bootstrap_samples: int = 1000
     workers: int = 2
     threads: int = 1
     out_dir: str | None = None  # default outputs/claims/<time>
 
+
+
+@dataclass
+class ExportConfig:
+    """`nmt-export`: configs/export.yaml."""
+
+    checkpoint: str = ""  # checkpoint file, or a run dir (its best.pt, else last.pt)
+    format: str = "ctranslate2"
+    out: str = ""  # model directory to create
+    quantization: str = "int8"  # int8 | int8_float32 | int16 | float16 | bfloat16 | float32 ...
 
 
 def _config_dir() -> str:
@@ -247,6 +268,7 @@ def register_configs() -> None:
     cs.store(group="decode", name="base_decode", node=DecodeConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)
     cs.store(name="base_translate", node=TranslateConfig)
+    cs.store(name="base_export", node=ExportConfig)
 
 
 register_configs()

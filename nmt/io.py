@@ -10,7 +10,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
 
 from nmt.errors import NMTError
 
@@ -76,6 +79,42 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int
     except OSError:  # some file systems cannot fsync a directory; the file itself is complete
         pass
     return path
+
+
+def check_writable(path: str | Path, directory: bool = False) -> Path:
+    """Fail early, before any work, when `path` cannot be written: a file to create or replace (a directory
+    when `directory`) whose nearest existing ancestor is not a writable directory. Creates nothing."""
+    path = Path(path)
+    if path.is_dir() and not directory:
+        raise NMTError(f"cannot write {path}: it is a directory")
+    ancestor = path if directory else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NMTError(f"cannot write {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise NMTError(f"cannot write {path}: directory {ancestor} is not writable")
+    return path
+
+
+def acquire_lock(path: str | Path, busy: str | None = None) -> BaseFileLock:
+    """Take the exclusive OS lock on `path` (created if needed; filelock.FileLock, flock on Unix) and return it;
+    it is held until `.release()` or until the process ends, so a killed process never leaves a stale lock.
+
+    busy=None waits for another holder to let go; otherwise NMTError(busy) at once when the lock is taken.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        lock.acquire(timeout=-1 if busy is None else 0)
+    except Timeout:
+        raise NMTError(busy) from None
+    except OSError as e:
+        raise NMTError(f"cannot lock {path}: {e.strerror or e}") from None
+    return lock
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

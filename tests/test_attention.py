@@ -17,7 +17,7 @@ from nmt.models.attention import (
     make_scorer,
 )
 
-B, S, DQ, DK = 3, 6, 8, 12
+B, S, DQ, DK = 3, 6, 8, 16  # keys of a bidirectional encoder: DK = 2 DQ
 LENS = torch.tensor([6, 4, 1])
 
 
@@ -34,7 +34,7 @@ def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def attention(scorer: str, heads: int = 1, **kw: object) -> Attention:
     torch.manual_seed(0)
-    return Attention(make_scorer(scorer, DQ, DK, heads), DK, heads, **kw)
+    return Attention(make_scorer(scorer, DQ, DK, heads), heads, **kw)
 
 
 @pytest.mark.parametrize("heads", [1, 2])
@@ -71,10 +71,10 @@ def test_scorer_formulas() -> None:
     expected = torch.einsum("bhd,bhsd->bhs", q.view(B, 2, -1), keys.view(B, S, 2, -1).transpose(1, 2))
     torch.testing.assert_close(scaled(q, scaled.prepare_keys(keys)), expected / math.sqrt(DK // 2))
 
-    projected = DotScorer(DQ, DK)  # sizes differ: the query is projected into the key space
-    wq = projected.query_proj.weight
+    projected = DotScorer(DQ, DK, attention_dim=4)  # attention_dim: queries and keys projected to d_k = 4
+    wq, wk = projected.query_proj.weight, projected.key_proj.weight
     torch.testing.assert_close(
-        projected(query, projected.prepare_keys(keys))[:, 0], torch.einsum("bk,bsk->bs", query @ wq.T, keys)
+        projected(query, projected.prepare_keys(keys))[:, 0], torch.einsum("bd,bsd->bs", query @ wq.T, keys @ wk.T)
     )
 
     general = GeneralScorer(DQ, DK)
@@ -141,12 +141,14 @@ def test_hard_attention_straight_through_in_training(scorer: str) -> None:
 def test_gradients_reach_every_parameter(scorer: str, heads: int) -> None:
     query, keys, mask = inputs()
     torch.manual_seed(0)
-    att = Attention(make_scorer(scorer, 6, DK, heads), DK, heads, temperature=0.7)
-    query = query[:, :6]
+    att = Attention(make_scorer(scorer, 6, 12, heads), heads, temperature=0.7)
+    query, keys = query[:, :6], keys[..., :12]
+    params = dict(att.named_parameters())
+    if not params:
+        assert scorer in ("dot", "scaled_dot")  # parameter-free: nothing to reach
+        return
     context, _ = att(query, att.prepare(keys, mask))
     context.sum().backward()
-    params = dict(att.named_parameters())
-    assert params or scorer in ("dot", "scaled_dot")
     for name, p in params.items():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -162,3 +164,32 @@ def test_multi_head_heads_differ_and_average_for_plots() -> None:
 def test_unknown_scorer() -> None:
     with pytest.raises(ValueError, match="valid: additive, dot, scaled_dot, general"):
         make_scorer("bilinear", DQ, DK)
+
+
+def test_dot_scorers_are_parameter_free_and_heads_add_no_parameters() -> None:
+    """Four different scorers: dot and scaled_dot have no parameters (the bidirectional keys' two halves are
+    summed to the query size), general and additive do; 1 and 4 heads have the same parameter count."""
+    def count(scorer: str, heads: int = 1, attention_dim: int = 0) -> int:
+        return sum(p.numel() for p in Attention(make_scorer(scorer, DQ, DK, heads, attention_dim), heads).parameters())
+
+    assert count("dot") == count("scaled_dot") == 0
+    assert count("general") == DQ * DK and count("additive") > count("general")
+    for scorer in SCORERS:
+        assert count(scorer, heads=4) == count(scorer, heads=1), scorer
+    query, keys, mask = inputs()
+    att = attention("dot")
+    scores = att.scorer(query, att.prepare(keys, mask)["attn_keys"])
+    summed = keys[..., :DQ] + keys[..., DQ:]
+    torch.testing.assert_close(scores[:, 0], torch.einsum("bsd,bd->bs", summed, query))
+    with pytest.raises(ValueError, match="attention_dim"):
+        make_scorer("dot", DQ, DK + 1)
+
+
+def test_attention_dim_projects_queries_and_keys_to_d_k() -> None:
+    att = Attention(make_scorer("scaled_dot", DQ, DK, 1, attention_dim=32), 1)
+    assert att.scorer.query_proj.weight.shape == (32, DQ) and att.scorer.key_proj.weight.shape == (32, DK)
+    assert att.scorer.scale.factor == pytest.approx(32 ** -0.5)
+    query, keys, mask = inputs()
+    context, weights = att(query, att.prepare(keys, mask))
+    assert context.shape == (B, DK) and weights.shape == (B, 1, S)
+    assert Attention(make_scorer("scaled_dot", DQ, DK, 4, attention_dim=32), 4).scorer.d_k == 8

@@ -1,26 +1,19 @@
-"""scripts/benchmark.py on tiny settings: the report's fields and values, and the Transformer FLOP count."""
+"""`nmt-bench` (nmt/experiments/benchmark.py) on tiny settings: report fields and values, Transformer FLOP count."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from nmt.cli import bench as bench_cli
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data.batching import collate
+from nmt.experiments import benchmark
 from nmt.models import Transformer
-
-# Loaded by path: putting scripts/ on sys.path would let its modules shadow installed packages.
-_spec = importlib.util.spec_from_file_location(
-    "benchmark", Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-)
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
     data = DataConfig(name="bench_tiny", source="files", files=tiny_corpus_files, root=str(tmp_path / "data"),
                       tokenizer=TokenizerConfig(vocab_size=250))
     out = tmp_path / "bench.json"
-    args = benchmark.parse_args([
+    args = bench_cli.parse_args([
         "--small", "--device", "cpu", "--threads", "1", "--steps", "2", "--warmup", "1", "--batch-tokens", "600",
         "--decode-sentences", "3", "--compare-threads", "1", "2", "--rounds", "1", "--out", str(out),
     ])  # fmt: skip
@@ -72,7 +65,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
 
 
 def test_unknown_model_preset_is_a_clear_error(tmp_path):
-    args = benchmark.parse_args(["--models", "rnn_fancy", "--out", str(tmp_path / "x.json")])
+    args = bench_cli.parse_args(["--models", "rnn_fancy", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="unknown model preset 'rnn_fancy'"):
         benchmark.run(args, DataConfig(root=str(tmp_path / "never")))
     assert not (tmp_path / "x.json").exists()
@@ -114,7 +107,7 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
     data = DataConfig(name="bench_tiny", source="files", files=tiny_run.files, root=str(tiny_run.data_root),
                       tokenizer=TokenizerConfig(vocab_size=250))
     ckpt = tiny_run.run_dir / "best.pt"
-    args = benchmark.parse_args([
+    args = bench_cli.parse_args([
         "--models", "rnn_fixed_small", "--device", "cpu", "--threads", "1", "--steps", "1", "--warmup", "0",
         "--batch-tokens", "600", "--decode-sentences", "3", "--checkpoints", str(ckpt),
         "--out", str(tmp_path / "b.json"),

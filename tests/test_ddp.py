@@ -11,7 +11,7 @@ from train_utils import assert_same_parameters, free_port, parameters, tiny_conf
 
 import nmt.data.corpus  # noqa: F401  (imported before forking the ranks, see below)
 import nmt.decoding.search  # noqa: F401
-import nmt.evaluation.metrics  # noqa: F401
+import nmt.metrics  # noqa: F401
 import nmt.models  # noqa: F401
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.trainer import Trainer

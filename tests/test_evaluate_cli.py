@@ -13,10 +13,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from matplotlib import image as mpimg
 
-from nmt.cli.common import CONFIG_DIR
 from nmt.cli.evaluate import run
+from nmt.config import CONFIG_DIR
 from nmt.errors import NMTError
-from nmt.evaluation.metrics import corpus_scores
+from nmt.metrics import corpus_scores
 from nmt.training.average import average_checkpoints, last_checkpoints
 from nmt.training.checkpoint import load_checkpoint, save_checkpoint
 

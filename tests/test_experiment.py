@@ -1,70 +1,98 @@
 """Experiments: verdict and aggregation logic on hand-made numbers, script configs, and tiny end-to-end runs of
-scripts/run_bottleneck.py and scripts/run_claims.py on real Multi30k lines."""
+`nmt-bottleneck` and `nmt-claims` on real Multi30k lines."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from nmt.data.concat import level_groups
 from nmt.errors import NMTError
-from nmt.evaluation.experiment import load_script_config
-from nmt.evaluation.verdicts import (
+from nmt.experiments.runner import load_script_config
+from nmt.experiments.verdicts import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
     SUPPORTED,
-    bottleneck_sentence,
     bottleneck_verdict,
+    capacity_sentence,
     comparison_verdict,
-    gap_growth,
-    growth_verdict,
+    length_verdict,
     mean_std,
-    paired_mean_bootstrap,
+    retention,
 )
+from nmt.metrics import paired_mean_bootstrap
 
-REPO = Path(__file__).resolve().parents[1]
 
+def retained(fixed: float, attention: float, p_fixed: float = 0.001, p_diff: float = 0.001,
+             bleu: float = 30.0) -> dict:
+    """A hand-made `retention` result: both systems score `bleu` at k = 1 and keep the given shares."""
+    def system(share: float, p: float) -> dict:
+        return {"bleu_short": bleu, "bleu_long": bleu * share, "retained": share,
+                "retained_ci": [share - 0.05, share + 0.05], "p_degrades": p}
 
-def growth(gap_short: float, gap_long: float, ci: tuple[float, float], p: float, baseline: float = 20.0) -> dict:
-    """A hand-made `gap_growth` result: the baseline scores `baseline` BLEU on short and long sources."""
-    return {"long_from": 20, "count_short": 800, "count_long": 200, "gap_short": gap_short, "gap_long": gap_long,
-            "system_short": baseline + gap_short, "system_long": baseline + gap_long, "baseline_short": baseline,
-            "baseline_long": baseline, "growth": gap_long - gap_short, "growth_ci": list(ci), "p_value": p}
+    return {"systems": {"fixed": system(fixed, p_fixed), "attn": system(attention, 0.5)},
+            "difference": {"value": attention - fixed, "ci": [attention - fixed - 0.1, attention - fixed + 0.1],
+                           "p_value": p_diff}}
 
 
 # Verdicts on hand-made numbers -------------------------------------------------------------------------------
-def test_growing_gap_supports_the_claim() -> None:
-    assert growth_verdict(growth(1.0, 5.0, (2.1, 5.9), 0.001)) == SUPPORTED
-
-
-def test_flat_gap_does_not_support_the_claim() -> None:
-    # Attention is better everywhere, by the same amount: no bottleneck effect, and the interval is tight.
-    assert growth_verdict(growth(3.0, 3.1, (-0.6, 0.8), 0.70)) == NOT_SUPPORTED
-    # A gap that shrinks significantly contradicts the claim too.
-    assert growth_verdict(growth(4.0, 1.0, (-4.5, -1.5), 0.002)) == NOT_SUPPORTED
-
-
-def test_insignificant_growth_is_inconclusive() -> None:
-    assert growth_verdict(growth(1.0, 3.0, (-1.5, 5.5), 0.30)) == INCONCLUSIVE
-    # Systems too weak to translate anything: a flat, even a "significant", gap says nothing.
-    assert growth_verdict(growth(0.1, 0.5, (0.2, 0.6), 0.01, baseline=0.2)) == INCONCLUSIVE
-    assert growth_verdict(growth(0.0, 0.1, (-0.2, 0.3), 0.6, baseline=0.3)) == INCONCLUSIVE
-    # No long sentences at all: nothing to compare.
-    assert growth_verdict({"growth": None, "growth_ci": None, "p_value": None}) == INCONCLUSIVE
+def test_length_verdict_each_outcome() -> None:
+    assert length_verdict(retained(0.55, 0.92), "fixed", "attn")[0] == SUPPORTED
+    # The fixed-context model keeps 90% of its BLEU: no bottleneck to remove.
+    label, reason = length_verdict(retained(0.93, 0.97), "fixed", "attn")
+    assert label == NOT_SUPPORTED and "93%" in reason
+    # Attention degrades as much as the baseline.
+    label, reason = length_verdict(retained(0.60, 0.58), "fixed", "attn")
+    assert label == NOT_SUPPORTED and "degrades as much" in reason
+    # Either half without p < 0.01 leaves it open, and says which.
+    label, reason = length_verdict(retained(0.60, 0.80, p_diff=0.03), "fixed", "attn")
+    assert label == INCONCLUSIVE and "difference in retained BLEU has p = 0.030" in reason
+    label, reason = length_verdict(retained(0.80, 0.85, p_fixed=0.2), "fixed", "attn")
+    assert label == INCONCLUSIVE and "degradation has p = 0.200" in reason
+    # Models that translate nothing say nothing.
+    label, reason = length_verdict(retained(0.2, 0.9, bleu=1.0), "fixed", "attn")
+    assert label == INCONCLUSIVE and "too weak" in reason
 
 
 def test_seed_verdicts_must_agree() -> None:
-    grows = [growth(1.0, 5.0, (2.0, 6.0), 0.001), growth(0.5, 4.0, (1.5, 5.5), 0.004)]
-    v = bottleneck_verdict(grows)
-    assert v["label"] == SUPPORTED and v["per_seed"] == [SUPPORTED, SUPPORTED]
-    assert v["growth"]["mean"] == pytest.approx(3.75) and v["growth"]["n"] == 2
-    sentence = bottleneck_sentence(v, grows, "corpus test")
-    assert "+0.75 ± 0.35 on sources under 20 words and +4.50 ± 0.71 on sources of 20+ words" in sentence
-    assert "changes by +3.75 ± 0.35 BLEU" in sentence
-    mixed = bottleneck_verdict(grows + [growth(2.0, 2.1, (-0.5, 0.7), 0.8)])
-    assert mixed["label"] == INCONCLUSIVE and mixed["per_seed"][-1] == NOT_SUPPORTED
+    assert bottleneck_verdict([(SUPPORTED, "a"), (SUPPORTED, "b")])["label"] == SUPPORTED
+    assert bottleneck_verdict([(NOT_SUPPORTED, "a"), (NOT_SUPPORTED, "b")])["label"] == NOT_SUPPORTED
+    mixed = bottleneck_verdict([(SUPPORTED, "a"), (INCONCLUSIVE, "p too high")])
+    assert mixed["label"] == INCONCLUSIVE and "disagree" in mixed["reason"] and "p too high" in mixed["reason"]
+    assert mixed["per_seed"] == [SUPPORTED, INCONCLUSIVE]
+
+
+def test_retention_on_made_up_translations() -> None:
+    """The attention system is perfect at every level; the fixed one is perfect on single sentences and garbage
+    on groups of three: it keeps ~0% of its BLEU, attention 100%, and both halves are significant."""
+    rng_words = [f"w{i}" for i in range(200)]
+    refs = [" ".join(rng_words[(7 * i + j) % 200] for j in range(8 + i % 5)) for i in range(90)]
+    groups = level_groups(len(refs), 3, [0])
+    long_refs = [" ".join(refs[i] for i in g) for g in groups]
+    levels = {"fixed": {"short": (refs, refs), "long": (["nothing right"] * len(groups), long_refs)},
+              "attn": {"short": (refs, refs), "long": (long_refs, long_refs)}}
+    r = retention(levels, groups, "fixed", "attn", n_samples=200)
+    assert r["groups"] == 30
+    assert r["systems"]["attn"]["retained"] == pytest.approx(1.0)
+    assert r["systems"]["fixed"]["retained"] < 0.05 and r["systems"]["fixed"]["p_degrades"] < 0.01
+    assert r["difference"]["value"] > 0.9 and r["difference"]["p_value"] < 0.01
+    assert length_verdict(r, "fixed", "attn")[0] == SUPPORTED
+    same = retention({"fixed": levels["attn"], "attn": levels["attn"]}, groups, "fixed", "attn", n_samples=200)
+    assert same["difference"]["value"] == 0.0 and length_verdict(same, "fixed", "attn")[0] == NOT_SUPPORTED
+
+
+def test_capacity_sentence_follows_the_numbers() -> None:
+    def row(size: int, share: float, half: float = 0.03) -> dict:
+        return {"summary": size, "bleu": [30.0, 20.0], "retained": share, "retained_ci": [share - half, share + half]}
+
+    assert "removes the degradation" in capacity_sentence([row(256, 0.5), row(1024, 0.93)], 0.95)
+    assert "reduces the degradation but does not remove it" in capacity_sentence([row(256, 0.5), row(1024, 0.7)], 0.95)
+    assert "does not measurably change" in capacity_sentence([row(256, 0.5), row(1024, 0.52)], 0.95)
+    assert "worse" in capacity_sentence([row(256, 0.7), row(1024, 0.5)], 0.95)
+    weak = [row(256, 0.5) | {"bleu": [2.0, 1.0]}, row(1024, 0.7)]
+    assert "says nothing" in capacity_sentence(weak, 0.95)
 
 
 def test_comparison_verdict_and_mean_std() -> None:
@@ -88,48 +116,32 @@ def test_paired_mean_bootstrap_detects_a_shift_only_when_there_is_one() -> None:
     assert same["difference"] == 0.0 and same["p_value"] == 1.0
 
 
-def test_gap_growth_on_made_up_translations() -> None:
-    # The system is perfect everywhere; the baseline is perfect on short sources and garbage on long ones.
-    short = [f"ein kurzer satz nummer {i}" for i in range(30)]
-    long_ = [" ".join(f"wort{j}" for j in range(25)) + f" {i}" for i in range(30)]
-    refs = [f"a short sentence number {i} here" for i in range(30)] + [
-        " ".join(f"word{j}" for j in range(25)) + f" {i}" for i in range(30)]
-    base = refs[:30] + ["nothing right at all"] * 30
-    g = gap_growth(short + long_, refs, base, refs, long_from=20, n_samples=200)
-    assert (g["count_short"], g["count_long"]) == (30, 30)
-    assert g["gap_short"] == pytest.approx(0.0) and g["gap_long"] > 90
-    assert g["growth"] == pytest.approx(g["gap_long"] - g["gap_short"])
-    assert g["growth_ci"][0] > 0 and g["p_value"] < 0.05
-    assert growth_verdict(g) == SUPPORTED
-    flat = gap_growth(short + long_, refs, refs, refs, long_from=20, n_samples=200)
-    assert flat["growth"] == 0.0 and growth_verdict(flat) == NOT_SUPPORTED
-
-
 # Script configs -----------------------------------------------------------------------------------------------
 def test_presets_and_overrides() -> None:
-    cfg, preset = load_script_config("bottleneck", ["preset=quick", "seeds=[1,2,3]", "data=[wmt_news_de_en]"])
-    assert preset == "quick" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
-    assert cfg.model_fixed == "rnn_fixed_small" and cfg.workers == 2 and cfg.threads == 1
+    cfg, preset = load_script_config("bottleneck", ["seeds=[1,2,3]", "data=[wmt_news_de_en]"], "default")
+    assert preset == "default" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
+    assert cfg.model_fixed == "rnn_fixed" and cfg.workers == 2 and cfg.threads == 1 and cfg.concat_k == 4
     full, _ = load_script_config("bottleneck", ["preset=full"])
     assert full.model_attention == "rnn_attention_base" and list(full.seeds) == [1, 2, 3]
-    claims, _ = load_script_config("claims", ["preset=quick"])
-    assert list(claims.d_k) == [32, 128, 512] and claims.model == "rnn_attention_small"
+    assert list(full.natural_only) == ["wmt_news_de_en"]
+    claims, _ = load_script_config("claims", ["preset=default"])
+    assert list(claims.d_k) == [32, 256, 1024] and claims.model == "rnn_attention" and list(claims.seeds) == [1, 2]
+    assert claims.min_bleu == 20
     # Dotted run keys go to every training run, after the preset's own overrides.
-    cfg, _ = load_script_config("bottleneck", ["preset=quick", "train.max_steps=7", "+data.files.x=[a,b]"])
+    cfg, _ = load_script_config("bottleneck", ["preset=default", "train.max_steps=7", "+data.files.x=[a,b]"])
     assert list(cfg.overrides)[-2:] == ["train.max_steps=7", "+data.files.x=[a,b]"]
-    assert cfg.overrides[0] == "train.max_steps=400"  # the preset's budget comes first
+    assert cfg.overrides[:2] == ["data.concat.share=0.3333", "train.max_minutes=12"]  # the preset's come first
     with pytest.raises(NMTError, match="seedz"):
-        load_script_config("bottleneck", ["preset=quick", "seedz=[1]"])
-    with pytest.raises(NMTError, match="unknown preset=tiny.*quick"):
+        load_script_config("bottleneck", ["preset=default", "seedz=[1]"])
+    with pytest.raises(NMTError, match="unknown preset=tiny.*default"):
         load_script_config("claims", ["preset=tiny"])
 
 
 def test_script_reports_a_bad_key_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("bottleneck_script", REPO / "scripts" / "run_bottleneck.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from nmt.cli.bottleneck import main
+
     with pytest.raises(SystemExit) as exit_info:
-        script.main(["preset=quick", "workerz=3"])
+        main(["workerz=3"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "workerz" in err and err.count("\n") == 1
@@ -161,120 +173,134 @@ def tiny_overrides(files: dict[str, list[str]], data_root: Path) -> list[str]:
 
 
 def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
-    from nmt.evaluation.bottleneck import run_bottleneck
+    from nmt.experiments.bottleneck import run_bottleneck
 
     cfg, _ = load_script_config("bottleneck", [
         "data=[files]", "model_fixed=rnn_fixed_small", "model_attention=rnn_attention_small", "decode=greedy",
-        "length_edges=[0,8,12,16]", "long_from=12", "bootstrap_samples=50", "workers=2", "threads=1",
-        f"out_dir={tmp_path / 'out'}",
+        "concat_k=3", "seeds=[1]", "capacity_summary=[16]", "length_edges=[0,8,12,16]", "bootstrap_samples=50",
+        "workers=2", "threads=1", f"out_dir={tmp_path / 'out'}",
     ])
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
-    out = run_bottleneck(cfg, None, log=lambda _: None)  # two worker processes, as in the quick preset
+    out = run_bottleneck(cfg, None, log=lambda _: None)  # two worker processes, as in the default preset
 
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     (section,) = report["sections"]
     n_test = len(Path(tiny_corpus_files["test"][1]).read_text().splitlines())
     assert section["num_sentences"] == n_test == 60
-    (seed,) = section["seeds"]
-    # Same budget for both; steps and parameter counts are reported.
+    # Same budget for every run; the sweep's smaller summary (hidden 8: 16 dimensions) has fewer parameters.
     runs = {r["name"].split("/")[1]: r for r in report["runs"]}
-    assert runs["rnn_fixed"]["steps"] == runs["rnn_attention"]["steps"] == 5
-    assert runs["rnn_attention"]["num_parameters"] > runs["rnn_fixed"]["num_parameters"] > 0
+    assert set(runs) == {"rnn_fixed", "rnn_attention", "rnn_fixed_c16"}
+    assert {r["steps"] for r in runs.values()} == {5}
+    assert runs["rnn_attention"]["num_parameters"] > runs["rnn_fixed"]["num_parameters"] > runs[
+        "rnn_fixed_c16"]["num_parameters"]
     assert f"{runs['rnn_attention']['num_parameters']:,}" in md
     assert report["hardware"]["torch"] and report["hardware"]["workers"] == 2
-    # Bucket counts add up to the test set, and agree between systems and the paired test.
+    # Levels: k = 1..3 from the 60 test sentences; 20 groups of 3 are under min_test_examples, so every offset
+    # is used, and the report says how many examples each level has.
+    lv = section["levels"]
+    assert [r["k"] for r in lv["levels"]] == [1, 2, 3]
+    assert [r["examples"] for r in lv["levels"]] == [60, 30 + 29, 20 + 19 + 19]
+    assert lv["groups"] == 58 and "| k = 3 (test_k3) | 58 |" in md
+    (seed,) = lv["seeds"]
+    ret = seed["retention"]
     for name in ("rnn_fixed", "rnn_attention"):
-        rows = seed["systems"][name]["by_length"]
+        sys_ret = ret["systems"][name]
+        if sys_ret["bleu_short"] > 0:
+            assert sys_ret["retained"] == pytest.approx(sys_ret["bleu_long"] / sys_ret["bleu_short"])
+        assert seed["systems"][name]["bleu"][2] == pytest.approx(sys_ret["bleu_long"])
+    label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
+    assert seed["verdict"] == label == section["verdict"]["label"] == INCONCLUSIVE  # tiny models: too weak
+    assert f"**Verdict: {label}.**" in md
+    sweep = lv["sweep"]
+    assert [r["summary"] for r in sweep["fixed"]] == [16, 32] and "says nothing" in sweep["sentence"]
+    for plot in (lv["plot"], sweep["plot"], section["natural"]["plot"]):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Natural lengths on the original test set: bucket counts add up, the paired difference is the difference
+    # of the two scores, and the per-seed evaluation report exists.
+    (nat,) = section["natural"]["seeds"]
+    for name in ("rnn_fixed", "rnn_attention"):
+        rows = nat["systems"][name]["by_length"]
         assert [r["label"] for r in rows] == ["0-8", "8-12", "12-16", "16+"]
         assert sum(r["count"] for r in rows) == n_test
-    assert [r["count"] for r in seed["by_length"]] == [r["count"] for r in seed["systems"]["rnn_fixed"]["by_length"]]
-    # The paired test's difference is the difference of the two reported scores.
-    s = seed["systems"]
-    assert seed["bleu"]["difference"] == pytest.approx(s["rnn_attention"]["bleu"] - s["rnn_fixed"]["bleu"])
-    assert seed["chrf"]["difference"] == pytest.approx(s["rnn_attention"]["chrf"] - s["rnn_fixed"]["chrf"])
-    for name in s:
-        lo, hi = s[name]["bleu_ci"]
-        assert lo <= hi
-    # Growth: the reported gaps are BLEU differences on the two length groups, and the verdict follows them.
-    g = seed["growth"]
-    assert g["count_short"] + g["count_long"] == n_test and g["count_long"] > 0
-    assert g["growth"] == pytest.approx(g["gap_long"] - g["gap_short"])
-    assert seed["verdict"] == growth_verdict(g, cfg.flat_margin, cfg.min_bleu)
-    assert section["verdict"]["label"] == seed["verdict"]
-    assert f"**Verdict: {seed['verdict']}.**" in md and f"{g['growth']:+.2f}" in md
-    # Plot and the per-seed evaluation report exist.
-    assert (out / section["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    seed_dir = out / Path(seed["report"]).parent
+    s = nat["systems"]
+    assert nat["bleu"]["difference"] == pytest.approx(s["rnn_attention"]["bleu"] - s["rnn_fixed"]["bleu"])
+    seed_dir = out / Path(nat["report"]).parent
     metrics = json.loads((seed_dir / "metrics.json").read_text())
     assert {x["name"] for x in metrics["systems"]} == {"rnn_fixed", "rnn_attention"}
-    hyp = (seed_dir / "rnn_attention.hyp.txt").read_text().splitlines()
-    assert len(hyp) == n_test
-    assert metrics["systems"][0]["scores"]["bleu"] == pytest.approx(s["rnn_attention"]["bleu"])
-    # Each run went through the trainer with the composed config: its run dir has the trainer's metrics.
+    assert len((seed_dir / "rnn_attention.hyp.txt").read_text().splitlines()) == n_test
+    # Each run went through the trainer on the concatenated mixture: its run dir has the trainer's metrics.
     trained = json.loads((Path(runs["rnn_fixed"]["run_dir"]) / "metrics.json").read_text())
     assert trained["step"] == 5 and trained["arch"] == "rnn_fixed"
-    # The worker's console output went to the run's console.log, not to the terminal.
     assert "run dir:" in (Path(runs["rnn_attention"]["run_dir"]) / "console.log").read_text()
 
 
 def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
-    from nmt.evaluation.claims import run_claims
+    from nmt.experiments.claims import run_claims
 
     cfg, _ = load_script_config("claims", [
-        "data=files", "model=rnn_attention_small", "decode=greedy", "d_k=[8,32]", "temperatures=[0.5,1,2]",
+        "data=files", "model=rnn_attention_small", "decode=greedy", "d_k=[8,16]", "temperatures=[0.5,1,2]",
         "scorers=[dot,scaled_dot,additive]", "heads=[1,2]", "probe_sentences=12", "bootstrap_samples=50",
-        "workers=1", "threads=1",
-        f"out_dir={tmp_path / 'out'}",
+        "seeds=[1]", "min_bleu=5", "workers=1", "threads=1", f"out_dir={tmp_path / 'out'}",
     ])
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
     out = run_claims(cfg, None, log=lambda _: None)
 
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
-    runs = {r["name"]: r for r in report["runs"]}
-    # d_k=32 is the base model's own key size (2 x hidden 16): those runs are shared with the scorer runs.
-    assert runs["d_k=32/dot"]["run_dir"] == runs["scorer=dot"]["run_dir"]
-    assert runs["d_k=32/dot"]["trained_as"] == "scorer=dot"
+    runs = {r["name"].removesuffix("/seed1"): r for r in report["runs"]}
+    # d_k=16 is the decoder's own size (hidden 16): the parameter-free runs, shared with the scorer runs;
+    # d_k=8 projects queries and keys at the same model size.
+    assert runs["d_k=16/dot"]["run_dir"] == runs["scorer=dot"]["run_dir"]
+    assert runs["d_k=16/dot"]["trained_as"] == "scorer=dot/seed1"
     assert runs["heads=1"]["run_dir"] == runs["base"]["run_dir"] == runs["scorer=additive"]["run_dir"]
-    assert runs["d_k=8/dot"]["model"]["hidden"] == 4 and runs["heads=2"]["model"]["heads"] == 2
-    assert len({r["run_dir"] for r in report["runs"]}) == 6
+    assert runs["d_k=8/dot"]["model"]["hidden"] == 16 and runs["d_k=8/dot"]["model"]["attention_dim"] == 8
+    assert runs["heads=2"]["model"]["heads"] == 2 and runs["hard=trained"]["model"]["hard"]
+    # Heads add no parameters; the parameter-free dot scorers have the fewest.
+    assert runs["heads=2"]["num_parameters"] == runs["heads=1"]["num_parameters"]
+    assert runs["scorer=dot"]["num_parameters"] == runs["scorer=scaled_dot"]["num_parameters"] < runs[
+        "scorer=additive"]["num_parameters"]
+    assert len({r["run_dir"] for r in report["runs"]}) == 8
     claims = report["claims"]
     assert set(claims) == {"scaling", "temperature", "hard", "scorers"}
     for name, claim in claims.items():
         assert claim["verdict"] in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE), name
-        assert f"**Verdict: {claim['verdict']}.**" in md
+        assert claim["per_seed"] == [claim["seeds"]["1"]["verdict"]]
+        assert f"**Verdict: {claim['verdict']}**" in md
 
-    scaling = claims["scaling"]
-    assert [r["d_k"] for r in scaling["rows"]] == [8, 32]
+    scaling = claims["scaling"]["seeds"]["1"]
+    assert [r["d_k"] for r in scaling["rows"]] == [8, 16]
     for row in scaling["rows"]:
         init = row["init"]
         # Same initial weights: unscaled scores are sqrt(d_k) times the scaled ones, so the unscaled softmax is
         # sharper (lower entropy, higher max weight).
         assert init["dot"]["entropy"] <= init["scaled_dot"]["entropy"] + 1e-6
         assert init["dot"]["max_weight"] >= init["scaled_dot"]["max_weight"] - 1e-6
+        # The gradient at the scaled scores is the gradient at q.k divided by the scale.
+        assert init["scaled_dot"]["grad_norm"] == pytest.approx(init["scaled_dot"]["raw_grad_norm"] * row["d_k"] ** 0.5,
+                                                               rel=1e-4)
+        assert init["dot"]["grad_norm"] == pytest.approx(init["dot"]["raw_grad_norm"], rel=1e-6)
+        assert bool(init["dot"]["param_grad"]) == (row["d_k"] == 8)  # only the projected pair has W_q, W_k
         syn = row["synthetic"]
         assert syn["grad_change_pct"] == pytest.approx(
             100 * (syn["scaled_dot"]["grad_norm"] / syn["dot"]["grad_norm"] - 1))
         test = row["bleu"]["test"]
         assert test["difference"] == pytest.approx(row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"])
-    top = scaling["rows"][-1]
-    bleu_test = top["bleu"]["test"]
-    assert scaling["verdicts"]["bleu"] == comparison_verdict(
-        bleu_test["difference"], bleu_test["p_value"], (bleu_test["system"], bleu_test["baseline"]), cfg.min_bleu)
     # Tiny models translate nothing: no BLEU comparison may claim a result.
     assert scaling["verdicts"]["bleu"] == INCONCLUSIVE and claims["hard"]["verdict"] == INCONCLUSIVE
-    assert "up to 40%" in md and (out / scaling["plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert "up to 40%" in md and (out / claims["scaling"]["plot"]).read_bytes()[:4] == b"\x89PNG"
 
-    temp = claims["temperature"]
+    temp = claims["temperature"]["seeds"]["1"]
     assert [r["temperature"] for r in temp["rows"]] == [0.5, 1.0, 2.0]
     trained = next(r for r in temp["rows"] if r["temperature"] == 1.0)
     # At the trained temperature the decode is the training job's own: same BLEU as the base run.
-    base_bleu = next(r for r in claims["scorers"]["rows"] if r["name"] == "scorer=additive")["bleu"]
+    scorers = claims["scorers"]["seeds"]["1"]
+    base_bleu = next(r for r in scorers["rows"] if r["name"] == "scorer=additive")["bleu"]
     assert trained["bleu"] == pytest.approx(base_bleu)
-    assert claims["hard"]["test"]["difference"] == pytest.approx(
-        claims["hard"]["soft"]["bleu"] - claims["hard"]["hard"]["bleu"])
-    scorers = claims["scorers"]
+    hard = claims["hard"]["seeds"]["1"]
+    assert set(hard["rows"]) == {"soft", "hard at inference", "hard trained"}
+    for name, test in hard["tests"].items():
+        assert test["difference"] == pytest.approx(hard["rows"]["soft"]["bleu"] - hard["rows"][name]["bleu"])
     assert [r["name"] for r in scorers["rows"]] == [
         "scorer=dot", "scorer=scaled_dot", "scorer=additive", "heads=1", "heads=2"]
     t = scorers["heads_test"]
@@ -287,7 +313,7 @@ def test_scaled_and_unscaled_models_start_from_the_same_weights() -> None:
     import torch
 
     from nmt.config import ModelConfig
-    from nmt.evaluation.claims import synthetic_probe
+    from nmt.experiments.claims import synthetic_probe
     from nmt.models import build_model
 
     states = []

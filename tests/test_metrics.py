@@ -16,17 +16,11 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from nmt.errors import NMTError
-from nmt.evaluation.metrics import (
-    FEW_SENTENCES,
-    assign_buckets,
-    bleu_by_length,
-    corpus_scores,
-    length_buckets,
-    paired_bootstrap,
-    paired_bootstrap_by_length,
-)
-from nmt.evaluation.plots import log_to_tensorboard, plot_attention, plot_bleu_by_length, save_png
 from nmt.evaluation.report import render_markdown, write_report
+from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+from nmt.metrics.lengths import FEW_SENTENCES, assign_buckets, length_buckets
+from nmt.metrics.significance import MIN_TEST_ITEMS
+from nmt.plots import log_to_tensorboard, plot_attention, plot_bleu_by_length, save_png
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -126,7 +120,9 @@ def test_paired_bootstrap_of_a_system_against_itself_finds_no_difference(corpus)
     assert r["system"] == r["baseline"]
 
 
-def test_paired_bootstrap_agrees_with_sacrebleu_paired_test(corpus):
+def test_paired_bootstrap_scores_agree_with_sacrebleu_paired_test(corpus):
+    """Same scores as `sacrebleu --paired-bs`; the p-value is ours (approximate randomisation, calibrated in
+    tests/test_significance.py), and it agrees that a clearly worse system is worse."""
     _, ref = corpus
     base, system = degrade(ref, 0.2, seed=4), degrade(ref, 0.3, seed=5)
     ours = paired_bootstrap(system, base, ref, n_samples=300, seed=12345)
@@ -134,7 +130,7 @@ def test_paired_bootstrap_agrees_with_sacrebleu_paired_test(corpus):
     theirs = table["BLEU"][1]
     assert ours["system"] == pytest.approx(theirs.score, abs=1e-9)
     assert ours["baseline"] == pytest.approx(table["BLEU"][0].score, abs=1e-9)
-    assert ours["p_value"] == pytest.approx(theirs.p_value)
+    assert ours["p_value"] < 0.01 and theirs.p_value < 0.01
     assert ours["difference"] < 0
     lo, hi = ours["difference_ci"]
     assert lo <= ours["difference"] <= hi < 0  # dropping 30% vs 20% of the words is clearly worse
@@ -149,7 +145,10 @@ def test_paired_bootstrap_by_length_covers_every_bucket(corpus):
     for r in rows:
         if r["count"]:
             assert r["difference"] == pytest.approx(r["system"] - r["baseline"])
-            assert 0.0 < r["p_value"] <= 1.0
+            if r["count"] >= MIN_TEST_ITEMS:
+                assert 0.0 < r["p_value"] <= 1.0
+            else:
+                assert r["p_value"] is None  # too few sentences for a test: reports print n/a
         else:
             assert "difference" not in r
 

@@ -12,11 +12,11 @@ import torch
 from omegaconf import OmegaConf
 from train_utils import assert_same_parameters, overrides, parameters, tiny_config, write_corpus
 
-import nmt.evaluation.metrics
+import nmt.metrics.scores
 import nmt.training.trainer as trainer_module
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
-from nmt.training.logging import Progress, RunLogger
+from nmt.training.run_log import Progress, RunLogger
 from nmt.training.schedules import LRSchedule, inverse_sqrt_factor
 from nmt.training.trainer import Trainer
 
@@ -89,12 +89,12 @@ def test_consecutive_nan_losses_stop_with_an_error(setup, tmp_path, monkeypatch)
 
 def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
     bleus = iter([5.0, 7.0, 6.0, 6.5, 9.0, 9.0])
-    real_scores = nmt.evaluation.metrics.corpus_scores
+    real_scores = nmt.metrics.scores.corpus_scores
 
     def scripted_scores(hyps, refs):
         return real_scores(hyps, refs) | {"bleu": next(bleus)}
 
-    monkeypatch.setattr(nmt.evaluation.metrics, "corpus_scores", scripted_scores)
+    monkeypatch.setattr(nmt.metrics.scores, "corpus_scores", scripted_scores)
     cfg = tiny_config(*setup, "train.max_steps=50", "train.eval_every=1", "train.patience=2")
     summary = Trainer(cfg, tmp_path).fit()
     assert summary["stop_reason"] == "early_stopping"

@@ -12,9 +12,8 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nmt.cli.common import CONFIG_DIR
 from nmt.cli.translate import run
-from nmt.config import DecodeConfig
+from nmt.config import CONFIG_DIR, DecodeConfig
 from nmt.decoding.search import translate
 from nmt.training.checkpoint import load_model
 

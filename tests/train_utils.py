@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from nmt.cli.common import CONFIG_DIR
+from nmt.config import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,36 +4,22 @@
     nmt-export checkpoint=outputs/<run dir> out=exports/ct2-fp32 quantization=float32
 
 `out` must not exist or be empty: an export is never overwritten. Translate with the result through
-`nmt.evaluation.export.translate_ctranslate2` (or CTranslate2 itself; the SentencePiece model is inside).
+`nmt-translate engine=ctranslate2 model=<out>` or `Translator.from_ctranslate2(<out>)` (the SentencePiece
+model is inside).
 Needs the optional engine: pip install -e .[fast]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 from nmt.config import CONFIG_DIR
 from nmt.errors import NMTError, user_errors
 
 FORMATS = ("ctranslate2",)
-
-
-@dataclass
-class ExportConfig:
-    """`nmt-export`: configs/export.yaml."""
-
-    checkpoint: str = ""  # checkpoint file, or a run dir (its best.pt, else last.pt)
-    format: str = "ctranslate2"
-    out: str = ""  # model directory to create
-    quantization: str = "int8"  # int8 | int8_float32 | int16 | float16 | bfloat16 | float32 ...
-
-
-ConfigStore.instance().store(name="base_export", node=ExportConfig)
 
 
 @user_errors

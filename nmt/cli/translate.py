@@ -4,6 +4,7 @@
     cat test.de | nmt-translate checkpoint=outputs/<run dir> decode=greedy > out.en
     nmt-translate checkpoint=... input=test.de decode.nbest=5       # "i ||| hypothesis ||| score" lines
     nmt-translate checkpoint=...                                     # at a terminal: line by line
+    nmt-translate engine=ctranslate2 model=exports/ct2-int8 input=test.de   # an nmt-export model directory
 
 Empty input lines give empty output lines. Lines longer than max_input_tokens pieces are truncated, with a
 warning on stderr. Output files are written whole or not at all (temp file + rename).
@@ -12,6 +13,8 @@ warning on stderr. Output files are written whole or not at all (temp file + ren
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 from typing import TextIO
 
 import hydra
@@ -20,13 +23,17 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import CONFIG_DIR
 from nmt.errors import NMTError, user_errors
 from nmt.evaluation.translator import Translator, format_lines
-from nmt.io import read_stream, read_text_lines, write_lines
+from nmt.io import check_writable, read_stream, read_text_lines, write_lines
 
 
-def _warn_truncated(truncated: list[int], limit: int, first_line: int, stderr: TextIO) -> None:
+def _warn_truncated(truncated: list[int], translator: Translator, first_line: int, stderr: TextIO) -> None:
+    limit = translator.input_limit
+    if limit == translator.max_input_tokens:
+        why = f"max_input_tokens={limit} pieces"
+    else:  # the model's position table is the tighter limit
+        why = f"{limit} pieces (model.max_positions={translator.model.max_positions}, one is EOS)"
     for i in truncated:
-        print(f"warning: line {first_line + i}: longer than max_input_tokens={limit} pieces, truncated",
-              file=stderr)
+        print(f"warning: line {first_line + i}: longer than {why}, truncated", file=stderr)
 
 
 @user_errors
@@ -34,6 +41,14 @@ def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = No
         stderr: TextIO | None = None) -> int:
     """Translate as configured; returns the number of input lines."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    if cfg.output != "-":
+        check_writable(cfg.output)  # before the work, not after it
+        if cfg.input != "-" and Path(cfg.input).resolve() == Path(cfg.output).resolve():
+            raise NMTError(f"output={cfg.output} is the input file; write the translations to another file")
+    if cfg.engine == "ctranslate2":
+        return _run_exported(cfg, stdin, stdout, stderr)
+    if cfg.engine != "torch":
+        raise NMTError(f"engine must be torch or ctranslate2, got {cfg.engine!r}")
     if not cfg.checkpoint:
         raise NMTError("no checkpoint given: nmt-translate checkpoint=path/to/best.pt (or a run dir)")
     translator = Translator.from_checkpoint(cfg.checkpoint, cfg.device, OmegaConf.to_container(cfg.decode),
@@ -44,14 +59,14 @@ def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = No
         count = 0
         for line in stdin:
             out = translator.translate_full([line.rstrip("\r\n")], nbest)
-            _warn_truncated(out.truncated, cfg.max_input_tokens, count + 1, stderr)
+            _warn_truncated(out.truncated, translator, count + 1, stderr)
             print("\n".join(format_lines(out, nbest, count)), file=stdout, flush=True)
             count += 1
         return count
 
     lines = read_stream(stdin, "stdin") if cfg.input == "-" else read_text_lines(cfg.input, "input file")
     out = translator.translate_full(lines, nbest)
-    _warn_truncated(out.truncated, cfg.max_input_tokens, 1, stderr)
+    _warn_truncated(out.truncated, translator, 1, stderr)
     result = format_lines(out, nbest)
     if cfg.output == "-":
         stdout.writelines(line + "\n" for line in result)
@@ -60,6 +75,24 @@ def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = No
         write_lines(cfg.output, result)
     print(f"translated {len(lines)} lines in {out.seconds:.2f} s ({out.sentences_per_second:.1f} sentences/s, "
           f"{out.tokens_per_second:.0f} tokens/s)", file=stderr)
+    return len(lines)
+
+
+def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """engine=ctranslate2: a whole file or stdin through an nmt-export model directory."""
+    if not cfg.model:
+        raise NMTError("engine=ctranslate2 needs model=<directory written by nmt-export>")
+    translator = Translator.from_ctranslate2(cfg.model, OmegaConf.to_container(cfg.decode), cfg.threads)
+    lines = read_stream(stdin, "stdin") if cfg.input == "-" else read_text_lines(cfg.input, "input file")
+    start = time.perf_counter()
+    result = translator.translate(lines)
+    seconds = time.perf_counter() - start
+    if cfg.output == "-":
+        stdout.writelines(line + "\n" for line in result)
+        stdout.flush()
+    else:
+        write_lines(cfg.output, result)
+    print(f"translated {len(lines)} lines in {seconds:.2f} s with ctranslate2", file=stderr)
     return len(lines)
 
 

@@ -4,11 +4,12 @@ Natural long sentences are rare in Multi30k, so the bottleneck experiment makes 
 k consecutive pairs (sources with a space, targets likewise; Varis & Bojar 2021, Kondo et al. 2021 do the same):
 level k of a split holds examples of k sentences, about k times as long, from the same domain.
 
-- train and valid (`mixture`): the original pairs, plus for each k = 2..max_k one grouping of the whole split
-  into non-overlapping runs of k consecutive pairs (starting at a seeded offset < k). Every level therefore
-  carries the same number of sentences (each split sentence once per level): the model sees every length it is
-  tested on, in equal measure. The valid mixture is shuffled (seeded), so a truncated validation
-  (train.eval_max_sentences) still sees every level.
+- train and valid (`mixture`): the original pairs, plus for each k = 2..max_k a seeded share of one grouping
+  of the split into non-overlapping runs of k consecutive pairs (starting at a seeded offset < k). With
+  share s every level k >= 2 carries s times as many sentences as the original pairs: the model sees every
+  length it is tested on, and s sets how much of the training goes to long inputs (s = 1/(max_k - 1): as many
+  sentences in long examples as in single ones). The valid mixture is shuffled (seeded), so a truncated
+  validation (train.eval_max_sentences) still sees every level.
 - test (`test_levels`): one split per k = 2..max_k, `<name>_k<k>`, of non-overlapping groups from offset 0;
   level 1 is the test set itself. Group g of level k holds sentences g*k .. g*k+k-1 (`level_groups`), so every
   level is built from the same sentences and a bootstrap can resample groups across levels. A level with fewer
@@ -35,12 +36,16 @@ def join(src: list[str], tgt: list[str], groups: list[list[int]]) -> Pairs:
             [" ".join(tgt[i].strip() for i in g) for g in groups])
 
 
-def mixture(src: list[str], tgt: list[str], max_k: int, seed: int, shuffle: bool = False) -> Pairs:
-    """The original pairs plus one grouping per k = 2..max_k (offsets drawn from `seed`); see the module doc."""
+def mixture(src: list[str], tgt: list[str], max_k: int, seed: int, share: float = 1.0, shuffle: bool = False
+            ) -> Pairs:
+    """The original pairs plus `share` of one grouping per k = 2..max_k (offsets and kept groups drawn from
+    `seed`, kept in corpus order); see the module doc."""
     rng = random.Random(seed)
     out_src, out_tgt = list(src), list(tgt)
     for k in range(2, max_k + 1):
-        s, t = join(src, tgt, level_groups(len(src), k, [rng.randrange(k)]))
+        groups = level_groups(len(src), k, [rng.randrange(k)])
+        keep = sorted(rng.sample(range(len(groups)), round(share * len(groups))))
+        s, t = join(src, tgt, [groups[i] for i in keep])
         out_src += s
         out_tgt += t
     if shuffle:

@@ -32,6 +32,7 @@ from nmt.data import concat
 from nmt.data.sources import file_fingerprint, input_files, load_raw
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
+from nmt.io import acquire_lock
 
 # Bump when cleaning or storage changes, so caches built by older code are rebuilt.
 CORPUS_VERSION = 1
@@ -143,18 +144,13 @@ def _fingerprints(cfg: DataConfig, log: Callable[[str], None]) -> dict[str, list
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    """Serialize prepares of one corpus (e.g. several training ranks starting at once)."""
+    """Serialize prepares of one corpus (e.g. several training ranks starting at once): wait for
+    <directory>/.lock, an OS lock that a killed process frees."""
+    lock = acquire_lock(directory / ".lock")
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; concurrent cold prepares are then the user's call
         yield
-        return
-    with open(directory / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        lock.release()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -334,9 +330,11 @@ def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list
     if cc.max_k < 1 or cc.min_test_examples < 1:
         raise NMTError(f"data.concat.max_k and data.concat.min_test_examples must be at least 1, got "
                        f"{cc.max_k} and {cc.min_test_examples}")
+    if not 0.0 < cc.share <= 1.0:
+        raise NMTError(f"data.concat.share must be in (0, 1], got {cc.share}")
     out = dict(splits)
-    out["train"] = concat.mixture(*splits["train"], cc.max_k, cc.seed)
-    out["valid"] = concat.mixture(*splits["valid"], cc.max_k, cc.seed, shuffle=True)
+    out["train"] = concat.mixture(*splits["train"], cc.max_k, cc.seed, cc.share)
+    out["valid"] = concat.mixture(*splits["valid"], cc.max_k, cc.seed, cc.share, shuffle=True)
     all_tests, levels = [], {}
     for name in test_sets:
         extra, info = concat.test_levels(name, *splits[name], cc.max_k, cc.min_test_examples)

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import BOS_ID, EOS_ID
 from nmt.errors import NMTError
-from nmt.io import make_out_dir, read_text_lines, safe_name, write_lines
+from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, write_lines
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import resolve_checkpoint
 
@@ -216,6 +216,8 @@ def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
             resolve_checkpoint(e)
         elif not Path(e).exists():
             raise NMTError(f"checkpoint not found: {e}")
+    if cfg.tensorboard_dir:
+        check_writable(cfg.tensorboard_dir, directory=True)
     baseline_path = Path(cfg.baseline) if cfg.baseline else None
     if baseline_path is not None and not baseline_path.exists():
         raise NMTError(f"baseline not found: {baseline_path}")
@@ -298,3 +300,21 @@ def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
     report["out_dir"] = str(out_dir)
     report["report_file"] = str(md_path)
     return report
+
+
+def evaluate_checkpoints(checkpoints: str | Path | list[str | Path], split: str = "test",
+                         log: Any = lambda _: None, **options: Any) -> dict[str, Any]:
+    """`nmt-evaluate` from Python: returns the report it writes (metrics.json), with "out_dir".
+
+    `options` are the other EvaluateConfig fields (nmt/config.py), e.g. baseline="runs/fixed",
+    decode={"beam": 1}, out_dir="eval/x", bootstrap_samples=0.
+    """
+    from nmt.config import EvaluateConfig
+
+    entries = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
+    given = {"checkpoints": [str(e) for e in entries], "split": split, **options}
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), given)
+    except Exception as e:  # omegaconf names the unknown key or the wrong type
+        raise NMTError(f"bad evaluate option: {str(e).splitlines()[0]}") from None
+    return evaluate(cfg, log)

@@ -5,6 +5,7 @@
     translator.translate(["Ein Hund läuft im Schnee."])        # -> ["A dog runs in the snow."]
     translator.translate_full(lines, nbest=5)                   # Translations: n-best lists, scores, timing
     translator.translate_full(lines, with_attention=True).attention[0]   # (T, S) weights of sentence 0
+    Translator.from_ctranslate2("exports/ct2-int8").translate(lines)   # a Transformer exported by nmt-export
 """
 
 from __future__ import annotations
@@ -36,13 +37,7 @@ class Translator:
         """`path`: a checkpoint file or a run directory (its best.pt, else last.pt). `decode`: a DecodeConfig,
         or a dict of its fields (e.g. {"beam": 1}) over the defaults. `model_overrides`: inference-time model
         settings over the checkpoint's, e.g. ["model.temperature=0.5"]."""
-        settings = OmegaConf.structured(DecodeConfig)
-        if decode is not None:
-            given = asdict(decode) if isinstance(decode, DecodeConfig) else dict(decode)
-            try:
-                settings = OmegaConf.merge(settings, given)
-            except Exception as e:  # omegaconf names the key or the type
-                raise NMTError(f"bad decode settings: {str(e).splitlines()[0]}") from None
+        settings = _decode_settings(decode)
         if max_input_tokens is not None and max_input_tokens < 1:
             raise NMTError(f"max_input_tokens must be at least 1, got {max_input_tokens}")
         dev = pick_device(device)
@@ -52,6 +47,15 @@ class Translator:
     @property
     def model(self) -> Any:
         return self.loaded.model
+
+    @property
+    def input_limit(self) -> int | None:
+        """Most source pieces translated per line: max_input_tokens, and the room a position table leaves
+        beside EOS (as `translate` truncates); None when unlimited."""
+        limit, max_positions = self.max_input_tokens, getattr(self.model, "max_positions", None)
+        if max_positions is not None:
+            limit = min(limit or max_positions, int(max_positions) - 1)
+        return limit
 
     def translate_full(self, lines: Sequence[str], nbest: int = 1, with_attention: bool = False) -> Translations:
         """Everything search returns: .hypotheses, .nbest / .scores (nbest per line), .attention (one (T, S)
@@ -64,6 +68,46 @@ class Translator:
     def translate(self, lines: Sequence[str]) -> list[str]:
         """One translation per line, in order; empty lines give empty translations."""
         return self.translate_full(lines).hypotheses
+
+    @staticmethod
+    def from_ctranslate2(model_dir: str | Path, decode: DecodeConfig | Mapping[str, Any] | None = None,
+                         threads: int = 1) -> ExportedTranslator:
+        """A translator over a CTranslate2 export (nmt-export): the same decode settings, the engine's search
+        (see nmt.evaluation.export.translate_ctranslate2 for what differs in beam search)."""
+        from nmt.evaluation.export import read_export_info
+
+        read_export_info(model_dir)  # one clear line if this is not an export
+        if threads < 1:
+            raise NMTError(f"threads must be at least 1, got {threads}")
+        return ExportedTranslator(Path(model_dir), _decode_settings(decode), threads)
+
+
+class ExportedTranslator:
+    """Translate with a CTranslate2 model directory written by nmt-export; best hypothesis only."""
+
+    def __init__(self, model_dir: Path, decode: Any, threads: int) -> None:
+        if decode.nbest != 1:
+            raise NMTError("the ctranslate2 engine returns the best translation only: use decode.nbest=1")
+        self.model_dir, self.decode, self.threads = model_dir, decode, threads
+
+    def translate(self, lines: Sequence[str]) -> list[str]:
+        from nmt.evaluation.export import translate_ctranslate2
+
+        d = self.decode
+        return translate_ctranslate2(self.model_dir, list(lines), beam=d.beam, alpha=d.alpha, max_len_a=d.max_len_a,
+                                     max_len_b=d.max_len_b, batch_size=d.batch_size, threads=self.threads)
+
+
+def _decode_settings(decode: DecodeConfig | Mapping[str, Any] | None) -> Any:
+    """A DecodeConfig node: the defaults, updated by a DecodeConfig or a dict of its fields."""
+    settings = OmegaConf.structured(DecodeConfig)
+    if decode is None:
+        return settings
+    given = asdict(decode) if isinstance(decode, DecodeConfig) else dict(decode)
+    try:
+        return OmegaConf.merge(settings, given)
+    except Exception as e:  # omegaconf names the key or the type
+        raise NMTError(f"bad decode settings: {str(e).splitlines()[0]}") from None
 
 
 def format_lines(out: Translations, nbest: int, first_index: int = 0) -> list[str]:

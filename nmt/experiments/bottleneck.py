@@ -413,9 +413,9 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
     for s in seeds:
         r = s["retention"]
         f, a, d = r["systems"][FIXED], r["systems"][ATTENTION], r["difference"]
-        rows.append([str(s["seed"]), f"{f['retained']:.1%} {_pct_ci(f['retained_ci'])}", fmt_p(f["p_degrades"]),
-                     f"{a['retained']:.1%} {_pct_ci(a['retained_ci'])}",
-                     f"{d['value']:+.1%} {_pct_ci(d['ci'])}", fmt_p(d["p_value"]), s["verdict"]])
+        diff = "-" if d["value"] is None else f"{d['value']:+.1%} {_pct_ci(d['ci'])}"
+        rows.append([str(s["seed"]), f"{_pct(f['retained'])} {_pct_ci(f['retained_ci'])}", fmt_p(f["p_degrades"]),
+                     f"{_pct(a['retained'])} {_pct_ci(a['retained_ci'])}", diff, fmt_p(d["p_value"]), s["verdict"]])
     lines += md_table(["seed", f"{FIXED} retained [95% CI]", "p (fixed degrades)", f"{ATTENTION} retained [95% CI]",
                        "attention - fixed [95% CI]", "p (attention retains more)", "verdict"], rows) + [""]
     ratio = lv["ratio"]
@@ -430,16 +430,20 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
         header = ["system", "summary size", "parameters"] + [f"BLEU k = {r['k']}" for r in levels] + [
             f"retained at k = {levels[-1]['k']} [95% CI]"]
         rows = [[r["system"], str(r["summary"]), f"{r['parameters']:,}"] + [f"{b:.2f}" for b in r["bleu"]]
-                + [f"{r['retained']:.1%} {_pct_ci(r['retained_ci'])}"] for r in sw["fixed"]]
+                + [f"{_pct(r['retained'])} {_pct_ci(r['retained_ci'])}"] for r in sw["fixed"]]
         a = sw["attention"]
         rows.append([ATTENTION, "(attention)", f"{a['parameters']:,}"] + [f"{b:.2f}" for b in a["bleu"]]
-                    + [f"{a['retained']:.1%} {_pct_ci(a['retained_ci'])}"])
+                    + [f"{_pct(a['retained'])} {_pct_ci(a['retained_ci'])}"])
         lines += md_table(header, rows) + ["", f"![capacity sweep]({sw['plot']})", ""]
     return lines
 
 
 def _pct_ci(ci: list[float]) -> str:
     return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
 
 
 def render(report: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""report.md and scaling.png of scripts/run_claims.py (the numbers come from nmt/evaluation/claims.py)."""
+"""report.md and scaling.png of `nmt-claims` (the numbers come from nmt/experiments/claims.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,21 @@ STAGES = (("synthetic", "random N(0,1) q, k"), ("init", "model at initialisation
 
 
 def plot_scaling(claim: dict[str, Any], path: Path) -> str:
-    """Entropy and gradient norm at the scores against d_k: dot vs scaled_dot at each stage. Returns the file
-    name."""
+    """Entropy and gradient norm at q.k against d_k (one seed's rows): dot vs scaled_dot at each stage.
+    Returns the file name."""
     from nmt.plots import new_figure, save_png
 
     rows = claim["rows"]
     d_k = [r["d_k"] for r in rows]
     fig = new_figure(10.0, 4.0)
     for i, (metric, label) in enumerate((("entropy", "attention entropy (nats)"),
-                                         ("grad_norm", "gradient norm at the scores"))):
+                                         ("raw_grad_norm", "gradient norm at q.k"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for stage, stage_label in STAGES:
             for scorer, style in (("dot", "--"), ("scaled_dot", "-")):
-                ax.plot(d_k, [r[stage][scorer][metric] for r in rows], style, marker="o",
+                # The synthetic probe has no separate raw gradient: its scores are the dot products.
+                key = "grad_norm" if stage == "synthetic" and metric == "raw_grad_norm" else metric
+                ax.plot(d_k, [r[stage][scorer][key] for r in rows], style, marker="o",
                         label=f"{scorer}, {stage_label}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(d_k)
@@ -49,34 +51,51 @@ def _diff(test: dict[str, Any] | None) -> list[str]:
     return [f"{test['difference']:+.2f} {fmt_interval(test['difference_ci'])}", fmt_p(test["p_value"])]
 
 
+def _pct(change: dict[str, Any] | None) -> str:
+    if not change or change.get("pct") is None:
+        return "-"
+    return f"{change['pct']:+.1f}% [{change['ci'][0]:+.1f}, {change['ci'][1]:+.1f}]"
+
+
 def _scaling(c: dict[str, Any]) -> list[str]:
     rows = []
     for r in c["rows"]:
         for stage, label in STAGES:
             st = r[stage]
-            change = st.get("grad_change_pct")
-            p = st["grad_test"]["p_value"] if "grad_test" in st else None
+            if stage == "synthetic":
+                cells = ["-", "-", f"{st['dot']['grad_norm']:.3g}", f"{st['scaled_dot']['grad_norm']:.3g}",
+                         f"{st['grad_change_pct']:+.1f}%", "-", "-"]
+            else:
+                params = {s: st[s].get("param_grad") or {} for s in ("dot", "scaled_dot")}
+                cells = [f"{st['dot']['grad_norm']:.3g}", f"{st['scaled_dot']['grad_norm']:.3g}",
+                         f"{st['dot']['raw_grad_norm']:.3g}", f"{st['scaled_dot']['raw_grad_norm']:.3g}",
+                         _pct(st["raw_grad_norm_change"]), fmt_p(st["raw_grad_norm_test"]["p_value"]),
+                         " / ".join(f"{params['dot'].get(k, 0):.3g} -> {params['scaled_dot'].get(k, 0):.3g}"
+                                    for k in ("query_proj", "key_proj")) if params["dot"] else "(no projection)"]
             rows.append([str(r["d_k"]), label]
                         + [f"{st[s][k]:.3f}" for k in ("entropy", "max_weight") for s in ("dot", "scaled_dot")]
-                        + [f"{st[s]['grad_norm']:.3g}" for s in ("dot", "scaled_dot")]
-                        + ["-" if change is None else f"{change:+.1f}%", fmt_p(p)])
+                        + cells)
     header = ["d_k", "queries and keys", "entropy dot", "entropy scaled", "max weight dot", "max weight scaled",
-              "grad norm dot", "grad norm scaled", "grad norm change (scaled vs dot)", "p-value"]
+              "grad at scores dot", "grad at scores scaled", "grad at q.k dot", "grad at q.k scaled",
+              "change at q.k (scaled vs dot) [95% CI]", "p-value", "grad W_q / W_k dot -> scaled"]
     lines = md_table(header, rows) + [""]
     lines += [f"The source puts the change of the gradient norm from scaling at {c['source_gradient_change']}; "
-              "the column above is the measured change (scaled / unscaled - 1). Gradients are d loss / d scores "
-              "(summed token cross-entropy, teacher forcing, no dropout) averaged over the probe sentences' "
-              "decoder steps; p-values from a paired bootstrap over those sentences. The synthetic rows pass "
-              "the softmax into a random linear read-out of random values.", ""]
+              "the change column is the measured change at q.k (scaled / unscaled - 1), where the 1/sqrt(d_k) "
+              "acts: the gradient at the scaled scores is larger by sqrt(d_k) than at q.k by construction. "
+              "Gradients are d loss / d scores (summed token cross-entropy, teacher forcing, no dropout) "
+              "averaged over the probe sentences' decoder steps, and the norms of d loss / d W_q, W_k (the "
+              "query and key projections to d_k) averaged over the probe batches; p-values from a paired "
+              "bootstrap over sentences. The synthetic rows pass the softmax into a random linear read-out "
+              "of random values. d_k equal to the decoder size uses the parameter-free scorers.", ""]
     bleu_rows = [[str(r["d_k"]), _bleu(r["bleu"]["dot"]), _bleu(r["bleu"]["scaled_dot"])] + _diff(r["bleu"]["test"])
                  for r in c["rows"]]
     lines += md_table(["d_k", "dot BLEU [95% CI]", "scaled_dot BLEU [95% CI]", "scaled - dot [95% CI]", "p-value"],
-                    bleu_rows) + [""]
+                      bleu_rows) + [""]
     v = c["verdicts"]
-    lines += [f"- scaling keeps larger gradients at the largest d_k after training (the verdict): **{v['gradient']}**",
+    lines += [f"- scaling keeps larger gradients at q.k at the largest d_k after training: **{v['gradient']}**",
+              f"- their size is \"{c['source_gradient_change']}\" (the 95% interval overlaps (0%, 40%]): "
+              f"**{v['magnitude']}**",
               f"- scaling improves BLEU at the largest d_k: **{v['bleu']}**", ""]
-    if c.get("plot"):
-        lines += [f"![scaled vs unscaled]({c['plot']})", ""]
     return lines
 
 
@@ -95,13 +114,11 @@ def _temperature(c: dict[str, Any]) -> list[str]:
 
 
 def _hard(c: dict[str, Any]) -> list[str]:
-    rows = [[name, _bleu(c[key]), fmt_num(c[key]["chrf"])] for name, key in (("soft (trained)", "soft"),
-                                                                           ("hard (argmax)", "hard"))]
-    t = c["test"]
-    return md_table(["attention at inference", "BLEU [95% CI]", "chrF"], rows) + [
-        "", f"- soft - hard: {t['difference']:+.2f} BLEU {fmt_interval(t['difference_ci'])}, p = {fmt_p(t['p_value'])}",
-        f"- hard attention at inference loses BLEU against the soft attention the model was trained with: "
-        f"**{c['verdict']}**", ""]
+    rows = [[name, _bleu(r), fmt_num(r["chrf"])] + _diff(c["tests"].get(name)) for name, r in c["rows"].items()]
+    v = c["verdicts"]
+    return md_table(["attention", "BLEU [95% CI]", "chrF", "soft - this [95% CI]", "p-value"], rows) + [
+        "", f"- hard attention switched on at inference loses BLEU against soft: **{v['inference']}**",
+        f"- hard attention trained with straight-through gradients loses BLEU against soft: **{v['trained']}**", ""]
 
 
 def _scorers(c: dict[str, Any]) -> list[str]:
@@ -122,7 +139,7 @@ def _scorers(c: dict[str, Any]) -> list[str]:
 SECTIONS = {
     "scaling": ("Scaled vs unscaled dot-product attention", _scaling),
     "temperature": ("Softmax temperature at inference", _temperature),
-    "hard": ("Hard vs soft attention at inference", _hard),
+    "hard": ("Hard vs soft attention", _hard),
     "scorers": ("Scorers and heads at equal budget", _scorers),
 }
 
@@ -130,24 +147,33 @@ SECTIONS = {
 def render(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [f"# {report['title']}", ""]
-    lines.append(f"- preset: {report['preset'] or '(none)'}; seed {cfg['seed']}; base model {cfg['model']}; "
-                 f"train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} test sentences")
+    lines.append(f"- preset: {report['preset'] or '(none)'}; seeds {', '.join(map(str, cfg['seeds']))}; base model "
+                 f"{cfg['model']}; train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} "
+                 f"test sentences")
     lines.append(f"- overrides for every run: {', '.join(f'`{o}`' for o in cfg['overrides']) or '(none)'}")
     lines.append(f"- hardware: {hardware_line(report['hardware'])}")
     lines.append(f"- total time: {report['seconds'] / 60:.1f} min")
-    lines += ["", "Verdicts: supported / not supported when p < 0.05 in the claimed / opposite direction, "
+    lines += ["", "Verdicts per seed: supported / not supported when p < 0.05 in the claimed / opposite direction, "
               f"otherwise inconclusive at this budget; BLEU comparisons where no system reaches {cfg['min_bleu']:g} "
-              "BLEU are inconclusive too.", "", "## Runs", ""]
+              "BLEU are inconclusive too. A claim's verdict is the one every seed gives, else inconclusive. "
+              "p-values: approximate randomisation for BLEU, signed centred bootstrap for per-sentence "
+              "statistics.", "", "## Runs", ""]
     rows = []
     for r in report["runs"]:
         m = r.get("model", {})
         rows.append([r["name"], str(m.get("scorer", "-")), str(m.get("heads", "-")), str(m.get("hidden", "-")),
+                     str(m.get("attention_dim") or "-"), "yes" if m.get("hard") else "no",
                      f"{r['num_parameters']:,}", str(r["steps"]), r["stop_reason"] or "-",
                      f"{r['wall_seconds'] / 60:.1f}", fmt_num(r["best_valid_bleu"]), Path(r["run_dir"]).name])
-    lines += md_table(["variant", "scorer", "heads", "hidden", "parameters", "steps", "stopped by", "wall min",
-                     "best valid BLEU", "run dir"], rows) + [""]
+    lines += md_table(["variant", "scorer", "heads", "hidden", "attention_dim", "hard", "parameters", "steps",
+                       "stopped by", "wall min", "best valid BLEU", "run dir"], rows) + [""]
     for name, claim in report["claims"].items():
         title, section = SECTIONS[name]
-        lines += [f"## {title}", "", f"**Verdict: {claim['verdict']}.** {claim['summary']}.", ""]
-        lines += section(claim)
+        per_seed = ", ".join(f"seed {seed}: {c['verdict']}" for seed, c in claim["seeds"].items())
+        lines += [f"## {title}", "", f"**Verdict: {claim['verdict']}** ({per_seed}).", ""]
+        for seed, c in claim["seeds"].items():
+            lines += [f"### Seed {seed}", "", f"{c['summary'][0].upper()}{c['summary'][1:]}.", ""]
+            lines += section(c)
+        if claim.get("plot"):
+            lines += [f"![scaled vs unscaled, seed {cfg['seeds'][0]}]({claim['plot']})", ""]
     return "\n".join(lines)

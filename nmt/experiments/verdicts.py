@@ -77,18 +77,20 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
         grouped = np.stack([short[list(g)].sum(0) for g in groups])  # (groups, num_stats): level 1 per group
         long = sentence_stats(*lv["long"])  # (groups, num_stats)
         bleu_short, bleu_long = score_from_stats(grouped.sum(0)), score_from_stats(long.sum(0))
-        retained = bleu_long / bleu_short if bleu_short > 0 else float("nan")
+        retained = bleu_long / bleu_short if bleu_short > 0 else None  # undefined without any BLEU at k = 1
         with np.errstate(divide="ignore", invalid="ignore"):
             reps = resampled_scores(long, idxs) / resampled_scores(grouped, idxs)
         reps = np.nan_to_num(reps, nan=0.0, posinf=0.0)
         samples[name] = reps
         out["systems"][name] = {"bleu_short": bleu_short, "bleu_long": bleu_long, "retained": retained,
                                 "retained_ci": percentile_interval(reps),
-                                "p_degrades": centred_p_value(1.0 - reps, 1.0 - retained, "greater")}
+                                "p_degrades": None if retained is None else
+                                centred_p_value(1.0 - reps, 1.0 - retained, "greater")}
     diff = samples[attention] - samples[fixed]
-    value = out["systems"][attention]["retained"] - out["systems"][fixed]["retained"]
+    a, f = out["systems"][attention]["retained"], out["systems"][fixed]["retained"]
+    value = None if a is None or f is None else a - f
     out["difference"] = {"value": value, "ci": percentile_interval(diff),
-                         "p_value": centred_p_value(diff, value, "greater")}
+                         "p_value": None if value is None else centred_p_value(diff, value, "greater")}
     return out
 
 
@@ -103,8 +105,8 @@ def length_verdict(r: dict[str, Any], fixed: str, attention: str, min_bleu: floa
     attention retains more (p < 0.01); not supported when the fixed model keeps >= 90% of its k = 1 BLEU, or
     attention retains no more than it; inconclusive otherwise (and when no system reaches `min_bleu` at k = 1)."""
     f, a, d = r["systems"][fixed], r["systems"][attention], r["difference"]
-    if max(f["bleu_short"], a["bleu_short"]) < min_bleu:
-        return INCONCLUSIVE, f"no system reaches {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
+    if min(f["bleu_short"], a["bleu_short"]) < min_bleu:
+        return INCONCLUSIVE, f"a system stays under {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
     if f["retained"] >= KEEPS_BLEU:
         return NOT_SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
                                f"(>= {KEEPS_BLEU:.0%}): no bottleneck to remove")
@@ -133,7 +135,7 @@ def bottleneck_verdict(labels: Sequence[tuple[str, str]]) -> dict[str, Any]:
             "reason": "the seeds disagree: " + " | ".join(f"{n}: {reason}" for n, reason in labels)}
 
 
-def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float, min_bleu: float = 5.0) -> str:
+def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float | None, min_bleu: float = 5.0) -> str:
     """One sentence on the capacity sweep. rows: {"summary", "bleu" (per level), "retained", "retained_ci"} per
     fixed-context size, in increasing size; a difference counts when the intervals of the smallest and largest do
     not overlap. Models under `min_bleu` at k = 1 are too weak to say anything."""
@@ -144,11 +146,11 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float,
                 f"dimensions stay under {min_bleu:g} BLEU at k = 1.")
     shares = " / ".join(f"{r['retained']:.0%}" for r in rows)
     sizes = " / ".join(str(r["summary"]) for r in rows)
-    best = max(rows, key=lambda r: r["retained"])
+    best = max(rows, key=lambda r: r["retained"] or 0.0)
     if best["retained"] >= KEEPS_BLEU:
         return (f"A {best['summary']}-dimensional summary vector removes the degradation: it keeps "
                 f"{best['retained']:.0%} of its k = 1 BLEU at the longest level (sizes {sizes}: {shares}).")
-    tail = f"attention keeps {attention_retained:.0%}."
+    tail = "attention keeps " + ("-" if attention_retained is None else f"{attention_retained:.0%}") + "."
     if large["retained_ci"][0] > small["retained_ci"][1]:
         return (f"A bigger summary vector reduces the degradation but does not remove it: the fixed-context "
                 f"models of {sizes} dimensions keep {shares} of their k = 1 BLEU at the longest level; " + tail)

@@ -51,11 +51,15 @@ def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
                            f"only (arch={cfg.arch})")
     if cfg.arch == "rnn_fixed" and cfg.heads != 1:
         raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
+    if cfg.attention_dim < 0:
+        raise NMTError(f"model.attention_dim must not be negative, got {cfg.attention_dim}")
+    if cfg.arch != "rnn_attention" and cfg.attention_dim:
+        raise NMTError(f"model.attention_dim applies to arch=rnn_attention only (arch={cfg.arch})")
     if cfg.arch == "rnn_attention":
         enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
-        # dot/scaled_dot split the key space into heads, general/additive the query-sized space; the values
-        # (encoder states) are always split.
-        scored = enc_dim if cfg.scorer in ("dot", "scaled_dot") else cfg.hidden
+        # The scored space is split into heads (its size: attention_dim, else the query size), and so are the
+        # values (the encoder states).
+        scored = cfg.attention_dim or cfg.hidden
         if enc_dim % cfg.heads or scored % cfg.heads:
             raise NMTError(f"model.heads={cfg.heads} must divide the attention sizes ({scored}, {enc_dim}) "
                            f"of scorer {cfg.scorer}")
@@ -76,4 +80,5 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
     if cfg.arch == "rnn_fixed":
         return FixedContextSeq2Seq(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **shared)
     return AttentionSeq2Seq(src_vocab, tgt_vocab, scorer=cfg.scorer, heads=cfg.heads,
-                            temperature=cfg.temperature, hard=cfg.hard, input_feeding=cfg.input_feeding, **shared)
+                            temperature=cfg.temperature, hard=cfg.hard, input_feeding=cfg.input_feeding,
+                            attention_dim=cfg.attention_dim, **shared)

@@ -8,15 +8,16 @@ A scorer turns one decoder query per sentence into one score per source position
 - `scaled_dot`: q . k / sqrt(d_k)              (Vaswani et al. 2017; d_k is the per-head key size)
 - `general`:    q W k                          (Luong et al. 2015)
 - `additive`:   v . tanh(W_q q + W_k k)        (Bahdanau et al. 2015, "concat" in Luong et al.)
-For `dot` and `scaled_dot` the query must live in the key space: when Dq != Dk the query is projected by a
-bias-free W (Dq -> Dk); keys are never projected, so the classic parameter-free dot attention is what you get
-when the sizes agree. Everything that depends only on the keys (W_k k, W k, the head split, the value
-projection) is computed once per batch by `Attention.prepare`, never per decoder step.
+`dot` and `scaled_dot` have no parameters: the query and the key must have the same size. A bidirectional
+encoder's states (Dk = 2 Dq) are used as keys with their forward and backward halves summed (Dq), the
+values stay the full states. With `attention_dim` = d > 0 they instead project queries and keys to d with
+bias-free W_q (Dq -> d), W_k (Dk -> d), as in multi-head attention: that varies d_k at a fixed model size.
+Everything that depends only on the keys (W_k k, W k, the head split) is computed once per batch by
+`Attention.prepare`, never per decoder step.
 
 Heads: the scored space is split into h equal slices, one softmax per head; each head reads its own slice of
-the values and the h contexts are concatenated back to Dk. With h > 1 the values are the encoder states
-through a bias-free Dk x Dk projection (as in multi-head attention), otherwise the raw encoder states
-(Bahdanau's context is a convex combination of annotations).
+the encoder states (the values) and the h contexts are concatenated back to Dk. Heads add no parameters, so
+1 and h heads compare at an equal parameter count.
 """
 
 from __future__ import annotations
@@ -37,31 +38,60 @@ def split_heads(x: Tensor, heads: int) -> Tensor:
     return x.view(b, s, heads, -1).transpose(1, 2)
 
 
-class DotScorer(nn.Module):
-    """q . k, optionally scaled by 1/sqrt(d_k); the query is projected into the key space when sizes differ."""
+class Scale(nn.Module):
+    """Multiplies the raw scores by a constant; a module of its own so probes can hook the raw q . k (its
+    input) and the scaled scores (its output)."""
 
-    def __init__(self, query_dim: int, key_dim: int, heads: int = 1, scaled: bool = False) -> None:
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, scores: Tensor) -> Tensor:
+        return scores * self.factor if self.factor != 1.0 else scores
+
+
+class DotScorer(nn.Module):
+    """q . k, optionally scaled by 1/sqrt(d_k); parameter-free unless `attention_dim` projects q and k."""
+
+    def __init__(self, query_dim: int, key_dim: int, heads: int = 1, scaled: bool = False,
+                 attention_dim: int = 0) -> None:
         super().__init__()
         self.heads = heads
-        self.query_proj = nn.Linear(query_dim, key_dim, bias=False) if query_dim != key_dim else nn.Identity()
-        self.scale = 1.0 / math.sqrt(key_dim // heads) if scaled else 1.0
+        if attention_dim > 0:
+            self.query_proj: nn.Module = nn.Linear(query_dim, attention_dim, bias=False)
+            self.key_proj: nn.Module | None = nn.Linear(key_dim, attention_dim, bias=False)
+            self.sum_directions = False
+            d = attention_dim
+        else:
+            if key_dim not in (query_dim, 2 * query_dim):
+                raise ValueError(f"dot attention without parameters needs keys of the query size {query_dim} (or "
+                                 f"a bidirectional encoder's {2 * query_dim}), got {key_dim}: set attention_dim")
+            self.query_proj, self.key_proj = nn.Identity(), None
+            self.sum_directions = key_dim == 2 * query_dim
+            d = query_dim
+        self.d_k = d // heads
+        self.scale = Scale(1.0 / math.sqrt(self.d_k) if scaled else 1.0)
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
-        """keys (B, S, Dk) -> (B, h, S, Dk/h)."""
+        """keys (B, S, Dk) -> (B, h, S, d_k): projected, or the two directions summed, or as they are."""
+        if self.key_proj is not None:
+            keys = self.key_proj(keys)
+        elif self.sum_directions:
+            forward, backward = keys.chunk(2, dim=-1)
+            keys = forward + backward
         return split_heads(keys, self.heads)
 
     def forward(self, query: Tensor, keys: Tensor) -> Tensor:
-        """query (B, Dq), prepared keys (B, h, S, d) -> scores (B, h, S)."""
-        q = self.query_proj(query).view(query.size(0), self.heads, -1, 1)  # (B, h, d, 1)
-        scores = torch.matmul(keys, q).squeeze(-1)
-        return scores * self.scale if self.scale != 1.0 else scores
+        """query (B, Dq), prepared keys (B, h, S, d_k) -> scores (B, h, S)."""
+        q = self.query_proj(query).view(query.size(0), self.heads, -1, 1)  # (B, h, d_k, 1)
+        return self.scale(torch.matmul(keys, q).squeeze(-1))
 
 
 class ScaledDotScorer(DotScorer):
-    """q . k / sqrt(d_k), d_k = Dk / heads."""
+    """q . k / sqrt(d_k), d_k = the per-head size of the scored space."""
 
-    def __init__(self, query_dim: int, key_dim: int, heads: int = 1) -> None:
-        super().__init__(query_dim, key_dim, heads, scaled=True)
+    def __init__(self, query_dim: int, key_dim: int, heads: int = 1, attention_dim: int = 0) -> None:
+        super().__init__(query_dim, key_dim, heads, scaled=True, attention_dim=attention_dim)
 
 
 class GeneralScorer(nn.Module):
@@ -103,16 +133,17 @@ class AdditiveScorer(nn.Module):
         return torch.matmul(torch.tanh(keys + q), self.v).squeeze(-1)
 
 
-def make_scorer(name: str, query_dim: int, key_dim: int, heads: int = 1, attn_dim: int | None = None) -> nn.Module:
-    """Build a scorer by its config name (one of SCORERS); `attn_dim` (additive only) defaults to query_dim."""
+def make_scorer(name: str, query_dim: int, key_dim: int, heads: int = 1, attention_dim: int = 0) -> nn.Module:
+    """Build a scorer by its config name (one of SCORERS). `attention_dim`: the projected size of dot /
+    scaled_dot (0: parameter-free) and the hidden size of additive (0: query_dim)."""
     if name == "dot":
-        return DotScorer(query_dim, key_dim, heads)
+        return DotScorer(query_dim, key_dim, heads, attention_dim=attention_dim)
     if name == "scaled_dot":
-        return ScaledDotScorer(query_dim, key_dim, heads)
+        return ScaledDotScorer(query_dim, key_dim, heads, attention_dim)
     if name == "general":
         return GeneralScorer(query_dim, key_dim, heads)
     if name == "additive":
-        return AdditiveScorer(query_dim, key_dim, attn_dim or query_dim, heads)
+        return AdditiveScorer(query_dim, key_dim, attention_dim or query_dim, heads)
     raise ValueError(f"unknown scorer {name!r}; valid: {', '.join(SCORERS)}")
 
 
@@ -130,15 +161,12 @@ class Attention(nn.Module):
     In eval mode only the one-hot weights are computed.
     """
 
-    def __init__(
-        self, scorer: nn.Module, key_dim: int, heads: int = 1, temperature: float = 1.0, hard: bool = False
-    ) -> None:
+    def __init__(self, scorer: nn.Module, heads: int = 1, temperature: float = 1.0, hard: bool = False) -> None:
         super().__init__()
         self.scorer = scorer
         self.heads = heads
         self.temperature = temperature
         self.hard = hard
-        self.value_proj = nn.Linear(key_dim, key_dim, bias=False) if heads > 1 else None
 
     def prepare(self, keys: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Everything per-batch, computed once before decoding.
@@ -146,10 +174,9 @@ class Attention(nn.Module):
         keys (B, S, Dk) encoder states, mask (B, S) True at real tokens ->
         {"attn_keys": (B, h, S, d), "attn_values": (B, h, S, Dk/h), "attn_pad": (B, 1, S) True at padding}.
         """
-        values = self.value_proj(keys) if self.value_proj is not None else keys
         return {
             "attn_keys": self.scorer.prepare_keys(keys),
-            "attn_values": split_heads(values, self.heads),
+            "attn_values": split_heads(keys, self.heads),
             "attn_pad": ~mask.unsqueeze(1),
         }
 

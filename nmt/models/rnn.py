@@ -192,14 +192,14 @@ class AttentionDecoder(nn.Module):
 
     def __init__(self, vocab: int, emb_dim: int, hidden: int, layers: int, dropout: float, rnn_type: str,
                  enc_dim: int, scorer: str = "additive", heads: int = 1, temperature: float = 1.0,
-                 hard: bool = False, input_feeding: bool = False) -> None:
+                 hard: bool = False, input_feeding: bool = False, attention_dim: int = 0) -> None:
         super().__init__()
         self.lstm = rnn_type == "lstm"
         self.input_feeding = input_feeding
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.bridge = Bridge(enc_dim, hidden, layers, lstm=self.lstm)
-        self.attention = Attention(make_scorer(scorer, hidden, enc_dim, heads), enc_dim, heads, temperature, hard)
+        self.attention = Attention(make_scorer(scorer, hidden, enc_dim, heads, attention_dim), heads, temperature, hard)
         cell = nn.LSTMCell if self.lstm else nn.GRUCell
         in_dim = emb_dim + enc_dim + (emb_dim if input_feeding else 0)
         self.cells = nn.ModuleList([cell(in_dim if i == 0 else hidden, hidden) for i in range(layers)])
@@ -285,11 +285,12 @@ class AttentionSeq2Seq(Seq2Seq):
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
                  scorer: str = "additive", heads: int = 1, temperature: float = 1.0, hard: bool = False,
-                 input_feeding: bool = False) -> None:
+                 input_feeding: bool = False, attention_dim: int = 0) -> None:
         super().__init__()
         self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, enc_layers, dropout, rnn_type, bidirectional)
         self.decoder = AttentionDecoder(tgt_vocab, emb_dim, hidden, dec_layers, dropout, rnn_type,
-                                        self.encoder.out_dim, scorer, heads, temperature, hard, input_feeding)
+                                        self.encoder.out_dim, scorer, heads, temperature, hard, input_feeding,
+                                        attention_dim)
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"states": (B, S, C), "summary": (B, C), "src_mask": (B, S), and the attention's per-batch

@@ -7,6 +7,7 @@ SentencePiece model bytes, so `nmt-evaluate` and `nmt-translate` need only the f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
@@ -29,7 +30,8 @@ REQUIRED_KEYS = ("format", "version", "config", "model", "tokenizer", "step")
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically: a temp file in the same directory, fsync, then rename.
 
-    A crash (even `kill -9`) at any moment leaves either the old file or the new one, never a torn one.
+    A crash (even `kill -9`) at any moment leaves either the old file or the new one, never a torn one. A failed
+    write (a full disk) is an NMTError naming the file, with the old file in place and no temp file left.
     Refuses to save non-finite model weights.
     """
     path = Path(path)
@@ -37,7 +39,18 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     if bad:
         raise NMTError(f"refusing to save {path}: non-finite values in {bad[0]}")
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    atomic_write(path, lambda f: torch.save(payload, f))
+
+    def write(f: Any) -> None:
+        try:
+            torch.save(payload, f)
+        except RuntimeError as e:
+            # torch's zip writer reports a failed write of the file object (a full disk) as a RuntimeError
+            # raised while handling the OSError; hand on the OSError, which names the cause.
+            if isinstance(e.__context__, OSError):
+                raise e.__context__ from None
+            raise
+
+    atomic_write(path, write)
 
 
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
@@ -129,7 +142,8 @@ def link_or_copy(src: Path, dst: Path, payload: dict[str, Any]) -> None:
         os.link(src, tmp)
         os.replace(tmp, dst)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         save_checkpoint(dst, payload)
 
 

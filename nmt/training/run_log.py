@@ -2,15 +2,26 @@
 
 Only rank 0 of a distributed run logs; the other ranks get a `RunLogger(enabled=False)` that drops everything.
 
+Console and train.log lines go through the standard `logging` module: each run has its own logger (not
+propagated to the root logger) with a StreamHandler for the console and a FileHandler for train.log, both
+removed again by `close()`, so several runs in one process never write each other's lines twice.
+
 TensorBoard events go into the run directory itself, so `tensorboard --logdir outputs` lists one run per
 training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction}, valid/{loss,ppl,bleu,chrf},
-images attention/<k>, text valid/samples, and the HParams table (flattened config + final metrics).
+images attention/<k> (one per validation, same tag, so the step slider shows the alignment forming;
+TensorBoard keeps 10 steps per image tag unless started with e.g. --samples_per_plugin=images=1000, and
+images=0 shows none), text valid/samples, and the HParams table: the flattened config of the run, with its
+metrics read from the valid/* scalars above (the HParams plugin shows a metric's last value in the session's
+run).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +30,29 @@ from typing import Any, TextIO
 import torch
 
 Tensor = torch.Tensor
+
+LOG_FORMAT = "[%(asctime)s] %(message)s"  # train.log; the console gets the bare message
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# The final metrics the trainer reports, by the scalar tag they were logged under at each validation: the
+# HParams table reads each metric as the last value of that tag in the run.
+METRIC_TAGS = {
+    "bleu": "valid/bleu",
+    "chrf": "valid/chrf",
+    "valid_loss": "valid/loss",
+    "valid_ppl": "valid/ppl",
+    "best_bleu": "valid/best_bleu",
+}
+
+_logger_ids: set[int] = set()  # ids of the open runs' loggers: a closed run's name is reused, not leaked
+_logger_ids_lock = threading.Lock()
+
+
+def _take_logger_id() -> int:
+    with _logger_ids_lock:
+        k = next(i for i in itertools.count() if i not in _logger_ids)
+        _logger_ids.add(k)
+        return k
 
 
 def format_duration(seconds: float) -> str:
@@ -134,11 +168,25 @@ class Progress:
         self.meter.start += seconds
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Console lines: the bare message, after clearing the live progress line; skips `console=False` records."""
+
+    def __init__(self, stream: TextIO, before_emit: Any) -> None:
+        super().__init__(stream)
+        self.before_emit = before_emit
+        self.addFilter(lambda record: getattr(record, "console", True))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.before_emit()
+        super().emit(record)
+
+
 class RunLogger:
     """Console + train.log lines, an in-place progress line on a terminal, and a TensorBoard writer.
 
-    `info` always goes to both the console and the log file. `progress` redraws one line when stdout is a
-    terminal and is silent otherwise (the trainer writes a plain `info` line every `train.log_every` steps).
+    `info` goes to both the console and the log file (`console=False`: the file only). `progress` redraws
+    one line when stdout is a terminal and is silent otherwise (the trainer writes a plain `info` line every
+    `train.log_every` steps). `logger` is the run's `logging.Logger` (None when disabled).
     """
 
     def __init__(
@@ -154,13 +202,26 @@ class RunLogger:
         self.live = self.enabled and self.stream.isatty()
         self._live_len = 0
         self._last_draw = 0.0
-        self._file: TextIO | None = None
+        self.logger: logging.Logger | None = None
         self.writer: Any = None
+        self._scalar_tags: set[str] = set()
         if not self.enabled:
             return
         assert run_dir is not None
         run_dir.mkdir(parents=True, exist_ok=True)
-        self._file = open(run_dir / "train.log", "a", encoding="utf-8", buffering=1)
+        # One logger per open RunLogger (nmt.run.<k>, not the directory name: two runs may share a name), kept off
+        # the root logger so an application's own logging set-up does not print every line a second time.
+        self._logger_id = _take_logger_id()
+        logger = logging.getLogger(f"nmt.run.{self._logger_id}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        console = _ConsoleHandler(self.stream, self._clear_live)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logfile = logging.FileHandler(run_dir / "train.log", mode="a", encoding="utf-8")
+        logfile.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        logger.addHandler(console)
+        logger.addHandler(logfile)
+        self.logger = logger
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -169,13 +230,8 @@ class RunLogger:
 
     # Console and file --------------------------------------------------------------------------------------
     def info(self, message: str, console: bool = True) -> None:
-        if not self.enabled:
-            return
-        if console:
-            self._clear_live()
-            print(message, file=self.stream, flush=True)
-        if self._file is not None:
-            self._file.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
+        if self.logger is not None:
+            self.logger.info(message, extra={"console": console})
 
     def progress(self, message: str, force: bool = False) -> None:
         """Redraw the live line (at most 5 times a second unless `force`)."""
@@ -202,6 +258,7 @@ class RunLogger:
         for tag, value in values.items():
             if value is not None and math.isfinite(float(value)):
                 self.writer.add_scalar(tag, float(value), step)
+                self._scalar_tags.add(tag)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         if self.writer is not None:
@@ -212,33 +269,48 @@ class RunLogger:
             self.writer.add_text(tag, markdown, step)
 
     def hparams(self, config: Mapping[str, Any], metrics: Mapping[str, float], step: int) -> None:
-        """The flattened config with the run's final metrics (as hparams/<name> scalars at `step`)."""
+        """The run's row in TensorBoard's HParams tab: the flattened config, and `metrics` (the final ones).
+
+        The HParams plugin shows, for each session (a run with a session-start summary), the last value of
+        every scalar tag of that run, so the metrics are the valid/* curves themselves (see METRIC_TAGS) and no
+        single-point hparams/* charts appear among the scalars. A metric whose tag this run has not logged (e.g.
+        best_bleu when the trainer does not log valid/best_bleu) is written once, at `step`, under its tag.
+
+        The session summaries go into the run's own event file (SummaryWriter.add_hparams would open a
+        timestamped sub-run). No experiment summary is written: the plugin expects at most one per logdir and
+        would take one run's columns for all; without it, it gathers the columns from every run's session.
+        """
         if self.writer is None:
             return
         from torch.utils.tensorboard.summary import hparams
 
-        finite = {f"hparams/{k}": float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        experiment, session_start, session_end = hparams(flatten_config(config), finite)
-        # SummaryWriter.add_hparams would open a timestamped sub-run; writing the three summaries through this
-        # writer keeps the HParams row on the same run as its curves.
+        for name, value in metrics.items():
+            tag = METRIC_TAGS.get(name, f"valid/{name}")
+            if tag not in self._scalar_tags:
+                self.scalars({tag: value}, step)
+        _, session_start, session_end = hparams(flatten_config(config), {})
         file_writer = self.writer._get_file_writer()
-        for summary in (experiment, session_start, session_end):
-            file_writer.add_summary(summary)
-        for tag, value in finite.items():
-            self.writer.add_scalar(tag, value, step)
+        for summary in (session_start, session_end):
+            file_writer.add_summary(summary, step)
 
     def flush(self) -> None:
         if self.writer is not None:
             self.writer.flush()
+        for handler in self.logger.handlers if self.logger is not None else []:
+            handler.flush()
 
     def close(self) -> None:
         self._clear_live()
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self.logger is not None:
+            for handler in list(self.logger.handlers):
+                self.logger.removeHandler(handler)
+                handler.close()
+            self.logger = None
+            with _logger_ids_lock:
+                _logger_ids.discard(self._logger_id)
 
 
 def samples_markdown(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]) -> str:

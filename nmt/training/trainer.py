@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import PAD_ID, Config, DecodeConfig
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
-from nmt.io import write_text
+from nmt.io import acquire_lock, write_text
 from nmt.runtime import pick_device, rng_state, seed_everything, set_rng_state, set_threads
 from nmt.training import distributed as dist
 from nmt.training.checkpoint import check_resumable, load_checkpoint, resume_path, save_under
@@ -42,6 +42,7 @@ from nmt.training.schedules import build_schedule
 from nmt.training.validate import ValidSet, validate
 
 Tensor = torch.Tensor
+LOCK_FILE = ".lock"  # in the run directory, held by the nmt-train writing to it
 
 
 def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
@@ -74,8 +75,49 @@ def check_train_config(tc: Any) -> None:
     ):
         if tc[key] < 0:
             raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
+    for key in ("warmup_steps", "plateau_patience", "min_lr", "num_workers"):
+        if tc[key] < 0:
+            raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
+    if not 0.0 <= tc.label_smoothing <= 1.0:
+        raise NMTError(f"train.label_smoothing must be in [0, 1], got {tc.label_smoothing}")
     if tc.optimizer not in ("adamw", "adam"):
         raise NMTError(f"train.optimizer={tc.optimizer!r} is not one of adamw, adam")
+    if len(tc.betas) != 2:
+        raise NMTError(f"train.betas must be two numbers [beta1, beta2], got {list(tc.betas)}")
+    # The optimizer and the schedule judge their own settings: build both once on a dummy parameter.
+    build_schedule(build_optimizer([torch.zeros(1, requires_grad=True)], tc), tc)
+
+
+def build_optimizer(params: Any, tc: Any, fused: bool | None = None) -> torch.optim.Optimizer:
+    """AdamW or Adam as train.optimizer says; a value torch rejects is an NMTError naming the key."""
+    optimizer_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    try:
+        return optimizer_cls(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay, fused=fused)
+    except ValueError as e:  # e.g. "Invalid learning rate: -1.0", "Invalid beta parameter at index 1: 1.0"
+        given = {"lr": tc.lr, "betas": list(tc.betas), "weight_decay": tc.weight_decay}
+        words = {"lr": "learning rate", "betas": "beta", "weight_decay": "weight_decay"}
+        named = [key for key, word in words.items() if word in str(e)] or list(given)
+        raise NMTError(", ".join(f"train.{key}={given[key]}" for key in named) + f": {e}") from None
+
+
+def position_limit(model_cfg: Any) -> int | None:
+    """Most pieces a sentence may have for the model's position table (EOS or BOS takes one more position);
+    None for models without one."""
+    return int(model_cfg.max_positions) - 1 if model_cfg.arch == "transformer" else None
+
+
+def truncate_valid(valid: ValidSet, limit: int, batch_tokens: int) -> tuple[ValidSet, int]:
+    """`valid` with source and target ids cut to `limit` pieces (for the teacher-forced loss; decoding cuts the
+    sources itself and BLEU keeps the full references), and how many sentences were cut."""
+    from nmt.data.batching import TokenBatchSampler
+
+    too_long = sum(1 for s, t in zip(valid.src_ids, valid.tgt_ids, strict=True) if max(len(s), len(t)) > limit)
+    if not too_long:
+        return valid, 0
+    src_ids = [s[:limit] for s in valid.src_ids]
+    tgt_ids = [t[:limit] for t in valid.tgt_ids]
+    sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False)
+    return ValidSet(valid.sources, valid.references, src_ids, tgt_ids, [list(b) for b in sampler]), too_long
 
 
 class Trainer:
@@ -104,6 +146,7 @@ class Trainer:
         self._old_handlers: dict[int, Any] = {}
         self.dist = dist.DistInfo()
         self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
+        self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -117,6 +160,7 @@ class Trainer:
         self.device = dist.rank_device(pick_device(tc.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
         self.run_dir = Path(dist.broadcast_object(str(self.run_dir), self.dist))
+        self._lock_run_dir()
         resume_from = resume_path(str(tc.resume), self.run_dir)
         payload = load_checkpoint(resume_from) if resume_from else None
         purge = payload["step"] + 1 if payload else None  # drop events logged after the checkpoint
@@ -137,6 +181,9 @@ class Trainer:
             corpus = prepare_corpus(self.cfg.data, log=lambda _: None)
         self.tokenizer = corpus.tokenizer
         self.src_ids, self.tgt_ids = encode_split(corpus.split("train"), self.tokenizer)
+        limit = position_limit(self.cfg.model)
+        if limit is not None:
+            self._drop_long_train_pairs(limit)
         self.sampler = TokenBatchSampler(
             [len(s) for s in self.src_ids],  # bare lengths: the sampler adds EOS / BOS itself
             [len(t) for t in self.tgt_ids],
@@ -151,6 +198,15 @@ class Trainer:
         self.valid = ValidSet.build(
             list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]), self.tokenizer, tc.batch_tokens
         )
+        if limit is not None:
+            self.valid, too_long = truncate_valid(self.valid, limit, tc.batch_tokens)
+            if too_long:
+                self.log.info(
+                    f"warning: {too_long} of {len(self.valid)} valid sentences are longer than "
+                    f"model.max_positions={self.cfg.model.max_positions} allows ({limit} pieces + EOS or BOS): "
+                    f"cut to {limit} pieces for the valid loss and their sources for decoding (BLEU is against "
+                    f"the full references)"
+                )
         per_rank = " per rank" if self.dist.enabled else ""
         self.log.info(
             f"data: {len(self.src_ids)} train pairs, {len(self.sampler)} batches/epoch{per_rank}, "
@@ -164,14 +220,7 @@ class Trainer:
             torch.manual_seed(tc.seed + 1000 * self.dist.rank)
         self.num_parameters = self.model.num_parameters()
         self.log.info(f"model: {self.cfg.model.arch}, {self.num_parameters:,} parameters")
-        optimizer_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_cls(
-            self.model.parameters(),
-            lr=tc.lr,
-            betas=tuple(tc.betas),
-            weight_decay=tc.weight_decay,
-            fused=True if self.device.type == "cuda" else None,
-        )
+        self.optimizer = build_optimizer(self.model.parameters(), tc, True if self.device.type == "cuda" else None)
         self.schedule = build_schedule(self.optimizer, tc)
         if payload is not None:
             self._restore(payload, resume_from)
@@ -185,6 +234,36 @@ class Trainer:
         if tc.compile:
             self.train_model = torch.compile(self.train_model)
         self._write_metrics()
+
+    def _lock_run_dir(self) -> None:
+        """One nmt-train per run directory: rank 0 holds run_dir/.lock until the run ends (an OS lock, so a killed
+        run leaves no stale lock); a second run on the same directory stops before touching anything."""
+        error = None
+        if self.dist.is_main:
+            lock_file = self.run_dir / LOCK_FILE
+            busy = f"run directory {self.run_dir} is in use by another nmt-train (lock file {lock_file})"
+            try:
+                self._run_lock = acquire_lock(lock_file, busy=busy)
+            except NMTError as e:
+                error = str(e)
+        error = dist.broadcast_object(error, self.dist)  # every rank stops, not only rank 0
+        if error is not None:
+            raise NMTError(error)
+
+    def _drop_long_train_pairs(self, limit: int) -> None:
+        """Leave out training pairs the position table cannot hold (they would stop training mid-run)."""
+        pairs = zip(self.src_ids, self.tgt_ids, strict=True)
+        keep = [i for i, (s, t) in enumerate(pairs) if max(len(s), len(t)) <= limit]
+        dropped = len(self.src_ids) - len(keep)
+        if not dropped:
+            return
+        if not keep:
+            raise NMTError(f"every train pair is longer than model.max_positions={self.cfg.model.max_positions} "
+                           f"allows ({limit} pieces + EOS or BOS); raise model.max_positions")
+        self.src_ids = [self.src_ids[i] for i in keep]
+        self.tgt_ids = [self.tgt_ids[i] for i in keep]
+        self.log.info(f"warning: {dropped} train pairs are longer than model.max_positions="
+                      f"{self.cfg.model.max_positions} allows ({limit} pieces + EOS or BOS) and are left out")
 
     def _restore(self, payload: dict[str, Any], path: Path | None) -> None:
         check_resumable(payload, path, self.cfg.model, self.tokenizer)
@@ -226,7 +305,11 @@ class Trainer:
 
     def _save(self, names: list[str]) -> None:
         if names and self.dist.is_main:
-            save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
+            try:
+                save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
+            except NMTError as e:  # each file is replaced whole or not at all: what was saved before is intact
+                raise NMTError(f"{e}; training stopped at step {self.step}, the checkpoints already in "
+                               f"{self.run_dir} are intact") from None
 
     def _write_metrics(self, final: dict[str, Any] | None = None) -> None:
         if not self.dist.is_main:
@@ -246,6 +329,9 @@ class Trainer:
         finally:
             self._restore_signal_handlers()
             self.log.close()
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
             dist.cleanup(self.dist)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:

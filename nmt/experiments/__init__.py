@@ -1,0 +1,2 @@
+"""Experiments: several trainings turned into verdicts (bottleneck.py, claims.py, with runner.py and
+verdicts.py), and the speed benchmark (benchmark.py)."""

@@ -1,0 +1,67 @@
+"""The package's layers read forward: each module imports only from its own layer or the layers before it.
+
+    config, errors, runtime, io, plots -> data -> models -> decoding -> metrics -> training -> evaluation
+    -> experiments -> cli
+
+Every import counts, also those inside functions. `nmt/__init__.py` (lazy public names) is exempt.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
+LAYERS = [
+    {"config", "errors", "runtime", "io", "plots"},
+    {"data"},
+    {"models"},
+    {"decoding"},
+    {"metrics"},
+    {"training"},
+    {"evaluation"},
+    {"experiments"},
+    {"cli"},
+]
+
+
+def layer_of(module: str) -> int:
+    """Layer index of a dotted nmt module name (nmt.training.trainer -> training)."""
+    top = module.split(".")[1]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """(line, nmt module) of every import of an nmt module in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] if node.module != "nmt" else [f"nmt.{a.name}" for a in node.names]
+            found += [(node.lineno, n) for n in names if n.startswith("nmt.")]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("nmt.")]
+    return found
+
+
+def test_every_layer_is_known():
+    tops = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+            if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())}
+    assert tops == set().union(*LAYERS)
+
+
+def test_imports_read_forward():
+    backwards = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "__init__.py":
+            continue
+        module = "nmt." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        for line, target in imports_of(path):
+            if layer_of(target) > layer_of(module):
+                backwards.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert not backwards, "imports that point backwards:\n" + "\n".join(backwards)
+
+
+def test_nothing_imports_the_cli():
+    users = [f"{p.relative_to(PACKAGE.parent)}:{line}" for p in PACKAGE.rglob("*.py") if "cli" not in p.parts
+             for line, target in imports_of(p) if target.startswith("nmt.cli")]
+    assert not users
