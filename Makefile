@@ -14,10 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,fast]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv, install torch 2.13.0 (CPU build here) then nmt[dev]
+install: $(VENV)/.installed ## create .venv, install torch 2.13.0 (CPU build here) then nmt[dev,fast]
 
 prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 	$(VENV)/bin/nmt-prepare
@@ -37,8 +37,12 @@ bottleneck: install ## fixed-context vs attention by input length, ~45 min on 2 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
 	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
-lint: install ## ruff
+gpu-check: install ## prove the CUDA path (bf16, fused AdamW, TF32, compile, resume, beam, NCCL); one line without CUDA
+	$(VENV)/bin/nmt-gpu-check
+
+lint: install ## ruff and the layers contract (tests/test_layers.py)
 	$(VENV)/bin/ruff check nmt tests scripts
+	$(PY) -m pytest -q tests/test_layers.py
 
 tensorboard: install ## serve TensorBoard on outputs/
 	$(VENV)/bin/tensorboard --logdir outputs --bind_all
@@ -47,4 +51,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test bench bottleneck claims lint tensorboard clean
+.PHONY: help install prepare train test bench bottleneck claims gpu-check lint tensorboard clean

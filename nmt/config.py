@@ -8,11 +8,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 # Special token ids shared by every tokenizer and model.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+# Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
+# start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
+# modules that implement the choices take their lists from here.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.source": ("multi30k", "files", "hub"),
+    "data.encoding_errors": ("strict", "replace"),
+    "data.tokenizer.model_type": ("unigram", "bpe", "char", "word"),
+    "model.arch": ("rnn_attention", "rnn_fixed", "transformer"),
+    "model.rnn_type": ("gru", "lstm"),
+    "model.context_mode": ("every_step", "init_only"),
+    "model.scorer": ("additive", "dot", "scaled_dot", "general"),
+    "model.positions": ("sinusoidal", "learned"),
+    "train.optimizer": ("adamw", "adam"),
+    "train.schedule": ("plateau", "inverse_sqrt", "constant"),
+}
+
+
+def check_choices(cfg: Any, prefix: str = "") -> None:
+    """NMTError naming the key and the valid values for every choice field of `cfg` (a Config, an OmegaConf
+    node or one of its sections, named by `prefix`, e.g. "model") that holds an unknown value."""
+    from nmt.errors import NMTError
+
+    for key, valid in CHOICES.items():
+        if prefix:
+            if not key.startswith(prefix + "."):
+                continue
+            path = key[len(prefix) + 1:].split(".")
+        else:
+            path = key.split(".")
+        node = cfg
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+            if node is None:
+                break
+        if node is not None and node not in valid:
+            raise NMTError(f"unknown {key}={node!r}; valid values: {', '.join(valid)}")
 
 
 @dataclass

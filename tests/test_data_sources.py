@@ -13,7 +13,13 @@ import pytest
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data import sources
 from nmt.data.corpus import clean_train, prepare_corpus
-from nmt.data.sources import read_lines, read_parallel, records_to_pairs, resolve_data_file, resolve_multi30k_file
+from nmt.data.sources import (
+    read_corpus_lines,
+    read_parallel,
+    records_to_pairs,
+    resolve_data_file,
+    resolve_multi30k_file,
+)
 from nmt.errors import NMTError
 
 
@@ -42,8 +48,8 @@ def test_read_lines_strips_handles_gzip_and_splits_on_newline_only(tmp_path):
     plain = write(tmp_path / "a.txt", lines)
     gz = write(tmp_path / "a.txt.gz", lines)
     expected = ["Ein Hund.", "zwei\u2028Katzen", "drei"]
-    assert read_lines(plain) == expected
-    assert read_lines(gz) == expected
+    assert read_corpus_lines(plain) == expected
+    assert read_corpus_lines(gz) == expected
 
 
 def test_misaligned_files_name_both_files_and_counts(tmp_path):
@@ -69,21 +75,21 @@ def test_invalid_gzip_is_reported(tmp_path):
     bad = tmp_path / "cut.de.gz"
     bad.write_bytes(gzip.compress(b"a line\n" * 100)[:30])
     with pytest.raises(NMTError, match="cut.de.gz is not a valid gzip file"):
-        read_lines(bad)
+        read_corpus_lines(bad)
     fake = tmp_path / "fake.de.gz"
     fake.write_bytes(b"plain text\n")
     with pytest.raises(NMTError, match="not gzip-compressed"):
-        read_lines(fake)
+        read_corpus_lines(fake)
 
 
 def test_invalid_utf8_names_file_and_line_and_replace_mode_keeps_lines(tmp_path):
     path = tmp_path / "bad.de"
     path.write_bytes(b"eins\nzwei\ndr\xffei\nvier\n")
     with pytest.raises(NMTError) as e:
-        read_lines(path)
+        read_corpus_lines(path)
     assert str(path) in str(e.value) and "line 3" in str(e.value)
     logged = []
-    lines = read_lines(path, "replace", log=logged.append)
+    lines = read_corpus_lines(path, "replace", log=logged.append)
     assert lines == ["eins", "zwei", "dr\ufffdei", "vier"]
     assert "1 line(s)" in logged[0]
 
@@ -204,7 +210,7 @@ def test_multi30k_uses_the_cache_then_downloads(tmp_path, fake_http, monkeypatch
     got = resolve_multi30k_file("test_2017_flickr.de.gz", root, log=lambda _: None)
     assert got == root / "raw" / "multi30k" / "test_2017_flickr.de.gz"
     assert fake_http["calls"] == [sources.MULTI30K_URL.format(name="test_2017_flickr.de.gz")]
-    assert got.read_bytes() == caption_file() and len(read_lines(got)) == 400
+    assert got.read_bytes() == caption_file() and len(read_corpus_lines(got)) == 400
     # now cached: no second download
     resolve_multi30k_file("test_2017_flickr.de.gz", root, log=lambda _: None)
     assert len(fake_http["calls"]) == 1

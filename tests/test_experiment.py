@@ -125,7 +125,7 @@ def test_presets_and_overrides() -> None:
     assert full.model_attention == "rnn_attention_base" and list(full.seeds) == [1, 2, 3]
     assert list(full.natural_only) == ["wmt_news_de_en"]
     claims, _ = load_script_config("claims", ["preset=default"])
-    assert list(claims.d_k) == [32, 256, 1024] and claims.model == "rnn_attention" and list(claims.seeds) == [1, 2]
+    assert list(claims.d_k) == [256, 1024] and claims.model == "rnn_attention" and list(claims.seeds) == [1, 2]
     assert claims.min_bleu == 20
     # Dotted run keys go to every training run, after the preset's own overrides.
     cfg, _ = load_script_config("bottleneck", ["preset=default", "train.max_steps=7", "+data.files.x=[a,b]"])

@@ -13,7 +13,7 @@ import pytest
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data import corpus as corpus_module
 from nmt.data.corpus import prepare_corpus
-from nmt.data.sources import read_lines
+from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,8 +159,8 @@ def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
     tokenizer = TokenizerConfig(vocab_size=1000, model_type="bpe")
     corpus = prepare_corpus(DataConfig(root=str(root), tokenizer=tokenizer), log=quiet)
     assert corpus.stats["cache"] == "hit"
-    assert corpus.split("test")["src"] == read_lines(mirror / "multi30k" / "test_2016_flickr.de.gz")
-    assert corpus.split("valid")["tgt"] == read_lines(mirror / "multi30k" / "val.en.gz")
+    assert corpus.split("test")["src"] == read_corpus_lines(mirror / "multi30k" / "test_2016_flickr.de.gz")
+    assert corpus.split("valid")["tgt"] == read_corpus_lines(mirror / "multi30k" / "val.en.gz")
     assert corpus.tokenizer.src_vocab_size == 1000
 
 

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nmt.errors import NMTError, user_errors
+from nmt.errors import user_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,27 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @user_errors
 def run(args: argparse.Namespace) -> Path:
-    from nmt.training.average import average_checkpoints, last_checkpoints
-    from nmt.training.checkpoint import save_checkpoint
+    from nmt.training.average import average_into
 
-    if len(args.paths) == 1 and args.paths[0].is_dir():
-        run_dir = args.paths[0]
-        paths = last_checkpoints(run_dir, args.last)
-        output = args.output or run_dir / f"averaged-last{len(paths)}.pt"
-    else:
-        paths = list(args.paths)
-        if len(paths) < 2:
-            raise NMTError(f"give a run directory or at least two checkpoint files, got {paths[0]}")
-        if args.output is None:
-            raise NMTError("--output is needed when averaging checkpoint files")
-        output = args.output
-    run_names = output.name in ("last.pt", "best.pt") or output.name.startswith("step-")
-    if run_names or output.resolve() in {p.resolve() for p in paths}:
-        raise NMTError(f"refusing to write the average to {output}: pick a name that is not a run checkpoint")
-    payload = average_checkpoints(paths)
-    save_checkpoint(output, payload)
-    steps = ", ".join(str(p.name) for p in paths)
-    print(f"averaged {len(paths)} checkpoints ({steps}) -> {output}")
+    output, paths = average_into(list(args.paths), args.last, args.output)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}")
     return output
 
 

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -27,12 +26,12 @@ from typing import Any
 import datasets
 from omegaconf import OmegaConf
 
-from nmt.config import DataConfig
+from nmt.config import DataConfig, check_choices
 from nmt.data import concat
 from nmt.data.sources import file_fingerprint, input_files, load_raw
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
-from nmt.io import acquire_lock
+from nmt.io import acquire_lock, write_bytes
 
 # Bump when cleaning or storage changes, so caches built by older code are rebuilt.
 CORPUS_VERSION = 1
@@ -153,15 +152,6 @@ def _locked(directory: Path) -> Iterator[None]:
         lock.release()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _spm_names(key: str, joint: bool) -> list[str]:
     return [f"spm-{key[:16]}.model"] if joint else [f"spm-{key[:16]}.src.model", f"spm-{key[:16]}.tgt.model"]
 
@@ -279,7 +269,7 @@ def _build(
             )
         models = [tokenizer.src_model] if tokenizer.joint else [tokenizer.src_model, tokenizer.tgt_model]
         for name, model in zip(names, models, strict=True):
-            _write_atomic(directory / name, model)
+            write_bytes(directory / name, model)
     for stale in directory.glob("spm-*.model"):
         if stale.name not in names:
             stale.unlink()
@@ -318,7 +308,7 @@ def _build(
         "tokenizer_sha256": tokenizer.sha256,
         "stats": stats,
     }
-    _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_bytes(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
     splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
     stats = dict(stats, cache="rebuilt", tokenizer="trained" if retrained else "reused")
     return PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, stats)
@@ -354,6 +344,7 @@ def prepare_corpus(cfg: Any, log: Callable[[str], None] = print) -> PreparedCorp
     """Read, validate, clean and tokenize the corpus of `cfg` (a DataConfig or Hydra's cfg.data), or load it
     from `prepared_dir(cfg)` when it was prepared from the same config and input files."""
     cfg = _data_config(cfg)
+    check_choices(cfg, "data")
     directory = prepared_dir(cfg)
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmt.config import CHOICES, check_choices
 from nmt.errors import NMTError
 
 MIRROR_ENV = "NMT_DATA_MIRROR"
@@ -54,8 +55,10 @@ class RawCorpus:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_lines(path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None) -> list[str]:
-    """Lines of a UTF-8 text file (plain or gzip), each stripped of surrounding whitespace.
+def read_corpus_lines(path: Path, encoding_errors: str = "strict",
+                      log: Callable[[str], None] | None = None) -> list[str]:
+    """Lines of a corpus file (UTF-8, plain or gzip), each stripped of surrounding whitespace (unlike
+    nmt.io.read_text_lines, which keeps lines exactly as written).
 
     Splits on "\\n" only: `str.splitlines` would also split on U+2028, U+0085 and friends, which do occur in
     web text and would silently shift one side of a parallel corpus against the other.
@@ -83,7 +86,7 @@ def read_lines(path: Path, encoding_errors: str = "strict", log: Callable[[str],
 
 
 def _decode(data: bytes, path: Path, encoding_errors: str, log: Callable[[str], None] | None) -> str:
-    if encoding_errors not in ("strict", "replace"):
+    if encoding_errors not in CHOICES["data.encoding_errors"]:
         raise NMTError(f"data.encoding_errors must be strict or replace, got {encoding_errors!r}")
     try:
         return data.decode("utf-8")
@@ -105,8 +108,8 @@ def read_parallel(
     src_path: Path, tgt_path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None
 ) -> Pairs:
     """Both sides of a parallel corpus; their line counts must match."""
-    src = read_lines(src_path, encoding_errors, log)
-    tgt = read_lines(tgt_path, encoding_errors, log)
+    src = read_corpus_lines(src_path, encoding_errors, log)
+    tgt = read_corpus_lines(tgt_path, encoding_errors, log)
     if len(src) != len(tgt):
         raise NMTError(
             f"line counts differ: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
@@ -339,8 +342,7 @@ def input_files(cfg: Any, download: bool = True, log: Callable[[str], None] = pr
 
 def load_raw(cfg: Any, log: Callable[[str], None] = print) -> RawCorpus:
     """Read and validate every split of `cfg` (a DataConfig); no filtering yet."""
-    if cfg.source not in ("multi30k", "files", "hub"):
-        raise NMTError(f"data.source must be multi30k, files or hub, got {cfg.source!r}")
+    check_choices(cfg, "data")
     if cfg.source == "hub":
         splits = load_hub(cfg, log)
         origins = {s: [hub_origin(cfg, h)] for s, h in dict(cfg.hub_splits).items()}

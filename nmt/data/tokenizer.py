@@ -15,10 +15,10 @@ from typing import Any
 
 import sentencepiece as spm
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, UNK_ID
 from nmt.errors import NMTError
 
-MODEL_TYPES = ("unigram", "bpe", "char", "word")
+MODEL_TYPES = CHOICES["data.tokenizer.model_type"]
 # The trainer splits its work across threads and the result depends on the split, so the count is fixed
 # (not os.cpu_count()) to get the same model on every machine.
 TRAIN_THREADS = 4

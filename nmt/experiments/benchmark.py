@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
+from nmt.errors import NMTError
 from nmt.models import Seq2Seq, Transformer, build_model
 from nmt.runtime import hardware as host_hardware
 from nmt.runtime import pick_device
@@ -302,6 +303,23 @@ def compare_training(name: str, settings: list[tuple[str, dict[str, Any]]], roun
             "ratio_vs_first": {label: rate / medians[first] for label, rate in medians.items()}}
 
 
+# What `run` reads from its arguments, with nmt-bench's defaults (nmt/cli/bench.py parses the same names).
+DEFAULTS: dict[str, Any] = {
+    "models": DEFAULT_MODELS, "small": False, "device": "auto", "threads": 0, "steps": 5, "warmup": 2,
+    "batch_tokens": 4096, "decode_sentences": 30, "decode_batch_size": DecodeConfig.batch_size, "test_split": "test",
+    "data": "multi30k_de_en", "data_root": "data", "compare_threads": [], "compare": [], "rounds": 2,
+    "checkpoints": [], "peak_tflops": None, "out": None, "against": None,
+}
+
+
+def bench_args(**settings: Any) -> argparse.Namespace:
+    """The arguments of `run`: DEFAULTS updated by `settings` (unknown names are an error)."""
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise NMTError(f"unknown benchmark settings: {', '.join(sorted(unknown))}")
+    return argparse.Namespace(**{**DEFAULTS, **settings})
+
+
 def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     """Benchmark every model of args.models on corpus `data`; returns the JSON report (also written)."""
     from nmt.data.corpus import prepare_corpus
@@ -385,6 +403,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     report["path"] = str(out)
+    report["batches"], report["vocab"] = batches, vocab  # for a side-by-side comparison (not in the JSON)
     return report
 
 

@@ -10,31 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.config import ModelConfig
+from nmt.config import CHOICES, ModelConfig, check_choices
 from nmt.errors import NMTError
-from nmt.models.attention import SCORERS
 from nmt.models.base import Seq2Seq, select_batch
-from nmt.models.rnn import CONTEXT_MODES, RNN_TYPES, AttentionSeq2Seq, FixedContextSeq2Seq
-from nmt.models.transformer import POSITIONS, Transformer
+from nmt.models.rnn import AttentionSeq2Seq, FixedContextSeq2Seq
+from nmt.models.transformer import Transformer
 
-ARCHS = ("rnn_attention", "rnn_fixed", "transformer")
+ARCHS = CHOICES["model.arch"]
 
 __all__ = ["ARCHS", "AttentionSeq2Seq", "FixedContextSeq2Seq", "Seq2Seq", "Transformer", "build_model",
            "select_batch"]
 
 
-def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise NMTError(f"unknown model.{name}={value!r}; valid values: {', '.join(valid)}")
-
-
 def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
     """Every option named in the config is checked, whatever the architecture, so a typo never hides."""
-    _choice("arch", cfg.arch, ARCHS)
-    _choice("rnn_type", cfg.rnn_type, RNN_TYPES)
-    _choice("context_mode", cfg.context_mode, CONTEXT_MODES)
-    _choice("scorer", cfg.scorer, SCORERS)
-    _choice("positions", cfg.positions, POSITIONS)
+    check_choices(cfg, "model")
     for name in ("emb_dim", "hidden", "enc_layers", "dec_layers", "heads", "max_positions", "ff_dim"):
         if getattr(cfg, name) < 1:
             raise NMTError(f"model.{name} must be at least 1, got {getattr(cfg, name)}")

@@ -27,9 +27,11 @@ import math
 import torch
 from torch import nn
 
+from nmt.config import CHOICES
+
 Tensor = torch.Tensor
 
-SCORERS = ("additive", "dot", "scaled_dot", "general")
+SCORERS = CHOICES["model.scorer"]
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:

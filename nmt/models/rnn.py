@@ -23,14 +23,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.config import PAD_ID
+from nmt.config import CHOICES, PAD_ID
 from nmt.models.attention import Attention, make_scorer
 from nmt.models.base import Seq2Seq, lengths_to_mask
 
 Tensor = torch.Tensor
 
-RNN_TYPES = ("gru", "lstm")
-CONTEXT_MODES = ("every_step", "init_only")
+RNN_TYPES = CHOICES["model.rnn_type"]
+CONTEXT_MODES = CHOICES["model.context_mode"]
 
 
 def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: float,

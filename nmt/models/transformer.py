@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.config import PAD_ID
+from nmt.config import CHOICES, PAD_ID
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, lengths_to_mask
 
 Tensor = torch.Tensor
 
-POSITIONS = ("sinusoidal", "learned")
+POSITIONS = CHOICES["model.positions"]
 
 
 def sinusoidal_positions(max_len: int, dim: int) -> Tensor:

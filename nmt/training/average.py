@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from nmt.errors import NMTError
-from nmt.training.checkpoint import load_checkpoint
+from nmt.training.checkpoint import load_checkpoint, save_checkpoint
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
@@ -91,3 +91,22 @@ def _check_compatible(first: dict[str, Any], payload: dict[str, Any], path: Path
     if shapes != first["shapes"]:
         diff = sorted(set(shapes.items()) ^ set(first["shapes"].items()))
         raise NMTError(f"{where}: parameters differ ({diff[0][0]}{' ...' if len(diff) > 1 else ''})")
+
+
+def average_into(paths: list[Path], last: int = 5, output: Path | None = None) -> tuple[Path, list[Path]]:
+    """Average one run directory's last `last` checkpoints (default output <run>/averaged-last<k>.pt) or two or
+    more checkpoint files (output required) and save the result; returns (output, averaged files)."""
+    if len(paths) == 1 and paths[0].is_dir():
+        run_dir = paths[0]
+        paths = last_checkpoints(run_dir, last)
+        output = output or run_dir / f"averaged-last{len(paths)}.pt"
+    else:
+        if len(paths) < 2:
+            raise NMTError(f"give a run directory or at least two checkpoint files, got {paths[0]}")
+        if output is None:
+            raise NMTError("--output is needed when averaging checkpoint files")
+    run_names = output.name in ("last.pt", "best.pt") or output.name.startswith("step-")
+    if run_names or output.resolve() in {p.resolve() for p in paths}:
+        raise NMTError(f"refusing to write the average to {output}: pick a name that is not a run checkpoint")
+    save_checkpoint(output, average_checkpoints(paths))
+    return output, paths

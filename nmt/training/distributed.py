@@ -25,6 +25,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    backend: str | None = None  # the process group's (nccl / gloo) under torchrun, else None
 
     @property
     def is_main(self) -> bool:
@@ -38,18 +39,20 @@ class DistInfo:
 def init_distributed(device: torch.device) -> DistInfo:
     """Join the process group described by torchrun's environment variables (no-op when absent).
 
-    On CUDA each rank uses the GPU `cuda:<LOCAL_RANK>`; call `rank_device` for the device to train on.
+    Under torchrun the group is set up even for one process (so `torchrun --nproc_per_node=1` checks NCCL);
+    DDP itself wraps the model only for several ranks. On CUDA each rank uses the GPU `cuda:<LOCAL_RANK>`;
+    call `rank_device` for the device to train on.
     """
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
+    backend = "nccl" if device.type == "cuda" else "gloo"
     info = DistInfo(
         rank=int(os.environ["RANK"]),
-        world_size=world_size,
+        world_size=int(os.environ["WORLD_SIZE"]),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        backend=backend,
     )
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
         # Long timeout: rank 0 validates (decoding the valid set) while the others wait at a collective.

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from nmt.config import CHOICES
 from nmt.errors import NMTError
 
-SCHEDULES = ("plateau", "inverse_sqrt", "constant")
+SCHEDULES = CHOICES["train.schedule"]
 
 
 def inverse_sqrt_factor(step: int, warmup_steps: int) -> float:

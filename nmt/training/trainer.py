@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import PAD_ID, Config, DecodeConfig
+from nmt.config import PAD_ID, Config, DecodeConfig, check_choices
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
@@ -80,8 +80,7 @@ def check_train_config(tc: Any) -> None:
             raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
     if not 0.0 <= tc.label_smoothing <= 1.0:
         raise NMTError(f"train.label_smoothing must be in [0, 1], got {tc.label_smoothing}")
-    if tc.optimizer not in ("adamw", "adam"):
-        raise NMTError(f"train.optimizer={tc.optimizer!r} is not one of adamw, adam")
+    check_choices(tc, "train")
     if len(tc.betas) != 2:
         raise NMTError(f"train.betas must be two numbers [beta1, beta2], got {list(tc.betas)}")
     # The optimizer and the schedule judge their own settings: build both once on a dummy parameter.
@@ -169,7 +168,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.autocast_enabled = bool(tc.amp) and self.device.type == "cuda"
-        ranks = f" x {self.dist.world_size} ranks" if self.dist.enabled else ""
+        ranks = f" x {self.dist.world_size} ranks ({self.dist.backend})" if self.dist.backend else ""
         self.log.info(f"run dir: {self.run_dir}")
         threads = f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""
         self.log.info(f"device: {self.device}{ranks}{threads}")

@@ -1,0 +1,31 @@
+"""`nmt-gpu-check` (make gpu-check): prove the CUDA path in a few minutes; one line and exit 0 without CUDA.
+
+    nmt-gpu-check                       # on a CUDA machine
+    nmt-gpu-check --device cpu --steps 20   # the same checks on the CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nmt.errors import NMTError, user_errors
+from nmt.experiments.gpu_check import run_gpu_check
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda", help="cuda (default), cuda:<i>, or cpu to run the checks on the CPU")
+    p.add_argument("--steps", type=int, default=300, help="training steps per model")
+    p.add_argument("--out", default="outputs/gpu_check", help="where the runs and gpu_check.json go")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.steps < 4:
+        raise NMTError(f"--steps must be at least 4, got {args.steps}")
+    report = run_gpu_check(args.device, args.steps, args.out)
+    if report is not None and not report["ok"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
