@@ -232,7 +232,7 @@ class BottleneckConfig:
     data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
     concat_k: int = 4  # length control: levels k = 1..concat_k (data.concat.max_k); 1 = natural lengths only
     natural_only: list[str] = field(default_factory=list)  # corpora of `data` trained and tested without concat
-    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    seeds: list[int] = field(default_factory=lambda: [1])
     model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
     model_attention: str = "rnn_attention"
     # Capacity sweep: fixed-context models with these summary sizes (2 x hidden for a bidirectional encoder),

@@ -130,7 +130,7 @@ def test_presets_and_overrides() -> None:
     # Dotted run keys go to every training run, after the preset's own overrides.
     cfg, _ = load_script_config("bottleneck", ["preset=default", "train.max_steps=7", "+data.files.x=[a,b]"])
     assert list(cfg.overrides)[-2:] == ["train.max_steps=7", "+data.files.x=[a,b]"]
-    assert cfg.overrides[:2] == ["data.concat.share=0.3333", "train.max_minutes=12"]  # the preset's come first
+    assert cfg.overrides[:2] == ["data.concat.share=0.25", "train.max_minutes=19"]  # the preset's come first
     with pytest.raises(NMTError, match="seedz"):
         load_script_config("bottleneck", ["preset=default", "seedz=[1]"])
     with pytest.raises(NMTError, match="unknown preset=tiny.*default"):
