@@ -45,7 +45,7 @@ lint: install ## ruff and the layers contract (tests/test_layers.py)
 	$(PY) -m pytest -q tests/test_layers.py
 
 tensorboard: install ## serve TensorBoard on outputs/
-	$(VENV)/bin/tensorboard --logdir outputs --bind_all
+	$(VENV)/bin/tensorboard --logdir outputs --bind_all --samples_per_plugin=images=1000
 
 clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info

@@ -97,6 +97,18 @@ def check_writable(path: str | Path, directory: bool = False) -> Path:
     return path
 
 
+def make_dir(path: str | Path, what: str = "directory") -> Path:
+    """`path` as a writable directory, made with its parents when missing; NMTError naming `what` and `path`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NMTError(f"cannot create {what} {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise NMTError(f"{what} {path} is not writable")
+    return path
+
+
 def acquire_lock(path: str | Path, busy: str | None = None) -> BaseFileLock:
     """Take the exclusive OS lock on `path` (created if needed; filelock.FileLock, flock on Unix) and return it;
     it is held until `.release()` or until the process ends, so a killed process never leaves a stale lock.

@@ -10,21 +10,14 @@ dotted data./model./train./decode. keys go to every training run. The report goe
 
 from __future__ import annotations
 
-import sys
-
 from nmt.errors import user_errors
 from nmt.experiments.bottleneck import run_bottleneck
-from nmt.experiments.runner import load_script_config
+from nmt.experiments.runner import script_main
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return
-    cfg, preset = load_script_config("bottleneck", argv, default_preset="default")
-    run_bottleneck(cfg, preset)
+    script_main("bottleneck", run_bottleneck, __doc__, argv)
 
 
 if __name__ == "__main__":

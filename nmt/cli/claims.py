@@ -12,21 +12,14 @@ dotted data./model./train./decode. keys go to every training run. The report goe
 
 from __future__ import annotations
 
-import sys
-
 from nmt.errors import user_errors
 from nmt.experiments.claims import run_claims
-from nmt.experiments.runner import load_script_config
+from nmt.experiments.runner import script_main
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return
-    cfg, preset = load_script_config("claims", argv, default_preset="default")
-    run_claims(cfg, preset)
+    script_main("claims", run_claims, __doc__, argv)
 
 
 if __name__ == "__main__":

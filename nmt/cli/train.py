@@ -15,6 +15,7 @@ Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 0; a secon
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from omegaconf import DictConfig
 
 from nmt.config import CONFIG_DIR
 from nmt.errors import user_errors
-from nmt.training.trainer import Trainer
+from nmt.io import check_writable, make_dir
+from nmt.training.trainer import Trainer, lock_run_dir
 
 # The trainer writes its own <run dir>/train.log; Hydra's job log would be a second writer of the same file.
 QUIET_HYDRA = ("hydra/job_logging=none", "hydra/hydra_logging=none")
@@ -41,9 +43,24 @@ def _hydra_main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
+@user_errors
+def check_run_dir(argv: list[str]) -> None:
+    """Before Hydra creates the run directory (a failure there is a traceback) and writes its .hydra/ config
+    into it: make a given hydra.run.dir, and refuse one another nmt-train is using (or check that the
+    default's outputs/ can be made); one line on failure."""
+    given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
+    if given and "${" not in given[-1]:
+        run_dir = make_dir(given[-1], "run directory").resolve()
+        if os.environ.get("RANK", "0") == "0":  # Hydra is about to write run_dir/.hydra/: refuse a busy one first
+            lock_run_dir(run_dir).release()  # the trainer takes the lock for the run (only rank 0 does)
+    else:
+        check_writable("outputs", directory=True)
+
+
 def main() -> None:
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in sys.argv[1:]}
     sys.argv += [o for o in QUIET_HYDRA if o.split("=", 1)[0] not in given]
+    check_run_dir(sys.argv[1:])
     try:
         _hydra_main()
     except KeyboardInterrupt:  # only a second Ctrl-C gets here: the first one stops training cleanly

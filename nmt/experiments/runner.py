@@ -230,3 +230,16 @@ def _log_result(r: dict[str, Any], log: Callable[[str], None]) -> None:
 
 def job_dict(job: Job) -> dict[str, Any]:
     return {k: v for k, v in asdict(job).items() if k != "config"}
+
+
+def script_main(script: str, run: Callable[..., Any], doc: str, argv: Sequence[str] | None = None) -> None:
+    """What `nmt-bottleneck` and `nmt-claims` do: print `doc` for -h/--help, else load the script config (preset
+    `default` unless one is given) and run it."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        return
+    cfg, preset = load_script_config(script, argv, default_preset="default")
+    run(cfg, preset)

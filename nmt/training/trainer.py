@@ -99,6 +99,14 @@ def build_optimizer(params: Any, tc: Any, fused: bool | None = None) -> torch.op
         raise NMTError(", ".join(f"train.{key}={given[key]}" for key in named) + f": {e}") from None
 
 
+def lock_run_dir(run_dir: Path) -> Any:
+    """Take run_dir/.lock (a filelock.FileLock: an OS lock, freed when the process dies); NMTError when another
+    nmt-train holds it."""
+    lock_file = run_dir / LOCK_FILE
+    busy = f"run directory {run_dir} is in use by another nmt-train (lock file {lock_file})"
+    return acquire_lock(lock_file, busy=busy)
+
+
 def position_limit(model_cfg: Any) -> int | None:
     """Most pieces a sentence may have for the model's position table (EOS or BOS takes one more position);
     None for models without one."""
@@ -239,10 +247,8 @@ class Trainer:
         run leaves no stale lock); a second run on the same directory stops before touching anything."""
         error = None
         if self.dist.is_main:
-            lock_file = self.run_dir / LOCK_FILE
-            busy = f"run directory {self.run_dir} is in use by another nmt-train (lock file {lock_file})"
             try:
-                self._run_lock = acquire_lock(lock_file, busy=busy)
+                self._run_lock = lock_run_dir(self.run_dir)
             except NMTError as e:
                 error = str(e)
         error = dist.broadcast_object(error, self.dist)  # every rank stops, not only rank 0
@@ -465,7 +471,8 @@ class Trainer:
         result |= {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr}
         self.history.append(result)
         tags = {"valid/loss": "valid_loss", "valid/ppl": "valid_ppl", "valid/bleu": "bleu", "valid/chrf": "chrf"}
-        self.log.scalars({tag: result[key] for tag, key in tags.items()}, self.step)
+        scalars = {tag: result[key] for tag, key in tags.items()} | {"valid/best_bleu": self.best_bleu}
+        self.log.scalars(scalars, self.step)
         self.log.flush()
         self.log.info(
             f"valid step {self.step}: loss {result['valid_loss']:.3f} | ppl {result['valid_ppl']:.2f} | "
