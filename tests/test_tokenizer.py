@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from nmt.data.sources import read_lines
+from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 
@@ -19,8 +19,8 @@ TINY_TGT = ["a dog runs in the park", "two cats sleep", "a man rides a bike", "a
 
 @pytest.fixture(scope="module")
 def multi30k_lines(mirror):
-    de = read_lines(mirror / "multi30k" / "train.de.gz")[:3000]
-    en = read_lines(mirror / "multi30k" / "train.en.gz")[:3000]
+    de = read_corpus_lines(mirror / "multi30k" / "train.de.gz")[:3000]
+    en = read_corpus_lines(mirror / "multi30k" / "train.en.gz")[:3000]
     return de, en
 
 

@@ -345,7 +345,7 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
             if c["levels"]:
                 log(f"[{c['name']}] scoring the length-controlled levels of {test} ...")
                 levels = analyse_levels(c, test, results, cfg)
-                title = (f"BLEU by input length: {c['name']} {test}, k sentences joined{seeds_note or ', 95% CI'}")
+                title = f"{c['name']} {test}: BLEU by input length{seeds_note or ' (95% CI)'}"
                 levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
                 if levels["sweep"]:
                     levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], "Capacity "

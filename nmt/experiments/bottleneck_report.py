@@ -98,10 +98,10 @@ def render(report: dict[str, Any]) -> str:
                  "budget, seed and decoding; the fixed-context decoder sees only a fixed-size summary of the source. "
                  "Each system is evaluated with its best checkpoint by validation BLEU. Length-controlled levels: "
                  "level k joins k consecutive test sentences into one input; training and validation use the "
-                 "original pairs plus one grouping of the whole split per k = 2..K, so every level carries the same "
-                 "number of sentences. Verdict: supported when, in every seed, the fixed-context model keeps less "
-                 "of its k = 1 BLEU at the longest level (p < 0.01) and attention keeps more (p < 0.01); not "
-                 "supported when the fixed-context model keeps at least 90% or attention keeps no more.")
+                 "original pairs plus data.concat.share of one grouping of the split per k = 2..K, so both systems "
+                 "see every length they are tested on. Verdict: supported when, in every seed, the fixed-context "
+                 "model keeps less of its k = 1 BLEU at the longest level (p < 0.01) and attention keeps more "
+                 "(p < 0.01); not supported when the fixed-context model keeps at least 90% or attention no more.")
     lines.append("")
     for section in report["sections"]:
         corpus, split = section["corpus"], section["split"]
