@@ -260,7 +260,7 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     assert runs["heads=2"]["num_parameters"] == runs["heads=1"]["num_parameters"]
     assert runs["scorer=dot"]["num_parameters"] == runs["scorer=scaled_dot"]["num_parameters"] < runs[
         "scorer=additive"]["num_parameters"]
-    assert len({r["run_dir"] for r in report["runs"]}) == 8
+    assert len({r["run_dir"] for r in report["runs"]}) == 7
     claims = report["claims"]
     assert set(claims) == {"scaling", "temperature", "hard", "scorers"}
     for name, claim in claims.items():
@@ -285,7 +285,8 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
         assert syn["grad_change_pct"] == pytest.approx(
             100 * (syn["scaled_dot"]["grad_norm"] / syn["dot"]["grad_norm"] - 1))
         test = row["bleu"]["test"]
-        assert test["difference"] == pytest.approx(row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"])
+        expected = row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"]
+        assert test["difference"] == pytest.approx(expected, abs=1e-6)
     # Tiny models translate nothing: no BLEU comparison may claim a result.
     assert scaling["verdicts"]["bleu"] == INCONCLUSIVE and claims["hard"]["verdict"] == INCONCLUSIVE
     assert "up to 40%" in md and (out / claims["scaling"]["plot"]).read_bytes()[:4] == b"\x89PNG"

@@ -31,8 +31,9 @@ from nmt.config import PAD_ID
 from nmt.errors import NMTError
 from nmt.evaluation.report import fmt_p
 from nmt.experiments.runner import Job, compose_run, job_dict, run_jobs
-from nmt.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, comparison_verdict, paired_mean_bootstrap
+from nmt.experiments.verdicts import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, comparison_verdict
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_text
+from nmt.metrics import paired_mean_bootstrap
 from nmt.runtime import hardware
 
 CLAIMS = ("scaling", "temperature", "hard", "scorers")
