@@ -22,7 +22,7 @@ def test_without_cuda_one_line_and_exit_0(capsys, tmp_path):
 
 
 def test_every_check_runs_on_the_cpu(tiny_corpus_files, tmp_path, one_thread):
-    extra = [o for o in tiny_overrides(tiny_corpus_files, tmp_path / "data")
+    extra = ["data=files"] + [o for o in tiny_overrides(tiny_corpus_files, tmp_path / "data")
              if not o.startswith(("train.max_steps", "train.eval_every", "train.save_every", "train.max_minutes",
                                   "train.device", "train.resume", "train.attention_samples",
                                   "train.eval_max_sentences"))]

@@ -40,8 +40,8 @@ def check_training(model: str, device: str, steps: int, run_dir: Path, extra: li
 
     overrides = _train_overrides(model, device, steps, extra)
     result: dict[str, Any] = {"model": model, "compile": False}
-    if model.startswith("transformer"):
-        try:  # torch.compile where it works
+    if model.startswith("transformer") and device.startswith("cuda"):
+        try:  # torch.compile where it works (on CUDA: on the CPU Inductor's C++ build is slow and can fail)
             summary = Trainer(compose_run(overrides + ["train.compile=true"]), run_dir / "compiled").fit()
             result["compile"] = True
         except Exception as e:  # an Inductor/toolchain failure: report it, train eagerly instead
@@ -50,7 +50,7 @@ def check_training(model: str, device: str, steps: int, run_dir: Path, extra: li
         summary = Trainer(compose_run(overrides), run_dir / "eager").fit()
     history = summary.get("history") or json.loads(((run_dir / ("compiled" if result["compile"] else "eager"))
                                                     / "metrics.json").read_text())["history"]
-    losses = [h["loss"] for h in history]
+    losses = [h["valid_loss"] for h in history]
     result |= {"steps": summary["step"], "valid_losses": losses, "loss_falls": len(losses) >= 2 and
                losses[-1] < losses[0], "train_seconds": summary["train_seconds"]}
     return result
@@ -76,9 +76,12 @@ def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list
         raise NMTError(f"resume check: {model} wrote no checkpoint before it was killed ({run_dir})")
     saved = load_checkpoint(last)
     trainer = Trainer(compose_run(overrides), run_dir)
-    trainer._setup()
-    restored = all(torch.equal(v.cpu(), saved["model"][k].cpu()) for k, v in trainer.model.state_dict().items())
-    summary = trainer.fit()
+    try:
+        trainer._setup()
+        restored = all(torch.equal(v.cpu(), saved["model"][k].cpu()) for k, v in trainer.model.state_dict().items())
+    finally:
+        trainer.release()
+    summary = Trainer(compose_run(overrides), run_dir).fit()
     return {"model": model, "killed_at_step": int(saved["step"]), "weights_restored": restored,
             "finished_step": summary["step"], "finished": summary["step"] == steps}
 

@@ -68,7 +68,8 @@ def sentence_stats(hyps: Sequence[str], refs: Sequence[str], metric: str = "bleu
 
 def score_from_stats(stats: np.ndarray, metric: str = "bleu") -> float:
     """Corpus score of summed statistics (num_stats,)."""
-    return float(METRICS[metric]()._compute_score_from_stats(list(stats)).score)
+    # Python floats: the counts are exact integers, and float32 arithmetic would round the score.
+    return float(METRICS[metric]()._compute_score_from_stats([float(x) for x in stats]).score)
 
 
 def resampled_scores(stats: np.ndarray, idxs: np.ndarray, metric: str = "bleu") -> np.ndarray:

@@ -333,11 +333,16 @@ class Trainer:
             return self._finish()
         finally:
             self._restore_signal_handlers()
-            self.log.close()
-            if self._run_lock is not None:
-                self._run_lock.release()
-                self._run_lock = None
-            dist.cleanup(self.dist)
+            self.release()
+
+    def release(self) -> None:
+        """Close the run's log, free its run-directory lock and leave the process group (what `fit` does at its
+        end; for a trainer that was only set up, e.g. to inspect what a resume restores)."""
+        self.log.close()
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
+        dist.cleanup(self.dist)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_enabled:
