@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt.evaluation.plots import new_figure, save_png
+from nmt.plots import new_figure, save_png
 
 
 def main() -> None:
