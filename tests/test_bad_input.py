@@ -19,7 +19,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from train_utils import cli_env, overrides, start_train_cli, tiny_config, write_corpus
+from train_utils import cli_env, overrides, start_train_cli, tiny_config, train_cli, write_corpus
 
 import nmt.cli.evaluate
 import nmt.cli.translate
@@ -48,22 +48,6 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     return err[0]
-
-
-def train_cli(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> int:
-    """`nmt-train ARGS` in this process; returns the exit code."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    import nmt.cli.train
-
-    monkeypatch.setattr(sys, "argv", ["nmt-train", *args])
-    try:
-        nmt.cli.train.main()
-        return 0
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def translate_cli(*args: str) -> int:

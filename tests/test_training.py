@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import sys
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from train_utils import assert_same_parameters, overrides, parameters, tiny_config, write_corpus
+from train_utils import assert_same_parameters, overrides, parameters, tiny_config, train_cli, write_corpus
 
 import nmt.metrics.scores
 import nmt.training.trainer as trainer_module
@@ -160,26 +159,10 @@ def test_constant_schedule_with_warmup():
     assert not sched.on_validation(0.0) and sched.lr == pytest.approx(2e-3)
 
 
-def _run_cli(monkeypatch, args: list[str]) -> int:
-    """`nmt-train ARGS` in this process (the SIGTERM test in test_checkpoint.py runs it as a child process)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    import nmt.cli.train
-
-    monkeypatch.setattr(sys, "argv", ["nmt-train", *args])
-    try:
-        nmt.cli.train.main()
-        return 0
-    except SystemExit as e:
-        return int(e.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=3", "train.eval_every=2", f"hydra.run.dir={run_dir}")
-    assert _run_cli(monkeypatch, args) == 0
+    assert train_cli(monkeypatch, args) == 0
     out = capsys.readouterr().out
     for name in ("last.pt", "best.pt", "metrics.json", "train.log", ".hydra/config.yaml"):
         assert (run_dir / name).exists(), name
@@ -195,7 +178,7 @@ def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path, monkeypatch, 
 
 def test_train_cli_user_error_is_one_line_and_exit_2(setup, tmp_path, monkeypatch, capsys):
     args = overrides(*setup, "train.max_steps=0", f"hydra.run.dir={tmp_path}")
-    assert _run_cli(monkeypatch, args) == 2
+    assert train_cli(monkeypatch, args) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         "error: no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)"

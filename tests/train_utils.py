@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -89,3 +90,19 @@ def cli_env() -> dict[str, str]:
 def start_train_cli(args: list[str], **popen: object) -> subprocess.Popen:
     """`nmt-train` as a child process (same interpreter as the tests)."""
     return subprocess.Popen([sys.executable, "-m", "nmt.cli.train", *args], cwd=REPO, env=cli_env(), text=True, **popen)
+
+
+def train_cli(monkeypatch: Any, args: list[str]) -> int:
+    """`nmt-train ARGS` in this process; returns the exit code."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    import nmt.cli.train
+
+    monkeypatch.setattr(sys, "argv", ["nmt-train", *args])
+    try:
+        nmt.cli.train.main()
+        return 0
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        GlobalHydra.instance().clear()

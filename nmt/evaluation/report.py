@@ -36,6 +36,15 @@ def fmt_p(p: float | None) -> str:
     return f"{p:.4f}" + (" *" if p < 0.05 else "")
 
 
+def run_lines(report: dict[str, Any], first: str) -> list[str]:
+    """The header of an experiment report: `first`, the overrides of every run, the hardware, the total time."""
+    from nmt.runtime import hardware_line
+
+    overrides = ", ".join(f"`{o}`" for o in report["config"]["overrides"]) or "(none)"
+    return [first, f"- overrides for every run: {overrides}", f"- hardware: {hardware_line(report['hardware'])}",
+            f"- total time: {report['seconds'] / 60:.1f} min"]
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table
+from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, run_lines
 from nmt.experiments.bottleneck import ATTENTION, FIXED
 from nmt.experiments.verdicts import fmt_mean_std
-from nmt.runtime import hardware_line
 
 
 def _runs_table(report: dict[str, Any], corpus: str) -> list[str]:
@@ -87,12 +86,10 @@ def _pct(x: float | None) -> str:
 def render(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [f"# {report['title']}", ""]
-    lines.append(f"- preset: {report['preset'] or '(none)'}; seeds: {', '.join(map(str, cfg['seeds']))}; "
-                 f"models: {cfg['model_fixed']} vs {cfg['model_attention']}; train config: {cfg['train']}; "
-                 f"decoding: {cfg['decode']}")
-    lines.append(f"- overrides for every run: {', '.join(f'`{o}`' for o in cfg['overrides']) or '(none)'}")
-    lines.append(f"- hardware: {hardware_line(report['hardware'])}")
-    lines.append(f"- total time: {report['seconds'] / 60:.1f} min")
+    seeds = ", ".join(map(str, cfg["seeds"]))
+    lines += run_lines(report, f"- preset: {report['preset'] or '(none)'}; seeds: {seeds}; models: "
+                       f"{cfg['model_fixed']} vs {cfg['model_attention']}; train config: {cfg['train']}; "
+                       f"decoding: {cfg['decode']}")
     lines.append("")
     lines.append("Both systems share data, tokenizer, embedding/hidden sizes, layers, dropout, optimizer, schedule, "
                  "budget, seed and decoding; the fixed-context decoder sees only a fixed-size summary of the source. "

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table
-from nmt.runtime import hardware_line
+from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, run_lines
 
 STAGES = (("synthetic", "random N(0,1) q, k"), ("init", "model at initialisation"), ("trained", "model after training"))
 
@@ -147,12 +146,10 @@ SECTIONS = {
 def render(report: dict[str, Any]) -> str:
     cfg = report["config"]
     lines = [f"# {report['title']}", ""]
-    lines.append(f"- preset: {report['preset'] or '(none)'}; seeds {', '.join(map(str, cfg['seeds']))}; base model "
-                 f"{cfg['model']}; train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} "
-                 f"test sentences")
-    lines.append(f"- overrides for every run: {', '.join(f'`{o}`' for o in cfg['overrides']) or '(none)'}")
-    lines.append(f"- hardware: {hardware_line(report['hardware'])}")
-    lines.append(f"- total time: {report['seconds'] / 60:.1f} min")
+    seeds = ", ".join(map(str, cfg["seeds"]))
+    lines += run_lines(report, f"- preset: {report['preset'] or '(none)'}; seeds {seeds}; base model {cfg['model']}; "
+                       f"train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} test "
+                       f"sentences")
     lines += ["", "Verdicts per seed: supported / not supported when p < 0.05 in the claimed / opposite direction, "
               f"otherwise inconclusive at this budget; BLEU comparisons where no system reaches {cfg['min_bleu']:g} "
               "BLEU are inconclusive too. A claim's verdict is the one every seed gives, else inconclusive. "
