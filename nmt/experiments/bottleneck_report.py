@@ -98,7 +98,8 @@ def render(report: dict[str, Any]) -> str:
                  "original pairs plus data.concat.share of one grouping of the split per k = 2..K, so both systems "
                  "see every length they are tested on. Verdict: supported when, in every seed, the fixed-context "
                  "model keeps less of its k = 1 BLEU at the longest level (p < 0.01) and attention keeps more "
-                 "(p < 0.01); not supported when the fixed-context model keeps at least 90% or attention no more.")
+                 "(p < 0.01); not supported when the fixed-context model keeps at least 90% "
+                 "or attention keeps no more.")
     lines.append("")
     for section in report["sections"]:
         corpus, split = section["corpus"], section["split"]
