@@ -183,3 +183,22 @@ def test_cli_end_to_end(transformer_run, tiny_run, tmp_path):
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Transformer checkpoints only" in lines[0]
+
+
+def test_engine_comparison(transformer_run, tmp_path, capsys):
+    """nmt-bench --ctranslate2: our beam search and both exports on the same sentences, per thread count."""
+    from nmt.cli import bench
+
+    out = tmp_path / "engines.json"
+    bench.main(["--ctranslate2", str(transformer_run.run_dir / "last.pt"), "--decode-sentences", "12",
+                "--engine-threads", "1", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text(encoding="utf-8"))
+    rows = report["rows"]
+    assert [(r["engine"], r["threads"]) for r in rows] == [
+        (e, n) for n in (1, 2) for e in ("nmt", "ctranslate2 float32", "ctranslate2 int8")]
+    assert report["sentences"] == 12 and report["decode"]["beam"] == 5
+    for r in rows:
+        assert r["sentences_per_s"] > 0 and 0 <= r["bleu"] <= 100
+        assert r["bleu_vs_ours"] == pytest.approx(r["bleu"] - rows[3 * (r["threads"] == 2)]["bleu"])
+    assert rows[0]["speedup"] == 1.0 and "| ctranslate2 int8 | 2 |" in printed

@@ -20,6 +20,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 
 TINY = {
     "fixed": dict(arch="rnn_fixed"),
+    "fixed_untied": dict(arch="rnn_fixed", tie_embeddings=False),
     "fixed_init_only_lstm": dict(arch="rnn_fixed", context_mode="init_only", rnn_type="lstm", dec_layers=2),
     **{f"attention_{s}": dict(arch="rnn_attention", scorer=s) for s in SCORERS},
     "attention_heads_hard": dict(arch="rnn_attention", scorer="general", heads=2, hard=True),
@@ -27,6 +28,7 @@ TINY = {
         arch="rnn_attention", rnn_type="lstm", input_feeding=True, dec_layers=2, enc_layers=2, heads=2, temperature=0.5
     ),
     "attention_unidirectional": dict(arch="rnn_attention", bidirectional=False, scorer="scaled_dot"),
+    "attention_untied": dict(arch="rnn_attention", tie_embeddings=False),
     "transformer": dict(arch="transformer", heads=4, ff_dim=32, enc_layers=2, dec_layers=2),
     "transformer_learned_untied": dict(
         arch="transformer", heads=2, ff_dim=32, positions="learned", tie_embeddings=False
@@ -191,10 +193,34 @@ def test_transformer_cross_attention_and_tying() -> None:
     separate = tiny("transformer", src_vocab=V + 5)
     assert separate.tgt_embed.weight is separate.proj.weight
     assert separate.src_embed.weight.shape == (V + 5, 16)
+    two_tokenizers = build_model(ModelConfig(**{"emb_dim": 8, "hidden": 16, **TINY["transformer"]}), V, V,
+                                 joint_vocab=False)
+    assert two_tokenizers.tgt_embed.weight is two_tokenizers.proj.weight
+    assert two_tokenizers.src_embed.weight is not two_tokenizers.tgt_embed.weight
     untied = tiny("transformer_learned_untied")
     assert untied.proj.weight is not untied.tgt_embed.weight
     assert untied.src_embed.weight is not untied.tgt_embed.weight
     assert tiny("transformer").num_parameters() < untied.num_parameters() - V * 16
+
+
+@pytest.mark.parametrize("arch", ["rnn_fixed", "rnn_attention"])
+def test_rnn_tying(arch: str) -> None:
+    cfg = dict(arch=arch, emb_dim=8, hidden=16, tie_embeddings=True)
+    joint = build_model(ModelConfig(**cfg), V, V)
+    # Joint vocabulary: one (V, E) table embeds source and target and projects the readout to the vocabulary.
+    assert joint.encoder.embed.weight is joint.decoder.embed.weight is joint.decoder.proj.weight
+    assert torch.all(joint.decoder.embed.weight[PAD_ID] == 0)
+    separate = build_model(ModelConfig(**cfg), V + 5, V)
+    assert separate.decoder.embed.weight is separate.decoder.proj.weight
+    assert separate.encoder.embed.weight.shape == (V + 5, 8)
+    # Two tokenizers of equal size: the same id names different pieces, so the source keeps its own table.
+    two_tokenizers = build_model(ModelConfig(**cfg), V, V, joint_vocab=False)
+    assert two_tokenizers.encoder.embed.weight is not two_tokenizers.decoder.embed.weight
+    untied = build_model(ModelConfig(**{**cfg, "tie_embeddings": False}), V, V)
+    assert untied.num_parameters() == joint.num_parameters() + 2 * V * 8
+    src, lens, tgt_in = batch()
+    joint(src, lens, tgt_in).sum().backward()
+    assert joint.decoder.embed.weight.grad is not None
 
 
 def test_transformer_positions_limit() -> None:
@@ -242,7 +268,8 @@ def test_model_configs_build_and_the_comparison_is_fair() -> None:
     assert {"rnn_attention", "rnn_fixed", "transformer"} <= cfgs.keys()
     for suffix in ("", "_small"):
         fixed, attention = cfgs[f"rnn_fixed{suffix}"], cfgs[f"rnn_attention{suffix}"]
-        for key in ("emb_dim", "hidden", "enc_layers", "dec_layers", "dropout", "rnn_type", "bidirectional"):
+        for key in ("emb_dim", "hidden", "enc_layers", "dec_layers", "dropout", "rnn_type", "bidirectional",
+                    "tie_embeddings"):
             assert fixed[key] == attention[key], (suffix, key)
     for name, cfg in cfgs.items():
         model = build_model(cfg, 50, 50)

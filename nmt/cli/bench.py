@@ -1,6 +1,7 @@
 """`nmt-bench`: training and decoding speed of the model presets on this device (nmt/experiments/benchmark.py).
 
     nmt-bench --threads 1 --compare-threads 1 2
+    nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000   # engines side by side
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 from nmt.errors import user_errors
-from nmt.experiments import bench_against, benchmark
+from nmt.experiments import bench_against, benchmark, engines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,16 +43,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--against", metavar="REV|FILE.json",
                    help="also compare training tokens/s with a git revision (side by side, --rounds rounds, at "
                    "least 3) or with the JSON of an earlier run on this machine")
+    p.add_argument("--ctranslate2", metavar="CHECKPOINT", type=Path,
+                   help="instead: decode --decode-sentences sentences of --test-split with this Transformer "
+                   "checkpoint by our beam search and by its CTranslate2 float32 and int8 exports (nmt.experiments."
+                   "engines), per --engine-threads thread count")
+    p.add_argument("--engine-threads", type=int, nargs="+", help="thread counts of --ctranslate2 (default 1 2)")
     p.set_defaults(**benchmark.DEFAULTS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
         p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
+    if args.ctranslate2 and (args.decode_sentences < 1 or min(args.engine_threads) < 1):
+        p.error("with --ctranslate2, --decode-sentences and --engine-threads must be at least 1")
     return args
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.ctranslate2:
+        report = engines.run(args.ctranslate2, args.test_split, args.decode_sentences, args.engine_threads,
+                             out=args.out)
+        print(engines.markdown(report) + f"\n\nwritten: {report['path']}")
+        return
     report = benchmark.run(args, benchmark.data_config(args.data, args.data_root))
     print(benchmark.markdown(report))
     if args.against:

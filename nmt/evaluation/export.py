@@ -42,7 +42,8 @@ INFO_FORMAT = "nmt-ctranslate2"
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 
 
-def _ctranslate2() -> Any:
+def load_ctranslate2() -> Any:
+    """The ctranslate2 module, or one clear line when the optional extra is missing."""
     try:
         import ctranslate2
     except ImportError:
@@ -91,7 +92,7 @@ def _set_ffn(spec: Any, ff: torch.nn.Sequential, norm: torch.nn.LayerNorm) -> No
 
 def transformer_spec(model: Any, tokenizer: Any) -> Any:
     """A ctranslate2.specs.TransformerSpec holding `model`'s weights and the tokenizer's vocabularies."""
-    ct2 = _ctranslate2()
+    ct2 = load_ctranslate2()
     specs = ct2.specs
     enc_layers, dec_layers = len(model.encoder_layers), len(model.decoder_layers)
     encoder = specs.TransformerEncoderSpec(enc_layers, model.heads, pre_norm=True)
@@ -147,7 +148,7 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
     from nmt.models.transformer import Transformer
     from nmt.training.checkpoint import load_model
 
-    ct2 = _ctranslate2()
+    ct2 = load_ctranslate2()
     if quantization not in QUANTIZATIONS:
         raise NMTError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     out_dir = Path(out_dir)
@@ -243,7 +244,7 @@ def translate_ctranslate2(
 
     from nmt.decoding.search import max_output_lengths
 
-    ct2 = _ctranslate2()
+    ct2 = load_ctranslate2()
     if beam < 1 or batch_size < 1:
         raise NMTError(f"beam and batch_size must be at least 1, got beam={beam}, batch_size={batch_size}")
     info = read_export_info(model_dir)

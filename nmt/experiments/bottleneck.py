@@ -97,7 +97,7 @@ def plan(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[list[J
                                                           f"train.seed={cfg.seeds[0]}"])
         corpus = prepare_corpus(first.data, log=lambda msg, d=data: log(f"[{d}] {msg}"))
         tok = corpus.tokenizer
-        params = {s: build_model(c.model, tok.src_vocab_size, tok.tgt_vocab_size).num_parameters()
+        params = {s: build_model(c.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint).num_parameters()
                   for (_, s), c in runs.items()}
         tests = list(dict.fromkeys(resolve_split(corpus, s) for s in cfg.splits))
         levels = {t: _levels_of(corpus, t) for t in tests} if k > 1 else {}

@@ -200,7 +200,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
                for seed in cfg.seeds for name, extra in extras.items()}
     tok = corpus.tokenizer
     for run_cfg in configs.values():  # fail on a bad combination (e.g. heads vs sizes) before training
-        build_model(run_cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
+        build_model(run_cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint)
     jobs = [Job(f"{name}/seed{seed}", OmegaConf.to_container(c, resolve=True),
                 str(out / "runs" / f"{safe_name(name)}-seed{seed}"), [split], int(cfg.threads))
             for (name, seed), c in configs.items()]
@@ -276,7 +276,8 @@ def _scaling(ctx: dict[str, Any]) -> dict[str, Any]:
             for s, name in names.items():
                 if stage == "init":  # the trainer's own initialisation: same seed, same parameter layout
                     torch.manual_seed(int(ctx["seed"]))
-                    model = build_model(ctx["configs"][name].model, tok.src_vocab_size, tok.tgt_vocab_size)
+                    model = build_model(ctx["configs"][name].model, tok.src_vocab_size, tok.tgt_vocab_size,
+                                        tok.joint)
                     model.to(ctx["device"])
                 else:
                     model = load_model(ctx["results"][name]["checkpoint"], ctx["device"]).model

@@ -57,16 +57,22 @@ def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
         raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
 
 
-def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
-    """A freshly initialised model for `cfg` (a ModelConfig or its OmegaConf node); NMTError on bad options."""
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: bool = True) -> Seq2Seq:
+    """A freshly initialised model for `cfg` (a ModelConfig or its OmegaConf node); NMTError on bad options.
+
+    joint_vocab: source and target ids name the same pieces (a joint tokenizer), so with model.tie_embeddings
+    the source embedding can be the target's table as well.
+    """
     _check(cfg, src_vocab, tgt_vocab)
+    share_src = cfg.tie_embeddings and joint_vocab and src_vocab == tgt_vocab
     if cfg.arch == "transformer":
         return Transformer(src_vocab, tgt_vocab, dim=cfg.hidden, ff_dim=cfg.ff_dim, heads=cfg.heads,
                            enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
-                           positions=cfg.positions, tie_embeddings=cfg.tie_embeddings,
+                           positions=cfg.positions, tie_embeddings=cfg.tie_embeddings, share_src=share_src,
                            max_positions=cfg.max_positions)
     shared = dict(emb_dim=cfg.emb_dim, hidden=cfg.hidden, enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers,
-                  dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional)
+                  dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional,
+                  tie_embeddings=cfg.tie_embeddings, share_src=share_src)
     if cfg.arch == "rnn_fixed":
         return FixedContextSeq2Seq(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **shared)
     return AttentionSeq2Seq(src_vocab, tgt_vocab, scorer=cfg.scorer, heads=cfg.heads,

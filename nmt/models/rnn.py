@@ -12,7 +12,9 @@ layer tanh(W [state; context; embedding]) -> E and the output projection E -> V:
 - `AttentionSeq2Seq` (Bahdanau et al. 2015): at step t the previous decoder state attends over all encoder
   states to give c_t, [embedding; c_t] is the RNN input and the readout sees [s_t; c_t; embedding].
   With input feeding (Luong et al. 2015) the previous readout vector is fed to the RNN input as well.
-Embeddings are not tied in the RNN models (model.tie_embeddings applies to the Transformer).
+With tie_embeddings (Press & Wolf 2017) the decoder's embedding table is also its output projection (both are
+V x E, since the readout has size E), and with share_src (a joint vocabulary) the encoder reads the same
+table; the tied table starts at N(0, E^-1/2) so the first logits have unit scale.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: 
     cls = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn_type]
     return cls(input_size, hidden, layers, batch_first=True, bidirectional=bidirectional,
                dropout=dropout if layers > 1 else 0.0)
+
+
+def tie(encoder: RNNEncoder, decoder: nn.Module, share_src: bool) -> None:
+    """Share decoder.embed with decoder.proj and, with share_src and equal shapes, with encoder.embed."""
+    nn.init.normal_(decoder.embed.weight, 0.0, decoder.embed.embedding_dim ** -0.5)
+    with torch.no_grad():
+        decoder.embed.weight[PAD_ID].zero_()
+    decoder.proj.weight = decoder.embed.weight
+    if share_src and encoder.embed.weight.shape == decoder.embed.weight.shape:
+        encoder.embed = decoder.embed
 
 
 class RNNEncoder(nn.Module):
@@ -156,11 +168,14 @@ class FixedContextSeq2Seq(Seq2Seq):
 
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
-                 context_mode: str = "every_step") -> None:
+                 context_mode: str = "every_step", tie_embeddings: bool = False,
+                 share_src: bool = True) -> None:
         super().__init__()
         self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, enc_layers, dropout, rnn_type, bidirectional)
         self.decoder = FixedContextDecoder(tgt_vocab, emb_dim, hidden, dec_layers, dropout, rnn_type,
                                            self.encoder.out_dim, every_step=context_mode == "every_step")
+        if tie_embeddings:
+            tie(self.encoder, self.decoder, share_src)
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"states": (B, S, C) (never used by the decoder), "summary": c (B, C), "src_mask": (B, S)}."""
@@ -285,12 +300,15 @@ class AttentionSeq2Seq(Seq2Seq):
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
                  scorer: str = "additive", heads: int = 1, temperature: float = 1.0, hard: bool = False,
-                 input_feeding: bool = False, attention_dim: int = 0) -> None:
+                 input_feeding: bool = False, attention_dim: int = 0, tie_embeddings: bool = False,
+                 share_src: bool = True) -> None:
         super().__init__()
         self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, enc_layers, dropout, rnn_type, bidirectional)
         self.decoder = AttentionDecoder(tgt_vocab, emb_dim, hidden, dec_layers, dropout, rnn_type,
                                         self.encoder.out_dim, scorer, heads, temperature, hard, input_feeding,
                                         attention_dim)
+        if tie_embeddings:
+            tie(self.encoder, self.decoder, share_src)
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"states": (B, S, C), "summary": (B, C), "src_mask": (B, S), and the attention's per-batch

@@ -132,19 +132,19 @@ class DecoderLayer(nn.Module):
 class Transformer(Seq2Seq):
     """The Transformer (arch=transformer).
 
-    tie_embeddings: with src_vocab == tgt_vocab (a joint vocabulary) one table serves as source embedding,
-    target embedding and output projection; otherwise only the target embedding and the output projection
-    are shared. Embeddings are scaled by sqrt(D) before the positions are added.
+    tie_embeddings: the target embedding is also the output projection; with share_src (a joint vocabulary,
+    src_vocab == tgt_vocab) the same table embeds the source too. Embeddings are scaled by sqrt(D) before the
+    positions are added.
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, dim: int = 256, ff_dim: int = 1024, heads: int = 4,
                  enc_layers: int = 3, dec_layers: int = 3, dropout: float = 0.1, positions: str = "sinusoidal",
-                 tie_embeddings: bool = True, max_positions: int = 512) -> None:
+                 tie_embeddings: bool = True, max_positions: int = 512, share_src: bool = True) -> None:
         super().__init__()
         self.dim, self.heads, self.max_positions = dim, heads, max_positions
         self.scale = math.sqrt(dim)
         self.tgt_embed = nn.Embedding(tgt_vocab, dim, padding_idx=PAD_ID)
-        share_src = tie_embeddings and src_vocab == tgt_vocab
+        share_src = share_src and tie_embeddings and src_vocab == tgt_vocab
         self.src_embed = self.tgt_embed if share_src else nn.Embedding(src_vocab, dim, padding_idx=PAD_ID)
         if positions == "learned":
             self.pos_embed: nn.Embedding | None = nn.Embedding(max_positions, dim)

@@ -110,7 +110,7 @@ def load_model(
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
-    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size)
+    model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as e:

@@ -221,7 +221,8 @@ class Trainer:
         )
 
         seed_everything(tc.seed)
-        self.model = build_model(self.cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size)
+        self.model = build_model(self.cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size,
+                                 self.tokenizer.joint)
         self.model.to(self.device)
         if self.dist.enabled:  # same init on every rank (DDP broadcasts it anyway), own dropout masks per rank
             torch.manual_seed(tc.seed + 1000 * self.dist.rank)
