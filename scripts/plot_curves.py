@@ -1,7 +1,8 @@
 """Plot valid BLEU against training time for one or more runs, from their metrics.json.
 
     .venv/bin/python scripts/plot_curves.py outputs/multi30k_de_en/transformer/cpu20 \
-        outputs/multi30k_de_en/rnn_attention/cpu20 --out docs/valid_bleu_cpu.png
+        outputs/multi30k_de_en/rnn_attention/cpu20 --out docs/valid_bleu_cpu.png \
+        --labels "transformer" "rnn_attention"
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories holding metrics.json")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: arch and parameters)")
     args = parser.parse_args()
+    if args.labels and len(args.labels) != len(args.runs):
+        parser.error(f"--labels needs one label per run ({len(args.runs)})")
 
     fig = new_figure(6.4, 4.0)
     ax = fig.add_subplot(1, 1, 1)
-    for run in args.runs:
+    for i, run in enumerate(args.runs):
         metrics = json.loads((run / "metrics.json").read_text())
         history = metrics["history"]
+        label = args.labels[i] if args.labels else metrics["arch"]
         # Training minutes at each validation, assuming a steady step rate (validation time excluded).
         minutes_per_step = metrics["train_seconds"] / 60 / max(metrics["step"], 1)
         ax.plot(
             [h["step"] * minutes_per_step for h in history],
             [h["bleu"] for h in history],
             marker="o",
-            label=f"{metrics['arch']} ({metrics['num_parameters'] / 1e6:.1f}M params)",
+            label=f"{label} ({metrics['num_parameters'] / 1e6:.1f}M params)",
         )
     ax.set_xlabel("training minutes")
     ax.set_ylabel("valid BLEU (greedy)")

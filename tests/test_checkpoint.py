@@ -164,6 +164,26 @@ def test_resume_refuses_a_different_model(setup, tmp_path):
         other.fit()
 
 
+def test_checkpoints_with_separate_tables_where_the_model_ties_them(setup, tmp_path):
+    """An RNN checkpoint from before RNN tying (config says tie_embeddings, weights are separate) loads as the
+    untied model it is; resuming it into a tied model is refused in one line instead of merging the tables."""
+    Trainer(tiny_config(*setup, "train.max_steps=1", "model.arch=rnn_attention"), tmp_path).fit()
+    payload = load_checkpoint(tmp_path / "last.pt")
+    assert payload["config"]["model"]["tie_embeddings"]
+    state = payload["model"]
+    assert torch.equal(state["decoder.proj.weight"], state["decoder.embed.weight"])
+    state["decoder.proj.weight"] = torch.randn_like(state["decoder.proj.weight"])
+    save_checkpoint(tmp_path / "last.pt", payload)
+    loaded = checkpoint_module.load_model(tmp_path / "last.pt")
+    assert not loaded.cfg.model.tie_embeddings
+    assert torch.equal(loaded.model.decoder.proj.weight, state["decoder.proj.weight"])
+    assert torch.equal(loaded.model.decoder.embed.weight, state["decoder.embed.weight"])
+    resumed = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto", "model.arch=rnn_attention"),
+                      tmp_path)
+    with pytest.raises(NMTError, match=r"has separate .*decoder.proj.weight where the model shares one table"):
+        resumed.fit()
+
+
 def test_nmt_average_writes_the_mean_of_the_last_k_checkpoints(setup, tmp_path, capsys):
     from nmt.cli.average import main as average_main
     from nmt.training.checkpoint import load_model

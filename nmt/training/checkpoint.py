@@ -110,13 +110,31 @@ def load_model(
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
+    state = payload["model"]
+    if cfg.model.arch != "transformer" and "decoder.proj.weight" in state and not torch.equal(
+            state["decoder.proj.weight"], state["decoder.embed.weight"]):
+        # An RNN checkpoint from before the RNN models honoured model.tie_embeddings (its config says true).
+        cfg.model.tie_embeddings = False
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as e:
-        raise NMTError(f"{path}: weights do not fit the model in its config ({str(e).splitlines()[0]})") from e
+    load_weights(model, state, path)
     model.to(device).eval()
     return Loaded(model=model, tokenizer=tokenizer, cfg=cfg, path=path, payload=payload)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, Any], source: str | Path) -> None:
+    """model.load_state_dict(state), with one clear line when the weights do not fit, including a checkpoint
+    that holds separate tables where the model shares one (trained with another model.tie_embeddings)."""
+    names_of: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        names_of.setdefault(id(p), []).append(name)
+    for first, *others in (names for names in names_of.values() if len(names) > 1):
+        if any(first in state and n in state and not torch.equal(state[first], state[n]) for n in others):
+            raise NMTError(f"{source}: the checkpoint has separate {first} and {', '.join(others)} where the model "
+                           f"shares one table (it was trained with another model.tie_embeddings)")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise NMTError(f"{source}: weights do not fit the model in its config ({str(e).splitlines()[0]})") from e
 
 
 def resolve_checkpoint(entry: str | Path) -> Path:

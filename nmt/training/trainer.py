@@ -36,7 +36,7 @@ from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
 from nmt.runtime import pick_device, rng_state, seed_everything, set_rng_state, set_threads
 from nmt.training import distributed as dist
-from nmt.training.checkpoint import check_resumable, load_checkpoint, resume_path, save_under
+from nmt.training.checkpoint import check_resumable, load_checkpoint, load_weights, resume_path, save_under
 from nmt.training.run_log import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
 from nmt.training.validate import ValidSet, validate
@@ -273,7 +273,7 @@ class Trainer:
 
     def _restore(self, payload: dict[str, Any], path: Path | None) -> None:
         check_resumable(payload, path, self.cfg.model, self.tokenizer)
-        self.model.load_state_dict(payload["model"])
+        load_weights(self.model, payload["model"], path or "the checkpoint")
         self.optimizer.load_state_dict(payload["optimizer"])
         self.schedule.load_state_dict(payload["scheduler"])
         self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
