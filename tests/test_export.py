@@ -202,3 +202,8 @@ def test_engine_comparison(transformer_run, tmp_path, capsys):
         assert r["sentences_per_s"] > 0 and 0 <= r["bleu"] <= 100
         assert r["bleu_vs_ours"] == pytest.approx(r["bleu"] - rows[3 * (r["threads"] == 2)]["bleu"])
     assert rows[0]["speedup"] == 1.0 and "| ctranslate2 int8 | 2 |" in printed
+    # Greedy: the float32 export is our model decoding our way, so its BLEU is ours exactly.
+    bench.main(["--ctranslate2", str(transformer_run.run_dir / "last.pt"), "--decode-sentences", "12",
+                "--engine-threads", "1", "--engine-beam", "1", "--out", str(out)])
+    greedy = json.loads(out.read_text(encoding="utf-8"))
+    assert greedy["decode"]["beam"] == 1 and greedy["rows"][1]["bleu_vs_ours"] == 0.0

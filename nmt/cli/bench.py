@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from nmt.config import DecodeConfig
 from nmt.errors import user_errors
 from nmt.experiments import bench_against, benchmark, engines
 
@@ -48,12 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "checkpoint by our beam search and by its CTranslate2 float32 and int8 exports (nmt.experiments."
                    "engines), per --engine-threads thread count")
     p.add_argument("--engine-threads", type=int, nargs="+", help="thread counts of --ctranslate2 (default 1 2)")
+    p.add_argument("--engine-beam", type=int, help="beam size of --ctranslate2 (default 5; 1 = greedy)")
     p.set_defaults(**benchmark.DEFAULTS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
         p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
-    if args.ctranslate2 and (args.decode_sentences < 1 or min(args.engine_threads) < 1):
-        p.error("with --ctranslate2, --decode-sentences and --engine-threads must be at least 1")
+    if args.ctranslate2 and min(args.decode_sentences, args.engine_beam, *args.engine_threads) < 1:
+        p.error("with --ctranslate2, --decode-sentences, --engine-threads and --engine-beam must be at least 1")
     return args
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.ctranslate2:
         report = engines.run(args.ctranslate2, args.test_split, args.decode_sentences, args.engine_threads,
-                             out=args.out)
+                             DecodeConfig(beam=args.engine_beam), out=args.out)
         print(engines.markdown(report) + f"\n\nwritten: {report['path']}")
         return
     report = benchmark.run(args, benchmark.data_config(args.data, args.data_root))

@@ -309,7 +309,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_tokens": 4096, "decode_sentences": 30, "decode_batch_size": DecodeConfig.batch_size, "test_split": "test",
     "data": "multi30k_de_en", "data_root": "data", "compare_threads": [], "compare": [], "rounds": 2,
     "checkpoints": [], "peak_tflops": None, "out": None, "against": None, "ctranslate2": None,
-    "engine_threads": [1, 2],
+    "engine_threads": [1, 2], "engine_beam": 5,
 }
 
 

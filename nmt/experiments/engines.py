@@ -8,6 +8,7 @@ model directory (part of each `translate_ctranslate2` call). The engines run one
 thread count, so a change of machine load during the run would show in the ratios: run it on a quiet machine.
 
     nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000 --engine-threads 1 2
+    nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000 --engine-beam 1
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ layer tanh(W [state; context; embedding]) -> E and the output projection E -> V:
   With input feeding (Luong et al. 2015) the previous readout vector is fed to the RNN input as well.
 With tie_embeddings (Press & Wolf 2017) the decoder's embedding table is also its output projection (both are
 V x E, since the readout has size E), and with share_src (a joint vocabulary) the encoder reads the same
-table; the tied table starts at N(0, E^-1/2) so the first logits have unit scale.
+table. The tied table starts at N(0, E^-1/2) so that the first logits have unit scale, and its lookups are
+scaled by sqrt(E) (as in the Transformer) so that the RNN inputs do too.
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: 
 
 def tie(encoder: RNNEncoder, decoder: nn.Module, share_src: bool) -> None:
     """Share decoder.embed with decoder.proj and, with share_src and equal shapes, with encoder.embed."""
-    nn.init.normal_(decoder.embed.weight, 0.0, decoder.embed.embedding_dim ** -0.5)
+    dim = decoder.embed.embedding_dim
+    nn.init.normal_(decoder.embed.weight, 0.0, dim ** -0.5)
     with torch.no_grad():
         decoder.embed.weight[PAD_ID].zero_()
     decoder.proj.weight = decoder.embed.weight
     if share_src and encoder.embed.weight.shape == decoder.embed.weight.shape:
         encoder.embed = decoder.embed
+    for module in (encoder, decoder):
+        module.embed_scale = dim ** 0.5
 
 
 class RNNEncoder(nn.Module):
@@ -65,13 +69,14 @@ class RNNEncoder(nn.Module):
                  rnn_type: str = "gru", bidirectional: bool = True) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
+        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_rnn(rnn_type, emb_dim, hidden, layers, dropout, bidirectional)
         self.directions = 2 if bidirectional else 1
         self.out_dim = hidden * self.directions
 
     def forward(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
-        emb = self.dropout(self.embed(src))
+        emb = self.dropout(self.embed(src) * self.embed_scale)
         # pack_padded_sequence needs the lengths on the CPU: one host sync per batch, none per step.
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
@@ -113,6 +118,7 @@ class FixedContextDecoder(nn.Module):
         self.every_step = every_step
         ctx = context_dim if every_step else 0
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
+        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
         self.dropout = nn.Dropout(dropout)
         self.bridge = Bridge(context_dim, hidden, layers, lstm=rnn_type == "lstm")
         self.rnn = make_rnn(rnn_type, emb_dim + ctx, hidden, layers, dropout)
@@ -151,11 +157,11 @@ class FixedContextDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, state: dict[str, Tensor]) -> Tensor:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V)."""
-        return self._run(self.dropout(self.embed(tgt_in)), state)[0]
+        return self._run(self.dropout(self.embed(tgt_in) * self.embed_scale), state)[0]
 
     def step(self, tokens: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """tokens (B,) -> logits (B, V), next state."""
-        logits, state = self._run(self.dropout(self.embed(tokens)).unsqueeze(1), state)
+        logits, state = self._run(self.dropout(self.embed(tokens) * self.embed_scale).unsqueeze(1), state)
         return logits.squeeze(1), state
 
 
@@ -212,6 +218,7 @@ class AttentionDecoder(nn.Module):
         self.lstm = rnn_type == "lstm"
         self.input_feeding = input_feeding
         self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
+        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
         self.dropout = nn.Dropout(dropout)
         self.bridge = Bridge(enc_dim, hidden, layers, lstm=self.lstm)
         self.attention = Attention(make_scorer(scorer, hidden, enc_dim, heads, attention_dim), heads, temperature, hard)
@@ -259,7 +266,7 @@ class AttentionDecoder(nn.Module):
     def step(self, tokens: Tensor, state: dict[str, Any], memory: dict[str, Tensor]
              ) -> tuple[Tensor, dict[str, Any], Tensor]:
         """tokens (B,) -> logits (B, V), next state, attention (B, S) averaged over heads."""
-        emb = self.dropout(self.embed(tokens))
+        emb = self.dropout(self.embed(tokens) * self.embed_scale)
         s, context, weights, new_state = self._step(emb, state, memory)
         out = self._readout(s, context, emb)
         if self.input_feeding:
@@ -274,7 +281,7 @@ class AttentionDecoder(nn.Module):
         The loop over T runs only the recurrence; the readout (unless input feeding needs it per step) and
         the vocabulary projection are applied once to all steps.
         """
-        emb = self.dropout(self.embed(tgt_in))
+        emb = self.dropout(self.embed(tgt_in) * self.embed_scale)
         states, contexts, outs, attn = [], [], [], []
         # unbind, not emb[:, t]: the backward of T slices would allocate T zero-filled (B, T, E) gradients.
         for emb_t in emb.unbind(1):
