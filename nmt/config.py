@@ -162,10 +162,10 @@ class TrainConfig:
     max_bad_steps: int = 10  # consecutive non-finite losses before stopping
     attention_samples: int = 3  # valid sentences plotted to TensorBoard at each validation
     num_workers: int = 0
-    # torch CPU threads (0 = torch's default, one per core). 1 by default: on the 2-core development machine,
-    # with nothing else running, 2 threads trained at 0.51x (rnn_attention) and 0.58x (Transformer) the tokens/s
-    # of 1 (nmt-bench --compare-threads 1 2, README Benchmarks); set 0 on a machine with cores to spare.
-    cpu_threads: int = 1
+    # torch CPU threads (0 = torch's default, one per core). On the idle 2-core development machine 2 threads
+    # trained at 1.49x (rnn_attention) and 1.63x (Transformer) the tokens/s of 1 (nmt-bench --compare-threads 1 2,
+    # README Benchmarks), so a lone run uses every core; give 1 to each of several runs sharing the cores.
+    cpu_threads: int = 0
 
 
 @dataclass
