@@ -169,7 +169,8 @@ def test_train_cli_writes_checkpoints_and_metrics(setup, tmp_path, monkeypatch, 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     payload = load_checkpoint(run_dir / "last.pt")
     assert payload["step"] == 3 and metrics["stop_reason"] == "max_steps"
-    assert metrics["num_parameters"] == payload["num_parameters"] == sum(v.numel() for v in payload["model"].values())
+    tables = {v.data_ptr(): v for v in payload["model"].values()}  # a tied table is saved under each of its names
+    assert metrics["num_parameters"] == payload["num_parameters"] == sum(v.numel() for v in tables.values())
     assert f"{metrics['num_parameters']:,} parameters" in out
     assert f"{metrics['num_parameters']:,} parameters" in (run_dir / "train.log").read_text()
     assert [h["step"] for h in metrics["history"]] == [2, 3]  # every 2 steps and at the end
