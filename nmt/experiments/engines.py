@@ -4,7 +4,7 @@
 each thread count decodes the same first N sentences of a test split with each engine (the same beam size,
 length penalty, length limits and batch size) and reports sentences/s and sacreBLEU BLEU / chrF against the
 references. Every engine translates a few sentences first, untimed; the CTranslate2 timings include loading the
-model directory (part of each `translate_ctranslate2` call). The engines run one after the other within a
+model directory (part of each call). The engines run one after the other within a
 thread count, so a change of machine load during the run would show in the ratios: run it on a quiet machine.
 
     nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000 --engine-threads 1 2
@@ -25,7 +25,7 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.data.corpus import prepare_corpus
-from nmt.evaluation.export import export_ctranslate2, load_ctranslate2, translate_ctranslate2
+from nmt.evaluation.export import export_ctranslate2, load_ctranslate2
 from nmt.evaluation.report import md_table
 from nmt.evaluation.translator import Translator
 from nmt.metrics.scores import corpus_scores
@@ -51,9 +51,7 @@ def run(checkpoint: str | Path, split: str = "test", sentences: int = 1000, thre
     """
     decode = decode or DecodeConfig()
     threads = threads or [1, 2]
-    ours = Translator.from_checkpoint(checkpoint, device="cpu", decode={"beam": decode.beam, "alpha": decode.alpha,
-                                      "max_len_a": decode.max_len_a, "max_len_b": decode.max_len_b,
-                                      "batch_size": decode.batch_size})
+    ours = Translator.from_checkpoint(checkpoint, device="cpu", decode=decode)
     corpus = prepare_corpus(ours.loaded.cfg.data, log=lambda msg: print(f"data: {msg}", file=sys.stderr))
     data = corpus.split(split)
     lines, refs = list(data["src"][:sentences]), list(data["tgt"][:sentences])
@@ -65,10 +63,7 @@ def run(checkpoint: str | Path, split: str = "test", sentences: int = 1000, thre
             torch.set_num_threads(n)
             engines: dict[str, Callable[[list[str]], list[str]]] = {"nmt": ours.translate}
             for q, model_dir in exports.items():
-                engines[f"ctranslate2 {q}"] = (
-                    lambda batch, d=model_dir, n=n: translate_ctranslate2(
-                        d, batch, beam=decode.beam, alpha=decode.alpha, max_len_a=decode.max_len_a,
-                        max_len_b=decode.max_len_b, batch_size=decode.batch_size, threads=n))
+                engines[f"ctranslate2 {q}"] = Translator.from_ctranslate2(model_dir, decode, threads=n).translate
             for name, translate in engines.items():
                 print(f"decoding {len(lines)} sentences with {name}, {n} thread(s) ...", file=sys.stderr)
                 hyps, seconds = _timed(translate, lines)
