@@ -31,7 +31,7 @@ test: install ## run the whole test suite
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
 
-bottleneck: install ## fixed-context vs attention by input length, ~45 min on 2 CPU cores (PRESET=default|full)
+bottleneck: install ## fixed-context vs attention by input length, ~41 min on 2 CPU cores (PRESET=default|full)
 	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt.metrics.lengths import FEW_SENTENCES
+from nmt.metrics.significance import MIN_TEST_ITEMS
 
 
 def fmt_num(x: float | None, digits: int = 2) -> str:
@@ -108,11 +109,12 @@ def _length_section(report: dict[str, Any]) -> list[str]:
 
 
 def _comparison_section(report: dict[str, Any]) -> list[str]:
-    lines = ["## Paired bootstrap against the baseline", ""]
+    lines = ["## Paired comparison against the baseline", ""]
     n = report.get("bootstrap_samples")
     lines.append(
-        f"Paired bootstrap resampling ({n} samples, sacreBLEU's test); * marks p < 0.05. "
-        "Difference = system - baseline, with its 95% interval."
+        f"Difference = system - baseline, with its 95% paired bootstrap interval ({n} samples); p-values from "
+        f"approximate randomisation ({n} shuffles, two-sided), n/a below {MIN_TEST_ITEMS} sentences; "
+        "* marks p < 0.05."
     )
     lines.append("")
     header = ["bucket", "sentences", "baseline BLEU", "system BLEU", "difference", "95% CI", "p-value", "note"]

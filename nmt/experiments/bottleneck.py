@@ -337,15 +337,15 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
                                                           "eval_every", "lr")},
                 "models": {FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
                 "natural": {"seeds": natural, "aggregate": aggregate(natural)}, "levels": None}
-            seeds_note = "" if len(natural) == 1 else f", mean ± std over {len(natural)} seeds"
+            spread = "95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds"
             fig = plot_bleu_by_length(natural_plot_rows(natural, section["natural"]["aggregate"]),
-                                      title=f"Natural lengths: {c['name']} {test}{seeds_note}")
+                                      title=f"Natural lengths: {c['name']} {test}\n{spread}")
             stem = f"{safe_name(c['name'])}_{safe_name(test)}"
             section["natural"]["plot"] = save_png(fig, out / f"{stem}_natural_lengths.png").name
             if c["levels"]:
                 log(f"[{c['name']}] scoring the length-controlled levels of {test} ...")
                 levels = analyse_levels(c, test, results, cfg)
-                title = f"{c['name']} {test}: BLEU by input length{seeds_note or ' (95% CI)'}"
+                title = f"BLEU by input length: {c['name']} {test}\n{spread}"
                 levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
                 if levels["sweep"]:
                     levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], "Capacity "
