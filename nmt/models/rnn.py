@@ -44,6 +44,17 @@ def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: 
                dropout=dropout if layers > 1 else 0.0)
 
 
+class ScaledEmbedding(nn.Embedding):
+    """nn.Embedding whose lookups are multiplied by `scale`: 1, or sqrt(E) for a tied table (see `tie`).
+    Same parameters and state-dict keys as nn.Embedding."""
+
+    scale = 1.0
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids (...) -> (..., E)."""
+        return super().forward(ids) * self.scale
+
+
 def tie(encoder: RNNEncoder, decoder: nn.Module, share_src: bool) -> None:
     """Share decoder.embed with decoder.proj and, with share_src and equal shapes, with encoder.embed."""
     dim = decoder.embed.embedding_dim
@@ -53,8 +64,8 @@ def tie(encoder: RNNEncoder, decoder: nn.Module, share_src: bool) -> None:
     decoder.proj.weight = decoder.embed.weight
     if share_src and encoder.embed.weight.shape == decoder.embed.weight.shape:
         encoder.embed = decoder.embed
-    for module in (encoder, decoder):
-        module.embed_scale = dim ** 0.5
+    for embed in (encoder.embed, decoder.embed):
+        embed.scale = dim ** 0.5
 
 
 class RNNEncoder(nn.Module):
@@ -68,15 +79,14 @@ class RNNEncoder(nn.Module):
     def __init__(self, vocab: int, emb_dim: int, hidden: int, layers: int = 1, dropout: float = 0.0,
                  rnn_type: str = "gru", bidirectional: bool = True) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
-        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
+        self.embed = ScaledEmbedding(vocab, emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.rnn = make_rnn(rnn_type, emb_dim, hidden, layers, dropout, bidirectional)
         self.directions = 2 if bidirectional else 1
         self.out_dim = hidden * self.directions
 
     def forward(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
-        emb = self.dropout(self.embed(src) * self.embed_scale)
+        emb = self.dropout(self.embed(src))
         # pack_padded_sequence needs the lengths on the CPU: one host sync per batch, none per step.
         packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
         out, final = self.rnn(packed)
@@ -117,8 +127,7 @@ class FixedContextDecoder(nn.Module):
         super().__init__()
         self.every_step = every_step
         ctx = context_dim if every_step else 0
-        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
-        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
+        self.embed = ScaledEmbedding(vocab, emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.bridge = Bridge(context_dim, hidden, layers, lstm=rnn_type == "lstm")
         self.rnn = make_rnn(rnn_type, emb_dim + ctx, hidden, layers, dropout)
@@ -157,11 +166,11 @@ class FixedContextDecoder(nn.Module):
 
     def forward(self, tgt_in: Tensor, state: dict[str, Tensor]) -> Tensor:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V)."""
-        return self._run(self.dropout(self.embed(tgt_in) * self.embed_scale), state)[0]
+        return self._run(self.dropout(self.embed(tgt_in)), state)[0]
 
     def step(self, tokens: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """tokens (B,) -> logits (B, V), next state."""
-        logits, state = self._run(self.dropout(self.embed(tokens) * self.embed_scale).unsqueeze(1), state)
+        logits, state = self._run(self.dropout(self.embed(tokens)).unsqueeze(1), state)
         return logits.squeeze(1), state
 
 
@@ -217,8 +226,7 @@ class AttentionDecoder(nn.Module):
         super().__init__()
         self.lstm = rnn_type == "lstm"
         self.input_feeding = input_feeding
-        self.embed = nn.Embedding(vocab, emb_dim, padding_idx=PAD_ID)
-        self.embed_scale = 1.0  # sqrt(E) when tied (see `tie`)
+        self.embed = ScaledEmbedding(vocab, emb_dim, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
         self.bridge = Bridge(enc_dim, hidden, layers, lstm=self.lstm)
         self.attention = Attention(make_scorer(scorer, hidden, enc_dim, heads, attention_dim), heads, temperature, hard)
@@ -266,7 +274,7 @@ class AttentionDecoder(nn.Module):
     def step(self, tokens: Tensor, state: dict[str, Any], memory: dict[str, Tensor]
              ) -> tuple[Tensor, dict[str, Any], Tensor]:
         """tokens (B,) -> logits (B, V), next state, attention (B, S) averaged over heads."""
-        emb = self.dropout(self.embed(tokens) * self.embed_scale)
+        emb = self.dropout(self.embed(tokens))
         s, context, weights, new_state = self._step(emb, state, memory)
         out = self._readout(s, context, emb)
         if self.input_feeding:
@@ -281,7 +289,7 @@ class AttentionDecoder(nn.Module):
         The loop over T runs only the recurrence; the readout (unless input feeding needs it per step) and
         the vocabulary projection are applied once to all steps.
         """
-        emb = self.dropout(self.embed(tgt_in) * self.embed_scale)
+        emb = self.dropout(self.embed(tgt_in))
         states, contexts, outs, attn = [], [], [], []
         # unbind, not emb[:, t]: the backward of T slices would allocate T zero-filled (B, T, E) gradients.
         for emb_t in emb.unbind(1):
