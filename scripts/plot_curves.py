@@ -31,7 +31,7 @@ def main() -> None:
     fig = new_figure(6.4, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     labels = args.labels or [None] * len(args.runs)
-    curves = [(run, label, "-") for run, label in zip(args.runs, labels)]
+    curves = [(run, label, "-") for run, label in zip(args.runs, labels, strict=True)]
     curves += [(Path(run), label, "--") for run, label in args.reference]
     for run, label, style in curves:
         metrics = json.loads((run / "metrics.json").read_text())

@@ -191,3 +191,17 @@ def test_cli_rejects_unknown_keys_and_groups_at_start_up(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert all(word in err for word in expected), err
     assert list(tmp_path.iterdir()) == [], "nothing is prepared or written"
+
+
+def test_v4k_preset_is_multi30k_with_a_4k_vocabulary_and_its_own_cache():
+    from hydra import compose, initialize_config_dir
+
+    from nmt.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        base = compose(config_name="config")
+        v4k = compose(config_name="config", overrides=["data=multi30k_de_en_v4k"])
+    assert (v4k.data.name, v4k.data.tokenizer.vocab_size) == ("multi30k_de_en_v4k", 4000)
+    assert base.data.tokenizer.vocab_size == 8000
+    for key in ("source", "src_lang", "tgt_lang", "test_sets"):
+        assert v4k.data[key] == base.data[key]
