@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
-from nmt.config import DataConfig, TokenizerConfig
+from nmt.config import CONFIG_DIR, DataConfig, TokenizerConfig
 from nmt.data import corpus as corpus_module
 from nmt.data.corpus import prepare_corpus
 from nmt.data.sources import read_corpus_lines
@@ -194,10 +195,6 @@ def test_cli_rejects_unknown_keys_and_groups_at_start_up(tmp_path, monkeypatch, 
 
 
 def test_v4k_preset_is_multi30k_with_a_4k_vocabulary_and_its_own_cache():
-    from hydra import compose, initialize_config_dir
-
-    from nmt.config import CONFIG_DIR
-
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         base = compose(config_name="config")
         v4k = compose(config_name="config", overrides=["data=multi30k_de_en_v4k"])
