@@ -16,7 +16,7 @@ __all__ = ["Translator", "evaluate"]
 
 def __getattr__(name: str) -> Any:
     if name == "Translator":
-        from nmt.evaluation.translator import Translator
+        from nmt.inference.translator import Translator
 
         return Translator
     if name == "evaluate":

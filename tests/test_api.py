@@ -9,7 +9,7 @@ import pytest
 
 import nmt
 from nmt.errors import NMTError
-from nmt.evaluation.translator import Translator
+from nmt.inference.translator import Translator
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 RUN_DIR_IN_README = "outputs/multi30k_de_en/rnn_attention/2026-12-01_18-00-00"

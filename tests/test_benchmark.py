@@ -1,4 +1,4 @@
-"""`nmt-bench` (nmt/experiments/benchmark.py) on tiny settings: report fields and values, Transformer FLOP count."""
+"""`nmt-bench` (nmt/bench/benchmark.py) on tiny settings: report fields and values, Transformer FLOP count."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from nmt.bench import bench_against, benchmark
 from nmt.cli import bench as bench_cli
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data.batching import collate
 from nmt.errors import NMTError
-from nmt.experiments import bench_against, benchmark
 from nmt.models import Transformer
 
 

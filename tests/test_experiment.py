@@ -20,9 +20,9 @@ from nmt.experiments.verdicts import (
     comparison_verdict,
     length_verdict,
     mean_std,
-    retention,
 )
 from nmt.metrics import paired_mean_bootstrap
+from nmt.metrics.retention import retention
 
 
 def retained(fixed: float, attention: float, p_fixed: float = 0.001, p_diff: float = 0.001,

@@ -22,7 +22,7 @@ from nmt.data.batching import collate  # noqa: E402
 from nmt.data.tokenizer import Tokenizer  # noqa: E402
 from nmt.decoding.search import translate  # noqa: E402
 from nmt.errors import NMTError  # noqa: E402
-from nmt.evaluation.export import INFO_FILE, export_ctranslate2, translate_ctranslate2  # noqa: E402
+from nmt.inference.export import INFO_FILE, export_ctranslate2, translate_ctranslate2  # noqa: E402
 from nmt.models import build_model  # noqa: E402
 from nmt.training.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from test_experiment import tiny_overrides
 
+from nmt.bench.gpu_check import run_gpu_check
 from nmt.cli.gpu_check import main
-from nmt.experiments.gpu_check import run_gpu_check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the real check applies")

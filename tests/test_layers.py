@@ -1,7 +1,7 @@
 """The package's layers read forward: each module imports only from its own layer or the layers before it.
 
-    config, errors, runtime, io, plots -> data -> models -> decoding -> metrics -> training -> evaluation
-    -> experiments -> cli
+    config, errors, runtime, io, plots -> data -> models -> decoding -> metrics -> training -> inference
+    -> evaluation -> experiments -> bench -> cli
 
 Every import counts, also those inside functions. `nmt/__init__.py` (lazy public names) is exempt.
 """
@@ -19,8 +19,10 @@ LAYERS = [
     {"decoding"},
     {"metrics"},
     {"training"},
+    {"inference"},
     {"evaluation"},
     {"experiments"},
+    {"bench"},
     {"cli"},
 ]
 

@@ -1,4 +1,4 @@
-"""`nmt-bench`: training and decoding speed of the model presets on this device (nmt/experiments/benchmark.py).
+"""`nmt-bench`: training and decoding speed of the model presets on this device (nmt/bench/benchmark.py).
 
     nmt-bench --threads 1 --compare-threads 1 2
     nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000   # engines side by side
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
+from nmt.bench import bench_against, benchmark, engines
 from nmt.config import DecodeConfig
 from nmt.errors import user_errors
-from nmt.experiments import bench_against, benchmark, engines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """nmt-bench's options; their defaults are nmt.experiments.benchmark.DEFAULTS."""
+    """nmt-bench's options; their defaults are nmt.bench.benchmark.DEFAULTS."""
     p = argparse.ArgumentParser(description=benchmark.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", help="presets from configs/model/")
     p.add_argument("--small", action="store_true", help="use the <model>_small presets")

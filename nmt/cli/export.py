@@ -24,7 +24,7 @@ FORMATS = ("ctranslate2",)
 
 @user_errors
 def run(cfg: DictConfig) -> Path:
-    from nmt.evaluation.export import export_ctranslate2
+    from nmt.inference.export import export_ctranslate2
     from nmt.training.checkpoint import resolve_checkpoint
 
     if not cfg.checkpoint:

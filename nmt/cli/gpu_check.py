@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nmt.bench.gpu_check import run_gpu_check
 from nmt.errors import NMTError, user_errors
-from nmt.experiments.gpu_check import run_gpu_check
 
 
 @user_errors

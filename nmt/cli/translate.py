@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import CONFIG_DIR
 from nmt.errors import NMTError, user_errors
-from nmt.evaluation.translator import Translator, format_lines
+from nmt.inference.translator import Translator, format_lines
 from nmt.io import check_writable, read_stream, read_text_lines, write_lines
 
 

@@ -1,2 +1,1 @@
-"""Evaluation: decode a split with checkpoints and report (evaluate.py), translate from Python (translator.py),
-Markdown reports (report.py)."""
+"""Evaluation: decode a split with checkpoints and report (evaluate.py), Markdown reports (report.py)."""

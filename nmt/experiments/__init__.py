@@ -1,2 +1,2 @@
-"""Experiments: several trainings turned into verdicts (bottleneck.py, claims.py, with runner.py and
-verdicts.py), and the speed benchmark (benchmark.py)."""
+"""Experiments: several trainings turned into verdicts (bottleneck.py, claims.py), with their runner
+(runner.py), verdict rules (verdicts.py) and reports."""

@@ -29,10 +29,9 @@ from nmt.experiments.verdicts import (
     capacity_sentence,
     length_verdict,
     mean_std,
-    retention,
-    slope,
 )
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_lines, write_text
+from nmt.metrics.retention import retention, slope
 from nmt.runtime import hardware
 
 FIXED, ATTENTION = "rnn_fixed", "rnn_attention"

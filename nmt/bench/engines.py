@@ -25,9 +25,9 @@ import torch
 
 from nmt.config import DecodeConfig
 from nmt.data.corpus import prepare_corpus
-from nmt.evaluation.export import export_ctranslate2, load_ctranslate2
 from nmt.evaluation.report import md_table
-from nmt.evaluation.translator import Translator
+from nmt.inference.export import export_ctranslate2, load_ctranslate2
+from nmt.inference.translator import Translator
 from nmt.metrics.scores import corpus_scores
 from nmt.runtime import hardware
 

@@ -73,8 +73,8 @@ class Translator:
     def from_ctranslate2(model_dir: str | Path, decode: DecodeConfig | Mapping[str, Any] | None = None,
                          threads: int = 1) -> ExportedTranslator:
         """A translator over a CTranslate2 export (nmt-export): the same decode settings, the engine's search
-        (see nmt.evaluation.export.translate_ctranslate2 for what differs in beam search)."""
-        from nmt.evaluation.export import read_export_info
+        (see nmt.inference.export.translate_ctranslate2 for what differs in beam search)."""
+        from nmt.inference.export import read_export_info
 
         read_export_info(model_dir)  # one clear line if this is not an export
         if threads < 1:
@@ -91,7 +91,7 @@ class ExportedTranslator:
         self.model_dir, self.decode, self.threads = model_dir, decode, threads
 
     def translate(self, lines: Sequence[str]) -> list[str]:
-        from nmt.evaluation.export import translate_ctranslate2
+        from nmt.inference.export import translate_ctranslate2
 
         d = self.decode
         return translate_ctranslate2(self.model_dir, list(lines), beam=d.beam, alpha=d.alpha, max_len_a=d.max_len_a,

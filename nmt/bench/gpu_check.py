@@ -5,7 +5,7 @@ with bf16 autocast, fused AdamW and TF32 (the Transformer also through torch.com
 when compilation fails) and its validation loss must fall; a run is killed (SIGKILL) after its first
 checkpoint and resumed, and the resumed weights must equal that checkpoint's; the Transformer decodes
 validation sentences with beam search; a one-process `torchrun` run initialises NCCL and trains; and the
-speed benchmark (nmt/experiments/benchmark.py) prints tokens/s, peak memory and the Transformer's MFU.
+speed benchmark (nmt/bench/benchmark.py) prints tokens/s, peak memory and the Transformer's MFU.
 Without CUDA it says so in one line and does nothing (exit 0). `device=cpu` runs the same checks on the CPU
 (gloo instead of NCCL, no autocast), which is how the tests exercise it.
 """
@@ -123,8 +123,8 @@ def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "out
         return None
     from omegaconf import OmegaConf
 
+    from nmt.bench import benchmark
     from nmt.config import DataConfig
-    from nmt.experiments import benchmark
     from nmt.experiments.runner import compose_run
 
     extra = list(extra or [])
