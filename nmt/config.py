@@ -215,7 +215,7 @@ class TranslateConfig:
 
     checkpoint: str = ""  # checkpoint file or run dir (engine=torch)
     engine: str = "torch"  # torch | ctranslate2 (a Transformer exported with nmt-export)
-    model: str = ""  # engine=ctranslate2: the exported model directory
+    export_dir: str = ""  # engine=ctranslate2: the model directory written by nmt-export
     threads: int = 1  # engine=ctranslate2: the engine's CPU threads
     input: str = "-"  # file or - for stdin
     output: str = "-"  # file or - for stdout

@@ -179,6 +179,14 @@ def test_cli_end_to_end(transformer_run, tiny_run, tmp_path):
     ok = export(f"checkpoint={transformer_run.run_dir}", f"out={tmp_path / 'cli'}", "quantization=float32")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "cli" / "model.bin").is_file() and "exported" in ok.stdout
+    source = tmp_path / "in.de"
+    source.write_text("Ein Hund läuft.\n\nZwei Männer.\n", encoding="utf-8")
+    translated = subprocess.run(
+        [Path(sys.executable).parent / "nmt-translate", "engine=ctranslate2", f"export_dir={tmp_path / 'cli'}",
+         f"input={source}", f"output={tmp_path / 'out.en'}", "threads=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert translated.returncode == 0, translated.stderr
+    assert len((tmp_path / "out.en").read_text(encoding="utf-8").splitlines()) == 3
     bad = export(f"checkpoint={tiny_run.run_dir / 'best.pt'}", f"out={tmp_path / 'rnn'}")
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()

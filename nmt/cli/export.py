@@ -4,7 +4,7 @@
     nmt-export checkpoint=outputs/<run dir> out=exports/ct2-fp32 quantization=float32
 
 `out` must not exist or be empty: an export is never overwritten. Translate with the result through
-`nmt-translate engine=ctranslate2 model=<out>` or `Translator.from_ctranslate2(<out>)` (the SentencePiece
+`nmt-translate engine=ctranslate2 export_dir=<out>` or `Translator.from_ctranslate2(<out>)` (the SentencePiece
 model is inside).
 Needs the optional engine: pip install -e .[fast]
 """

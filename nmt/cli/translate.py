@@ -4,7 +4,7 @@
     cat test.de | nmt-translate checkpoint=outputs/<run dir> decode=greedy > out.en
     nmt-translate checkpoint=... input=test.de decode.nbest=5       # "i ||| hypothesis ||| score" lines
     nmt-translate checkpoint=...                                     # at a terminal: line by line
-    nmt-translate engine=ctranslate2 model=exports/ct2-int8 input=test.de   # an nmt-export model directory
+    nmt-translate engine=ctranslate2 export_dir=exports/ct2-int8 input=test.de   # an nmt-export directory
 
 Empty input lines give empty output lines. Lines longer than max_input_tokens pieces are truncated, with a
 warning on stderr. Output files are written whole or not at all (temp file + rename).
@@ -80,9 +80,9 @@ def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = No
 
 def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """engine=ctranslate2: a whole file or stdin through an nmt-export model directory."""
-    if not cfg.model:
-        raise NMTError("engine=ctranslate2 needs model=<directory written by nmt-export>")
-    translator = Translator.from_ctranslate2(cfg.model, OmegaConf.to_container(cfg.decode), cfg.threads)
+    if not cfg.export_dir:
+        raise NMTError("engine=ctranslate2 needs export_dir=<directory written by nmt-export>")
+    translator = Translator.from_ctranslate2(cfg.export_dir, OmegaConf.to_container(cfg.decode), cfg.threads)
     lines = read_stream(stdin, "stdin") if cfg.input == "-" else read_text_lines(cfg.input, "input file")
     start = time.perf_counter()
     result = translator.translate(lines)
