@@ -16,10 +16,20 @@ With tie_embeddings (Press & Wolf 2017) the decoder's embedding table is also it
 V x E, since the readout has size E), and with share_src (a joint vocabulary) the encoder reads the same
 table. The tied table starts at N(0, E^-1/2) so that the first logits have unit scale, and its lookups are
 scaled by sqrt(E) (as in the Transformer) so that the RNN inputs do too.
+
+Precision: the recurrences (the encoder's nn.GRU/nn.LSTM, the fixed-context decoder's, the attention decoder's
+cells) run in their weights' dtype, fp32, with autocast switched off around them and their inputs and states
+cast to that dtype (`no_autocast`, `cast_to`); under bf16 autocast the layers around them (bridge, attention,
+readout, projection) still run in bf16. Autocast would otherwise run cuDNN's nn.GRU/nn.LSTM in fp16 whatever
+its dtype (and without a loss scaler, as none is needed for bf16), but the cells in bf16: the two models
+compared here would not even share a precision. fp32 rather than bf16 weights, because a recurrent state is
+rounded again at every step, so the error grows with sentence length, the very axis the bottleneck
+experiment measures.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -42,6 +52,19 @@ def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: 
     cls = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn_type]
     return cls(input_size, hidden, layers, batch_first=True, bidirectional=bidirectional,
                dropout=dropout if layers > 1 else 0.0)
+
+
+def no_autocast(x: Tensor) -> contextlib.AbstractContextManager[Any]:
+    """The context the recurrences run in: autocast off on x's device when it is on (else nothing changes).
+    The caller casts the RNN's inputs and states to the RNN's weight dtype inside it (`cast_to`)."""
+    device = x.device.type
+    return torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else contextlib.nullcontext()
+
+
+def cast_to(module: nn.Module, state: Tensor | tuple[Tensor, ...]) -> Tensor | tuple[Tensor, ...]:
+    """A tensor, or an LSTM's (h, c), in the dtype of `module`'s weights (the same tensors when they already are)."""
+    dtype = next(module.parameters()).dtype
+    return tuple(s.to(dtype) for s in state) if isinstance(state, tuple) else state.to(dtype)
 
 
 class ScaledEmbedding(nn.Embedding):
@@ -88,8 +111,9 @@ class RNNEncoder(nn.Module):
     def forward(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
         emb = self.dropout(self.embed(src))
         # pack_padded_sequence needs the lengths on the CPU: one host sync per batch, none per step.
-        packed = pack_padded_sequence(emb, src_lens.cpu(), batch_first=True, enforce_sorted=False)
-        out, final = self.rnn(packed)
+        packed = pack_padded_sequence(cast_to(self.rnn, emb), src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        with no_autocast(emb):
+            out, final = self.rnn(packed)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if isinstance(final, tuple):  # LSTM (h, c): the summary is built from h
             final = final[0]
@@ -149,13 +173,11 @@ class FixedContextDecoder(nn.Module):
         b, t, _ = emb.shape
         h0 = state["hidden"].transpose(0, 1).contiguous()  # nn.GRU wants (L, B, H)
         rnn_state = (h0, state["cell"].transpose(0, 1).contiguous()) if "cell" in state else h0
-        if self.every_step:
-            ctx = state["context"].unsqueeze(1).expand(b, t, -1)
-            out, final = self.rnn(torch.cat([emb, ctx], dim=-1), rnn_state)
-            features = torch.cat([out, ctx, emb], dim=-1)
-        else:
-            out, final = self.rnn(emb, rnn_state)
-            features = torch.cat([out, emb], dim=-1)
+        ctx = state["context"].unsqueeze(1).expand(b, t, -1) if self.every_step else None
+        rnn_in = torch.cat([emb, ctx], dim=-1) if self.every_step else emb
+        with no_autocast(emb):
+            out, final = self.rnn(cast_to(self.rnn, rnn_in), cast_to(self.rnn, rnn_state))
+        features = torch.cat([out, ctx, emb] if self.every_step else [out, emb], dim=-1)
         logits = self.proj(self.dropout(torch.tanh(self.readout(features))))
         new_state = dict(state)
         if isinstance(final, tuple):
@@ -253,15 +275,17 @@ class AttentionDecoder(nn.Module):
         context, weights = self.attention(hidden[-1], memory)
         x = torch.cat([emb, context, state["feed"]] if self.input_feeding else [emb, context], dim=-1)
         new_hidden, new_cell = [], []
-        for i, cell in enumerate(self.cells):
-            if self.lstm:
-                h, c = cell(x, (hidden[i], state["cell"][i]))
-                new_cell.append(c)
-            else:
-                h = cell(x, hidden[i])
-            new_hidden.append(h)
-            if i + 1 < len(self.cells):
-                x = self.dropout(h)  # between layers only; the readout gets the undropped top state
+        with no_autocast(x):
+            x = cast_to(self.cells, x)
+            for i, cell in enumerate(self.cells):
+                if self.lstm:
+                    h, c = cell(x, cast_to(cell, (hidden[i], state["cell"][i])))
+                    new_cell.append(c)
+                else:
+                    h = cell(x, cast_to(cell, hidden[i]))
+                new_hidden.append(h)
+                if i + 1 < len(self.cells):
+                    x = self.dropout(h)  # between layers only; the readout gets the undropped top state
         new_state = {"hidden": new_hidden}
         if self.lstm:
             new_state["cell"] = new_cell
