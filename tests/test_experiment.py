@@ -21,7 +21,7 @@ from nmt.experiments.verdicts import (
     length_verdict,
     mean_std,
 )
-from nmt.metrics import paired_mean_bootstrap
+from nmt.metrics import corpus_score, paired_mean_bootstrap
 from nmt.metrics.retention import retention
 
 
@@ -130,7 +130,7 @@ def test_presets_and_overrides() -> None:
     # Dotted run keys go to every training run, after the preset's own overrides.
     cfg, _ = load_script_config("bottleneck", ["preset=default", "train.max_steps=7", "+data.files.x=[a,b]"])
     assert list(cfg.overrides)[-2:] == ["train.max_steps=7", "+data.files.x=[a,b]"]
-    assert cfg.overrides[:2] == ["data.concat.share=0.25", "train.max_minutes=19"]  # the preset's come first
+    assert cfg.overrides[:2] == ["data.concat.share=0.25", "train.max_steps=500"]  # the preset's come first
     with pytest.raises(NMTError, match="seedz"):
         load_script_config("bottleneck", ["preset=default", "seedz=[1]"])
     with pytest.raises(NMTError, match="unknown preset=tiny.*default"):
@@ -162,8 +162,8 @@ def tiny_overrides(files: dict[str, list[str]], data_root: Path) -> list[str]:
         "train.max_minutes=0",
         "train.batch_tokens=400",
         "train.lr=5e-3",
-        "train.eval_every=5",
-        "train.save_every=1000",
+        "train.eval_every=2",
+        "train.save_every=2",
         "train.eval_max_sentences=10",
         "train.attention_samples=0",
         "train.resume=never",
@@ -201,17 +201,26 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     lv = section["levels"]
     assert [r["k"] for r in lv["levels"]] == [1, 2, 3]
     assert [r["examples"] for r in lv["levels"]] == [60, 30 + 29, 20 + 19 + 19]
-    assert lv["groups"] == 58 and "| k = 3 (test_k3) | 58 |" in md
+    # The retention test uses the disjoint groups only (offset 0): 20 of the 58 level-3 examples.
+    assert lv["groups"] == 20 and "| k = 3 (test_k3) | 58 |" in md
     (seed,) = lv["seeds"]
     ret = seed["retention"]
+    refs_k3 = Path(tiny_corpus_files["test"][1]).read_text().splitlines()
     for name in ("rnn_fixed", "rnn_attention"):
         sys_ret = ret["systems"][name]
         if sys_ret["bleu_short"] > 0:
             assert sys_ret["retained"] == pytest.approx(sys_ret["bleu_long"] / sys_ret["bleu_short"])
-        assert seed["systems"][name]["bleu"][2] == pytest.approx(sys_ret["bleu_long"])
+        hyps_k3 = Path(runs[name]["decoded"]["test_k3"]["file"]).read_text().splitlines()[:20]
+        joined_refs = [" ".join(refs_k3[3 * g + i].strip() for i in range(3)) for g in range(20)]
+        assert sys_ret["bleu_long"] == pytest.approx(corpus_score(hyps_k3, joined_refs))
+        assert [x["ratio"] > 0 for x in seed["systems"][name]["length"]] == [True] * 3
     label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
     assert seed["verdict"] == label == section["verdict"]["label"] == INCONCLUSIVE  # tiny models: too weak
-    assert f"**Verdict: {label}.**" in md
+    assert f"**(a) Does attention degrade less? {label}**, at 5 updates of 0.4k tokens." in md
+    assert section["removal"]["label"] == seed["removal"] and "(b) Does attention remove the degradation?" in md
+    # Equal-quality control: an intermediate attention checkpoint chosen on validation BLEU, decoded again.
+    control = seed["control"]
+    assert control["step"] in (2, 4) and len(control["bleu"]) == 3 and "Equal-quality control" in md
     sweep = lv["sweep"]
     assert [r["summary"] for r in sweep["fixed"]] == [16, 32] and "says nothing" in sweep["sentence"]
     for plot in (lv["plot"], sweep["plot"], section["natural"]["plot"]):

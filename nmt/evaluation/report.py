@@ -31,10 +31,24 @@ def fmt_interval(ci: Sequence[float] | None) -> str:
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def fmt_p(p: float | None) -> str:
+def p_floor(n_samples: int) -> float:
+    """The smallest p-value `n_samples` resamplings can give, (0 + 1) / (n + 1)."""
+    return 1.0 / (n_samples + 1)
+
+
+def p_text(p: float, n_samples: int = 1000, digits: int = 3) -> str:
+    """"p = 0.012", or "p < 0.001" at the resampling floor (no resample reached the observed value)."""
+    if p <= p_floor(n_samples) * (1 + 1e-9):
+        return f"p < {1.0 / n_samples:.{digits}g}"
+    return f"p = {p:.{digits}f}"
+
+
+def fmt_p(p: float | None, alpha: float = 0.05, n_samples: int = 1000) -> str:
+    """A table cell: the p-value ("< 0.001" at the resampling floor), starred when under `alpha`."""
     if p is None:
         return "n/a"
-    return f"{p:.4f}" + (" *" if p < 0.05 else "")
+    text = p_text(p, n_samples, digits=4).removeprefix("p = ").removeprefix("p ")
+    return text + (" *" if p < alpha else "")
 
 
 def run_lines(report: dict[str, Any], first: str) -> list[str]:

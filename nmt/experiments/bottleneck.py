@@ -13,6 +13,7 @@ report per seed and test set under <out_dir>/<corpus>/<split>/seed<k>/.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,17 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.data.concat import level_groups
 from nmt.errors import NMTError
-from nmt.experiments.runner import Job, compose_run, job_dict, run_jobs
+from nmt.experiments.runner import Job, compose_run, decode_splits, job_dict, run_jobs
 from nmt.experiments.verdicts import (
     INCONCLUSIVE,
     bottleneck_verdict,
+    budget_text,
     capacity_sentence,
     length_verdict,
     mean_std,
+    removal_verdict,
 )
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_lines, write_text
 from nmt.metrics.retention import retention, slope
-from nmt.runtime import hardware
+from nmt.metrics.scores import length_stats, sentence_stats
+from nmt.runtime import hardware, pick_device
 
 FIXED, ATTENTION = "rnn_fixed", "rnn_attention"
 # What must agree between the two models for the comparison to be fair (the attention path aside).
@@ -77,8 +81,9 @@ def plan(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[list[J
         base = [f"data={data}", f"train={cfg.train}", f"decode={cfg.decode}", *cfg.overrides,
                 f"data.concat.max_k={k}"]
         runs: dict[tuple[int, str], DictConfig] = {}
-        for seed in cfg.seeds:
-            for system, model in ((FIXED, cfg.model_fixed), (ATTENTION, cfg.model_attention)):
+        # The slower attention runs first, so that side-by-side workers finish close together.
+        for system, model in ((ATTENTION, cfg.model_attention), (FIXED, cfg.model_fixed)):
+            for seed in cfg.seeds:
                 runs[(seed, system)] = compose_run([f"model={model}", *base, f"train.seed={seed}"])
         first = runs[(cfg.seeds[0], FIXED)]
         _check_pair(first, runs[(cfg.seeds[0], ATTENTION)])
@@ -209,7 +214,8 @@ def _mean_row(label: str, count: int, ms: dict[str, Any] | None) -> dict[str, An
 # Length-controlled levels -----------------------------------------------------------------------------------
 def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], cfg: DictConfig
                    ) -> dict[str, Any]:
-    """BLEU per level for every system and seed, the retention test and verdict per seed, the capacity sweep."""
+    """BLEU per level for every system and seed, the retention test and both verdicts per seed, the
+    equal-quality control, the capacity sweep."""
     from nmt.metrics import bootstrap_interval, corpus_score
 
     names = c["levels"][test]
@@ -219,38 +225,57 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
     words = [sum(len(s.split()) for s in data[lv][0]) / len(data[lv][0]) for lv in names]
     rows = [{"split": lv, "k": info[lv]["k"], "examples": info[lv]["examples"], "offsets": info[lv]["offsets"],
              "src_words": w} for lv, w in zip(names, words, strict=True)]
-    groups = level_groups(len(data[names[0]][0]), info[names[-1]]["k"], info[names[-1]]["offsets"])
+    # Disjoint groups only (offset 0, which level K lists first): groups of other offsets share sentences
+    # with them, and a bootstrap over overlapping groups would understate the variance.
+    groups = level_groups(len(data[names[0]][0]), info[names[-1]]["k"], [0])
 
-    def score(result: dict[str, Any]) -> dict[str, Any]:
-        hyps = {lv: read_text_lines(result["decoded"][lv]["file"], "hypotheses") for lv in names}
+    def score(hyp_files: dict[str, str]) -> dict[str, Any]:
+        hyps = {lv: read_text_lines(hyp_files[lv], "hypotheses") for lv in names}
         bleu = [corpus_score(hyps[lv], data[lv][1]) for lv in names]
         return {"hyps": hyps, "bleu": bleu, "bleu_ci": [list(bootstrap_interval(hyps[lv], data[lv][1], n))
-                                                         for lv in names], "slope": slope(words, bleu)}
+                                                         for lv in names], "slope": slope(words, bleu),
+                "length": [length_stats(sentence_stats(hyps[lv], data[lv][1]).sum(0)) for lv in names]}
+
+    def files(result: dict[str, Any]) -> dict[str, str]:
+        return {lv: result["decoded"][lv]["file"] for lv in names}
 
     def levels_of(scored: dict[str, Any]) -> dict[str, Any]:
         return {"short": (scored["hyps"][names[0]], data[names[0]][1]),
-                "long": (scored["hyps"][names[-1]], data[names[-1]][1])}
+                "long": (scored["hyps"][names[-1]][:len(groups)], data[names[-1]][1][:len(groups)])}
 
     seeds = []
     for seed in cfg.seeds:
-        scored = {s: score(results[c["runs"][(seed, s)]]) for s in (FIXED, ATTENTION)}
+        pair = {s: results[c["runs"][(seed, s)]] for s in (FIXED, ATTENTION)}
+        scored = {s: score(files(r)) for s, r in pair.items()}
         ret = retention({s: levels_of(scored[s]) for s in scored}, groups, FIXED, ATTENTION, n)
         label, reason = length_verdict(ret, FIXED, ATTENTION, float(cfg.min_bleu))
-        seeds.append({"seed": seed, "retention": ret, "verdict": label, "reason": reason,
-                      "systems": {s: {k: v for k, v in sc.items() if k != "hyps"} for s, sc in scored.items()}})
+        removal, removal_reason = removal_verdict(ret, ATTENTION, float(cfg.min_bleu))
+        entry = {"seed": seed, "retention": ret, "verdict": label, "reason": reason, "removal": removal,
+                 "removal_reason": removal_reason,
+                 "systems": {s: {k: v for k, v in sc.items() if k != "hyps"} for s, sc in scored.items()}}
+        control = equal_quality_control(pair[FIXED], pair[ATTENTION], names)
+        if control is not None:
+            matched = score(control.pop("files"))
+            cret = retention({FIXED: levels_of(scored[FIXED]), ATTENTION: levels_of(matched)}, groups, FIXED,
+                             ATTENTION, n)
+            control |= {"bleu": matched["bleu"], "retained": cret["systems"][ATTENTION]["retained"],
+                        "retained_ci": cret["systems"][ATTENTION]["retained_ci"], "difference": cret["difference"]}
+        entry["control"] = control
+        seeds.append(entry)
     verdict = bottleneck_verdict([(s["verdict"], s["reason"]) for s in seeds])
+    removal = bottleneck_verdict([(s["removal"], s["removal_reason"]) for s in seeds])
     agg = {s: [mean_std([x["systems"][s]["bleu"][i] for x in seeds]) for i in range(len(names))]
            for s in (FIXED, ATTENTION)}
     ratio = {where: mean_std([x["systems"][ATTENTION]["bleu"][i] / x["systems"][FIXED]["bleu"][i]
                               for x in seeds if x["systems"][FIXED]["bleu"][i] > 0])
              for where, i in (("k1", 0), ("longest", len(names) - 1))}
     out = {"test": test, "levels": rows, "groups": len(groups), "seeds": seeds, "verdict": verdict,
-           "aggregate": agg, "ratio": ratio, "sweep": None}
+           "removal": removal, "aggregate": agg, "ratio": ratio, "sweep": None}
     if c["sweep"]:
         first = cfg.seeds[0]
         sizes = {FIXED: c["summary"], **c["sweep"]}
-        scored = {s: score(results[c["runs"][(first, s)]]) for s in sizes}
-        scored[ATTENTION] = score(results[c["runs"][(first, ATTENTION)]])
+        scored = {s: score(files(results[c["runs"][(first, s)]])) for s in sizes}
+        scored[ATTENTION] = score(files(results[c["runs"][(first, ATTENTION)]]))
         ret = retention({s: levels_of(sc) for s, sc in scored.items()}, groups, FIXED, ATTENTION, n)
         table = sorted(({"system": s, "summary": size, "bleu": scored[s]["bleu"], "bleu_ci": scored[s]["bleu_ci"],
                          "parameters": c["params"][s], **{k: ret["systems"][s][k] for k in ("retained", "retained_ci")}}
@@ -261,6 +286,29 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
         out["sweep"] = {"seed": first, "fixed": table, "attention": att,
                         "sentence": capacity_sentence(table, att["retained"], float(cfg.min_bleu))}
     return out
+
+
+def equal_quality_control(fixed: dict[str, Any], attention: dict[str, Any], splits: list[str]
+                          ) -> dict[str, Any] | None:
+    """The attention checkpoint whose validation BLEU is closest to the fixed model's best, decoded on `splits`.
+
+    A retention ratio is not quality-invariant: a stronger model may keep more because it is stronger. The
+    checkpoint is chosen on validation BLEU only (the trainer's history), among the step-<n>.pt files the run
+    kept (train.keep_last). Returns {"step", "valid_bleu", "fixed_valid_bleu", "files": {split: hyp file}}, or
+    None when the run kept no intermediate checkpoint.
+    """
+    run_dir = Path(attention["run_dir"])
+    history = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["history"]
+    kept = [h for h in history if (run_dir / f"step-{h['step']}.pt").is_file()]
+    if not kept or fixed["best_valid_bleu"] is None:
+        return None
+    target = float(fixed["best_valid_bleu"])
+    best = min(kept, key=lambda h: (abs(h["bleu"] - target), h["step"]))
+    checkpoint = run_dir / f"step-{best['step']}.pt"
+    device = pick_device(attention["device"])
+    _, decoded = decode_splits(checkpoint, splits, device, suffix=f".step{best['step']}")
+    return {"step": int(best["step"]), "valid_bleu": float(best["bleu"]), "fixed_valid_bleu": target,
+            "files": {split: d["file"] for split, d in decoded.items()}}
 
 
 def level_rows(levels: list[dict[str, Any]], bleu: list[float | None], ci: list[list[float] | None]
@@ -336,7 +384,12 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
                                                           "eval_every", "lr")},
                 "models": {FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
                 "natural": {"seeds": natural, "aggregate": aggregate(natural)}, "levels": None}
-            spread = "95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds"
+            runs = [results[i] for i in c["runs"].values()]
+            section["budget_text"] = budget_text([r["steps"] for r in runs], int(run_cfg.train.batch_tokens))
+            # The best checkpoint is the last one: the model was still improving when the budget ended.
+            section["still_improving"] = [r["name"] for r in runs if r["checkpoint_step"] == r["steps"]]
+            spread = ("95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds") + \
+                f", {section['budget_text']}"
             fig = plot_bleu_by_length(natural_plot_rows(natural, section["natural"]["aggregate"]),
                                       title=f"Natural lengths: {c['name']} {test}\n{spread}")
             stem = f"{safe_name(c['name'])}_{safe_name(test)}"
@@ -347,22 +400,25 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
                 title = f"BLEU by input length: {c['name']} {test}\n{spread}"
                 levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
                 if levels["sweep"]:
-                    levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], "Capacity "
-                                                                  f"sweep: {c['name']} {test}, seed "
-                                                                  f"{levels['sweep']['seed']}, 95% CI"),
+                    sweep_title = (f"Capacity sweep: {c['name']} {test}\nseed {levels['sweep']['seed']}, 95% CI, "
+                                   f"{section['budget_text']}")
+                    levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], sweep_title),
                                                        out / f"{stem}_capacity.png").name
                 section["levels"] = levels
-                section["verdict"] = levels["verdict"]
+                section["verdict"], section["removal"] = levels["verdict"], levels["removal"]
             else:
                 section["verdict"] = {"label": INCONCLUSIVE, "per_seed": [],
                                       "reason": "natural lengths only (no length-controlled levels): this section "
                                                 "is descriptive"}
+                section["removal"] = None
             report["sections"].append(section)
     report["seconds"] = time.time() - started
     write_json(out / "report.json", report)
     write_text(out / "report.md", render(report))  # nmt/experiments/bottleneck_report.py
     for s in report["sections"]:
-        log(f"{s['corpus']} {s['split']}: {s['verdict']['label']}: {s['verdict']['reason']}")
+        log(f"{s['corpus']} {s['split']}, {s['budget_text']}: (a) {s['verdict']['label']}: {s['verdict']['reason']}")
+        if s["removal"]:
+            log(f"  (b) {s['removal']['label']}: {s['removal']['reason']}")
         if s["levels"] and s["levels"]["sweep"]:
             log(f"capacity: {s['levels']['sweep']['sentence']}")
     log(f"report: {out / 'report.md'}")

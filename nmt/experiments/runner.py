@@ -29,8 +29,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig
+from nmt.data.corpus import prepare_corpus
+from nmt.decoding.search import translate
 from nmt.errors import NMTError
 from nmt.runtime import pick_device
+from nmt.training.checkpoint import load_model
+from nmt.training.trainer import Trainer, check_train_config
 
 SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
 RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
@@ -106,8 +110,6 @@ def load_script_config(script: str, argv: Sequence[str], default_preset: str | N
 
 def compose_run(overrides: list[str]) -> DictConfig:
     """A training run's Config, as `nmt-train <overrides>` would compose it, checked before anything runs."""
-    from nmt.training.trainer import check_train_config
-
     cfg = _compose("config", overrides)
     check_train_config(cfg.train)
     return cfg
@@ -132,17 +134,27 @@ def hypotheses_file(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / f"{split}.hyp.txt"
 
 
+def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device, suffix: str = ""
+                  ) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """Decode each split of the checkpoint's corpus with the checkpoint's decode config; the hypotheses go to
+    <run dir>/<split><suffix>.hyp.txt. Returns (the loaded checkpoint, {split: {"file", "seconds", "tokens"}})."""
+    loaded = load_model(checkpoint, device)
+    corpus = prepare_corpus(loaded.cfg.data, log=lambda _: None)
+    decoded = {}
+    for split in splits:
+        out = translate(loaded.model, loaded.tokenizer, list(corpus.split(split)["src"]), loaded.cfg.decode, device)
+        path = hypotheses_file(checkpoint.parent, split + suffix)
+        path.write_text("".join(h + "\n" for h in out.hypotheses), encoding="utf-8")
+        decoded[split] = {"file": str(path), "seconds": out.seconds, "tokens": out.num_tokens}
+    return loaded, decoded
+
+
 def train_and_decode(job: Job) -> dict[str, Any]:
     """Train `job` (console output goes to <run_dir>/console.log), then decode each split with best.pt.
 
     Runs in a worker process (or in-process with workers=1). Returns what the reports need: steps, times,
     parameters, best valid BLEU, the evaluated checkpoint and, per split, the hypotheses file and decode time.
     """
-    from nmt.data.corpus import prepare_corpus
-    from nmt.decoding.search import translate
-    from nmt.training.checkpoint import load_model
-    from nmt.training.trainer import Trainer
-
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     run_dir = Path(job.run_dir)
@@ -158,15 +170,7 @@ def train_and_decode(job: Job) -> dict[str, Any]:
             best = run_dir / "best.pt"
             checkpoint = best if best.is_file() else run_dir / "last.pt"
             device = pick_device(cfg.train.device)
-            loaded = load_model(checkpoint, device)
-            corpus = prepare_corpus(loaded.cfg.data, log=lambda _: None)
-            decoded = {}
-            for split in job.splits:
-                sources = list(corpus.split(split)["src"])
-                out = translate(loaded.model, loaded.tokenizer, sources, loaded.cfg.decode, device)
-                path = hypotheses_file(run_dir, split)
-                path.write_text("".join(h + "\n" for h in out.hypotheses), encoding="utf-8")
-                decoded[split] = {"file": str(path), "seconds": out.seconds, "tokens": out.num_tokens}
+            loaded, decoded = decode_splits(checkpoint, job.splits, device)
     return {
         "name": job.name,
         "run_dir": str(run_dir),

@@ -1,9 +1,9 @@
 """Statistics behind the experiments' verdicts, and the verdicts themselves, computed from numbers only.
 
 - `comparison_verdict`: "system A beats system B" from a paired test's difference and p-value.
-- `length_verdict` / `bottleneck_verdict`: the bottleneck claim on length-controlled test levels (from the
-  statistics of nmt/metrics/retention.py), in two halves: the fixed-context model degrades with length, and
-  attention degrades far less.
+- `length_verdict` / `removal_verdict` / `bottleneck_verdict`: the bottleneck claim on length-controlled test
+  levels (from the statistics of nmt/metrics/retention.py) as two questions: (a) does the fixed-context model
+  degrade with length, and does attention degrade less? (b) does attention remove the degradation?
 - `capacity_sentence`: what a bigger fixed-context vector does to that degradation.
 - `mean_std` aggregates over seeds.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from typing import Any
+
+from nmt.evaluation.report import p_text
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -49,14 +51,18 @@ def comparison_verdict(difference: float, p_value: float, scores: Sequence[float
 
 # The bottleneck claim on length-controlled levels ---------------------------------------------------------------
 BOTTLENECK_ALPHA = 0.01  # both halves of the claim must hold at this level, in every seed
-KEEPS_BLEU = 0.9  # a fixed-context model that keeps this share of its k = 1 BLEU at the longest level does not degrade
+KEEPS_BLEU = 0.9  # a model that keeps this share of its k = 1 BLEU at the longest level does not degrade
+REMOVES = "attention removes the degradation"
+REDUCES = "attention reduces but does not remove the degradation"
 
 
 def length_verdict(r: dict[str, Any], fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
-    """(label, reason) of one seed's `retention`: supported when the fixed model degrades (p < 0.01) and
-    attention retains more (p < 0.01); not supported when the fixed model keeps >= 90% of its k = 1 BLEU, or
-    attention retains no more than it; inconclusive otherwise (and when no system reaches `min_bleu` at k = 1)."""
+    """Question (a), "does the fixed-context model degrade, and does attention degrade less?", on one seed's
+    `retention`: supported when the fixed model degrades (p < 0.01) and attention retains more (p < 0.01); not
+    supported when the fixed model keeps >= 90% of its k = 1 BLEU, or attention retains no more than it;
+    inconclusive otherwise (and when no system reaches `min_bleu` at k = 1). Returns (label, reason)."""
     f, a, d = r["systems"][fixed], r["systems"][attention], r["difference"]
+    n = r.get("n_samples", 1000)
     if min(f["bleu_short"], a["bleu_short"]) < min_bleu:
         return INCONCLUSIVE, f"a system stays under {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
     if f["retained"] >= KEEPS_BLEU:
@@ -67,24 +73,48 @@ def length_verdict(r: dict[str, Any], fixed: str, attention: str, min_bleu: floa
                                f"{f['retained']:.0%}: attention degrades as much")
     weak = []
     if f["p_degrades"] >= BOTTLENECK_ALPHA:
-        weak.append(f"the {fixed} degradation has p = {f['p_degrades']:.3f}")
+        weak.append(f"the {fixed} degradation has {p_text(f['p_degrades'], n)}")
     if d["p_value"] >= BOTTLENECK_ALPHA:
-        weak.append(f"the difference in retained BLEU has p = {d['p_value']:.3f}")
+        weak.append(f"the difference in retained BLEU has {p_text(d['p_value'], n)}")
     if weak:
         return INCONCLUSIVE, "; ".join(weak) + f" (needs p < {BOTTLENECK_ALPHA})"
     return SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
-                       f"(p = {f['p_degrades']:.3f}), {attention} {a['retained']:.0%} (difference "
-                       f"{d['value']:+.0%}, p = {d['p_value']:.3f})")
+                       f"({p_text(f['p_degrades'], n)}), {attention} {a['retained']:.0%} (difference "
+                       f"{d['value']:+.0%}, {p_text(d['p_value'], n)})")
+
+
+def removal_verdict(r: dict[str, Any], attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+    """Question (b), "does attention remove the degradation?", on one seed's `retention`: attention's own
+    retention against 100%. REMOVES when its one-sided test of degradation is not significant (p >= 0.01) and
+    the lower end of its 95% interval is >= 90%; otherwise REDUCES (the degradation is still measurable).
+    Returns (label, reason)."""
+    a = r["systems"][attention]
+    n = r.get("n_samples", 1000)
+    if a["bleu_short"] < min_bleu:
+        return INCONCLUSIVE, f"{attention} stays under {min_bleu:g} BLEU at k = 1"
+    lo, hi = a["retained_ci"]
+    kept = f"{attention} keeps {a['retained']:.0%} [{lo:.0%}, {hi:.0%}] ({p_text(a['p_degrades'], n)} for < 100%)"
+    if a["p_degrades"] >= BOTTLENECK_ALPHA and lo >= KEEPS_BLEU:
+        return REMOVES, f"{kept}: no measurable degradation"
+    why = "it still degrades" if a["p_degrades"] < BOTTLENECK_ALPHA else f"its interval reaches below {KEEPS_BLEU:.0%}"
+    return REDUCES, f"{kept}: {why}"
 
 
 def bottleneck_verdict(labels: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """Over seeds: supported / not supported when every seed says so, else inconclusive with the reasons."""
+    """Over seeds: a label when every seed gives it, else inconclusive with the reasons."""
     names = [label for label, _ in labels]
     if names and all(n == names[0] for n in names):
         return {"label": names[0], "per_seed": names, "reason": labels[0][1] if len(labels) == 1 else
                 "every seed agrees: " + " | ".join(reason for _, reason in labels)}
     return {"label": INCONCLUSIVE, "per_seed": names,
             "reason": "the seeds disagree: " + " | ".join(f"{n}: {reason}" for n, reason in labels)}
+
+
+def budget_text(steps: Sequence[int], batch_tokens: int) -> str:
+    """"at 1,000 updates of 4k tokens" (or "at 507-656 updates ..." when the runs' step counts differ)."""
+    lo, hi = min(steps), max(steps)
+    count = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+    return f"at {count} updates of {batch_tokens / 1000:g}k tokens"
 
 
 def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float | None, min_bleu: float = 5.0) -> str:

@@ -1,5 +1,11 @@
-"""Retention: how much of its BLEU at one sentence per input a system keeps on longer inputs, and the BLEU slope
-over input length. Statistics only; the verdicts built on them are in nmt/experiments/verdicts.py."""
+"""Retention: how much of its one-sentence BLEU a system keeps when k sentences are joined into one input, and
+the BLEU slope over input length. Statistics only; the verdicts built on them are in nmt/experiments/verdicts.py.
+
+Both levels are scored on the same segmentation. Level K is one segment per group of K consecutive sentences;
+level 1 is scored by joining each group's K one-sentence hypotheses (and references) into one segment too. A
+joined segment gains cross-boundary n-grams and a larger clipping pool, so scoring level 1 sentence by sentence
+would make a system that does not degrade at all read more than 100% retained.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from nmt.metrics.scores import resampled_scores, score_from_stats, sentence_stats
+from nmt.data.concat import join
+from nmt.errors import NMTError
+from nmt.metrics.scores import length_stats, resampled_scores, score_from_stats, sentence_stats
 from nmt.metrics.significance import BOOTSTRAP_SEED, bootstrap_indices, centred_p_value, percentile_interval
+
+
+def check_disjoint(groups: Sequence[Sequence[int]]) -> None:
+    """Overlapping groups share sentences, so a bootstrap over groups would understate the variance."""
+    seen: set[int] = set()
+    for g in groups:
+        if seen.intersection(g):
+            raise NMTError("the groups of a retention test must not share sentences (overlapping groupings "
+                           "understate the variance): use the groups of one offset")
+        seen.update(g)
 
 
 def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
@@ -17,31 +35,36 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
     """How much of its k = 1 BLEU each system keeps at the longest level K, and the difference between two.
 
     levels: system -> {"short": (hyps, refs) of level 1 (one per sentence), "long": (hyps, refs) of level K
-    (one per group)}; groups: the sentences of each level-K example (nmt.data.concat.level_groups), so both
-    levels are scored on the same sentences. A bootstrap resamples the groups, the same for every system:
-    retained = BLEU_K / BLEU_1 with a 95% interval and the one-sided p-value of "retained < 1" (signed,
-    centred); for `attention` - `fixed` the difference of retained shares, its interval and the one-sided
-    p-value of "attention retains more".
-    Returns {"systems": {name: {"bleu_short", "bleu_long", "retained", "retained_ci", "p_degrades"}},
-    "difference": {"value", "ci", "p_value"}, "groups", "n_samples"}.
+    (one per group, in the order of `groups`)}; groups: the sentences of each level-K example, disjoint
+    (nmt.data.concat.level_groups with one offset). Level 1 is scored on the joined groups (see the module doc).
+    A bootstrap resamples the groups, the same for every system: retained = BLEU_K / BLEU_1 with a 95% interval
+    and the one-sided p-value of "retained < 1" (signed, centred); for `attention` - `fixed` the difference of
+    retained shares, its interval and the one-sided p-value of "attention retains more".
+    Returns {"systems": {name: {"bleu_short", "bleu_long", "retained", "retained_ci", "p_degrades",
+    "length_short", "length_long" (each {"ratio", "brevity_penalty"})}}, "difference": {"value", "ci",
+    "p_value"}, "groups", "n_samples"}.
     """
+    check_disjoint(groups)
     idxs = bootstrap_indices(len(groups), n_samples, seed)  # (n_samples, groups)
     out: dict[str, Any] = {"systems": {}, "groups": len(groups), "n_samples": n_samples}
     samples = {}
     for name, lv in levels.items():
-        short = sentence_stats(*lv["short"])
-        grouped = np.stack([short[list(g)].sum(0) for g in groups])  # (groups, num_stats): level 1 per group
-        long = sentence_stats(*lv["long"])  # (groups, num_stats)
-        bleu_short, bleu_long = score_from_stats(grouped.sum(0)), score_from_stats(long.sum(0))
+        long_hyps, long_refs = lv["long"]
+        if len(long_hyps) != len(groups):
+            raise NMTError(f"{name}: {len(long_hyps)} level-K hypotheses for {len(groups)} groups")
+        short = sentence_stats(*join(*lv["short"], [list(g) for g in groups]))  # (groups, num_stats)
+        long = sentence_stats(long_hyps, long_refs)  # (groups, num_stats)
+        bleu_short, bleu_long = score_from_stats(short.sum(0)), score_from_stats(long.sum(0))
         retained = bleu_long / bleu_short if bleu_short > 0 else None  # undefined without any BLEU at k = 1
         with np.errstate(divide="ignore", invalid="ignore"):
-            reps = resampled_scores(long, idxs) / resampled_scores(grouped, idxs)
+            reps = resampled_scores(long, idxs) / resampled_scores(short, idxs)
         reps = np.nan_to_num(reps, nan=0.0, posinf=0.0)
         samples[name] = reps
         out["systems"][name] = {"bleu_short": bleu_short, "bleu_long": bleu_long, "retained": retained,
                                 "retained_ci": percentile_interval(reps),
                                 "p_degrades": None if retained is None else
-                                centred_p_value(1.0 - reps, 1.0 - retained, "greater")}
+                                centred_p_value(1.0 - reps, 1.0 - retained, "greater"),
+                                "length_short": length_stats(short.sum(0)), "length_long": length_stats(long.sum(0))}
     diff = samples[attention] - samples[fixed]
     a, f = out["systems"][attention]["retained"], out["systems"][fixed]["retained"]
     value = None if a is None or f is None else a - f

@@ -9,6 +9,7 @@ sacreBLEU's private methods (pinned by the sacrebleu version bound in pyproject.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,6 +71,15 @@ def score_from_stats(stats: np.ndarray, metric: str = "bleu") -> float:
     """Corpus score of summed statistics (num_stats,)."""
     # Python floats: the counts are exact integers, and float32 arithmetic would round the score.
     return float(METRICS[metric]()._compute_score_from_stats([float(x) for x in stats]).score)
+
+
+def length_stats(stats: np.ndarray) -> dict[str, float]:
+    """Length ratio (hypothesis / reference tokens, sacreBLEU's 13a tokens) and brevity penalty of summed BLEU
+    statistics (num_stats,): a ratio under 1 with a falling penalty tells early stopping from lost content."""
+    hyp_len, ref_len = float(stats[0]), float(stats[1])  # sacreBLEU's BLEU statistics start with both lengths
+    ratio = hyp_len / ref_len if ref_len else 0.0
+    penalty = 1.0 if ratio >= 1.0 else (0.0 if ratio == 0.0 else math.exp(1.0 - 1.0 / ratio))
+    return {"ratio": ratio, "brevity_penalty": penalty}
 
 
 def resampled_scores(stats: np.ndarray, idxs: np.ndarray, metric: str = "bleu") -> np.ndarray:
