@@ -166,6 +166,9 @@ class TrainConfig:
     # trained at 1.49x (rnn_attention) and 1.63x (Transformer) the tokens/s of 1 (nmt-bench --compare-threads 1 2,
     # README Benchmarks), so a lone run uses every core; give 1 to each of several runs sharing the cores.
     cpu_threads: int = 0
+    # DDP: minutes a training collective may wait for the other ranks before the run fails (a crashed rank's
+    # peers stop after this long on NCCL; the waits for rank 0's validation have their own, longer limit).
+    dist_timeout_minutes: float = 10.0
 
 
 @dataclass

@@ -7,6 +7,13 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; withou
 process. Each rank gets every world_size-th batch of the same deterministic batch list (TokenBatchSampler with
 num_replicas/rank), DDP averages the gradients, and only rank 0 logs, validates and writes checkpoints.
 The backend is NCCL on CUDA and gloo otherwise.
+
+Waiting and failing: the training collectives time out after `train.dist_timeout_minutes`. The long waits for
+rank 0 (preparing the corpus, validating) and every object broadcast go through a gloo side group on the CPU
+with a timeout of at least `SIDE_GROUP_MINUTES`, so they neither hold a GPU stream nor trip the NCCL watchdog.
+A rank that fails aborts its process groups (`cleanup(info, failed=True)`) instead of destroying them, which
+could block while the other ranks sit in a collective; those ranks then fail at that collective (at once with
+gloo, which sees the closed connection; after the timeout with NCCL) and exit non-zero too.
 """
 
 from __future__ import annotations
@@ -18,6 +25,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed import distributed_c10d
+
+SIDE_GROUP_MINUTES = 60  # rank 0 may validate (decode the valid set) this long while the other ranks wait
 
 
 @dataclass
@@ -26,6 +36,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None  # the process group's (nccl / gloo) under torchrun, else None
+    side_group: Any = None  # the gloo group for objects and waits for rank 0
 
     @property
     def is_main(self) -> bool:
@@ -36,8 +47,9 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group described by torchrun's environment variables (no-op when absent).
+def init_distributed(device: torch.device, timeout_minutes: float = 10.0) -> DistInfo:
+    """Join the process group described by torchrun's environment variables (no-op when absent), with
+    collectives that time out after `timeout_minutes`, and the gloo side group (see the module doc).
 
     Under torchrun the group is set up even for one process (so `torchrun --nproc_per_node=1` checks NCCL);
     DDP itself wraps the model only for several ranks. On CUDA each rank uses the GPU `cuda:<LOCAL_RANK>`;
@@ -53,10 +65,13 @@ def init_distributed(device: torch.device) -> DistInfo:
         backend=backend,
     )
     if not dist.is_initialized():
-        if device.type == "cuda":
+        cuda = device.type == "cuda"
+        if cuda:
             torch.cuda.set_device(info.local_rank)
-        # Long timeout: rank 0 validates (decoding the valid set) while the others wait at a collective.
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes),
+                                device_id=torch.device("cuda", info.local_rank) if cuda else None)
+    side_minutes = max(timeout_minutes, SIDE_GROUP_MINUTES)
+    info.side_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=side_minutes))
     return info
 
 
@@ -74,20 +89,40 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def loss_divisor(n_targets: int, device: torch.device, info: DistInfo) -> int | torch.Tensor:
+    """What a rank divides its summed token loss by, so that the gradient DDP averages over ranks is the gradient
+    of the mean loss over every rank's target tokens: the global target count / world size (a tensor on
+    `device`, never synced to the host), and the rank's own count (at least 1) in one process. Dividing by the
+    rank's own count instead would weight a token of a rank with short batches more than one of a rank with
+    long batches."""
+    if not info.enabled:
+        return max(n_targets, 1)
+    total = all_reduce_sum(torch.tensor(float(n_targets), device=device), info)
+    return total.clamp(min=1.0) / info.world_size
+
+
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's `obj` on every rank (picklable objects only)."""
+    """Rank 0's `obj` on every rank (picklable objects only), through the side group: the other ranks may
+    wait here as long as rank 0 validates."""
     if not info.enabled:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=info.side_group)
     return box[0]
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (on the side group: rank 0 may be preparing the corpus)."""
     if info.enabled:
-        dist.barrier()
+        dist.barrier(group=info.side_group)
 
 
-def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+def cleanup(info: DistInfo, failed: bool = False) -> None:
+    """Leave the process groups: destroy them after a run that ended normally, abort them after a failure (a
+    destroy could block while the other ranks wait in a collective for this one)."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    if failed:
+        distributed_c10d._abort_process_group()  # every group; torch has no public abort yet
+    else:
         dist.destroy_process_group()

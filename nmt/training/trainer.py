@@ -78,6 +78,8 @@ def check_train_config(tc: Any) -> None:
     for key in ("warmup_steps", "plateau_patience", "min_lr", "num_workers"):
         if tc[key] < 0:
             raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
+    if tc.dist_timeout_minutes <= 0:
+        raise NMTError(f"train.dist_timeout_minutes must be positive, got {tc.dist_timeout_minutes}")
     if not 0.0 <= tc.label_smoothing <= 1.0:
         raise NMTError(f"train.label_smoothing must be in [0, 1], got {tc.label_smoothing}")
     check_choices(tc, "train")
@@ -163,7 +165,7 @@ class Trainer:
 
         tc = self.tc
         set_threads(tc.cpu_threads)
-        self.dist = dist.init_distributed(pick_device(tc.device))
+        self.dist = dist.init_distributed(pick_device(tc.device), tc.dist_timeout_minutes)
         self.device = dist.rank_device(pick_device(tc.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
         self.run_dir = Path(dist.broadcast_object(str(self.run_dir), self.dist))
@@ -326,24 +328,30 @@ class Trainer:
 
     # The loop ----------------------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train until a budget, early stopping or a signal stops it; returns a summary of the run."""
+        """Train until a budget, early stopping or a signal stops it; returns a summary of the run.
+
+        On an error the process group is aborted, not destroyed, and the error propagates (a non-zero exit), so
+        a failing rank never leaves the others waiting for it longer than train.dist_timeout_minutes."""
+        failed = True
         try:
             self._setup()
             self._install_signal_handlers()
             self._loop()
-            return self._finish()
+            summary = self._finish()
+            failed = False
+            return summary
         finally:
             self._restore_signal_handlers()
-            self.release()
+            self.release(failed)
 
-    def release(self) -> None:
+    def release(self, failed: bool = False) -> None:
         """Close the run's log, free its run-directory lock and leave the process group (what `fit` does at its
         end; for a trainer that was only set up, e.g. to inspect what a resume restores)."""
         self.log.close()
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
-        dist.cleanup(self.dist)
+        dist.cleanup(self.dist, failed)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_enabled:
@@ -357,6 +365,7 @@ class Trainer:
         the gradients). Summing the flags makes every rank stop after the same step."""
         tc = self.tc
         n_targets = sum(b.num_tgt_tokens for b in group)
+        divisor = dist.loss_divisor(n_targets, self.device, self.dist)
         loss_total = torch.zeros((), device=self.device)
         for k, batch in enumerate(group):
             batch = batch.to(self.device, non_blocking=self.device.type == "cuda")
@@ -366,7 +375,7 @@ class Trainer:
                 with self._autocast():
                     logits = self.train_model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
                 loss = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
-                (loss / max(n_targets, 1)).backward()
+                (loss / divisor).backward()
             loss_total += loss.detach()
         clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
