@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from omegaconf import OmegaConf
 from train_utils import assert_same_parameters, overrides, parameters, tiny_config, train_cli, write_corpus
 
 import nmt.metrics.scores
+import nmt.training.run_log as run_log
 import nmt.training.trainer as trainer_module
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
@@ -214,3 +216,35 @@ def test_live_line_on_a_terminal_plain_lines_otherwise(tmp_path):
             assert "\r" not in console
             assert console.splitlines()[0].startswith("step 2 | epoch 1  40% | loss 4.000")
             assert console.splitlines()[1] == "valid step 2: BLEU 1.00"
+
+
+class ShiftedClock:
+    """The time module with `monotonic` moved forward by `offset` seconds (a fake slow validation adds to it)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def test_max_minutes_and_tokens_per_second_leave_validation_out(setup, tmp_path, monkeypatch):
+    clock = ShiftedClock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    monkeypatch.setattr(run_log, "time", clock)
+    real_validate = trainer_module.validate
+
+    def slow_validate(*args, **kwargs):  # ten minutes by the clock the trainer reads
+        clock.offset += 600
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "validate", slow_validate)
+    summary = Trainer(tiny_config(*setup, "train.max_steps=4", "train.eval_every=1", "train.max_minutes=5"),
+                      tmp_path).fit()
+    assert clock.offset == 4 * 600  # every step validated: 40 minutes of validation ...
+    assert summary["stop_reason"] == "max_steps" and summary["step"] == 4  # ... not counted in the 5-minute budget
+    assert summary["train_seconds"] < 60
+    assert summary["tokens_per_sec"] > summary["step"] * 300 / 60  # 4 steps of ~300 tokens took under a minute

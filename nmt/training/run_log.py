@@ -139,17 +139,19 @@ class Progress:
         self.log, self.tc = log, train_cfg
         self.meter = StepMeter()
         self.start = time.monotonic()
+        self.paused = 0.0  # seconds of this session spent validating and saving (see `exclude`)
         self.seconds_before = seconds_before  # training time of earlier sessions of a resumed run
         self.start_fraction = budget_fraction(train_cfg, step, epochs, seconds_before)
 
     @property
     def train_seconds(self) -> float:
-        return self.seconds_before + time.monotonic() - self.start
+        """Training time of the run so far, validation and checkpoints left out (what train.max_minutes counts)."""
+        return self.seconds_before + time.monotonic() - self.start - self.paused
 
     def update(self, step: int, epochs: float, epoch: int, index: int, n_batches: int, lr: float) -> None:
         """After a step that consumed batch `index` of `n_batches` of `epoch` (0-based)."""
-        elapsed = time.monotonic() - self.start
-        fraction = budget_fraction(self.tc, step, epochs, self.seconds_before + elapsed)
+        elapsed = time.monotonic() - self.start  # wall time, pauses included: the ETA is in wall time
+        fraction = budget_fraction(self.tc, step, epochs, self.train_seconds)
         eta = elapsed * (1 - fraction) / max(fraction - self.start_fraction, 1e-9)
         meter = self.meter
         line = (
@@ -164,7 +166,9 @@ class Progress:
             meter.reset()
 
     def exclude(self, seconds: float) -> None:
-        """Leave time spent validating and saving out of the throughput (it stays in the ETA)."""
+        """Leave time spent validating and saving out of the training time and the throughput (it stays in the
+        ETA)."""
+        self.paused += seconds
         self.meter.start += seconds
 
 

@@ -4,8 +4,9 @@
     summary = trainer.fit()              # {"step": ..., "best_bleu": ..., "stop_reason": ...}
 
 One optimizer update ("step") consumes `train.accum_steps` token-budget batches. Training stops at the first
-budget reached (train.max_steps / max_epochs / max_minutes), on early stopping (train.patience validations
-without a new best BLEU), or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0).
+budget reached (train.max_steps / max_epochs / max_minutes of training time: validation and checkpoints are
+left out of it, and out of tokens/s), on early stopping (train.patience validations without a new best BLEU),
+or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0).
 Validation every `train.eval_every` steps (at each epoch end when 0) and at the end; checkpoints every
 `train.save_every` steps and at the end. A non-finite loss or gradient norm skips the update;
 `train.max_bad_steps` of them in a row stop the run with an error.
