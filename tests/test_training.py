@@ -248,3 +248,15 @@ def test_max_minutes_and_tokens_per_second_leave_validation_out(setup, tmp_path,
     assert summary["stop_reason"] == "max_steps" and summary["step"] == 4  # ... not counted in the 5-minute budget
     assert summary["train_seconds"] < 60
     assert summary["tokens_per_sec"] > summary["step"] * 300 / 60  # 4 steps of ~300 tokens took under a minute
+
+
+def test_out_of_memory_is_one_line_naming_what_to_lower_and_exit_2(setup, tmp_path, monkeypatch, capsys):
+    def no_memory(self, group, time_up):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(Trainer, "_train_step", no_memory)
+    args = overrides(*setup, "train.batch_tokens=300", "decode.batch_size=16", f"hydra.run.dir={tmp_path}")
+    assert train_cli(monkeypatch, args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: out of memory on cpu at step 0 (CUDA out of memory. Tried to allocate 2.00 GiB)")
+    assert "train.batch_tokens (now 300)" in line and "decode.batch_size (now 16)" in line

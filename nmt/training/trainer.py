@@ -332,7 +332,8 @@ class Trainer:
         """Train until a budget, early stopping or a signal stops it; returns a summary of the run.
 
         On an error the process group is aborted, not destroyed, and the error propagates (a non-zero exit), so
-        a failing rank never leaves the others waiting for it longer than train.dist_timeout_minutes."""
+        a failing rank never leaves the others waiting for it longer than train.dist_timeout_minutes. Running out
+        of device memory is an NMTError that says what to lower."""
         failed = True
         try:
             self._setup()
@@ -341,9 +342,21 @@ class Trainer:
             summary = self._finish()
             failed = False
             return summary
+        except torch.OutOfMemoryError as e:
+            raise self._out_of_memory(e) from None
         finally:
             self._restore_signal_handlers()
             self.release(failed)
+
+    def _out_of_memory(self, error: torch.OutOfMemoryError) -> NMTError:
+        """The one line for an out-of-memory error: what ran out, and the settings that lower the peak."""
+        what = str(error).splitlines()[0] if str(error) else "out of memory"
+        return NMTError(
+            f"out of memory on {getattr(self, 'device', 'the device')} at step {self.step} ({what}); lower "
+            f"train.batch_tokens (now {self.tc.batch_tokens}) for training, or decode.batch_size (now "
+            f"{self.cfg.decode.batch_size}) if it ran out while validating, then resume from "
+            f"{self.run_dir / 'last.pt'}"
+        )
 
     def release(self, failed: bool = False) -> None:
         """Close the run's log, free its run-directory lock and leave the process group (what `fit` does at its
