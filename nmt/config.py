@@ -169,6 +169,9 @@ class TrainConfig:
     # DDP: minutes a training collective may wait for the other ranks before the run fails (a crashed rank's
     # peers stop after this long on NCCL; the waits for rank 0's validation have their own, longer limit).
     dist_timeout_minutes: float = 10.0
+    # Deterministic algorithms (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG): exact resume and
+    # repeatable runs on CUDA, at some speed; CPU training is deterministic either way.
+    deterministic: bool = False
 
 
 @dataclass

@@ -59,6 +59,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def use_deterministic_algorithms() -> None:
+    """Deterministic kernels from now on, process-wide (train.deterministic): torch raises on an op that has
+    none; cuBLAS gets the fixed workspace it needs for repeatable sums (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS
+    starts, so call this before the first CUDA matmul); cuDNN uses deterministic algorithms, not benchmarked ones.
+    CPU kernels are deterministic already: CPU results do not change."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU and CUDA generator states as plain types (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import time
 
 import pytest
@@ -260,3 +261,22 @@ def test_out_of_memory_is_one_line_naming_what_to_lower_and_exit_2(setup, tmp_pa
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: out of memory on cpu at step 0 (CUDA out of memory. Tried to allocate 2.00 GiB)")
     assert "train.batch_tokens (now 300)" in line and "decode.batch_size (now 16)" in line
+
+
+def test_deterministic_mode_switches_deterministic_kernels_on_and_changes_nothing_on_the_cpu(
+        setup, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    extra = ("train.max_steps=3", "train.eval_every=2")
+    default = Trainer(tiny_config(*setup, *extra), tmp_path / "default")
+    default.fit()
+    assert not torch.are_deterministic_algorithms_enabled()
+    try:
+        deterministic = Trainer(tiny_config(*setup, *extra, "train.deterministic=true"), tmp_path / "deterministic")
+        deterministic.fit()  # training and greedy validation: no op without a deterministic kernel
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert_same_parameters(parameters(default.model), parameters(deterministic.model))

@@ -13,7 +13,9 @@ Validation every `train.eval_every` steps (at each epoch end when 0) and at the 
 
 Exact resume: a checkpoint holds weights, optimizer, schedule, RNG states and the data position, so a run
 resumed from step k reaches the same parameters at step n as a run that was never interrupted (single
-process; a DDP run resumes weights, optimizer and data position, but stores only rank 0's RNG state).
+process; a DDP run resumes weights, optimizer and data position, but stores only rank 0's RNG state). On the
+CPU always; on CUDA only with train.deterministic=true, as some CUDA kernels (backward passes, cuBLAS
+reductions) otherwise sum in a different order from run to run.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from nmt.config import PAD_ID, Config, DecodeConfig, check_choices
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
-from nmt.runtime import pick_device, rng_state, seed_everything, set_rng_state, set_threads
+from nmt.runtime import (
+    pick_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+    use_deterministic_algorithms,
+)
 from nmt.training import distributed as dist
 from nmt.training.checkpoint import check_resumable, load_checkpoint, load_weights, resume_path, save_under
 from nmt.training.run_log import Progress, RunLogger, format_duration
@@ -166,6 +175,8 @@ class Trainer:
 
         tc = self.tc
         set_threads(tc.cpu_threads)
+        if tc.deterministic:
+            use_deterministic_algorithms()
         self.dist = dist.init_distributed(pick_device(tc.device), tc.dist_timeout_minutes)
         self.device = dist.rank_device(pick_device(tc.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
