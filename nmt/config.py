@@ -6,11 +6,19 @@ misspelled key (`data.batch_tokenz=1`) or a wrong type fails at start-up with a 
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+from nmt.errors import NMTError
 
 # Special token ids shared by every tokenizer and model.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -35,8 +43,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 def check_choices(cfg: Any, prefix: str = "") -> None:
     """NMTError naming the key and the valid values for every choice field of `cfg` (a Config, an OmegaConf
     node or one of its sections, named by `prefix`, e.g. "model") that holds an unknown value."""
-    from nmt.errors import NMTError
-
     for key, valid in CHOICES.items():
         if prefix:
             if not key.startswith(prefix + "."):
@@ -317,3 +323,85 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+# Composing a configuration ---------------------------------------------------------------------------------
+HIDDEN_OPTION_PREFIX = "base_"  # the structured schemas registered above are group options, not user choices
+
+
+def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
+    """configs/<config_name>.yaml with Hydra overrides, as the command would compose it; NMTError with one line
+    naming the key (and a group's valid choices) for any mistake in the overrides."""
+    try:
+        return _compose(config_name, overrides)
+    except Exception as e:  # Hydra and OmegaConf raise many types; each becomes one line
+        raise NMTError(describe_config_error(e, config_name)) from e
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Hydra's compose API on CONFIG_DIR (errors as Hydra raises them)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def describe_config_error(e: BaseException, config_name: str) -> str:
+    """One line for a Hydra composition error: the key and its close matches or valid keys (unknown key), the
+    key and the problem (wrong type), the group and its choices (unknown group option)."""
+    chain = _chain(e)
+    missing = next((x for x in chain if isinstance(x, MissingConfigException)), None)
+    if missing is not None and missing.missing_cfg_file and "/" in missing.missing_cfg_file:
+        group, option = missing.missing_cfg_file.rsplit("/", 1)
+        choices = [o for o in (missing.options or []) if not o.startswith(HIDDEN_OPTION_PREFIX)]
+        return f"unknown {group}={option}; valid choices: {', '.join(choices) or '(none)'}"
+    unknown = next((x for x in chain if isinstance(x, ConfigAttributeError | ConfigKeyError)), None)
+    if unknown is not None and unknown.full_key:
+        return _unknown_key(str(unknown.full_key), config_name)
+    invalid = next((x for x in chain if isinstance(x, ValidationError)), None)
+    if invalid is not None and invalid.full_key:
+        return f"bad value for {invalid.full_key}: {_first_line(invalid.msg)}"
+    no_match = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(e))
+    if no_match:
+        return _unknown_key(no_match.group(1), config_name)
+    return _first_line(e)
+
+
+def _unknown_key(key: str, config_name: str) -> str:
+    """`unknown key a.b`, with its close matches (among a's keys, else anywhere in the config), else a's keys."""
+    config = _compose(config_name, [])
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(config, parent) if parent else config
+    if not OmegaConf.is_dict(node):
+        return f"unknown key {key}"
+    prefix = f"{parent}." if parent else ""
+    keys = [str(k) for k in node.keys()]
+    close = [prefix + k for k in difflib.get_close_matches(leaf, keys, n=3)]
+    if not close:  # the right key in another section: data.batch_tokenz -> train.batch_tokens
+        everywhere = _dotted_keys(config)
+        close = [k for k in everywhere if k.rpartition(".")[2] in difflib.get_close_matches(leaf, [
+            k.rpartition(".")[2] for k in everywhere], n=3, cutoff=0.85)]
+    if close:
+        return f"unknown key {key}; did you mean {' or '.join(close)}?"
+    return f"unknown key {key}; valid keys{' of ' + parent if parent else ''}: {', '.join(keys)}"
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a DictConfig, nested ones as a.b.c."""
+    keys = []
+    for k, v in node.items():
+        keys.append(prefix + str(k))
+        if OmegaConf.is_dict(v):
+            keys += _dotted_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
+def _first_line(e: BaseException | str) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 
 class NMTError(Exception):
@@ -13,6 +13,12 @@ class NMTError(Exception):
 
 
 EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> NoReturn:
+    """Print `error: <message>` as one line on stderr and exit with EXIT_USER_ERROR."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,7 +29,6 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except NMTError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_USER_ERROR)
+            fail(str(e))
 
     return wrapper

@@ -15,11 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from nmt.cli.entry import ArgumentParser
 from nmt.errors import user_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="nmt-average",
         description="Average the weights of a run's last k checkpoints (or of the given checkpoint files).",
     )

@@ -12,13 +12,14 @@ from pathlib import Path
 import torch
 
 from nmt.bench import bench_against, benchmark, engines
+from nmt.cli.entry import ArgumentParser
 from nmt.config import DecodeConfig
 from nmt.errors import user_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """nmt-bench's options; their defaults are nmt.bench.benchmark.DEFAULTS."""
-    p = argparse.ArgumentParser(description=benchmark.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=benchmark.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", help="presets from configs/model/")
     p.add_argument("--small", action="store_true", help="use the <model>_small presets")
     p.add_argument("--device", help="auto (cuda, mps, cpu) | cpu | cuda | cuda:1 | mps")

@@ -11,10 +11,9 @@ Everything goes into a NEW directory (default <run dir>/eval/<split>-<time>); se
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
-from nmt.config import CONFIG_DIR
+from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.evaluation.evaluate import evaluate
 
@@ -35,7 +34,7 @@ def run(cfg: DictConfig) -> dict:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

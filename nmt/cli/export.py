@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from nmt.config import CONFIG_DIR
+from nmt.cli.entry import hydra_command
 from nmt.errors import NMTError, user_errors
 
 FORMATS = ("ctranslate2",)
@@ -39,7 +38,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+@hydra_command("export")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -10,12 +10,13 @@ import argparse
 import sys
 
 from nmt.bench.gpu_check import run_gpu_check
+from nmt.cli.entry import ArgumentParser
 from nmt.errors import NMTError, user_errors
 
 
 @user_errors
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (default), cuda:<i>, or cpu to run the checks on the CPU")
     p.add_argument("--steps", type=int, default=300, help="training steps per model")
     p.add_argument("--out", default="outputs/gpu_check", help="where the runs and gpu_check.json go")

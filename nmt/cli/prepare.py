@@ -7,18 +7,12 @@ nmt-prepare data.tokenizer.vocab_size=4000 data.root=/tmp/data
 
 from __future__ import annotations
 
-import sys
 import time
 
-import hydra
 from omegaconf import DictConfig
 
-from nmt.config import CONFIG_DIR
+from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
-
-# Preparing writes nothing but the corpus cache, so Hydra's run directory (config copy, log file under
-# outputs/<data>/<model>/<time>/) would only litter outputs/ with empty runs. A user's own hydra.* wins.
-QUIET_HYDRA = ("hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
 @user_errors
@@ -32,15 +26,9 @@ def run(cfg: DictConfig) -> None:
     print(f"done in {time.perf_counter() - start:.2f} s")
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+@hydra_command("prepare")  # configs/prepare.yaml: the training config without a run directory
+def main(cfg: DictConfig) -> None:
     run(cfg)
-
-
-def main() -> None:
-    given = {arg.split("=", 1)[0].lstrip("+~") for arg in sys.argv[1:]}
-    sys.argv += [o for o in QUIET_HYDRA if o.split("=", 1)[0] not in given]
-    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -20,27 +20,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from nmt.config import CONFIG_DIR
+from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.io import check_writable, make_dir
 from nmt.training.trainer import Trainer, lock_run_dir
-
-# The trainer writes its own <run dir>/train.log; Hydra's job log would be a second writer of the same file.
-QUIET_HYDRA = ("hydra/job_logging=none", "hydra/hydra_logging=none")
 
 
 @user_errors
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return Trainer(cfg, run_dir).fit()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 @user_errors
@@ -57,10 +48,12 @@ def check_run_dir(argv: list[str]) -> None:
         check_writable("outputs", directory=True)
 
 
+@hydra_command("config", before=check_run_dir)
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
 def main() -> None:
-    given = {arg.split("=", 1)[0].lstrip("+~") for arg in sys.argv[1:]}
-    sys.argv += [o for o in QUIET_HYDRA if o.split("=", 1)[0] not in given]
-    check_run_dir(sys.argv[1:])
     try:
         _hydra_main()
     except KeyboardInterrupt:  # only a second Ctrl-C gets here: the first one stops training cleanly

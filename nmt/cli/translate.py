@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import CONFIG_DIR
+from nmt.cli.entry import hydra_command
 from nmt.errors import NMTError, user_errors
 from nmt.inference.translator import Translator, format_lines
 from nmt.io import check_writable, read_stream, read_text_lines, write_lines
@@ -96,7 +95,7 @@ def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO
     return len(lines)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="translate")
+@hydra_command("translate")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -1,0 +1,48 @@
+"""The installed console scripts (nmt-*) as child processes, each with a timeout: how a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent  # the virtualenv's bin/, where `pip install -e .` put the nmt-* scripts
+TIMEOUT = 300  # seconds: a command that hangs fails its test instead of blocking the suite
+
+
+def script_env() -> dict[str, str]:
+    """One torch thread per child (the cores are shared), Hydra's short errors."""
+    return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+
+
+def start_script(name: str, args: list[str], cwd: Path, stdin: bytes | None = None) -> subprocess.Popen:
+    """`<name> <args>` started in `cwd` (stdout and stderr piped; stdin from `stdin` or empty)."""
+    return subprocess.Popen([str(BIN / name), *args], cwd=cwd, env=script_env(), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(proc: subprocess.Popen, stdin: bytes = b"", timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    """Wait for `proc` (killed after `timeout` seconds); its result with text output."""
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
+                                       err.decode(errors="replace"))
+
+
+def run_script(name: str, args: list[str], cwd: Path, stdin: bytes = b"",
+               timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    """`<name> <args>` run to the end in `cwd`."""
+    return finish(start_script(name, args, cwd), stdin, timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single `error: ...` line a user mistake gives (exit 2, nothing else on stderr)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    return lines[0]

@@ -1,0 +1,86 @@
+"""Every console script answers a config mistake (unknown key, wrong type, unknown group option or choice) with
+one stderr line naming the key (and the valid choices), exit code 2, and writes nothing: run as a user runs
+them, through the installed nmt-* scripts."""
+
+from __future__ import annotations
+
+import pytest
+from console import finish, one_error_line, start_script
+
+# script -> [(arguments, words the error line must contain)]
+MISTAKES: dict[str, list[tuple[list[str], list[str]]]] = {
+    "nmt-prepare": [
+        (["data.batch_tokenz=1"], ["data.batch_tokenz", "did you mean train.batch_tokens"]),
+        (["train.max_steps=abc"], ["train.max_steps", "abc"]),
+        (["model=nope"], ["model=nope", "rnn_attention", "rnn_fixed", "transformer"]),
+    ],
+    "nmt-train": [
+        (["train.max_stepz=1"], ["train.max_stepz", "train.max_steps"]),
+        (["train.lr=fast"], ["train.lr", "fast"]),
+        (["data=nope"], ["data=nope", "multi30k_de_en", "wmt_news_de_en"]),
+        (["-m", "model=rnn_fixed,nope"], ["model=nope", "rnn_attention"]),  # every job of a sweep is checked
+    ],
+    "nmt-evaluate": [
+        (["average_lastt=3"], ["average_lastt", "average_last"]),
+        (["average_last=abc"], ["average_last", "abc"]),
+        (["decode=nope"], ["decode=nope", "beam5", "greedy"]),
+    ],
+    "nmt-translate": [
+        (["model=exports/ct2"], ["unknown key model", "export_dir"]),
+        (["threads=abc"], ["threads", "abc"]),
+        (["decode=beam7"], ["decode=beam7", "beam5", "greedy"]),
+    ],
+    "nmt-export": [
+        (["outt=exports/x"], ["outt", "did you mean out"]),
+        (["checkpoint=[a,b]"], ["checkpoint"]),
+        (["decode=greedy"], ["unknown key decode", "quantization"]),
+    ],
+    "nmt-average": [
+        (["--lastt", "3", "run"], ["--lastt", "nmt-average --help"]),
+        (["--last", "abc", "run"], ["--last", "abc"]),
+    ],
+    "nmt-bench": [
+        (["--stepz", "3"], ["--stepz"]),
+        (["--steps", "abc"], ["--steps", "abc"]),
+        (["--compare", "nope"], ["nope", "adamw", "compile"]),
+    ],
+    "nmt-gpu-check": [
+        (["--stepz", "3"], ["--stepz"]),
+        (["--steps", "abc"], ["--steps", "abc"]),
+    ],
+    "nmt-bottleneck": [
+        (["seedz=[1]"], ["seedz"]),
+        (["seeds=abc"], ["seeds", "abc"]),
+        (["preset=nope"], ["preset=nope", "default", "full"]),
+    ],
+    "nmt-claims": [
+        (["claimz=[hard]"], ["claimz"]),
+        (["seeds=abc"], ["seeds", "abc"]),
+        (["preset=nope"], ["preset=nope", "default", "full"]),
+    ],
+}
+
+
+SLOW_TO_START = {"nmt-bench", "nmt-bottleneck", "nmt-claims"}  # over 10 s for three runs on a busy 2-core machine
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_TO_START else s for s in sorted(MISTAKES)])
+def test_config_mistakes_are_one_line_exit_2_and_write_nothing(script, tmp_path):
+    started = [(args, words, start_script(script, args, cwd=tmp_path)) for args, words in MISTAKES[script]]
+    for args, words, proc in started:  # side by side: most of each run is the interpreter starting
+        line = one_error_line(finish(proc, timeout=120))
+        missing = [w for w in words if w not in line]
+        assert not missing, f"{script} {' '.join(args)}: {line!r} lacks {missing}"
+    assert list(tmp_path.iterdir()) == [], "a refused command writes nothing (no outputs/, no run directory)"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="nmt/experiments/runner.py composes training runs with its own _compose "
+                   "(first two lines of Hydra's message, no choices) after making the report directory; "
+                   "nmt.config.compose_config gives the one line with the choices")
+@pytest.mark.parametrize("script, args", [("nmt-bottleneck", ["model_fixed=nope"]), ("nmt-claims", ["data=nope"])])
+def test_experiment_run_options_name_their_choices_before_writing(script, args, tmp_path):
+    line = one_error_line(finish(start_script(script, args, cwd=tmp_path), timeout=120))
+    assert "valid choices" in line and "rnn" in line or "multi30k_de_en" in line
+    assert list(tmp_path.iterdir()) == []
