@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -55,14 +56,18 @@ from nmt.training.checkpoint import load_model
 CONFIGS = Path(CONFIG_DIR)
 DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
 
-# Dense bf16 peak of known GPUs in TFLOP/s (vendor data sheets, without sparsity); --peak-tflops overrides.
+# Dense bf16 peak of known GPUs in TFLOP/s (vendor data sheets, without sparsity); --peak-tflops overrides. A key
+# matches a whole word of the device name (torch.cuda.get_device_name), most specific keys first: "H100 NVL"
+# before "H100 PCIe"; a bare "H100" or "H200" variant not listed here, GH200 and MIG slices get no peak.
 BF16_PEAK_TFLOPS = {
+    "H200 NVL": 835.0,
     "H200": 989.0,
+    "H100 NVL": 835.0,
     "H100 SXM": 989.0,
-    "H100 80GB HBM3": 989.0,
+    "H100 SXM5": 989.0,
+    "H100 80GB HBM3": 989.0,  # the SXM part's name
     "H100 PCIe": 756.0,
-    "H100": 756.0,
-    "A100": 312.0,
+    "A100": 312.0,  # SXM and PCIe alike
     "L40S": 362.0,
     "L4": 121.0,
     "A10G": 70.0,
@@ -70,6 +75,7 @@ BF16_PEAK_TFLOPS = {
     "RTX 4090": 165.0,
     "RTX 3090": 71.0,
 }
+UNKNOWN_PEAK = "unknown peak"  # the MFU column of a GPU without a known peak
 
 
 def model_config(name: str) -> Any:
@@ -104,10 +110,11 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
 
 def bf16_peak_tflops(gpu_name: str | None) -> float | None:
-    if not gpu_name:
+    """The dense bf16 peak of a GPU by its name; None when unknown, and for a MIG slice (a share of the GPU)."""
+    if not gpu_name or re.search(r"\bMIG\b", gpu_name):
         return None
     for key, value in BF16_PEAK_TFLOPS.items():  # most specific names first
-        if key in gpu_name:
+        if re.search(rf"(?<!\w){re.escape(key)}(?!\w)", gpu_name):
             return value
     return None
 
@@ -412,6 +419,13 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _mfu_cell(mfu_percent: float | None, report: dict[str, Any]) -> str:
+    """`41.3%`, `unknown peak` on a GPU missing from BF16_PEAK_TFLOPS, `-` on the CPU."""
+    if mfu_percent is not None:
+        return f"{mfu_percent:.1f}%"
+    return UNKNOWN_PEAK if report["hardware"]["gpu"] else "-"
+
+
 def markdown(report: dict[str, Any]) -> str:
     cfg, hw = report["config"], report["hardware"]
     lines = [
@@ -430,7 +444,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['tokens_per_s']:,.0f} | "
             f"{r['tokens_per_cpu_s']:,.0f} | {r['ms_per_step']:.0f} | {r['padding']:.1%} | "
-            f"{_fmt(r['peak_memory_mib'], ',.0f')} | {_fmt(mfu, '.1f')}{'%' if mfu is not None else ''} | "
+            f"{_fmt(r['peak_memory_mib'], ',.0f')} | {_mfu_cell(mfu, report)} | "
             f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
             f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')} |"
         )
