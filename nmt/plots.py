@@ -68,6 +68,31 @@ def plot_bleu_by_length(
     return fig
 
 
+def plot_position_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    boundaries: Sequence[float] = (),
+    size: tuple[float, float] = (7.0, 4.5),
+) -> Figure:
+    """One line per curve: x = relative target position (0..1), y = per-token negative log-likelihood of the
+    reference. `curves` maps a label to (x, y); `boundaries` draws dotted lines (e.g. where joined sentences
+    meet, approximately)."""
+    fig = new_figure(*size)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, marker="o", label=name)
+    for b in boundaries:
+        ax.axvline(b, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("relative target position (bin start)")
+    ax.set_ylabel("reference NLL per token (nats)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def attention_figsize(src_len: int, tgt_len: int) -> tuple[float, float]:
     """Figure size in inches for a (tgt_len, src_len) heatmap: about 0.3 inch per token, clamped."""
     width = min(max(3.0 + 0.3 * src_len, 4.0), 24.0)

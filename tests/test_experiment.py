@@ -172,6 +172,7 @@ def tiny_overrides(files: dict[str, list[str]], data_root: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
     from nmt.experiments.bottleneck import run_bottleneck
 
@@ -214,6 +215,10 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
         joined_refs = [" ".join(refs_k3[3 * g + i].strip() for i in range(3)) for g in range(20)]
         assert sys_ret["bleu_long"] == pytest.approx(corpus_score(hyps_k3, joined_refs))
         assert [x["ratio"] > 0 for x in seed["systems"][name]["length"]] == [True] * 3
+        # Reference NLL without search: one value per level, ten bins over the target at the longest level.
+        assert len(seed["systems"][name]["nll"]) == 3 and min(seed["systems"][name]["nll"]) > 0
+        assert [b["start"] for b in seed["systems"][name]["nll_by_position"]] == pytest.approx(
+            [i / 10 for i in range(10)])
     label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
     assert seed["verdict"] == label == section["verdict"]["label"] == INCONCLUSIVE  # tiny models: too weak
     assert f"**(a) Does attention degrade less? {label}**, at 5 updates of 0.4k tokens." in md
@@ -223,7 +228,8 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     assert control["step"] in (2, 4) and len(control["bleu"]) == 3 and "Equal-quality control" in md
     sweep = lv["sweep"]
     assert [r["summary"] for r in sweep["fixed"]] == [16, 32] and "says nothing" in sweep["sentence"]
-    for plot in (lv["plot"], sweep["plot"], section["natural"]["plot"]):
+    assert "Evidence without search" in md
+    for plot in (lv["plot"], lv["nll_plot"], sweep["plot"], section["natural"]["plot"]):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Natural lengths on the original test set: bucket counts add up, the paired difference is the difference
     # of the two scores, and the per-seed evaluation report exists.
@@ -244,6 +250,7 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     assert "run dir:" in (Path(runs["rnn_attention"]["run_dir"]) / "console.log").read_text()
 
 
+@pytest.mark.slow
 def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
     from nmt.experiments.claims import run_claims
 

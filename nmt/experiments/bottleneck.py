@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.data.concat import level_groups
 from nmt.errors import NMTError
+from nmt.evaluation.scoring import score_references
 from nmt.experiments.runner import Job, compose_run, decode_splits, job_dict, run_jobs
 from nmt.experiments.verdicts import (
     INCONCLUSIVE,
@@ -37,6 +38,7 @@ from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_l
 from nmt.metrics.retention import retention, slope
 from nmt.metrics.scores import length_stats, sentence_stats
 from nmt.runtime import hardware, pick_device
+from nmt.training.checkpoint import load_model
 
 FIXED, ATTENTION = "rnn_fixed", "rnn_attention"
 # What must agree between the two models for the comparison to be fair (the attention path aside).
@@ -253,6 +255,8 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
         entry = {"seed": seed, "retention": ret, "verdict": label, "reason": reason, "removal": removal,
                  "removal_reason": removal_reason,
                  "systems": {s: {k: v for k, v in sc.items() if k != "hyps"} for s, sc in scored.items()}}
+        for s, r in pair.items():
+            entry["systems"][s] |= reference_nll(r["checkpoint"], r["device"], data, names, len(groups))
         control = equal_quality_control(pair[FIXED], pair[ATTENTION], names)
         if control is not None:
             matched = score(control.pop("files"))
@@ -286,6 +290,25 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
         out["sweep"] = {"seed": first, "fixed": table, "attention": att,
                         "sentence": capacity_sentence(table, att["retained"], float(cfg.min_bleu))}
     return out
+
+
+def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str], list[str]]], names: list[str],
+                  groups: int) -> dict[str, Any]:
+    """Evidence without search: the per-token NLL of the references at every level, and at the longest level
+    (its first `groups` examples, the disjoint ones) per tenth of the target: a fixed-context model's loss
+    climbs through the joined sentences, attention's should stay flat."""
+    dev = pick_device(device)
+    loaded = load_model(checkpoint, dev)
+    nll, curve = [], []
+    for lv in names:
+        src, ref = data[lv]
+        if lv == names[-1]:
+            src, ref = src[:groups], ref[:groups]
+        scores = score_references(loaded.model, loaded.tokenizer, src, ref, dev)
+        nll.append(scores.mean_nll())
+        if lv == names[-1]:
+            curve = scores.by_relative_position()
+    return {"nll": nll, "nll_by_position": curve}
 
 
 def equal_quality_control(fixed: dict[str, Any], attention: dict[str, Any], splits: list[str]
@@ -332,6 +355,17 @@ def levels_plot(section: dict[str, Any], title: str) -> Any:
     fig = plot_bleu_by_length(systems, title=title)
     fig.axes[0].set_xlabel("test level: k consecutive sentences joined (mean source words)")
     return fig
+
+
+def nll_plot(section: dict[str, Any], title: str) -> Any:
+    """Per-token reference NLL per tenth of the target at the longest level, one line per system and seed."""
+    from nmt.plots import plot_position_curves
+
+    k = section["levels"][-1]["k"]
+    curves = {f"{s}, seed {x['seed']}": ([b["start"] for b in x["systems"][s]["nll_by_position"]],
+                                         [b["nll"] for b in x["systems"][s]["nll_by_position"]])
+              for x in section["seeds"] for s in (FIXED, ATTENTION)}
+    return plot_position_curves(curves, title, boundaries=[j / k for j in range(1, k)])
 
 
 def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) -> Any:
@@ -399,6 +433,10 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
                 levels = analyse_levels(c, test, results, cfg)
                 title = f"BLEU by input length: {c['name']} {test}\n{spread}"
                 levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
+                k = levels["levels"][-1]["k"]
+                nll_title = (f"Reference NLL over the target at k = {k}: {c['name']} {test}\n"
+                             f"{section['budget_text']}")
+                levels["nll_plot"] = save_png(nll_plot(levels, nll_title), out / f"{stem}_nll_by_position.png").name
                 if levels["sweep"]:
                     sweep_title = (f"Capacity sweep: {c['name']} {test}\nseed {levels['sweep']['seed']}, 95% CI, "
                                    f"{section['budget_text']}")

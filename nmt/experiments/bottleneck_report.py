@@ -92,6 +92,19 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
                            "test BLEU k = 1 (attention vs fixed)", f"{ATTENTION} retained [95% CI]",
                            f"{FIXED} retained [95% CI]", "attention - fixed [95% CI]", "p (attention retains more)"],
                           rows) + [""]
+    lines += [f"Evidence without search: per-token negative log-likelihood of the references (nats; teacher "
+              f"forced, as `nmt-score` computes it) at each level, and at k = {k} its first and last tenth of the "
+              f"target (the sentences joined last come last):", ""]
+    header = ["system", "seed"] + [f"NLL k = {r['k']}" for r in levels] + [f"k = {k}: first tenth",
+                                                                           f"k = {k}: last tenth"]
+    rows = []
+    for s in seeds:
+        for name in (FIXED, ATTENTION):
+            sc = s["systems"][name]
+            curve = sc["nll_by_position"]
+            rows.append([name, str(s["seed"])] + [f"{x:.3f}" for x in sc["nll"]]
+                        + [f"{curve[0]['nll']:.3f}", f"{curve[-1]['nll']:.3f}"])
+    lines += md_table(header, rows) + ["", f"![reference NLL by target position]({lv['nll_plot']})", ""]
     ratio = lv["ratio"]
     enc, search = PAPER_BLEU["all"]
     enc_nu, search_nu = PAPER_BLEU["no_unk"]
