@@ -12,13 +12,15 @@ TIMEOUT = 300  # seconds: a command that hangs fails its test instead of blockin
 
 
 def script_env() -> dict[str, str]:
-    """One torch thread per child (the cores are shared), Hydra's short errors."""
-    return dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    """The nmt-* scripts first on PATH, one torch thread per child (the cores are shared), Hydra's short errors."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
+                HYDRA_FULL_ERROR="0")
 
 
-def start_script(name: str, args: list[str], cwd: Path, stdin: bytes | None = None) -> subprocess.Popen:
-    """`<name> <args>` started in `cwd` (stdout and stderr piped; stdin from `stdin` or empty)."""
-    return subprocess.Popen([str(BIN / name), *args], cwd=cwd, env=script_env(), stdin=subprocess.PIPE,
+def start_script(name: str, args: list[str], cwd: Path) -> subprocess.Popen:
+    """`<name> <args>` (an installed script, or a program on PATH) started in `cwd`, all three streams piped."""
+    program = BIN / name if (BIN / name).exists() else name
+    return subprocess.Popen([str(program), *args], cwd=cwd, env=script_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
