@@ -28,6 +28,9 @@ train: prepare ## train the default model (Multi30k de-en, RNN attention) into o
 test: install ## run the whole test suite
 	$(PY) -m pytest
 
+test-fast: install ## the tests not marked slow, about a minute on 2 CPU cores (pytest -m "not slow")
+	$(PY) -m pytest -m "not slow"
+
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
 
@@ -51,4 +54,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test bench bottleneck claims gpu-check lint tensorboard clean
+.PHONY: help install prepare train test test-fast bench bottleneck claims gpu-check lint tensorboard clean

@@ -149,6 +149,7 @@ def test_translate_and_evaluate_on_a_missing_device(tiny_run, tmp_path, capsys):
     assert not (tmp_path / "eval").exists()
 
 
+@pytest.mark.slow
 @NO_CUDA
 def test_train_command_line_on_a_missing_device_prints_one_line(setup, tmp_path):
     proc = subprocess.run(
@@ -308,6 +309,7 @@ def test_full_disk_mid_training_stops_with_one_line_and_keeps_the_checkpoints(se
 
 
 # 5. Two nmt-train runs on one run directory --------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_train_on_a_busy_run_dir_refuses_and_a_killed_run_frees_it(setup, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=100000", f"hydra.run.dir={run_dir}")

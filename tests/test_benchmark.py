@@ -121,6 +121,7 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
     assert f"| {ckpt} (rnn_attention, step" in benchmark.markdown(report)
 
 
+@pytest.mark.slow
 def test_against_a_revision_and_an_earlier_json(tiny_corpus_files, tmp_path, one_thread):
     """The side-by-side comparison with a git revision (here HEAD itself) and with a saved report."""
     data = DataConfig(name="bench_tiny", source="files", files=tiny_corpus_files, root=str(tmp_path / "data"),

@@ -116,6 +116,7 @@ def _cli_in_forked_child(argv: list[str], fd: int) -> None:
     nmt.cli.train.main()
 
 
+@pytest.mark.slow
 def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setup, tmp_path):
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=100000", "train.save_every=1", f"hydra.run.dir={run_dir}")

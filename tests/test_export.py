@@ -171,6 +171,7 @@ def test_missing_engine_says_how_to_install(transformer_run, tmp_path, monkeypat
         export_ctranslate2(transformer_run.run_dir / "last.pt", tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(transformer_run, tiny_run, tmp_path):
     def export(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "nmt.cli.export", *args], cwd=REPO, capture_output=True,

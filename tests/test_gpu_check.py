@@ -21,6 +21,7 @@ def test_without_cuda_one_line_and_exit_0(capsys, tmp_path):
     assert not (tmp_path / "gpu").exists()
 
 
+@pytest.mark.slow
 def test_every_check_runs_on_the_cpu(tiny_corpus_files, tmp_path, one_thread):
     extra = ["data=files"] + [o for o in tiny_overrides(tiny_corpus_files, tmp_path / "data")
              if not o.startswith(("train.max_steps", "train.eval_every", "train.save_every", "train.max_minutes",

@@ -119,6 +119,7 @@ def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_prepares_and_trains_on_a_flat_hub_corpus(tmp_path):
     data = ["data=hub", "data.name=m30k_flat", f"data.hub_name={write_flat(tmp_path / 'm30k')}",
             "data.hub_config=null", f"data.root={tmp_path / 'data'}", "data.tokenizer.vocab_size=40"]

@@ -89,6 +89,7 @@ def test_wheel_has_every_package_and_config(wheel):
     assert not [n for n in names if n.startswith("configs/")]  # inside the package, not a top-level "configs"
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_from_any_directory(wheel, mirror, tmp_path):
     python = _venv(tmp_path / "venv", wheel)
     work = tmp_path / "elsewhere"

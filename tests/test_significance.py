@@ -27,6 +27,7 @@ def _equal_systems(rng: np.random.Generator, n_sentences: int) -> tuple[list[str
     return refs, [noisy(r) for r in refs], [noisy(r) for r in refs]
 
 
+@pytest.mark.slow
 def test_false_positive_rate_on_equal_systems_is_at_most_alpha():
     """At alpha = 0.05 the test must flag at most 6% of 400 comparisons between equally good systems; the
     statistic sacreBLEU uses (|d*| centred after taking absolute values) flags far more on the same pairs."""

@@ -96,6 +96,7 @@ def test_missing_checkpoint_is_a_user_error(capsys):
     assert capsys.readouterr().err.startswith("error: no checkpoint given")
 
 
+@pytest.mark.slow
 def test_command_line_pipe_and_error_exit(tiny_run, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     bad = tmp_path / "bad.de"
