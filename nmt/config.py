@@ -300,6 +300,19 @@ class ExportConfig:
     quantization: str = "int8"  # int8 | int8_float32 | int16 | float16 | bfloat16 | float32 ...
 
 
+@dataclass
+class ScoreConfig:
+    """`nmt-score`: configs/score.yaml."""
+
+    checkpoint: str = ""  # checkpoint file or run dir (its best.pt)
+    src_file: str = ""
+    ref_file: str = ""
+    out: str | None = None  # per-sentence TSV (index, tokens, log_prob, mean_log_prob)
+    batch_tokens: int = 4096
+    length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])
+    device: str = "auto"
+
+
 def _config_dir() -> str:
     """configs/ shipped inside the package (a regular install), else the source tree's top-level configs/."""
     packaged = Path(__file__).resolve().parent / "configs"
@@ -320,6 +333,7 @@ def register_configs() -> None:
     cs.store(name="base_evaluate", node=EvaluateConfig)
     cs.store(name="base_translate", node=TranslateConfig)
     cs.store(name="base_export", node=ExportConfig)
+    cs.store(name="base_score", node=ScoreConfig)
 
 
 register_configs()

@@ -88,3 +88,25 @@ def test_bad_input_is_one_clear_error(tiny_run, tmp_path: Path) -> None:  # noqa
         score(tiny_run.run_dir, tmp_path / "missing.de", ref, device="cpu")
     with pytest.raises(NMTError, match="either as a file or as a list"):
         score(tiny_run.run_dir, src, device="cpu")
+
+
+@pytest.mark.slow
+def test_nmt_score_command(tiny_run, tmp_path: Path) -> None:  # noqa: ANN001
+    """Through the installed script: the summary and the TSV; mistakes are one line and exit 2."""
+    from console import finish, one_error_line, run_script, start_script
+
+    src, ref = tiny_run.files["valid"]
+    ok = run_script("nmt-score", [f"checkpoint={tiny_run.run_dir}", f"src_file={src}", f"ref_file={ref}",
+                                  f"out={tmp_path / 'valid.tsv'}", "device=cpu"], tmp_path)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "nats per token" in ok.stdout and "by source length: 0-10" in ok.stdout
+    assert (tmp_path / "valid.tsv").read_text().startswith("index\ttokens\tlog_prob\tmean_log_prob\n")
+    short = tmp_path / "short.en"
+    short.write_text("one line\n", encoding="utf-8")
+    mistakes = {"line counts must match": [f"checkpoint={tiny_run.run_dir}", f"src_file={src}", f"ref_file={short}"],
+                "checkpointt": [f"checkpointt={tiny_run.run_dir}"],
+                "give checkpoint=": [f"src_file={src}"],
+                "not found": [f"checkpoint={tiny_run.run_dir}", f"src_file={tmp_path / 'no.de'}", f"ref_file={ref}"]}
+    started = {words: start_script("nmt-score", [*args, "device=cpu"], tmp_path) for words, args in mistakes.items()}
+    for words, proc in started.items():
+        assert words in one_error_line(finish(proc, timeout=120))
