@@ -70,6 +70,13 @@ def use_deterministic_algorithms() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+def host_values_to(values: list[float], device: torch.device) -> torch.Tensor:
+    """Python numbers as a float64 tensor (n,) on `device`, without waiting for the device: on CUDA through
+    pinned memory and a non-blocking copy (a copy from pageable memory would wait for the queued kernels)."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
+
+
 def rng_state() -> dict[str, Any]:
     """Python, NumPy, torch CPU and CUDA generator states as plain types (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()

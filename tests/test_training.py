@@ -6,7 +6,9 @@ import io
 import json
 import math
 import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from omegaconf import OmegaConf
 from train_utils import assert_same_parameters, overrides, parameters, tiny_config, train_cli, write_corpus
 
 import nmt.metrics.scores
+import nmt.models
 import nmt.training.run_log as run_log
 import nmt.training.trainer as trainer_module
 from nmt.errors import NMTError
@@ -280,3 +283,81 @@ def test_deterministic_mode_switches_deterministic_kernels_on_and_changes_nothin
     finally:
         torch.use_deterministic_algorithms(False)
     assert_same_parameters(parameters(default.model), parameters(deterministic.model))
+
+
+class SyncCounter:
+    """Counts the calls of the package's training and model code that copy a tensor to the host (.item(),
+    float(), .cpu(), .tolist()) while `active`. Left out: the token counts of a batch, which nmt/data computes
+    on the host before the batch goes to the device, and torch's own calls (the CPU optimizer reads its step
+    counts; fused AdamW on CUDA does not)."""
+
+    METHODS = ("item", "__float__", "cpu", "tolist")
+    COUNTED = (str(Path(trainer_module.__file__).parent), str(Path(nmt.models.__file__).parent))
+
+    def __init__(self, monkeypatch) -> None:
+        self.active, self.calls = False, {name: 0 for name in self.METHODS}
+        for name in self.METHODS:
+            monkeypatch.setattr(torch.Tensor, name, self._counting(name, getattr(torch.Tensor, name)))
+
+    def _counting(self, name, method):
+        def counted(tensor, *args, **kwargs):
+            if self.active and sys._getframe(1).f_code.co_filename.startswith(self.COUNTED):
+                self.calls[name] += 1
+            return method(tensor, *args, **kwargs)
+
+        return counted
+
+
+def test_a_training_step_copies_to_the_host_once(setup, tmp_path, monkeypatch):
+    counter, steps = SyncCounter(monkeypatch), []
+    real_step = Trainer._train_step
+
+    def counted_step(self, group, time_up):
+        counter.calls = dict.fromkeys(counter.METHODS, 0)
+        counter.active = True
+        try:
+            return real_step(self, group, time_up)
+        finally:
+            counter.active = False
+            steps.append(counter.calls)
+
+    monkeypatch.setattr(Trainer, "_train_step", counted_step)
+    # The Transformer: the RNN encoder also needs its source lengths on the host, once per batch.
+    Trainer(tiny_config(*setup, "model=transformer_small", "train.max_steps=3", "train.accum_steps=2"),
+            tmp_path).fit()
+    assert steps == [{"item": 0, "__float__": 0, "cpu": 0, "tolist": 1}] * 3
+
+
+class FailingCompile:
+    """What torch.compile returns when its backend cannot compile: the first call raises."""
+
+    def __init__(self, model, error: Exception) -> None:
+        self.model, self.error, self.calls = model, error, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        raise self.error
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path, monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    compiled: list[FailingCompile] = []
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(
+        FailingCompile(model, TorchDynamoException("C++ compile error\ng++ not found"))) or compiled[-1])
+    extra = ("train.max_steps=3",)
+    fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
+    fallback.fit()
+    eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
+    eager.fit()
+    assert compiled[0].calls == 1 and fallback.step == 3
+    warnings = [line for line in (tmp_path / "compile" / "train.log").read_text().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "warning: torch.compile failed, training without it (train.compile=false): C++ compile error")
+    assert_same_parameters(parameters(fallback.model), parameters(eager.model))
+
+
+def test_an_error_of_the_model_itself_is_not_taken_for_a_compile_failure(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda model: FailingCompile(model, ValueError("bad shapes")))
+    with pytest.raises(ValueError, match="bad shapes"):
+        Trainer(tiny_config(*setup, "train.max_steps=1", "train.compile=true"), tmp_path).fit()

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed import distributed_c10d
 
+from nmt.runtime import host_values_to
+
 SIDE_GROUP_MINUTES = 60  # rank 0 may validate (decode the valid set) this long while the other ranks wait
 
 
@@ -97,7 +99,7 @@ def loss_divisor(n_targets: int, device: torch.device, info: DistInfo) -> int | 
     long batches."""
     if not info.enabled:
         return max(n_targets, 1)
-    total = all_reduce_sum(torch.tensor(float(n_targets), device=device), info)
+    total = all_reduce_sum(host_values_to([n_targets], device), info)[0]
     return total.clamp(min=1.0) / info.world_size
 
 

@@ -38,6 +38,7 @@ from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
 from nmt.runtime import (
+    host_values_to,
     pick_device,
     rng_state,
     seed_everything,
@@ -64,6 +65,14 @@ def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0)
         label_smoothing=label_smoothing,
         reduction="sum",
     )
+
+
+def is_compile_error(error: Exception) -> bool:
+    """Whether `error` came from torch.compile (Dynamo or its backend, Inductor) rather than from the model."""
+    # Imported here: torch._dynamo is heavy, and only loaded once torch.compile has run.
+    from torch._dynamo.exc import TorchDynamoException
+
+    return isinstance(error, TorchDynamoException)
 
 
 def check_train_config(tc: Any) -> None:
@@ -253,6 +262,7 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+        self.eager_model = self.train_model  # what _forward falls back to when compilation fails
         if tc.compile:
             self.train_model = torch.compile(self.train_model)
         self._write_metrics()
@@ -383,11 +393,27 @@ class Trainer:
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_step(self, group: list[Any], time_up: bool) -> tuple[Tensor, float]:
+    def _forward(self, batch: Any) -> Tensor:
+        """Teacher-forced logits (B, T, V) of the training model. torch.compile compiles at a call; when that
+        fails, one warning and the eager model from then on (the batch is run again eagerly)."""
+        try:
+            return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
+        except Exception as e:
+            if self.train_model is self.eager_model or not is_compile_error(e):
+                raise
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        self.log.info(f"warning: torch.compile failed, training without it (train.compile=false): {reason}")
+        self.train_model = self.eager_model
+        return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
+
+    def _train_step(self, group: list[Any], time_up: bool) -> tuple[list[float], float]:
         """Forward/backward over the accumulated batches of `group`, then an update unless the loss or the
         gradient norm is non-finite. Returns the rank-summed [loss sum, target tokens, tokens, padding
-        fraction, stop signal seen, time up] and the gradient norm (the same on every rank: DDP has averaged
-        the gradients). Summing the flags makes every rank stop after the same step."""
+        fraction, stop signal seen, time up] and the gradient norm (the same on every rank: DDP has
+        averaged the gradients). Summing the flags makes every rank stop after the same step.
+
+        Loss and gradient norm stay on the device until one copy to the host at the end: the step's only sync,
+        needed because a non-finite value skips the update and the host must know that before stepping."""
         tc = self.tc
         n_targets = sum(b.num_tgt_tokens for b in group)
         divisor = dist.loss_divisor(n_targets, self.device, self.dist)
@@ -398,18 +424,19 @@ class Trainer:
             last = k == len(group) - 1
             with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
                 with self._autocast():
-                    logits = self.train_model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
+                    logits = self._forward(batch)
                 loss = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
                 (loss / divisor).backward()
             loss_total += loss.detach()
         clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # () on the device
         padding = sum(b.padding_fraction for b in group) / len(group)
         flags = [self._signal is not None, time_up]  # read after the backward pass: stop after *this* step
-        stats = [float(loss_total), n_targets, sum(b.num_tokens for b in group), padding, *flags]
-        summed = dist.all_reduce_sum(torch.tensor(stats, dtype=torch.float64, device=self.device), self.dist)
-        summed = summed.cpu()
-        if math.isfinite(summed[0].item()) and math.isfinite(grad_norm):
+        counts = host_values_to([n_targets, sum(b.num_tokens for b in group), padding, *flags], self.device)
+        summed = dist.all_reduce_sum(torch.cat([loss_total.double().view(1), counts]), self.dist)
+        summed = torch.cat([summed, grad_norm.detach().double().view(1)]).tolist()  # the copy to the host
+        grad_norm = summed.pop()
+        if math.isfinite(summed[0]) and math.isfinite(grad_norm):
             self.schedule.set_step(self.step + 1)
             self.optimizer.step()
             self.step += 1
@@ -443,14 +470,14 @@ class Trainer:
             stats, grad_norm = self._train_step([g[3] for g in group], time_up)
             self.epoch, self.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
             self.train_tokens += int(stats[2])
-            padding = stats[3].item() / self.dist.world_size
+            padding = stats[3] / self.dist.world_size
             stepped = self.step > step_before
             if stepped:
                 self.bad_in_a_row = 0
-                progress.meter.add(stats[0].item(), stats[1].item(), stats[2].item(), padding, grad_norm)
+                progress.meter.add(stats[0], stats[1], stats[2], padding, grad_norm)
             else:
-                progress.meter.add_tokens(stats[2].item(), padding)
-                self._bad_step(stats[0].item(), grad_norm)
+                progress.meter.add_tokens(stats[2], padding)
+                self._bad_step(stats[0], grad_norm)
             epochs_done = self.epoch + self.batch_in_epoch / n_batches
             progress.update(self.step, epochs_done, epoch, index, n_batches, self.schedule.lr)
 
