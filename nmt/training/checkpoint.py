@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import zipfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from nmt.io import atomic_write
 FORMAT = "nmt-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "config", "model", "tokenizer", "step")
+ENTRY_TYPES = {"config": dict, "model": dict, "tokenizer": dict, "step": int}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -63,12 +64,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise NMTError(f"{path} is not a safe checkpoint: it holds objects that could run code when loaded") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise NMTError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from e
+    payload = _unpickle(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NMTError(f"{path} is not an nmt checkpoint (no '{FORMAT}' marker)")
     if payload.get("version") != VERSION:
@@ -76,12 +72,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise NMTError(f"{path} is missing checkpoint entries: {', '.join(missing)}")
+    wrong = next((k for k, kind in ENTRY_TYPES.items() if not isinstance(payload[k], kind)), None)
+    if wrong:
+        raise NMTError(f"{path} is not a readable checkpoint (its '{wrong}' is a {type(payload[wrong]).__name__})")
     return payload
+
+
+def _unpickle(path: Path, map_location: str | torch.device) -> Any:
+    """torch.load with weights_only=True. A pickle that would import code is refused as unsafe; any other failure
+    (a truncated or corrupt file makes torch's unpickler raise almost any exception type) is unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns (on stderr) about the odd pickle protocol of a corrupt file
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise NMTError(f"{path} is not a safe checkpoint: it holds objects that could run code when loaded") from e
+        raise NMTError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from e
+    except PermissionError as e:
+        raise NMTError(f"cannot read checkpoint {path}: {e.strerror}") from e
+    except Exception as e:  # IndexError, KeyError, UnicodeDecodeError, RuntimeError, EOFError, ... from garbage
+        raise NMTError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from e
 
 
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> DictConfig:
     """The run's resolved Config, typed, with dotted `key=value` overrides (e.g. `model.temperature=0.5`)."""
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), payload["config"])
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), payload["config"])
+    except Exception as e:  # a config this nmt does not know (unknown key, wrong type)
+        raise NMTError(f"the checkpoint's config does not fit this nmt: {str(e).splitlines()[0]}") from e
     try:
         return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides or []))
     except Exception as e:  # omegaconf raises several types for unknown keys and wrong types
