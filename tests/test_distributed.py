@@ -108,6 +108,7 @@ def run_children(commands: list[list[str]], logs: list[Path], timeout: float) ->
     return codes
 
 
+@pytest.mark.slow
 def test_a_rank_failing_in_validation_stops_every_rank_within_a_minute(mirror, tmp_path_factory, tmp_path):
     base = tmp_path_factory.getbasetemp() / "nmt-train"
     corpus, data_root = write_corpus(mirror, base / "corpus"), base / "data"
