@@ -86,7 +86,7 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
             warnings.simplefilter("ignore")  # torch warns (on stderr) about the odd pickle protocol of a corrupt file
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
+        if "unsupported global" in str(e).lower():  # torch's words for a class or function it would not import
             raise NMTError(f"{path} is not a safe checkpoint: it holds objects that could run code when loaded") from e
         raise NMTError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from e
     except PermissionError as e:
