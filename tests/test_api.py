@@ -9,7 +9,7 @@ import pytest
 
 import nmt
 from nmt.errors import NMTError
-from nmt.inference.translator import Translator
+from nmt.inference.translator import Translator, check_lines
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 RUN_DIR_IN_README = "outputs/multi30k_de_en/rnn_attention/2026-12-01_18-00-00"
@@ -51,3 +51,33 @@ def test_translator_matches_nmt_translate_and_evaluate(tiny_run, tmp_path):
         Translator.from_checkpoint(tiny_run.run_dir, decode={"beem": 2})
     with pytest.raises(NMTError, match="not a model directory written by nmt-export"):
         Translator.from_ctranslate2(tmp_path)
+
+
+def test_one_sentence_as_a_str_gets_one_str_back(tiny_run):
+    translator = Translator.from_checkpoint(tiny_run.run_dir, device="cpu", decode={"beam": 1})
+    sentence = "Ein Hund läuft im Schnee."
+    assert translator.translate(sentence) == translator.translate([sentence])[0]
+    assert isinstance(translator.translate(sentence), str)
+    assert len(translator.translate_full(sentence).hypotheses) == 1
+    assert translator.translate(("Zwei Männer.", "")) == translator.translate(["Zwei Männer.", ""])
+
+
+@pytest.mark.parametrize("lines, words", [
+    (None, ["got NoneType"]),
+    (5, ["got int"]),
+    (b"Ein Hund.", ["got bytes", "decode"]),
+    ([None], ["sentence 0 is NoneType", "''"]),
+    (["Ein Hund.", 3], ["sentence 1 is int"]),
+    (["Ein Hund.", b"Zwei"], ["sentence 1 is bytes", "decode"]),
+])
+def test_wrong_input_is_a_type_error_naming_the_position_and_the_fix(lines, words):
+    with pytest.raises(TypeError) as e:
+        check_lines(lines)
+    assert all(w in str(e.value) for w in words) and "\n" not in str(e.value), str(e.value)
+
+
+def test_model_overrides_must_be_a_list_of_strings():
+    with pytest.raises(TypeError, match=r"use \['model.temperature=0.5'\]"):  # before anything is loaded
+        Translator.from_checkpoint("no/such/run", model_overrides="model.temperature=0.5")
+    with pytest.raises(TypeError, match="'key=value' strings, got float"):
+        Translator.from_checkpoint("no/such/run", model_overrides=[0.5])

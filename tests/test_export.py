@@ -146,6 +146,15 @@ def test_int8_export_runs(transformer_run, tiny_run, sentences, exported, tmp_pa
     assert teacher_forced_gap(transformer_run.run_dir / "last.pt", out, sentences, tgt, "float32") < 0.2
 
 
+def test_exported_translator_takes_one_sentence_and_refuses_non_strings(exported, sentences):
+    from nmt.inference.translator import Translator
+
+    translator = Translator.from_ctranslate2(exported, {"beam": 1})
+    assert translator.translate(sentences[0]) == translator.translate(sentences[:1])[0]
+    with pytest.raises(TypeError, match="sentence 1 is NoneType"):
+        translator.translate([sentences[0], None])
+
+
 def test_rnn_checkpoint_is_refused(tiny_run, tmp_path):
     with pytest.raises(NMTError, match="supports Transformer checkpoints only") as e:
         export_ctranslate2(tiny_run.run_dir / "best.pt", tmp_path / "rnn")

@@ -3,6 +3,7 @@
     from nmt import Translator
     translator = Translator.from_checkpoint("outputs/multi30k_de_en/rnn_attention/<time>")  # its best.pt
     translator.translate(["Ein Hund läuft im Schnee."])        # -> ["A dog runs in the snow."]
+    translator.translate("Ein Hund läuft im Schnee.")          # one sentence -> "A dog runs in the snow."
     translator.translate_full(lines, nbest=5)                   # Translations: n-best lists, scores, timing
     translator.translate_full(lines, with_attention=True).attention[0]   # (T, S) weights of sentence 0
     Translator.from_ctranslate2("exports/ct2-int8").translate(lines)   # a Transformer exported by nmt-export
@@ -10,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,11 @@ class Translator:
         or a dict of its fields (e.g. {"beam": 1}) over the defaults. `model_overrides`: inference-time model
         settings over the checkpoint's, e.g. ["model.temperature=0.5"]."""
         settings = _decode_settings(decode)
+        overrides = _check_model_overrides(model_overrides)
         if max_input_tokens is not None and max_input_tokens < 1:
             raise NMTError(f"max_input_tokens must be at least 1, got {max_input_tokens}")
         dev = pick_device(device)
-        loaded = load_model(resolve_checkpoint(path), dev, list(model_overrides))
+        loaded = load_model(resolve_checkpoint(path), dev, overrides)
         return cls(loaded, dev, settings, max_input_tokens)
 
     @property
@@ -57,17 +59,21 @@ class Translator:
             limit = min(limit or max_positions, int(max_positions) - 1)
         return limit
 
-    def translate_full(self, lines: Sequence[str], nbest: int = 1, with_attention: bool = False) -> Translations:
+    def translate_full(self, lines: str | Sequence[str], nbest: int = 1, with_attention: bool = False
+                       ) -> Translations:
         """Everything search returns: .hypotheses, .nbest / .scores (nbest per line), .attention (one (T, S)
         tensor per line when asked and the model has attention), .truncated (lines cut to max_input_tokens),
-        .seconds and speeds."""
+        .seconds and speeds. A str is one line. TypeError for anything but strings."""
         cfg = self.decode if nbest == self.decode.nbest else OmegaConf.merge(self.decode, {"nbest": nbest})
-        return translate(self.loaded.model, self.loaded.tokenizer, list(lines), cfg, self.device,
+        return translate(self.loaded.model, self.loaded.tokenizer, check_lines(lines), cfg, self.device,
                          with_attention=with_attention, max_input_tokens=self.max_input_tokens)
 
-    def translate(self, lines: Sequence[str]) -> list[str]:
-        """One translation per line, in order; empty lines give empty translations."""
-        return self.translate_full(lines).hypotheses
+    def translate(self, lines: str | Sequence[str]) -> str | list[str]:
+        """One translation per line, in order; empty lines give empty translations. A str is one sentence and
+        gets a str back (as fairseq's hub interface does): translate("Ein Hund.") -> "A dog.". None, bytes or
+        any other non-string, in place of the list or in it, is a TypeError naming the position."""
+        hypotheses = self.translate_full(lines).hypotheses
+        return hypotheses[0] if isinstance(lines, str) else hypotheses
 
     @staticmethod
     def from_ctranslate2(model_dir: str | Path, decode: DecodeConfig | Mapping[str, Any] | None = None,
@@ -90,12 +96,42 @@ class ExportedTranslator:
             raise NMTError("the ctranslate2 engine returns the best translation only: use decode.nbest=1")
         self.model_dir, self.decode, self.threads = model_dir, decode, threads
 
-    def translate(self, lines: Sequence[str]) -> list[str]:
+    def translate(self, lines: str | Sequence[str]) -> str | list[str]:
+        """As Translator.translate: a str is one sentence and gets a str back; TypeError for non-strings."""
         from nmt.inference.export import translate_ctranslate2
 
         d = self.decode
-        return translate_ctranslate2(self.model_dir, list(lines), beam=d.beam, alpha=d.alpha, max_len_a=d.max_len_a,
-                                     max_len_b=d.max_len_b, batch_size=d.batch_size, threads=self.threads)
+        hypotheses = translate_ctranslate2(self.model_dir, check_lines(lines), beam=d.beam, alpha=d.alpha,
+                                           max_len_a=d.max_len_a, max_len_b=d.max_len_b, batch_size=d.batch_size,
+                                           threads=self.threads)
+        return hypotheses[0] if isinstance(lines, str) else hypotheses
+
+
+def check_lines(lines: Any) -> list[str]:
+    """`lines` as a list of str (a str is one line); TypeError, naming the position and the fix, otherwise."""
+    if isinstance(lines, str):
+        return [lines]
+    if lines is None or isinstance(lines, bytes | bytearray) or not isinstance(lines, Iterable):
+        raise TypeError(f"translate takes a list of sentences (str) or one sentence, got {type(lines).__name__}"
+                        + (": decode bytes first, e.g. data.decode('utf-8')" if isinstance(lines, bytes) else ""))
+    lines = list(lines)
+    for i, line in enumerate(lines):
+        if not isinstance(line, str):
+            raise TypeError(f"sentence {i} is {type(line).__name__}, not str: pass '' for an empty line, and decode "
+                            f"bytes or convert other values to str first")
+    return lines
+
+
+def _check_model_overrides(overrides: Any) -> list[str]:
+    """`model_overrides` as a list of 'key=value' strings; TypeError for a bare str (it would be split into
+    characters) or non-string items."""
+    if isinstance(overrides, str):
+        raise TypeError(f"model_overrides takes a list of 'key=value' strings: use [{overrides!r}]")
+    overrides = list(overrides or [])
+    bad = next((o for o in overrides if not isinstance(o, str)), None)
+    if bad is not None:
+        raise TypeError(f"model_overrides takes 'key=value' strings, got {type(bad).__name__} {bad!r}")
+    return overrides
 
 
 def _decode_settings(decode: DecodeConfig | Mapping[str, Any] | None) -> Any:
