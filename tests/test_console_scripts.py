@@ -35,6 +35,10 @@ MISTAKES: dict[str, list[tuple[list[str], list[str]]]] = {
         (["checkpoint=[a,b]"], ["checkpoint"]),
         (["decode=greedy"], ["unknown key decode", "quantization"]),
     ],
+    "nmt-score": [
+        (["batch_tokenz=1"], ["batch_tokenz", "did you mean batch_tokens"]),
+        (["batch_tokens=abc"], ["batch_tokens", "abc"]),
+    ],
     "nmt-average": [
         (["--lastt", "3", "run"], ["--lastt", "nmt-average --help"]),
         (["--last", "abc", "run"], ["--last", "abc"]),
