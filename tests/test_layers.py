@@ -67,3 +67,40 @@ def test_nothing_imports_the_cli():
     users = [f"{p.relative_to(PACKAGE.parent)}:{line}" for p in PACKAGE.rglob("*.py") if "cli" not in p.parts
              for line, target in imports_of(p) if target.startswith("nmt.cli")]
     assert not users
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """nmt module -> the nmt modules it imports (also inside functions), for every module but nmt/__init__.py."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py"}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, target in imports_of(path):
+            # `from nmt.x import y` names module nmt.x.y when that is a module, else a name in nmt.x.
+            targets.add(target if target in modules else target.rsplit(".", 1)[0])
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def test_no_import_cycles():
+    graph, cycles, state = import_graph(), [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else
+                              f"{node} -> {nxt}")
+            elif nxt not in state:
+                visit(nxt, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)

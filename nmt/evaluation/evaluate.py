@@ -22,11 +22,17 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import BOS_ID, EOS_ID
+from nmt.config import BOS_ID, EOS_ID, EvaluateConfig
+from nmt.data.corpus import prepare_corpus
+from nmt.decoding.search import translate
 from nmt.errors import NMTError
+from nmt.evaluation.report import write_report
 from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, write_lines
+from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
-from nmt.training.checkpoint import resolve_checkpoint
+from nmt.training.average import average_checkpoints, last_checkpoints
+from nmt.training.checkpoint import load_model, resolve_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -52,9 +58,6 @@ def run_dir_of(entry: str | Path) -> Path:
 def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into: Path | None = None) -> Any:
     """Load a checkpoint; with `average_into`, the average of the run's last cfg.average_last checkpoints,
     saved into that directory first (so the evaluated weights stay on disk next to the report)."""
-    from nmt.training.average import average_checkpoints, last_checkpoints
-    from nmt.training.checkpoint import load_model, save_checkpoint
-
     overrides = list(cfg.model_overrides)
     if average_into is not None:
         run_dir = run_dir_of(entry)
@@ -75,8 +78,6 @@ def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, Any]) -> tupl
             raise NMTError(f"{cfg.src_file} has {len(sources)} lines but {cfg.ref_file} has {len(refs)}")
         label = Path(cfg.src_file).name.removesuffix(".gz")
     else:
-        from nmt.data.corpus import prepare_corpus
-
         data = OmegaConf.to_container(loaded.cfg.data, resolve=True)
         key = repr(sorted(data.items()))
         if key not in cache:
@@ -89,8 +90,6 @@ def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, Any]) -> tupl
 
 
 def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, device: torch.device) -> System:
-    from nmt.decoding.search import translate
-
     out = translate(loaded.model, loaded.tokenizer, sources, cfg.decode, device)
     info = {
         "checkpoint": str(loaded.path),
@@ -127,9 +126,6 @@ def attention_plots(system: System, sources: list[str], cfg: DictConfig, device:
                     prefix: str) -> tuple[list[str], dict[str, Any]]:
     """attention_<i>.png (and a per-head grid for Transformers) for cfg.attention_sentences; returns file
     names and the figures for TensorBoard."""
-    from nmt.decoding.search import translate
-    from nmt.plots import plot_attention, plot_attention_heads, save_png
-
     rows = [i for i in cfg.attention_sentences if 0 <= i < len(sources) and sources[i].strip()]
     if not rows:
         return [], {}
@@ -162,8 +158,6 @@ def attention_plots(system: System, sources: list[str], cfg: DictConfig, device:
 
 def build_report(label: str, sources: list[str], refs: list[str], systems: list[System], baseline: System | None,
                  cfg: DictConfig) -> dict[str, Any]:
-    from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
-
     edges, n = list(cfg.length_edges), int(cfg.bootstrap_samples)
     everyone = systems + ([baseline] if baseline is not None else [])
     report: dict[str, Any] = {
@@ -199,9 +193,6 @@ def build_report(label: str, sources: list[str], refs: list[str], systems: list[
 def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
     """Evaluate as configured; returns the report (also written as metrics.json / report.md into
     report["out_dir"]). NMTError on any problem with the input, before anything is written."""
-    from nmt.evaluation.report import write_report
-    from nmt.plots import log_to_tensorboard, plot_bleu_by_length, save_png
-
     if not cfg.checkpoints:
         raise NMTError("no checkpoints given: nmt-evaluate checkpoints='[path/to/best.pt or run dir]'")
     if cfg.average_last < 0 or cfg.bootstrap_samples < 0:
@@ -309,8 +300,6 @@ def evaluate_checkpoints(checkpoints: str | Path | list[str | Path], split: str 
     `options` are the other EvaluateConfig fields (nmt/config.py), e.g. baseline="runs/fixed",
     decode={"beam": 1}, out_dir="eval/x", bootstrap_samples=0.
     """
-    from nmt.config import EvaluateConfig
-
     entries = [checkpoints] if isinstance(checkpoints, (str, Path)) else list(checkpoints)
     given = {"checkpoints": [str(e) for e in entries], "split": split, **options}
     try:

@@ -22,10 +22,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.data.concat import level_groups
+from nmt.data.corpus import prepare_corpus
 from nmt.errors import NMTError
+from nmt.evaluation.evaluate import System, build_report
+from nmt.evaluation.report import write_report
 from nmt.evaluation.scoring import score_references
+from nmt.experiments.bottleneck_report import render
 from nmt.experiments.runner import Job, compose_run, decode_splits, job_dict, run_jobs
 from nmt.experiments.verdicts import (
+    ATTENTION,
+    FIXED,
     INCONCLUSIVE,
     bottleneck_verdict,
     budget_text,
@@ -35,12 +41,14 @@ from nmt.experiments.verdicts import (
     removal_verdict,
 )
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_lines, write_text
+from nmt.metrics import bootstrap_interval, corpus_score, paired_bootstrap
 from nmt.metrics.retention import retention, slope
 from nmt.metrics.scores import length_stats, sentence_stats
+from nmt.models import build_model
+from nmt.plots import plot_bleu_by_length, plot_position_curves, save_png
 from nmt.runtime import hardware, pick_device
 from nmt.training.checkpoint import load_model
 
-FIXED, ATTENTION = "rnn_fixed", "rnn_attention"
 # What must agree between the two models for the comparison to be fair (the attention path aside).
 SHARED_MODEL_FIELDS = ("emb_dim", "hidden", "enc_layers", "dec_layers", "dropout", "rnn_type", "bidirectional")
 
@@ -67,9 +75,6 @@ def _summary_size(model: DictConfig) -> int:
 
 def plan(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[list[Job], list[dict[str, Any]]]:
     """Compose and check every run, prepare each corpus once (workers then only read its cache)."""
-    from nmt.data.corpus import prepare_corpus
-    from nmt.models import build_model
-
     if not cfg.data or not cfg.seeds or not cfg.splits:
         raise NMTError("data, seeds and splits must not be empty")
     if cfg.concat_k < 1:
@@ -137,11 +142,6 @@ def analyse_natural(sources: list[str], refs: list[str], fixed: dict[str, Any], 
                     split: str, seed_dir: Path, cfg: DictConfig, decode: dict[str, Any]) -> dict[str, Any]:
     """Scores, by-length rows and paired tests of one seed's pair on a natural test set; also writes that seed's
     full report (as `nmt-evaluate` would) into `seed_dir`."""
-    from nmt.evaluation.evaluate import System, build_report
-    from nmt.evaluation.report import write_report
-    from nmt.metrics import paired_bootstrap
-    from nmt.plots import plot_bleu_by_length, save_png
-
     pair = ((FIXED, fixed), (ATTENTION, attention))
     hyps = {name: read_text_lines(r["decoded"][split]["file"], "hypotheses") for name, r in pair}
     systems = {name: System(name, hyps[name], {"checkpoint": r["checkpoint"], "step": r["checkpoint_step"],
@@ -218,8 +218,6 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
                    ) -> dict[str, Any]:
     """BLEU per level for every system and seed, the retention test and both verdicts per seed, the
     equal-quality control, the capacity sweep."""
-    from nmt.metrics import bootstrap_interval, corpus_score
-
     names = c["levels"][test]
     corpus, n = c["corpus"], int(cfg.bootstrap_samples)
     data = {lv: (list(corpus.split(lv)["src"]), list(corpus.split(lv)["tgt"])) for lv in names}
@@ -342,8 +340,6 @@ def level_rows(levels: list[dict[str, Any]], bleu: list[float | None], ci: list[
 
 
 def levels_plot(section: dict[str, Any], title: str) -> Any:
-    from nmt.plots import plot_bleu_by_length
-
     seeds, levels = section["seeds"], section["levels"]
     if len(seeds) == 1:
         systems = {s: level_rows(levels, seeds[0]["systems"][s]["bleu"], seeds[0]["systems"][s]["bleu_ci"])
@@ -359,8 +355,6 @@ def levels_plot(section: dict[str, Any], title: str) -> Any:
 
 def nll_plot(section: dict[str, Any], title: str) -> Any:
     """Per-token reference NLL per tenth of the target at the longest level, one line per system and seed."""
-    from nmt.plots import plot_position_curves
-
     k = section["levels"][-1]["k"]
     curves = {f"{s}, seed {x['seed']}": ([b["start"] for b in x["systems"][s]["nll_by_position"]],
                                          [b["nll"] for b in x["systems"][s]["nll_by_position"]])
@@ -369,8 +363,6 @@ def nll_plot(section: dict[str, Any], title: str) -> Any:
 
 
 def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) -> Any:
-    from nmt.plots import plot_bleu_by_length
-
     systems = {f"{FIXED}, {r['summary']}-d summary": level_rows(levels, r["bleu"], r["bleu_ci"])
                for r in sweep["fixed"]}
     systems[ATTENTION] = level_rows(levels, sweep["attention"]["bleu"], sweep["attention"]["bleu_ci"])
@@ -382,9 +374,6 @@ def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) 
 # The experiment ---------------------------------------------------------------------------------------------
 def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the whole experiment as configured; returns the output directory."""
-    from nmt.experiments.bottleneck_report import render
-    from nmt.plots import plot_bleu_by_length, save_png
-
     started = time.time()
     out = make_out_dir(cfg.out_dir, Path("outputs") / "bottleneck")
     log(f"bottleneck experiment: {out}")

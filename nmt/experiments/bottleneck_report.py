@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, run_lines
-from nmt.experiments.bottleneck import ATTENTION, FIXED
-from nmt.experiments.verdicts import BOTTLENECK_ALPHA, KEEPS_BLEU, fmt_mean_std
+from nmt.experiments.verdicts import ATTENTION, BOTTLENECK_ALPHA, FIXED, KEEPS_BLEU, fmt_mean_std
 
 # Bahdanau et al. (2015), Table 1 (WMT'14 En->Fr test BLEU, models trained on sentences of up to 50 words).
 PAPER_BLEU = {"all": (17.82, 26.75), "no_unk": (26.71, 34.16)}  # (RNNencdec-50, RNNsearch-50)

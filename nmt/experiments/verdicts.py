@@ -5,6 +5,9 @@
   levels (from the statistics of nmt/metrics/retention.py) as two questions: (a) does the fixed-context model
   degrade with length, and does attention degrade less? (b) does attention remove the degradation?
 - `capacity_sentence`: what a bigger fixed-context vector does to that degradation.
+- The side claims of nmt/experiments/claims.py: `magnitude_verdict` ("up to 40%"), `all_or_any` (a claim made
+  of several comparisons), `differs_verdict` (some system differs), `seeds_verdict` (the seeds' common label),
+  and `CLAIM_QUESTIONS`, the question each verdict answers.
 - `mean_std` aggregates over seeds.
 """
 
@@ -50,6 +53,7 @@ def comparison_verdict(difference: float, p_value: float, scores: Sequence[float
 
 
 # The bottleneck claim on length-controlled levels ---------------------------------------------------------------
+FIXED, ATTENTION = "rnn_fixed", "rnn_attention"  # the two systems of the bottleneck experiment
 BOTTLENECK_ALPHA = 0.01  # both halves of the claim must hold at this level, in every seed
 KEEPS_BLEU = 0.9  # a model that keeps this share of its k = 1 BLEU at the longest level does not degrade
 REMOVES = "attention removes the degradation"
@@ -141,3 +145,67 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float 
                 f"{shares} of their k = 1 BLEU at the longest level; " + tail)
     return (f"A bigger summary vector does not measurably change the degradation: {sizes} dimensions keep "
             f"{shares} of their k = 1 BLEU at the longest level (overlapping 95% intervals); " + tail)
+
+
+# The side claims (nmt/experiments/claims.py) --------------------------------------------------------------------
+SOURCE_GRADIENT_CHANGE_PCT = 40.0  # the source: scaling by 1/sqrt(d_k) changes the gradient norm by "up to 40%"
+HEADS_VARIANT = ("heads as slices: the scorer's query/key space is cut into equal slices, one softmax per slice, and "
+                 "each head reads its own slice of the encoder states; no per-head value or output projections, so "
+                 "heads add no parameters")
+CLAIM_QUESTIONS: dict[str, dict[str, str]] = {
+    "scaling": {
+        "gradient": "scaling by 1/sqrt(d_k) keeps larger gradients at q.k (largest d_k, after training)",
+        "magnitude": f"the change of that gradient norm is up to {SOURCE_GRADIENT_CHANGE_PCT:g}% (the whole 95% "
+                     f"interval of scaled / unscaled - 1 in (0%, {SOURCE_GRADIENT_CHANGE_PCT:g}%])",
+        "bleu": "scaling improves BLEU (largest d_k)",
+    },
+    "temperature": {
+        "entropy": "attention entropy rises with the softmax temperature (a property of softmax)",
+        "bleu": "the trained temperature (1) translates best",
+    },
+    "hard": {
+        "inference": "hard (argmax) attention switched on at inference in the soft-trained model loses BLEU",
+        "trained": "hard attention trained with the straight-through estimator loses BLEU",
+    },
+    "scorers": {
+        "scorers_differ": "the scorers differ (some scorer significantly different from the reference scorer, no "
+                          "correction for multiple comparisons)",
+        "more_heads": f"more heads translate better ({HEADS_VARIANT})",
+    },
+}
+
+
+def magnitude_verdict(change_ci_pct: Sequence[float] | None, bound_pct: float = SOURCE_GRADIENT_CHANGE_PCT) -> str:
+    """"Up to `bound_pct`%" for a change with a 95% interval [lo, hi] in percent: supported when the whole interval
+    lies in (0%, bound%]; not supported when it lies wholly outside (entirely above bound%, or entirely at or
+    below 0%); inconclusive when it straddles either edge, or without an interval."""
+    if change_ci_pct is None:
+        return INCONCLUSIVE
+    lo, hi = change_ci_pct
+    if lo > 0.0 and hi <= bound_pct:
+        return SUPPORTED
+    if lo > bound_pct or hi <= 0.0:
+        return NOT_SUPPORTED
+    return INCONCLUSIVE
+
+
+def all_or_any(votes: Sequence[str]) -> str:
+    """A claim made of several comparisons: supported when every one is; not supported when any one is (a
+    counter-example); else inconclusive (also with no votes)."""
+    if votes and all(v == SUPPORTED for v in votes):
+        return SUPPORTED
+    return NOT_SUPPORTED if NOT_SUPPORTED in votes else INCONCLUSIVE
+
+
+def differs_verdict(tests: Sequence[dict[str, Any]], min_score: float = 0.0) -> str:
+    """"Some system differs from the reference": supported when any paired test (keys "difference", "p_value",
+    "system", "baseline") is significant in either direction with a system reaching `min_score`; inconclusive
+    otherwise (no difference is not evidence of equality)."""
+    votes = [comparison_verdict(abs(t["difference"]), t["p_value"], (t["system"], t["baseline"]), min_score)
+             for t in tests]
+    return SUPPORTED if SUPPORTED in votes else INCONCLUSIVE
+
+
+def seeds_verdict(labels: Sequence[str]) -> str:
+    """Over seeds: the label every seed gives, else inconclusive (also with no seeds)."""
+    return labels[0] if labels and all(label == labels[0] for label in labels) else INCONCLUSIVE
