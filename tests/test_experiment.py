@@ -23,6 +23,7 @@ from nmt.experiments.verdicts import (
 )
 from nmt.metrics import corpus_score, paired_mean_bootstrap
 from nmt.metrics.retention import retention
+from nmt.metrics.scores import length_stats, sentence_stats
 
 
 def retained(fixed: float, attention: float, p_fixed: float = 0.001, p_diff: float = 0.001,
@@ -256,7 +257,7 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
 
     cfg, _ = load_script_config("claims", [
         "data=files", "model=rnn_attention_small", "decode=greedy", "d_k=[8,16]", "temperatures=[0.5,1,2]",
-        "scorers=[dot,scaled_dot,additive]", "heads=[1,2]", "probe_sentences=12", "bootstrap_samples=50",
+        "scorers=[dot,scaled_dot,additive]", "heads=[1,2]", "probe_sentences=24", "bootstrap_samples=50",
         "seeds=[1]", "min_bleu=5", "workers=1", "threads=1", f"out_dir={tmp_path / 'out'}",
     ])
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
@@ -265,24 +266,43 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
     runs = {r["name"].removesuffix("/seed1"): r for r in report["runs"]}
-    # d_k=16 is the decoder's own size (hidden 16): the parameter-free runs, shared with the scorer runs;
-    # d_k=8 projects queries and keys at the same model size.
-    assert runs["d_k=16/dot"]["run_dir"] == runs["scorer=dot"]["run_dir"]
-    assert runs["d_k=16/dot"]["trained_as"] == "scorer=dot/seed1"
+    # Every d_k projects queries and keys, also d_k=16, the decoder's own size: a run of its own, not the
+    # parameter-free scorer run.
+    for d in (8, 16):
+        assert runs[f"d_k={d}/dot"]["model"]["hidden"] == 16 and runs[f"d_k={d}/dot"]["model"]["attention_dim"] == d
+    assert runs["d_k=16/dot"]["run_dir"] != runs["scorer=dot"]["run_dir"]
     assert runs["heads=1"]["run_dir"] == runs["base"]["run_dir"] == runs["scorer=additive"]["run_dir"]
-    assert runs["d_k=8/dot"]["model"]["hidden"] == 16 and runs["d_k=8/dot"]["model"]["attention_dim"] == 8
     assert runs["heads=2"]["model"]["heads"] == 2 and runs["hard=trained"]["model"]["hard"]
     # Heads add no parameters; the parameter-free dot scorers have the fewest.
     assert runs["heads=2"]["num_parameters"] == runs["heads=1"]["num_parameters"]
     assert runs["scorer=dot"]["num_parameters"] == runs["scorer=scaled_dot"]["num_parameters"] < runs[
         "scorer=additive"]["num_parameters"]
-    assert len({r["run_dir"] for r in report["runs"]}) == 7
+    assert len({r["run_dir"] for r in report["runs"]}) == 9
+    # The budget is in updates, the same for every run, and every verdict line states it.
+    assert {r["steps"] for r in report["runs"]} == {5}
+    assert report["budget"] == "at 5 updates of 0.4k tokens"
+    verdict_lines = [line for line in md.splitlines() if line.startswith("- ") and "**" in line]
+    assert verdict_lines and all(report["budget"] in line for line in verdict_lines)
     claims = report["claims"]
     assert set(claims) == {"scaling", "temperature", "hard", "scorers"}
+    expected = {"scaling": {"gradient", "magnitude", "bleu"}, "temperature": {"entropy", "bleu"},
+                "hard": {"inference", "trained"}, "scorers": {"scorers_differ", "more_heads"}}
     for name, claim in claims.items():
-        assert claim["verdict"] in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE), name
-        assert claim["per_seed"] == [claim["seeds"]["1"]["verdict"]]
-        assert f"**Verdict: {claim['verdict']}**" in md
+        assert set(claim["verdicts"]) == expected[name]
+        for key, v in claim["verdicts"].items():
+            assert v["label"] in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE), (name, key)
+            assert v["per_seed"] == [claim["seeds"]["1"]["verdicts"][key]]
+            # The summary names every verdict of the claim, never one alone.
+            assert f"{v['question']}: {v['label']}" in claim["summary"]
+            assert f"- {v['question']}: **{v['label']}** {report['budget']}; seed 1: {v['label']}" in md
+    # Separate sections, each with its own heading; temperature's heading names both questions.
+    for heading in ("## Scaled vs unscaled dot-product attention", "## Scorers at equal budget",
+                    "## Heads (slices, no per-head projections) at an equal parameter count",
+                    "## Softmax temperature at inference: entropy rises, and does the trained temperature "
+                    "translate best?", "## Hard vs soft attention"):
+        assert heading in md, heading
+    assert "heads as slices" in claims["scorers"]["verdicts"]["more_heads"]["question"]
+    assert "no per-head value or output projections" in md
 
     scaling = claims["scaling"]["seeds"]["1"]
     assert [r["d_k"] for r in scaling["rows"]] == [8, 16]
@@ -296,15 +316,25 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
         assert init["scaled_dot"]["grad_norm"] == pytest.approx(init["scaled_dot"]["raw_grad_norm"] * row["d_k"] ** 0.5,
                                                                rel=1e-4)
         assert init["dot"]["grad_norm"] == pytest.approx(init["dot"]["raw_grad_norm"], rel=1e-6)
-        assert bool(init["dot"]["param_grad"]) == (row["d_k"] == 8)  # only the projected pair has W_q, W_k
+        assert set(init["dot"]["param_grad"]) == {"query_proj", "key_proj"}  # projected at every d_k
+        for stage in ("init", "trained"):
+            # The change is a ratio of mean norms with a positive interval around it.
+            change = row[stage]["raw_grad_norm_change"]
+            assert change["ratio"] == pytest.approx(row[stage]["scaled_dot"]["raw_grad_norm"]
+                                                    / row[stage]["dot"]["raw_grad_norm"], rel=1e-9)
+            assert 0 < change["ratio_ci"][0] <= change["ratio"] <= change["ratio_ci"][1]
+            assert change["change_ci"][0] > -100.0
         syn = row["synthetic"]
-        assert syn["grad_change_pct"] == pytest.approx(
-            100 * (syn["scaled_dot"]["grad_norm"] / syn["dot"]["grad_norm"] - 1))
+        assert syn["scaled_dot"]["raw_grad_norm"] == pytest.approx(syn["scaled_dot"]["grad_norm"] / row["d_k"] ** 0.5)
+        assert syn["raw_grad_change_pct"] == pytest.approx(
+            100 * (syn["scaled_dot"]["raw_grad_norm"] / syn["dot"]["raw_grad_norm"] - 1))
         test = row["bleu"]["test"]
-        expected = row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"]
-        assert test["difference"] == pytest.approx(expected, abs=1e-6)
+        expected_diff = row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"]
+        assert test["difference"] == pytest.approx(expected_diff, abs=1e-6)
+    assert "synthetic: unit-variance random q, k, no model; gradient measured at the scores" in md
     # Tiny models translate nothing: no BLEU comparison may claim a result.
-    assert scaling["verdicts"]["bleu"] == INCONCLUSIVE and claims["hard"]["verdict"] == INCONCLUSIVE
+    assert scaling["verdicts"]["bleu"] == INCONCLUSIVE
+    assert {claims["hard"]["seeds"]["1"]["verdicts"][k] for k in ("inference", "trained")} == {INCONCLUSIVE}
     assert "up to 40%" in md and (out / claims["scaling"]["plot"]).read_bytes()[:4] == b"\x89PNG"
 
     temp = claims["temperature"]["seeds"]["1"]
@@ -318,6 +348,12 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     assert set(hard["rows"]) == {"soft", "hard at inference", "hard trained"}
     for name, test in hard["tests"].items():
         assert test["difference"] == pytest.approx(hard["rows"]["soft"]["bleu"] - hard["rows"][name]["bleu"])
+    # Length ratio and brevity penalty beside BLEU, from the summed sentence statistics.
+    hyps = Path(runs["hard=trained"]["decoded"][report["split"]]["file"]).read_text().splitlines()
+    refs = Path(tiny_corpus_files["test"][1]).read_text().splitlines()
+    assert hard["rows"]["hard trained"]["ratio"] == pytest.approx(
+        length_stats(sentence_stats(hyps, refs).sum(0))["ratio"])
+    assert "straight-through estimator" in md and "length ratio" in md and "brevity penalty" in md
     assert [r["name"] for r in scorers["rows"]] == [
         "scorer=dot", "scorer=scaled_dot", "scorer=additive", "heads=1", "heads=2"]
     t = scorers["heads_test"]

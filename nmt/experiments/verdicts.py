@@ -149,9 +149,6 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float 
 
 # The side claims (nmt/experiments/claims.py) --------------------------------------------------------------------
 SOURCE_GRADIENT_CHANGE_PCT = 40.0  # the source: scaling by 1/sqrt(d_k) changes the gradient norm by "up to 40%"
-HEADS_VARIANT = ("heads as slices: the scorer's query/key space is cut into equal slices, one softmax per slice, and "
-                 "each head reads its own slice of the encoder states; no per-head value or output projections, so "
-                 "heads add no parameters")
 CLAIM_QUESTIONS: dict[str, dict[str, str]] = {
     "scaling": {
         "gradient": "scaling by 1/sqrt(d_k) keeps larger gradients at q.k (largest d_k, after training)",
@@ -170,7 +167,8 @@ CLAIM_QUESTIONS: dict[str, dict[str, str]] = {
     "scorers": {
         "scorers_differ": "the scorers differ (some scorer significantly different from the reference scorer, no "
                           "correction for multiple comparisons)",
-        "more_heads": f"more heads translate better ({HEADS_VARIANT})",
+        "more_heads": "more heads translate better (heads as slices of the scored space and of the encoder states, "
+                      "no per-head value or output projections)",
     },
 }
 

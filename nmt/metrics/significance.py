@@ -7,7 +7,8 @@
   difference comes from the paired bootstrap (resampling items with replacement).
 - Any other statistic (a ratio of two scores of one system, a difference of such ratios): `centred_p_value`,
   a signed, centred bootstrap (Hall & Wilson 1991): the signed replicates are centred on their mean, which
-  imposes the null, and compared with the observed value.
+  imposes the null, and compared with the observed value. A ratio of two means of positive per-item statistics
+  (`ratio_bootstrap`) is bootstrapped on the log scale, so its interval cannot reach below zero.
 sacreBLEU's `--paired-bs` takes |d*| before centring, which flags about twice as many comparisons of equally
 good systems as α promises; tests/test_significance.py measures the false-positive rate of ours on simulated
 equal systems. Below `MIN_TEST_ITEMS` items no p-value is given (reports print "n/a").
@@ -129,3 +130,27 @@ def paired_mean_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int
         p = 1.0 if np.array_equal(x, y) else centred_p_value(diffs, observed)
     return {"a": float(x.mean()), "b": float(y.mean()), "difference": observed,
             "difference_ci": percentile_interval(diffs), "p_value": p, "count": len(x)}
+
+
+def ratio_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 1000,
+                    seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """Paired bootstrap of mean(a) / mean(b) over items for positive statistics (e.g. per-sentence gradient
+    norms): the sentences are resampled, the log-ratio of the two means is the replicate, so the 95% interval
+    (exp of the log-scale percentiles) stays positive, as a ratio of norms must. The p-value of "ratio = 1" is
+    the signed centred bootstrap on the log scale (two-sided; None below MIN_TEST_ITEMS items, 1.0 for
+    identical lists). Returns {"a", "b" (the means), "ratio", "ratio_ci", "p_value", "count"}."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(x) != len(y) or len(x) == 0:
+        raise NMTError(f"ratio_bootstrap needs two equally long non-empty lists, got {len(x)} and {len(y)}")
+    if (x < 0).any() or (y < 0).any() or x.mean() <= 0 or y.mean() <= 0:
+        raise NMTError("ratio_bootstrap needs non-negative statistics with positive means")
+    idxs = bootstrap_indices(len(x), n_samples, seed)
+    # A resample whose mean is 0 (all-zero items drawn) would give log 0: clip to the smallest positive float.
+    tiny = np.finfo(np.float64).tiny
+    log_ratios = np.log(np.maximum(x[idxs].mean(axis=1), tiny)) - np.log(np.maximum(y[idxs].mean(axis=1), tiny))
+    observed = float(np.log(x.mean()) - np.log(y.mean()))
+    p = None
+    if len(x) >= MIN_TEST_ITEMS:
+        p = 1.0 if np.array_equal(x, y) else centred_p_value(log_ratios, observed)
+    return {"a": float(x.mean()), "b": float(y.mean()), "ratio": float(np.exp(observed)),
+            "ratio_ci": [float(np.exp(v)) for v in percentile_interval(log_ratios)], "p_value": p, "count": len(x)}

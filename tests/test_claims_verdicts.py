@@ -1,0 +1,124 @@
+"""The verdict rules of the side claims (nmt/experiments/verdicts.py, nmt/experiments/claims.py) on constructed
+numbers at their boundaries: alpha = 0.05, the bottleneck's p = 0.01 and 90%, the "up to 40%" interval edges, the
+BLEU floor, and the rules that combine comparisons and seeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from nmt.experiments.claims import aggregate_seeds
+from nmt.experiments.verdicts import (
+    BOTTLENECK_ALPHA,
+    CLAIM_QUESTIONS,
+    INCONCLUSIVE,
+    KEEPS_BLEU,
+    NOT_SUPPORTED,
+    REDUCES,
+    REMOVES,
+    SUPPORTED,
+    all_or_any,
+    comparison_verdict,
+    differs_verdict,
+    length_verdict,
+    magnitude_verdict,
+    removal_verdict,
+    seeds_verdict,
+)
+
+JUST_UNDER = 1e-6
+
+
+@pytest.mark.parametrize(("ci", "label"), [
+    ((0.1, 40.0), SUPPORTED),  # the whole interval in (0%, 40%], 40% included
+    ((JUST_UNDER, 39.0), SUPPORTED),
+    ((0.0, 39.0), INCONCLUSIVE),  # 0% is not a change: the interval touches it
+    ((0.1, 40.0 + JUST_UNDER), INCONCLUSIVE),  # reaches above 40%
+    ((-10.0, 10.0), INCONCLUSIVE),
+    ((30.0, 80.0), INCONCLUSIVE),
+    ((40.0, 80.0), INCONCLUSIVE),  # 40% itself is inside the claim
+    ((40.0 + JUST_UNDER, 80.0), NOT_SUPPORTED),  # wholly above 40%
+    ((-30.0, 0.0), NOT_SUPPORTED),  # wholly at or below 0%
+    ((-75.2, -75.1), NOT_SUPPORTED),
+    (None, INCONCLUSIVE),
+])
+def test_magnitude_verdict_at_the_edges_of_up_to_40_percent(ci, label) -> None:
+    assert magnitude_verdict(ci) == label
+
+
+@pytest.mark.parametrize(("difference", "p", "scores", "label"), [
+    (1.0, 0.05, (), INCONCLUSIVE),  # p must be under 0.05
+    (1.0, 0.05 - JUST_UNDER, (), SUPPORTED),
+    (-1.0, 0.05 - JUST_UNDER, (), NOT_SUPPORTED),
+    (1.0, 0.01, (), SUPPORTED),
+    (-1.0, 0.01, (), NOT_SUPPORTED),
+    (1.0, None, (), INCONCLUSIVE),  # too few items for a p-value
+    (1.0, 0.001, (20.0, 15.0), SUPPORTED),  # a system at the BLEU floor is enough
+    (1.0, 0.001, (20.0 - JUST_UNDER, 15.0), INCONCLUSIVE),  # both under it
+])
+def test_comparison_verdict_at_alpha_and_the_bleu_floor(difference, p, scores, label) -> None:
+    assert comparison_verdict(difference, p, scores, min_score=20.0) == label
+
+
+def test_all_or_any_needs_every_part_and_one_counter_example_refutes() -> None:
+    assert all_or_any([SUPPORTED, SUPPORTED]) == SUPPORTED
+    assert all_or_any([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
+    assert all_or_any([SUPPORTED, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert all_or_any([INCONCLUSIVE, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert all_or_any([]) == INCONCLUSIVE
+
+
+def _test(difference: float, p: float, bleu: float = 25.0) -> dict:
+    return {"difference": difference, "p_value": p, "system": bleu + difference, "baseline": bleu}
+
+
+def test_scorers_differ_in_either_direction_at_alpha() -> None:
+    assert differs_verdict([_test(0.5, 0.3), _test(-2.0, 0.049)], 20.0) == SUPPORTED  # worse counts as different
+    assert differs_verdict([_test(0.5, 0.3), _test(2.0, 0.05)], 20.0) == INCONCLUSIVE
+    assert differs_verdict([_test(2.0, 0.01, bleu=5.0)], 20.0) == INCONCLUSIVE  # under the BLEU floor
+    assert differs_verdict([], 20.0) == INCONCLUSIVE  # no difference is not evidence of equality
+
+
+def test_seeds_must_agree() -> None:
+    assert seeds_verdict([SUPPORTED, SUPPORTED]) == SUPPORTED
+    assert seeds_verdict([NOT_SUPPORTED, NOT_SUPPORTED]) == NOT_SUPPORTED
+    assert seeds_verdict([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
+    assert seeds_verdict([SUPPORTED, NOT_SUPPORTED]) == INCONCLUSIVE
+    assert seeds_verdict([]) == INCONCLUSIVE
+
+
+def test_a_claim_with_two_questions_reports_both_and_each_over_seeds() -> None:
+    seeds = {1: {"verdicts": {"entropy": SUPPORTED, "bleu": INCONCLUSIVE}},
+             2: {"verdicts": {"entropy": SUPPORTED, "bleu": NOT_SUPPORTED}}}
+    claim = aggregate_seeds("temperature", seeds, "at 300 updates of 2.048k tokens")
+    assert claim["verdicts"]["entropy"]["label"] == SUPPORTED
+    assert claim["verdicts"]["bleu"] == {"question": CLAIM_QUESTIONS["temperature"]["bleu"], "label": INCONCLUSIVE,
+                                         "per_seed": [INCONCLUSIVE, NOT_SUPPORTED]}
+    for key in ("entropy", "bleu"):
+        assert CLAIM_QUESTIONS["temperature"][key] in claim["summary"]
+    assert claim["summary"].endswith("(at 300 updates of 2.048k tokens)")
+
+
+# The bottleneck rules at their boundaries (p = 0.01, 90%) ---------------------------------------------------------
+def _retention(fixed: float, p_fixed: float = 0.001, p_diff: float = 0.001, attention_lo: float = 0.95,
+               p_attention: float = 0.5) -> dict:
+    def system(share: float, lo: float, p: float) -> dict:
+        return {"bleu_short": 30.0, "bleu_long": 30.0 * share, "retained": share, "retained_ci": [lo, share + 0.05],
+                "p_degrades": p}
+
+    return {"systems": {"fixed": system(fixed, fixed - 0.05, p_fixed),
+                        "attn": system(0.97, attention_lo, p_attention)},
+            "difference": {"value": 0.97 - fixed, "ci": [0.0, 0.5], "p_value": p_diff}}
+
+
+def test_length_verdict_at_90_percent_and_p_001() -> None:
+    assert length_verdict(_retention(KEEPS_BLEU), "fixed", "attn")[0] == NOT_SUPPORTED  # keeps 90%: no bottleneck
+    assert length_verdict(_retention(KEEPS_BLEU - JUST_UNDER), "fixed", "attn")[0] == SUPPORTED
+    assert length_verdict(_retention(0.6, p_fixed=BOTTLENECK_ALPHA), "fixed", "attn")[0] == INCONCLUSIVE
+    assert length_verdict(_retention(0.6, p_fixed=BOTTLENECK_ALPHA - JUST_UNDER), "fixed", "attn")[0] == SUPPORTED
+    assert length_verdict(_retention(0.6, p_diff=BOTTLENECK_ALPHA), "fixed", "attn")[0] == INCONCLUSIVE
+
+
+def test_removal_verdict_at_90_percent_and_p_001() -> None:
+    assert removal_verdict(_retention(0.6, attention_lo=KEEPS_BLEU, p_attention=BOTTLENECK_ALPHA), "attn")[0] == REMOVES
+    assert removal_verdict(_retention(0.6, attention_lo=KEEPS_BLEU - JUST_UNDER), "attn")[0] == REDUCES
+    assert removal_verdict(_retention(0.6, p_attention=BOTTLENECK_ALPHA - JUST_UNDER), "attn")[0] == REDUCES
