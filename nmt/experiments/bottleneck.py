@@ -73,8 +73,10 @@ def _summary_size(model: DictConfig) -> int:
     return int(model.hidden) * (2 if model.bidirectional else 1)
 
 
-def plan(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[list[Job], list[dict[str, Any]]]:
-    """Compose and check every run, prepare each corpus once (workers then only read its cache)."""
+def plan(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Compose and check every run, prepare each corpus once (workers then only read its cache). The jobs' run
+    directories are relative to the experiment's output directory, which does not exist yet: a mistake in
+    the runs' options must leave nothing behind."""
     if not cfg.data or not cfg.seeds or not cfg.splits:
         raise NMTError("data, seeds and splits must not be empty")
     if cfg.concat_k < 1:
@@ -118,7 +120,7 @@ def plan(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[list[J
             + f"; test splits: {', '.join(splits)}")
         index = {}
         for (seed, system), run_cfg in runs.items():
-            run_dir = out / "runs" / name / f"{system}-seed{seed}"
+            run_dir = Path("runs") / name / f"{system}-seed{seed}"
             index[(seed, system)] = len(jobs)
             jobs.append(Job(f"{name}/{system}/seed{seed}", OmegaConf.to_container(run_cfg, resolve=True),
                             str(run_dir), splits, cfg.threads))
@@ -375,9 +377,11 @@ def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) 
 def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the whole experiment as configured; returns the output directory."""
     started = time.time()
+    jobs, corpora = plan(cfg, log)
     out = make_out_dir(cfg.out_dir, Path("outputs") / "bottleneck")
     log(f"bottleneck experiment: {out}")
-    jobs, corpora = plan(cfg, out, log)
+    for job in jobs:
+        job.run_dir = str(out / job.run_dir)
     results = run_jobs(jobs, int(cfg.workers), log)
     report: dict[str, Any] = {
         "title": "Bottleneck experiment: fixed-context vs attention encoder-decoder by source length",

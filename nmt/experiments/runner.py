@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig
+from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig, compose_config
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
@@ -39,17 +40,6 @@ from nmt.training.trainer import Trainer, check_train_config
 SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
 RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
 PRESET_DIR = Path(CONFIG_DIR) / "experiment"
-
-
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """Hydra compose with Hydra's errors turned into one NMTError line naming the override or key."""
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
-    except NMTError:
-        raise
-    except Exception as e:  # hydra raises several types (missing config, bad override, unknown key)
-        raise NMTError(_first_lines(e)) from e
 
 
 def _first_lines(e: Exception) -> str:
@@ -68,8 +58,6 @@ def load_script_config(script: str, argv: Sequence[str], default_preset: str | N
     Not composed by Hydra: there `data=...` would select the `data` config group instead of setting the list
     of corpora. Unknown keys and wrong types fail naming the key, as in Hydra.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     args = list(argv)
     presets = [a.split("=", 1)[1] for a in args if a.startswith("preset=")]
     run_overrides = [a for a in args if a.lstrip("+~").split(".", 1)[0] in RUN_GROUPS and "." in a.split("=", 1)[0]]
@@ -110,7 +98,7 @@ def load_script_config(script: str, argv: Sequence[str], default_preset: str | N
 
 def compose_run(overrides: list[str]) -> DictConfig:
     """A training run's Config, as `nmt-train <overrides>` would compose it, checked before anything runs."""
-    cfg = _compose("config", overrides)
+    cfg = compose_config("config", overrides)
     check_train_config(cfg.train)
     return cfg
 
@@ -239,8 +227,6 @@ def job_dict(job: Job) -> dict[str, Any]:
 def script_main(script: str, run: Callable[..., Any], doc: str, argv: Sequence[str] | None = None) -> None:
     """What `nmt-bottleneck` and `nmt-claims` do: print `doc` for -h/--help, else load the script config (preset
     `default` unless one is given) and run it."""
-    import sys
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(doc)
