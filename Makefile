@@ -40,6 +40,9 @@ bottleneck: install ## fixed-context vs attention by input length, ~41 min on 2 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
 	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
+peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes (MINUTES=20; MINUTES=1 smoke run; ~2 h)
+	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY))
+
 gpu-check: install ## prove the CUDA path (bf16, fused AdamW, TF32, compile, resume, beam, NCCL); one line without CUDA
 	$(VENV)/bin/nmt-gpu-check
 
@@ -54,4 +57,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test test-fast bench bottleneck claims gpu-check lint tensorboard clean
+.PHONY: help install prepare train test test-fast bench bottleneck claims peer-bench gpu-check lint tensorboard clean

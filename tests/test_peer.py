@@ -1,0 +1,171 @@
+"""The JoeyNMT side-by-side benchmark (nmt/bench/peer.py): our configs translated to JoeyNMT 2.3 YAML with every
+unmatched option reported, its outputs scored by our pipeline, its training clock read from its log. No JoeyNMT
+install is needed: these tests stop short of running it."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import yaml
+
+from nmt.bench.peer import (
+    JoeyClock,
+    JoeyPaths,
+    joey_config,
+    joey_decode_config,
+    joey_validations,
+    minutes_to_reach,
+    our_config,
+    score_outputs,
+    spm_pieces,
+    steady_curve,
+)
+from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
+from nmt.metrics.scores import corpus_scores
+
+
+@pytest.fixture
+def paths(tmp_path):
+    return JoeyPaths(tmp_path / "data", tmp_path / "data" / "spm.model", tmp_path / "data" / "vocab.txt",
+                     tmp_path / "joeynmt")
+
+
+def option_names(unmatched: list[str]) -> set[str]:
+    return {line.split(":", 1)[0] for line in unmatched}
+
+
+def test_transformer_config_matches_ours_option_by_option(paths):
+    cfg = our_config("transformer")
+    joey, _ = joey_config(cfg, paths)
+    enc, dec, train = joey["model"]["encoder"], joey["model"]["decoder"], joey["training"]
+    for stack, layers in ((enc, cfg.model.enc_layers), (dec, cfg.model.dec_layers)):
+        assert stack["type"] == "transformer" and stack["num_layers"] == layers
+        assert stack["hidden_size"] == stack["embeddings"]["embedding_dim"] == cfg.model.hidden == 256
+        assert (stack["num_heads"], stack["ff_size"], stack["dropout"]) == (cfg.model.heads, cfg.model.ff_dim, 0.0)
+        assert stack["layer_norm"] == "pre" and stack["embeddings"]["scale"] is True
+    assert joey["model"]["tied_embeddings"] is True and joey["model"]["tied_softmax"] is True
+    assert (train["batch_type"], train["batch_size"]) == ("token", cfg.train.batch_tokens // 2)
+    assert train["scheduling"] == "warmupinversesquareroot"
+    assert (train["learning_rate"], train["learning_rate_warmup"]) == (cfg.train.lr, cfg.train.warmup_steps)
+    assert train["adam_betas"] == list(cfg.train.betas) and train["optimizer"] == cfg.train.optimizer
+    assert (train["label_smoothing"], train["clip_grad_norm"]) == (cfg.train.label_smoothing, cfg.train.clip_norm)
+    assert train["validation_freq"] == cfg.train.eval_every and train["validation_freq"] % train["logging_freq"] == 0
+    assert train["keep_best_ckpts"] == -1 and train["early_stopping_metric"] == "bleu"
+    assert joey["data"]["src"]["tokenizer_cfg"]["model_file"] == str(paths.spm_model)
+    assert joey["data"]["src"]["voc_file"] == joey["data"]["trg"]["voc_file"] == str(paths.vocab)
+
+
+def test_transformer_reports_every_unmatched_option(paths):
+    _, unmatched = joey_config(our_config("transformer"), paths)
+    assert option_names(unmatched) == {"train.batch_tokens", "train.label_smoothing", "train.max_minutes",
+                                       "train.schedule", "decode.max_len"}
+    assert all(" vs " in line for line in unmatched)
+
+
+def test_rnn_config_is_a_bidirectional_gru_with_additive_attention_of_our_sizes(paths):
+    cfg = our_config("rnn")
+    joey, _ = joey_config(cfg, paths)
+    enc, dec, train = joey["model"]["encoder"], joey["model"]["decoder"], joey["training"]
+    assert (enc["type"], enc["rnn_type"], enc["bidirectional"]) == ("recurrent", "gru", True)
+    assert enc["hidden_size"] == dec["hidden_size"] == cfg.model.hidden
+    assert enc["embeddings"]["embedding_dim"] == dec["embeddings"]["embedding_dim"] == cfg.model.emb_dim
+    assert (dec["attention"], dec["init_hidden"], dec["input_feeding"]) == ("bahdanau", "bridge", True)
+    assert enc["dropout"] == dec["dropout"] == dec["hidden_dropout"] == cfg.model.dropout
+    assert joey["model"]["tied_softmax"] is True  # emb_dim == hidden
+    assert (train["scheduling"], train["decrease_factor"], train["patience"]) == (
+        "plateau", cfg.train.plateau_factor, cfg.train.plateau_patience)
+
+
+def test_rnn_reports_every_unmatched_option(paths):
+    _, unmatched = joey_config(our_config("rnn"), paths)
+    assert option_names(unmatched) == {
+        "model.input_feeding", "readout", "model.dropout", "weight init", "train.min_lr", "plateau threshold",
+        "train.batch_tokens", "train.label_smoothing", "train.max_minutes", "decode.max_len"}
+    assert all(" vs " in line for line in unmatched)
+
+
+@pytest.mark.parametrize(("arch", "override", "reported"), [
+    ("transformer", "model.positions=learned", "model.positions"),
+    ("rnn", "model.scorer=dot", "model.scorer"),
+    ("rnn", "model.heads=4", "model.heads/temperature/hard/attention_dim"),
+    ("rnn", "train.warmup_steps=100", "train.warmup_steps"),
+    ("rnn", "model.hidden=512", "model.tie_embeddings"),
+])
+def test_an_option_joeynmt_lacks_is_reported(paths, arch, override, reported):
+    assert reported not in option_names(joey_config(our_config(arch), paths)[1])
+    assert reported in option_names(joey_config(our_config(arch, [override]), paths)[1])
+
+
+def test_fixed_context_model_has_no_joeynmt_counterpart(paths):
+    with pytest.raises(NMTError, match="no JoeyNMT counterpart"):
+        joey_config(our_config("rnn", ["model=rnn_fixed"]), paths)
+
+
+def test_config_survives_yaml_and_decode_settings(paths, tmp_path):
+    joey, _ = joey_config(our_config("transformer"), paths)
+    assert yaml.safe_load(yaml.safe_dump(joey)) == joey
+    beam = joey_decode_config(joey, tmp_path / "latest.ckpt", 5)["testing"]
+    greedy = joey_decode_config(joey, tmp_path / "latest.ckpt", 1)["testing"]
+    assert (beam["beam_size"], beam["beam_alpha"], beam["load_model"]) == (5, 1.0, str(tmp_path / "latest.ckpt"))
+    assert greedy["beam_size"] == 1 and "beam_alpha" not in greedy
+    assert joey["testing"]["beam_size"] == 1  # the training config itself is untouched
+
+
+def test_joeynmt_outputs_are_scored_by_our_pipeline(tmp_path):
+    refs = ["A man is riding a bike.", "Two dogs play in the snow.", "A girl reads a book."]
+    hyps = ["A man rides a bike.", "Two dogs play in the snow.", "A child reads a book."]
+    out = tmp_path / "joeynmt-beam5.test"
+    out.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    scores = score_outputs(out, refs)
+    assert scores == corpus_scores(hyps, refs)
+    assert 0 < scores["bleu"] < 100 and scores["signatures"]["bleu"].startswith("nrefs:1")
+    out.write_text("\n".join(refs) + "\n", encoding="utf-8")
+    assert score_outputs(out, refs)["bleu"] == pytest.approx(100.0)
+
+
+def test_a_short_output_file_is_an_error(tmp_path):
+    out = tmp_path / "joeynmt-greedy.dev"
+    out.write_text("one line\n", encoding="utf-8")
+    with pytest.raises(NMTError, match="1 hypotheses but 2 references"):
+        score_outputs(out, ["one line", "two lines"])
+    with pytest.raises(NMTError, match="does not exist"):
+        score_outputs(tmp_path / "missing.test", ["x"])
+
+
+def stamp(seconds: float) -> str:
+    t = datetime.datetime(2026, 1, 1, 12, 0, 0) + datetime.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%d %H:%M:%S,") + f"{t.microsecond // 1000:03d}"
+
+
+def test_joeynmt_clock_counts_training_time_only():
+    t0 = datetime.datetime(2026, 1, 1, 12, 0, 0).timestamp()
+    clock = JoeyClock()
+    clock.feed(f"{stamp(0)} - INFO - joeynmt.training - EPOCH 1")
+    clock.feed(f"{stamp(30)} - INFO - joeynmt.training - Epoch   1, Step:       20, Batch Loss: 1.0, Tokens per Sec: 9")
+    clock.feed(f"{stamp(40)} - INFO - joeynmt.prediction - Predicting 1014 example(s)... (Greedy decoding)")
+    assert clock.train_seconds(t0 + 55) == pytest.approx(40)  # frozen while validating
+    clock.feed(f"{stamp(60)} - INFO - joeynmt.training - Checkpoint saved in m/40.ckpt.")
+    assert clock.train_seconds(t0 + 100) == pytest.approx(80)
+    assert (clock.last_step, clock.validations, clock.valid_seconds) == (40, 1, pytest.approx(20))
+    clock.feed("a line without a time stamp")
+    assert clock.last_step == 40
+
+
+def test_curves_minutes_and_time_to_bleu(tmp_path):
+    (tmp_path / "validations.txt").write_text(
+        "Steps: 20\tloss: 5.0\tbleu: 2.50000\tLR: 0.001\t*\nSteps: 40\tloss: 4.0\tbleu: 6.50000\tLR: 0.001\t*\n")
+    points = joey_validations(tmp_path)
+    assert points == [{"step": 20, "bleu": 2.5}, {"step": 40, "bleu": 6.5}]
+    curve = steady_curve(points, train_seconds=240, steps=40)
+    assert [p["minutes"] for p in curve] == [pytest.approx(2.0), pytest.approx(4.0)]
+    assert minutes_to_reach(curve, 4.5) == pytest.approx(3.0)
+    assert minutes_to_reach(curve, 7.0) is None
+
+
+def test_spm_pieces_are_in_id_order_with_our_specials_first():
+    tok = Tokenizer.train(["ein Hund läuft", "zwei Katzen"] * 20, ["a dog runs", "two cats"] * 20,
+                          model_type="unigram", vocab_size=40, character_coverage=1.0, joint=True)
+    pieces = spm_pieces(tok.src_model)
+    assert pieces[:4] == ["<pad>", "<unk>", "<s>", "</s>"] and len(pieces) == tok.src_vocab_size
