@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import PAD_ID
@@ -57,6 +56,7 @@ from nmt.models import build_model
 from nmt.models.base import lengths_to_mask
 from nmt.runtime import hardware
 from nmt.training.checkpoint import load_model
+from nmt.training.step import sequence_loss
 
 CLAIMS = ("scaling", "temperature", "hard", "scorers")
 HARD_TRAINED = "hard=trained"
@@ -99,8 +99,7 @@ def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.de
             model.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
-                F.cross_entropy(logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID,
-                                reduction="sum").backward()
+                sequence_loss(logits, batch.tgt_out).backward()
             scores = torch.stack([c[1].detach() for c in captured], dim=1).float()  # (B, T, h, S)
             grads = torch.stack([c[1].grad for c in captured], dim=1).float()
             raw_grads = torch.stack([c[0].grad for c in captured], dim=1).float()
@@ -217,9 +216,10 @@ def claims_budget(runs: list[dict[str, Any]], batch_tokens: int) -> str:
     return text
 
 
-def train_variants(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tuple[Any, str, dict, dict, list]:
-    """Compose, check and train every variant of every seed. Returns (corpus, split, configs, results, jobs),
-    configs and results keyed by (variant, seed)."""
+def train_variants(cfg: DictConfig, log: Callable[[str], None]) -> tuple[Path, Any, str, dict, dict, list]:
+    """Compose and check every variant of every seed, then make the output directory (a mistake in the runs'
+    options leaves nothing behind) and train. Returns (out_dir, corpus, split, configs, results, jobs), configs
+    and results keyed by (variant, seed)."""
     common = [f"data={cfg.data}", f"model={cfg.model}", f"train={cfg.train}", f"decode={cfg.decode}", *cfg.overrides]
     base = compose_run(common)
     if base.model.arch != "rnn_attention":
@@ -231,11 +231,13 @@ def train_variants(cfg: DictConfig, out: Path, log: Callable[[str], None]) -> tu
     tok = corpus.tokenizer
     for run_cfg in configs.values():  # fail on a bad combination (e.g. heads vs sizes) before training
         build_model(run_cfg.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint)
+    out = make_out_dir(cfg.out_dir, Path("outputs") / "claims")
+    log(f"claims: {out}")
     jobs = [Job(f"{name}/seed{seed}", OmegaConf.to_container(c, resolve=True),
                 str(out / "runs" / f"{safe_name(name)}-seed{seed}"), [split], int(cfg.threads))
             for (name, seed), c in configs.items()]
     results = dict(zip(configs, run_jobs(jobs, int(cfg.workers), log), strict=True))
-    return corpus, split, configs, results, jobs
+    return out, corpus, split, configs, results, jobs
 
 
 def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
@@ -246,9 +248,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     if not cfg.seeds:
         raise NMTError("seeds must not be empty")
     started = time.time()
-    out = make_out_dir(cfg.out_dir, Path("outputs") / "claims")
-    log(f"claims: {out}")
-    corpus, split, configs, results, jobs = train_variants(cfg, out, log)
+    out, corpus, split, configs, results, jobs = train_variants(cfg, log)
     if cfg.threads > 0:  # training is over: decoding and probes may use every worker's threads
         torch.set_num_threads(min(int(cfg.threads) * int(cfg.workers), os.cpu_count() or 1))
 
