@@ -275,8 +275,8 @@ class ClaimsConfig:
     overrides: list[str] = field(default_factory=list)
     split: str = "test"
     claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
-    # key size per head for the scaling claim: queries and keys projected to d_k (model.attention_dim); at the
-    # base model's hidden size the parameter-free scorers are used (shared with the scorer comparison)
+    # key size per head for the scaling claim: queries and keys projected to d_k (model.attention_dim) at every
+    # size, so the axis changes one thing
     d_k: list[int] = field(default_factory=lambda: [32, 256, 1024])
     temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
