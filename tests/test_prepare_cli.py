@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from nmt.config import CONFIG_DIR, DataConfig, TokenizerConfig
+from nmt.config import CONFIG_DIR, DataConfig, TokenizerConfig, compose_config
 from nmt.data import corpus as corpus_module
 from nmt.data.corpus import prepare_corpus
 from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,3 +204,12 @@ def test_v4k_preset_is_multi30k_with_a_4k_vocabulary_and_its_own_cache():
     assert base.data.tokenizer.vocab_size == 8000
     for key in ("source", "src_lang", "tgt_lang", "test_sets"):
         assert v4k.data[key] == base.data[key]
+
+
+def test_the_transformer_recipe_is_one_option_for_three_groups():
+    recipe = compose_config("config", ["recipe=transformer_cpu20"])
+    spelled = compose_config("config", ["data=multi30k_de_en_v4k", "model=transformer", "train=transformer"])
+    assert OmegaConf.to_container(recipe) == OmegaConf.to_container(spelled)
+    assert compose_config("config", ["recipe=transformer_cpu20", "train.lr=1e-4"]).train.lr == 1e-4  # still overridable
+    with pytest.raises(NMTError, match="unknown recipe=nope; valid choices: transformer_cpu20"):
+        compose_config("config", ["recipe=nope"])
