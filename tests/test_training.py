@@ -18,6 +18,7 @@ from train_utils import assert_same_parameters, overrides, parameters, tiny_conf
 import nmt.metrics.scores
 import nmt.models
 import nmt.training.run_log as run_log
+import nmt.training.step as step_module
 import nmt.training.trainer as trainer_module
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
@@ -65,14 +66,14 @@ def test_resumed_run_equals_uninterrupted_run(setup, tmp_path):
 
 def test_nan_loss_skips_the_update(setup, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = trainer_module.sequence_loss
+    real_loss = step_module.sequence_loss
 
     def flaky_loss(logits, targets, label_smoothing=0.0):
         calls["n"] += 1
         loss = real_loss(logits, targets, label_smoothing)
         return loss * math.nan if calls["n"] in (2, 3) else loss
 
-    monkeypatch.setattr(trainer_module, "sequence_loss", flaky_loss)
+    monkeypatch.setattr(step_module, "sequence_loss", flaky_loss)
     trainer = Trainer(tiny_config(*setup, "train.max_steps=3", "train.max_bad_steps=3"), tmp_path)
     summary = trainer.fit()
     assert summary["bad_steps"] == 2
@@ -85,7 +86,7 @@ def test_nan_loss_skips_the_update(setup, tmp_path, monkeypatch):
 
 
 def test_consecutive_nan_losses_stop_with_an_error(setup, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "sequence_loss", lambda logits, *a, **k: logits.sum() * math.nan)
+    monkeypatch.setattr(step_module, "sequence_loss", lambda logits, *a, **k: logits.sum() * math.nan)
     trainer = Trainer(tiny_config(*setup, "train.max_steps=20", "train.max_bad_steps=3"), tmp_path)
     with pytest.raises(NMTError, match="3 non-finite steps in a row"):
         trainer.fit()

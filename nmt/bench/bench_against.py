@@ -1,9 +1,10 @@
 """`nmt-bench --against REV|FILE.json`: training throughput of this code against a git revision, side by side.
 
 Against a revision: the revision is checked out into a temporary git worktree, and one small timing child
-(`PROBE` below) runs alternately on the revision's package and on this one (A B A B ..., `rounds` times per
-model), on the same pickled batches, with the same threads: only the model code differs, and a change of
-machine load hits both alike. The ratio is this code's median tokens/s over the revision's.
+(nmt/bench/revision_probe.py, timing each package's own training step) runs alternately on the revision's
+package and on this one (A B A B ..., `rounds` times per model), on the same pickled batches, with the same
+threads: only the package differs, and a change of machine load hits both alike. The ratio is this code's
+median tokens/s over the revision's.
 Against a JSON file of an earlier `nmt-bench` run on the same machine: the ratios of the recorded rates.
 """
 
@@ -23,41 +24,13 @@ from nmt.errors import NMTError
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Runs in a child process with the package under test first on sys.path. It needs only what every revision of
-# nmt has had: nmt.config.ModelConfig / PAD_ID and nmt.models.build_model.
-PROBE = r"""
-import json, sys, time
-import torch, torch.nn.functional as F
-from omegaconf import OmegaConf
-from nmt.config import PAD_ID, ModelConfig
-from nmt.models import build_model
-model_yaml, batches_file, warmup, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-torch.set_num_threads(threads)
-data = torch.load(batches_file)
-cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(model_yaml))
-torch.manual_seed(1)
-model = build_model(cfg, data["vocab"][0], data["vocab"][1])
-model.train()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98))
-tokens, start = 0, 0.0
-for i, (src, src_lens, tgt_in, tgt_out, n) in enumerate(data["batches"]):
-    if i == warmup:
-        start = time.perf_counter()
-    logits = model(src, src_lens, tgt_in)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), tgt_out.flatten(), ignore_index=PAD_ID, label_smoothing=0.1)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    if i >= warmup:
-        tokens += n
-print(json.dumps({"tokens_per_s": tokens / (time.perf_counter() - start)}))
-"""
+PROBE = Path(__file__).with_name("revision_probe.py")  # the timing child, run on either side
 
 
 def _probe(source_root: Path, model_yaml: Path, batches_file: Path, warmup: int, threads: int) -> float:
     env_path = str(source_root)
-    done = subprocess.run([sys.executable, "-c", PROBE, str(model_yaml), str(batches_file), str(warmup),
+    # -P: the probe's own folder (nmt/bench of this tree) stays off sys.path, so `nmt` is the one under test.
+    done = subprocess.run([sys.executable, "-P", str(PROBE), str(model_yaml), str(batches_file), str(warmup),
                            str(threads)], capture_output=True, text=True, env={"PYTHONPATH": env_path,
                                                                                "PATH": "/usr/bin:/bin"})
     if done.returncode != 0:

@@ -30,6 +30,7 @@ hardware, torch version, threads and settings.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -41,10 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig
+from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
@@ -52,6 +52,7 @@ from nmt.models import Seq2Seq, Transformer, build_model
 from nmt.runtime import hardware as host_hardware
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
+from nmt.training.step import model_forward, train_step
 
 CONFIGS = Path(CONFIG_DIR)
 DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
@@ -178,7 +179,8 @@ def trainer_fused_adamw(device: torch.device) -> bool:
 
 def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: torch.device,
                      fused: bool | None = None, compile_model: bool = False) -> dict[str, float]:
-    """Forward + backward + AdamW step on every batch; rates over batches[warmup:].
+    """The trainer's step (nmt.training.step.train_step: summed label-smoothed loss over the batch's target
+    count, clipping at train.clip_norm's default) with AdamW on every batch; rates over batches[warmup:].
 
     fused: AdamW's single-kernel implementation (False: the multi-tensor `foreach` one; None: as the
     trainer does it).
@@ -190,22 +192,15 @@ def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: 
     if fused is None:
         fused = trainer_fused_adamw(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), fused=fused)
-    forward = torch.compile(model) if compile_model else model
+    forward = model_forward(torch.compile(model) if compile_model else model)
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=amp)
     tokens, start, cpu_start = 0, 0.0, 0.0
     for i, batch in enumerate(batches):
         if i == warmup:
             synchronize(device)
             start, cpu_start = time.perf_counter(), time.process_time()
-        b = batch.to(device, non_blocking=device.type == "cuda")
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = forward(b.src, b.src_lens, b.tgt_in)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), b.tgt_out.flatten(), ignore_index=PAD_ID,
-                               label_smoothing=0.1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, [batch], device, TrainConfig.label_smoothing, TrainConfig.clip_norm, autocast, forward)
         if i >= warmup:
             tokens += batch.num_tokens
     synchronize(device)

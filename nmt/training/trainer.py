@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import PAD_ID, Config, DecodeConfig, check_choices
+from nmt.config import Config, DecodeConfig, check_choices
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
@@ -50,21 +49,11 @@ from nmt.training import distributed as dist
 from nmt.training.checkpoint import check_resumable, load_checkpoint, load_weights, resume_path, save_under
 from nmt.training.run_log import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
+from nmt.training.step import clip_gradients, forward_backward
 from nmt.training.validate import ValidSet, validate
 
 Tensor = torch.Tensor
 LOCK_FILE = ".lock"  # in the run directory, held by the nmt-train writing to it
-
-
-def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Summed token cross-entropy of logits (B, T, V) against targets (B, T); PAD positions are ignored."""
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),
-        targets.flatten(),
-        ignore_index=PAD_ID,
-        label_smoothing=label_smoothing,
-        reduction="sum",
-    )
 
 
 def is_compile_error(error: Exception) -> bool:
@@ -417,19 +406,10 @@ class Trainer:
         tc = self.tc
         n_targets = sum(b.num_tgt_tokens for b in group)
         divisor = dist.loss_divisor(n_targets, self.device, self.dist)
-        loss_total = torch.zeros((), device=self.device)
-        for k, batch in enumerate(group):
-            batch = batch.to(self.device, non_blocking=self.device.type == "cuda")
-            # DDP averages gradients only on the last batch of the group.
-            last = k == len(group) - 1
-            with contextlib.nullcontext() if self.ddp is None or last else self.ddp.no_sync():
-                with self._autocast():
-                    logits = self._forward(batch)
-                loss = sequence_loss(logits, batch.tgt_out, tc.label_smoothing)
-                (loss / divisor).backward()
-            loss_total += loss.detach()
-        clip = tc.clip_norm if tc.clip_norm > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # () on the device
+        no_sync = None if self.ddp is None else self.ddp.no_sync  # DDP averages gradients on the last batch only
+        loss_total = forward_backward(self._forward, group, divisor, tc.label_smoothing, self.device, self._autocast,
+                                      no_sync)
+        grad_norm = clip_gradients(self.model, tc.clip_norm)  # () on the device
         padding = sum(b.padding_fraction for b in group) / len(group)
         flags = [self._signal is not None, time_up]  # read after the backward pass: stop after *this* step
         counts = host_values_to([n_targets, sum(b.num_tokens for b in group), padding, *flags], self.device)

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nmt.config import PAD_ID, DecodeConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.models.base import Seq2Seq
 from nmt.plots import plot_attention
 from nmt.training.run_log import RunLogger, samples_markdown
+from nmt.training.step import sequence_loss
 
 NUM_TEXT_SAMPLES = 5
 
@@ -55,9 +55,7 @@ def valid_loss(model: Seq2Seq, valid: ValidSet, device: torch.device, autocast: 
         batch = valid.batch(rows).to(device)
         with autocast:
             logits = model(batch.src, batch.src_lens, batch.tgt_in)  # (B, T, V)
-        total += F.cross_entropy(
-            logits.float().flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID, reduction="sum"
-        ).item()
+        total += sequence_loss(logits, batch.tgt_out).item()
         tokens += int((batch.tgt_out != PAD_ID).sum())
     return total / max(tokens, 1)
 
