@@ -401,8 +401,8 @@ def train_side_by_side(ours_cmd: list[str], joey_cmd: list[str], joey_log: Path,
             while ours.poll() is None or joey.poll() is None:
                 for line in tail.lines():
                     clock.feed(line)
-                if joey.poll() not in (None, 0) and stopped_at is None:
-                    break  # JoeyNMT failed on its own: no reason to wait for ours
+                if (joey.poll() not in (None, 0) and stopped_at is None) or ours.poll() not in (None, 0):
+                    break  # one side failed: no reason to wait for the other
                 if joey.poll() is None and stopped_at is None and clock.train_seconds(time.time()) >= minutes * 60:
                     log(f"JoeyNMT reached {minutes:g} training minutes at step {clock.last_step}: stopping it")
                     clock.final_seconds = clock.train_seconds(time.time())
