@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,26 @@ from nmt.training.checkpoint import load_model
 SHARED_MODEL_FIELDS = ("emb_dim", "hidden", "enc_layers", "dec_layers", "dropout", "rnn_type", "bidirectional")
 
 
+@dataclass
+class CorpusPlan:
+    """One corpus of the experiment: its prepared data, the runs trained on it and the splits they are tested on."""
+
+    data: str  # data config group name
+    name: str  # the corpus's own name (data.name)
+    corpus: Any  # nmt.data.corpus.Corpus, prepared once before training
+    tests: list[str]  # natural test splits
+    levels: dict[str, list[str]]  # test split -> its length-controlled splits k = 1..K ({} for natural only)
+    k: int  # the longest level K (1: natural lengths only)
+    config: DictConfig  # the first run's config: budget and decoding shared by every run
+    runs: dict[tuple[int, str], int]  # (seed, system) -> index of the run in the jobs and their results
+    sweep: dict[str, int]  # capacity-sweep system -> its summary size
+    params: dict[str, int]  # system -> parameter count
+    summary: int  # the main fixed-context model's summary size
+
+    def result(self, results: list[dict[str, Any]], seed: int, system: str) -> dict[str, Any]:
+        return results[self.runs[(seed, system)]]
+
+
 def resolve_split(corpus: Any, name: str) -> str:
     """The split's own name ("test" -> the corpus's first test set unless a split is literally "test")."""
     corpus.split(name)  # NMTError listing the valid names
@@ -73,7 +94,7 @@ def _summary_size(model: DictConfig) -> int:
     return int(model.hidden) * (2 if model.bidirectional else 1)
 
 
-def plan(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], list[dict[str, Any]]]:
+def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], list[CorpusPlan]]:
     """Compose and check every run, prepare each corpus once (workers then only read its cache). The jobs' run
     directories are relative to the experiment's output directory, which does not exist yet: a mistake in
     the runs' options must leave nothing behind."""
@@ -124,9 +145,8 @@ def plan(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], list[d
             index[(seed, system)] = len(jobs)
             jobs.append(Job(f"{name}/{system}/seed{seed}", OmegaConf.to_container(run_cfg, resolve=True),
                             str(run_dir), splits, cfg.threads))
-        corpora.append({"data": data, "name": name, "corpus": corpus, "tests": tests, "levels": levels, "k": k,
-                        "config": first, "runs": index, "sweep": sweep, "params": params,
-                        "summary": _summary_size(first.model)})
+        corpora.append(CorpusPlan(data=data, name=name, corpus=corpus, tests=tests, levels=levels, k=k, config=first,
+                                  runs=index, sweep=sweep, params=params, summary=_summary_size(first.model)))
     return jobs, corpora
 
 
@@ -216,12 +236,12 @@ def _mean_row(label: str, count: int, ms: dict[str, Any] | None) -> dict[str, An
 
 
 # Length-controlled levels -----------------------------------------------------------------------------------
-def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], cfg: DictConfig
+def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], cfg: DictConfig
                    ) -> dict[str, Any]:
     """BLEU per level for every system and seed, the retention test and both verdicts per seed, the
     equal-quality control, the capacity sweep."""
-    names = c["levels"][test]
-    corpus, n = c["corpus"], int(cfg.bootstrap_samples)
+    names = plan.levels[test]
+    corpus, n = plan.corpus, int(cfg.bootstrap_samples)
     data = {lv: (list(corpus.split(lv)["src"]), list(corpus.split(lv)["tgt"])) for lv in names}
     info = corpus.stats["concat_levels"]
     words = [sum(len(s.split()) for s in data[lv][0]) / len(data[lv][0]) for lv in names]
@@ -247,7 +267,7 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
 
     seeds = []
     for seed in cfg.seeds:
-        pair = {s: results[c["runs"][(seed, s)]] for s in (FIXED, ATTENTION)}
+        pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
         scored = {s: score(files(r)) for s, r in pair.items()}
         ret = retention({s: levels_of(scored[s]) for s in scored}, groups, FIXED, ATTENTION, n)
         label, reason = length_verdict(ret, FIXED, ATTENTION, float(cfg.min_bleu))
@@ -275,17 +295,17 @@ def analyse_levels(c: dict[str, Any], test: str, results: list[dict[str, Any]], 
              for where, i in (("k1", 0), ("longest", len(names) - 1))}
     out = {"test": test, "levels": rows, "groups": len(groups), "seeds": seeds, "verdict": verdict,
            "removal": removal, "aggregate": agg, "ratio": ratio, "sweep": None}
-    if c["sweep"]:
+    if plan.sweep:
         first = cfg.seeds[0]
-        sizes = {FIXED: c["summary"], **c["sweep"]}
-        scored = {s: score(files(results[c["runs"][(first, s)]])) for s in sizes}
-        scored[ATTENTION] = score(files(results[c["runs"][(first, ATTENTION)]]))
+        sizes = {FIXED: plan.summary, **plan.sweep}
+        scored = {s: score(files(plan.result(results, first, s))) for s in sizes}
+        scored[ATTENTION] = score(files(plan.result(results, first, ATTENTION)))
         ret = retention({s: levels_of(sc) for s, sc in scored.items()}, groups, FIXED, ATTENTION, n)
         table = sorted(({"system": s, "summary": size, "bleu": scored[s]["bleu"], "bleu_ci": scored[s]["bleu_ci"],
-                         "parameters": c["params"][s], **{k: ret["systems"][s][k] for k in ("retained", "retained_ci")}}
+                         "parameters": plan.params[s], **{k: ret["systems"][s][k] for k in ("retained", "retained_ci")}}
                         for s, size in sizes.items()), key=lambda r: r["summary"])
         att = {"system": ATTENTION, "bleu": scored[ATTENTION]["bleu"], "bleu_ci": scored[ATTENTION]["bleu_ci"],
-               "parameters": c["params"][ATTENTION],
+               "parameters": plan.params[ATTENTION],
                **{k: ret["systems"][ATTENTION][k] for k in ("retained", "retained_ci")}}
         out["sweep"] = {"seed": first, "fixed": table, "attention": att,
                         "sentence": capacity_sentence(table, att["retained"], float(cfg.min_bleu))}
@@ -377,7 +397,7 @@ def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) 
 def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
     """Run the whole experiment as configured; returns the output directory."""
     started = time.time()
-    jobs, corpora = plan(cfg, log)
+    jobs, corpora = plan_runs(cfg, log)
     out = make_out_dir(cfg.out_dir, Path("outputs") / "bottleneck")
     log(f"bottleneck experiment: {out}")
     for job in jobs:
@@ -391,47 +411,47 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
         "runs": [job_dict(j) | r for j, r in zip(jobs, results, strict=True)],
         "sections": [],
     }
-    for c in corpora:
-        run_cfg = c["config"]
+    for plan in corpora:
+        run_cfg = plan.config
         decode = OmegaConf.to_container(run_cfg.decode, resolve=True)
-        for test in c["tests"]:
-            dataset = c["corpus"].split(test)
+        for test in plan.tests:
+            dataset = plan.corpus.split(test)
             sources, refs = list(dataset["src"]), list(dataset["tgt"])
             natural = []
             for seed in cfg.seeds:
-                pair = {s: results[c["runs"][(seed, s)]] for s in (FIXED, ATTENTION)}
-                seed_dir = out / safe_name(c["name"]) / safe_name(test) / f"seed{seed}"
-                log(f"[{c['name']}] scoring {test}, seed {seed} ...")
+                pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
+                seed_dir = out / safe_name(plan.name) / safe_name(test) / f"seed{seed}"
+                log(f"[{plan.name}] scoring {test}, seed {seed} ...")
                 entry = analyse_natural(sources, refs, pair[FIXED], pair[ATTENTION], test, seed_dir, cfg, decode)
                 natural.append(entry | {"seed": seed, "report": str(seed_dir.relative_to(out) / "report.md")})
             section: dict[str, Any] = {
-                "data": c["data"], "corpus": c["name"], "split": test, "num_sentences": len(refs), "decode": decode,
-                "length_edges": list(cfg.length_edges), "concat_k": c["k"], "parameters": c["params"],
+                "data": plan.data, "corpus": plan.name, "split": test, "num_sentences": len(refs), "decode": decode,
+                "length_edges": list(cfg.length_edges), "concat_k": plan.k, "parameters": plan.params,
                 "budget": {k: run_cfg.train[k] for k in ("max_steps", "max_minutes", "max_epochs", "batch_tokens",
                                                           "eval_every", "lr")},
                 "models": {FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
                 "natural": {"seeds": natural, "aggregate": aggregate(natural)}, "levels": None}
-            runs = [results[i] for i in c["runs"].values()]
+            runs = [results[i] for i in plan.runs.values()]
             section["budget_text"] = budget_text([r["steps"] for r in runs], int(run_cfg.train.batch_tokens))
             # The best checkpoint is the last one: the model was still improving when the budget ended.
             section["still_improving"] = [r["name"] for r in runs if r["checkpoint_step"] == r["steps"]]
             spread = ("95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds") + \
                 f", {section['budget_text']}"
             fig = plot_bleu_by_length(natural_plot_rows(natural, section["natural"]["aggregate"]),
-                                      title=f"Natural lengths: {c['name']} {test}\n{spread}")
-            stem = f"{safe_name(c['name'])}_{safe_name(test)}"
+                                      title=f"Natural lengths: {plan.name} {test}\n{spread}")
+            stem = f"{safe_name(plan.name)}_{safe_name(test)}"
             section["natural"]["plot"] = save_png(fig, out / f"{stem}_natural_lengths.png").name
-            if c["levels"]:
-                log(f"[{c['name']}] scoring the length-controlled levels of {test} ...")
-                levels = analyse_levels(c, test, results, cfg)
-                title = f"BLEU by input length: {c['name']} {test}\n{spread}"
+            if plan.levels:
+                log(f"[{plan.name}] scoring the length-controlled levels of {test} ...")
+                levels = analyse_levels(plan, test, results, cfg)
+                title = f"BLEU by input length: {plan.name} {test}\n{spread}"
                 levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
                 k = levels["levels"][-1]["k"]
-                nll_title = (f"Reference NLL over the target at k = {k}: {c['name']} {test}\n"
+                nll_title = (f"Reference NLL over the target at k = {k}: {plan.name} {test}\n"
                              f"{section['budget_text']}")
                 levels["nll_plot"] = save_png(nll_plot(levels, nll_title), out / f"{stem}_nll_by_position.png").name
                 if levels["sweep"]:
-                    sweep_title = (f"Capacity sweep: {c['name']} {test}\nseed {levels['sweep']['seed']}, 95% CI, "
+                    sweep_title = (f"Capacity sweep: {plan.name} {test}\nseed {levels['sweep']['seed']}, 95% CI, "
                                    f"{section['budget_text']}")
                     levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], sweep_title),
                                                        out / f"{stem}_capacity.png").name
