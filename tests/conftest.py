@@ -136,12 +136,11 @@ def train_tiny_run(
 
 
 def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every: int) -> TinyRun:
-    from omegaconf import OmegaConf
-
-    from nmt.config import PAD_ID
+    """Train with the one training step on fixed 16-pair batches; checkpoints through the trainer's payload code."""
     from nmt.data.batching import collate, encode_split
     from nmt.models import build_model
-    from nmt.training.checkpoint import save_checkpoint
+    from nmt.training.checkpoint import checkpoint_payload, save_checkpoint
+    from nmt.training.step import train_step
 
     tok = corpus.tokenizer
     src, tgt = encode_split(corpus.split("train"), tok)
@@ -154,32 +153,13 @@ def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every
         start = (step - 1) * 16 % (len(order) - 16)
         rows = order[start : start + 16]
         batch = collate([src[i] for i in rows], [tgt[i] for i in rows], rows)
-        logits = model(batch.src, batch.src_lens, batch.tgt_in)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(), ignore_index=PAD_ID)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        loss, _ = train_step(model, optimizer, [batch], torch.device("cpu"), label_smoothing=0.0, clip_norm=0.0)
         names = [f"step-{step}.pt"] if step % save_every == 0 else []
         names += ["last.pt", "best.pt"] if step == steps else []
         for name in names:
-            save_checkpoint(
-                run_dir / name,
-                {
-                    "config": OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
-                    "model": model.state_dict(),
-                    "tokenizer": tok.state_dict(),
-                    "step": step,
-                    "epoch": 0,
-                    "batch_in_epoch": step,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": None,
-                    "scaler": None,
-                    "rng": None,
-                    "best_bleu": None,
-                    "metrics": {"train_loss": loss.item()},
-                    "num_parameters": model.num_parameters(),
-                },
-            )
+            payload = checkpoint_payload(cfg, model, tok, optimizer, None, step, batch_in_epoch=step,
+                                         metrics={"train_loss": loss.item() / batch.num_tgt_tokens})
+            save_checkpoint(run_dir / name, payload)
         if step % save_every == 0:
             saved.append(step)
     return TinyRun(run_dir=run_dir, files=dict(cfg.data.files), data_root=Path(cfg.data.root), steps=saved)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.io import atomic_write
+from nmt.runtime import rng_state
 
 FORMAT = "nmt-checkpoint"
 VERSION = 1
@@ -52,6 +53,40 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             raise
 
     atomic_write(path, write)
+
+
+def checkpoint_payload(
+    cfg: Any,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    schedule: Any | None,
+    step: int,
+    epoch: int = 0,
+    batch_in_epoch: int = 0,
+    best_bleu: float | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a checkpoint of a run holds (save_checkpoint adds the format marker and version): the resolved config
+    (a Config or its OmegaConf node), the model's weights, the tokenizer, the data position (epoch, and
+    batch_in_epoch: the next batch's index), optimizer, schedule (None: none) and RNG states, the best valid
+    BLEU, the training loop's own state (`metrics`) and the parameter count."""
+    return {
+        "config": OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg),
+                                         resolve=True),
+        "model": model.state_dict(),
+        "tokenizer": tokenizer.state_dict(),
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if schedule is None else schedule.state_dict(),
+        "scaler": None,  # bf16 autocast needs no loss scaling
+        "rng": rng_state(),
+        "best_bleu": best_bleu,
+        "metrics": metrics or {},
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:

@@ -39,14 +39,20 @@ from nmt.io import acquire_lock, write_text
 from nmt.runtime import (
     host_values_to,
     pick_device,
-    rng_state,
     seed_everything,
     set_rng_state,
     set_threads,
     use_deterministic_algorithms,
 )
 from nmt.training import distributed as dist
-from nmt.training.checkpoint import check_resumable, load_checkpoint, load_weights, resume_path, save_under
+from nmt.training.checkpoint import (
+    check_resumable,
+    checkpoint_payload,
+    load_checkpoint,
+    load_weights,
+    resume_path,
+    save_under,
+)
 from nmt.training.run_log import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
 from nmt.training.step import clip_gradients, forward_backward
@@ -306,21 +312,8 @@ class Trainer:
         return {k: getattr(self, k) for k in keys} | {"last_validated_step": self.last_validated_step}
 
     def _payload(self) -> dict[str, Any]:
-        return {
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "model": self.model.state_dict(),
-            "tokenizer": self.tokenizer.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.schedule.state_dict(),
-            "scaler": None,  # bf16 autocast needs no loss scaling
-            "rng": rng_state(),
-            "best_bleu": self.best_bleu,
-            "metrics": self._metrics_state(),
-            "num_parameters": self.num_parameters,
-        }
+        return checkpoint_payload(self.cfg, self.model, self.tokenizer, self.optimizer, self.schedule, self.step,
+                                  self.epoch, self.batch_in_epoch, self.best_bleu, self._metrics_state())
 
     def _save(self, names: list[str]) -> None:
         if names and self.dist.is_main:
