@@ -101,19 +101,38 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def hardware(workers: int = 1, threads: int = 0) -> dict[str, Any]:
-    """Where numbers were measured: CPU model, cores, GPU, torch version, process layout."""
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a CUDA device; nothing to wait for elsewhere), before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def hardware(workers: int = 1, threads: int = 0, device: torch.device | None = None) -> dict[str, Any]:
+    """Where numbers were measured: CPU model, cores, GPU, platform, torch and Python versions, process layout,
+    and the load average (1, 5, 15 minutes; None where the OS has none) when it was read.
+
+    gpu: the name of `device` (None for a device that is not CUDA); without a device, GPU 0 if there is one.
+    """
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    if device is None:
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    else:
+        gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    try:
+        load_average: list[float] | None = list(os.getloadavg())
+    except OSError:
+        load_average = None
     return {
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "gpu": gpu,
+        "platform": platform.platform(),
+        "load_average": load_average,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "workers": workers,

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nmt.bench import bench_against, benchmark
 from nmt.cli import bench as bench_cli
-from nmt.config import DataConfig, TokenizerConfig
+from nmt.config import PAD_ID, DataConfig, TokenizerConfig
 from nmt.data.batching import collate
 from nmt.errors import NMTError
 from nmt.models import Transformer
@@ -38,7 +38,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
 
     assert saved["device"] == "cpu" and saved["threads"] == 1 and saved["torch"] == torch.__version__
     hw = saved["hardware"]
-    assert hw["cpu"] and hw["cpu_cores"] >= 1 and hw["gpu"] is None
+    assert hw["cpu"] and hw["cpu_count"] >= 1 and hw["gpu"] is None
     cfg = saved["config"]
     assert cfg["models"] == ["rnn_fixed_small", "rnn_attention_small", "transformer_small"]
     assert cfg["steps"] == 2 and cfg["decode_sentences"] == 3 and cfg["batch_tokens"] == 600
@@ -93,7 +93,8 @@ def test_transformer_flops_match_a_flop_counter(monkeypatch):
     batch = collate(src, tgt, [0, 1, 2])
     with FlopCounterMode(display=False) as counter:
         model(batch.src, batch.src_lens, batch.tgt_in).sum().backward()
-    assert benchmark.transformer_train_flops(model, [batch]) == counter.get_total_flops()
+    assert model.train_flops(batch.src_lens, (batch.tgt_out != PAD_ID).sum(1)) == counter.get_total_flops()
+    assert benchmark.train_flops(model, [batch, batch]) == 2 * counter.get_total_flops()
 
 
 def test_bf16_peak_lookup():

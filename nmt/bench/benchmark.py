@@ -11,7 +11,7 @@ For each model (configs/model/<name>.yaml), on the current device (nmt.runtime.p
 - decoding sentences/s with greedy and beam-5 search on the first --decode-sentences sentences of the
   test split, and batched beam 5 (decode.batch_size sentences per batch) against per-sentence beam 5
   (batches of one) on the same sentences, as a speed-up ratio;
-- on CUDA, the Transformer's model FLOP utilisation (MFU), see `transformer_train_flops`;
+- on CUDA, the model FLOP utilisation (MFU) of a model that counts its FLOPs (Transformer.train_flops);
 - with --checkpoints, the same three decoding rates for trained checkpoints (realistic output lengths).
 The weights are freshly initialised, not trained: an untrained model rarely emits EOS, so most hypotheses
 run to the length limit (max_len_a * source length + max_len_b): the decoding rates are worst cases.
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import platform
 import re
 import statistics
@@ -48,9 +47,8 @@ from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.models import Seq2Seq, Transformer, build_model
-from nmt.runtime import hardware as host_hardware
-from nmt.runtime import pick_device
+from nmt.models import Seq2Seq, build_model
+from nmt.runtime import hardware, pick_device, synchronize
 from nmt.training.checkpoint import load_model
 from nmt.training.step import model_forward, train_step
 
@@ -95,21 +93,7 @@ def data_config(name: str, root: str) -> DataConfig:
     return OmegaConf.to_object(node)
 
 
-# Hardware and memory ---------------------------------------------------------------------------------------
-def hardware(device: torch.device) -> dict[str, Any]:
-    """The host (nmt.runtime.hardware), the GPU in use, and the load average when it was read."""
-    host = host_hardware()
-    info: dict[str, Any] = {"cpu": host["cpu"], "cpu_cores": host["cpu_count"], "gpu": None,
-                            "platform": platform.platform()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        info["load_average"] = list(os.getloadavg())
-    except OSError:
-        info["load_average"] = None
-    return info
-
-
+# Peak FLOPs and memory -------------------------------------------------------------------------------------
 def bf16_peak_tflops(gpu_name: str | None) -> float | None:
     """The dense bf16 peak of a GPU by its name; None when unknown, and for a MIG slice (a share of the GPU)."""
     if not gpu_name or re.search(r"\bMIG\b", gpu_name):
@@ -154,11 +138,6 @@ def peak_memory_mib(device: torch.device) -> float | None:
         if sys.platform == "darwin":
             kib //= 1024
     return kib / 1024
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # Training throughput ---------------------------------------------------------------------------------------
@@ -214,38 +193,11 @@ def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: 
     }
 
 
-def transformer_train_flops(model: Transformer, batches: list[Batch]) -> float:
-    """Model FLOPs of forward + backward over `batches` (real tokens only, padding not counted).
-
-    A weight matrix with P entries costs 2 * P FLOPs per token it multiplies in the forward pass (one
-    multiply-add per entry) and twice that in the backward (gradients of input and weight), hence
-    6 * P * tokens (Kaplan et al. 2020). Counted per token that each matrix actually multiplies:
-      source tokens:  6 * (W_enc + W_cross_kv)     encoder layers; the decoder's cross-attention key/value
-                                                   projections (they read the encoder output)
-      target tokens:  6 * (W_dec + D * V)          the rest of the decoder layers and the output projection
-                                                   (counted even when tied to the embeddings)
-    where W counts weight-matrix entries only (biases, norms and embedding lookups are not matmuls), plus
-    the attention score and weighted-sum matmuls, 2 * 2 * D per (query, key) pair forward, times 3:
-      12 * D * (L_enc * sum s_i^2 + L_dec * sum (t_i^2 + t_i * s_i))
-    over sentences i with s_i source and t_i target tokens (EOS included; self-attention counted in full,
-    not causally halved). Softmax, norms and the optimizer are left out, as in the usual MFU definition.
-    """
-
-    def matrices(module: torch.nn.Module) -> int:
-        return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
-
-    d, vocab = model.dim, model.proj.out_features
-    cross_kv = sum(matrices(layer.cross_attn.kv_proj) for layer in model.decoder_layers)
-    per_src = matrices(model.encoder_layers) + cross_kv
-    per_tgt = matrices(model.decoder_layers) - cross_kv + d * vocab
-    l_enc, l_dec = len(model.encoder_layers), len(model.decoder_layers)
-    flops = 0.0
-    for b in batches:
-        s = b.src_lens.double()
-        t = (b.tgt_out != PAD_ID).sum(1).double()
-        flops += 6 * per_src * float(s.sum()) + 6 * per_tgt * float(t.sum())
-        flops += 12 * d * (l_enc * float((s * s).sum()) + l_dec * float((t * t + t * s).sum()))
-    return flops
+def train_flops(model: Seq2Seq, batches: list[Batch]) -> float | None:
+    """The model's count of its forward + backward FLOPs over `batches` (Seq2Seq.train_flops: real tokens only);
+    None for an architecture that does not count them."""
+    counts = [model.train_flops(b.src_lens, (b.tgt_out != PAD_ID).sum(1)) for b in batches]
+    return None if None in counts else sum(counts)
 
 
 # Decoding --------------------------------------------------------------------------------------------------
@@ -341,7 +293,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     test = corpus.split(args.test_split)
     sentences = list(test["src"][: args.decode_sentences])
 
-    hw_start = hardware(device)
+    hw_start = hardware(threads=torch.get_num_threads(), device=device)
     gpu = hw_start["gpu"]
     peak = args.peak_tflops or bf16_peak_tflops(gpu)
     results = []
@@ -357,8 +309,8 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
         row["peak_memory_mib"] = peak_memory_mib(device)
         row["peak_memory_scope"] = "model" if exact_peak else "process"
         row["mfu"] = None
-        if device.type == "cuda" and isinstance(model, Transformer):
-            flops = transformer_train_flops(model, batches[args.warmup:])
+        flops = train_flops(model, batches[args.warmup:])
+        if device.type == "cuda" and flops is not None:
             seconds = args.steps * row["ms_per_step"] / 1000
             row["train_tflops"] = flops / seconds / 1e12
             row["mfu"] = row["train_tflops"] / peak if peak else None
@@ -386,7 +338,8 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     report = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join(sys.argv),
-        "hardware": {**hardware(device), "load_average_start": hw_start["load_average"]},
+        "hardware": {**hardware(threads=torch.get_num_threads(), device=device),
+                     "load_average_start": hw_start["load_average"]},
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": str(device),
@@ -424,7 +377,7 @@ def _mfu_cell(mfu_percent: float | None, report: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     cfg, hw = report["config"], report["hardware"]
     lines = [
-        f"Device {report['device']} ({hw['gpu'] or hw['cpu']}, {hw['cpu_cores']} cores), torch {report['torch']}, "
+        f"Device {report['device']} ({hw['gpu'] or hw['cpu']}, {hw['cpu_count']} cores), torch {report['torch']}, "
         f"{report['threads']} threads; {cfg['data']} train batches of {cfg['batch_tokens']} tokens "
         f"({cfg['real_tokens_per_batch']:.0f} real), {cfg['steps']} timed steps after {cfg['warmup']} warm-up; "
         f"decoding: first {cfg['decode_sentences']} sentences of {cfg['test_split']}, untrained weights "

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, select_batch
+from nmt.runtime import synchronize
 
 Tensor = torch.Tensor
 
@@ -279,11 +280,6 @@ class Translations:
         return self.num_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def translate(
     model: Seq2Seq,
     tokenizer: Any,
@@ -324,7 +320,7 @@ def translate(
 
     was_training = model.training
     model.eval()
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     try:
         with torch.inference_mode():
@@ -351,7 +347,7 @@ def translate(
                     best_ids[i] = result.tokens[j][0]
                     scores[i] = result.scores[j]
                     attention[i] = None if result.attention is None else result.attention[j]
-        _synchronize(device)
+        synchronize(device)
     finally:
         model.train(was_training)
     seconds = time.perf_counter() - start

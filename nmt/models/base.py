@@ -13,6 +13,8 @@ Shapes: B = batch, S = source length, T = target length, V = target vocabulary.
   heatmaps (None when the model has none).
 - `head_attention(src, src_lens, tgt_in) -> (B, heads, T, S)`: per-head attention of the last decoder layer
   for per-head plots (None when the model does not have several heads to show).
+- `train_flops(src_lens, tgt_lens) -> float`: model FLOPs of a training pass (forward + backward) over a batch
+  of sentences with these real lengths (B,), for model FLOP utilisation (None when the model does not count them).
 
 Beam search reorders `enc` and `state` with `select_batch`, so both must be batch-first all the way down.
 """
@@ -52,6 +54,9 @@ class Seq2Seq(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def train_flops(self, src_lens: Tensor, tgt_lens: Tensor) -> float | None:
+        return None
 
 
 def select_batch(obj: Any, index: Tensor) -> Any:

@@ -249,3 +249,33 @@ class Transformer(Seq2Seq):
         enc = self.encode(src, src_lens)
         weights = self._decode(self._embed(self.tgt_embed, tgt_in), enc, None, need_weights="last")[2]
         return weights[-1].mean(1)
+
+    def train_flops(self, src_lens: Tensor, tgt_lens: Tensor) -> float:
+        """Model FLOPs of forward + backward over a batch of sentences with src_lens (B,) source and tgt_lens (B,)
+        target tokens (EOS included; padding not counted), for the model FLOP utilisation (MFU).
+
+        A weight matrix with P entries costs 2 * P FLOPs per token it multiplies in the forward pass (one
+        multiply-add per entry) and twice that in the backward (gradients of input and weight), hence
+        6 * P * tokens (Kaplan et al. 2020). Counted per token that each matrix actually multiplies:
+          source tokens:  6 * (W_enc + W_cross_kv)     encoder layers; the decoder's cross-attention key/value
+                                                       projections (they read the encoder output)
+          target tokens:  6 * (W_dec + D * V)          the rest of the decoder layers and the output projection
+                                                       (counted even when tied to the embeddings)
+        where W counts weight-matrix entries only (biases, norms and embedding lookups are not matmuls), plus
+        the attention score and weighted-sum matmuls, 2 * 2 * D per (query, key) pair forward, times 3:
+          12 * D * (L_enc * sum s_i^2 + L_dec * sum (t_i^2 + t_i * s_i))
+        over sentences i with s_i source and t_i target tokens (self-attention counted in full, not causally
+        halved). Softmax, norms and the optimizer are left out, as in the usual MFU definition.
+        """
+
+        def matrices(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters() if p.dim() >= 2)
+
+        d, vocab = self.dim, self.proj.out_features
+        cross_kv = sum(matrices(layer.cross_attn.kv_proj) for layer in self.decoder_layers)
+        per_src = matrices(self.encoder_layers) + cross_kv
+        per_tgt = matrices(self.decoder_layers) - cross_kv + d * vocab
+        l_enc, l_dec = len(self.encoder_layers), len(self.decoder_layers)
+        s, t = src_lens.double(), tgt_lens.double()
+        flops = 6 * per_src * float(s.sum()) + 6 * per_tgt * float(t.sum())
+        return flops + 12 * d * (l_enc * float((s * s).sum()) + l_dec * float((t * t + t * s).sum()))
