@@ -25,18 +25,19 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 # Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
 # start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
-# modules that implement the choices take their lists from here.
+# modules that implement the choices take their lists from here. model.arch is not here: the valid names are the
+# registered architectures (nmt.models.MODELS), checked by build_model.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("multi30k", "files", "hub"),
     "data.encoding_errors": ("strict", "replace"),
     "data.tokenizer.model_type": ("unigram", "bpe", "char", "word"),
-    "model.arch": ("rnn_attention", "rnn_fixed", "transformer"),
     "model.rnn_type": ("gru", "lstm"),
     "model.context_mode": ("every_step", "init_only"),
     "model.scorer": ("additive", "dot", "scaled_dot", "general"),
     "model.positions": ("sinusoidal", "learned"),
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("plateau", "inverse_sqrt", "constant"),
+    "decode.length_norm": ("gnmt", "power"),
 }
 
 
@@ -110,9 +111,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "rnn_attention"  # rnn_attention | rnn_fixed | transformer
+    """Every model option; the defaults are configs/model/rnn_attention.yaml, the default preset."""
+
+    arch: str = "rnn_attention"  # a registered architecture (nmt/models): rnn_attention | rnn_fixed | transformer
     emb_dim: int = 256
-    hidden: int = 512  # RNN hidden size per direction; Transformer d_model
+    hidden: int = 256  # RNN hidden size per direction; Transformer d_model
     enc_layers: int = 1
     dec_layers: int = 1
     dropout: float = 0.3
@@ -164,6 +167,10 @@ class TrainConfig:
     save_every: int = 500
     keep_last: int = 3
     resume: str = "auto"  # auto (continue the run dir's last.pt when present) | never | <checkpoint path>
+    # Fine-tuning: a checkpoint or run dir (its best.pt) whose weights, model config and tokenizer start a NEW run
+    # with a fresh optimizer, schedule and counters; the data config's corpus is encoded with that tokenizer.
+    # Not together with a train.resume path (resume continues a run; auto still continues this run's last.pt).
+    init_from: str | None = None
     log_every: int = 50
     max_bad_steps: int = 10  # consecutive non-finite losses before stopping
     attention_samples: int = 3  # valid sentences plotted to TensorBoard at each validation
@@ -183,7 +190,10 @@ class TrainConfig:
 @dataclass
 class DecodeConfig:
     beam: int = 5
-    alpha: float = 1.0  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
+    alpha: float = 1.0  # length penalty exponent; 0 = none
+    # How beam search normalises a finished hypothesis' log-probability (length counts EOS): gnmt divides by
+    # ((5+len)/6)^alpha; power by len^alpha, as CTranslate2 and fairseq do (so their beam outputs can equal ours).
+    length_norm: str = "gnmt"
     max_len_a: float = 1.5  # max output length = a * source length + b
     max_len_b: int = 10
     nbest: int = 1

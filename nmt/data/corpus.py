@@ -8,6 +8,9 @@
 
 The manifest is deleted before a rebuild starts and written (atomically) last, so an interrupted prepare never
 leaves a cache that looks valid: the next call just rebuilds.
+
+A corpus encoded with a given tokenizer (fine-tuning: the checkpoint's, `prepare_corpus(cfg, tokenizer=...)`) is
+cached apart, in `<name>_tok<sha>/`, with that tokenizer's files in place of its own: nothing is trained.
 """
 
 from __future__ import annotations
@@ -169,13 +172,17 @@ def _load_tokenizer(directory: Path, names: list[str], settings: dict) -> Tokeni
 
 
 def _load_cached(
-    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None]
+    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None],
+    given: Tokenizer | None = None,
 ) -> PreparedCorpus | None:
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("config_key") != key or manifest.get("tokenizer_settings") != dataclasses.asdict(cfg.tokenizer):
+    settings = dict(given.settings) if given is not None else dataclasses.asdict(cfg.tokenizer)
+    if manifest.get("config_key") != key or manifest.get("tokenizer_settings") != settings:
+        return None
+    if given is not None and manifest.get("tokenizer_sha256") != given.sha256:
         return None
     if inputs is not None and manifest.get("inputs") != inputs:
         log(f"input files of {cfg.name} changed since it was prepared: rebuilding")
@@ -190,6 +197,8 @@ def _load_cached(
         return None
     if inputs is None and cfg.source != "hub":
         log(f"input files of {cfg.name} not found locally; using the prepared copy in {directory}")
+    if given is not None:
+        tokenizer, stats["tokenizer"] = given, "given"
     return PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, stats)
 
 
@@ -229,7 +238,8 @@ def _save_dataset(directory: Path, splits: dict[str, tuple[list[str], list[str]]
 
 
 def _build(
-    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None]
+    directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None],
+    given: Tokenizer | None = None,
 ) -> PreparedCorpus:
     start = time.perf_counter()
     raw = load_raw(cfg, log)
@@ -251,28 +261,16 @@ def _build(
             f"{len(splits['valid'][0])}; test levels " + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
     _save_dataset(directory, splits)
 
-    tok_key = tokenizer_key(cfg, src, tgt)
-    names = _spm_names(tok_key, cfg.tokenizer.joint)
-    settings = dataclasses.asdict(cfg.tokenizer)
-    tokenizer = _load_tokenizer(directory, names, settings)
-    retrained = tokenizer is None
-    if retrained:
-        log(
-            f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
-            f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs"
-        )
-        tokenizer = Tokenizer.train(src, tgt, **settings)
-        if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
-            log(
-                f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "
-                f"pieces of the {cfg.tokenizer.vocab_size} asked for"
-            )
-        models = [tokenizer.src_model] if tokenizer.joint else [tokenizer.src_model, tokenizer.tgt_model]
-        for name, model in zip(names, models, strict=True):
-            write_bytes(directory / name, model)
+    if given is None:
+        tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, src, tgt, log)
+    else:  # written beside the corpus like its own would be, so the directory is complete on its own
+        tokenizer, tok_key, status = given, given.sha256, "given"
+        names = _spm_names(tok_key, given.joint)
+        _write_tokenizer(directory, names, given)
     for stale in directory.glob("spm-*.model"):
         if stale.name not in names:
             stale.unlink()
+    settings = dict(tokenizer.settings)
 
     split_stats = {}
     for name, (s, t) in splits.items():
@@ -310,8 +308,39 @@ def _build(
     }
     write_bytes(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
     splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
-    stats = dict(stats, cache="rebuilt", tokenizer="trained" if retrained else "reused")
+    stats = dict(stats, cache="rebuilt", tokenizer=status)
     return PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, stats)
+
+
+def _write_tokenizer(directory: Path, names: list[str], tokenizer: Tokenizer) -> None:
+    models = [tokenizer.src_model] if tokenizer.joint else [tokenizer.src_model, tokenizer.tgt_model]
+    for name, model in zip(names, models, strict=True):
+        write_bytes(directory / name, model)
+
+
+def _train_or_reuse_tokenizer(
+    directory: Path, cfg: DataConfig, src: list[str], tgt: list[str], log: Callable[[str], None]
+) -> tuple[Tokenizer, str, list[str], str]:
+    """The corpus's own tokenizer: the cached one when its settings and the train text are unchanged, else a
+    newly trained one (written to the directory). Returns it, its key, its file names and "reused" or "trained"."""
+    tok_key = tokenizer_key(cfg, src, tgt)
+    names = _spm_names(tok_key, cfg.tokenizer.joint)
+    settings = dataclasses.asdict(cfg.tokenizer)
+    tokenizer = _load_tokenizer(directory, names, settings)
+    if tokenizer is not None:
+        return tokenizer, tok_key, names, "reused"
+    log(
+        f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
+        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs"
+    )
+    tokenizer = Tokenizer.train(src, tgt, **settings)
+    if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
+        log(
+            f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "
+            f"pieces of the {cfg.tokenizer.vocab_size} asked for"
+        )
+    _write_tokenizer(directory, names, tokenizer)
+    return tokenizer, tok_key, names, "trained"
 
 
 def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list[str], cc: Any
@@ -334,18 +363,36 @@ def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list
     return out, all_tests, levels
 
 
-def prepared_dir(cfg: DataConfig) -> Path:
-    """<root>/prepared/<name>, or <name>_concat<K> for a length-controlled corpus (both can be cached)."""
+def prepared_dir(cfg: DataConfig, tokenizer: Tokenizer | None = None) -> Path:
+    """<root>/prepared/<name>, or <name>_concat<K> for a length-controlled corpus (both can be cached), with
+    _tok<sha> when encoded with a given tokenizer. A "/" in the name (a hub name like org/corpus) becomes "--"."""
     suffix = f"_concat{cfg.concat.max_k}" if cfg.concat.max_k > 1 else ""
-    return Path(cfg.root) / "prepared" / f"{cfg.name}{suffix}"
+    suffix += f"_tok{tokenizer.sha256[:12]}" if tokenizer is not None else ""
+    return Path(cfg.root) / "prepared" / f"{cfg.name.replace('/', '--')}{suffix}"
 
 
-def prepare_corpus(cfg: Any, log: Callable[[str], None] = print) -> PreparedCorpus:
+def report_tokenizer_settings(cfg: DataConfig, tokenizer: Tokenizer, log: Callable[[str], None]) -> None:
+    """One log line when data.tokenizer asks for other settings than the given tokenizer was trained with."""
+    asked = dataclasses.asdict(cfg.tokenizer)
+    differ = [f"{k}={asked[k]} (tokenizer: {tokenizer.settings[k]})" for k in asked
+              if k in tokenizer.settings and tokenizer.settings[k] != asked[k]]
+    if differ:
+        log(f"data.tokenizer settings differ from the given tokenizer's and are not used: {', '.join(differ)}; "
+            f"the corpus is encoded with the given tokenizer ({tokenizer})")
+
+
+def prepare_corpus(cfg: Any, log: Callable[[str], None] = print, tokenizer: Tokenizer | None = None
+                   ) -> PreparedCorpus:
     """Read, validate, clean and tokenize the corpus of `cfg` (a DataConfig or Hydra's cfg.data), or load it
-    from `prepared_dir(cfg)` when it was prepared from the same config and input files."""
+    from `prepared_dir(cfg)` when it was prepared from the same config and input files.
+
+    With `tokenizer` (a fine-tuning run's, from its checkpoint) the corpus is encoded with it: no SentencePiece
+    model is trained, data.tokenizer is ignored (one log line when it differs), and the corpus is cached apart."""
     cfg = _data_config(cfg)
     check_choices(cfg, "data")
-    directory = prepared_dir(cfg)
+    if tokenizer is not None:
+        report_tokenizer_settings(cfg, tokenizer, log)
+    directory = prepared_dir(cfg, tokenizer)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -353,10 +400,10 @@ def prepare_corpus(cfg: Any, log: Callable[[str], None] = print) -> PreparedCorp
     with _locked(directory):
         key = config_key(cfg)
         inputs = _fingerprints(cfg, log)
-        cached = _load_cached(directory, key, inputs, cfg, log)
+        cached = _load_cached(directory, key, inputs, cfg, log, tokenizer)
         if cached is not None:
             return cached
-        return _build(directory, key, inputs, cfg, log)
+        return _build(directory, key, inputs, cfg, log, tokenizer)
 
 
 def describe(corpus: PreparedCorpus) -> str:

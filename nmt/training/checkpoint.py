@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.io import atomic_write
+from nmt.models import build_model, fit_config_to_weights
 from nmt.runtime import rng_state
 
 FORMAT = "nmt-checkpoint"
@@ -158,17 +159,13 @@ def load_model(
 ) -> Loaded:
     """Rebuild model + tokenizer from a checkpoint file, in eval mode on `device`."""
     from nmt.data.tokenizer import Tokenizer
-    from nmt.models import build_model
 
     path = Path(path)
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
     state = payload["model"]
-    if cfg.model.arch != "transformer" and "decoder.proj.weight" in state and not torch.equal(
-            state["decoder.proj.weight"], state["decoder.embed.weight"]):
-        # An RNN checkpoint from before the RNN models honoured model.tie_embeddings (its config says true).
-        cfg.model.tie_embeddings = False
+    fit_config_to_weights(cfg.model, state)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint)
     load_weights(model, state, path)
     model.to(device).eval()
@@ -258,3 +255,39 @@ def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, 
         raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)})")
     if Tokenizer.from_state_dict(payload["tokenizer"]).sha256 != tokenizer.sha256:
         raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (data config changed)")
+
+
+# Fine-tuning ---------------------------------------------------------------------------------------------------
+# Model settings a fine-tuning run may change: they shape training or attention, not the weights.
+FINETUNE_FREE_MODEL_KEYS = ("dropout", "temperature", "hard")
+
+
+def init_checkpoint(init_from: str) -> tuple[Path, dict[str, Any]]:
+    """train.init_from: a checkpoint file, or a run dir's best.pt (else last.pt), and its payload; one line naming
+    train.init_from when it is missing or not a readable checkpoint."""
+    if not str(init_from).strip():
+        raise NMTError("train.init_from is empty: give a checkpoint file or a run directory, or leave it out")
+    try:
+        path = resolve_checkpoint(init_from).resolve()
+        return path, load_checkpoint(path)
+    except NMTError as e:
+        raise NMTError(f"train.init_from: {e}") from None
+
+
+def finetune_model_config(payload: dict[str, Any], path: Path, model_cfg: DictConfig, given: set[str]) -> DictConfig:
+    """The model config of a run fine-tuned from `payload` (the checkpoint at `path`): the checkpoint's, with the
+    `given` keys (those the user set) of FINETUNE_FREE_MODEL_KEYS taken from `model_cfg`. A given key of any other
+    kind whose value differs from the checkpoint's is refused: the weights fix the architecture and sizes."""
+    saved = checkpoint_config(payload).model
+    fit_config_to_weights(saved, payload["model"])
+    current = OmegaConf.to_container(model_cfg, resolve=True)
+    differ = [k for k in current if k in given and k not in FINETUNE_FREE_MODEL_KEYS and current[k] != saved.get(k)]
+    if differ:
+        detail = ", ".join(f"model.{k}={current[k]!r} (checkpoint: {saved.get(k)!r})" for k in differ)
+        free = ", ".join(f"model.{k}" for k in FINETUNE_FREE_MODEL_KEYS)
+        raise NMTError(f"train.init_from={path}: the model config comes from the checkpoint, but {detail} "
+                       f"differ; leave them out (only {free} may change when fine-tuning)")
+    for key in FINETUNE_FREE_MODEL_KEYS:
+        if key in given and key in current:
+            saved[key] = current[key]
+    return saved

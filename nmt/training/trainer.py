@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import Config, DecodeConfig, check_choices
+from nmt.config import Config, DecodeConfig, ModelConfig, check_choices
 from nmt.data.batching import batch_stream
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
+from nmt.models import position_limit
 from nmt.runtime import (
     host_values_to,
     pick_device,
@@ -48,6 +51,8 @@ from nmt.training import distributed as dist
 from nmt.training.checkpoint import (
     check_resumable,
     checkpoint_payload,
+    finetune_model_config,
+    init_checkpoint,
     load_checkpoint,
     load_weights,
     resume_path,
@@ -97,6 +102,9 @@ def check_train_config(tc: Any) -> None:
     if not 0.0 <= tc.label_smoothing <= 1.0:
         raise NMTError(f"train.label_smoothing must be in [0, 1], got {tc.label_smoothing}")
     check_choices(tc, "train")
+    if tc.init_from is not None and str(tc.resume) not in ("auto", "never"):
+        raise NMTError(f"train.init_from starts a new run from a checkpoint's weights and train.resume={tc.resume} "
+                       "continues a run: give only one of them")
     if len(tc.betas) != 2:
         raise NMTError(f"train.betas must be two numbers [beta1, beta2], got {list(tc.betas)}")
     # The optimizer and the schedule judge their own settings: build both once on a dummy parameter.
@@ -123,10 +131,20 @@ def lock_run_dir(run_dir: Path) -> Any:
     return acquire_lock(lock_file, busy=busy)
 
 
-def position_limit(model_cfg: Any) -> int | None:
-    """Most pieces a sentence may have for the model's position table (EOS or BOS takes one more position);
-    None for models without one."""
-    return int(model_cfg.max_positions) - 1 if model_cfg.arch == "transformer" else None
+def given_model_keys(model_cfg: Any) -> set[str]:
+    """The model keys a user set: on the command line of a Hydra app (`model=<preset>` sets them all), else (a
+    config built in Python) those that differ from ModelConfig's defaults. Fine-tuning checks only these."""
+    if not HydraConfig.initialized():
+        defaults = OmegaConf.structured(ModelConfig)
+        return {str(k) for k, v in model_cfg.items() if defaults.get(k) != v}
+    keys = set()
+    for override in HydraConfig.get().overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "model":
+            return {str(k) for k in model_cfg.keys()}
+        if key.startswith("model."):
+            keys.add(key.split(".")[1])
+    return keys
 
 
 def truncate_valid(valid: ValidSet, limit: int, batch_tokens: int) -> tuple[ValidSet, int]:
@@ -170,6 +188,7 @@ class Trainer:
         self.dist = dist.DistInfo()
         self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
         self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
+        self._init: tuple[Path, dict[str, Any]] | None = None  # train.init_from: its path and payload
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -198,12 +217,13 @@ class Trainer:
         self.log.info(f"run dir: {self.run_dir}")
         threads = f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""
         self.log.info(f"device: {self.device}{ranks}{threads}")
+        given_tokenizer = self._fine_tuning(payload, resume_from)
 
         if self.dist.is_main:  # rank 0 prepares (and caches) the corpus; the others then read the cache
-            corpus = prepare_corpus(self.cfg.data, log=self.log.info)
+            corpus = prepare_corpus(self.cfg.data, log=self.log.info, tokenizer=given_tokenizer)
         dist.barrier(self.dist)
         if not self.dist.is_main:
-            corpus = prepare_corpus(self.cfg.data, log=lambda _: None)
+            corpus = prepare_corpus(self.cfg.data, log=lambda _: None, tokenizer=given_tokenizer)
         self.tokenizer = corpus.tokenizer
         self.src_ids, self.tgt_ids = encode_split(corpus.split("train"), self.tokenizer)
         limit = position_limit(self.cfg.model)
@@ -246,6 +266,8 @@ class Trainer:
             torch.manual_seed(tc.seed + 1000 * self.dist.rank)
         self.num_parameters = self.model.num_parameters()
         self.log.info(f"model: {self.cfg.model.arch}, {self.num_parameters:,} parameters")
+        if self._init is not None:
+            load_weights(self.model, self._init[1]["model"], self._init[0])
         self.optimizer = build_optimizer(self.model.parameters(), tc, True if self.device.type == "cuda" else None)
         self.schedule = build_schedule(self.optimizer, tc)
         if payload is not None:
@@ -274,6 +296,30 @@ class Trainer:
         error = dist.broadcast_object(error, self.dist)  # every rank stops, not only rank 0
         if error is not None:
             raise NMTError(error)
+
+    def _fine_tuning(self, payload: dict[str, Any] | None, resume_from: Path | None) -> Tokenizer | None:
+        """train.init_from: the checkpoint's model config replaces cfg.model (set keys that differ are refused)
+        and its tokenizer (returned) encodes the corpus; its weights are loaded once the model is built. Resuming
+        a fine-tuning run (its last.pt) takes all of these from last.pt instead. None without init_from."""
+        tc = self.tc
+        if tc.init_from is None:
+            return None
+        if payload is not None:  # continuing this fine-tuning run: weights and all from its last.pt
+            started = payload["config"].get("train", {}).get("init_from")
+            path = Path(str(tc.init_from)).resolve()
+            if started is None or not (Path(started) == path or Path(started).parent == path):
+                raise NMTError(f"train.init_from={tc.init_from}, but {resume_from} continues a run that was "
+                               f"{'started from ' + started if started else 'not fine-tuned'}; use a new run "
+                               f"directory (hydra.run.dir=...) for the fine-tuning run")
+            source, path = payload, Path(started)
+        else:
+            path, source = init_checkpoint(str(tc.init_from))
+            self._init = (path, source)
+            self.log.info(f"fine-tuning from {path} (step {source['step']} of its run): its weights, model config "
+                          f"and tokenizer; a fresh optimizer, schedule and step count")
+        self.cfg.model = finetune_model_config(source, path, self.cfg.model, given_model_keys(self.cfg.model))
+        tc.init_from = str(path)
+        return Tokenizer.from_state_dict(source["tokenizer"])
 
     def _drop_long_train_pairs(self, limit: int) -> None:
         """Leave out training pairs the position table cannot hold (they would stop training mid-run)."""
