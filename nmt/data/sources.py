@@ -6,7 +6,10 @@ Three sources, one result: a `RawCorpus` mapping split name -> (source lines, ta
   `<data.root>/raw/multi30k/`, then downloaded from the official repository into that cache.
 - `files`: a pair of local text files (plain or gzip) per split.
 - `hub`: a `datasets` hub corpus, with `{"translation": {src_lang: ..., tgt_lang: ...}}` records or one column
-  per language (`{src_lang: ..., tgt_lang: ...}`), optionally pinned to a revision.
+  per language (`{src_lang: ..., tgt_lang: ...}`), optionally pinned to a revision. Before `datasets` is asked
+  (it retries an unreachable hub for about 25 s), a short probe checks that the hub answers; without it, or with
+  HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, only the datasets cache is read, and a miss is one line saying how to
+  work offline.
 
 Every reader fails with an `NMTError` that names the file (and line) rather than letting a misaligned or
 undecodable corpus through: a silently shifted line would poison training and every BLEU score after it.
@@ -19,10 +22,12 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +141,8 @@ def mirror_dir() -> Path | None:
 
 
 def http_download(url: str, dest: Path, timeout: float = 60.0) -> None:
-    """Write the body of `url` to `dest`. The only network call of the package (tests replace it)."""
+    """Write the body of `url` to `dest`. With `probe_hub`, the only network calls of the package besides
+    `datasets` (tests replace them)."""
     with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
         expected = response.headers.get("Content-Length")
         size = 0
@@ -286,25 +292,140 @@ def hub_origin(cfg: Any, hub_split: str) -> str:
     return f"{cfg.hub_name}/{cfg.hub_config}/{hub_split}" + (f"@{revision}" if revision else "")
 
 
-def load_hub(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Pairs]:
-    """Every split of `data.hub_splits` (our split name -> the hub's) from
-    `datasets.load_dataset(hub_name, hub_config, revision=hub_revision)`; needs internet unless cached (or
-    hub_name is a local folder of data files)."""
+HUB_PROBE_TIMEOUT = 3.0  # seconds the hub has to answer the probe (name lookup included)
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+CONFIG_ERROR = re.compile(r"Config name is missing|BuilderConfig .* not found")
+MAX_LISTED_CONFIGS = 12
+
+
+def hub_endpoint() -> str:
+    """The hub's address, as huggingface_hub reads it (HF_ENDPOINT, else huggingface.co)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def offline_requested() -> str | None:
+    """The variable that asks for offline mode (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE set to 1/true/yes/on), read
+    now rather than when `datasets` was imported; None when neither does."""
+    return next((v for v in OFFLINE_VARIABLES if os.environ.get(v, "").upper() in ("1", "TRUE", "YES", "ON")), None)
+
+
+def probe_hub(url: str, timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
+    """None when `url` answers at all (any HTTP status) within `timeout` seconds, else why not. In a thread, so
+    that a hanging name lookup, which urlopen's own timeout does not cover, is bounded too."""
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+                outcome.append(None)
+        except urllib.error.HTTPError:  # the server answered
+            outcome.append(None)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            outcome.append(str(getattr(e, "reason", e)))
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+@contextmanager
+def datasets_offline() -> Iterator[None]:
+    """`datasets` and `huggingface_hub` in offline mode (read the cache, never the network) for the duration: the
+    switches they read at each call, as HF_HUB_OFFLINE=1 at start-up would have set them."""
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved
+
+
+def offline_hint(cfg: Any) -> str:
+    """How to go on without the hub, in one clause."""
+    return (
+        f"to work offline, prepare the corpus once with the hub reachable (nmt-prepare with the same data settings "
+        f"and data.root={cfg.root}: the prepared copy is used from then on), or set HF_HUB_OFFLINE=1 when the "
+        f"datasets cache holds it, or copy it to local files and use data=files "
+        f"'+data.files.train=[train.{cfg.src_lang},train.{cfg.tgt_lang}]' "
+        f"'+data.files.valid=[valid.{cfg.src_lang},valid.{cfg.tgt_lang}]'"
+    )
+
+
+def config_listing(names: list[str], src_lang: str, tgt_lang: str) -> str:
+    """The configs to choose from; of a long list, those naming both languages first and a count."""
+    if len(names) <= MAX_LISTED_CONFIGS:
+        return ", ".join(names)
+    pair = [n for n in names if src_lang in n and tgt_lang in n]
+    rest = [n for n in names if n not in pair][: max(0, MAX_LISTED_CONFIGS - len(pair))]
+    return ", ".join(pair + rest) + f", ... ({len(names)} in all)"
+
+
+def hub_config_error(cfg: Any, message: str) -> str | None:
+    """One line listing the configs when `message` (from load_dataset) says data.hub_config is missing or
+    unknown; None for any other error."""
+    if not CONFIG_ERROR.search(message):
+        return None
+    listed = re.search(r"\[([^\]]*)\]", message)
+    names = re.findall(r"'([^']*)'", listed.group(1)) if listed else []
+    if not names:
+        import datasets
+
+        try:
+            names = list(datasets.get_dataset_config_names(cfg.hub_name))
+        except Exception:  # the list is a courtesy: the error itself is what matters
+            names = []
+    what = f"has no config {cfg.hub_config!r}" if cfg.hub_config else "needs a config (data.hub_config)"
+    choices = f": {config_listing(names, cfg.src_lang, cfg.tgt_lang)}" if names else ""
+    return f"{cfg.hub_name} {what}; set data.hub_config=<one of its configs>{choices}"
+
+
+def load_hub_dataset(cfg: Any, log: Callable[[str], None]) -> Any:
+    """`datasets.load_dataset(hub_name, hub_config, revision=hub_revision)`, from the cache alone when offline
+    mode is asked for or the hub does not answer the probe; every failure is one NMTError line."""
     import datasets
 
-    if not cfg.hub_name:
-        raise NMTError("data.source=hub needs data.hub_name (e.g. data.hub_name=wmt14 data.hub_config=de-en)")
     revision = cfg.hub_revision
     pinned = {"revision": revision} if revision else {}
     at = f" at revision {revision}" if revision else ""
-    log(f"loading {cfg.hub_name} {cfg.hub_config or ''}{at} from the datasets hub")
+    local = Path(cfg.hub_name).expanduser().is_dir()  # a folder of data files needs no network
+    offline, unreachable = (None, None) if local else (offline_requested(), None)
+    if not local and offline is None:
+        unreachable = probe_hub(hub_endpoint())
+    name = f"{cfg.hub_name}" + (f" ({cfg.hub_config})" if cfg.hub_config else "") + at
+    source = "its folder" if local else "the datasets cache" if offline or unreachable else "the datasets hub"
+    why = f"the datasets hub at {hub_endpoint()} does not answer ({unreachable}): " if unreachable else ""
+    log(f"{why}loading {name} from {source}")
     try:
-        loaded = datasets.load_dataset(cfg.hub_name, cfg.hub_config, **pinned)
+        with datasets_offline() if offline or unreachable else nullcontext():
+            return datasets.load_dataset(cfg.hub_name, cfg.hub_config, **pinned)
     except Exception as e:  # the hub raises many unrelated types for "not there" and "offline"
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise NMTError(
-            f"could not load {cfg.hub_name} ({cfg.hub_config}){at} from the datasets hub: {reason}"
-        ) from None
+        message = str(e).strip()
+        listing = hub_config_error(cfg, message)
+        if listing is not None:
+            raise NMTError(listing) from None
+        reason = (message.splitlines() or [type(e).__name__])[0]
+        cache = f"the datasets cache ({datasets.config.HF_DATASETS_CACHE})"
+        if offline:
+            raise NMTError(f"{offline}=1 is set and {name} is not in {cache}: {reason}; unset {offline} to "
+                           f"download it, or {offline_hint(cfg).removeprefix('to work offline, ')}") from None
+        if unreachable:
+            raise NMTError(f"cannot reach the datasets hub at {hub_endpoint()} ({unreachable}) and {name} is not "
+                           f"in {cache}; {offline_hint(cfg)}") from None
+        raise NMTError(f"could not load {name} from {source}: {reason}") from None
+
+
+def load_hub(cfg: Any, log: Callable[[str], None] = print) -> dict[str, Pairs]:
+    """Every split of `data.hub_splits` (our split name -> the hub's) from
+    `datasets.load_dataset(hub_name, hub_config, revision=hub_revision)`; needs the hub unless cached (or
+    hub_name is a local folder of data files). See `load_hub_dataset` for the offline cases."""
+    if not cfg.hub_name:
+        raise NMTError("data.source=hub needs data.hub_name (e.g. data.hub_name=Helsinki-NLP/opus-100 "
+                       "data.hub_config=de-en)")
+    loaded = load_hub_dataset(cfg, log)
     out = {}
     for split, hub_split in dict(cfg.hub_splits).items():
         if hub_split not in loaded:
