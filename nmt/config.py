@@ -25,19 +25,18 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 # Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
 # start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
-# modules that implement the choices take their lists from here. model.arch is not here: the valid names are the
-# registered architectures (nmt.models.MODELS), checked by build_model.
+# modules that implement the choices take their lists from here.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("multi30k", "files", "hub"),
     "data.encoding_errors": ("strict", "replace"),
     "data.tokenizer.model_type": ("unigram", "bpe", "char", "word"),
+    "model.arch": ("rnn_attention", "rnn_fixed", "transformer"),
     "model.rnn_type": ("gru", "lstm"),
     "model.context_mode": ("every_step", "init_only"),
     "model.scorer": ("additive", "dot", "scaled_dot", "general"),
     "model.positions": ("sinusoidal", "learned"),
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("plateau", "inverse_sqrt", "constant"),
-    "decode.length_norm": ("gnmt", "power"),
 }
 
 
@@ -111,11 +110,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Every model option; the defaults are configs/model/rnn_attention.yaml, the default preset."""
-
-    arch: str = "rnn_attention"  # a registered architecture (nmt/models): rnn_attention | rnn_fixed | transformer
+    arch: str = "rnn_attention"  # rnn_attention | rnn_fixed | transformer
     emb_dim: int = 256
-    hidden: int = 256  # RNN hidden size per direction; Transformer d_model
+    hidden: int = 512  # RNN hidden size per direction; Transformer d_model
     enc_layers: int = 1
     dec_layers: int = 1
     dropout: float = 0.3
@@ -190,10 +187,7 @@ class TrainConfig:
 @dataclass
 class DecodeConfig:
     beam: int = 5
-    alpha: float = 1.0  # length penalty exponent; 0 = none
-    # How beam search normalises a finished hypothesis' log-probability (length counts EOS): gnmt divides by
-    # ((5+len)/6)^alpha; power by len^alpha, as CTranslate2 and fairseq do (so their beam outputs can equal ours).
-    length_norm: str = "gnmt"
+    alpha: float = 1.0  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
     max_len_a: float = 1.5  # max output length = a * source length + b
     max_len_b: int = 10
     nbest: int = 1
