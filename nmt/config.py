@@ -25,12 +25,12 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 # Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
 # start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
-# modules that implement the choices take their lists from here.
+# modules that implement the choices take their lists from here. model.arch is not here: the valid names are the
+# registered architectures (nmt.models.MODELS), checked by build_model.
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("multi30k", "files", "hub"),
     "data.encoding_errors": ("strict", "replace"),
     "data.tokenizer.model_type": ("unigram", "bpe", "char", "word"),
-    "model.arch": ("rnn_attention", "rnn_fixed", "transformer"),
     "model.rnn_type": ("gru", "lstm"),
     "model.context_mode": ("every_step", "init_only"),
     "model.scorer": ("additive", "dot", "scaled_dot", "general"),
@@ -110,9 +110,11 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "rnn_attention"  # rnn_attention | rnn_fixed | transformer
+    """Every model option; the defaults are configs/model/rnn_attention.yaml, the default preset."""
+
+    arch: str = "rnn_attention"  # a registered architecture (nmt/models): rnn_attention | rnn_fixed | transformer
     emb_dim: int = 256
-    hidden: int = 512  # RNN hidden size per direction; Transformer d_model
+    hidden: int = 256  # RNN hidden size per direction; Transformer d_model
     enc_layers: int = 1
     dec_layers: int = 1
     dropout: float = 0.3

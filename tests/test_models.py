@@ -8,10 +8,21 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, ModelConfig
+from nmt.config import BOS_ID, EOS_ID, PAD_ID, ModelConfig, compose_config
 from nmt.errors import NMTError
-from nmt.models import AttentionSeq2Seq, FixedContextSeq2Seq, Transformer, build_model, select_batch
+from nmt.models import (
+    MODELS,
+    AttentionSeq2Seq,
+    FixedContextSeq2Seq,
+    Seq2Seq,
+    Transformer,
+    build_model,
+    fit_config_to_weights,
+    position_limit,
+    select_batch,
+)
 from nmt.models.attention import SCORERS
+from nmt.models.base import register_model
 from nmt.models.rnn import RNNEncoder
 from nmt.training.step import sequence_loss
 
@@ -262,8 +273,7 @@ def test_inconsistent_options_are_refused(kw: dict, message: str) -> None:
 
 def test_model_configs_build_and_the_comparison_is_fair() -> None:
     cfgs = {
-        p.stem: OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(p))
-        for p in sorted(CONFIGS.glob("*.yaml"))
+        p.stem: compose_config("config", [f"model={p.stem}"]).model for p in sorted(CONFIGS.glob("*.yaml"))
     }
     assert {"rnn_attention", "rnn_fixed", "transformer"} <= cfgs.keys()
     for suffix in ("", "_small"):
@@ -273,12 +283,46 @@ def test_model_configs_build_and_the_comparison_is_fair() -> None:
             assert fixed[key] == attention[key], (suffix, key)
     for name, cfg in cfgs.items():
         model = build_model(cfg, 50, 50)
-        assert (
-            type(model)
-            is {"rnn_fixed": FixedContextSeq2Seq, "rnn_attention": AttentionSeq2Seq, "transformer": Transformer}[
-                cfg.arch
-            ]
-        ), name
+        assert type(model) is MODELS[cfg.arch] and model.arch == cfg.arch, name
+
+
+def test_architectures_register_themselves() -> None:
+    assert MODELS == {"rnn_attention": AttentionSeq2Seq, "rnn_fixed": FixedContextSeq2Seq, "transformer": Transformer}
+    with pytest.raises(NMTError, match="unknown model.arch='rnn_fancy'; valid values: rnn_attention, rnn_fixed, "
+                                       "transformer"):
+        build_model(ModelConfig(arch="rnn_fancy"), V, V)
+
+    @register_model("echo")
+    class Echo(Seq2Seq):
+        """A new architecture: its class, its registration, nothing else."""
+
+        @classmethod
+        def from_config(cls, cfg, src_vocab, tgt_vocab, share_src):
+            return cls()
+
+    try:
+        assert type(build_model(ModelConfig(arch="echo"), V, V)) is Echo
+        assert position_limit(ModelConfig(arch="echo")) is None
+        with pytest.raises(ValueError, match="registered twice"):
+            register_model("echo")(Echo)
+    finally:
+        del MODELS["echo"]
+
+
+def test_models_state_their_input_limit_and_old_checkpoint_options() -> None:
+    assert position_limit(ModelConfig(arch="transformer", max_positions=64)) == 63  # one position for EOS or BOS
+    assert position_limit(ModelConfig(arch="rnn_attention")) is None
+    rnn = tiny("attention_additive", tie_embeddings=True)
+    assert rnn.max_positions is None and tiny("transformer", max_positions=64).max_positions == 64
+    tied, old = rnn.state_dict(), {k: v.clone() for k, v in rnn.state_dict().items()}
+    old["decoder.proj.weight"] += 1.0  # separate tables, as RNN checkpoints had before tie_embeddings worked
+    for state, tie in ((tied, True), (old, False)):
+        cfg = OmegaConf.structured(ModelConfig(arch="rnn_attention", tie_embeddings=True))
+        fit_config_to_weights(cfg, state)
+        assert cfg.tie_embeddings is tie
+    cfg = OmegaConf.structured(ModelConfig(arch="transformer"))
+    fit_config_to_weights(cfg, old)
+    assert cfg.tie_embeddings is True
 
 
 @pytest.mark.parametrize("name", ["fixed", "attention_additive", "attention_dot", "transformer"])

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig, ModelConfig
 from nmt.decoding.search import beam_search, greedy_search, length_penalty, translate
 from nmt.errors import NMTError
-from nmt.models import build_model
+from nmt.models import MODELS, build_model
 from nmt.models.base import Seq2Seq
 
 torch.set_num_threads(1)
 
 VOCAB = 24
-ARCHS = ["rnn_attention", "rnn_fixed", "transformer"]
+ARCHS = sorted(MODELS)  # every registered architecture
 
 
 class EosBiased(Seq2Seq):

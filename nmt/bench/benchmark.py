@@ -16,8 +16,8 @@ For each model (configs/model/<name>.yaml), on the current device (nmt.runtime.p
 The weights are freshly initialised, not trained: an untrained model rarely emits EOS, so most hypotheses
 run to the length limit (max_len_a * source length + max_len_b): the decoding rates are worst cases.
 
---compare-threads 1 2 adds a side-by-side training throughput of the Transformer (else the first model)
-per torch thread count, --compare adamw / compile one per optimiser implementation / eager vs
+--compare-threads 1 2 adds a side-by-side training throughput of the last model (the Transformer of the
+default models) per torch thread count, --compare adamw / compile one per optimiser implementation / eager vs
 torch.compile (interleaved rounds, so a change of machine load hits every setting alike).
 
 Output: a Markdown table on stdout and a JSON file (default outputs/bench/<timestamp>.json) with the
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, ModelConfig, TrainConfig
+from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, TrainConfig, compose_config
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
@@ -78,12 +78,12 @@ UNKNOWN_PEAK = "unknown peak"  # the MFU column of a GPU without a known peak
 
 
 def model_config(name: str) -> Any:
-    """configs/model/<name>.yaml merged into ModelConfig (an OmegaConf node)."""
+    """The model config of preset configs/model/<name>.yaml (an OmegaConf node), composed as nmt-train does."""
     path = CONFIGS / "model" / f"{name}.yaml"
     if not path.is_file():
         valid = ", ".join(sorted(p.stem for p in (CONFIGS / "model").glob("*.yaml")))
         raise SystemExit(f"error: unknown model preset {name!r}; valid: {valid}")
-    return OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+    return compose_config("config", [f"model={name}"]).model
 
 
 def data_config(name: str, root: str) -> DataConfig:
@@ -330,7 +330,7 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     comparisons = {}
     settings = {"threads": [(str(n), {"threads": n}) for n in args.compare_threads]} if args.compare_threads else {}
     settings.update({what: COMPARISONS[what] for what in args.compare})
-    target = next((n for n in names if cfgs[n].arch == "transformer"), names[0])
+    target = names[-1]  # the Transformer among the default models
     for what, options in settings.items():
         print(f"comparing {what} on {target} ...", file=sys.stderr)
         comparisons[what] = compare_training(target, options, args.rounds, batches, args.warmup, vocab, device)

@@ -278,18 +278,20 @@ def _joey_training(cfg: DictConfig, paths: JoeyPaths, unmatched: list[str]) -> d
     return training | _joey_schedule(t, unmatched)
 
 
+# Our architectures that JoeyNMT has, and the translation of their model options.
+JOEY_MODELS = {"transformer": _joey_transformer, "rnn_attention": _joey_rnn}
+
+
 def joey_config(cfg: DictConfig, paths: JoeyPaths) -> tuple[dict[str, Any], list[str]]:
     """Our composed config (model, train, data, decode) as a JoeyNMT 2.3 YAML dict, and every option that it
     cannot match, one "option: ours vs theirs, why" line each."""
     m = cfg.model
     unmatched: list[str] = []
-    if m.arch == "transformer":
-        model = _joey_transformer(m, unmatched)
-    elif m.arch == "rnn_attention":
-        model = _joey_rnn(m, unmatched)
-    else:
-        raise NMTError(f"model.arch={m.arch} has no JoeyNMT counterpart; the peer benchmark compares transformer "
-                       "and rnn_attention")
+    joey_model = JOEY_MODELS.get(m.arch)
+    if joey_model is None:
+        raise NMTError(f"model.arch={m.arch} has no JoeyNMT counterpart; the peer benchmark compares "
+                       f"{' and '.join(JOEY_MODELS)}")
+    model = joey_model(m, unmatched)
     training = _joey_training(cfg, paths, unmatched)
     unmatched.append(f"decode.max_len: ours {cfg.decode.max_len_a} x source length + {cfg.decode.max_len_b} vs "
                      "JoeyNMT 1.5 x the longest source in the batch (max_output_length -1, its default)")

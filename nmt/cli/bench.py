@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", help="preset from configs/data/")
     p.add_argument("--data-root", help="corpus cache (data.root)")
     p.add_argument("--compare-threads", type=int, nargs="*",
-                   help="also time training of the Transformer (else the first model) per thread count")
+                   help="also time training of the last model (default: the Transformer) per thread count")
     p.add_argument("--compare", nargs="*", choices=sorted(benchmark.COMPARISONS),
-                   help="also time training of the Transformer (else the first model) side by side: AdamW "
+                   help="also time training of the last model (default: the Transformer) side by side: AdamW "
                    "foreach vs fused, eager vs torch.compile")
     p.add_argument("--rounds", type=int, help="interleaved rounds per compared setting")
     p.add_argument("--checkpoints", nargs="*", type=Path,

@@ -83,8 +83,8 @@ def greedy_search(
     model: Seq2Seq,
     src: Tensor,
     src_lens: Tensor,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
+    max_len_a: float = DecodeConfig.max_len_a,
+    max_len_b: int = DecodeConfig.max_len_b,
     with_attention: bool = False,
 ) -> SearchResult:
     """Pick the most probable token at every step. src (B, S), src_lens (B,) on the model's device."""
@@ -146,11 +146,11 @@ def beam_search(
     model: Seq2Seq,
     src: Tensor,
     src_lens: Tensor,
-    beam: int = 5,
-    alpha: float = 0.6,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    nbest: int = 1,
+    beam: int = DecodeConfig.beam,
+    alpha: float = DecodeConfig.alpha,
+    max_len_a: float = DecodeConfig.max_len_a,
+    max_len_b: int = DecodeConfig.max_len_b,
+    nbest: int = DecodeConfig.nbest,
     with_attention: bool = False,
 ) -> SearchResult:
     """Beam search over all B sentences at once, on B_active * k rows.

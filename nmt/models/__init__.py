@@ -1,29 +1,37 @@
-"""Models: `build_model(cfg.model, src_vocab, tgt_vocab)` picks the architecture named by `cfg.arch`.
+"""Models: `build_model(cfg.model, src_vocab, tgt_vocab)` builds the architecture registered as `cfg.arch`.
 
 - rnn_attention: `AttentionSeq2Seq` (nmt/models/rnn.py), scorers in nmt/models/attention.py
 - rnn_fixed:     `FixedContextSeq2Seq` (nmt/models/rnn.py), the fixed-length-context baseline
 - transformer:   `Transformer` (nmt/models/transformer.py)
-All follow the contract in nmt/models/base.py.
+All follow the contract in nmt/models/base.py and register themselves there (`@register_model` on the class);
+importing a module registers its architectures, so a new architecture's registry line is its import below.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nmt.config import CHOICES, ModelConfig, check_choices
+from nmt.config import ModelConfig, check_choices
 from nmt.errors import NMTError
-from nmt.models.base import Seq2Seq, select_batch
+from nmt.models.base import MODELS, Seq2Seq, select_batch
 from nmt.models.rnn import AttentionSeq2Seq, FixedContextSeq2Seq
 from nmt.models.transformer import Transformer
 
-ARCHS = CHOICES["model.arch"]
+ARCHS = tuple(sorted(MODELS))
 
-__all__ = ["ARCHS", "AttentionSeq2Seq", "FixedContextSeq2Seq", "Seq2Seq", "Transformer", "build_model",
-           "select_batch"]
+__all__ = ["ARCHS", "AttentionSeq2Seq", "FixedContextSeq2Seq", "MODELS", "Seq2Seq", "Transformer", "build_model",
+           "fit_config_to_weights", "model_class", "position_limit", "select_batch"]
 
 
-def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
-    """Every option named in the config is checked, whatever the architecture, so a typo never hides."""
+def model_class(arch: str) -> type[Seq2Seq]:
+    """The class registered as model.arch=`arch`; NMTError naming the valid values for an unknown one."""
+    if arch not in MODELS:
+        raise NMTError(f"unknown model.arch={arch!r}; valid values: {', '.join(ARCHS)}")
+    return MODELS[arch]
+
+
+def _check_common(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
+    """The options every architecture has are checked whatever the architecture, so a typo never hides."""
     check_choices(cfg, "model")
     for name in ("emb_dim", "hidden", "enc_layers", "dec_layers", "heads", "max_positions", "ff_dim"):
         if getattr(cfg, name) < 1:
@@ -34,27 +42,8 @@ def _check(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
         raise NMTError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
     if not cfg.temperature > 0.0:
         raise NMTError(f"model.temperature must be > 0, got {cfg.temperature}")
-    if cfg.arch != "rnn_attention":
-        # Silently ignoring these would make a run look like something it is not.
-        if cfg.temperature != 1.0 or cfg.hard or cfg.input_feeding:
-            raise NMTError(f"model.temperature, model.hard and model.input_feeding apply to arch=rnn_attention "
-                           f"only (arch={cfg.arch})")
-    if cfg.arch == "rnn_fixed" and cfg.heads != 1:
-        raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
     if cfg.attention_dim < 0:
         raise NMTError(f"model.attention_dim must not be negative, got {cfg.attention_dim}")
-    if cfg.arch != "rnn_attention" and cfg.attention_dim:
-        raise NMTError(f"model.attention_dim applies to arch=rnn_attention only (arch={cfg.arch})")
-    if cfg.arch == "rnn_attention":
-        enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
-        # The scored space is split into heads (its size: attention_dim, else the query size), and so are the
-        # values (the encoder states).
-        scored = cfg.attention_dim or cfg.hidden
-        if enc_dim % cfg.heads or scored % cfg.heads:
-            raise NMTError(f"model.heads={cfg.heads} must divide the attention sizes ({scored}, {enc_dim}) "
-                           f"of scorer {cfg.scorer}")
-    if cfg.arch == "transformer" and cfg.hidden % cfg.heads:
-        raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: bool = True) -> Seq2Seq:
@@ -63,18 +52,21 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: b
     joint_vocab: source and target ids name the same pieces (a joint tokenizer), so with model.tie_embeddings
     the source embedding can be the target's table as well.
     """
-    _check(cfg, src_vocab, tgt_vocab)
+    cls = model_class(cfg.arch)
+    _check_common(cfg, src_vocab, tgt_vocab)
+    cls.check_config(cfg)
     share_src = cfg.tie_embeddings and joint_vocab and src_vocab == tgt_vocab
-    if cfg.arch == "transformer":
-        return Transformer(src_vocab, tgt_vocab, dim=cfg.hidden, ff_dim=cfg.ff_dim, heads=cfg.heads,
-                           enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
-                           positions=cfg.positions, tie_embeddings=cfg.tie_embeddings, share_src=share_src,
-                           max_positions=cfg.max_positions)
-    shared = dict(emb_dim=cfg.emb_dim, hidden=cfg.hidden, enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers,
-                  dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional,
-                  tie_embeddings=cfg.tie_embeddings, share_src=share_src)
-    if cfg.arch == "rnn_fixed":
-        return FixedContextSeq2Seq(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **shared)
-    return AttentionSeq2Seq(src_vocab, tgt_vocab, scorer=cfg.scorer, heads=cfg.heads,
-                            temperature=cfg.temperature, hard=cfg.hard, input_feeding=cfg.input_feeding,
-                            attention_dim=cfg.attention_dim, **shared)
+    return cls.from_config(cfg, src_vocab, tgt_vocab, share_src)
+
+
+def position_limit(cfg: Any) -> int | None:
+    """Most pieces a sentence may have for the model of `cfg` (a ModelConfig): its position table less the one
+    position EOS or BOS takes; None for models without a limit."""
+    return model_class(cfg.arch).position_limit(cfg)
+
+
+def fit_config_to_weights(cfg: Any, state: dict[str, Any]) -> None:
+    """Set in `cfg` (a ModelConfig node, changed in place) the options an older checkpoint's weights `state` were
+    made with where its saved config says otherwise (Seq2Seq.weights_config)."""
+    for key, value in model_class(cfg.arch).weights_config(state).items():
+        cfg[key] = value

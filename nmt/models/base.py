@@ -1,4 +1,5 @@
-"""The one contract every model follows, so training, search and evaluation never branch on the model type.
+"""The one contract every model follows, so training, search and evaluation never branch on the model type,
+and the registry that maps a model.arch name to its class.
 
 Shapes: B = batch, S = source length, T = target length, V = target vocabulary.
 
@@ -17,20 +18,54 @@ Shapes: B = batch, S = source length, T = target length, V = target vocabulary.
   of sentences with these real lengths (B,), for model FLOP utilisation (None when the model does not count them).
 
 Beam search reorders `enc` and `state` with `select_batch`, so both must be batch-first all the way down.
+
+What callers need to know of an architecture, the class says itself (so nothing outside nmt/models/ tests
+model.arch):
+- `max_positions`: positions the model can embed (a sentence's pieces plus EOS or BOS); None without a limit.
+- `check_config(cfg)`, `from_config(cfg, src_vocab, tgt_vocab, share_src)`: the class's own option checks and
+  its construction from a ModelConfig; `position_limit(cfg)`: the most pieces a sentence may have, known from the
+  config before the model is built (None: no limit).
+- `weights_config(state)`: model options an older checkpoint's weights were made with where its saved config
+  says otherwise (e.g. {"tie_embeddings": False}); {} when the weights match their config.
+
+An architecture registers itself with `@register_model("<name>")` on its class; `nmt.models.build_model` finds it
+by model.arch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from nmt.errors import NMTError
 
 Tensor = torch.Tensor
 
 
 class Seq2Seq(nn.Module):
     """Base class of every encoder-decoder."""
+
+    arch: str = ""  # the model.arch name the class is registered under
+    max_positions: int | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """NMTError naming the key for an option of `cfg` that this architecture cannot honour."""
+
+    @classmethod
+    def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> Seq2Seq:
+        raise NotImplementedError
+
+    @classmethod
+    def position_limit(cls, cfg: Any) -> int | None:
+        return None
+
+    @classmethod
+    def weights_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:
+        return {}
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         raise NotImplementedError
@@ -57,6 +92,32 @@ class Seq2Seq(nn.Module):
 
     def train_flops(self, src_lens: Tensor, tgt_lens: Tensor) -> float | None:
         return None
+
+
+MODELS: dict[str, type[Seq2Seq]] = {}  # model.arch -> class, filled by @register_model
+
+
+def register_model(arch: str) -> Callable[[type[Seq2Seq]], type[Seq2Seq]]:
+    """Class decorator: `@register_model("transformer")` makes the class the model of model.arch=transformer."""
+
+    def register(cls: type[Seq2Seq]) -> type[Seq2Seq]:
+        if arch in MODELS:
+            raise ValueError(f"model.arch={arch} is registered twice: {MODELS[arch].__name__} and {cls.__name__}")
+        cls.arch = arch
+        MODELS[arch] = cls
+        return cls
+
+    return register
+
+
+def refuse_attention_cell_options(cfg: Any) -> None:
+    """The options of the RNN attention cell must keep their defaults in any other architecture: silently
+    ignoring them would make a run look like something it is not."""
+    if cfg.temperature != 1.0 or cfg.hard or cfg.input_feeding:
+        raise NMTError(f"model.temperature, model.hard and model.input_feeding apply to arch=rnn_attention "
+                       f"only (arch={cfg.arch})")
+    if cfg.attention_dim:
+        raise NMTError(f"model.attention_dim applies to arch=rnn_attention only (arch={cfg.arch})")
 
 
 def select_batch(obj: Any, index: Tensor) -> Any:

@@ -37,8 +37,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from nmt.config import CHOICES, PAD_ID
+from nmt.errors import NMTError
 from nmt.models.attention import Attention, make_scorer
-from nmt.models.base import Seq2Seq, lengths_to_mask
+from nmt.models.base import Seq2Seq, lengths_to_mask, refuse_attention_cell_options, register_model
 
 Tensor = torch.Tensor
 
@@ -196,7 +197,29 @@ class FixedContextDecoder(nn.Module):
         return logits.squeeze(1), state
 
 
-class FixedContextSeq2Seq(Seq2Seq):
+class RNNSeq2Seq(Seq2Seq):
+    """What the two RNN models share in the contract: their common options and the untied tables of old
+    checkpoints."""
+
+    @staticmethod
+    def rnn_options(cfg: Any, share_src: bool) -> dict[str, Any]:
+        """The constructor options both RNN models take from a ModelConfig."""
+        return dict(emb_dim=cfg.emb_dim, hidden=cfg.hidden, enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers,
+                    dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional,
+                    tie_embeddings=cfg.tie_embeddings, share_src=share_src)
+
+    @classmethod
+    def weights_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:
+        """A checkpoint from before the RNN models honoured model.tie_embeddings has separate output and
+        embedding tables although its config says true."""
+        proj, embed = state.get("decoder.proj.weight"), state.get("decoder.embed.weight")
+        if proj is not None and embed is not None and not torch.equal(proj, embed):
+            return {"tie_embeddings": False}
+        return {}
+
+
+@register_model("rnn_fixed")
+class FixedContextSeq2Seq(RNNSeq2Seq):
     """The fixed-context baseline (arch=rnn_fixed).
 
     `encode` returns the per-position states too, for uniformity with the other models, but only
@@ -213,6 +236,16 @@ class FixedContextSeq2Seq(Seq2Seq):
                                            self.encoder.out_dim, every_step=context_mode == "every_step")
         if tie_embeddings:
             tie(self.encoder, self.decoder, share_src)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        refuse_attention_cell_options(cfg)
+        if cfg.heads != 1:
+            raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
+
+    @classmethod
+    def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> FixedContextSeq2Seq:
+        return cls(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **cls.rnn_options(cfg, share_src))
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"states": (B, S, C) (never used by the decoder), "summary": c (B, C), "src_mask": (B, S)}."""
@@ -333,7 +366,8 @@ class AttentionDecoder(nn.Module):
         return self.proj(self.dropout(out)), (torch.stack(attn, dim=1) if need_attention else None)
 
 
-class AttentionSeq2Seq(Seq2Seq):
+@register_model("rnn_attention")
+class AttentionSeq2Seq(RNNSeq2Seq):
     """The attention model (arch=rnn_attention): RNNEncoder + AttentionDecoder."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
@@ -348,6 +382,22 @@ class AttentionSeq2Seq(Seq2Seq):
                                         attention_dim)
         if tie_embeddings:
             tie(self.encoder, self.decoder, share_src)
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
+        # The scored space is split into heads (its size: attention_dim, else the query size), and so are the
+        # values (the encoder states).
+        scored = cfg.attention_dim or cfg.hidden
+        if enc_dim % cfg.heads or scored % cfg.heads:
+            raise NMTError(f"model.heads={cfg.heads} must divide the attention sizes ({scored}, {enc_dim}) "
+                           f"of scorer {cfg.scorer}")
+
+    @classmethod
+    def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> AttentionSeq2Seq:
+        return cls(src_vocab, tgt_vocab, scorer=cfg.scorer, heads=cfg.heads, temperature=cfg.temperature,
+                   hard=cfg.hard, input_feeding=cfg.input_feeding, attention_dim=cfg.attention_dim,
+                   **cls.rnn_options(cfg, share_src))
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"states": (B, S, C), "summary": (B, C), "src_mask": (B, S), and the attention's per-batch

@@ -21,7 +21,7 @@ from torch import nn
 
 from nmt.config import CHOICES, PAD_ID
 from nmt.errors import NMTError
-from nmt.models.base import Seq2Seq, lengths_to_mask
+from nmt.models.base import Seq2Seq, lengths_to_mask, refuse_attention_cell_options, register_model
 
 Tensor = torch.Tensor
 
@@ -129,6 +129,7 @@ class DecoderLayer(nn.Module):
         return x + self.dropout(self.ff(self.ff_norm(x))), (k, v), weights
 
 
+@register_model("transformer")
 class Transformer(Seq2Seq):
     """The Transformer (arch=transformer).
 
@@ -160,6 +161,24 @@ class Transformer(Seq2Seq):
         self._init_weights()
         if tie_embeddings:
             self.proj.weight = self.tgt_embed.weight
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        refuse_attention_cell_options(cfg)
+        if cfg.hidden % cfg.heads:
+            raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
+
+    @classmethod
+    def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> Transformer:
+        return cls(src_vocab, tgt_vocab, dim=cfg.hidden, ff_dim=cfg.ff_dim, heads=cfg.heads,
+                   enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers, dropout=cfg.dropout,
+                   positions=cfg.positions, tie_embeddings=cfg.tie_embeddings, share_src=share_src,
+                   max_positions=cfg.max_positions)
+
+    @classmethod
+    def position_limit(cls, cfg: Any) -> int:
+        """model.max_positions less the one position EOS or BOS takes."""
+        return int(cfg.max_positions) - 1
 
     def _init_weights(self) -> None:
         for name, p in self.named_parameters():

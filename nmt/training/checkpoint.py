@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.io import atomic_write
+from nmt.models import build_model, fit_config_to_weights
 from nmt.runtime import rng_state
 
 FORMAT = "nmt-checkpoint"
@@ -158,26 +159,17 @@ def load_model(
 ) -> Loaded:
     """Rebuild model + tokenizer from a checkpoint file, in eval mode on `device`."""
     from nmt.data.tokenizer import Tokenizer
-    from nmt.models import build_model
 
     path = Path(path)
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
     tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
     state = payload["model"]
-    if untied_legacy_rnn(cfg.model, state):
-        cfg.model.tie_embeddings = False
+    fit_config_to_weights(cfg.model, state)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint)
     load_weights(model, state, path)
     model.to(device).eval()
     return Loaded(model=model, tokenizer=tokenizer, cfg=cfg, path=path, payload=payload)
-
-
-def untied_legacy_rnn(model_cfg: DictConfig, state: dict[str, Any]) -> bool:
-    """Whether `state` is an RNN checkpoint from before the RNN models honoured model.tie_embeddings: separate
-    tables although its config says true."""
-    return model_cfg.arch != "transformer" and "decoder.proj.weight" in state and not torch.equal(
-        state["decoder.proj.weight"], state["decoder.embed.weight"])
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, Any], source: str | Path) -> None:
@@ -287,8 +279,7 @@ def finetune_model_config(payload: dict[str, Any], path: Path, model_cfg: DictCo
     `given` keys (those the user set) of FINETUNE_FREE_MODEL_KEYS taken from `model_cfg`. A given key of any other
     kind whose value differs from the checkpoint's is refused: the weights fix the architecture and sizes."""
     saved = checkpoint_config(payload).model
-    if untied_legacy_rnn(saved, payload["model"]):
-        saved.tie_embeddings = False
+    fit_config_to_weights(saved, payload["model"])
     current = OmegaConf.to_container(model_cfg, resolve=True)
     differ = [k for k in current if k in given and k not in FINETUNE_FREE_MODEL_KEYS and current[k] != saved.get(k)]
     if differ:

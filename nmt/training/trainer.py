@@ -38,6 +38,7 @@ from nmt.data.batching import batch_stream
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
+from nmt.models import position_limit
 from nmt.runtime import (
     host_values_to,
     pick_device,
@@ -128,12 +129,6 @@ def lock_run_dir(run_dir: Path) -> Any:
     lock_file = run_dir / LOCK_FILE
     busy = f"run directory {run_dir} is in use by another nmt-train (lock file {lock_file})"
     return acquire_lock(lock_file, busy=busy)
-
-
-def position_limit(model_cfg: Any) -> int | None:
-    """Most pieces a sentence may have for the model's position table (EOS or BOS takes one more position);
-    None for models without one."""
-    return int(model_cfg.max_positions) - 1 if model_cfg.arch == "transformer" else None
 
 
 def given_model_keys(model_cfg: Any) -> set[str]:
