@@ -37,6 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.positions": ("sinusoidal", "learned"),
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("plateau", "inverse_sqrt", "constant"),
+    "decode.length_norm": ("gnmt", "power"),
 }
 
 
@@ -189,7 +190,10 @@ class TrainConfig:
 @dataclass
 class DecodeConfig:
     beam: int = 5
-    alpha: float = 1.0  # GNMT length penalty ((5+len)/6)^alpha; 0 = none
+    alpha: float = 1.0  # length penalty exponent; 0 = none
+    # How beam search normalises a finished hypothesis' log-probability (length counts EOS): gnmt divides by
+    # ((5+len)/6)^alpha; power by len^alpha, as CTranslate2 and fairseq do (so their beam outputs can equal ours).
+    length_norm: str = "gnmt"
     max_len_a: float = 1.5  # max output length = a * source length + b
     max_len_b: int = 10
     nbest: int = 1

@@ -141,3 +141,18 @@ def test_against_a_revision_and_an_earlier_json(tiny_corpus_files, tmp_path, one
     assert saved["models"]["rnn_fixed_small"]["ratio"] == pytest.approx(1.0)
     with pytest.raises(NMTError, match="not a git revision"):
         bench_against.against_revision("no-such-rev", ["rnn_fixed_small"], report["batches"], report["vocab"], 1, 1, 1)
+
+
+def test_engine_batches_are_sorted_by_length_and_cut_by_size_tokens_or_limit():
+    from nmt.inference.export import plan_batches
+
+    lengths = [5, 2, 9, 2, 7, 3]
+    limits = [2 * n for n in lengths]
+    assert plan_batches(lengths, limits, "examples", 4) == [[1, 3, 5, 0], [4, 2]]  # shortest first, stable
+    # tokens: sentences x the longest in the batch at most 12; a sentence over the budget goes alone
+    assert plan_batches(lengths, limits, "tokens", 12) == [[1, 3, 5], [0], [4], [2]]
+    assert plan_batches([20, 1], [0, 0], "tokens", 12) == [[1], [0]]
+    # one_limit: beam search batches also end where the length limit changes
+    assert plan_batches(lengths, [0, 1, 0, 1, 0, 0], "examples", 3, one_limit=True) == [[1, 3], [5, 0, 4], [2]]
+    with pytest.raises(NMTError, match="batch_type"):
+        plan_batches(lengths, limits, "sentences", 4)

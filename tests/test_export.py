@@ -1,5 +1,6 @@
-"""CTranslate2 export: exact weight mapping (teacher-forced log-probabilities), greedy outputs identical to
-ours, int8, refusals (RNN checkpoint, non-empty out dir, engine missing) and the `nmt-export` CLI."""
+"""CTranslate2 export: exact weight mapping (teacher-forced log-probabilities), greedy outputs and (with
+length_norm=power) beam outputs identical to ours, int8, the engine loaded once (ExportedTranslator), refusals
+(RNN checkpoint, non-empty out dir, engine missing), the `nmt-export` CLI and the engine comparison."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from omegaconf import OmegaConf  # noqa: E402
 from nmt.config import DecodeConfig  # noqa: E402
 from nmt.data.batching import collate  # noqa: E402
 from nmt.data.tokenizer import Tokenizer  # noqa: E402
-from nmt.decoding.search import translate  # noqa: E402
+from nmt.decoding.search import max_output_lengths, translate  # noqa: E402
 from nmt.errors import NMTError  # noqa: E402
-from nmt.inference.export import INFO_FILE, export_ctranslate2, translate_ctranslate2  # noqa: E402
+from nmt.inference.export import INFO_FILE, export_ctranslate2  # noqa: E402
+from nmt.inference.translator import ExportedTranslator, Translator  # noqa: E402
 from nmt.models import build_model  # noqa: E402
 from nmt.training.checkpoint import load_checkpoint, load_model, save_checkpoint  # noqa: E402
 
@@ -71,6 +73,10 @@ def random_checkpoint(transformer_run: TinyRun, tmp_path: Path) -> Path:
     return path
 
 
+def ct2_translate(model_dir: Path, lines: list[str], **decode: object) -> list[str]:
+    return Translator.from_ctranslate2(model_dir, decode).translate(lines)
+
+
 def teacher_forced_gap(checkpoint: Path, model_dir: Path, src: list[str], tgt: list[str],
                        compute_type: str = "default") -> float:
     """Largest |log p_ours - log p_ct2| over all target tokens (EOS included) of the given pairs."""
@@ -117,29 +123,62 @@ def test_greedy_outputs_equal_ours(exported, transformer_run, sentences, one_thr
     inputs = sentences + ["", "   "]
     cfg = DecodeConfig(beam=1, max_len_a=1.5, max_len_b=10)
     ours = translate(loaded.model, loaded.tokenizer, inputs, cfg, "cpu").hypotheses
-    theirs = translate_ctranslate2(exported, inputs, beam=1, max_len_a=1.5, max_len_b=10)
+    theirs = ct2_translate(exported, inputs, beam=1, max_len_a=1.5, max_len_b=10)
     assert len(set(ours[:N_SENTENCES])) > 5  # a model that says different things
     assert theirs == ours
-    # Tight length limits are the same limits (including the empty-output limit 0).
+    # Tight length limits are the same limits (including the empty-output limit 0), also where a batch of 4
+    # sentences with different limits is decoded with its largest limit and each output cut to its own.
     short = DecodeConfig(beam=1, max_len_a=0.2, max_len_b=0)
     ours = translate(loaded.model, loaded.tokenizer, sentences, short, "cpu").hypotheses
-    assert translate_ctranslate2(exported, sentences, beam=1, max_len_a=0.2, max_len_b=0) == ours
+    assert ct2_translate(exported, sentences, beam=1, max_len_a=0.2, max_len_b=0, batch_size=4) == ours
+    assert len({len(h.split()) for h in ours}) > 2  # the limits differ
 
 
-def test_beam_search_runs_and_mostly_agrees(exported, transformer_run, sentences, one_thread):
-    """Beam scores differ (length penalty form, forced final EOS), so only most outputs agree."""
+@pytest.mark.parametrize("alpha", [1.0, 0.6])
+def test_beam_outputs_equal_ours_with_power_length_norm(exported, transformer_run, sentences, one_thread, alpha):
+    """CTranslate2 normalises by length ** alpha (EOS counted): ours with length_norm=power is the same search,
+    for every sentence whose output ends before its length limit (at the limit the engine ends a hypothesis
+    without scoring EOS, ours scores a forced EOS). With the GNMT penalty (our default) outputs differ more."""
     loaded = load_model(transformer_run.run_dir / "last.pt")
-    ours = translate(loaded.model, loaded.tokenizer, sentences, DecodeConfig(beam=5, alpha=1.0), "cpu").hypotheses
-    theirs = translate_ctranslate2(exported, sentences, beam=5, alpha=1.0)
-    assert len(theirs) == len(sentences)
-    assert sum(a == b for a, b in zip(ours, theirs, strict=True)) >= 0.6 * len(sentences)
+    settings = {"beam": 5, "alpha": alpha, "max_len_a": 3.0, "max_len_b": 10, "batch_size": 8}
+    ours = translate(loaded.model, loaded.tokenizer, sentences, DecodeConfig(**settings, length_norm="power"), "cpu")
+    theirs = Translator.from_ctranslate2(exported, settings).translate_full(sentences)
+    src_lens = torch.tensor([len(ids) + 1 for ids in loaded.tokenizer.encode_src(sentences)])
+    limits = max_output_lengths(loaded.model, src_lens, 3.0, 10).tolist()
+    free = [i for i, ids in enumerate(ours.ids) if len(ids) < limits[i]]
+    assert len(free) >= 0.8 * len(sentences)
+    assert [theirs.hypotheses[i] for i in free] == [ours.hypotheses[i] for i in free]
+    # The scores agree up to the engine ruling PAD and BOS out before the softmax (ours after).
+    assert [theirs.scores[i][0] for i in free] == pytest.approx([ours.scores[i][0] for i in free], abs=0.02)
+    gnmt = translate(loaded.model, loaded.tokenizer, sentences, DecodeConfig(**settings), "cpu").hypotheses
+    assert sum(a == b for a, b in zip(gnmt, theirs.hypotheses, strict=True)) >= 0.5 * len(sentences)
+
+
+def test_exported_translator_loads_once_and_reports_its_settings(exported, sentences, one_thread):
+    translator = ExportedTranslator(exported, DecodeConfig(beam=4, nbest=3, batch_size=5), inter_threads=2,
+                                    intra_threads=1, max_input_tokens=6)
+    assert (translator.compute_type, translator.device) == ("float32", "cpu")
+    assert (translator.inter_threads, translator.intra_threads, translator.input_limit) == (2, 1, 6)
+    engine = translator.engine
+    out = translator.translate_full(sentences + [""])
+    assert translator.engine is engine  # no reload per call
+    assert translator.last_batches >= 4  # 20 sentences in batches of at most 5
+    assert [len(n) for n in out.nbest] == [3] * N_SENTENCES + [1] and out.hypotheses[-1] == ""
+    assert all(s == sorted(s, reverse=True) for s in out.scores[:N_SENTENCES])
+    long_rows = [i for i, ids in enumerate(translator.src_sp.encode(sentences)) if len(ids) > 6]
+    assert out.truncated == long_rows and long_rows  # cut to the input limit, listed as the torch engine lists
+    tokens = ExportedTranslator(exported, DecodeConfig(beam=1), batch_type="tokens", batch_tokens=40)
+    assert tokens.translate(sentences) == ct2_translate(exported, sentences, beam=1)
+    assert tokens.last_batches > 1  # the same 20 sentences are one batch of 64 examples
+    with pytest.raises(NMTError, match="batch_type"):
+        ExportedTranslator(exported, DecodeConfig(), batch_type="sentences")
 
 
 def test_int8_export_runs(transformer_run, tiny_run, sentences, exported, tmp_path):
     out = export_ctranslate2(transformer_run.run_dir / "last.pt", tmp_path / "int8")
     assert json.loads((out / INFO_FILE).read_text(encoding="utf-8"))["quantization"] == "int8"
     assert (out / "model.bin").stat().st_size < (exported / "model.bin").stat().st_size
-    hyps = translate_ctranslate2(out, sentences, beam=2)
+    hyps = ct2_translate(out, sentences, beam=2)
     assert len(hyps) == len(sentences) and all(isinstance(h, str) for h in hyps)
     # The int8 weights themselves stay close to ours (computed dequantized).
     tgt = Path(tiny_run.files["test"][1]).read_text(encoding="utf-8").splitlines()[:N_SENTENCES]
@@ -203,25 +242,48 @@ def test_cli_end_to_end(transformer_run, tiny_run, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and "Transformer checkpoints only" in lines[0]
 
 
+@pytest.mark.slow
 def test_engine_comparison(transformer_run, tmp_path, capsys):
-    """nmt-bench --ctranslate2: our beam search and both exports on the same sentences, per thread count."""
+    """nmt-bench --ctranslate2: every engine on the same sentences, per thread count and thread layout, in
+    interleaved rounds with medians; float32 beam outputs equal ours (length_norm=power, the harness default)."""
     from nmt.cli import bench
 
     out = tmp_path / "engines.json"
     bench.main(["--ctranslate2", str(transformer_run.run_dir / "last.pt"), "--decode-sentences", "12",
-                "--engine-threads", "1", "2", "--out", str(out)])
+                "--engine-threads", "1", "2", "--rounds", "1", "--decode-batch-size", "5", "--out", str(out)])
     printed = capsys.readouterr().out
     report = json.loads(out.read_text(encoding="utf-8"))
     rows = report["rows"]
-    assert [(r["engine"], r["threads"]) for r in rows] == [
-        (e, n) for n in (1, 2) for e in ("nmt", "ctranslate2 float32", "ctranslate2 int8")]
-    assert report["sentences"] == 12 and report["decode"]["beam"] == 5
+    assert [(r["engine"], r["inter_threads"], r["intra_threads"]) for r in rows] == [
+        ("nmt", None, None), ("nmt dynamic int8", None, None),
+        ("ctranslate2 float32", 1, 1), ("ctranslate2 int8", 1, 1),
+        ("nmt", None, None), ("nmt dynamic int8", None, None),
+        ("ctranslate2 float32", 2, 1), ("ctranslate2 float32", 1, 2),
+        ("ctranslate2 int8", 2, 1), ("ctranslate2 int8", 1, 2)]
+    assert [r["threads"] for r in rows] == [1] * 4 + [2] * 6
+    assert report["rounds"] == 3 and report["sentences"] == 12  # at least 3 rounds, whatever --rounds says
+    assert report["decode"]["beam"] == 5 and report["decode"]["length_norm"] == "power"
+    assert set(report["cpu_flags"]) <= set(engines_module().CPU_FLAGS) and "torch_quantized_engine" in report
     for r in rows:
-        assert r["sentences_per_s"] > 0 and 0 <= r["bleu"] <= 100
-        assert r["bleu_vs_ours"] == pytest.approx(r["bleu"] - rows[3 * (r["threads"] == 2)]["bleu"])
-    assert rows[0]["speedup"] == 1.0 and "| ctranslate2 int8 | 2 |" in printed
-    # Greedy: the float32 export is our model decoding our way, so its BLEU is ours exactly.
+        assert len(r["seconds"]) == 3 and r["sentences_per_s"] == pytest.approx(sorted(12 / s for s in r["seconds"])[1])
+        assert r["batches"] >= 3 and 0 <= r["bleu"] <= 100  # 12 sentences in batches of at most 5
+        base = rows[0] if r["threads"] == 1 else rows[4]
+        assert r["bleu_vs_ours"] == pytest.approx(r["bleu"] - base["bleu"])
+    assert rows[0]["speedup"] == 1.0 and rows[0]["hypotheses_equal_ours"] == 12
+    # float32 is ours but for outputs that reach the length limit (see ExportedTranslator), frequent in this tiny model
+    assert rows[2]["hypotheses_equal_ours"] == rows[6]["hypotheses_equal_ours"] >= 8
+    assert "| ctranslate2 int8 | 2 | 1 x 2 |" in printed and "median of 3 interleaved rounds" in printed
+    # Greedy with token batches: the float32 export is our model decoding our way, so its BLEU is ours exactly.
     bench.main(["--ctranslate2", str(transformer_run.run_dir / "last.pt"), "--decode-sentences", "12",
-                "--engine-threads", "1", "--engine-beam", "1", "--out", str(out)])
+                "--engine-threads", "1", "--engine-beam", "1", "--engine-batch-type", "tokens",
+                "--engine-batch-tokens", "60", "--out", str(out)])
     greedy = json.loads(out.read_text(encoding="utf-8"))
-    assert greedy["decode"]["beam"] == 1 and greedy["rows"][1]["bleu_vs_ours"] == 0.0
+    assert greedy["decode"]["beam"] == 1 and greedy["decode"]["batch_type"] == "tokens"
+    assert greedy["rows"][2]["bleu_vs_ours"] == 0.0 and greedy["rows"][2]["hypotheses_equal_ours"] == 12
+    assert greedy["rows"][0]["batches"] == greedy["rows"][2]["batches"] > 1  # the same token batches
+
+
+def engines_module():
+    from nmt.bench import engines
+
+    return engines

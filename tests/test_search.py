@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig, ModelConfig
+from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig, ModelConfig, check_choices
 from nmt.decoding.search import beam_search, greedy_search, length_penalty, translate
 from nmt.errors import NMTError
 from nmt.models import MODELS, build_model
@@ -172,6 +172,34 @@ def test_length_limit_and_finished_sentences_leave_the_batch(search):
     assert rows[0] == len(LENGTHS) * k
     assert rows == sorted(rows, reverse=True) and rows[-1] < rows[0]
     assert len(rows) == int(0.5 * max(LENGTHS) + 1) + 1  # the longest limit, plus its EOS step
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_power_length_norm_divides_by_length_with_eos_to_the_alpha(arch):
+    """length_norm=power: score = log-probability / (tokens + EOS) ** alpha, CTranslate2's and fairseq's form."""
+    model = make_model(arch, eos_slope=0.7)
+    src, lens = make_batch(LENGTHS, seed=2)
+    result = beam_search(model, src, lens, beam=4, alpha=0.8, nbest=4, length_norm="power")
+    with torch.no_grad():
+        for i, n in enumerate(LENGTHS):
+            for hyp, score in zip(result.tokens[i], result.scores[i], strict=True):
+                logp, _ = teacher_forced(model, src[i : i + 1, :n], lens[i : i + 1], hyp)
+                assert score == pytest.approx(logp / (len(hyp) + 1) ** 0.8, abs=1e-9)
+            assert result.scores[i] == sorted(result.scores[i], reverse=True)
+    assert length_penalty(4, 1.0, "power") == 4.0 and length_penalty(4, 1.0, "gnmt") == 1.5
+    assert length_penalty(7, 0.0, "power") == length_penalty(7, 0.0, "gnmt") == 1.0
+    gnmt = beam_search(model, src, lens, beam=4, alpha=0.0)  # no normalisation: the two forms agree
+    assert gnmt.tokens == beam_search(model, src, lens, beam=4, alpha=0.0, length_norm="power").tokens
+
+
+def test_unknown_length_norm_is_one_line_naming_the_choices():
+    model = make_model("rnn_fixed")
+    src, lens = make_batch([3])
+    with pytest.raises(NMTError, match="length_norm must be one of gnmt, power, got 'ganmt'"):
+        beam_search(model, src, lens, beam=2, length_norm="ganmt")
+    with pytest.raises(NMTError, match=r"unknown decode.length_norm='pow'; valid values: gnmt, power"):
+        check_choices({"decode": {"length_norm": "pow"}})
+    assert DecodeConfig().length_norm == "gnmt"  # the default until it is chosen on valid
 
 
 def test_bad_beam_settings_are_user_errors():

@@ -1,7 +1,8 @@
 """`nmt-bench`: training and decoding speed of the model presets on this device (nmt/bench/benchmark.py).
 
     nmt-bench --threads 1 --compare-threads 1 2
-    nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000   # engines side by side
+    nmt-bench --ctranslate2 outputs/.../transformer/<time>/best.pt --decode-sentences 1000 --engine-threads 1 2 \
+        --rounds 3                                                          # engines side by side (engines.py)
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import torch
 
 from nmt.bench import bench_against, benchmark, engines
 from nmt.cli.entry import ArgumentParser
-from nmt.config import DecodeConfig
+from nmt.config import CHOICES, DecodeConfig
 from nmt.errors import user_errors
+from nmt.inference.export import BATCH_TYPES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,16 +49,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "least 3) or with the JSON of an earlier run on this machine")
     p.add_argument("--ctranslate2", metavar="CHECKPOINT", type=Path,
                    help="instead: decode --decode-sentences sentences of --test-split with this Transformer "
-                   "checkpoint by our beam search and by its CTranslate2 float32 and int8 exports (nmt.experiments."
-                   "engines), per --engine-threads thread count")
+                   "checkpoint by our beam search (float32 and dynamic int8) and by its CTranslate2 float32 and "
+                   "int8 exports (nmt.bench.engines), per --engine-threads thread count, in --rounds interleaved "
+                   "rounds (at least 3)")
     p.add_argument("--engine-threads", type=int, nargs="+", help="thread counts of --ctranslate2 (default 1 2)")
     p.add_argument("--engine-beam", type=int, help="beam size of --ctranslate2 (default 5; 1 = greedy)")
+    p.add_argument("--engine-alpha", type=float, default=DecodeConfig.alpha,
+                   help="length penalty exponent of --ctranslate2 (default %(default)s)")
+    p.add_argument("--engine-length-norm", choices=CHOICES["decode.length_norm"], default="power",
+                   help="our beam search's length normalisation with --ctranslate2 (default power: CTranslate2's)")
+    p.add_argument("--engine-batch-type", choices=BATCH_TYPES, default="examples",
+                   help="--ctranslate2 batches of --decode-batch-size sentences (examples, default 64) or of "
+                   "--engine-batch-tokens padded source tokens (tokens)")
+    p.add_argument("--engine-batch-tokens", type=int, default=1024, help="token budget of --engine-batch-type tokens")
     p.set_defaults(**benchmark.DEFAULTS)
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
         p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
-    if args.ctranslate2 and min(args.decode_sentences, args.engine_beam, *args.engine_threads) < 1:
-        p.error("with --ctranslate2, --decode-sentences, --engine-threads and --engine-beam must be at least 1")
+    if args.ctranslate2 and min(args.decode_sentences, args.engine_beam, args.engine_batch_tokens,
+                                args.decode_batch_size, *args.engine_threads) < 1:
+        p.error("with --ctranslate2, --decode-sentences, --decode-batch-size, --engine-threads, --engine-beam and "
+                "--engine-batch-tokens must be at least 1")
     return args
 
 
@@ -64,8 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.ctranslate2:
-        report = engines.run(args.ctranslate2, args.test_split, args.decode_sentences, args.engine_threads,
-                             DecodeConfig(beam=args.engine_beam), out=args.out)
+        decode = DecodeConfig(beam=args.engine_beam, alpha=args.engine_alpha, length_norm=args.engine_length_norm,
+                              batch_size=args.decode_batch_size)
+        report = engines.run(args.ctranslate2, args.test_split, args.decode_sentences, args.engine_threads, decode,
+                             out=args.out, rounds=max(args.rounds, 3), batch_type=args.engine_batch_type,
+                             batch_tokens=args.engine_batch_tokens)
         print(engines.markdown(report) + f"\n\nwritten: {report['path']}")
         return
     report = benchmark.run(args, benchmark.data_config(args.data, args.data_root))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig
+from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, DecodeConfig
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, select_batch
 from nmt.runtime import synchronize
@@ -45,9 +45,20 @@ class SearchResult:
         return [hyps[0] for hyps in self.tokens]
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al. 2016); 1 when alpha = 0."""
-    return ((5.0 + length) / 6.0) ** alpha
+LENGTH_NORMS = CHOICES["decode.length_norm"]
+
+
+def length_penalty(length: int, alpha: float, norm: str = "gnmt") -> float:
+    """What a finished hypothesis' log-probability is divided by; `length` counts its tokens with EOS.
+
+    gnmt: ((5 + length) / 6) ** alpha (Wu et al. 2016). power: length ** alpha, as CTranslate2 4.x and
+    fairseq normalise (CTranslate2 counts EOS in the length, as here). Both are 1 when alpha = 0.
+    """
+    if norm == "gnmt":
+        return ((5.0 + length) / 6.0) ** alpha
+    if norm == "power":
+        return float(length) ** alpha
+    raise NMTError(f"decode.length_norm must be one of {', '.join(LENGTH_NORMS)}, got {norm!r}")
 
 
 def max_output_lengths(model: Seq2Seq, src_lens: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
@@ -152,18 +163,21 @@ def beam_search(
     max_len_b: int = DecodeConfig.max_len_b,
     nbest: int = DecodeConfig.nbest,
     with_attention: bool = False,
+    length_norm: str = "gnmt",
 ) -> SearchResult:
     """Beam search over all B sentences at once, on B_active * k rows.
 
     Each step expands every live hypothesis, keeps the 2k best (beam, token) candidates per sentence,
     finishes those ending in EOS that rank among the top k, and continues with the k best others. A
     sentence is done once it has k finished hypotheses (or reached its length limit); done sentences leave
-    the batch. Finished hypotheses are ranked by log-probability / length_penalty(length incl. EOS).
+    the batch. Finished hypotheses are ranked by log-probability / length_penalty(length incl. EOS, alpha,
+    length_norm).
     """
     if beam < 1:
         raise NMTError(f"decode.beam must be at least 1, got {beam}")
     if not 1 <= nbest <= beam:
         raise NMTError(f"decode.nbest={nbest} must be between 1 and decode.beam={beam}")
+    length_penalty(1, alpha, length_norm)  # one clear line for an unknown length_norm, before any work
     batch, src_width = src.shape
     k = beam
     device = src.device
@@ -205,7 +219,7 @@ def beam_search(
         if bool(to_finish.any()):
             rows, cols = to_finish.nonzero(as_tuple=True)  # row-major: best candidates first
             parent = rows * k + top_beam[rows, cols]
-            penalty = length_penalty(t + 1, alpha)
+            penalty = length_penalty(t + 1, alpha, length_norm)
             finals = (top_scores[rows, cols] / penalty).tolist()
             parent_tokens = history[parent].tolist()
             final_attn = None
@@ -341,6 +355,7 @@ def translate(
                         cfg.max_len_b,
                         cfg.nbest,
                         with_attention,
+                        cfg.length_norm,
                     )
                 for j, i in enumerate(rows):
                     nbest_ids[i] = result.tokens[j]

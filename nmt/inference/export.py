@@ -1,7 +1,7 @@
-"""Export a Transformer checkpoint to CTranslate2 (a fast C++ inference engine) and translate with the export.
+"""Export a Transformer checkpoint to CTranslate2 (a fast C++ inference engine), and plan the engine's batches.
 
     export_ctranslate2("outputs/.../best.pt", "exports/ct2-int8", quantization="int8")
-    translate_ctranslate2("exports/ct2-int8", ["Ein Hund läuft."], beam=5)
+    Translator.from_ctranslate2("exports/ct2-int8").translate(["Ein Hund läuft."])   # nmt.inference.translator
 
 The model directory holds what CTranslate2 writes (model.bin, config.json, the vocabularies: SentencePiece
 pieces in id order, so ids agree with ours), the SentencePiece model(s) and `nmt_export.json` (what it was
@@ -29,16 +29,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from nmt.config import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import NMTError
 
 INFO_FILE = "nmt_export.json"
 INFO_FORMAT = "nmt-ctranslate2"
+BATCH_TYPES = ("examples", "tokens")
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 
 
@@ -208,80 +210,30 @@ def read_export_info(model_dir: str | Path) -> dict[str, Any]:
     return info
 
 
-def translate_ctranslate2(
-    model_dir: str | Path,
-    lines: list[str],
-    beam: int = 5,
-    alpha: float = 1.0,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    batch_size: int = 64,
-    threads: int = 1,
-    device: str = "cpu",
-    compute_type: str = "default",
-) -> list[str]:
-    """Translate raw `lines` with an exported model; one output per input, "" for blank lines.
+def plan_batches(lengths: Sequence[int], limits: Sequence[int], batch_type: str = "examples", size: int = 64,
+                 one_limit: bool = False) -> list[list[int]]:
+    """Positions 0..N-1 sorted by length (shortest first, stable) and cut into batches.
 
-    Decoding follows `nmt.decoding.search.translate` step for step: the source is our pieces + EOS (truncated
-    to max_positions - 1 pieces), decoding starts from BOS, PAD and BOS are never produced, an immediate EOS
-    is allowed (min length 0), and each sentence of S source tokens (EOS included) gets at most
-    floor(max_len_a * S + max_len_b) output tokens (sentences are grouped by that limit, as the engine takes
-    one limit per call). With beam=1 (greedy) the outputs are ours, up to float rounding in near ties.
-
-    Beam search differs in its scores, so its outputs can differ: the engine divides a hypothesis'
-    log-probability by length ** alpha (length without EOS) where ours uses the GNMT penalty
-    ((5 + length) / 6) ** alpha (length with EOS); it rules out PAD/BOS before the softmax (ours after); and
-    a hypothesis cut at the length limit ends without the forced EOS step that ours scores. alpha is passed
-    as the engine's length_penalty (0 = no normalization in both).
-
-    compute_type "default" computes in the stored type. int8 computation quantizes the activations of every
-    matrix product too, which can move a small model's outputs well away from float32 (seen on an AVX2 CPU);
-    compute_type="float32" runs the same int8 weights dequantized. threads: the engine's intra-op threads.
+    lengths: source tokens per sentence (EOS included); limits: its output length limit. batch_type "examples":
+    at most `size` sentences; "tokens": at most `size` padded source tokens (sentences x the longest), CTranslate2's
+    rule, a longer sentence alone. one_limit: also cut wherever the limit changes, so that every batch can be
+    one engine call (CTranslate2 takes one max_decoding_length per call).
     """
-    from types import SimpleNamespace
-
-    import sentencepiece as spm
-
-    from nmt.decoding.search import max_output_lengths
-
-    ct2 = load_ctranslate2()
-    if beam < 1 or batch_size < 1:
-        raise NMTError(f"beam and batch_size must be at least 1, got beam={beam}, batch_size={batch_size}")
-    info = read_export_info(model_dir)
-    model_dir = Path(model_dir)
-    src_sp = spm.SentencePieceProcessor(model_file=str(model_dir / info["spm"]["src"]))
-    tgt_sp = spm.SentencePieceProcessor(model_file=str(model_dir / info["spm"]["tgt"]))
-    max_positions = int(info["max_positions"])
-
-    ids = src_sp.encode([line.strip() for line in lines], out_type=int)
-    ids = [seq[: max_positions - 1] for seq in ids]  # room for EOS, as translate() truncates
-    src_lens = torch.tensor([len(seq) + 1 for seq in ids], dtype=torch.long)
-    # The same limits as our search: one shared implementation, given the export's position table size.
-    limits = max_output_lengths(SimpleNamespace(max_positions=max_positions), src_lens, max_len_a, max_len_b)
-    groups: dict[int, list[int]] = {}
-    for i, line in enumerate(lines):
-        if line.strip() and int(limits[i]) > 0:  # a limit of 0 forces EOS at once: ""
-            groups.setdefault(int(limits[i]), []).append(i)
-
-    try:
-        translator = ct2.Translator(str(model_dir), device=device, compute_type=compute_type, inter_threads=1,
-                                    intra_threads=threads)
-    except (ValueError, RuntimeError) as e:
-        raise NMTError(f"CTranslate2 cannot load {model_dir} on {device} ({compute_type}): {e}") from None
-    never = [[tgt_sp.id_to_piece(PAD_ID)], [tgt_sp.id_to_piece(BOS_ID)]]
-    out = [""] * len(lines)
-    for limit, rows in sorted(groups.items()):
-        results = translator.translate_batch(
-            [[src_sp.id_to_piece(t) for t in ids[i]] for i in rows],
-            max_batch_size=batch_size,
-            beam_size=beam,
-            length_penalty=alpha,
-            max_decoding_length=limit,
-            min_decoding_length=0,
-            max_input_length=0,
-            suppress_sequences=never,
-        )
-        hyps = [[tgt_sp.piece_to_id(p) for p in r.hypotheses[0]] for r in results]
-        for i, text in zip(rows, tgt_sp.decode(hyps), strict=True):
-            out[i] = text
-    return out
+    if batch_type not in BATCH_TYPES:
+        raise NMTError(f"batch_type must be one of {', '.join(BATCH_TYPES)}, got {batch_type!r}")
+    if size < 1:
+        raise NMTError(f"the batch size must be at least 1, got {size}")
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    longest = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        longest_with = max(longest, lengths[i])
+        full = len(batch) + 1 > size if batch_type == "examples" else (len(batch) + 1) * longest_with > size
+        if batch and (full or (one_limit and limits[i] != limits[batch[0]])):
+            batches.append(batch)
+            batch, longest_with = [], lengths[i]
+        batch.append(i)
+        longest = longest_with
+    if batch:
+        batches.append(batch)
+    return batches

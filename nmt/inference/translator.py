@@ -11,16 +11,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import sentencepiece as spm
+import torch
 from omegaconf import OmegaConf
 
-from nmt.config import DecodeConfig
-from nmt.decoding.search import Translations, translate
+from nmt.config import BOS_ID, PAD_ID, DecodeConfig
+from nmt.decoding.search import Translations, max_output_lengths, translate
 from nmt.errors import NMTError
+from nmt.inference.export import BATCH_TYPES, load_ctranslate2, plan_batches, read_export_info
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model, resolve_checkpoint
 
@@ -77,33 +82,125 @@ class Translator:
 
     @staticmethod
     def from_ctranslate2(model_dir: str | Path, decode: DecodeConfig | Mapping[str, Any] | None = None,
-                         threads: int = 1) -> ExportedTranslator:
-        """A translator over a CTranslate2 export (nmt-export): the same decode settings, the engine's search
-        (see nmt.inference.export.translate_ctranslate2 for what differs in beam search)."""
-        from nmt.inference.export import read_export_info
-
-        read_export_info(model_dir)  # one clear line if this is not an export
-        if threads < 1:
-            raise NMTError(f"threads must be at least 1, got {threads}")
-        return ExportedTranslator(Path(model_dir), _decode_settings(decode), threads)
+                         threads: int = 1, *, inter_threads: int = 1, device: str = "cpu",
+                         compute_type: str = "default", max_input_tokens: int | None = 250,
+                         batch_type: str = "examples", batch_tokens: int = 1024) -> ExportedTranslator:
+        """A translator over a CTranslate2 export (nmt-export), loaded once: the same decode settings and input
+        limit, the engine's search (see ExportedTranslator for what differs in beam search). threads: the
+        engine's intra-op threads per batch; inter_threads: batches decoded in parallel."""
+        return ExportedTranslator(model_dir, _decode_settings(decode), device=device, compute_type=compute_type,
+                                  inter_threads=inter_threads, intra_threads=threads,
+                                  max_input_tokens=max_input_tokens, batch_type=batch_type, batch_tokens=batch_tokens)
 
 
 class ExportedTranslator:
-    """Translate with a CTranslate2 model directory written by nmt-export; best hypothesis only."""
+    """A CTranslate2 model directory written by nmt-export, loaded once (model and SentencePiece models).
 
-    def __init__(self, model_dir: Path, decode: Any, threads: int) -> None:
-        if decode.nbest != 1:
-            raise NMTError("the ctranslate2 engine returns the best translation only: use decode.nbest=1")
-        self.model_dir, self.decode, self.threads = model_dir, decode, threads
+    Decoding follows `nmt.decoding.search.translate` step for step: the source is our pieces + EOS, cut to
+    `input_limit` pieces (listed in `.truncated`, as the torch engine does); decoding starts from BOS, PAD and
+    BOS are never produced, an immediate EOS is allowed, and a sentence of S source tokens (EOS included) gets
+    at most floor(max_len_a * S + max_len_b) output tokens. Sentences are sorted by length and cut into batches
+    of decode.batch_size sentences (batch_type="examples") or of `batch_tokens` padded source tokens ("tokens");
+    each batch is one asynchronous engine call, so inter_threads > 1 decodes batches in parallel.
+
+    The engine takes one length limit per call. Greedy search decodes each batch with its largest limit and cuts
+    every output to its own limit, which is exact (greedy's first L tokens do not depend on the limit; a cut
+    output keeps the engine's score of the longer output). Beam search is not cut that way (where a search stops
+    decides which hypotheses finish), so its batches are also cut wherever the limit changes.
+
+    With beam=1 the outputs are ours, up to float rounding in near ties. Beam search ranks finished hypotheses
+    by log-probability / length ** alpha, length counting EOS (CTranslate2 4.x: `length_penalty=alpha`), which
+    is ours with decode.length_norm=power; ours defaults to the GNMT penalty (length_norm=gnmt), so beam outputs
+    then differ. Two smaller differences remain: the engine rules out PAD/BOS before the softmax (ours after),
+    and a hypothesis that reaches the length limit ends there unscored by EOS, where ours scores a forced EOS.
+
+    compute_type "default" computes in the stored type. int8 computation quantizes the activations of every
+    matrix product too, which can move a small model's outputs away from float32; compute_type="float32" runs
+    int8 weights dequantized.
+    """
+
+    def __init__(self, model_dir: str | Path, decode: Any = None, *, device: str = "cpu",
+                 compute_type: str = "default", inter_threads: int = 1, intra_threads: int = 1,
+                 max_input_tokens: int | None = 250, batch_type: str = "examples", batch_tokens: int = 1024) -> None:
+        self.model_dir, self.decode = Path(model_dir), decode if decode is not None else _decode_settings(None)
+        info = read_export_info(model_dir)  # one clear line if this is not an export
+        if min(inter_threads, intra_threads) < 1:
+            raise NMTError(f"threads must be at least 1, got inter_threads={inter_threads}, "
+                           f"intra_threads={intra_threads}")
+        if max_input_tokens is not None and max_input_tokens < 1:
+            raise NMTError(f"max_input_tokens must be at least 1, got {max_input_tokens}")
+        if batch_type not in BATCH_TYPES or batch_tokens < 1 or self.decode.batch_size < 1:
+            raise NMTError(f"batch_type must be one of {', '.join(BATCH_TYPES)} with a batch size of at least 1, "
+                           f"got {batch_type!r}, batch_size={self.decode.batch_size}, batch_tokens={batch_tokens}")
+        if not 1 <= self.decode.nbest <= self.decode.beam:
+            raise NMTError(f"decode.nbest={self.decode.nbest} must be between 1 and decode.beam={self.decode.beam}")
+        ct2 = load_ctranslate2()
+        self.src_sp = spm.SentencePieceProcessor(model_file=str(self.model_dir / info["spm"]["src"]))
+        self.tgt_sp = spm.SentencePieceProcessor(model_file=str(self.model_dir / info["spm"]["tgt"]))
+        try:
+            self.engine = ct2.Translator(str(self.model_dir), device=device, compute_type=compute_type,
+                                         inter_threads=inter_threads, intra_threads=intra_threads)
+        except (ValueError, RuntimeError) as e:
+            raise NMTError(f"CTranslate2 cannot load {model_dir} on {device} ({compute_type}): {e}") from None
+        self.info, self.max_positions, self.max_input_tokens = info, int(info["max_positions"]), max_input_tokens
+        self.device, self.compute_type = self.engine.device, self.engine.compute_type  # as resolved by the engine
+        self.inter_threads, self.intra_threads = inter_threads, intra_threads
+        self.batch_type, self.batch_tokens = batch_type, batch_tokens
+        self.length_norm = "power"  # the engine's only normalisation
+        self._never = [[self.tgt_sp.id_to_piece(PAD_ID)], [self.tgt_sp.id_to_piece(BOS_ID)]]
+        self.last_batches = 0  # engine calls of the last translate_full
+
+    @property
+    def input_limit(self) -> int:
+        """Most source pieces translated per line: max_input_tokens and the room the position table leaves."""
+        return min(self.max_input_tokens or self.max_positions, self.max_positions - 1)
+
+    def translate_full(self, lines: str | Sequence[str], nbest: int | None = None) -> Translations:
+        """As Translator.translate_full, without attention: .hypotheses, .nbest / .scores (the engine's
+        normalised scores, best first), .ids, .truncated, .seconds (the engine calls)."""
+        lines, d = check_lines(lines), self.decode
+        nbest = d.nbest if nbest is None else nbest
+        if not 1 <= nbest <= d.beam:
+            raise NMTError(f"nbest={nbest} must be between 1 and decode.beam={d.beam}")
+        ids = self.src_sp.encode([line.strip() for line in lines], out_type=int)
+        truncated = [i for i, seq in enumerate(ids) if len(seq) > self.input_limit]
+        for i in truncated:
+            ids[i] = ids[i][: self.input_limit]
+        src_lens = torch.tensor([len(seq) + 1 for seq in ids], dtype=torch.long)
+        # The same limits as our search: one shared implementation, given the export's position table size.
+        limits = max_output_lengths(SimpleNamespace(max_positions=self.max_positions), src_lens, d.max_len_a,
+                                    d.max_len_b).tolist()
+        todo = [i for i, line in enumerate(lines) if line.strip() and limits[i] > 0]  # limit 0: EOS at once, ""
+        size = d.batch_size if self.batch_type == "examples" else self.batch_tokens
+        batches = [[todo[j] for j in batch] for batch in plan_batches(
+            [len(ids[i]) + 1 for i in todo], [limits[i] for i in todo], self.batch_type, size, one_limit=d.beam > 1)]
+
+        self.last_batches = len(batches)
+        start = time.perf_counter()
+        pending = [self.engine.translate_batch(
+            [[self.src_sp.id_to_piece(t) for t in ids[i]] for i in batch], max_batch_size=0, asynchronous=True,
+            beam_size=d.beam, num_hypotheses=nbest, length_penalty=d.alpha, return_scores=True,
+            max_decoding_length=max(limits[i] for i in batch), min_decoding_length=0, max_input_length=0,
+            suppress_sequences=self._never) for batch in batches]
+        nbest_ids: list[list[list[int]]] = [[[]] for _ in lines]
+        scores: list[list[float]] = [[0.0] for _ in lines]
+        for batch, results in zip(batches, pending, strict=True):
+            for i, result in zip(batch, results, strict=True):
+                out = result.result()
+                nbest_ids[i] = [[self.tgt_sp.piece_to_id(p) for p in hyp[: limits[i]]] for hyp in out.hypotheses]
+                scores[i] = list(out.scores)
+        seconds = time.perf_counter() - start
+
+        flat = [hyp for hyps in nbest_ids for hyp in hyps]
+        decoded = iter(self.tgt_sp.decode(flat))
+        nbest_text = [[next(decoded) for _ in hyps] for hyps in nbest_ids]
+        return Translations(hypotheses=[hyps[0] for hyps in nbest_text], nbest=nbest_text, scores=scores,
+                            ids=[hyps[0] for hyps in nbest_ids], attention=None,
+                            num_tokens=sum(len(hyps[0]) for hyps in nbest_ids), seconds=seconds, truncated=truncated)
 
     def translate(self, lines: str | Sequence[str]) -> str | list[str]:
         """As Translator.translate: a str is one sentence and gets a str back; TypeError for non-strings."""
-        from nmt.inference.export import translate_ctranslate2
-
-        d = self.decode
-        hypotheses = translate_ctranslate2(self.model_dir, check_lines(lines), beam=d.beam, alpha=d.alpha,
-                                           max_len_a=d.max_len_a, max_len_b=d.max_len_b, batch_size=d.batch_size,
-                                           threads=self.threads)
+        hypotheses = self.translate_full(lines).hypotheses
         return hypotheses[0] if isinstance(lines, str) else hypotheses
 
 
