@@ -287,3 +287,24 @@ def engines_module():
     from nmt.bench import engines
 
     return engines
+
+
+def test_translate_command_warns_about_truncated_lines_with_the_exported_engine(exported, sentences, tmp_path):
+    """engine=ctranslate2 cuts over-long lines to max_input_tokens and says so, as engine=torch does."""
+    import io
+
+    from hydra import compose, initialize_config_dir
+
+    from nmt.cli.translate import run
+    from nmt.config import CONFIG_DIR
+
+    (tmp_path / "in.de").write_text("\n".join(sentences[:4]) + "\n", encoding="utf-8")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="translate", overrides=[
+            "engine=ctranslate2", f"export_dir={exported}", f"input={tmp_path / 'in.de'}",
+            f"output={tmp_path / 'out.en'}", "max_input_tokens=2", "decode=greedy"])
+    stderr = io.StringIO()
+    assert run(cfg, stderr=stderr) == 4
+    warnings = [line for line in stderr.getvalue().splitlines() if line.startswith("warning:")]
+    assert warnings and all("longer than max_input_tokens=2 pieces, truncated" in w for w in warnings)
+    assert len((tmp_path / "out.en").read_text(encoding="utf-8").splitlines()) == 4

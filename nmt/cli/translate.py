@@ -21,16 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.entry import hydra_command
 from nmt.errors import NMTError, user_errors
-from nmt.inference.translator import Translator, format_lines
+from nmt.inference.translator import ExportedTranslator, Translator, format_lines
 from nmt.io import check_writable, read_stream, read_text_lines, write_lines
 
 
-def _warn_truncated(truncated: list[int], translator: Translator, first_line: int, stderr: TextIO) -> None:
+def _warn_truncated(truncated: list[int], translator: Translator | ExportedTranslator, first_line: int,
+                    stderr: TextIO) -> None:
     limit = translator.input_limit
     if limit == translator.max_input_tokens:
         why = f"max_input_tokens={limit} pieces"
     else:  # the model's position table is the tighter limit
-        why = f"{limit} pieces (model.max_positions={translator.model.max_positions}, one is EOS)"
+        why = f"{limit} pieces (model.max_positions={translator.max_positions}, one is EOS)"
     for i in truncated:
         print(f"warning: line {first_line + i}: longer than {why}, truncated", file=stderr)
 
@@ -81,11 +82,14 @@ def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO
     """engine=ctranslate2: a whole file or stdin through an nmt-export model directory."""
     if not cfg.export_dir:
         raise NMTError("engine=ctranslate2 needs export_dir=<directory written by nmt-export>")
-    translator = Translator.from_ctranslate2(cfg.export_dir, OmegaConf.to_container(cfg.decode), cfg.threads)
+    translator = Translator.from_ctranslate2(cfg.export_dir, OmegaConf.to_container(cfg.decode), cfg.threads,
+                                             max_input_tokens=cfg.max_input_tokens)
     lines = read_stream(stdin, "stdin") if cfg.input == "-" else read_text_lines(cfg.input, "input file")
     start = time.perf_counter()
-    result = translator.translate(lines)
+    out = translator.translate_full(lines)
     seconds = time.perf_counter() - start
+    _warn_truncated(out.truncated, translator, 1, stderr)
+    result = out.hypotheses
     if cfg.output == "-":
         stdout.writelines(line + "\n" for line in result)
         stdout.flush()

@@ -56,10 +56,15 @@ class Translator:
         return self.loaded.model
 
     @property
+    def max_positions(self) -> int | None:
+        """The model's position table size (None: no table, as in the RNN models)."""
+        return getattr(self.model, "max_positions", None)
+
+    @property
     def input_limit(self) -> int | None:
         """Most source pieces translated per line: max_input_tokens, and the room a position table leaves
         beside EOS (as `translate` truncates); None when unlimited."""
-        limit, max_positions = self.max_input_tokens, getattr(self.model, "max_positions", None)
+        limit, max_positions = self.max_input_tokens, self.max_positions
         if max_positions is not None:
             limit = min(limit or max_positions, int(max_positions) - 1)
         return limit
