@@ -47,6 +47,7 @@ from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, TrainConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
+from nmt.evaluation.report import fmt_num
 from nmt.models import Seq2Seq, build_model
 from nmt.runtime import hardware, pick_device, synchronize
 from nmt.training.checkpoint import load_model
@@ -363,10 +364,6 @@ def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     return report
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def _mfu_cell(mfu_percent: float | None, report: dict[str, Any]) -> str:
     """`41.3%`, `unknown peak` on a GPU missing from BF16_PEAK_TFLOPS, `-` on the CPU."""
     if mfu_percent is not None:
@@ -392,9 +389,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['model']} | {r['parameters'] / 1e6:.1f}M | {r['tokens_per_s']:,.0f} | "
             f"{r['tokens_per_cpu_s']:,.0f} | {r['ms_per_step']:.0f} | {r['padding']:.1%} | "
-            f"{_fmt(r['peak_memory_mib'], ',.0f')} | {_mfu_cell(mfu, report)} | "
-            f"{_fmt(r.get('greedy_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_sent_per_s'), '.1f')} | "
-            f"{_fmt(r.get('beam5_single_sent_per_s'), '.1f')} | {_fmt(r.get('beam5_batched_speedup'), '.2f')} |"
+            f"{fmt_num(r['peak_memory_mib'], 0, thousands=True)} | {_mfu_cell(mfu, report)} | "
+            f"{fmt_num(r.get('greedy_sent_per_s'), 1)} | {fmt_num(r.get('beam5_sent_per_s'), 1)} | "
+            f"{fmt_num(r.get('beam5_single_sent_per_s'), 1)} | {fmt_num(r.get('beam5_batched_speedup'), 2)} |"
         )
     if report["trained_decoding"]:
         lines += ["", f"Decoding with trained checkpoints, first {cfg['decode_sentences']} sentences of "

@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 from nmt.config import compose_config
 from nmt.data.corpus import PreparedCorpus, prepare_corpus
 from nmt.errors import NMTError
+from nmt.evaluation.report import fmt_num
 from nmt.inference.translator import Translator
 from nmt.io import make_out_dir, write_bytes, write_json, write_lines, write_text
 from nmt.metrics.scores import corpus_scores
@@ -610,10 +611,6 @@ def plot_curves(results: list[dict[str, Any]], path: Path) -> Path:
     return save_png(fig, path)
 
 
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
-
-
 def _arch_markdown(res: dict[str, Any]) -> list[str]:
     lines = [f"## {res['arch']} (ours: {' '.join(res['our_overrides'])})", "",
              "| toolkit | steps | training min | target tokens/s | valid greedy | valid beam 5 | test greedy | "
@@ -621,13 +618,14 @@ def _arch_markdown(res: dict[str, Any]) -> list[str]:
     for tk, sys_ in res["systems"].items():
         s = res["scores"][tk]
         est = " (est.)" if sys_["target_tokens_estimated"] else ""
-        lines.append(f"| {tk} | {sys_['steps']} | {_fmt(sys_['train_minutes'])} | "
-                     f"{_fmt(sys_['target_tokens_per_s'], 0)}{est} | {_fmt(s['greedy']['valid']['bleu'])} | "
-                     f"{_fmt(s['beam5']['valid']['bleu'])} | {_fmt(s['greedy']['test']['bleu'])} | "
-                     f"{_fmt(s['beam5']['test']['bleu'])} | {_fmt(sys_['parameters'], 0)} |")
+        lines.append(f"| {tk} | {sys_['steps']} | {fmt_num(sys_['train_minutes'])} | "
+                     f"{fmt_num(sys_['target_tokens_per_s'], 0, thousands=True)}{est} | "
+                     f"{fmt_num(s['greedy']['valid']['bleu'])} | "
+                     f"{fmt_num(s['beam5']['valid']['bleu'])} | {fmt_num(s['greedy']['test']['bleu'])} | "
+                     f"{fmt_num(s['beam5']['test']['bleu'])} | {fmt_num(sys_['parameters'], 0, thousands=True)} |")
     reach = res["minutes_to_other_final_valid_bleu"]
     lines += ["", f"Minutes to the other's final valid BLEU (greedy) within this run: nmt "
-              f"{_fmt(reach['nmt_to_joeynmt_final'])}, JoeyNMT {_fmt(reach['joeynmt_to_nmt_final'])} "
+              f"{fmt_num(reach['nmt_to_joeynmt_final'])}, JoeyNMT {fmt_num(reach['joeynmt_to_nmt_final'])} "
               "(- = not reached in the budget).", "", "Options JoeyNMT cannot match:", ""]
     lines += [f"- {u}" for u in res["unmatched"]]
     return lines + [""]

@@ -23,12 +23,24 @@ from nmt.metrics.lengths import FEW_SENTENCES
 from nmt.metrics.significance import MIN_TEST_ITEMS
 
 
-def fmt_num(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def fmt_num(x: float | None, digits: int = 2, thousands: bool = False) -> str:
+    """`12.35` (`12,345.0` with thousands separators); "-" for a missing value or NaN."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:,.{digits}f}" if thousands else f"{x:.{digits}f}"
 
 
 def fmt_interval(ci: Sequence[float] | None) -> str:
     return "-" if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def fmt_pct(x: float | None, digits: int = 1) -> str:
+    """A share as a percentage: 0.489 -> `48.9%`; "-" when missing."""
+    return "-" if x is None else f"{x:.{digits}%}"
+
+
+def fmt_pct_interval(ci: Sequence[float] | None, digits: int = 1) -> str:
+    return "-" if ci is None else f"[{ci[0]:.{digits}%}, {ci[1]:.{digits}%}]"
 
 
 def p_floor(n_samples: int) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, run_lines
+from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, fmt_pct, fmt_pct_interval, md_table, run_lines
 from nmt.experiments.verdicts import ATTENTION, BOTTLENECK_ALPHA, FIXED, KEEPS_BLEU, fmt_mean_std
 
 # Bahdanau et al. (2015), Table 1 (WMT'14 En->Fr test BLEU, models trained on sentences of up to 50 words).
@@ -63,11 +63,11 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
     for s in seeds:
         r = s["retention"]
         f, a, d = r["systems"][FIXED], r["systems"][ATTENTION], r["difference"]
-        diff = "-" if d["value"] is None else f"{d['value']:+.1%} {_pct_ci(d['ci'])}"
+        diff = "-" if d["value"] is None else f"{d['value']:+.1%} {fmt_pct_interval(d['ci'])}"
         rows.append([str(s["seed"]), f"{fmt_num(f['bleu_short'])} / {fmt_num(f['bleu_long'])}",
-                     f"{_pct(f['retained'])} {_pct_ci(f['retained_ci'])}", _p(f["p_degrades"], n),
+                     f"{fmt_pct(f['retained'])} {fmt_pct_interval(f['retained_ci'])}", _p(f["p_degrades"], n),
                      f"{fmt_num(a['bleu_short'])} / {fmt_num(a['bleu_long'])}",
-                     f"{_pct(a['retained'])} {_pct_ci(a['retained_ci'])}", _p(a["p_degrades"], n),
+                     f"{fmt_pct(a['retained'])} {fmt_pct_interval(a['retained_ci'])}", _p(a["p_degrades"], n),
                      diff, _p(d["p_value"], n), s["verdict"], s["removal"]])
     lines += md_table(["seed", f"{FIXED} BLEU k = 1 / {k} (joined)", f"{FIXED} retained [95% CI]",
                        "p (fixed degrades)", f"{ATTENTION} BLEU k = 1 / {k} (joined)",
@@ -83,9 +83,9 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
             d = c["difference"]
             rows.append([str(s["seed"]), str(c["step"]), f"{c['valid_bleu']:.2f} vs {c['fixed_valid_bleu']:.2f}",
                          f"{c['bleu'][0]:.2f} vs {s['systems'][FIXED]['bleu'][0]:.2f}",
-                         f"{_pct(c['retained'])} {_pct_ci(c['retained_ci'])}",
-                         f"{_pct(f['retained'])} {_pct_ci(f['retained_ci'])}",
-                         "-" if d["value"] is None else f"{d['value']:+.1%} {_pct_ci(d['ci'])}",
+                         f"{fmt_pct(c['retained'])} {fmt_pct_interval(c['retained_ci'])}",
+                         f"{fmt_pct(f['retained'])} {fmt_pct_interval(f['retained_ci'])}",
+                         "-" if d["value"] is None else f"{d['value']:+.1%} {fmt_pct_interval(d['ci'])}",
                          _p(d["p_value"], n)])
         lines += md_table(["seed", "attention step", "valid BLEU (attention vs fixed)",
                            "test BLEU k = 1 (attention vs fixed)", f"{ATTENTION} retained [95% CI]",
@@ -121,24 +121,16 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
         header = ["system", "summary size", "parameters"] + [f"BLEU k = {r['k']}" for r in levels] + [
             f"retained at k = {levels[-1]['k']} [95% CI]"]
         rows = [[r["system"], str(r["summary"]), f"{r['parameters']:,}"] + [f"{b:.2f}" for b in r["bleu"]]
-                + [f"{_pct(r['retained'])} {_pct_ci(r['retained_ci'])}"] for r in sw["fixed"]]
+                + [f"{fmt_pct(r['retained'])} {fmt_pct_interval(r['retained_ci'])}"] for r in sw["fixed"]]
         a = sw["attention"]
         rows.append([ATTENTION, "(attention)", f"{a['parameters']:,}"] + [f"{b:.2f}" for b in a["bleu"]]
-                    + [f"{_pct(a['retained'])} {_pct_ci(a['retained_ci'])}"])
+                    + [f"{fmt_pct(a['retained'])} {fmt_pct_interval(a['retained_ci'])}"])
         lines += md_table(header, rows) + ["", f"![capacity sweep]({sw['plot']})", ""]
     return lines
 
 
 def _p(p: float | None, n_samples: int) -> str:
     return fmt_p(p, BOTTLENECK_ALPHA, n_samples)
-
-
-def _pct_ci(ci: list[float]) -> str:
-    return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1%}"
 
 
 def render(report: dict[str, Any]) -> str:
