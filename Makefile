@@ -37,6 +37,9 @@ bench: install ## training/decoding speed of the default models on this device (
 bottleneck: install ## fixed-context vs attention by input length, ~41 min on 2 CPU cores (PRESET=default|full)
 	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
+capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (256-2048)
+	$(VENV)/bin/nmt-bottleneck preset=capacity
+
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
 	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
@@ -57,4 +60,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test test-fast bench bottleneck claims peer-bench gpu-check lint tensorboard clean
+.PHONY: help install prepare train test test-fast bench bottleneck capacity claims peer-bench gpu-check lint tensorboard clean

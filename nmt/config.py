@@ -123,6 +123,9 @@ class ModelConfig:
     rnn_type: str = "gru"  # gru | lstm
     bidirectional: bool = True
     context_mode: str = "every_step"  # rnn_fixed: every_step (Cho et al. 2014) | init_only (Sutskever et al. 2014)
+    # rnn_fixed: size of the summary vector c the decoder sees; 0 = the encoder summary itself (2 x hidden when
+    # bidirectional), > 0 = c = tanh(W h), a projection of the encoder summary h (hidden sizes unchanged)
+    summary_dim: int = 0
     scorer: str = "additive"  # rnn_attention: additive | dot | scaled_dot | general
     heads: int = 1  # attention heads (RNN attention and Transformer)
     # rnn_attention: dot/scaled_dot project queries and keys to this size (0: parameter-free q . k); additive:
@@ -258,8 +261,10 @@ class BottleneckConfig:
     seeds: list[int] = field(default_factory=lambda: [1])
     model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
     model_attention: str = "rnn_attention"
-    # Capacity sweep: fixed-context models with these summary sizes (2 x hidden for a bidirectional encoder),
-    # trained at the first seed with the same budget; the main fixed model's own size is always included.
+    # Capacity sweep: one fixed-context run per size with model.summary_dim=<size> (c = tanh(W h), a projection of
+    # the encoder summary; hidden sizes unchanged, the main model's own size projected too), at the first seed and
+    # the same budget in updates (train.max_minutes must be 0); every pair of sizes is tested. [] = no sweep,
+    # else at least two sizes.
     capacity_summary: list[int] = field(default_factory=lambda: [256, 1024])
     train: str = "rnn"  # train config group
     decode: str = "greedy"  # decode config group (validation decodes greedy or train.eval_beam)

@@ -24,6 +24,7 @@ from nmt.experiments.verdicts import (
 from nmt.metrics import corpus_score, paired_mean_bootstrap
 from nmt.metrics.retention import retention
 from nmt.metrics.scores import length_stats, sentence_stats
+from nmt.training.checkpoint import load_checkpoint
 
 
 def retained(fixed: float, attention: float, p_fixed: float = 0.001, p_diff: float = 0.001,
@@ -84,16 +85,52 @@ def test_retention_on_made_up_translations() -> None:
     assert same["difference"]["value"] == 0.0 and length_verdict(same, "fixed", "attn")[0] == NOT_SUPPORTED
 
 
-def test_capacity_sentence_follows_the_numbers() -> None:
-    def row(size: int, share: float, half: float = 0.03) -> dict:
-        return {"summary": size, "bleu": [30.0, 20.0], "retained": share, "retained_ci": [share - half, share + half]}
+def _sweep(shares: dict[int, float], lows: dict[int, float] | None = None, tested: tuple = (0.5, 0.5),
+           others: float = 0.5) -> tuple[list[dict], list[dict]]:
+    """Hand-made capacity-sweep rows (95% intervals share +- 0.05 unless `lows` says otherwise) and a test for
+    every pair of sizes: the largest vs the smallest gets p-values `tested` (more, less), the others `others`."""
+    lows = lows or {}
+    rows = [{"summary": size, "bleu": [30.0, 20.0], "retained": share,
+             "retained_ci": [lows.get(size, share - 0.05), share + 0.05]} for size, share in sorted(shares.items())]
+    sizes = sorted(shares)
+    pairs = []
+    for i, smaller in enumerate(sizes):
+        for larger in sizes[i + 1:]:
+            p_more, p_less = tested if (larger, smaller) == (sizes[-1], sizes[0]) else (others, others)
+            value = shares[larger] - shares[smaller]
+            pairs.append({"larger": larger, "smaller": smaller, "value": value, "ci": [value - 0.1, value + 0.1],
+                          "p_value": p_more, "p_less": p_less})
+    return rows, pairs
 
-    assert "removes the degradation" in capacity_sentence([row(256, 0.5), row(1024, 0.93)], 0.95)
-    assert "reduces the degradation but does not remove it" in capacity_sentence([row(256, 0.5), row(1024, 0.7)], 0.95)
-    assert "does not measurably change" in capacity_sentence([row(256, 0.5), row(1024, 0.52)], 0.95)
-    assert "worse" in capacity_sentence([row(256, 0.7), row(1024, 0.5)], 0.95)
-    weak = [row(256, 0.5) | {"bleu": [2.0, 1.0]}, row(1024, 0.7)]
-    assert "says nothing" in capacity_sentence(weak, 0.95)
+
+def test_capacity_sentence_at_its_boundaries() -> None:
+    shares = {256: 0.50, 512: 0.55, 1024: 0.60, 2048: 0.62}
+    # Reduces: the largest keeps significantly more than the smallest, at p < 0.01 (not at 0.01).
+    said = capacity_sentence(*_sweep(shares, tested=(0.0099, 0.99)), 0.95)
+    assert said.startswith("A bigger summary vector reduces the degradation but does not remove it: 2048 dimensions")
+    assert "2048 dimensions retain 12% more of their k = 1 BLEU than 256 (p = 0.0099)" in said
+    assert "summary sizes 256 / 512 / 1024 / 2048 keep 50% / 55% / 60% / 62%" in said and "attention keeps 95%" in said
+    assert "does not measurably change" in capacity_sentence(*_sweep(shares, tested=(0.01, 0.99)), 0.95)
+    # Only the largest against the smallest decides: a significant middle pair does not.
+    assert "does not measurably change" in capacity_sentence(*_sweep(shares, tested=(0.2, 0.8), others=0.001), 0.95)
+    # Worse: significant the other way, at p < 0.01 only.
+    worse = {256: 0.62, 512: 0.60, 1024: 0.55, 2048: 0.50}
+    said = capacity_sentence(*_sweep(worse, tested=(0.99, 0.0099)), 0.95)
+    assert "makes the degradation worse" in said and "retain 12% less of their k = 1 BLEU than 256" in said
+    assert "does not measurably change" in capacity_sentence(*_sweep(worse, tested=(0.99, 0.01)), 0.95)
+    # Removes: some size's whole 95% interval at or above 90% (the smallest such size is named); it outranks the
+    # tests, and 89.99% is not enough.
+    high = {256: 0.50, 512: 0.95, 1024: 0.96, 2048: 0.97}
+    said = capacity_sentence(*_sweep(high, lows={512: 0.90}, tested=(0.001, 0.99)), 0.95)
+    assert said.startswith("A 512-dimensional summary vector removes the degradation") and "[90%, 100%]" in said
+    below = {512: 0.8999, 1024: 0.8999, 2048: 0.8999}
+    said = capacity_sentence(*_sweep(high, lows=below, tested=(0.001, 0.99)), 0.95)
+    assert "reduces the degradation but does not remove it" in said
+    assert "removes" not in capacity_sentence(*_sweep(high, lows=below, tested=(0.5, 0.5)), 0.95)
+    # Models that translate nothing make the sweep say nothing, whatever the tests.
+    rows, pairs = _sweep(shares, tested=(0.001, 0.99))
+    rows[1]["bleu"] = [4.99, 1.0]
+    assert "says nothing" in capacity_sentence(rows, pairs, 0.95) and "512" in capacity_sentence(rows, pairs, 0.95)
 
 
 def test_comparison_verdict_and_mean_std() -> None:
@@ -138,6 +175,18 @@ def test_presets_and_overrides() -> None:
         load_script_config("claims", ["preset=tiny"])
 
 
+def test_capacity_preset_is_the_default_comparison_plus_the_sweep() -> None:
+    """preset=capacity: the default preset's models, data, overrides and budget in updates; seed 1; four sizes."""
+    default, _ = load_script_config("bottleneck", ["preset=default"])
+    capacity, preset = load_script_config("bottleneck", ["preset=capacity"])
+    assert preset == "capacity" and list(capacity.seeds) == [1]
+    assert list(capacity.capacity_summary) == [256, 512, 1024, 2048]
+    for key in default:
+        if key not in ("seeds", "capacity_summary"):
+            assert capacity[key] == default[key], key
+    assert "train.max_steps=500" in capacity.overrides and "train.max_minutes=0" in capacity.overrides
+
+
 def test_script_reports_a_bad_key_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     from nmt.cli.bottleneck import main
 
@@ -179,7 +228,7 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
 
     cfg, _ = load_script_config("bottleneck", [
         "data=[files]", "model_fixed=rnn_fixed_small", "model_attention=rnn_attention_small", "decode=greedy",
-        "concat_k=3", "seeds=[1]", "capacity_summary=[16]", "length_edges=[0,8,12,16]", "bootstrap_samples=50",
+        "concat_k=3", "seeds=[1]", "capacity_summary=[32,16]", "length_edges=[0,8,12,16]", "bootstrap_samples=50",
         "workers=2", "threads=1", f"out_dir={tmp_path / 'out'}",
     ])
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
@@ -190,12 +239,18 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     (section,) = report["sections"]
     n_test = len(Path(tiny_corpus_files["test"][1]).read_text().splitlines())
     assert section["num_sentences"] == n_test == 60
-    # Same budget for every run; the sweep's smaller summary (hidden 8: 16 dimensions) has fewer parameters.
+    # Same budget in updates for every run. The sweep varies only the summary vector c: every size is a projection
+    # of the encoder summary (hidden 16 per direction: 32 dimensions), the main model's own 32 included, so at 32
+    # the projection W (32 x 32) and its bias are all that is added.
     runs = {r["name"].split("/")[1]: r for r in report["runs"]}
-    assert set(runs) == {"rnn_fixed", "rnn_attention", "rnn_fixed_c16"}
+    assert set(runs) == {"rnn_fixed", "rnn_attention", "rnn_fixed_c16", "rnn_fixed_c32"}
     assert {r["steps"] for r in runs.values()} == {5}
-    assert runs["rnn_attention"]["num_parameters"] > runs["rnn_fixed"]["num_parameters"] > runs[
-        "rnn_fixed_c16"]["num_parameters"]
+    params = {name: r["num_parameters"] for name, r in runs.items()}
+    assert params["rnn_fixed_c32"] == params["rnn_fixed"] + 32 * 32 + 32
+    assert params["rnn_attention"] > params["rnn_fixed"] and params["rnn_fixed_c16"] < params["rnn_fixed_c32"]
+    for size in (16, 32):
+        model = load_checkpoint(Path(runs[f"rnn_fixed_c{size}"]["run_dir"]) / "best.pt")["config"]["model"]
+        assert (model["arch"], model["summary_dim"], model["hidden"]) == ("rnn_fixed", size, 16)
     assert f"{runs['rnn_attention']['num_parameters']:,}" in md
     assert report["hardware"]["torch"] and report["hardware"]["workers"] == 2
     # Levels: k = 1..3 from the 60 test sentences; 20 groups of 3 are under min_test_examples, so every offset
@@ -229,6 +284,15 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     assert control["step"] in (2, 4) and len(control["bleu"]) == 3 and "Equal-quality control" in md
     sweep = lv["sweep"]
     assert [r["summary"] for r in sweep["fixed"]] == [16, 32] and "says nothing" in sweep["sentence"]
+    assert sweep["unprojected"]["summary"] == 32 and sweep["seed"] == 1
+    # Every pair of sizes is tested on the same resamples as the sizes' own retention.
+    (pair,) = sweep["pairs"]
+    shares = {r["summary"]: r["retained"] for r in sweep["fixed"]}
+    assert (pair["larger"], pair["smaller"]) == (32, 16)
+    if None not in shares.values():
+        assert pair["value"] == pytest.approx(shares[32] - shares[16])
+        assert 0 < pair["p_value"] <= 1 and 0 < pair["p_less"] <= 1
+    assert "| 32 vs 16 |" in md and "p (larger retains less)" in md and "32 (c = h)" in md
     assert "Evidence without search" in md
     for plot in (lv["plot"], lv["nll_plot"], sweep["plot"], section["natural"]["plot"]):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,8 @@ from nmt.models import (
 )
 from nmt.models.attention import SCORERS
 from nmt.models.base import register_model
-from nmt.models.rnn import RNNEncoder
+from nmt.models.rnn import FixedContextDecoder, RNNEncoder
+from nmt.models.rnn import tie as tie_tables
 from nmt.training.step import sequence_loss
 
 V = 20
@@ -33,6 +34,8 @@ TINY = {
     "fixed": dict(arch="rnn_fixed"),
     "fixed_untied": dict(arch="rnn_fixed", tie_embeddings=False),
     "fixed_init_only_lstm": dict(arch="rnn_fixed", context_mode="init_only", rnn_type="lstm", dec_layers=2),
+    "fixed_summary": dict(arch="rnn_fixed", summary_dim=12),
+    "fixed_summary_init_only_lstm": dict(arch="rnn_fixed", summary_dim=48, context_mode="init_only", rnn_type="lstm"),
     **{f"attention_{s}": dict(arch="rnn_attention", scorer=s) for s in SCORERS},
     "attention_heads_hard": dict(arch="rnn_attention", scorer="general", heads=2, hard=True),
     "attention_feeding_lstm": dict(
@@ -123,7 +126,7 @@ def test_select_batch_reorders_encoder_output_and_state(name: str) -> None:
     torch.testing.assert_close(picked, full[order])
 
 
-@pytest.mark.parametrize("name", ["fixed", "fixed_init_only_lstm"])
+@pytest.mark.parametrize("name", ["fixed", "fixed_init_only_lstm", "fixed_summary", "fixed_summary_init_only_lstm"])
 def test_fixed_context_decoder_cannot_see_encoder_states(name: str) -> None:
     model = tiny(name).eval()
     src, lens, tgt_in = batch()
@@ -154,6 +157,75 @@ def with_noise_states(model, src, lens, tgt_in):
         return model(src, lens, tgt_in)
     finally:
         del model.encoder.forward
+
+
+@pytest.mark.parametrize("name, size", [("fixed_summary", 12), ("fixed_summary_init_only_lstm", 48)])
+def test_a_projected_summary_is_all_the_decoder_gets(name: str, size: int) -> None:
+    """summary_dim = D: the decoder's one view of the source is c = tanh(W h) (B, D), h the encoder summary."""
+    model = tiny(name).eval()
+    src, lens, tgt_in = batch()
+    seen = []
+    real = model.decoder.init_state
+    model.decoder.init_state = lambda c: seen.append(c) or real(c)
+    with torch.no_grad():
+        logits = model(src, lens, tgt_in)
+        enc = model.encode(src, lens)
+        h = model.encoder(src, lens)[1]
+    (c,) = seen
+    assert h.shape == (3, 32) and c.shape == enc["summary"].shape == (3, size)
+    torch.testing.assert_close(c, torch.tanh(model.summary_proj(h)), atol=0, rtol=0)
+    torch.testing.assert_close(enc["summary"], c, atol=0, rtol=0)
+    assert logits.shape == (3, 5, V)
+    assert model.decoder.bridge.proj.in_features == size
+
+
+@pytest.mark.parametrize("base, size", [("fixed", 12), ("fixed", 64), ("fixed_init_only_lstm", 48)])
+def test_a_projected_summary_adds_only_the_projection_and_the_decoder_inputs(base: str, size: int) -> None:
+    """Against the same model without projection (c = h, C = 32): W (D, C) and its bias are new, and the layers
+    that read c (the bridge; with every_step also the RNN input and the readout) change only their input width
+    from C to D. Encoder, decoder hidden sizes and everything else keep their shapes."""
+    plain, projected = tiny(base), tiny(base, summary_dim=size)
+    c = plain.encoder.out_dim
+    before = {k: p.shape for k, p in plain.named_parameters()}
+    after = {k: p.shape for k, p in projected.named_parameters()}
+    assert after.keys() - before.keys() == {"summary_proj.weight", "summary_proj.bias"}
+    assert before.keys() <= after.keys()
+    assert after["summary_proj.weight"] == (size, c)
+    reads_c = {"decoder.bridge.proj.weight"}
+    if TINY[base].get("context_mode", "every_step") == "every_step":
+        reads_c |= {"decoder.rnn.weight_ih_l0", "decoder.readout.weight"}
+    changed = {k for k in before if after[k] != before[k]}
+    assert changed == reads_c
+    for k in changed:
+        assert after[k][0] == before[k][0] and after[k][1] - before[k][1] == size - c, k
+    grown = size * c + size + sum(before[k][0] * (size - c) for k in changed)
+    assert projected.num_parameters() == plain.num_parameters() + grown
+    assert sum(p.numel() for p in projected.encoder.parameters()) == sum(p.numel() for p in plain.encoder.parameters())
+
+
+@pytest.mark.parametrize("name", ["fixed", "fixed_init_only_lstm"])
+def test_summary_dim_zero_builds_the_model_as_before(name: str) -> None:
+    """summary_dim = 0 (the default): a seeded model draws exactly the parameters the encoder and decoder drew
+    before the option existed, and its outputs are those of the decoder fed the encoder summary itself."""
+    model = tiny(name, summary_dim=0).eval()
+    opts = {"emb_dim": 8, "hidden": 16, "dropout": 0.1, **TINY[name]}
+    cfg = ModelConfig(**opts)
+    torch.manual_seed(0)
+    encoder = RNNEncoder(V, 8, 16, cfg.enc_layers, 0.1, cfg.rnn_type, cfg.bidirectional)
+    decoder = FixedContextDecoder(V, 8, 16, cfg.dec_layers, 0.1, cfg.rnn_type, encoder.out_dim,
+                                  every_step=cfg.context_mode == "every_step")
+    tie_tables(encoder, decoder, share_src=True)
+    old = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
+    old |= {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+    new = model.state_dict()
+    assert model.summary_proj is None and list(new) == list(old)
+    for k, v in old.items():
+        assert torch.equal(new[k], v), k
+    src, lens, tgt_in = batch()
+    with torch.no_grad():
+        expected = decoder.eval()(tgt_in, decoder.init_state(encoder.eval()(src, lens)[1]))
+        torch.testing.assert_close(model(src, lens, tgt_in), expected, atol=0, rtol=0)
+        torch.testing.assert_close(model.encode(src, lens)["summary"], encoder(src, lens)[1], atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
@@ -261,6 +333,9 @@ def test_unknown_options_name_the_key_and_the_valid_values(option: str, value: s
     [
         (dict(arch="transformer", hard=True), "rnn_attention only"),
         (dict(arch="rnn_fixed", heads=2), "heads"),
+        (dict(arch="rnn_fixed", summary_dim=-1), "summary_dim must not be negative"),
+        (dict(arch="rnn_attention", summary_dim=64), r"summary_dim applies to arch=rnn_fixed only \(arch=rnn_att"),
+        (dict(arch="transformer", summary_dim=64), r"summary_dim applies to arch=rnn_fixed only \(arch=transf"),
         (dict(heads=3), "must divide"),
         (dict(temperature=0.0), "temperature must be > 0"),
         (dict(dropout=1.0), "dropout"),

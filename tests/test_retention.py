@@ -68,6 +68,37 @@ def test_overlapping_groups_are_refused() -> None:
                   groups, "a", "b", n_samples=20)
 
 
+def test_every_pair_gets_the_same_paired_test_one_sided_both_ways() -> None:
+    """`pairs`: the test of the (attention, fixed) difference, for any two systems, on the same resamples; "retains
+    more" and "retains less" are its two one-sided p-values."""
+    rng = np.random.default_rng(3)
+    refs = _corpus(rng, 200)
+    groups = level_groups(len(refs), 4, [0])
+    long_refs = join(refs, refs, groups)[1]
+    hyps = [_noisy(rng, r, 0.3) for r in refs]
+
+    def system(p_long: float) -> dict:
+        return {"short": (hyps, refs), "long": ([" ".join(_noisy(rng, refs[i], p_long) for i in g) for g in groups],
+                                                long_refs)}
+
+    levels = {"small": system(0.6), "mid": system(0.45), "large": system(0.3)}
+    pairs = [("mid", "small"), ("large", "small"), ("large", "mid"), ("small", "large")]
+    r = retention(levels, groups, "small", "large", n_samples=300, pairs=pairs)
+    tests = {(t["system"], t["baseline"]): t for t in r["pairs"]}
+    assert list(tests) == pairs
+    assert {k: tests[("large", "small")][k] for k in ("value", "ci", "p_value")} == r["difference"]
+    kept = {name: r["systems"][name]["retained"] for name in levels}
+    for (a, b), t in tests.items():
+        assert t["value"] == pytest.approx(kept[a] - kept[b])
+    more, less = tests[("large", "small")], tests[("small", "large")]
+    assert more["value"] > 0 and more["p_value"] < 0.01 and more["p_less"] > 0.5
+    assert less["p_value"] == more["p_less"] and less["p_less"] == more["p_value"]
+    assert less["ci"] == pytest.approx([-more["ci"][1], -more["ci"][0]])
+    # Nothing asked, nothing added; the two-system result keeps its keys.
+    plain = retention(levels, groups, "small", "large", n_samples=300)
+    assert plain["pairs"] == [] and plain["difference"] == r["difference"]
+
+
 def test_length_ratio_and_brevity_penalty() -> None:
     stats = sentence_stats(["a b c d", "x y"], ["a b c d e", "x y z w"]).sum(0)
     out = length_stats(stats)

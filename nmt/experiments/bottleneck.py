@@ -5,10 +5,11 @@ RNNencdec falls. `run_bottleneck` trains `rnn_fixed` and `rnn_attention` with id
 budget, seeds and decoding, and tests the claim in two halves on length-controlled test levels (k = 1..K
 consecutive test sentences joined into one input, nmt/data/concat.py; both systems train on the same mixture of
 levels): the fixed-context model keeps less of its k = 1 BLEU at the longest level, and the attention model
-keeps much more (nmt/experiments/verdicts.py). Beside it: a capacity sweep (fixed-context models with bigger
-and smaller summary vectors at the same budget) and the natural-length view (BLEU by source-length bucket on
-the original test set). Writes <out_dir>/report.md, report.json and the plots, plus an `nmt-evaluate`-style
-report per seed and test set under <out_dir>/<corpus>/<split>/seed<k>/.
+keeps much more (nmt/experiments/verdicts.py). Beside it: a capacity sweep (fixed-context models that differ
+only in the size of the summary vector c, a projection of the encoder summary, at the same budget in updates;
+every pair of sizes tested) and the natural-length view (BLEU by source-length bucket on the original test set).
+Writes <out_dir>/report.md, report.json and the plots, plus an `nmt-evaluate`-style report per seed and test set
+under <out_dir>/<corpus>/<split>/seed<k>/.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class CorpusPlan:
     k: int  # the longest level K (1: natural lengths only)
     config: DictConfig  # the first run's config: budget and decoding shared by every run
     runs: dict[tuple[int, str], int]  # (seed, system) -> index of the run in the jobs and their results
-    sweep: dict[str, int]  # capacity-sweep system -> its summary size
+    sweep: dict[str, int]  # capacity-sweep system -> its summary size (model.summary_dim)
     params: dict[str, int]  # system -> parameter count
     summary: int  # the main fixed-context model's summary size
 
@@ -117,18 +118,10 @@ def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], l
                 runs[(seed, system)] = compose_run([f"model={model}", *base, f"train.seed={seed}"])
         first = runs[(cfg.seeds[0], FIXED)]
         _check_pair(first, runs[(cfg.seeds[0], ATTENTION)])
-        sweep = {}
-        if k > 1:
-            directions = 2 if first.model.bidirectional else 1
-            for size in sorted(set(int(s) for s in cfg.capacity_summary) - {_summary_size(first.model)}):
-                if size < directions or size % directions:
-                    raise NMTError(f"capacity_summary {size} must be a positive multiple of {directions} "
-                                   f"(the encoder directions)")
-                name = f"{FIXED}_c{size}"
-                sweep[name] = size
-                runs[(cfg.seeds[0], name)] = compose_run([f"model={cfg.model_fixed}", *base,
-                                                          f"model.hidden={size // directions}",
-                                                          f"train.seed={cfg.seeds[0]}"])
+        sweep = _plan_sweep(cfg, first) if k > 1 else {}
+        for name, size in sweep.items():
+            runs[(cfg.seeds[0], name)] = compose_run([f"model={cfg.model_fixed}", *base, f"model.summary_dim={size}",
+                                                      f"train.seed={cfg.seeds[0]}"])
         corpus = prepare_corpus(first.data, log=lambda msg, d=data: log(f"[{d}] {msg}"))
         tok = corpus.tokenizer
         params = {s: build_model(c.model, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint).num_parameters()
@@ -148,6 +141,22 @@ def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], l
         corpora.append(CorpusPlan(data=data, name=name, corpus=corpus, tests=tests, levels=levels, k=k, config=first,
                                   runs=index, sweep=sweep, params=params, summary=_summary_size(first.model)))
     return jobs, corpora
+
+
+def _plan_sweep(cfg: DictConfig, first: DictConfig) -> dict[str, int]:
+    """The capacity sweep's runs, system name -> summary size: every size of cfg.capacity_summary becomes a
+    fixed-context model with model.summary_dim=<size> and the main model's hidden sizes and budget (the main
+    model's own size is projected too, so the axis changes one thing). {} without sizes."""
+    sizes = sorted(set(int(s) for s in cfg.capacity_summary))
+    if not sizes:
+        return {}
+    if len(sizes) < 2 or sizes[0] < 1:
+        raise NMTError(f"capacity_summary needs at least two positive sizes to compare ([] for no sweep), got "
+                       f"{list(cfg.capacity_summary)}")
+    if first.train.max_minutes:
+        raise NMTError("the capacity sweep compares summary sizes at equal updates: give train.max_steps and "
+                       f"train.max_minutes=0 (got train.max_minutes={first.train.max_minutes})")
+    return {f"{FIXED}_c{size}": size for size in sizes}
 
 
 def _levels_of(corpus: Any, test: str) -> list[str]:
@@ -297,19 +306,32 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], c
            "removal": removal, "aggregate": agg, "ratio": ratio, "sweep": None}
     if plan.sweep:
         first = cfg.seeds[0]
-        sizes = {FIXED: plan.summary, **plan.sweep}
-        scored = {s: score(files(plan.result(results, first, s))) for s in sizes}
-        scored[ATTENTION] = score(files(plan.result(results, first, ATTENTION)))
-        ret = retention({s: levels_of(sc) for s, sc in scored.items()}, groups, FIXED, ATTENTION, n)
-        table = sorted(({"system": s, "summary": size, "bleu": scored[s]["bleu"], "bleu_ci": scored[s]["bleu_ci"],
-                         "parameters": plan.params[s], **{k: ret["systems"][s][k] for k in ("retained", "retained_ci")}}
-                        for s, size in sizes.items()), key=lambda r: r["summary"])
-        att = {"system": ATTENTION, "bleu": scored[ATTENTION]["bleu"], "bleu_ci": scored[ATTENTION]["bleu_ci"],
-               "parameters": plan.params[ATTENTION],
-               **{k: ret["systems"][ATTENTION][k] for k in ("retained", "retained_ci")}}
-        out["sweep"] = {"seed": first, "fixed": table, "attention": att,
-                        "sentence": capacity_sentence(table, att["retained"], float(cfg.min_bleu))}
+        scored = {s: score(files(plan.result(results, first, s))) for s in (*plan.sweep, FIXED, ATTENTION)}
+        out["sweep"] = capacity_sweep(plan, scored, {s: levels_of(sc) for s, sc in scored.items()}, groups, n,
+                                      float(cfg.min_bleu)) | {"seed": first}
     return out
+
+
+def capacity_sweep(plan: CorpusPlan, scored: dict[str, dict[str, Any]], levels: dict[str, dict[str, Any]],
+                   groups: list[list[int]], n: int, min_bleu: float) -> dict[str, Any]:
+    """The capacity sweep of one test set: retention of every summary size (`plan.sweep`), the main fixed model
+    (its unprojected encoder summary, for reference) and attention on the same resamples, a paired test of
+    retained BLEU for every pair of sizes, and the sentence those tests decide."""
+    sizes = sorted(plan.sweep, key=plan.sweep.__getitem__)
+    pairs = [(larger, smaller) for i, smaller in enumerate(sizes) for larger in sizes[i + 1:]]
+    ret = retention(levels, groups, FIXED, ATTENTION, n, pairs=pairs)
+
+    def row(system: str, summary: int | None) -> dict[str, Any]:
+        return {"system": system, "summary": summary, "bleu": scored[system]["bleu"],
+                "bleu_ci": scored[system]["bleu_ci"], "parameters": plan.params[system],
+                **{k: ret["systems"][system][k] for k in ("retained", "retained_ci")}}
+
+    table = [row(s, plan.sweep[s]) for s in sizes]
+    tests = [{"larger": plan.sweep[p["system"]], "smaller": plan.sweep[p["baseline"]],
+              **{k: p[k] for k in ("value", "ci", "p_value", "p_less")}} for p in ret["pairs"]]
+    att = row(ATTENTION, None)
+    return {"fixed": table, "unprojected": row(FIXED, plan.summary), "attention": att, "pairs": tests,
+            "n_samples": n, "sentence": capacity_sentence(table, tests, att["retained"], min_bleu, n)}
 
 
 def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str], list[str]]], names: list[str],

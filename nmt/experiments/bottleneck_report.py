@@ -115,18 +115,38 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
               f"illustration, not a number from the paper.)", ""]
     lines += [f"![BLEU by input length]({lv['plot']})", ""]
     if lv["sweep"]:
-        sw = lv["sweep"]
-        lines += ["### Capacity sweep", "", f"**{sw['sentence']}**", "",
-                  f"Fixed-context models with different summary-vector sizes, seed {sw['seed']}, the same budget:", ""]
-        header = ["system", "summary size", "parameters"] + [f"BLEU k = {r['k']}" for r in levels] + [
-            f"retained at k = {levels[-1]['k']} [95% CI]"]
-        rows = [[r["system"], str(r["summary"]), f"{r['parameters']:,}"] + [f"{b:.2f}" for b in r["bleu"]]
-                + [f"{fmt_pct(r['retained'])} {fmt_pct_interval(r['retained_ci'])}"] for r in sw["fixed"]]
-        a = sw["attention"]
-        rows.append([ATTENTION, "(attention)", f"{a['parameters']:,}"] + [f"{b:.2f}" for b in a["bleu"]]
-                    + [f"{fmt_pct(a['retained'])} {fmt_pct_interval(a['retained_ci'])}"])
-        lines += md_table(header, rows) + ["", f"![capacity sweep]({sw['plot']})", ""]
+        lines += _capacity_md(lv["sweep"], levels, section["budget_text"])
     return lines
+
+
+def _capacity_md(sw: dict[str, Any], levels: list[dict[str, Any]], budget: str) -> list[str]:
+    """The capacity sweep: one row per summary size (and the references), then every pair of sizes."""
+    k = levels[-1]["k"]
+    lines = ["### Capacity sweep", "", f"**{sw['sentence']}**", "",
+             f"Fixed-context models that differ only in the size of the summary vector c the decoder sees "
+             f"(model.summary_dim: c = tanh(W h), a projection of the encoder summary h; encoder and decoder "
+             f"hidden sizes unchanged), seed {sw['seed']}, {budget}. The main {FIXED} model (c = h, unprojected) "
+             f"and {ATTENTION} for reference:", ""]
+
+    def row(r: dict[str, Any], system: str, size: str) -> list[str]:
+        return ([system, size, f"{r['parameters']:,}"] + [f"{b:.2f}" for b in r["bleu"]]
+                + [f"{fmt_pct(r['retained'])} {fmt_pct_interval(r['retained_ci'])}"])
+
+    rows = [row(r, r["system"], str(r["summary"])) for r in sw["fixed"]]
+    rows.append(row(sw["unprojected"], f"{FIXED} (main)", f"{sw['unprojected']['summary']} (c = h)"))
+    rows.append(row(sw["attention"], ATTENTION, "(attention)"))
+    lines += md_table(["system", "summary size", "parameters"] + [f"BLEU k = {r['k']}" for r in levels]
+                      + [f"retained at k = {k} [95% CI]"], rows) + [""]
+    n = sw["n_samples"]
+    lines += [f"Every pair of sizes: retained BLEU at k = {k} of the larger minus the smaller, paired bootstrap over "
+              f"the same groups ({n} samples), one-sided p-values; * marks p < {BOTTLENECK_ALPHA}, the threshold of "
+              f"the sentence above (which compares the largest with the smallest):", ""]
+    rows = [[f"{t['larger']} vs {t['smaller']}",
+             "-" if t["value"] is None else f"{t['value']:+.1%} {fmt_pct_interval(t['ci'])}",
+             _p(t["p_value"], n), _p(t["p_less"], n)] for t in sw["pairs"]]
+    lines += md_table(["summary sizes", "difference in retained [95% CI]", "p (larger retains more)",
+                       "p (larger retains less)"], rows)
+    return lines + ["", f"![capacity sweep]({sw['plot']})", ""]
 
 
 def _p(p: float | None, n_samples: int) -> str:

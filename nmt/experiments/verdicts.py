@@ -121,30 +121,49 @@ def budget_text(steps: Sequence[int], batch_tokens: int) -> str:
     return f"at {count} updates of {batch_tokens / 1000:g}k tokens"
 
 
-def capacity_sentence(rows: Sequence[dict[str, Any]], attention_retained: float | None, min_bleu: float = 5.0) -> str:
-    """One sentence on the capacity sweep. rows: {"summary", "bleu" (per level), "retained", "retained_ci"} per
-    fixed-context size, in increasing size; a difference counts when the intervals of the smallest and largest do
-    not overlap. Models under `min_bleu` at k = 1 are too weak to say anything."""
-    small, large = rows[0], rows[-1]
+def capacity_sentence(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]],
+                      attention_retained: float | None, min_bleu: float = 5.0, n_samples: int = 1000) -> str:
+    """One sentence on the capacity sweep, decided by its paired tests.
+
+    rows: {"summary", "bleu" (per level), "retained", "retained_ci"} per fixed-context summary size, in increasing
+    size; pairs: {"larger", "smaller" (sizes), "value" (retained, larger - smaller), "ci", "p_value" (one-sided:
+    the larger retains more), "p_less" (the larger retains less)} for every pair of sizes. In order: a model under
+    `min_bleu` at k = 1 makes the sweep say nothing; a size whose 95% interval of retained BLEU lies at or above
+    90% removes the degradation (the smallest such size is named); the largest retaining more than the smallest
+    at p < 0.01 reduces it; less at p < 0.01 makes it worse; anything else does not measurably change it.
+    """
     weak = [str(r["summary"]) for r in rows if r["bleu"][0] < min_bleu]
     if weak:
         return (f"The capacity sweep says nothing at this budget: the fixed-context models of {', '.join(weak)} "
                 f"dimensions stay under {min_bleu:g} BLEU at k = 1.")
-    shares = " / ".join(f"{r['retained']:.0%}" for r in rows)
-    sizes = " / ".join(str(r["summary"]) for r in rows)
-    best = max(rows, key=lambda r: r["retained"] or 0.0)
-    if best["retained"] >= KEEPS_BLEU:
-        return (f"A {best['summary']}-dimensional summary vector removes the degradation: it keeps "
-                f"{best['retained']:.0%} of its k = 1 BLEU at the longest level (sizes {sizes}: {shares}).")
-    tail = "attention keeps " + ("-" if attention_retained is None else f"{attention_retained:.0%}") + "."
-    if large["retained_ci"][0] > small["retained_ci"][1]:
-        return (f"A bigger summary vector reduces the degradation but does not remove it: the fixed-context "
-                f"models of {sizes} dimensions keep {shares} of their k = 1 BLEU at the longest level; " + tail)
-    if large["retained_ci"][1] < small["retained_ci"][0]:
-        return (f"A bigger summary vector makes the degradation worse at this budget: {sizes} dimensions keep "
-                f"{shares} of their k = 1 BLEU at the longest level; " + tail)
-    return (f"A bigger summary vector does not measurably change the degradation: {sizes} dimensions keep "
-            f"{shares} of their k = 1 BLEU at the longest level (overlapping 95% intervals); " + tail)
+    small, large = rows[0], rows[-1]
+    shares = " / ".join("-" if r["retained"] is None else f"{r['retained']:.0%}" for r in rows)
+    kept = (f"summary sizes {' / '.join(str(r['summary']) for r in rows)} keep {shares} of their k = 1 BLEU at the "
+            f"longest level; attention keeps "
+            + ("-" if attention_retained is None else f"{attention_retained:.0%}") + ".")
+    removes = [r for r in rows if r["retained_ci"][0] >= KEEPS_BLEU]
+    if removes:
+        r = removes[0]
+        lo, hi = r["retained_ci"]
+        return (f"A {r['summary']}-dimensional summary vector removes the degradation: its 95% interval of retained "
+                f"BLEU [{lo:.0%}, {hi:.0%}] lies at or above {KEEPS_BLEU:.0%}; " + kept)
+    test = next(p for p in pairs if p["larger"] == large["summary"] and p["smaller"] == small["summary"])
+
+    def than(p: float) -> str:
+        more = "more" if test["value"] > 0 else "less"
+        return (f"{large['summary']} dimensions retain {abs(test['value']):.0%} {more} of their k = 1 BLEU than "
+                f"{small['summary']} ({p_text(p, n_samples, digits=4)})")
+
+    if test["p_value"] is not None and test["p_value"] < BOTTLENECK_ALPHA:
+        return "A bigger summary vector reduces the degradation but does not remove it: " + than(test["p_value"]) \
+            + "; " + kept
+    if test["p_less"] is not None and test["p_less"] < BOTTLENECK_ALPHA:
+        return "A bigger summary vector makes the degradation worse at this budget: " + than(test["p_less"]) \
+            + "; " + kept
+    diff = "-" if test["value"] is None else f"{test['value']:+.0%} [{test['ci'][0]:+.0%}, {test['ci'][1]:+.0%}]"
+    return (f"A bigger summary vector does not measurably change the degradation: the difference in retained BLEU, "
+            f"{large['summary']} minus {small['summary']} dimensions, is {diff} (neither one-sided test at "
+            f"p < {BOTTLENECK_ALPHA:g}); " + kept)
 
 
 # The side claims (nmt/experiments/claims.py) --------------------------------------------------------------------

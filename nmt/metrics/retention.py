@@ -31,7 +31,8 @@ def check_disjoint(groups: Sequence[Sequence[int]]) -> None:
 
 
 def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
-              n_samples: int = 1000, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+              n_samples: int = 1000, seed: int = BOOTSTRAP_SEED, pairs: Sequence[tuple[str, str]] = ()
+              ) -> dict[str, Any]:
     """How much of its k = 1 BLEU each system keeps at the longest level K, and the difference between two.
 
     levels: system -> {"short": (hyps, refs) of level 1 (one per sentence), "long": (hyps, refs) of level K
@@ -39,10 +40,12 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
     (nmt.data.concat.level_groups with one offset). Level 1 is scored on the joined groups (see the module doc).
     A bootstrap resamples the groups, the same for every system: retained = BLEU_K / BLEU_1 with a 95% interval
     and the one-sided p-value of "retained < 1" (signed, centred); for `attention` - `fixed` the difference of
-    retained shares, its interval and the one-sided p-value of "attention retains more".
+    retained shares, its interval and the one-sided p-value of "attention retains more". `pairs` (system,
+    baseline) of `levels`' systems get the same paired test on the same resamples, one-sided both ways.
     Returns {"systems": {name: {"bleu_short", "bleu_long", "retained", "retained_ci", "p_degrades",
     "length_short", "length_long" (each {"ratio", "brevity_penalty"})}}, "difference": {"value", "ci",
-    "p_value"}, "groups", "n_samples"}.
+    "p_value"}, "pairs": [{"system", "baseline", "value", "ci", "p_value" (system retains more), "p_less"
+    (system retains less)}], "groups", "n_samples"}.
     """
     check_disjoint(groups)
     idxs = bootstrap_indices(len(groups), n_samples, seed)  # (n_samples, groups)
@@ -65,11 +68,18 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
                                 "p_degrades": None if retained is None else
                                 centred_p_value(1.0 - reps, 1.0 - retained, "greater"),
                                 "length_short": length_stats(short.sum(0)), "length_long": length_stats(long.sum(0))}
-    diff = samples[attention] - samples[fixed]
-    a, f = out["systems"][attention]["retained"], out["systems"][fixed]["retained"]
-    value = None if a is None or f is None else a - f
-    out["difference"] = {"value": value, "ci": percentile_interval(diff),
-                         "p_value": None if value is None else centred_p_value(diff, value, "greater")}
+
+    def difference(system: str, baseline: str) -> dict[str, Any]:
+        """system - baseline: value, 95% interval, one-sided p of "retains more" and of "retains less"."""
+        diff = samples[system] - samples[baseline]
+        a, b = out["systems"][system]["retained"], out["systems"][baseline]["retained"]
+        if a is None or b is None:
+            return {"value": None, "ci": percentile_interval(diff), "p_value": None, "p_less": None}
+        return {"value": a - b, "ci": percentile_interval(diff), "p_value": centred_p_value(diff, a - b, "greater"),
+                "p_less": centred_p_value(-diff, b - a, "greater")}
+
+    out["difference"] = {k: v for k, v in difference(attention, fixed).items() if k != "p_less"}
+    out["pairs"] = [{"system": s, "baseline": b, **difference(s, b)} for s, b in pairs]
     return out
 
 

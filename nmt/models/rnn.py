@@ -8,7 +8,8 @@ bridge that initialises the decoder from the encoder summary, the embedding and 
 layer tanh(W [state; context; embedding]) -> E and the output projection E -> V:
 - `FixedContextSeq2Seq` (Cho et al. 2014): the decoder gets one vector c (B, C), the encoder summary, and
   sees it at every step (RNN input and readout); `init_only` (Sutskever et al. 2014) uses c only to
-  initialise the decoder state.
+  initialise the decoder state. With summary_dim = D > 0, c = tanh(W h) (B, D) is a projection of the encoder
+  summary h (B, C), so the size of c can vary while the encoder and decoder hidden sizes stay fixed.
 - `AttentionSeq2Seq` (Bahdanau et al. 2015): at step t the previous decoder state attends over all encoder
   states to give c_t, [embedding; c_t] is the RNN input and the readout sees [s_t; c_t; embedding].
   With input feeding (Luong et al. 2015) the previous readout vector is fed to the RNN input as well.
@@ -223,34 +224,49 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
     """The fixed-context baseline (arch=rnn_fixed).
 
     `encode` returns the per-position states too, for uniformity with the other models, but only
-    enc["summary"] is ever handed to the decoder; `decode_step` does not read `enc` at all.
+    enc["summary"] (the vector c) is ever handed to the decoder; `decode_step` does not read `enc` at all.
+    summary_dim = 0: c is the encoder summary h (B, C); D > 0: c = tanh(W h + b) (B, D), W (D, C), the only
+    parameters added (besides the decoder's inputs, which take c): the capacity of c varies alone.
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
                  context_mode: str = "every_step", tie_embeddings: bool = False,
-                 share_src: bool = True) -> None:
+                 share_src: bool = True, summary_dim: int = 0) -> None:
         super().__init__()
         self.encoder = RNNEncoder(src_vocab, emb_dim, hidden, enc_layers, dropout, rnn_type, bidirectional)
         self.decoder = FixedContextDecoder(tgt_vocab, emb_dim, hidden, dec_layers, dropout, rnn_type,
-                                           self.encoder.out_dim, every_step=context_mode == "every_step")
+                                           summary_dim or self.encoder.out_dim,
+                                           every_step=context_mode == "every_step")
         if tie_embeddings:
             tie(self.encoder, self.decoder, share_src)
+        # Created last, and only when asked for: at summary_dim = 0 a seeded model draws exactly the parameters
+        # it drew before the option existed.
+        self.summary_proj = nn.Linear(self.encoder.out_dim, summary_dim) if summary_dim else None
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         refuse_attention_cell_options(cfg)
         if cfg.heads != 1:
             raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
+        if cfg.summary_dim < 0:
+            raise NMTError(f"model.summary_dim must not be negative, got {cfg.summary_dim}")
 
     @classmethod
     def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> FixedContextSeq2Seq:
-        return cls(src_vocab, tgt_vocab, context_mode=cfg.context_mode, **cls.rnn_options(cfg, share_src))
+        return cls(src_vocab, tgt_vocab, context_mode=cfg.context_mode, summary_dim=cfg.summary_dim,
+                   **cls.rnn_options(cfg, share_src))
+
+    def context(self, summary: Tensor) -> Tensor:
+        """The encoder summary h (B, C) -> the vector c the decoder sees: h itself, or tanh(W h) (B, D)."""
+        return summary if self.summary_proj is None else torch.tanh(self.summary_proj(summary))
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
-        """-> {"states": (B, S, C) (never used by the decoder), "summary": c (B, C), "src_mask": (B, S)}."""
+        """-> {"states": (B, S, C) (never used by the decoder), "summary": c (B, C), or (B, D) with summary_dim
+        D, "src_mask": (B, S)}."""
         states, summary = self.encoder(src, src_lens)
-        return {"states": states, "summary": summary, "src_mask": lengths_to_mask(src_lens, src.size(1))}
+        return {"states": states, "summary": self.context(summary),
+                "src_mask": lengths_to_mask(src_lens, src.size(1))}
 
     def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
         return self.decoder.init_state(enc["summary"])
@@ -262,7 +278,7 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         _, summary = self.encoder(src, src_lens)
-        return self.decoder(tgt_in, self.decoder.init_state(summary))
+        return self.decoder(tgt_in, self.decoder.init_state(self.context(summary)))
 
 
 class AttentionDecoder(nn.Module):
@@ -385,6 +401,8 @@ class AttentionSeq2Seq(RNNSeq2Seq):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
+        if cfg.summary_dim:
+            raise NMTError(f"model.summary_dim applies to arch=rnn_fixed only (arch={cfg.arch})")
         enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
         # The scored space is split into heads (its size: attention_dim, else the query size), and so are the
         # values (the encoder states).

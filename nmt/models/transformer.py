@@ -165,6 +165,8 @@ class Transformer(Seq2Seq):
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         refuse_attention_cell_options(cfg)
+        if cfg.summary_dim:
+            raise NMTError(f"model.summary_dim applies to arch=rnn_fixed only (arch={cfg.arch})")
         if cfg.hidden % cfg.heads:
             raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
 
