@@ -34,7 +34,7 @@ test-fast: install ## the tests not marked slow, about a minute on 2 CPU cores (
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
 
-bottleneck: install ## fixed-context vs attention by input length, ~41 min on 2 CPU cores (PRESET=default|full)
+bottleneck: install ## fixed-context vs attention by input length, 2 seeds x 500 updates (PRESET=default|full; time: docs/results.md)
 	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
 capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (256-2048)

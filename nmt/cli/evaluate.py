@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.evaluation.evaluate import evaluate
+from nmt.evaluation.report import p_text
 
 
 @user_errors
@@ -27,9 +28,9 @@ def run(cfg: DictConfig) -> dict:
               f"BLEU(lc) {sc['bleu_lc']:.2f}")
     for c in report["comparisons"]:
         o = c["overall"]
-        p = "n/a" if o["p_value"] is None else f"{o['p_value']:.4f}"
+        p = "p n/a" if o["p_value"] is None else p_text(o["p_value"], int(cfg.bootstrap_samples))
         print(f"{c['system']} - {c['baseline']}: {o['difference']:+.2f} BLEU "
-              f"[{o['difference_ci'][0]:+.2f}, {o['difference_ci'][1]:+.2f}], p = {p}")
+              f"[{o['difference_ci'][0]:+.2f}, {o['difference_ci'][1]:+.2f}], {p}")
     print(f"report: {report['report_file']}")
     return report
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, fmt_pct, fmt_pct_interval, md_table, run_lines
+from nmt.evaluation.report import (
+    fmt_interval,
+    fmt_num,
+    fmt_p,
+    fmt_pct,
+    fmt_pct_interval,
+    md_table,
+    p_text,
+    run_lines,
+)
 from nmt.experiments.verdicts import ATTENTION, BOTTLENECK_ALPHA, FIXED, KEEPS_BLEU, fmt_mean_std
 
 # Bahdanau et al. (2015), Table 1 (WMT'14 En->Fr test BLEU, models trained on sentences of up to 50 words).
@@ -92,17 +101,17 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
                            f"{FIXED} retained [95% CI]", "attention - fixed [95% CI]", "p (attention retains more)"],
                           rows) + [""]
     lines += [f"Evidence without search: per-token negative log-likelihood of the references (nats; teacher "
-              f"forced, as `nmt-score` computes it) at each level, and at k = {k} its first and last tenth of the "
-              f"target (the sentences joined last come last):", ""]
-    header = ["system", "seed"] + [f"NLL k = {r['k']}" for r in levels] + [f"k = {k}: first tenth",
-                                                                           f"k = {k}: last tenth"]
+              f"forced, as `nmt-score` computes it) at each level, its rise from k = 1 to k = {k}, and at k = {k} "
+              f"in the first and the second half of the target (the sentences joined first and last):", ""]
+    header = ["system", "seed"] + [f"NLL k = {r['k']}" for r in levels] + [
+        f"k = {k} - k = 1", f"k = {k}: first half", f"k = {k}: second half"]
     rows = []
     for s in seeds:
         for name in (FIXED, ATTENTION):
             sc = s["systems"][name]
-            curve = sc["nll_by_position"]
+            first, second = _halves(sc["nll_by_position"])
             rows.append([name, str(s["seed"])] + [f"{x:.3f}" for x in sc["nll"]]
-                        + [f"{curve[0]['nll']:.3f}", f"{curve[-1]['nll']:.3f}"])
+                        + [f"{sc['nll'][-1] - sc['nll'][0]:+.3f}", f"{first:.3f}", f"{second:.3f}"])
     lines += md_table(header, rows) + ["", f"![reference NLL by target position]({lv['nll_plot']})", ""]
     ratio = lv["ratio"]
     enc, search = PAPER_BLEU["all"]
@@ -147,6 +156,19 @@ def _capacity_md(sw: dict[str, Any], levels: list[dict[str, Any]], budget: str) 
     lines += md_table(["summary sizes", "difference in retained [95% CI]", "p (larger retains more)",
                        "p (larger retains less)"], rows)
     return lines + ["", f"![capacity sweep]({sw['plot']})", ""]
+
+
+def _p_inline(p: float | None) -> str:
+    """In a sentence: "p < 0.001" at the resampling floor, else "p = 0.012"; "p n/a" without a test."""
+    return "p n/a" if p is None else p_text(p)
+
+
+def _halves(curve: list[dict[str, Any]]) -> tuple[float, float]:
+    """Token-weighted mean NLL of the bins starting before and after the middle of the target."""
+    def mean(bins: list[dict[str, Any]]) -> float:
+        return sum(b["nll"] * b["tokens"] for b in bins) / max(1, sum(b["tokens"] for b in bins))
+
+    return mean([b for b in curve if b["start"] < 0.5]), mean([b for b in curve if b["start"] >= 0.5])
 
 
 def _p(p: float | None, n_samples: int) -> str:
@@ -220,8 +242,7 @@ def _overall(section: dict[str, Any]) -> list[str]:
         for metric in ("bleu", "chrf"):
             c = s[metric]
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
-                         f"{c['difference']:+.2f} {fmt_interval(c['difference_ci'])}, paired p = "
-                         f"{fmt_p(c['p_value'])}")
+                         f"{c['difference']:+.2f} {fmt_interval(c['difference_ci'])}, paired {_p_inline(c['p_value'])}")
     else:
         rows = [[name, fmt_mean_std(agg["systems"][name]["bleu"]), fmt_mean_std(agg["systems"][name]["chrf"])]
                 + [f"{s['systems'][name]['bleu']:.2f} {fmt_interval(s['systems'][name]['bleu_ci'])}" for s in seeds]
@@ -229,7 +250,7 @@ def _overall(section: dict[str, Any]) -> list[str]:
         header = ["system", "BLEU mean ± std", "chrF mean ± std"] + [f"BLEU seed {s['seed']} [95% CI]" for s in seeds]
         lines += md_table(header, rows) + [""]
         for metric in ("bleu", "chrf"):
-            ps = ", ".join(f"seed {s['seed']}: {s[metric]['difference']:+.2f}, p = {fmt_p(s[metric]['p_value'])}"
+            ps = ", ".join(f"seed {s['seed']}: {s[metric]['difference']:+.2f}, {_p_inline(s[metric]['p_value'])}"
                            for s in seeds)
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
                          f"{fmt_mean_std(agg['difference'][metric], signed=True)} ({ps})")
