@@ -1,0 +1,36 @@
+"""Files written by an earlier release keep working: a checkpoint of the trainer's payload (tests/fixtures/,
+a tiny rnn_attention trained 30 steps) still loads and scores its references exactly as it did, and the
+committed experiment reports re-render byte for byte from their report.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nmt.evaluation.scoring import score
+from nmt.experiments.bottleneck_report import render as render_bottleneck
+from nmt.inference.translator import Translator
+from nmt.training.checkpoint import load_model
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
+    expected = json.loads((FIXTURES / "golden_rnn_attention.json").read_text(encoding="utf-8"))
+    loaded = load_model(FIXTURES / "golden_rnn_attention.pt", "cpu")
+    assert loaded.payload["step"] == expected["step"]
+    assert loaded.model.num_parameters() == expected["num_parameters"]
+    result = score(FIXTURES / "golden_rnn_attention.pt", sources=expected["sentences"],
+                   references=expected["references"], device="cpu")
+    assert result["scores"].sums() == pytest.approx(expected["log_probs"], abs=1e-3)
+    translations = Translator.from_checkpoint(FIXTURES / "golden_rnn_attention.pt", "cpu").translate(
+        expected["sentences"])
+    assert len(translations) == len(expected["sentences"])
+
+
+def test_the_committed_bottleneck_report_renders_from_its_json():
+    report = json.loads((DOCS / "bottleneck" / "report.json").read_text(encoding="utf-8"))
+    assert render_bottleneck(report) == (DOCS / "bottleneck" / "report.md").read_text(encoding="utf-8")
