@@ -58,14 +58,7 @@ def plot_bleu_by_length(
         ax.errorbar(x + shift, y, yerr=yerr, marker="o", capsize=3, label=name)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['label']}\n(n={r['count']})" for r in first], fontsize=8)
-    ax.set_xlabel("source length (words)")
-    ax.set_ylabel("BLEU")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if systems:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "source length (words)", "BLEU", title, legend=bool(systems))
 
 
 def plot_position_curves(
@@ -83,11 +76,17 @@ def plot_position_curves(
         ax.plot(x, y, marker="o", label=name)
     for b in boundaries:
         ax.axvline(b, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("relative target position (bin start)")
-    ax.set_ylabel("reference NLL per token (nats)")
+    return _finish(fig, ax, "relative target position (bin start)", "reference NLL per token (nats)", title,
+                   legend=bool(curves))
+
+
+def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, legend: bool) -> Figure:
+    """Labels, title, a light grid and the legend of a one-panel line plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if curves:
+    if legend:
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
