@@ -20,6 +20,7 @@ import nmt.models
 import nmt.training.run_log as run_log
 import nmt.training.step as step_module
 import nmt.training.trainer as trainer_module
+import nmt.training.validate as validate_module
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.run_log import Progress, RunLogger
@@ -100,7 +101,7 @@ def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
     def scripted_scores(hyps, refs):
         return real_scores(hyps, refs) | {"bleu": next(bleus)}
 
-    monkeypatch.setattr(nmt.metrics.scores, "corpus_scores", scripted_scores)
+    monkeypatch.setattr(validate_module, "corpus_scores", scripted_scores)
     cfg = tiny_config(*setup, "train.max_steps=50", "train.eval_every=1", "train.patience=2")
     summary = Trainer(cfg, tmp_path).fit()
     assert summary["stop_reason"] == "early_stopping"

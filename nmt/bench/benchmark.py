@@ -45,6 +45,7 @@ from omegaconf import OmegaConf
 
 from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, TrainConfig, compose_config
 from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
+from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
 from nmt.evaluation.report import fmt_num
@@ -278,8 +279,6 @@ def bench_args(**settings: Any) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     """Benchmark every model of args.models on corpus `data`; returns the JSON report (also written)."""
-    from nmt.data.corpus import prepare_corpus
-
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)

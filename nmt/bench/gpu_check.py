@@ -38,7 +38,14 @@ from omegaconf import OmegaConf
 
 from nmt.bench import benchmark
 from nmt.config import DataConfig
+from nmt.data.corpus import prepare_corpus
+from nmt.decoding.search import translate
 from nmt.errors import NMTError
+from nmt.experiments.runner import compose_run
+from nmt.metrics import corpus_score
+from nmt.runtime import pick_device
+from nmt.training.checkpoint import load_checkpoint, load_model, resolve_checkpoint
+from nmt.training.trainer import Trainer
 
 MODELS = ("rnn_fixed", "rnn_attention", "transformer")
 CHILD_TIMEOUT_S = 900  # a child training run of the check (the killed-and-resumed run, torchrun, compile)
@@ -108,9 +115,6 @@ def _train_cmd(run_dir: Path, overrides: list[str]) -> list[str]:
 
 def check_training(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
     """Train through the trainer; the validation loss at the end must be below the one half-way."""
-    from nmt.experiments.runner import compose_run
-    from nmt.training.trainer import Trainer
-
     overrides = _train_overrides(model, device, steps, extra)
     result: dict[str, Any] = {"model": model, "compile": False}
     done_dir = run_dir / "compiled"
@@ -135,10 +139,6 @@ def check_training(model: str, device: str, steps: int, run_dir: Path, extra: li
 def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
     """nmt-train in a child process, SIGKILLed once its first checkpoint exists; the trainer set up again in the
     same run directory must restore exactly that checkpoint's weights, then finish the run."""
-    from nmt.experiments.runner import compose_run
-    from nmt.training.checkpoint import load_checkpoint
-    from nmt.training.trainer import Trainer
-
     overrides = [o for o in _train_overrides(model, device, steps, extra) if o != "train.resume=never"]
     overrides = [o for o in overrides if not o.startswith("train.save_every")] + ["train.save_every=2"]
     last, child_log = run_dir / "last.pt", run_dir.parent / "resume-child.log"
@@ -160,12 +160,6 @@ def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list
 
 
 def check_beam(run_dir: Path, device: str, sentences: int = 200) -> dict[str, Any]:
-    from nmt.data.corpus import prepare_corpus
-    from nmt.decoding.search import translate
-    from nmt.metrics import corpus_score
-    from nmt.runtime import pick_device
-    from nmt.training.checkpoint import load_model, resolve_checkpoint
-
     dev = pick_device(device)
     loaded = load_model(resolve_checkpoint(run_dir), dev)
     valid = prepare_corpus(loaded.cfg.data, log=lambda _: None).split("valid")
@@ -192,8 +186,6 @@ def check_torchrun(model: str, device: str, run_dir: Path, extra: list[str]) -> 
 
 def check_bench(device: str, steps: int, out: Path, models: tuple[str, ...], bench_models: tuple[str, ...],
                 extra: list[str]) -> dict[str, Any]:
-    from nmt.experiments.runner import compose_run
-
     args = benchmark.bench_args(device=device, models=list(bench_models), decode_sentences=0,
                                 out=str(out / "bench.json"), batch_tokens=16384 if device.startswith("cuda") else 600)
     data_node = compose_run(_train_overrides(models[0], device, steps, extra)).data  # the corpus trained on

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nmt.cli.entry import ArgumentParser
 from nmt.errors import user_errors
+from nmt.training.average import average_into
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,8 +33,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @user_errors
 def run(args: argparse.Namespace) -> Path:
-    from nmt.training.average import average_into
-
     output, paths = average_into(list(args.paths), args.last, args.output)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}")
     return output

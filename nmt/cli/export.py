@@ -17,15 +17,14 @@ from omegaconf import DictConfig
 
 from nmt.cli.entry import hydra_command
 from nmt.errors import NMTError, user_errors
+from nmt.inference.export import export_ctranslate2
+from nmt.training.checkpoint import resolve_checkpoint
 
 FORMATS = ("ctranslate2",)
 
 
 @user_errors
 def run(cfg: DictConfig) -> Path:
-    from nmt.inference.export import export_ctranslate2
-    from nmt.training.checkpoint import resolve_checkpoint
-
     if not cfg.checkpoint:
         raise NMTError("no checkpoint given: nmt-export checkpoint=path/to/best.pt out=exports/ct2")
     if not cfg.out:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, DecodeConfig
+from nmt.data.batching import collate
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, select_batch
 from nmt.runtime import synchronize
@@ -309,8 +310,6 @@ def translate(
     Sources longer than `max_input_tokens` pieces (or than the model's position table) are truncated and
     listed in `.truncated`. The model is put in eval mode for the call and restored afterwards.
     """
-    from nmt.data.batching import collate
-
     device = torch.device(device)
     if cfg.batch_size < 1:
         raise NMTError(f"decode.batch_size must be at least 1, got {cfg.batch_size}")

@@ -21,6 +21,7 @@ from typing import Any
 
 from nmt.metrics.lengths import FEW_SENTENCES
 from nmt.metrics.significance import MIN_TEST_ITEMS
+from nmt.runtime import hardware_line
 
 
 def fmt_num(x: float | None, digits: int = 2, thousands: bool = False) -> str:
@@ -65,8 +66,6 @@ def fmt_p(p: float | None, alpha: float = 0.05, n_samples: int = 1000) -> str:
 
 def run_lines(report: dict[str, Any], first: str) -> list[str]:
     """The header of an experiment report: `first`, the overrides of every run, the hardware, the total time."""
-    from nmt.runtime import hardware_line
-
     overrides = ", ".join(f"`{o}`" for o in report["config"]["overrides"]) or "(none)"
     return [first, f"- overrides for every run: {overrides}", f"- hardware: {hardware_line(report['hardware'])}",
             f"- total time: {report['seconds'] / 60:.1f} min"]

@@ -12,6 +12,7 @@ from typing import Any
 
 from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, p_text, run_lines
 from nmt.experiments.verdicts import SOURCE_GRADIENT_CHANGE_PCT
+from nmt.plots import new_figure, save_png
 
 # (stage, its label in the table, its label in the plot's legend)
 STAGES = (("synthetic", "synthetic: unit-variance random q, k, no model; gradient measured at the scores",
@@ -26,8 +27,6 @@ HEADS_VARIANT = ("slices: the scorer's query/key space is cut into equal slices,
 def plot_scaling(claim: dict[str, Any], path: Path, title: str) -> str:
     """Entropy and gradient norm at q.k against d_k (one seed's rows): dot vs scaled_dot at each stage, `title`
     (the seed and the budget) on top. Returns the file name."""
-    from nmt.plots import new_figure, save_png  # matplotlib: loaded only when a plot is drawn
-
     rows = claim["rows"]
     d_k = [r["d_k"] for r in rows]
     fig = new_figure(10.0, 4.3)

@@ -37,6 +37,8 @@ import torch
 
 from nmt.config import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import NMTError
+from nmt.models.transformer import Transformer
+from nmt.training.checkpoint import load_model
 
 INFO_FILE = "nmt_export.json"
 INFO_FORMAT = "nmt-ctranslate2"
@@ -147,9 +149,6 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
     CPU, float32 keeps our numbers). `out_dir` must not exist or be empty. The directory is assembled next to
     it and renamed into place, so a failed export leaves nothing behind.
     """
-    from nmt.models.transformer import Transformer
-    from nmt.training.checkpoint import load_model
-
     ct2 = load_ctranslate2()
     if quantization not in QUANTIZATIONS:
         raise NMTError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")

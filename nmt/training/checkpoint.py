@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import Config
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import atomic_write
 from nmt.models import build_model, fit_config_to_weights
@@ -158,8 +159,6 @@ def load_model(
     path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None
 ) -> Loaded:
     """Rebuild model + tokenizer from a checkpoint file, in eval mode on `device`."""
-    from nmt.data.tokenizer import Tokenizer
-
     path = Path(path)
     payload = load_checkpoint(path)
     cfg = checkpoint_config(payload, overrides)
@@ -246,8 +245,6 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
 
 def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, tokenizer: Any) -> None:
     """A checkpoint continues only the same model on the same vocabulary; anything else is a user error."""
-    from nmt.data.tokenizer import Tokenizer
-
     saved = payload["config"]["model"]
     current = OmegaConf.to_container(model_cfg, resolve=True)
     diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]

@@ -34,11 +34,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import Config, DecodeConfig, ModelConfig, check_choices
-from nmt.data.batching import batch_stream
+from nmt.data.batching import TokenBatchSampler, batch_stream, encode_split
+from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_text
-from nmt.models import position_limit
+from nmt.models import build_model, position_limit
 from nmt.runtime import (
     host_values_to,
     pick_device,
@@ -150,8 +151,6 @@ def given_model_keys(model_cfg: Any) -> set[str]:
 def truncate_valid(valid: ValidSet, limit: int, batch_tokens: int) -> tuple[ValidSet, int]:
     """`valid` with source and target ids cut to `limit` pieces (for the teacher-forced loss; decoding cuts the
     sources itself and BLEU keeps the full references), and how many sentences were cut."""
-    from nmt.data.batching import TokenBatchSampler
-
     too_long = sum(1 for s, t in zip(valid.src_ids, valid.tgt_ids, strict=True) if max(len(s), len(t)) > limit)
     if not too_long:
         return valid, 0
@@ -192,10 +191,6 @@ class Trainer:
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
-        from nmt.data.batching import TokenBatchSampler, encode_split
-        from nmt.data.corpus import prepare_corpus
-        from nmt.models import build_model
-
         tc = self.tc
         set_threads(tc.cpu_threads)
         if tc.deterministic:

@@ -15,6 +15,8 @@ import torch
 
 from nmt.config import PAD_ID, DecodeConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate
+from nmt.decoding.search import translate
+from nmt.metrics.scores import corpus_scores
 from nmt.models.base import Seq2Seq
 from nmt.plots import plot_attention
 from nmt.training.run_log import RunLogger, samples_markdown
@@ -101,9 +103,6 @@ def validate(
     attention_samples: int,
 ) -> dict[str, float]:
     """Loss, perplexity, BLEU and chrF on `valid`; also writes attention plots and samples to TensorBoard."""
-    from nmt.decoding.search import translate
-    from nmt.metrics.scores import corpus_scores
-
     was_training = model.training
     model.eval()
     start = time.monotonic()
