@@ -10,10 +10,9 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-if TYPE_CHECKING:
-    from filelock import BaseFileLock
+from filelock import BaseFileLock, FileLock, Timeout
 
 from nmt.errors import NMTError
 
@@ -115,8 +114,6 @@ def acquire_lock(path: str | Path, busy: str | None = None) -> BaseFileLock:
 
     busy=None waits for another holder to let go; otherwise NMTError(busy) at once when the lock is taken.
     """
-    from filelock import FileLock, Timeout
-
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

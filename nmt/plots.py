@@ -167,7 +167,7 @@ def log_to_tensorboard(
     step: int = 0,
 ) -> None:
     """Write figures (as images) and scalars under `log_dir` for TensorBoard."""
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # heavy (tensorboard): loaded only when used
 
     writer = SummaryWriter(log_dir=str(log_dir))
     try:

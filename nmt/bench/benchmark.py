@@ -134,7 +134,7 @@ def peak_memory_mib(device: torch.device) -> float | None:
         return torch.cuda.max_memory_allocated(device) / 2**20
     kib = _status_kib("VmHWM")
     if kib is None:
-        import resource
+        import resource  # Unix only: the fallback where /proc is missing
 
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
         if sys.platform == "darwin":

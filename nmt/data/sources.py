@@ -333,7 +333,7 @@ def probe_hub(url: str, timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
 def datasets_offline() -> Iterator[None]:
     """`datasets` and `huggingface_hub` in offline mode (read the cache, never the network) for the duration: the
     switches they read at each call, as HF_HUB_OFFLINE=1 at start-up would have set them."""
-    import datasets
+    import datasets  # heavy (seconds to import): loaded only for hub corpora, here and below
     import huggingface_hub.constants as hub_constants
 
     saved = datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE

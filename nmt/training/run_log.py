@@ -227,7 +227,7 @@ class RunLogger:
         logger.addHandler(logfile)
         self.logger = logger
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # heavy (tensorboard): loaded only when used
 
             # purge_step drops events a crashed run logged after its last checkpoint, so curves don't fold back.
             self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
@@ -286,7 +286,7 @@ class RunLogger:
         """
         if self.writer is None:
             return
-        from torch.utils.tensorboard.summary import hparams
+        from torch.utils.tensorboard.summary import hparams  # heavy (tensorboard), as above
 
         for name, value in metrics.items():
             tag = METRIC_TAGS.get(name, f"valid/{name}")

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 
 from nmt.config import Config, DecodeConfig, ModelConfig, check_choices
 from nmt.data.batching import TokenBatchSampler, batch_stream, encode_split
@@ -270,8 +271,6 @@ class Trainer:
         self.train_model: torch.nn.Module = self.model
         self.ddp: Any = None
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.eager_model = self.train_model  # what _forward falls back to when compilation fails
