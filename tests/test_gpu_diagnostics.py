@@ -167,3 +167,12 @@ def test_mfu_column_says_unknown_peak_on_an_unknown_gpu():
     assert benchmark._mfu_cell(None, {"hardware": {"gpu": None}}) == "-"
     assert benchmark._mfu_cell(41.25, {"hardware": {"gpu": "NVIDIA H100 PCIe"}}) == "41.2%"
 
+
+
+def test_precision_check_reports_the_recurrent_layers_in_fp32_under_bf16_autocast():
+    result = gpu_check.check_precision("cpu")
+    assert result["ok"] and result["recurrent_fp32"] and result["graphs"] is None  # compile is asked on CUDA only
+    assert result["dtypes"]["rnn_fixed"]["encoder.rnn"] == "float32"
+    assert result["dtypes"]["rnn_attention"]["decoder.cells.0"] == "float32"
+    assert {d["logits"] for d in result["dtypes"].values()} == {"bfloat16"}
+    assert "fp32 as intended" in gpu_check.describe("precision", result)

@@ -1,11 +1,12 @@
 """The GPU path in one command: `make gpu-check` (nmt-gpu-check).
 
-On a CUDA machine, in a few minutes: each default model trains for `steps` steps through the real trainer
-with bf16 autocast, fused AdamW and TF32 (the Transformer first through torch.compile in a child process, so a
-compiler failure or a poisoned CUDA context cannot break the eager run that follows) and its validation loss
-must fall; a run is killed (SIGKILL) after its first checkpoint and resumed, and the resumed weights must equal
-that checkpoint's; the Transformer decodes validation sentences with beam search; a two-rank `torchrun` run
-(NCCL with two GPUs, gloo on the CPU otherwise) trains with DDP; and the speed benchmark
+On a CUDA machine, in a few minutes: first the dtype of every recurrent layer under bf16 autocast and the number of
+graphs torch.compile builds over variable-length batches (tiny models, seconds); then each default model trains for
+`steps` steps through the real trainer with bf16 autocast, fused AdamW and TF32 (the Transformer first through
+torch.compile in a child process, so a compiler failure or a poisoned CUDA context cannot break the eager run that
+follows) and its validation loss must fall; a run is killed (SIGKILL) after its first checkpoint and resumed, and
+the resumed weights must equal that checkpoint's; the Transformer decodes validation sentences with beam search; a
+two-rank `torchrun` run (NCCL with two GPUs, gloo on the CPU otherwise) trains with DDP; and the speed benchmark
 (nmt/bench/benchmark.py) prints tokens/s, peak memory and the Transformer's MFU.
 
 Each check is isolated: one that fails records {"ok": false, "error": ...} and the next one runs, and
@@ -43,6 +44,7 @@ from nmt.decoding.search import translate
 from nmt.errors import NMTError
 from nmt.experiments.runner import compose_run
 from nmt.metrics import corpus_score
+from nmt.models import build_model
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_checkpoint, load_model, resolve_checkpoint
 from nmt.training.trainer import Trainer
@@ -193,6 +195,54 @@ def check_bench(device: str, steps: int, out: Path, models: tuple[str, ...], ben
     return benchmark.run(args, data) | {"ok": True}
 
 
+RECURRENT = (torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
+
+
+def _record_dtype(seen: dict[str, str], key: str) -> Callable[..., None]:
+    """A forward hook that records the dtype of a module's (first) output under `key`."""
+    def hook(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        out = output[0] if isinstance(output, tuple) else output
+        out = out.data if isinstance(out, torch.nn.utils.rnn.PackedSequence) else out
+        seen[key] = str(out.dtype).removeprefix("torch.")
+
+    return hook
+
+
+def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 29)) -> dict[str, Any]:
+    """The questions a first GPU settles in a minute, before any training: under bf16 autocast, the dtype of every
+    recurrent layer's output (fp32 intended) and of each model's logits (bf16); on CUDA, how many graphs
+    torch.compile builds for the Transformer over batches of `lengths` different source/target lengths (dynamic
+    shapes should keep it to a few, not one per length). Tiny random models, no data."""
+    dev = pick_device(device)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
+    dtypes: dict[str, dict[str, str]] = {}
+    for name in MODELS:
+        cfg = compose_run([f"model={name}", "model.emb_dim=32", "model.hidden=32", "model.ff_dim=64"]).model
+        model = build_model(cfg, 50, 50).to(dev)
+        seen: dict[str, str] = {}
+        hooks = [m.register_forward_hook(_record_dtype(seen, k)) for k, m in model.named_modules()
+                 if isinstance(m, RECURRENT)]
+        src, tgt = torch.randint(4, 50, (2, 9), device=dev), torch.randint(4, 50, (2, 6), device=dev)
+        with torch.no_grad(), autocast:
+            logits = model(src, torch.tensor([9, 7], device=dev), tgt)
+        for h in hooks:
+            h.remove()
+        dtypes[name] = {**seen, "logits": str(logits.dtype).removeprefix("torch.")}
+    recurrent_fp32 = all(v == "float32" for d in dtypes.values() for k, v in d.items() if k != "logits")
+    result: dict[str, Any] = {"dtypes": dtypes, "recurrent_fp32": recurrent_fp32, "graphs": None}
+    if dev.type == "cuda":  # inductor on the CPU needs a C++ toolchain and minutes; the question is about CUDA
+        cfg = compose_run(["model=transformer"]).model
+        compiled = torch.compile(build_model(cfg, 1000, 1000).to(dev), dynamic=None)
+        torch._dynamo.reset()
+        for n in lengths:
+            with torch.no_grad(), autocast:
+                compiled(torch.randint(4, 1000, (8, n), device=dev), torch.full((8,), n, device=dev),
+                         torch.randint(4, 1000, (8, n + 2), device=dev))
+        result["graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    result["ok"] = recurrent_fp32 and (result["graphs"] is None or result["graphs"] < len(lengths))
+    return result
+
+
 def isolated(check: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """The check's result, or {"ok": False, "error": ...} when it raised: the next check runs either way."""
     try:
@@ -206,6 +256,13 @@ def describe(name: str, result: dict[str, Any]) -> str:
     """One log line for a check's result."""
     if "error" in result:
         return f"{name}: FAILED: {result['error']}"
+    if name == "precision":
+        rnn = ", ".join(f"{m}: " + "/".join(sorted({v for k, v in d.items() if k != "logits"}) or ["-"])
+                        for m, d in result["dtypes"].items())
+        graphs = "-" if result["graphs"] is None else str(result["graphs"])
+        verdict = "fp32 as intended" if result["recurrent_fp32"] else "NOT fp32"
+        return (f"precision under bf16 autocast: recurrent layers {rnn} ({verdict}); torch.compile graphs over "
+                f"variable lengths: {graphs}")
     if name == "train":
         losses = " -> ".join(f"{x:.3f}" for x in result["valid_losses"])
         return (f"train {result['model']}: {result['steps']} steps, valid loss {losses} "
@@ -244,6 +301,8 @@ def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "out
     started = time.time()
     checks: list[dict[str, Any]] = []
     try:
+        report["precision"] = isolated(check_precision, device)
+        log(describe("precision", report["precision"]))
         report["training"] = []
         for m in models:
             report["training"].append(isolated(check_training, m, device, steps, out / m, extra))
@@ -257,7 +316,8 @@ def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "out
         log(describe("torchrun", report["torchrun"]))
         report["bench"] = isolated(check_bench, device, steps, out, models, bench_models, extra)
         log(describe("bench", report["bench"]))
-        checks = [*report["training"], report["resume"], report["beam"], report["torchrun"], report["bench"]]
+        checks = [report["precision"], *report["training"], report["resume"], report["beam"], report["torchrun"],
+                  report["bench"]]
     finally:
         report["seconds"] = time.time() - started
         report["ok"] = bool(checks) and all(c["ok"] for c in checks)
