@@ -9,12 +9,15 @@ import pytest
 import torch
 from test_experiment import tiny_overrides
 
+from nmt.bench import gpu_check
 from nmt.bench.gpu_check import run_gpu_check
 from nmt.cli.gpu_check import main
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the real check applies")
-def test_without_cuda_one_line_and_exit_0(capsys, tmp_path):
+def test_without_cuda_one_line_and_exit_0(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(gpu_check, "nvidia_driver_version", lambda: None)  # a machine without an NVIDIA driver
     main(["--out", str(tmp_path / "gpu")])  # returns: exit status 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "no CUDA device" in out[0]

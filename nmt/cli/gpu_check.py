@@ -1,4 +1,5 @@
-"""`nmt-gpu-check` (make gpu-check): prove the CUDA path in a few minutes; one line and exit 0 without CUDA.
+"""`nmt-gpu-check` (make gpu-check): prove the CUDA path in a few minutes; one line and exit 0 on a machine without
+an NVIDIA driver (with a driver that torch cannot use: exit 1, naming both CUDA versions).
 
     nmt-gpu-check                       # on a CUDA machine
     nmt-gpu-check --device cpu --steps 20   # the same checks on the CPU
