@@ -122,3 +122,8 @@ def test_removal_verdict_at_90_percent_and_p_001() -> None:
     assert removal_verdict(_retention(0.6, attention_lo=KEEPS_BLEU, p_attention=BOTTLENECK_ALPHA), "attn")[0] == REMOVES
     assert removal_verdict(_retention(0.6, attention_lo=KEEPS_BLEU - JUST_UNDER), "attn")[0] == REDUCES
     assert removal_verdict(_retention(0.6, p_attention=BOTTLENECK_ALPHA - JUST_UNDER), "attn")[0] == REDUCES
+
+
+def test_magnitude_with_an_unbounded_upper_end():
+    assert magnitude_verdict([50.0, None]) == NOT_SUPPORTED  # wholly above 40%
+    assert magnitude_verdict([10.0, None]) == INCONCLUSIVE  # reaches past 40%

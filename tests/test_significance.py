@@ -124,3 +124,18 @@ def test_ratio_bootstrap_refuses_what_has_no_ratio():
         ratio_bootstrap([1.0, 2.0], [1.0])
     with pytest.raises(NMTError, match="positive means"):
         ratio_bootstrap([0.0] * 30, [1.0] * 30)
+
+
+def test_ratio_bootstrap_with_a_mostly_zero_denominator_has_an_unbounded_interval():
+    """Gradients that vanish in most sentences: some resamples divide by zero. The upper end is None (no JSON
+    infinity), the p-value comes from the share of resamples on the far side of 1, and the rest is finite."""
+    import json
+
+    from nmt.metrics.significance import ratio_bootstrap
+
+    a = [1.0] * 40
+    b = [0.0] * 38 + [1e-3, 2e-3]
+    r = ratio_bootstrap(a, b, n_samples=500)
+    assert r["ratio"] == pytest.approx(1.0 / (3e-3 / 40)) and r["unbounded"] > 0
+    assert r["ratio_ci"][1] is None and r["ratio_ci"][0] > 1.0 and r["p_value"] == pytest.approx(1 / 501)
+    json.dumps(r, allow_nan=False)  # the report writer refuses infinities

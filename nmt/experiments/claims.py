@@ -38,7 +38,7 @@ from nmt.decoding.search import translate
 from nmt.errors import NMTError
 from nmt.evaluation.report import p_text
 from nmt.experiments.bottleneck import resolve_split
-from nmt.experiments.claims_report import plot_scaling, render
+from nmt.experiments.claims_report import change_text, plot_scaling, render
 from nmt.experiments.runner import Job, compose_run, job_dict, run_jobs
 from nmt.experiments.verdicts import (
     CLAIM_QUESTIONS,
@@ -312,7 +312,7 @@ def gradient_change(scaled: list[float], unscaled: list[float], n: int) -> dict[
     its 95% interval ("change_pct", "change_ci")."""
     test = ratio_bootstrap(scaled, unscaled, n)
     return test | {"change_pct": 100.0 * (test["ratio"] - 1.0),
-                   "change_ci": [100.0 * (x - 1.0) for x in test["ratio_ci"]]}
+                   "change_ci": [None if x is None else 100.0 * (x - 1.0) for x in test["ratio_ci"]]}
 
 
 def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list[Any]) -> dict[str, Any]:
@@ -357,9 +357,8 @@ def _scaling(runs: SeedRuns) -> dict[str, Any]:
                 "magnitude": magnitude_verdict(change["change_ci"]),
                 "bleu": comparison_verdict(bleu["difference"], bleu["p_value"], (bleu["system"], bleu["baseline"]),
                                            float(runs.cfg.min_bleu))}
-    lo, hi = change["change_ci"]
-    summary = (f"at d_k={top['d_k']} after training, scaled / unscaled gradient norm at q.k = {change['ratio']:.3f} "
-               f"({change['change_pct']:+.1f}% [{lo:+.1f}%, {hi:+.1f}%], {p_text(change['p_value'], n)}); BLEU "
+    summary = (f"at d_k={top['d_k']} after training, scaled / unscaled gradient norm at q.k = {change_text(change)}, "
+               f"{p_text(change['p_value'], n)}; BLEU "
                f"scaled - unscaled {bleu['difference']:+.2f} ({p_text(bleu['p_value'], n)})")
     return {"rows": rows, "verdicts": verdicts, "summary": summary}
 

@@ -66,10 +66,12 @@ def _diff(test: dict[str, Any] | None, n: int) -> list[str]:
     return [f"{test['difference']:+.2f} {fmt_interval(test['difference_ci'])}", fmt_p(test["p_value"], n_samples=n)]
 
 
-def _change(change: dict[str, Any]) -> str:
-    """"0.912 (-8.8% [-12.0%, -5.1%])": scaled / unscaled and the change with its 95% interval."""
+def change_text(change: dict[str, Any]) -> str:
+    """"0.912 (-8.8% [-12.0%, -5.1%])": scaled / unscaled and the change with its 95% interval; an unbounded
+    upper end (the unscaled gradient was 0 in some resamples) prints as "unbounded"."""
     lo, hi = change["change_ci"]
-    return f"{change['ratio']:.3f} ({change['change_pct']:+.1f}% [{lo:+.1f}%, {hi:+.1f}%])"
+    upper = "unbounded" if hi is None else f"{hi:+.1f}%"
+    return f"{change['ratio']:.3f} ({change['change_pct']:+.1f}% [{lo:+.1f}%, {upper}])"
 
 
 def _scaling_row(d_k: int, stage: str, label: str, st: dict[str, Any], n: int) -> list[str]:
@@ -82,7 +84,7 @@ def _scaling_row(d_k: int, stage: str, label: str, st: dict[str, Any], n: int) -
                 f"({100 * (at_scores - 1):+.1f}%)", "-", "(no model)"]
     else:
         params = {s: st[s].get("param_grad") or {} for s in SCORERS}
-        tail = [_change(st["raw_grad_norm_change"]), fmt_p(st["raw_grad_norm_change"]["p_value"], n_samples=n),
+        tail = [change_text(st["raw_grad_norm_change"]), fmt_p(st["raw_grad_norm_change"]["p_value"], n_samples=n),
                 " / ".join(f"{params['dot'].get(k, 0):.3g} -> {params['scaled_dot'].get(k, 0):.3g}"
                            for k in ("query_proj", "key_proj"))]
     return [str(d_k), label, *common, *grads, *tail]

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -195,10 +196,12 @@ CLAIM_QUESTIONS: dict[str, dict[str, str]] = {
 def magnitude_verdict(change_ci_pct: Sequence[float] | None, bound_pct: float = SOURCE_GRADIENT_CHANGE_PCT) -> str:
     """"Up to `bound_pct`%" for a change with a 95% interval [lo, hi] in percent: supported when the whole interval
     lies in (0%, bound%]; not supported when it lies wholly outside (entirely above bound%, or entirely at or
-    below 0%); inconclusive when it straddles either edge, or without an interval."""
+    below 0%); inconclusive when it straddles either edge, or without an interval. An upper end of None is
+    unbounded (infinite ratios in the bootstrap)."""
     if change_ci_pct is None:
         return INCONCLUSIVE
     lo, hi = change_ci_pct
+    hi = math.inf if hi is None else hi
     if lo > 0.0 and hi <= bound_pct:
         return SUPPORTED
     if lo > bound_pct or hi <= 0.0:

@@ -138,19 +138,33 @@ def ratio_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 100
     norms): the sentences are resampled, the log-ratio of the two means is the replicate, so the 95% interval
     (exp of the log-scale percentiles) stays positive, as a ratio of norms must. The p-value of "ratio = 1" is
     the signed centred bootstrap on the log scale (two-sided; None below MIN_TEST_ITEMS items, 1.0 for
-    identical lists). Returns {"a", "b" (the means), "ratio", "ratio_ci", "p_value", "count"}."""
+    identical lists). Returns {"a", "b" (the means), "ratio", "ratio_ci", "p_value", "count", "unbounded"}.
+
+    When `b` is zero for most items, some resamples draw only zeros: their ratio is infinite. The interval then
+    has no upper end (None), and the p-value is the share of resamples on the far side of ratio 1 (doubled,
+    floored at 1 / (n + 1)), as the centred test is undefined; "unbounded" counts those resamples."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(x) != len(y) or len(x) == 0:
         raise NMTError(f"ratio_bootstrap needs two equally long non-empty lists, got {len(x)} and {len(y)}")
     if (x < 0).any() or (y < 0).any() or x.mean() <= 0 or y.mean() <= 0:
         raise NMTError("ratio_bootstrap needs non-negative statistics with positive means")
     idxs = bootstrap_indices(len(x), n_samples, seed)
-    # A resample whose mean is 0 (all-zero items drawn) would give log 0: clip to the smallest positive float.
-    tiny = np.finfo(np.float64).tiny
-    log_ratios = np.log(np.maximum(x[idxs].mean(axis=1), tiny)) - np.log(np.maximum(y[idxs].mean(axis=1), tiny))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratios = np.log(x[idxs].mean(axis=1)) - np.log(y[idxs].mean(axis=1))  # +-inf where a mean is 0
+    log_ratios = log_ratios[~np.isnan(log_ratios)]  # both means 0: no ratio at all
     observed = float(np.log(x.mean()) - np.log(y.mean()))
+    finite = bool(np.isfinite(log_ratios).all())
     p = None
     if len(x) >= MIN_TEST_ITEMS:
-        p = 1.0 if np.array_equal(x, y) else centred_p_value(log_ratios, observed)
-    return {"a": float(x.mean()), "b": float(y.mean()), "ratio": float(np.exp(observed)),
-            "ratio_ci": [float(np.exp(v)) for v in percentile_interval(log_ratios)], "p_value": p, "count": len(x)}
+        if np.array_equal(x, y):
+            p = 1.0
+        elif finite:
+            p = centred_p_value(log_ratios, observed)
+        else:
+            far = np.mean(log_ratios <= 0) if observed > 0 else np.mean(log_ratios >= 0)
+            p = float(min(1.0, max(2 * far, 1.0 / (len(log_ratios) + 1))))
+    lo, hi = (np.percentile(log_ratios, [2.5, 97.5], method="inverted_cdf") if not finite
+              else percentile_interval(log_ratios))
+    ends = [float(np.exp(v)) if np.isfinite(np.exp(v)) else None for v in (lo, hi)]
+    return {"a": float(x.mean()), "b": float(y.mean()), "ratio": float(np.exp(observed)), "ratio_ci": ends,
+            "p_value": p, "count": len(x), "unbounded": int((~np.isfinite(log_ratios)).sum())}
