@@ -165,6 +165,18 @@ def test_resume_refuses_a_different_model(setup, tmp_path):
         other.fit()
 
 
+def test_a_checkpoint_from_before_a_new_model_option_resumes(setup, tmp_path):
+    """A model option added since the checkpoint was written (here summary_dim) takes its default: the run
+    resumes instead of reporting a changed config."""
+    Trainer(tiny_config(*setup, "train.max_steps=1"), tmp_path).fit()
+    payload = load_checkpoint(tmp_path / "last.pt")
+    del payload["config"]["model"]["summary_dim"]
+    save_checkpoint(tmp_path / "last.pt", payload)
+    resumed = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto"), tmp_path)
+    resumed.fit()
+    assert resumed.step == 2
+
+
 def test_checkpoints_with_separate_tables_where_the_model_ties_them(setup, tmp_path):
     """An RNN checkpoint from before RNN tying (config says tie_embeddings, weights are separate) loads as the
     untied model it is; resuming it into a tied model is refused in one line instead of merging the tables."""

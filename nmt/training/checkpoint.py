@@ -245,7 +245,8 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
 
 def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, tokenizer: Any) -> None:
     """A checkpoint continues only the same model on the same vocabulary; anything else is a user error."""
-    saved = payload["config"]["model"]
+    # Saved as this version reads it: an option added since takes its default, as when the checkpoint is loaded.
+    saved = OmegaConf.to_container(checkpoint_config(payload).model, resolve=True)
     current = OmegaConf.to_container(model_cfg, resolve=True)
     diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if diff:
