@@ -23,6 +23,7 @@ def readme_snippet() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_snippet_runs(tiny_run, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # evaluate() writes its report next to the run, never into the checkout
     code = readme_snippet()

@@ -24,6 +24,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_thread, capsys):
     data = DataConfig(name="bench_tiny", source="files", files=tiny_corpus_files, root=str(tmp_path / "data"),
                       tokenizer=TokenizerConfig(vocab_size=250))

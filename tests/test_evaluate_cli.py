@@ -118,6 +118,7 @@ def test_default_output_directories_are_fresh(tiny_run, tmp_path):
     assert [r[1] for r in nbest[::2]] == lines(first / "rnn_attention.hyp.txt")
 
 
+@pytest.mark.slow
 def test_baseline_checkpoint_comparison(tiny_run, tmp_path):
     out = evaluate(f"checkpoints=[{tiny_run.run_dir},{tiny_run.run_dir / 'step-20.pt'}]",
                    f"baseline={tiny_run.run_dir / 'step-10.pt'}", "split=valid", f"out_dir={tmp_path / 'cmp'}",
@@ -198,6 +199,7 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     assert not list(tmp_path.glob("**/metrics.json"))  # nothing was written by a failed run
 
 
+@pytest.mark.slow
 def test_command_line_exit_code_and_single_error_line(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(
@@ -209,6 +211,7 @@ def test_command_line_exit_code_and_single_error_line(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no stray log files or output directories
 
 
+@pytest.mark.slow
 def test_transformer_attention_heatmap_and_head_grid(tiny_transformer_run, tmp_path):
     out = evaluate(f"checkpoints=[{tiny_transformer_run.run_dir}]", "split=valid", f"out_dir={tmp_path / 'tf'}",
                    "attention_sentences=[1]", "decode.max_len_b=4")

@@ -56,6 +56,7 @@ def assert_offline_hint(line: str) -> None:
 
 
 # Through nmt-prepare ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_unreachable_hub_fails_fast_with_the_hint(tmp_path: Path) -> None:
     """The hub as this machine sees it (no route to huggingface.co), or, where it is reachable, an endpoint that
     refuses connections: either way one line within the limit, not ~25 s of retries."""
@@ -70,6 +71,7 @@ def test_unreachable_hub_fails_fast_with_the_hint(tmp_path: Path) -> None:
     assert seconds < OFFLINE_LIMIT_S, seconds
 
 
+@pytest.mark.slow
 def test_offline_variable_skips_the_network_and_says_so(tmp_path: Path) -> None:
     result, seconds = prepare(tmp_path, offline_env(tmp_path, HF_HUB_OFFLINE="1"))
     line = one_error_line(result)

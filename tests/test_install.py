@@ -107,6 +107,7 @@ def test_installed_wheel_runs_from_any_directory(wheel, mirror, tmp_path):
     assert not (REPO / "nmt" / "configs").exists()  # the checkout still has configs/ in one place
 
 
+@pytest.mark.slow
 def test_editable_install_reads_the_top_level_configs(tmp_path):
     python = _venv(tmp_path / "venv", "--no-build-isolation", "-e", REPO)
     work = tmp_path / "elsewhere"

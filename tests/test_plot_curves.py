@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plot_curves.py"
 
 
@@ -18,6 +20,7 @@ def _run_dir(tmp_path: Path, name: str, bleus: list[float]) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_plot_with_reference_run(tmp_path):
     new, old = _run_dir(tmp_path, "new", [5.0, 20.0, 30.0]), _run_dir(tmp_path, "old", [4.0, 15.0, 25.0])
     out = tmp_path / "curves.png"
@@ -28,6 +31,7 @@ def test_plot_with_reference_run(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_labels_must_match_runs(tmp_path):
     run = _run_dir(tmp_path, "run", [5.0])
     proc = subprocess.run([sys.executable, str(SCRIPT), str(run), "--labels", "a", "b", "--out",

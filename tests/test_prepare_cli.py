@@ -143,6 +143,7 @@ def nmt_prepare(*args: str, cwd: Path, mirror: Path | None = None) -> subprocess
     )
 
 
+@pytest.mark.slow
 def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
     root = tmp_path / "data"
     run = nmt_prepare(
@@ -167,6 +168,7 @@ def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
     assert corpus.tokenizer.src_vocab_size == 1000
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_corpus_in_one_line(tmp_path):
     src = write(tmp_path / "train.de", ["a", "b", "c"])
     tgt = write(tmp_path / "train.en", ["a", "b"])

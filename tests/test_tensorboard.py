@@ -76,6 +76,7 @@ def run_dir(mirror, tmp_path_factory) -> Path:
     return logdir
 
 
+@pytest.mark.slow
 def test_tensorboard_server_shows_scalars_images_text_and_hparams(run_dir):
     tensorboard = Path(sys.executable).with_name("tensorboard")
     if not tensorboard.exists():
