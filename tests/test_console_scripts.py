@@ -85,3 +85,15 @@ def test_experiment_run_options_name_their_choices_before_writing(script, args, 
     line = one_error_line(finish(start_script(script, args, cwd=tmp_path), timeout=120))
     assert "valid choices" in line and "rnn" in line or "multi30k_de_en" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_help_lists_only_what_the_command_reads(tmp_path):
+    """`--help` of a command that writes no run directory shows its own options, not the training groups."""
+    started = {s: start_script(s, ["--help"], cwd=tmp_path) for s in ("nmt-export", "nmt-translate", "nmt-score")}
+    for script, proc in started.items():
+        out = finish(proc, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "Options (key=value" in out.stdout and "checkpoint:" in out.stdout
+        assert "rnn_attention" not in out.stdout and "transformer_cpu20" not in out.stdout, script
+    assert "decode=<a preset in configs/decode/" in finish(start_script("nmt-translate", ["--help"], tmp_path)).stdout
