@@ -46,7 +46,7 @@ from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_l
 from nmt.metrics import bootstrap_interval, corpus_score, paired_bootstrap
 from nmt.metrics.retention import retention, slope
 from nmt.metrics.scores import length_stats, sentence_stats
-from nmt.models import build_model
+from nmt.models import build_model, model_class
 from nmt.plots import plot_bleu_by_length, plot_position_curves, save_png
 from nmt.runtime import hardware, pick_device
 from nmt.training.checkpoint import load_model
@@ -82,17 +82,16 @@ def resolve_split(corpus: Any, name: str) -> str:
 
 
 def _check_pair(fixed: DictConfig, attention: DictConfig) -> None:
-    if fixed.model.arch != FIXED or attention.model.arch != ATTENTION:
+    """The fixed model's decoder sees only a summary vector, the attention model's the encoder states through the
+    attention cell (the model classes say so), and the two share their sizes."""
+    if (model_class(fixed.model.arch).sees_source != "summary"
+            or not model_class(attention.model.arch).attention_cell):
         raise NMTError(f"model_fixed must be an {FIXED} config and model_attention an {ATTENTION} config, got "
                        f"{fixed.model.arch} and {attention.model.arch}")
     differ = [k for k in SHARED_MODEL_FIELDS if fixed.model[k] != attention.model[k]]
     if differ:
         raise NMTError(f"the two models must share their sizes for a fair comparison; they differ in "
                        f"{', '.join(f'model.{k}' for k in differ)}")
-
-
-def _summary_size(model: DictConfig) -> int:
-    return int(model.hidden) * (2 if model.bidirectional else 1)
 
 
 def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], list[CorpusPlan]]:
@@ -138,8 +137,9 @@ def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], l
             index[(seed, system)] = len(jobs)
             jobs.append(Job(f"{name}/{system}/seed{seed}", OmegaConf.to_container(run_cfg, resolve=True),
                             str(run_dir), splits, cfg.threads))
+        summary = model_class(first.model.arch).summary_size(first.model)
         corpora.append(CorpusPlan(data=data, name=name, corpus=corpus, tests=tests, levels=levels, k=k, config=first,
-                                  runs=index, sweep=sweep, params=params, summary=_summary_size(first.model)))
+                                  runs=index, sweep=sweep, params=params, summary=summary))
     return jobs, corpora
 
 

@@ -52,7 +52,7 @@ from nmt.experiments.verdicts import (
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_text
 from nmt.metrics.scores import corpus_scores, length_stats, sentence_stats
 from nmt.metrics.significance import bootstrap_interval, paired_bootstrap, paired_mean_bootstrap, ratio_bootstrap
-from nmt.models import build_model
+from nmt.models import build_model, model_class
 from nmt.models.base import lengths_to_mask
 from nmt.runtime import hardware
 from nmt.training.checkpoint import load_model
@@ -222,7 +222,7 @@ def train_variants(cfg: DictConfig, log: Callable[[str], None]) -> tuple[Path, A
     and results keyed by (variant, seed)."""
     common = [f"data={cfg.data}", f"model={cfg.model}", f"train={cfg.train}", f"decode={cfg.decode}", *cfg.overrides]
     base = compose_run(common)
-    if base.model.arch != "rnn_attention":
+    if not model_class(base.model.arch).attention_cell:  # the claims vary that cell's options
         raise NMTError(f"claims need an rnn_attention base model, model={cfg.model} is {base.model.arch}")
     corpus = prepare_corpus(base.data, log=lambda msg: log(f"[{cfg.data}] {msg}"))
     split = resolve_split(corpus, cfg.split)

@@ -27,6 +27,10 @@ model.arch):
   config before the model is built (None: no limit).
 - `weights_config(state)`: model options an older checkpoint's weights were made with where its saved config
   says otherwise (e.g. {"tie_embeddings": False}); {} when the weights match their config.
+- `sees_source`: what the decoder sees of the source, "summary" (one fixed-size vector c) or "states" (every
+  encoder state, through attention); `summary_size(cfg)`: the size of c for a "summary" model (None otherwise).
+- `attention_cell`: the decoder attends through the configurable cell of nmt/models/attention.py (model.scorer,
+  heads, attention_dim, temperature, hard), the one the attention claims vary.
 
 An architecture registers itself with `@register_model("<name>")` on its class; `nmt.models.build_model` finds it
 by model.arch.
@@ -50,6 +54,13 @@ class Seq2Seq(nn.Module):
 
     arch: str = ""  # the model.arch name the class is registered under
     max_positions: int | None = None
+    sees_source: str = "states"  # "summary": the decoder sees one fixed-size vector of the source, nothing else
+    attention_cell: bool = False  # attends through nmt/models/attention.py's configurable cell
+
+    @classmethod
+    def summary_size(cls, cfg: Any) -> int | None:
+        """The size of the fixed-size source vector c the decoder sees; None when it sees the encoder states."""
+        return None
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -229,6 +229,8 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
     parameters added (besides the decoder's inputs, which take c): the capacity of c varies alone.
     """
 
+    sees_source = "summary"
+
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
                  context_mode: str = "every_step", tie_embeddings: bool = False,
@@ -243,6 +245,11 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
         # Created last, and only when asked for: at summary_dim = 0 a seeded model draws exactly the parameters
         # it drew before the option existed.
         self.summary_proj = nn.Linear(self.encoder.out_dim, summary_dim) if summary_dim else None
+
+    @classmethod
+    def summary_size(cls, cfg: Any) -> int:
+        """c is the encoder summary (2 x hidden when bidirectional) or its projection to model.summary_dim."""
+        return int(cfg.summary_dim) or int(cfg.hidden) * (2 if cfg.bidirectional else 1)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -385,6 +392,8 @@ class AttentionDecoder(nn.Module):
 @register_model("rnn_attention")
 class AttentionSeq2Seq(RNNSeq2Seq):
     """The attention model (arch=rnn_attention): RNNEncoder + AttentionDecoder."""
+
+    attention_cell = True
 
     def __init__(self, src_vocab: int, tgt_vocab: int, emb_dim: int, hidden: int, enc_layers: int = 1,
                  dec_layers: int = 1, dropout: float = 0.0, rnn_type: str = "gru", bidirectional: bool = True,
