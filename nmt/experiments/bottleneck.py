@@ -43,9 +43,10 @@ from nmt.experiments.verdicts import (
     removal_verdict,
 )
 from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_lines, write_text
-from nmt.metrics import bootstrap_interval, corpus_score, paired_bootstrap
+from nmt.metrics import paired_bootstrap
 from nmt.metrics.retention import retention, slope
-from nmt.metrics.scores import length_stats, sentence_stats
+from nmt.metrics.scores import length_stats, score_from_stats, sentence_stats
+from nmt.metrics.significance import stats_interval
 from nmt.models import build_model, model_class
 from nmt.plots import plot_bleu_by_length, plot_position_curves, save_png
 from nmt.runtime import hardware, pick_device
@@ -261,11 +262,12 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], c
     groups = level_groups(len(data[names[0]][0]), info[names[-1]]["k"], [0])
 
     def score(hyp_files: dict[str, str]) -> dict[str, Any]:
+        """BLEU, its interval and the length statistics of each level, from one pass of sentence statistics."""
         hyps = {lv: read_text_lines(hyp_files[lv], "hypotheses") for lv in names}
-        bleu = [corpus_score(hyps[lv], data[lv][1]) for lv in names]
-        return {"hyps": hyps, "bleu": bleu, "bleu_ci": [list(bootstrap_interval(hyps[lv], data[lv][1], n))
-                                                         for lv in names], "slope": slope(words, bleu),
-                "length": [length_stats(sentence_stats(hyps[lv], data[lv][1]).sum(0)) for lv in names]}
+        stats = [sentence_stats(hyps[lv], data[lv][1]) for lv in names]  # (sentences, num_stats) per level
+        bleu = [score_from_stats(st.sum(0)) for st in stats]
+        return {"hyps": hyps, "bleu": bleu, "bleu_ci": [list(stats_interval(st, n)) for st in stats],
+                "slope": slope(words, bleu), "length": [length_stats(st.sum(0)) for st in stats]}
 
     def files(result: dict[str, Any]) -> dict[str, str]:
         return {lv: result["decoded"][lv]["file"] for lv in names}

@@ -75,8 +75,13 @@ def percentile_interval(replicates: np.ndarray) -> list[float]:
 def bootstrap_interval(hyps: Sequence[str], refs: Sequence[str], n_samples: int = 1000,
                        seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> tuple[float, float]:
     """95% percentile interval of the corpus score over `n_samples` resamplings of the sentences."""
-    stats = sentence_stats(hyps, refs, metric)
-    lo, hi = percentile_interval(resampled_scores(stats, bootstrap_indices(len(hyps), n_samples, seed), metric))
+    return stats_interval(sentence_stats(hyps, refs, metric), n_samples, seed, metric)
+
+
+def stats_interval(stats: np.ndarray, n_samples: int = 1000, seed: int = BOOTSTRAP_SEED, metric: str = "bleu"
+                   ) -> tuple[float, float]:
+    """`bootstrap_interval` from per-sentence statistics (num_sentences, num_stats) already computed."""
+    lo, hi = percentile_interval(resampled_scores(stats, bootstrap_indices(len(stats), n_samples, seed), metric))
     return lo, hi
 
 
