@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
-from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
+from nmt.data.batching import Batch, TokenBatchSampler, batch_stream, collate, encode_split
 
 
 def random_lengths(n: int = 600, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -119,6 +119,22 @@ def test_works_as_a_dataloader_batch_sampler():
     for b in batches:
         i = b.index[0].item()
         assert b.tgt_out[0, : tgt[i]].tolist() == tgt_ids[i]
+
+
+def test_batch_stream_with_a_worker_yields_the_same_batches():
+    """Two epochs from the middle of the first: a worker process (started once for the whole stream) builds the
+    same batches, in the same order, as the main process does."""
+    src, tgt = random_lengths(200)
+    src_ids, tgt_ids = fake_ids(src), fake_ids(tgt, offset=20)
+    sampler = TokenBatchSampler(src, tgt, batch_tokens=256, seed=1)
+    streams = [list(batch_stream(sampler, src_ids, tgt_ids, 0, 3, max_epochs=2, num_workers=workers))
+               for workers in (0, 1)]
+    n = len(sampler)
+    assert [key[:3] for key in streams[0]] == [(0, i, n) for i in range(3, n)] + [(1, i, n) for i in range(n)]
+    for (*key0, b0), (*key1, b1) in zip(*streams, strict=True):
+        assert key0 == key1
+        assert all(torch.equal(x, y) for x, y in zip(b0._tensors(), b1._tensors(), strict=True))
+    assert [b.index.tolist() for *_, b in streams[0][-n:]] == sampler.batches(1)
 
 
 def test_encode_split_uses_the_tokenizer_row_for_row():

@@ -190,18 +190,30 @@ class TokenBatchSampler:
         return math.ceil(self._num_batches / self.num_replicas)
 
 
-class EpochBatches(Dataset):
-    """Batch i of one epoch's batch list, collated (map-style, so DataLoader workers can build batches)."""
+class StreamBatches(Dataset):
+    """Batch `(epoch, i, n)` of the sampler's batch lists, collated, as `(epoch, i, n, Batch)` (map-style, so
+    DataLoader workers can build batches). Each process (every worker has its own copy) computes an epoch's
+    deterministic batch list once, at its first batch of that epoch."""
 
-    def __init__(self, batches: list[list[int]], src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
-        self.batches, self.src_ids, self.tgt_ids = batches, src_ids, tgt_ids
+    def __init__(self, sampler: Any, src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
+        self.sampler, self.src_ids, self.tgt_ids = sampler, src_ids, tgt_ids
+        self._epoch = -1
+        self._batches: list[list[int]] = []
 
-    def __len__(self) -> int:
-        return len(self.batches)
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, int, int, Batch]:
+        epoch, i, n = key
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, self.sampler.batches(epoch)
+        rows = list(self._batches[i])
+        return epoch, i, n, collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
 
-    def __getitem__(self, i: int) -> Any:
-        rows = list(self.batches[i])
-        return collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
+
+def _stream_keys(sampler: Any, epoch: int, start: int, max_epochs: int) -> Iterator[tuple[int, int, int]]:
+    """(epoch, index, batches in that epoch) from position (epoch, start) on, until `max_epochs` (0: forever)."""
+    while max_epochs <= 0 or epoch < max_epochs:
+        n = len(sampler.batches(epoch))
+        yield from ((epoch, i, n) for i in range(start, n))
+        epoch, start = epoch + 1, 0
 
 
 def batch_stream(
@@ -216,19 +228,19 @@ def batch_stream(
     pin_memory: bool = False,
 ) -> Iterator[tuple[int, int, int, Any]]:
     """(epoch, index, batches in that epoch, Batch) from position (epoch, start) on, until `max_epochs`
-    epochs are done (forever when 0). `sampler.batches(e)` is this rank's deterministic batch list of epoch e."""
-    while max_epochs <= 0 or epoch < max_epochs:
-        batches = sampler.batches(epoch)
-        loader = DataLoader(
-            EpochBatches(batches, src_ids, tgt_ids),
-            batch_size=None,
-            sampler=range(start, len(batches)),
-            num_workers=num_workers,
-            pin_memory=pin_memory,  # Batch.pin_memory: page-locked, so GPU copies can be non_blocking
-            # Its own generator: creating an iterator must not draw from the global RNG (dropout masks), or a
-            # run resumed mid-epoch would diverge from an uninterrupted one.
-            generator=torch.Generator().manual_seed(seed + epoch),
-        )
-        for offset, batch in enumerate(loader):
-            yield epoch, start + offset, len(batches), batch
-        epoch, start = epoch + 1, 0
+    epochs are done (forever when 0). `sampler.batches(e)` is this rank's deterministic batch list of epoch e.
+
+    One DataLoader over every epoch: its `num_workers` worker processes start once and build the batches of all
+    epochs (a loader per epoch would start them again at every epoch boundary); each keeps 2 batches prefetched."""
+    loader = DataLoader(
+        StreamBatches(sampler, src_ids, tgt_ids),
+        batch_size=None,
+        sampler=_stream_keys(sampler, epoch, start, max_epochs),
+        num_workers=num_workers,
+        pin_memory=pin_memory,  # Batch.pin_memory: page-locked, so GPU copies can be non_blocking
+        # Its own generator: creating an iterator must not draw from the global RNG (dropout masks), or a run
+        # resumed mid-epoch would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed + epoch),
+    )
+    for epoch, index, n, batch in loader:
+        yield epoch, index, n, batch
