@@ -162,6 +162,7 @@ def test_presets_and_overrides() -> None:
     full, _ = load_script_config("bottleneck", ["preset=full"])
     assert full.model_attention == "rnn_attention_base" and list(full.seeds) == [1, 2, 3]
     assert list(full.natural_only) == ["wmt_news_de_en"]
+    assert "train.max_minutes=0" in full.overrides and "train.max_steps=20000" in full.overrides  # budget in updates
     claims, _ = load_script_config("claims", ["preset=default"])
     assert list(claims.d_k) == [256, 1024] and claims.model == "rnn_attention" and list(claims.seeds) == [1, 2]
     assert claims.min_bleu == 20

@@ -18,6 +18,7 @@ from nmt.data.corpus import prepare_corpus
 from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
+from nmt.training.trainer import check_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -213,5 +214,14 @@ def test_the_transformer_recipe_is_one_option_for_three_groups():
     spelled = compose_config("config", ["data=multi30k_de_en_v4k", "model=transformer", "train=transformer"])
     assert OmegaConf.to_container(recipe) == OmegaConf.to_container(spelled)
     assert compose_config("config", ["recipe=transformer_cpu20", "train.lr=1e-4"]).train.lr == 1e-4  # still overridable
-    with pytest.raises(NMTError, match="unknown recipe=nope; valid choices: transformer_cpu20"):
+    with pytest.raises(NMTError, match="unknown recipe=nope; valid choices: rnn_gpu, transformer_cpu20, trans"):
         compose_config("config", ["recipe=nope"])
+
+
+@pytest.mark.parametrize("recipe, arch", [("transformer_gpu", "transformer"), ("rnn_gpu", "rnn_attention")])
+def test_gpu_recipes_compose_into_a_valid_train_config(recipe, arch):
+    cfg = compose_config("config", [f"recipe={recipe}"])
+    check_train_config(cfg.train)
+    assert (cfg.model.arch, cfg.model.hidden) == (arch, 512)
+    assert 16384 <= cfg.train.batch_tokens <= 65536 and cfg.train.amp and cfg.train.num_workers > 0
+    assert compose_config("config", [f"recipe={recipe}", "train.batch_tokens=8192"]).train.batch_tokens == 8192
