@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("plateau", "inverse_sqrt", "constant"),
     "decode.length_norm": ("gnmt", "power"),
+    "decode.precision": ("fp32", "tf32", "bf16"),
 }
 
 
@@ -201,6 +202,9 @@ class DecodeConfig:
     max_len_b: int = 10
     nbest: int = 1
     batch_size: int = 64  # sentences per decoding batch
+    # On CUDA: fp32 (the process's own matmul settings), tf32 (TF32 matmuls) or bf16 (bf16 autocast) for the search;
+    # on other devices decoding runs in fp32 and tf32/bf16 are ignored with one warning (nmt.runtime.decode_precision).
+    precision: str = "fp32"
 
 
 @dataclass

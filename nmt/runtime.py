@@ -6,12 +6,15 @@ import contextlib
 import os
 import platform
 import random
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from nmt.config import CHOICES
 from nmt.errors import NMTError
 
 
@@ -68,6 +71,34 @@ def use_deterministic_algorithms() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def decode_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The context a search runs in, for decode.precision on `device`. On CUDA: fp32 changes nothing, tf32 lets
+    matmuls use TF32 (torch.backends.cuda.matmul.allow_tf32, restored on exit), bf16 runs the model under bf16
+    autocast (the search still scores in fp32). On other devices decoding stays fp32: tf32 / bf16 are ignored with
+    one warning. An unknown value is an NMTError naming the valid ones."""
+    valid = CHOICES["decode.precision"]
+    if precision not in valid:
+        raise NMTError(f"unknown decode.precision={precision!r}; valid values: {', '.join(valid)}")
+    if device.type != "cuda":
+        if precision != "fp32":
+            warnings.warn(f"decode.precision={precision} applies on CUDA only; decoding on {device.type} in fp32",
+                          stacklevel=2)
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return _tf32_matmuls() if precision == "tf32" else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _tf32_matmuls() -> Iterator[None]:
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def host_values_to(values: list[float], device: torch.device) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from nmt.decoding.search import beam_search, greedy_search, length_penalty, tran
 from nmt.errors import NMTError
 from nmt.models import MODELS, build_model
 from nmt.models.base import Seq2Seq
+from nmt.runtime import decode_precision
 
 torch.set_num_threads(1)
 
@@ -245,6 +247,25 @@ def test_translate_restores_order_keeps_empty_lines_and_model_mode(beam):
     assert alone.hypotheses[0] == small.hypotheses[5]
     src_len = len(sentences[5].replace(" ", "")) + 1
     assert small.attention[5].shape == (len(small.ids[5]) + 1, src_len)
+
+
+def test_decode_precision_defaults_to_fp32_and_changes_nothing_off_cuda():
+    assert DecodeConfig().precision == "fp32"
+    cpu = torch.device("cpu")
+    assert isinstance(decode_precision("fp32", cpu), contextlib.nullcontext)
+    with pytest.warns(UserWarning, match="decode.precision=bf16 applies on CUDA only; decoding on cpu in fp32"):
+        context = decode_precision("bf16", cpu)
+    with context:
+        assert not torch.is_autocast_enabled("cpu") and not torch.backends.cuda.matmul.allow_tf32
+    with pytest.raises(NMTError, match=r"unknown decode.precision='fp16'; valid values: fp32, tf32, bf16"):
+        decode_precision("fp16", cpu)
+    with pytest.raises(NMTError, match=r"unknown decode.precision='fp16'; valid values: fp32, tf32, bf16"):
+        check_choices({"decode": {"precision": "fp16"}})
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="rnn_attention", emb_dim=16, hidden=16), 30, 30)
+    with pytest.warns(UserWarning, match="tf32"):
+        tf32 = translate(model, CharTokenizer(), ["abc", "hello"], DecodeConfig(beam=2, precision="tf32"), "cpu")
+    assert tf32.hypotheses == translate(model, CharTokenizer(), ["abc", "hello"], DecodeConfig(beam=2), "cpu").hypotheses
 
 
 def test_translate_truncates_over_long_inputs():

@@ -22,7 +22,7 @@ from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, DecodeConfig
 from nmt.data.batching import collate
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, select_batch
-from nmt.runtime import synchronize
+from nmt.runtime import decode_precision, synchronize
 
 Tensor = torch.Tensor
 
@@ -308,13 +308,15 @@ def translate(
 
     beam 1 runs greedy search. Empty (or whitespace-only) lines give empty translations without decoding.
     Sources longer than `max_input_tokens` pieces (or than the model's position table) are truncated and
-    listed in `.truncated`. The model is put in eval mode for the call and restored afterwards.
+    listed in `.truncated`. The model is put in eval mode for the call and restored afterwards. The search runs
+    in cfg.precision (`nmt.runtime.decode_precision`).
     """
     device = torch.device(device)
     if cfg.batch_size < 1:
         raise NMTError(f"decode.batch_size must be at least 1, got {cfg.batch_size}")
     if not 1 <= cfg.nbest <= cfg.beam:
         raise NMTError(f"decode.nbest={cfg.nbest} must be between 1 and decode.beam={cfg.beam}")
+    precision = decode_precision(cfg.precision, device)
     n = len(sentences)
     ids = tokenizer.encode_src([s.strip() for s in sentences])
     limit = max_input_tokens
@@ -336,7 +338,7 @@ def translate(
     synchronize(device)
     start = time.perf_counter()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision:
             for b in range(0, len(todo), cfg.batch_size):
                 rows = todo[b : b + cfg.batch_size]
                 batch = collate([ids[i] for i in rows], [[] for _ in rows], rows)
