@@ -263,9 +263,10 @@ def test_decode_precision_defaults_to_fp32_and_changes_nothing_off_cuda():
         check_choices({"decode": {"precision": "fp16"}})
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="rnn_attention", emb_dim=16, hidden=16), 30, 30)
+    sentences = ["abc", "hello"]
     with pytest.warns(UserWarning, match="tf32"):
-        tf32 = translate(model, CharTokenizer(), ["abc", "hello"], DecodeConfig(beam=2, precision="tf32"), "cpu")
-    assert tf32.hypotheses == translate(model, CharTokenizer(), ["abc", "hello"], DecodeConfig(beam=2), "cpu").hypotheses
+        tf32 = translate(model, CharTokenizer(), sentences, DecodeConfig(beam=2, precision="tf32"), "cpu")
+    assert tf32.hypotheses == translate(model, CharTokenizer(), sentences, DecodeConfig(beam=2), "cpu").hypotheses
 
 
 def test_translate_truncates_over_long_inputs():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch._dynamo
 from omegaconf import OmegaConf
 from train_utils import assert_same_parameters, overrides, parameters, tiny_config, train_cli, write_corpus
 
@@ -21,6 +22,7 @@ import nmt.training.run_log as run_log
 import nmt.training.step as step_module
 import nmt.training.trainer as trainer_module
 import nmt.training.validate as validate_module
+from nmt.config import ModelConfig
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.run_log import Progress, RunLogger
@@ -345,7 +347,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     from torch._dynamo.exc import TorchDynamoException
 
     compiled: list[FailingCompile] = []
-    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
         FailingCompile(model, TorchDynamoException("C++ compile error\ng++ not found"))) or compiled[-1])
     extra = ("train.max_steps=3",)
     fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
@@ -359,7 +361,25 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     assert_same_parameters(parameters(fallback.model), parameters(eager.model))
 
 
+@pytest.mark.slow
+def test_the_compiled_model_has_one_graph_for_batches_of_every_shape(one_thread):
+    """The trainer's torch.compile (dynamic shapes) traces the Transformer once for batches of four different sizes
+    and lengths, not once per shape; the "eager" backend builds the same graphs without generating code."""
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    cfg = ModelConfig(arch="transformer", emb_dim=16, hidden=16, ff_dim=32, heads=2, enc_layers=1, dec_layers=1,
+                      dropout=0.0)
+    model = nmt.models.build_model(cfg, 30, 30)
+    compiled = step_module.compile_dynamic(model, backend="eager")
+    for b, s, t in ((4, 5, 6), (3, 9, 7), (6, 12, 13), (2, 17, 15)):
+        src, tgt_in = torch.randint(4, 30, (b, s)), torch.randint(4, 30, (b, t))
+        src_lens = torch.tensor([s] + [s - 2] * (b - 1))
+        torch.testing.assert_close(compiled(src, src_lens, tgt_in), model(src, src_lens, tgt_in))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()
+
+
 def test_an_error_of_the_model_itself_is_not_taken_for_a_compile_failure(setup, tmp_path, monkeypatch):
-    monkeypatch.setattr(torch, "compile", lambda model: FailingCompile(model, ValueError("bad shapes")))
+    monkeypatch.setattr(torch, "compile", lambda model, **options: FailingCompile(model, ValueError("bad shapes")))
     with pytest.raises(ValueError, match="bad shapes"):
         Trainer(tiny_config(*setup, "train.max_steps=1", "train.compile=true"), tmp_path).fit()

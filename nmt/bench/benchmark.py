@@ -52,7 +52,7 @@ from nmt.evaluation.report import fmt_num
 from nmt.models import Seq2Seq, build_model
 from nmt.runtime import hardware, pick_device, synchronize
 from nmt.training.checkpoint import load_model
-from nmt.training.step import model_forward, train_step
+from nmt.training.step import compile_dynamic, model_forward, train_step
 
 CONFIGS = Path(CONFIG_DIR)
 DEFAULT_MODELS = ["rnn_fixed", "rnn_attention", "transformer"]
@@ -165,15 +165,15 @@ def train_throughput(model: Seq2Seq, batches: list[Batch], warmup: int, device: 
 
     fused: AdamW's single-kernel implementation (False: the multi-tensor `foreach` one; None: as the
     trainer does it).
-    compile_model: run the forward through torch.compile (compilation happens in the warm-up steps, and
-    again for each new batch shape, as in training).
+    compile_model: run the forward through torch.compile with dynamic shapes, as the trainer does (compilation
+    happens in the warm-up steps).
     Returns tokens_per_s, tokens_per_cpu_s, ms_per_step, padding (mean fraction of the timed batches).
     """
     model.train()
     if fused is None:
         fused = trainer_fused_adamw(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), fused=fused)
-    forward = model_forward(torch.compile(model) if compile_model else model)
+    forward = model_forward(compile_dynamic(model) if compile_model else model)
     amp = device.type == "cuda" and torch.cuda.is_bf16_supported()
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=amp)
     tokens, start, cpu_start = 0, 0.0, 0.0

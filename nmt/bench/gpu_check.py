@@ -47,6 +47,7 @@ from nmt.metrics import corpus_score
 from nmt.models import build_model
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_checkpoint, load_model, resolve_checkpoint
+from nmt.training.step import compile_dynamic
 from nmt.training.trainer import Trainer
 
 MODELS = ("rnn_fixed", "rnn_attention", "transformer")
@@ -211,8 +212,9 @@ def _record_dtype(seen: dict[str, str], key: str) -> Callable[..., None]:
 def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 29)) -> dict[str, Any]:
     """The questions a first GPU settles in a minute, before any training: under bf16 autocast, the dtype of every
     recurrent layer's output (fp32 intended) and of each model's logits (bf16); on CUDA, how many graphs
-    torch.compile builds for the Transformer over batches of `lengths` different source/target lengths (dynamic
-    shapes should keep it to a few, not one per length). Tiny random models, no data."""
+    torch.compile builds for the Transformer over batches of `lengths` different source/target lengths, compiled
+    as the trainer compiles (dynamic shapes should keep it to a few, not one per length). Tiny random models, no
+    data."""
     dev = pick_device(device)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
     dtypes: dict[str, dict[str, str]] = {}
@@ -232,7 +234,7 @@ def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 
     result: dict[str, Any] = {"dtypes": dtypes, "recurrent_fp32": recurrent_fp32, "graphs": None}
     if dev.type == "cuda":  # inductor on the CPU needs a C++ toolchain and minutes; the question is about CUDA
         cfg = compose_run(["model=transformer"]).model
-        compiled = torch.compile(build_model(cfg, 1000, 1000).to(dev), dynamic=None)
+        compiled = compile_dynamic(build_model(cfg, 1000, 1000).to(dev))  # as the trainer compiles
         torch._dynamo.reset()
         for n in lengths:
             with torch.no_grad(), autocast:

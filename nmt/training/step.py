@@ -3,6 +3,7 @@
     loss = sequence_loss(logits, batch.tgt_out, label_smoothing)        # summed over the target tokens
     loss_sum = forward_backward(forward, batches, divisor, ...)         # the gradients of one update
     loss_sum, grad_norm = train_step(model, optimizer, batches, ...)     # ... clipped, and the update made
+    compiled = compile_dynamic(model)                                   # torch.compile for variable-size batches
 
 Shapes: B = batch, T = target length, V = target vocabulary. A batch is an `nmt.data.batching.Batch` (or any
 object with its `src`, `src_lens`, `tgt_in`, `tgt_out`, `num_tgt_tokens` and `to(device, non_blocking)`).
@@ -41,6 +42,15 @@ def sequence_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0)
 def model_forward(model: Callable[..., Tensor]) -> Callable[[Any], Tensor]:
     """batch -> teacher-forced logits (B, T, V) of `model` (a Seq2Seq, or its compiled or DDP wrapper)."""
     return lambda batch: model(batch.src, batch.src_lens, batch.tgt_in)
+
+
+def compile_dynamic(model: torch.nn.Module, backend: str = "inductor") -> Callable[..., Tensor]:
+    """torch.compile for token-budget batches. Batch size and both lengths change from batch to batch, and they
+    are all the forward's input dimensions (src (B, S), src_lens (B,), tgt_in (B, T)), so every input dimension is
+    compiled dynamic from the first call (dynamic=True): one graph for all batch shapes, where dynamic=None would
+    compile a static graph first and recompile as each dimension is seen to change. backend: "inductor" (code
+    generation); "eager" only traces, with the same graphs."""
+    return torch.compile(model, dynamic=True, backend=backend)
 
 
 def forward_backward(

@@ -62,7 +62,7 @@ from nmt.training.checkpoint import (
 )
 from nmt.training.run_log import Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
-from nmt.training.step import clip_gradients, forward_backward
+from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
 from nmt.training.validate import ValidSet, validate
 
 Tensor = torch.Tensor
@@ -275,7 +275,7 @@ class Trainer:
             self.train_model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.eager_model = self.train_model  # what _forward falls back to when compilation fails
         if tc.compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = compile_dynamic(self.train_model)
         self._write_metrics()
 
     def _lock_run_dir(self) -> None:
