@@ -22,7 +22,7 @@ from nmt.models import (
     select_batch,
 )
 from nmt.models.attention import SCORERS
-from nmt.models.base import register_model
+from nmt.models.base import lengths_to_mask, register_model
 from nmt.models.rnn import FixedContextDecoder, RNNEncoder
 from nmt.models.rnn import tie as tie_tables
 from nmt.training.step import sequence_loss
@@ -248,6 +248,21 @@ def test_encoder_packing_never_leaks_padding(rnn_type: str) -> None:
             torch.testing.assert_close(summary[i : i + 1], alone_summary)
             assert torch.all(states[i, n:] == 0)
     assert states.shape == (3, 7, 32) and summary.shape == (3, 32)
+
+
+def test_models_take_source_lengths_on_the_cpu_beside_a_source_elsewhere() -> None:
+    """The lengths a Batch keeps on the CPU: the masks come out on the source's device (meta stands in for a GPU;
+    the RNNs cannot run on meta, autocast does not know it), and the logits equal those with lengths counted from
+    the source's padding."""
+    src, src_lens, tgt_in = batch()
+    mask = lengths_to_mask(src_lens, src.size(1), torch.device("meta"))
+    assert mask.device.type == "meta" and mask.shape == src.shape
+    model = tiny("transformer").to("meta")
+    assert model(src.to("meta"), src_lens, tgt_in.to("meta")).shape == (3, 5, V)
+    for name in ("fixed", "attention_additive", "transformer"):
+        model = tiny(name).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(src, src_lens, tgt_in), model(src, (src != PAD_ID).sum(1), tgt_in))
 
 
 @pytest.mark.parametrize("name", ["fixed", "attention_feeding_lstm", "transformer"])

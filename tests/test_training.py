@@ -326,7 +326,8 @@ def test_a_training_step_copies_to_the_host_once(setup, tmp_path, monkeypatch):
             steps.append(counter.calls)
 
     monkeypatch.setattr(Trainer, "_train_step", counted_step)
-    # The Transformer: the RNN encoder also needs its source lengths on the host, once per batch.
+    # The Transformer: the RNN encoder calls .cpu() on its source lengths, once per batch, which copies nothing
+    # because a Batch keeps them on the CPU (tests/test_batching.py).
     Trainer(tiny_config(*setup, "model=transformer_small", "train.max_steps=3", "train.accum_steps=2"),
             tmp_path).fit()
     assert steps == [{"item": 0, "__float__": 0, "cpu": 0, "tolist": 1}] * 3

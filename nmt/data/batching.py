@@ -28,6 +28,8 @@ class Batch:
     src: (B, S) source ids + EOS, PAD-padded.     src_lens: (B,) lengths including EOS.
     tgt_in: (B, T) BOS + target ids (decoder input).  tgt_out: (B, T) target ids + EOS (labels).
     index: (B,) row of each pair in its split, to put outputs back in corpus order.
+    `to(device)` leaves src_lens on the CPU: the RNN encoder packs its input with lengths on the CPU, and lengths
+    copied back from a GPU would wait for it at every forward pass (models take src_lens on either device).
     """
 
     src: Tensor
@@ -37,7 +39,9 @@ class Batch:
     index: Tensor
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self._tensors()))
+        """The batch on `device`, but for src_lens, which stays on the CPU."""
+        src, _, tgt_in, tgt_out, index = (t.to(device, non_blocking=non_blocking) for t in self._tensors())
+        return Batch(src, self.src_lens, tgt_in, tgt_out, index)
 
     def pin_memory(self) -> Batch:
         """Page-locked copy, so `to(cuda, non_blocking=True)` overlaps the copy with compute."""

@@ -103,7 +103,7 @@ def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.de
             scores = torch.stack([c[1].detach() for c in captured], dim=1).float()  # (B, T, h, S)
             grads = torch.stack([c[1].grad for c in captured], dim=1).float()
             raw_grads = torch.stack([c[0].grad for c in captured], dim=1).float()
-            pad = ~lengths_to_mask(batch.src_lens, batch.src.size(1))[:, None, None, :]
+            pad = ~lengths_to_mask(batch.src_lens, batch.src.size(1), batch.src.device)[:, None, None, :]
             weights = torch.softmax(scores.masked_fill(pad, float("-inf")) / attention.temperature, dim=-1)
             entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)  # (B, T, h)
             steps = (batch.tgt_out != PAD_ID).float()  # (B, T)

@@ -2,6 +2,9 @@
 and the registry that maps a model.arch name to its class.
 
 Shapes: B = batch, S = source length, T = target length, V = target vocabulary.
+`src_lens` (B,) may be on the CPU or on src's device: a Batch keeps it on the CPU (the RNN encoder packs with
+lengths there, and a copy back from the GPU would be a host sync per forward); masks come from `lengths_to_mask`
+on src's device.
 
 - `encode(src, src_lens) -> enc`: a dict of batch-first tensors; always holds `src_mask` (B, S), True at real
   tokens. What else it holds is the model's business.
@@ -142,6 +145,8 @@ def select_batch(obj: Any, index: Tensor) -> Any:
     return obj
 
 
-def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
-    """lengths (B,) -> mask (B, max_len), True at the first lengths[b] positions (real tokens)."""
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+def lengths_to_mask(lengths: Tensor, max_len: int, device: torch.device) -> Tensor:
+    """lengths (B,), on any device -> mask (B, max_len) on `device`, True at the first lengths[b] positions (real
+    tokens). Lengths on the CPU are copied without waiting for the device."""
+    lengths = lengths.to(device, non_blocking=True)
+    return torch.arange(max_len, device=device).unsqueeze(0) < lengths.unsqueeze(1)

@@ -112,7 +112,8 @@ class RNNEncoder(nn.Module):
 
     def forward(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
         emb = self.dropout(self.embed(src))
-        # pack_padded_sequence needs the lengths on the CPU: one host sync per batch, none per step.
+        # pack_padded_sequence needs the lengths on the CPU: .cpu() copies nothing for a Batch's lengths, which stay
+        # there (lengths on a GPU would be copied back, a host sync).
         packed = pack_padded_sequence(cast_to(self.rnn, emb), src_lens.cpu(), batch_first=True, enforce_sorted=False)
         with no_autocast(emb):
             out, final = self.rnn(packed)
@@ -273,7 +274,7 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
         D, "src_mask": (B, S)}."""
         states, summary = self.encoder(src, src_lens)
         return {"states": states, "summary": self.context(summary),
-                "src_mask": lengths_to_mask(src_lens, src.size(1))}
+                "src_mask": lengths_to_mask(src_lens, src.size(1), src.device)}
 
     def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
         return self.decoder.init_state(enc["summary"])
@@ -430,7 +431,7 @@ class AttentionSeq2Seq(RNNSeq2Seq):
         """-> {"states": (B, S, C), "summary": (B, C), "src_mask": (B, S), and the attention's per-batch
         keys/values from `Attention.prepare` ("attn_keys", "attn_values", "attn_pad")}."""
         states, summary = self.encoder(src, src_lens)
-        mask = lengths_to_mask(src_lens, src.size(1))
+        mask = lengths_to_mask(src_lens, src.size(1), src.device)
         return {"states": states, "summary": summary, "src_mask": mask,
                 **self.decoder.attention.prepare(states, mask)}
 

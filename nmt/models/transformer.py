@@ -208,7 +208,7 @@ class Transformer(Seq2Seq):
 
     def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
         """-> {"memory": (B, S, D), "src_mask": (B, S), "cross_k"/"cross_v": per decoder layer (B, h, S, d)}."""
-        src_mask = lengths_to_mask(src_lens, src.size(1))
+        src_mask = lengths_to_mask(src_lens, src.size(1), src.device)
         attn_mask = src_mask[:, None, None, :]
         x = self._embed(self.src_embed, src)
         for layer in self.encoder_layers:

@@ -271,8 +271,9 @@ class Trainer:
         self.train_model: torch.nn.Module = self.model
         self.ddp: Any = None
         if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.train_model = self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+            # No device_ids: the model sits on one device, the batches are moved there already, and with device_ids
+            # DDP would also move the CPU src_lens to the GPU, for the RNN encoder to copy back (a host sync).
+            self.train_model = self.ddp = DistributedDataParallel(self.model)
         self.eager_model = self.train_model  # what _forward falls back to when compilation fails
         if tc.compile:
             self.train_model = compile_dynamic(self.train_model)
