@@ -1,7 +1,7 @@
 """Side by side with JoeyNMT 2.3.0: both toolkits trained for the same minutes on this machine, scored alike.
 
     .venv/bin/python scripts/peer_bench.py --minutes 20            # what `make peer-bench` runs
-    .venv/bin/python scripts/peer_bench.py --minutes 1 --eval-every 20 --archs transformer   # a smoke run
+    .venv/bin/python scripts/peer_bench.py --minutes 1 --eval-every 20 --sentences 100   # a smoke run
 
 Writes report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
 its own virtual environment (--venv, created on first use). The logic is nmt/bench/peer.py.
@@ -26,11 +26,13 @@ def main() -> None:
     parser.add_argument("--venv", default=".peer-venv", help="JoeyNMT's virtual environment (default .peer-venv)")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="validation interval in steps for both toolkits (default: our train config's)")
+    parser.add_argument("--sentences", type=int, default=None,
+                        help="validate and score on the first N sentences of valid and test (default: all)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
                         help="score the weights at the end of the budget (last) or those of the best valid BLEU")
     args = parser.parse_args()
     report = run_peer_bench(args.out, args.minutes, args.archs, args.venv, args.eval_every, args.checkpoint,
-                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]))
+                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]), sentences=args.sentences)
     print(f"report: {report['out_dir']}/report.md")
 
 

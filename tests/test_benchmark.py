@@ -106,6 +106,7 @@ def test_bf16_peak_lookup():
     assert benchmark.bf16_peak_tflops(None) is None
 
 
+@pytest.mark.slow
 def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one_thread):
     data = DataConfig(name="bench_tiny", source="files", files=tiny_run.files, root=str(tiny_run.data_root),
                       tokenizer=TokenizerConfig(vocab_size=250))

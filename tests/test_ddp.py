@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from train_utils import assert_same_parameters, free_port, parameters, tiny_config, write_corpus
@@ -45,6 +46,7 @@ def _worker(rank: int, port: int, corpus: str, data_root: str, run_dir: str, out
     )
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_end_with_identical_parameters(mirror, tmp_path_factory, tmp_path):
     base = tmp_path_factory.getbasetemp() / "nmt-train"
     corpus, data_root = write_corpus(mirror, base / "corpus"), base / "data"

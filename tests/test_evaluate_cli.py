@@ -104,6 +104,7 @@ def test_results_are_never_overwritten(evaluated, tiny_run, capsys):
     assert {p.name: p.read_bytes() for p in evaluated.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_default_output_directories_are_fresh(tiny_run, tmp_path):
     src, ref = tiny_run.files["test"]
     args = [f"checkpoints=[{tiny_run.run_dir / 'step-10.pt'}]", f"src_file={src}", f"ref_file={ref}",

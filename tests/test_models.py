@@ -415,7 +415,9 @@ def test_models_state_their_input_limit_and_old_checkpoint_options() -> None:
     assert cfg.tie_embeddings is True
 
 
-@pytest.mark.parametrize("name", ["fixed", "attention_additive", "attention_dot", "transformer"])
+@pytest.mark.parametrize(
+    "name", ["fixed", "attention_additive", pytest.param("attention_dot", marks=pytest.mark.slow), "transformer"]
+)
 def test_overfits_sequence_reversal(name: str) -> None:
     """32 random sentences (len 4-8, 16 word types) and their reversals, learnt to >= 95% token accuracy."""
     g = torch.Generator().manual_seed(1)

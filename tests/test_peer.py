@@ -12,6 +12,7 @@ import yaml
 from nmt.bench.peer import (
     JoeyClock,
     JoeyPaths,
+    export_corpus,
     joey_config,
     joey_decode_config,
     joey_validations,
@@ -21,6 +22,8 @@ from nmt.bench.peer import (
     spm_pieces,
     steady_curve,
 )
+from nmt.config import DataConfig, TokenizerConfig
+from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.metrics.scores import corpus_scores
@@ -169,3 +172,14 @@ def test_spm_pieces_are_in_id_order_with_our_specials_first():
                           model_type="unigram", vocab_size=40, character_coverage=1.0, joint=True)
     pieces = spm_pieces(tok.src_model)
     assert pieces[:4] == ["<pad>", "<unk>", "<s>", "</s>"] and len(pieces) == tok.src_vocab_size
+
+
+def test_export_cuts_valid_and_test_to_the_first_sentences_and_keeps_train(tiny_corpus_files, tmp_path):
+    data = DataConfig(name="tiny", source="files", src_lang="de", tgt_lang="en", files=tiny_corpus_files,
+                      root=str(tmp_path / "cache"), tokenizer=TokenizerConfig(vocab_size=250))
+    corpus = prepare_corpus(data, log=lambda _: None)
+    paths = export_corpus(corpus, tmp_path / "joey-data", tmp_path / "joeynmt", sentences=5)
+    lines = {f.name: f.read_text(encoding="utf-8").splitlines() for f in paths.data_dir.glob("*.[de][en]")}
+    assert lines["valid.de"] == list(corpus.split("valid")["src"][:5]) and len(lines["valid.en"]) == 5
+    assert len(lines[f"{paths.test_set}.de"]) == len(lines[f"{paths.test_set}.en"]) == 5
+    assert len(lines["train.de"]) == len(corpus.split("train")) > 5

@@ -131,9 +131,11 @@ def spm_pieces(model: bytes) -> list[str]:
     return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
 
 
-def export_corpus(corpus: PreparedCorpus, directory: Path, model_dir: Path) -> JoeyPaths:
-    """Write train, valid and the first test set as `<split>.<src|tgt lang>` plain text, our SentencePiece model
-    and its pieces (JoeyNMT's voc_file: it puts its four specials first and skips them where they recur)."""
+def export_corpus(corpus: PreparedCorpus, directory: Path, model_dir: Path, sentences: int | None = None
+                  ) -> JoeyPaths:
+    """Write train, valid and the first test set as `<split>.<src|tgt lang>` plain text (valid and test cut to their
+    first `sentences` lines when given), our SentencePiece model and its pieces (JoeyNMT's voc_file: it puts its
+    four specials first and skips them where they recur)."""
     tok = corpus.tokenizer
     if not tok.joint:
         raise NMTError(f"corpus {corpus.name} has separate tokenizers; the peer benchmark needs a joint one")
@@ -142,7 +144,7 @@ def export_corpus(corpus: PreparedCorpus, directory: Path, model_dir: Path) -> J
     for split in ("train", "valid", test_set):
         data = corpus.split(split)
         for column, lang in (("src", src_lang), ("tgt", tgt_lang)):
-            lines = list(data[column])
+            lines = list(data[column]) if split == "train" else list(data[column][:sentences])
             # JoeyNMT's plain-text reader drops empty lines, which would misalign the pairs.
             if split != "train" and not all(line.strip() for line in lines):
                 raise NMTError(f"{corpus.name} {split}.{lang} has an empty line; JoeyNMT would drop it")
@@ -505,8 +507,9 @@ def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) 
 # ---------------------------------------------------------------------------------------- one architecture
 
 
-def _ours_overrides(minutes: float, eval_every: int | None) -> list[str]:
+def _ours_overrides(minutes: float, eval_every: int | None, sentences: int | None) -> list[str]:
     extra = [f"train.eval_every={eval_every}", f"train.save_every={eval_every}"] if eval_every else []
+    extra += [f"train.eval_max_sentences={sentences}"] if sentences else []
     return [f"train.max_minutes={minutes}", "train.cpu_threads=1", "train.device=cpu", *extra]
 
 
@@ -524,13 +527,14 @@ def _score_all(out_dir: Path, refs: dict[str, list[str]]) -> dict[str, Any]:
 
 
 def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every: int | None, checkpoint: str,
-             log: Any = print) -> dict[str, Any]:
+             sentences: int | None = None, log: Any = print) -> dict[str, Any]:
     """Train our `arch` and its JoeyNMT counterpart side by side, decode valid and test with both (greedy, beam
-    5), score everything with our pipeline; the architecture's part of report.json."""
-    overrides = _ours_overrides(minutes, eval_every)
+    5), score everything with our pipeline; the architecture's part of report.json. `sentences` cuts valid and
+    test (validation during training and scoring alike) to their first lines."""
+    overrides = _ours_overrides(minutes, eval_every, sentences)
     cfg = our_config(arch, overrides)
     corpus = prepare_corpus(cfg.data, log)
-    paths = export_corpus(corpus, arch_dir / "joeynmt-data", arch_dir / "joeynmt")
+    paths = export_corpus(corpus, arch_dir / "joeynmt-data", arch_dir / "joeynmt", sentences)
     joey, unmatched = joey_config(cfg, paths)
     joey_yaml = write_text(arch_dir / "joeynmt.yaml", yaml.safe_dump(joey, sort_keys=False))
     logs_dir, out_dir, run_dir = arch_dir / "logs", arch_dir / "outputs", arch_dir / "nmt"
@@ -546,8 +550,9 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     if not joey_ckpt.exists():
         raise NMTError(f"JoeyNMT wrote no {joey_ckpt.name} in {paths.model_dir}; see {logs_dir}")
     log(f"{arch}: decoding valid and {paths.test_set}, greedy and beam 5, with both")
-    sources = {"valid": list(corpus.split("valid")["src"]), "test": list(corpus.split(paths.test_set)["src"])}
-    refs = {"valid": list(corpus.split("valid")["tgt"]), "test": list(corpus.split(paths.test_set)["tgt"])}
+    splits = {"valid": corpus.split("valid"), "test": corpus.split(paths.test_set)}
+    sources = {split: list(data["src"][:sentences]) for split, data in splits.items()}
+    refs = {split: list(data["tgt"][:sentences]) for split, data in splits.items()}
     joey_proc = decode_joey(python, joey, joey_ckpt.resolve(), out_dir, logs_dir)
     try:
         decode_ours(ours_ckpt, sources, out_dir)
@@ -639,7 +644,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Versions: nmt torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']}", "",
              f"Budget: {report['minutes']:g} training minutes each (validation and checkpoints excluded), both runs "
              "at once, one torch thread each. Scored checkpoint: "
-             f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}.",
+             f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}."
+             + (f" Valid and test cut to their first {report['sentences']} sentences (validation during training "
+                "and scoring alike)." if report.get("sentences") else ""),
              "", f"BLEU: our pipeline (nmt.metrics.scores) on detokenized outputs, `{sig}`. Beam 5: ours alpha 1.0 "
              f"(configs/decode/beam5.yaml), JoeyNMT beam_alpha {JOEY_BEAM_ALPHA} (its documented configs). Target "
              "tokens/s of nmt are estimated from its source + target rate and the train split's target share.", "",
@@ -651,11 +658,13 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str], venv: str | Path,
                    eval_every: int | None = None, checkpoint: str = "last", command: str = "",
-                   log: Any = print) -> dict[str, Any]:
+                   sentences: int | None = None, log: Any = print) -> dict[str, Any]:
     """The whole benchmark: install the peer, then per architecture train both side by side, decode, score;
     writes report.json, report.md and valid_bleu.png into the output directory and returns the report."""
     if minutes <= 0:
         raise NMTError(f"minutes must be positive, got {minutes}")
+    if sentences is not None and sentences < 1:
+        raise NMTError(f"sentences must be at least 1, got {sentences}")
     if checkpoint not in ("last", "best"):
         raise NMTError(f"checkpoint must be last or best, got {checkpoint!r}")
     for arch in archs:
@@ -663,9 +672,10 @@ def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str],
     set_threads(1)
     python, versions = install_peer(Path(venv), log)
     out = make_out_dir(out_dir, "outputs/peer", "peer")
-    results = [run_arch(arch, out / arch, minutes, python, eval_every, checkpoint, log) for arch in archs]
+    results = [run_arch(arch, out / arch, minutes, python, eval_every, checkpoint, sentences, log) for arch in archs]
     hw = hardware(workers=2, threads=1)
-    report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "hardware": hw,
+    report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "sentences": sentences,
+              "hardware": hw,
               "hardware_line": hardware_line(hw), "peer_versions": versions, "results": results,
               "plot": str(plot_curves(results, out / "valid_bleu.png"))}
     write_json(out / "report.json", report)
