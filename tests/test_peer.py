@@ -5,6 +5,9 @@ install is needed: these tests stop short of running it."""
 from __future__ import annotations
 
 import datetime
+import signal
+import sys
+import time
 
 import pytest
 import yaml
@@ -20,6 +23,7 @@ from nmt.bench.peer import (
     our_config,
     score_outputs,
     spm_pieces,
+    start_interruptible,
     steady_curve,
 )
 from nmt.config import DataConfig, TokenizerConfig
@@ -183,3 +187,22 @@ def test_export_cuts_valid_and_test_to_the_first_sentences_and_keeps_train(tiny_
     assert lines["valid.de"] == list(corpus.split("valid")["src"][:5]) and len(lines["valid.en"]) == 5
     assert len(lines[f"{paths.test_set}.de"]) == len(lines[f"{paths.test_set}.en"]) == 5
     assert len(lines["train.de"]) == len(corpus.split("train")) > 5
+
+
+def test_sigint_stops_the_peer_even_when_this_process_ignores_it(tmp_path):
+    """Started in the background of a script, the driver inherits SIGINT ignored; the peer must not."""
+    child = ("import time\nprint('ready', flush=True)\ntry:\n    time.sleep(30)\n"
+             "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
+    log = tmp_path / "out.log"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with log.open("w") as out:
+            proc = start_interruptible([sys.executable, "-c", child], out, {})
+        deadline = time.monotonic() + 20
+        while "ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert log.read_text() == "ready\ninterrupted\n"

@@ -393,6 +393,17 @@ def _one_thread_env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so Python turns it into KeyboardInterrupt. A command
+    started in the background of a non-interactive shell inherits SIGINT ignored, and JoeyNMT would train on."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_interruptible(cmd: list[str], out: Any, env: dict[str, str]) -> subprocess.Popen:
+    """Start `cmd` writing to `out` so that SIGINT stops it whatever this process's own SIGINT disposition is."""
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_default_sigint)
+
+
 def train_side_by_side(ours_cmd: list[str], joey_cmd: list[str], joey_log: Path, logs_dir: Path, minutes: float,
                        log: Any = print, poll_seconds: float = 2.0) -> JoeyClock:
     """Start both trainings at once, one torch thread each; stop JoeyNMT with SIGINT after `minutes` of its
@@ -400,7 +411,7 @@ def train_side_by_side(ours_cmd: list[str], joey_cmd: list[str], joey_log: Path,
     env = _one_thread_env()
     with (logs_dir / "nmt-train.log").open("w") as ours_out, (logs_dir / "joeynmt-train.log").open("w") as joey_out:
         ours = subprocess.Popen(ours_cmd, stdout=ours_out, stderr=subprocess.STDOUT, env=env)
-        joey = subprocess.Popen(joey_cmd, stdout=joey_out, stderr=subprocess.STDOUT, env=env)
+        joey = start_interruptible(joey_cmd, joey_out, env)
         clock, tail, stopped_at = JoeyClock(), LogTail(joey_log), None
         try:
             while ours.poll() is None or joey.poll() is None:
