@@ -10,8 +10,11 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
+from torch.optim import lr_scheduler
 
+from nmt.bench import joeynmt_launch
 from nmt.bench.peer import (
     JoeyClock,
     JoeyPaths,
@@ -206,3 +209,16 @@ def test_sigint_stops_the_peer_even_when_this_process_ignores_it(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous)
     assert log.read_text() == "ready\ninterrupted\n"
+
+
+def test_the_launcher_lets_joeynmt_build_its_plateau_scheduler_on_this_torch():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    original = lr_scheduler.ReduceLROnPlateau.__init__
+    try:
+        joeynmt_launch.patch_plateau()
+        scheduler = lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0, verbose=False)
+    finally:
+        lr_scheduler.ReduceLROnPlateau.__init__ = original
+    scheduler.step(1.0)
+    scheduler.step(0.5)
+    assert optimizer.param_groups[0]["lr"] == 0.5

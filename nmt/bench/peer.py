@@ -63,6 +63,7 @@ JOEY_BEAM_ALPHA = 1.0
 DECODES = {"greedy": {"beam": 1, "alpha": 0.0}, "beam5": {"beam": 5, "alpha": 1.0}}
 SPLITS = ("valid", "test")  # valid = Multi30k val, test = the corpus's first test set (test_2016_flickr)
 NO_TIME_LIMIT_EPOCHS = 100_000  # JoeyNMT stops on epochs; the driver stops it on minutes first
+JOEY_LAUNCHER = Path(__file__).with_name("joeynmt_launch.py")  # `python -m joeynmt`, runnable on torch 2.13
 GRACE_SECONDS = 300  # after SIGINT, JoeyNMT saves and exits; kill it if it has not after this long
 
 
@@ -501,7 +502,7 @@ def decode_joey(python: Path, joey: dict[str, Any], checkpoint: Path, out_dir: P
     for name, settings in DECODES.items():
         cfg_path = out_dir / f"joeynmt-{name}.yaml"
         write_text(cfg_path, yaml.safe_dump(joey_decode_config(joey, checkpoint, settings["beam"]), sort_keys=False))
-        steps.append(f"'{python}' -m joeynmt test '{cfg_path}' -o '{out_dir / f'joeynmt-{name}'}'")
+        steps.append(f"'{python}' '{JOEY_LAUNCHER}' test '{cfg_path}' -o '{out_dir / f'joeynmt-{name}'}'")
     with (logs_dir / "joeynmt-test.log").open("w") as out:
         return subprocess.Popen(["bash", "-c", " && ".join(steps)], stdout=out, stderr=subprocess.STDOUT,
                                 env=_one_thread_env())
@@ -553,7 +554,7 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
         d.mkdir(parents=True, exist_ok=True)
     log(f"{arch}: training both for {minutes:g} minutes (logs in {logs_dir})")
     ours_cmd = [sys.executable, "-m", "nmt.cli.train", *ARCHS[arch], *overrides, f"hydra.run.dir={run_dir}"]
-    joey_cmd = [str(python), "-m", "joeynmt", "train", str(joey_yaml), "--skip-test"]
+    joey_cmd = [str(python), str(JOEY_LAUNCHER), "train", str(joey_yaml), "--skip-test"]
     clock = train_side_by_side(ours_cmd, joey_cmd, paths.model_dir / "train.log", logs_dir, minutes, log)
 
     ours_ckpt = run_dir / ("last.pt" if checkpoint == "last" else "best.pt")
