@@ -653,7 +653,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     sig = report["results"][0]["scores"]["nmt"]["greedy"]["valid"]["signatures"]["bleu"] if report["results"] else ""
     lines = ["# nmt vs JoeyNMT, side by side", "", f"Command: `{report['command']}`", "",
              f"Machine: {report['hardware_line']}", "",
-             f"Versions: nmt torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']}", "",
+             f"Versions: nmt on torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']['joeynmt']} on "
+             f"torch {report['peer_versions']['torch']}", "",
              f"Budget: {report['minutes']:g} training minutes each (validation and checkpoints excluded), both runs "
              "at once, one torch thread each. Scored checkpoint: "
              f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}."
