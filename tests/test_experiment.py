@@ -111,8 +111,13 @@ def test_capacity_sentence_at_its_boundaries() -> None:
     assert "2048 dimensions retain 12% more of their k = 1 BLEU than 256 (p = 0.0099)" in said
     assert "summary sizes 256 / 512 / 1024 / 2048 keep 50% / 55% / 60% / 62%" in said and "attention keeps 95%" in said
     assert "does not measurably change" in capacity_sentence(*_sweep(shares, tested=(0.01, 0.99)), 0.95)
-    # Only the largest against the smallest decides: a significant middle pair does not.
-    assert "does not measurably change" in capacity_sentence(*_sweep(shares, tested=(0.2, 0.8), others=0.001), 0.95)
+    # Only the largest against the smallest decides: a significant middle pair does not, but is counted.
+    said = capacity_sentence(*_sweep(shares, tested=(0.2, 0.8), others=0.001), 0.95)
+    assert "does not measurably change" in said
+    assert said.endswith("Pairwise, the larger size retains more in 5 and less in 5 of the 6 pairs (p < 0.01); no "
+                         "monotone trend.")
+    said = capacity_sentence(*_sweep(shares, tested=(0.0099, 0.99), others=0.5), 0.95)
+    assert said.endswith("Pairwise, the larger size retains more in 1 and less in 0 of the 6 pairs (p < 0.01).")
     # Worse: significant the other way, at p < 0.01 only.
     worse = {256: 0.62, 512: 0.60, 1024: 0.55, 2048: 0.50}
     said = capacity_sentence(*_sweep(worse, tested=(0.99, 0.0099)), 0.95)

@@ -131,7 +131,8 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, 
     the larger retains more), "p_less" (the larger retains less)} for every pair of sizes. In order: a model under
     `min_bleu` at k = 1 makes the sweep say nothing; a size whose 95% interval of retained BLEU lies at or above
     90% removes the degradation (the smallest such size is named); the largest retaining more than the smallest
-    at p < 0.01 reduces it; less at p < 0.01 makes it worse; anything else does not measurably change it.
+    at p < 0.01 reduces it; less at p < 0.01 makes it worse; anything else does not measurably change it. The
+    tested sentences end with how many pairs differ significantly in each direction (both: no monotone trend).
     """
     weak = [str(r["summary"]) for r in rows if r["bleu"][0] < min_bleu]
     if weak:
@@ -149,6 +150,10 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, 
         return (f"A {r['summary']}-dimensional summary vector removes the degradation: its 95% interval of retained "
                 f"BLEU [{lo:.0%}, {hi:.0%}] lies at or above {KEEPS_BLEU:.0%}; " + kept)
     test = next(p for p in pairs if p["larger"] == large["summary"] and p["smaller"] == small["summary"])
+    more = sum(p["p_value"] is not None and p["p_value"] < BOTTLENECK_ALPHA for p in pairs)
+    less = sum(p["p_less"] is not None and p["p_less"] < BOTTLENECK_ALPHA for p in pairs)
+    pairwise = (f" Pairwise, the larger size retains more in {more} and less in {less} of the {len(pairs)} pairs "
+                f"(p < {BOTTLENECK_ALPHA:g})" + ("; no monotone trend." if more and less else "."))
 
     def than(p: float) -> str:
         more = "more" if test["value"] > 0 else "less"
@@ -157,14 +162,14 @@ def capacity_sentence(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, 
 
     if test["p_value"] is not None and test["p_value"] < BOTTLENECK_ALPHA:
         return "A bigger summary vector reduces the degradation but does not remove it: " + than(test["p_value"]) \
-            + "; " + kept
+            + "; " + kept + pairwise
     if test["p_less"] is not None and test["p_less"] < BOTTLENECK_ALPHA:
         return "A bigger summary vector makes the degradation worse at this budget: " + than(test["p_less"]) \
-            + "; " + kept
+            + "; " + kept + pairwise
     diff = "-" if test["value"] is None else f"{test['value']:+.0%} [{test['ci'][0]:+.0%}, {test['ci'][1]:+.0%}]"
-    return (f"A bigger summary vector does not measurably change the degradation: the difference in retained BLEU, "
-            f"{large['summary']} minus {small['summary']} dimensions, is {diff} (neither one-sided test at "
-            f"p < {BOTTLENECK_ALPHA:g}); " + kept)
+    return (f"The largest summary vector does not measurably change the degradation against the smallest: the "
+            f"difference in retained BLEU, {large['summary']} minus {small['summary']} dimensions, is {diff} (neither "
+            f"one-sided test at p < {BOTTLENECK_ALPHA:g}); " + kept + pairwise)
 
 
 # The side claims (nmt/experiments/claims.py) --------------------------------------------------------------------
