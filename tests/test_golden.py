@@ -31,6 +31,7 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     assert len(translations) == len(expected["sentences"])
 
 
-def test_the_committed_bottleneck_report_renders_from_its_json():
-    report = json.loads((DOCS / "bottleneck" / "report.json").read_text(encoding="utf-8"))
-    assert render_bottleneck(report) == (DOCS / "bottleneck" / "report.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("name", ["bottleneck", "capacity"])
+def test_the_committed_bottleneck_reports_render_from_their_json(name: str):
+    report = json.loads((DOCS / name / "report.json").read_text(encoding="utf-8"))
+    assert render_bottleneck(report) == (DOCS / name / "report.md").read_text(encoding="utf-8")
