@@ -141,6 +141,7 @@ class TokenBatchSampler:
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self._cached: tuple[int, list[list[int]]] | None = None  # the last epoch's batches: (epoch, batches)
         self._num_batches = len(self._cut(self._order(0)))
 
     def set_epoch(self, epoch: int) -> None:
@@ -175,8 +176,11 @@ class TokenBatchSampler:
         return batches
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
-        """This rank's batches for `epoch` (default: the one set by `set_epoch`), in iteration order."""
+        """This rank's batches for `epoch` (default: the one set by `set_epoch`), in iteration order; the last
+        epoch's list is kept, so asking again for it computes nothing."""
         epoch = self.epoch if epoch is None else epoch
+        if self._cached is not None and self._cached[0] == epoch:
+            return self._cached[1]
         batches = self._cut(self._order(epoch))
         if self.shuffle:
             perm = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
@@ -185,6 +189,7 @@ class TokenBatchSampler:
             total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
             batches = [batches[i % len(batches)] for i in range(total)]
             batches = batches[self.rank :: self.num_replicas]
+        self._cached = (epoch, batches)
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -196,19 +201,15 @@ class TokenBatchSampler:
 
 class StreamBatches(Dataset):
     """Batch `(epoch, i, n)` of the sampler's batch lists, collated, as `(epoch, i, n, Batch)` (map-style, so
-    DataLoader workers can build batches). Each process (every worker has its own copy) computes an epoch's
-    deterministic batch list once, at its first batch of that epoch."""
+    DataLoader workers can build batches). Each process (every worker has its own copy of the sampler) computes
+    an epoch's deterministic batch list once: the sampler keeps the last epoch's."""
 
     def __init__(self, sampler: Any, src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
         self.sampler, self.src_ids, self.tgt_ids = sampler, src_ids, tgt_ids
-        self._epoch = -1
-        self._batches: list[list[int]] = []
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, int, int, Batch]:
         epoch, i, n = key
-        if epoch != self._epoch:
-            self._epoch, self._batches = epoch, self.sampler.batches(epoch)
-        rows = list(self._batches[i])
+        rows = list(self.sampler.batches(epoch)[i])
         return epoch, i, n, collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
 
 
