@@ -2,6 +2,8 @@
 
     .venv/bin/python scripts/peer_bench.py --minutes 20            # what `make peer-bench` runs
     .venv/bin/python scripts/peer_bench.py --minutes 1 --eval-every 20 --sentences 100   # a smoke run
+    .venv/bin/python scripts/peer_bench.py --minutes 60 --archs rnn --reference <earlier>/report.json
+                                          # JoeyNMT alone for 60 minutes, against an earlier run's nmt side
 
 Writes report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
 its own virtual environment (--venv, created on first use). The logic is nmt/bench/peer.py.
@@ -30,9 +32,12 @@ def main() -> None:
                         help="validate and score on the first N sentences of valid and test (default: all)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
                         help="score the weights at the end of the budget (last) or those of the best valid BLEU")
+    parser.add_argument("--reference", default=None, metavar="REPORT_JSON",
+                        help="train JoeyNMT alone (e.g. longer) against the nmt side of an earlier report.json")
     args = parser.parse_args()
     report = run_peer_bench(args.out, args.minutes, args.archs, args.venv, args.eval_every, args.checkpoint,
-                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]), sentences=args.sentences)
+                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]), sentences=args.sentences,
+                            reference=args.reference)
     print(f"report: {report['out_dir']}/report.md")
 
 

@@ -5,6 +5,7 @@ install is needed: these tests stop short of running it."""
 from __future__ import annotations
 
 import datetime
+import json
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from nmt.bench.peer import (
     joey_config,
     joey_decode_config,
     joey_validations,
+    load_reference,
     minutes_to_reach,
     our_config,
     score_outputs,
@@ -222,3 +224,18 @@ def test_the_launcher_lets_joeynmt_build_its_plateau_scheduler_on_this_torch():
     scheduler.step(1.0)
     scheduler.step(0.5)
     assert optimizer.param_groups[0]["lr"] == 0.5
+
+
+def test_a_reference_report_must_hold_the_architecture_and_match_the_scoring(tmp_path):
+    """A JoeyNMT-only run compares against an earlier report's nmt side: only one scored alike."""
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"sentences": 500, "checkpoint": "last", "results": [{"arch": "rnn"}]}))
+    assert set(load_reference(path, ["rnn"], 500, "last")) == {"rnn"}
+    with pytest.raises(NMTError, match="has no transformer results"):
+        load_reference(path, ["transformer"], 500, "last")
+    with pytest.raises(NMTError, match="sentences=500, this run with sentences=None"):
+        load_reference(path, ["rnn"], None, "last")
+    with pytest.raises(NMTError, match="checkpoint=last, this run with checkpoint=best"):
+        load_reference(path, ["rnn"], 500, "best")
+    with pytest.raises(NMTError, match="cannot read the reference report"):
+        load_reference(tmp_path / "missing.json", ["rnn"], 500, "last")

@@ -405,20 +405,22 @@ def start_interruptible(cmd: list[str], out: Any, env: dict[str, str]) -> subpro
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=_default_sigint)
 
 
-def train_side_by_side(ours_cmd: list[str], joey_cmd: list[str], joey_log: Path, logs_dir: Path, minutes: float,
-                       log: Any = print, poll_seconds: float = 2.0) -> JoeyClock:
+def train_side_by_side(ours_cmd: list[str] | None, joey_cmd: list[str], joey_log: Path, logs_dir: Path,
+                       minutes: float, log: Any = print, poll_seconds: float = 2.0) -> JoeyClock:
     """Start both trainings at once, one torch thread each; stop JoeyNMT with SIGINT after `minutes` of its
-    training time (ours stops itself on train.max_minutes). Returns JoeyNMT's clock."""
+    training time (ours stops itself on train.max_minutes). `ours_cmd` None trains JoeyNMT alone. Returns
+    JoeyNMT's clock."""
     env = _one_thread_env()
     with (logs_dir / "nmt-train.log").open("w") as ours_out, (logs_dir / "joeynmt-train.log").open("w") as joey_out:
-        ours = subprocess.Popen(ours_cmd, stdout=ours_out, stderr=subprocess.STDOUT, env=env)
+        ours = subprocess.Popen(ours_cmd, stdout=ours_out, stderr=subprocess.STDOUT, env=env) if ours_cmd else None
         joey = start_interruptible(joey_cmd, joey_out, env)
+        procs = {"joeynmt train": joey, **({"nmt-train": ours} if ours else {})}
         clock, tail, stopped_at = JoeyClock(), LogTail(joey_log), None
         try:
-            while ours.poll() is None or joey.poll() is None:
+            while any(proc.poll() is None for proc in procs.values()):
                 for line in tail.lines():
                     clock.feed(line)
-                if (joey.poll() not in (None, 0) and stopped_at is None) or ours.poll() not in (None, 0):
+                if (joey.poll() not in (None, 0) and stopped_at is None) or (ours and ours.poll() not in (None, 0)):
                     break  # one side failed: no reason to wait for the other
                 if joey.poll() is None and stopped_at is None and clock.train_seconds(time.time()) >= minutes * 60:
                     log(f"JoeyNMT reached {minutes:g} training minutes at step {clock.last_step}: stopping it")
@@ -429,14 +431,14 @@ def train_side_by_side(ours_cmd: list[str], joey_cmd: list[str], joey_log: Path,
                     joey.kill()
                 time.sleep(poll_seconds)
         finally:
-            for proc in (ours, joey):
+            for proc in procs.values():
                 if proc.poll() is None:
                     proc.kill()
         for line in tail.lines():
             clock.feed(line)
     if clock.final_seconds is None:  # it stopped by itself (epochs, or the plateau schedule's minimum rate)
         clock.final_seconds = clock.train_seconds(clock.last_time or time.time())
-    for name, proc in (("joeynmt train", joey), ("nmt-train", ours)):
+    for name, proc in procs.items():
         if proc.returncode not in (0, -signal.SIGINT):
             tail_line = (logs_dir / f"{name.split()[0]}-train.log").read_text(errors="replace").strip().splitlines()
             raise NMTError(f"{name} failed (exit {proc.returncode}): {tail_line[-1] if tail_line else 'no output'}")
@@ -531,18 +533,20 @@ def _target_share(corpus: PreparedCorpus) -> float:
     return (train["tgt_pieces_mean"] + 1) / (train["src_pieces_mean"] + train["tgt_pieces_mean"] + 2)
 
 
-def _score_all(out_dir: Path, refs: dict[str, list[str]]) -> dict[str, Any]:
+def _score_all(out_dir: Path, refs: dict[str, list[str]], toolkits: tuple[str, ...]) -> dict[str, Any]:
     """{toolkit: {decode: {split: corpus_scores}}} of every output file written by decode_ours/decode_joey."""
     suffix = {"nmt": {"valid": "valid", "test": "test"}, "joeynmt": {"valid": "dev", "test": "test"}}
     return {tk: {name: {split: score_outputs(out_dir / f"{tk}-{name}.{suffix[tk][split]}", refs[split])
-                        for split in SPLITS} for name in DECODES} for tk in suffix}
+                        for split in SPLITS} for name in DECODES} for tk in toolkits}
 
 
 def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every: int | None, checkpoint: str,
-             sentences: int | None = None, log: Any = print) -> dict[str, Any]:
+             sentences: int | None = None, reference: dict[str, Any] | None = None, log: Any = print
+             ) -> dict[str, Any]:
     """Train our `arch` and its JoeyNMT counterpart side by side, decode valid and test with both (greedy, beam
     5), score everything with our pipeline; the architecture's part of report.json. `sentences` cuts valid and
-    test (validation during training and scoring alike) to their first lines."""
+    test (validation during training and scoring alike) to their first lines. With `reference` (this
+    architecture's part of an earlier report) only JoeyNMT trains, and our side is the reference's."""
     overrides = _ours_overrides(minutes, eval_every, sentences)
     cfg = our_config(arch, overrides)
     corpus = prepare_corpus(cfg.data, log)
@@ -552,49 +556,63 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     logs_dir, out_dir, run_dir = arch_dir / "logs", arch_dir / "outputs", arch_dir / "nmt"
     for d in (logs_dir, out_dir):
         d.mkdir(parents=True, exist_ok=True)
-    log(f"{arch}: training both for {minutes:g} minutes (logs in {logs_dir})")
-    ours_cmd = [sys.executable, "-m", "nmt.cli.train", *ARCHS[arch], *overrides, f"hydra.run.dir={run_dir}"]
+    log(f"{arch}: training {'JoeyNMT' if reference else 'both'} for {minutes:g} minutes (logs in {logs_dir})")
+    ours_cmd = None if reference else [sys.executable, "-m", "nmt.cli.train", *ARCHS[arch], *overrides,
+                                       f"hydra.run.dir={run_dir}"]
     joey_cmd = [str(python), str(JOEY_LAUNCHER), "train", str(joey_yaml), "--skip-test"]
     clock = train_side_by_side(ours_cmd, joey_cmd, paths.model_dir / "train.log", logs_dir, minutes, log)
 
-    ours_ckpt = run_dir / ("last.pt" if checkpoint == "last" else "best.pt")
     joey_ckpt = paths.model_dir / ("latest.ckpt" if checkpoint == "last" else "best.ckpt")
     if not joey_ckpt.exists():
         raise NMTError(f"JoeyNMT wrote no {joey_ckpt.name} in {paths.model_dir}; see {logs_dir}")
-    log(f"{arch}: decoding valid and {paths.test_set}, greedy and beam 5, with both")
+    log(f"{arch}: decoding valid and {paths.test_set}, greedy and beam 5")
     splits = {"valid": corpus.split("valid"), "test": corpus.split(paths.test_set)}
     sources = {split: list(data["src"][:sentences]) for split, data in splits.items()}
     refs = {split: list(data["tgt"][:sentences]) for split, data in splits.items()}
     joey_proc = decode_joey(python, joey, joey_ckpt.resolve(), out_dir, logs_dir)
     try:
-        decode_ours(ours_ckpt, sources, out_dir)
+        if reference is None:
+            decode_ours(run_dir / f"{checkpoint}.pt", sources, out_dir)
     finally:
         joey_proc.wait()
     if joey_proc.returncode != 0:
         raise NMTError(f"joeynmt test failed (exit {joey_proc.returncode}); see {logs_dir / 'joeynmt-test.log'}")
-    scores = _score_all(out_dir, refs)
-    return _arch_result(arch, run_dir, paths, clock, scores, unmatched, _target_share(corpus), checkpoint)
+    ours = _ours_result(run_dir, _target_share(corpus), checkpoint) if reference is None else {
+        "system": reference["systems"]["nmt"], "curve": reference["curves"]["nmt"][:-1]}
+    scores = _score_all(out_dir, refs, ("joeynmt",) if reference else ("nmt", "joeynmt"))
+    if reference is not None:
+        scores["nmt"] = reference["scores"]["nmt"]
+    result = _arch_result(arch, ours, paths, clock, scores, unmatched)
+    if reference is not None:
+        result["reference_joeynmt"] = reference["systems"]["joeynmt"]
+    return result
 
 
-def _arch_result(arch: str, run_dir: Path, paths: JoeyPaths, clock: JoeyClock, scores: dict[str, Any],
-                 unmatched: list[str], target_share: float, checkpoint: str) -> dict[str, Any]:
+def _ours_result(run_dir: Path, target_share: float, checkpoint: str) -> dict[str, Any]:
+    """Our run's system row and valid-BLEU curve from its metrics.json."""
     ours = json.loads((run_dir / "metrics.json").read_text())
+    system = {"steps": ours["step"], "train_minutes": ours["train_seconds"] / 60,
+              "tokens_per_s": ours["tokens_per_sec"],
+              "target_tokens_per_s": ours["tokens_per_sec"] * target_share, "target_tokens_estimated": True,
+              "parameters": ours.get("num_parameters"), "checkpoint": str(run_dir / f"{checkpoint}.pt")}
+    curve = steady_curve([{"step": h["step"], "bleu": h["bleu"]} for h in ours["history"]],
+                         ours["train_seconds"], ours["step"])
+    return {"system": system, "curve": curve}
+
+
+def _arch_result(arch: str, ours: dict[str, Any], paths: JoeyPaths, clock: JoeyClock, scores: dict[str, Any],
+                 unmatched: list[str]) -> dict[str, Any]:
     stats = joey_checkpoint_stats(paths.model_dir / "latest.ckpt")
     joey_seconds = clock.final_seconds or 0.0
-    curves = {
-        "nmt": steady_curve([{"step": h["step"], "bleu": h["bleu"]} for h in ours["history"]],
-                            ours["train_seconds"], ours["step"]),
-        "joeynmt": steady_curve(joey_validations(paths.model_dir), joey_seconds, stats["steps"]),
-    }
+    curves = {"nmt": list(ours["curve"]),
+              "joeynmt": steady_curve(joey_validations(paths.model_dir), joey_seconds, stats["steps"])}
     # The last point: our pipeline's greedy valid BLEU of the scored checkpoint, at the end of the budget.
-    for tk, seconds in (("nmt", ours["train_seconds"]), ("joeynmt", joey_seconds)):
-        curves[tk].append({"step": ours["step"] if tk == "nmt" else stats["steps"], "minutes": seconds / 60,
+    for tk, system in (("nmt", ours["system"]), ("joeynmt", {"steps": stats["steps"]})):
+        minutes = system["train_minutes"] if tk == "nmt" else joey_seconds / 60
+        curves[tk].append({"step": system["steps"], "minutes": minutes,
                            "bleu": scores[tk]["greedy"]["valid"]["bleu"], "final": True})
     systems = {
-        "nmt": {"steps": ours["step"], "train_minutes": ours["train_seconds"] / 60,
-                "tokens_per_s": ours["tokens_per_sec"],
-                "target_tokens_per_s": ours["tokens_per_sec"] * target_share, "target_tokens_estimated": True,
-                "parameters": ours.get("num_parameters"), "checkpoint": str(run_dir / f"{checkpoint}.pt")},
+        "nmt": ours["system"],
         "joeynmt": {"steps": stats["steps"], "train_minutes": joey_seconds / 60, "tokens_per_s": None,
                     "target_tokens_per_s": stats["total_tokens"] / max(joey_seconds, 1e-9),
                     "target_tokens_estimated": False, "parameters": clock.total_params,
@@ -641,6 +659,12 @@ def _arch_markdown(res: dict[str, Any]) -> list[str]:
                      f"{fmt_num(s['beam5']['valid']['bleu'])} | {fmt_num(s['greedy']['test']['bleu'])} | "
                      f"{fmt_num(s['beam5']['test']['bleu'])} | {fmt_num(sys_['parameters'], 0, thousands=True)} |")
     reach = res["minutes_to_other_final_valid_bleu"]
+    if res.get("reference_joeynmt"):
+        ref, joey = res["reference_joeynmt"], res["systems"]["joeynmt"]
+        lines += ["", f"JoeyNMT here: {fmt_num(joey['steps'] / max(joey['train_minutes'], 1e-9), 1)} steps per "
+                  "training minute; in the reference run "
+                  f"{fmt_num(ref['steps'] / max(ref['train_minutes'], 1e-9), 1)} ({ref['steps']} steps in "
+                  f"{fmt_num(ref['train_minutes'])} min)."]
     lines += ["", f"Minutes to the other's final valid BLEU (greedy) within this run: nmt "
               f"{fmt_num(reach['nmt_to_joeynmt_final'])}, JoeyNMT {fmt_num(reach['joeynmt_to_nmt_final'])} "
               "(- = not reached in the budget).", "", "Options JoeyNMT cannot match:", ""]
@@ -655,8 +679,13 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Machine: {report['hardware_line']}", "",
              f"Versions: nmt on torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']['joeynmt']} on "
              f"torch {report['peer_versions']['torch']}", "",
-             f"Budget: {report['minutes']:g} training minutes each (validation and checkpoints excluded), both runs "
-             "at once, one torch thread each. Scored checkpoint: "
+             (f"Budget: {report['minutes']:g} training minutes each (validation and checkpoints excluded), both runs "
+              "at once, one torch thread each." if not report.get("reference") else
+              f"Budget: JoeyNMT alone, {report['minutes']:g} training minutes (validation and checkpoints excluded), "
+              f"one torch thread, the architectures one after the other or in parallel runs; nmt's side is not "
+              f"retrained but copied from the earlier side-by-side report `{report['reference']}`: compare JoeyNMT's "
+              "steps per minute in both runs before reading minutes across them.")
+             + " Scored checkpoint: "
              f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}."
              + (f" Valid and test cut to their first {report['sentences']} sentences (validation during training "
                 "and scoring alike)." if report.get("sentences") else ""),
@@ -669,11 +698,32 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def load_reference(path: str | Path, archs: list[str], sentences: int | None, checkpoint: str
+                   ) -> dict[str, dict[str, Any]]:
+    """{arch: result} of an earlier report.json whose nmt side a JoeyNMT-only run compares against; it must hold
+    every architecture asked for and have been scored on the same sentences and checkpoint kind."""
+    try:
+        report = json.loads(Path(path).read_text())
+        results = {res["arch"]: res for res in report["results"]}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise NMTError(f"cannot read the reference report {path}: {e}") from None
+    missing = [arch for arch in archs if arch not in results]
+    if missing:
+        raise NMTError(f"the reference report {path} has no {', '.join(missing)} results")
+    for key, ours in (("sentences", sentences), ("checkpoint", checkpoint)):
+        if report.get(key) != ours:
+            raise NMTError(f"the reference report {path} was made with {key}={report.get(key)}, this run with "
+                           f"{key}={ours}: the scores would not compare")
+    return results
+
+
 def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str], venv: str | Path,
                    eval_every: int | None = None, checkpoint: str = "last", command: str = "",
-                   sentences: int | None = None, log: Any = print) -> dict[str, Any]:
+                   sentences: int | None = None, reference: str | Path | None = None, log: Any = print
+                   ) -> dict[str, Any]:
     """The whole benchmark: install the peer, then per architecture train both side by side, decode, score;
-    writes report.json, report.md and valid_bleu.png into the output directory and returns the report."""
+    writes report.json, report.md and valid_bleu.png into the output directory and returns the report.
+    `reference` (an earlier report.json) trains JoeyNMT alone, for longer, against that report's nmt side."""
     if minutes <= 0:
         raise NMTError(f"minutes must be positive, got {minutes}")
     if sentences is not None and sentences < 1:
@@ -682,13 +732,15 @@ def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str],
         raise NMTError(f"checkpoint must be last or best, got {checkpoint!r}")
     for arch in archs:
         our_config(arch)  # an unknown architecture fails before anything is installed or trained
+    refs = load_reference(reference, archs, sentences, checkpoint) if reference else {}
     set_threads(1)
     python, versions = install_peer(Path(venv), log)
     out = make_out_dir(out_dir, "outputs/peer", "peer")
-    results = [run_arch(arch, out / arch, minutes, python, eval_every, checkpoint, sentences, log) for arch in archs]
+    results = [run_arch(arch, out / arch, minutes, python, eval_every, checkpoint, sentences, refs.get(arch), log)
+               for arch in archs]
     hw = hardware(workers=2, threads=1)
     report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "sentences": sentences,
-              "hardware": hw,
+              "reference": str(reference) if reference else None, "hardware": hw,
               "hardware_line": hardware_line(hw), "peer_versions": versions, "results": results,
               "plot": str(plot_curves(results, out / "valid_bleu.png"))}
     write_json(out / "report.json", report)
