@@ -6,7 +6,7 @@
                                           # JoeyNMT alone for 60 minutes, against an earlier run's nmt side
 
 Writes report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
-its own virtual environment (--venv, created on first use). The logic is nmt/bench/peer.py.
+its own virtual environment (--venv, created on first use). The logic is nmt/bench/peer.py and nmt/bench/joey.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The JoeyNMT side-by-side benchmark (nmt/bench/peer.py): our configs translated to JoeyNMT 2.3 YAML with every
-unmatched option reported, its outputs scored by our pipeline, its training clock read from its log. No JoeyNMT
-install is needed: these tests stop short of running it."""
+"""The JoeyNMT side-by-side benchmark (nmt/bench/peer.py; JoeyNMT itself in nmt/bench/joey.py): our configs
+translated to JoeyNMT 2.3 YAML with every unmatched option reported, its outputs scored by our pipeline, its
+training clock read from its log. No JoeyNMT install is needed: these tests stop short of running it."""
 
 from __future__ import annotations
 
@@ -16,21 +16,17 @@ import yaml
 from torch.optim import lr_scheduler
 
 from nmt.bench import joeynmt_launch
-from nmt.bench.peer import (
+from nmt.bench.joey import (
     JoeyClock,
     JoeyPaths,
     export_corpus,
     joey_config,
     joey_decode_config,
     joey_validations,
-    load_reference,
-    minutes_to_reach,
-    our_config,
-    score_outputs,
     spm_pieces,
     start_interruptible,
-    steady_curve,
 )
+from nmt.bench.peer import load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
