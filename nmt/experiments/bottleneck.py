@@ -30,7 +30,7 @@ from nmt.evaluation.evaluate import System, build_report
 from nmt.evaluation.report import write_report
 from nmt.evaluation.scoring import score_references
 from nmt.experiments.bottleneck_report import render
-from nmt.experiments.runner import Job, compose_run, decode_splits, job_dict, run_jobs
+from nmt.experiments.runner import Job, RunResult, compose_run, decode_splits, job_dict, run_jobs
 from nmt.experiments.verdicts import (
     ATTENTION,
     FIXED,
@@ -72,7 +72,7 @@ class CorpusPlan:
     params: dict[str, int]  # system -> parameter count
     summary: int  # the main fixed-context model's summary size
 
-    def result(self, results: list[dict[str, Any]], seed: int, system: str) -> dict[str, Any]:
+    def result(self, results: list[RunResult], seed: int, system: str) -> RunResult:
         return results[self.runs[(seed, system)]]
 
 
@@ -170,14 +170,14 @@ def _levels_of(corpus: Any, test: str) -> list[str]:
 
 
 # Natural lengths --------------------------------------------------------------------------------------------
-def analyse_natural(sources: list[str], refs: list[str], fixed: dict[str, Any], attention: dict[str, Any],
+def analyse_natural(sources: list[str], refs: list[str], fixed: RunResult, attention: RunResult,
                     split: str, seed_dir: Path, cfg: DictConfig, decode: dict[str, Any]) -> dict[str, Any]:
     """Scores, by-length rows and paired tests of one seed's pair on a natural test set; also writes that seed's
     full report (as `nmt-evaluate` would) into `seed_dir`."""
     pair = ((FIXED, fixed), (ATTENTION, attention))
-    hyps = {name: read_text_lines(r["decoded"][split]["file"], "hypotheses") for name, r in pair}
-    systems = {name: System(name, hyps[name], {"checkpoint": r["checkpoint"], "step": r["checkpoint_step"],
-                                                "arch": name, "num_parameters": r["num_parameters"]})
+    hyps = {name: r.hypotheses(split) for name, r in pair}
+    systems = {name: System(name, hyps[name], {"checkpoint": r.checkpoint, "step": r.checkpoint_step,
+                                                "arch": name, "num_parameters": r.num_parameters})
                for name, r in pair}
     n = int(cfg.bootstrap_samples)
     ev_cfg = OmegaConf.create({"length_edges": list(cfg.length_edges), "bootstrap_samples": n, "decode": decode})
@@ -246,7 +246,7 @@ def _mean_row(label: str, count: int, ms: dict[str, Any] | None) -> dict[str, An
 
 
 # Length-controlled levels -----------------------------------------------------------------------------------
-def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], cfg: DictConfig
+def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: DictConfig
                    ) -> dict[str, Any]:
     """BLEU per level for every system and seed, the retention test and both verdicts per seed, the
     equal-quality control, the capacity sweep."""
@@ -269,8 +269,8 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], c
         return {"hyps": hyps, "bleu": bleu, "bleu_ci": [list(stats_interval(st, n)) for st in stats],
                 "slope": slope(words, bleu), "length": [length_stats(st.sum(0)) for st in stats]}
 
-    def files(result: dict[str, Any]) -> dict[str, str]:
-        return {lv: result["decoded"][lv]["file"] for lv in names}
+    def files(result: RunResult) -> dict[str, str]:
+        return {lv: result.decoded[lv].file for lv in names}
 
     def levels_of(scored: dict[str, Any]) -> dict[str, Any]:
         return {"short": (scored["hyps"][names[0]], data[names[0]][1]),
@@ -287,7 +287,7 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[dict[str, Any]], c
                  "removal_reason": removal_reason,
                  "systems": {s: {k: v for k, v in sc.items() if k != "hyps"} for s, sc in scored.items()}}
         for s, r in pair.items():
-            entry["systems"][s] |= reference_nll(r["checkpoint"], r["device"], data, names, len(groups))
+            entry["systems"][s] |= reference_nll(r.checkpoint, r.device, data, names, len(groups))
         control = equal_quality_control(pair[FIXED], pair[ATTENTION], names)
         if control is not None:
             matched = score(control.pop("files"))
@@ -355,7 +355,7 @@ def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str],
     return {"nll": nll, "nll_by_position": curve}
 
 
-def equal_quality_control(fixed: dict[str, Any], attention: dict[str, Any], splits: list[str]
+def equal_quality_control(fixed: RunResult, attention: RunResult, splits: list[str]
                           ) -> dict[str, Any] | None:
     """The attention checkpoint whose validation BLEU is closest to the fixed model's best, decoded on `splits`.
 
@@ -364,18 +364,18 @@ def equal_quality_control(fixed: dict[str, Any], attention: dict[str, Any], spli
     kept (train.keep_last). Returns {"step", "valid_bleu", "fixed_valid_bleu", "files": {split: hyp file}}, or
     None when the run kept no intermediate checkpoint.
     """
-    run_dir = Path(attention["run_dir"])
+    run_dir = Path(attention.run_dir)
     history = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["history"]
     kept = [h for h in history if (run_dir / f"step-{h['step']}.pt").is_file()]
-    if not kept or fixed["best_valid_bleu"] is None:
+    if not kept or fixed.best_valid_bleu is None:
         return None
-    target = float(fixed["best_valid_bleu"])
+    target = float(fixed.best_valid_bleu)
     best = min(kept, key=lambda h: (abs(h["bleu"] - target), h["step"]))
     checkpoint = run_dir / f"step-{best['step']}.pt"
-    device = pick_device(attention["device"])
+    device = pick_device(attention.device)
     _, decoded = decode_splits(checkpoint, splits, device, suffix=f".step{best['step']}")
     return {"step": int(best["step"]), "valid_bleu": float(best["bleu"]), "fixed_valid_bleu": target,
-            "files": {split: d["file"] for split, d in decoded.items()}}
+            "files": {split: d.file for split, d in decoded.items()}}
 
 
 def level_rows(levels: list[dict[str, Any]], bleu: list[float | None], ci: list[list[float] | None]
@@ -432,7 +432,7 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
         "preset": preset,
         "config": OmegaConf.to_container(cfg, resolve=True),
         "hardware": hardware(int(cfg.workers), int(cfg.threads)),
-        "runs": [job_dict(j) | r for j, r in zip(jobs, results, strict=True)],
+        "runs": [job_dict(j) | r.to_dict() for j, r in zip(jobs, results, strict=True)],
         "sections": [],
     }
     for plan in corpora:
@@ -456,9 +456,9 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
                 "models": {FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
                 "natural": {"seeds": natural, "aggregate": aggregate(natural)}, "levels": None}
             runs = [results[i] for i in plan.runs.values()]
-            section["budget_text"] = budget_text([r["steps"] for r in runs], int(run_cfg.train.batch_tokens))
+            section["budget_text"] = budget_text([r.steps for r in runs], int(run_cfg.train.batch_tokens))
             # The best checkpoint is the last one: the model was still improving when the budget ended.
-            section["still_improving"] = [r["name"] for r in runs if r["checkpoint_step"] == r["steps"]]
+            section["still_improving"] = [r.name for r in runs if r.checkpoint_step == r.steps]
             spread = ("95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds") + \
                 f", {section['budget_text']}"
             fig = plot_bleu_by_length(natural_plot_rows(natural, section["natural"]["aggregate"]),

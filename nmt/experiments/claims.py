@@ -39,7 +39,7 @@ from nmt.errors import NMTError
 from nmt.evaluation.report import p_text
 from nmt.experiments.bottleneck import resolve_split
 from nmt.experiments.claims_report import change_text, plot_scaling, render
-from nmt.experiments.runner import Job, compose_run, job_dict, run_jobs
+from nmt.experiments.runner import Job, RunResult, compose_run, job_dict, run_jobs
 from nmt.experiments.verdicts import (
     CLAIM_QUESTIONS,
     all_or_any,
@@ -49,7 +49,7 @@ from nmt.experiments.verdicts import (
     magnitude_verdict,
     seeds_verdict,
 )
-from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_text
+from nmt.io import make_out_dir, safe_name, write_json, write_text
 from nmt.metrics.scores import corpus_scores, length_stats, sentence_stats
 from nmt.metrics.significance import bootstrap_interval, paired_bootstrap, paired_mean_bootstrap, ratio_bootstrap
 from nmt.models import build_model, model_class
@@ -182,7 +182,7 @@ class SeedRuns:
     cfg: DictConfig
     seed: int
     configs: dict[str, DictConfig]  # variant name -> its resolved run config
-    results: dict[str, dict[str, Any]]  # variant name -> the runner's result (checkpoint, steps, ...)
+    results: dict[str, RunResult]  # variant name -> its trained run
     hyps: dict[str, list[str]]  # variant name -> its decoded test split
     refs: list[str]
     sources: list[str]
@@ -207,11 +207,11 @@ def scored(hyps: list[str], refs: list[str], n: int) -> dict[str, Any]:
             **length_stats(sentence_stats(hyps, refs).sum(0)), "signature": s["signatures"]["bleu"]}
 
 
-def claims_budget(runs: list[dict[str, Any]], batch_tokens: int) -> str:
+def claims_budget(runs: list[RunResult], batch_tokens: int) -> str:
     """"at 300 updates of 2.048k tokens" over every run; says so when a run stopped at the wall-clock limit (its
     update count then depends on the machine)."""
-    text = budget_text([r["steps"] for r in runs], batch_tokens)
-    if any(r.get("stop_reason") == "max_minutes" for r in runs):
+    text = budget_text([r.steps for r in runs], batch_tokens)
+    if any(r.stop_reason == "max_minutes" for r in runs):
         text += " (some runs stopped at train.max_minutes: their update counts depend on the machine)"
     return text
 
@@ -263,7 +263,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
         "hardware": hardware(int(cfg.workers), int(cfg.threads)), "split": split, "num_sentences": len(refs),
         "decode": OmegaConf.to_container(base.decode, resolve=True), "budget": budget,
         "runs": [job_dict(j) | {"model": {k: configs[key].model[k] for k in ("scorer", "heads", "hidden",
-                                                                             "attention_dim", "hard")}} | r
+                                                                             "attention_dim", "hard")}} | r.to_dict()
                  for j, (key, r) in zip(jobs, results.items(), strict=True)],
         "claims": {},
     }
@@ -271,9 +271,8 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     for seed in (int(x) for x in cfg.seeds):
         mine = {name: results[(name, seed)] for name in names}
         runs = SeedRuns(cfg=cfg, seed=seed, configs={name: configs[(name, seed)] for name in names}, results=mine,
-                        hyps={name: read_text_lines(r["decoded"][split]["file"], "hypotheses")
-                              for name, r in mine.items()},
-                        refs=refs, sources=sources, corpus=corpus, device=torch.device(mine[BASE]["device"]),
+                        hyps={name: r.hypotheses(split) for name, r in mine.items()},
+                        refs=refs, sources=sources, corpus=corpus, device=torch.device(mine[BASE].device),
                         n_samples=int(cfg.bootstrap_samples))
         per_seed[seed] = {}
         for claim in cfg.claims:
@@ -325,7 +324,7 @@ def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list
             model = build_model(runs.configs[name].model, tok.src_vocab_size, tok.tgt_vocab_size, tok.joint)
             model.to(runs.device)
         else:
-            model = load_model(runs.results[name]["checkpoint"], runs.device).model
+            model = load_model(runs.results[name].checkpoint, runs.device).model
         stats[scorer] = attention_probe(model, batches, runs.device)
     row: dict[str, Any] = {s: {k: (mean(v) if isinstance(v, list) else v) for k, v in st.items()}
                            for s, st in stats.items()}
@@ -371,7 +370,7 @@ def _temperature(runs: SeedRuns) -> dict[str, Any]:
         raise NMTError(f"temperatures must hold 1.0 (the trained value) and another one, got {taus}")
     rows, hyps, ents = [], {}, {}
     for tau in taus:
-        loaded = load_model(runs.results[BASE]["checkpoint"], runs.device, [f"model.temperature={tau}"])
+        loaded = load_model(runs.results[BASE].checkpoint, runs.device, [f"model.temperature={tau}"])
         t = translate(loaded.model, loaded.tokenizer, runs.sources, loaded.cfg.decode, runs.device,
                       with_attention=True)
         hyps[tau], ents[tau] = t.hypotheses, decode_entropy(t.attention)
@@ -398,7 +397,7 @@ def _hard(runs: SeedRuns) -> dict[str, Any]:
     """Soft attention against hard (argmax) attention, switched on at inference in the soft-trained model and
     trained with the straight-through estimator (forward: one-hot argmax; backward: the softmax's gradient)."""
     n, refs = runs.n_samples, runs.refs
-    loaded = load_model(runs.results[BASE]["checkpoint"], runs.device, ["model.hard=true"])
+    loaded = load_model(runs.results[BASE].checkpoint, runs.device, ["model.hard=true"])
     switched = translate(loaded.model, loaded.tokenizer, runs.sources, loaded.cfg.decode, runs.device).hypotheses
     soft = runs.hyps[BASE]
     systems = {"soft": soft, "hard at inference": switched, "hard trained": runs.hyps[HARD_TRAINED]}
@@ -427,9 +426,9 @@ def _scorers(runs: SeedRuns) -> dict[str, Any]:
     for name in names:
         m, result = runs.configs[name].model, runs.results[name]
         row = {"name": name, "scorer": m.scorer, "heads": m.heads, "hidden": m.hidden, "attention_dim": m.attention_dim,
-               "num_parameters": result["num_parameters"], "steps": result["steps"],
+               "num_parameters": result.num_parameters, "steps": result.steps,
                **scored(runs.hyps[name], runs.refs, n)}
-        same = result["run_dir"] == runs.results[reference]["run_dir"]  # the reference run itself
+        same = result.run_dir == runs.results[reference].run_dir  # the reference run itself
         row["vs_reference"] = None if same else paired_bootstrap(runs.hyps[name], runs.hyps[reference], runs.refs, n)
         rows.append(row)
     scorer_tests = [r["vs_reference"] for r in rows if r["name"].startswith("scorer=") and r["vs_reference"]]

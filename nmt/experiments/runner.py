@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig, compose_confi
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
+from nmt.io import read_text_lines
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
 from nmt.training.trainer import Trainer, check_train_config
@@ -122,10 +123,47 @@ def hypotheses_file(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / f"{split}.hyp.txt"
 
 
+@dataclass
+class Decoded:
+    """One split decoded by a run's checkpoint: the hypotheses file, decode seconds and output tokens."""
+
+    file: str
+    seconds: float
+    tokens: int
+
+
+@dataclass
+class RunResult:
+    """What the experiments and their reports read of one trained and decoded run (report.json "runs")."""
+
+    name: str
+    run_dir: str
+    checkpoint: str  # the evaluated checkpoint: best.pt, or last.pt when the run never validated
+    checkpoint_step: int
+    steps: int
+    stop_reason: str | None
+    train_seconds: float
+    wall_seconds: float
+    best_valid_bleu: float | None
+    num_parameters: int
+    device: str
+    decoded: dict[str, Decoded]  # split -> its hypotheses
+    trained_as: str | None = None  # the job that ran, when an identical config served several jobs
+
+    def hypotheses(self, split: str) -> list[str]:
+        return read_text_lines(self.decoded[split].file, "hypotheses")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["trained_as"] is None:
+            del out["trained_as"]
+        return out
+
+
 def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device, suffix: str = ""
-                  ) -> tuple[Any, dict[str, dict[str, Any]]]:
+                  ) -> tuple[Any, dict[str, Decoded]]:
     """Decode each split of the checkpoint's corpus with the checkpoint's decode config; the hypotheses go to
-    <run dir>/<split><suffix>.hyp.txt. Returns (the loaded checkpoint, {split: {"file", "seconds", "tokens"}})."""
+    <run dir>/<split><suffix>.hyp.txt. Returns (the loaded checkpoint, {split: Decoded})."""
     loaded = load_model(checkpoint, device)
     corpus = prepare_corpus(loaded.cfg.data, log=lambda _: None)
     decoded = {}
@@ -133,15 +171,14 @@ def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device,
         out = translate(loaded.model, loaded.tokenizer, list(corpus.split(split)["src"]), loaded.cfg.decode, device)
         path = hypotheses_file(checkpoint.parent, split + suffix)
         path.write_text("".join(h + "\n" for h in out.hypotheses), encoding="utf-8")
-        decoded[split] = {"file": str(path), "seconds": out.seconds, "tokens": out.num_tokens}
+        decoded[split] = Decoded(str(path), out.seconds, out.num_tokens)
     return loaded, decoded
 
 
-def train_and_decode(job: Job) -> dict[str, Any]:
+def train_and_decode(job: Job) -> RunResult:
     """Train `job` (console output goes to <run_dir>/console.log), then decode each split with best.pt.
 
-    Runs in a worker process (or in-process with workers=1). Returns what the reports need: steps, times,
-    parameters, best valid BLEU, the evaluated checkpoint and, per split, the hypotheses file and decode time.
+    Runs in a worker process (or in-process with workers=1).
     """
     if job.threads > 0:
         torch.set_num_threads(job.threads)
@@ -159,25 +196,16 @@ def train_and_decode(job: Job) -> dict[str, Any]:
             checkpoint = best if best.is_file() else run_dir / "last.pt"
             device = pick_device(cfg.train.device)
             loaded, decoded = decode_splits(checkpoint, job.splits, device)
-    return {
-        "name": job.name,
-        "run_dir": str(run_dir),
-        "checkpoint": str(checkpoint),
-        "checkpoint_step": int(loaded.payload["step"]),
-        "steps": int(summary["step"]),
-        "stop_reason": summary["stop_reason"],
-        "train_seconds": float(summary["train_seconds"]),
-        "wall_seconds": wall,
-        "best_valid_bleu": summary["best_bleu"],
-        "num_parameters": int(loaded.model.num_parameters()),
-        "device": str(device),
-        "decoded": decoded,
-    }
+    return RunResult(name=job.name, run_dir=str(run_dir), checkpoint=str(checkpoint),
+                     checkpoint_step=int(loaded.payload["step"]), steps=int(summary["step"]),
+                     stop_reason=summary["stop_reason"], train_seconds=float(summary["train_seconds"]),
+                     wall_seconds=wall, best_valid_bleu=summary["best_bleu"],
+                     num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded)
 
 
-def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = print) -> list[RunResult]:
     """Train every job (identical configs once), `workers` at a time; results in job order, named after
-    their job (with "trained_as": the job that ran, for a config trained once for several jobs).
+    their job (with `trained_as` the job that ran, for a config trained once for several jobs).
 
     Worker processes are spawned (a forked torch can deadlock on its thread pools); with one worker, or
     one distinct job, everything runs in this process.
@@ -186,7 +214,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = pri
     for job in jobs:
         unique.setdefault(job.key(), job)
     todo = list(unique.values())
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, RunResult] = {}
     if workers <= 1 or len(todo) <= 1:
         for i, job in enumerate(todo, start=1):
             log(f"[{i}/{len(todo)}] training {job.name} in {job.run_dir}")
@@ -207,17 +235,17 @@ def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = pri
                 raise
     out = []
     for job in jobs:
-        r = dict(results[job.key()])
-        if r["name"] != job.name:  # the same config as an earlier job: one run serves both
-            r["trained_as"], r["name"] = r["name"], job.name
+        r = results[job.key()]
+        if r.name != job.name:  # the same config as an earlier job: one run serves both
+            r = replace(r, name=job.name, trained_as=r.name)
         out.append(r)
     return out
 
 
-def _log_result(r: dict[str, Any], log: Callable[[str], None]) -> None:
-    bleu = "-" if r["best_valid_bleu"] is None else f"{r['best_valid_bleu']:.2f}"
-    log(f"  done {r['name']}: {r['steps']} steps ({r['stop_reason']}) in {r['wall_seconds'] / 60:.1f} min, "
-        f"best valid BLEU {bleu} at step {r['checkpoint_step']}")
+def _log_result(r: RunResult, log: Callable[[str], None]) -> None:
+    bleu = "-" if r.best_valid_bleu is None else f"{r.best_valid_bleu:.2f}"
+    log(f"  done {r.name}: {r.steps} steps ({r.stop_reason}) in {r.wall_seconds / 60:.1f} min, "
+        f"best valid BLEU {bleu} at step {r.checkpoint_step}")
 
 
 def job_dict(job: Job) -> dict[str, Any]:
