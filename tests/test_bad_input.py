@@ -54,7 +54,7 @@ def translate_cli(*args: str) -> int:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="translate", overrides=["device=cpu", "decode=greedy", *args])
     try:
-        nmt.cli.translate.run(cfg)
+        nmt.cli.translate.translate_command(cfg)
         return 0
     except SystemExit as e:
         return int(e.code or 0)
@@ -65,7 +65,7 @@ def evaluate_cli(*args: str) -> int:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[*fast, *args])
     try:
-        nmt.cli.evaluate.run(cfg)
+        nmt.cli.evaluate.evaluate_command(cfg)
         return 0
     except SystemExit as e:
         return int(e.code or 0)

@@ -33,7 +33,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
         "--small", "--device", "cpu", "--threads", "1", "--steps", "2", "--warmup", "1", "--batch-tokens", "600",
         "--decode-sentences", "3", "--compare-threads", "1", "2", "--rounds", "1", "--out", str(out),
     ])  # fmt: skip
-    report = benchmark.run(args, data)
+    report = benchmark.run_benchmark(args, data)
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps({k: v for k, v in report.items() if k not in ("path", "batches", "vocab")}))
 
@@ -69,7 +69,7 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
 def test_unknown_model_preset_is_a_clear_error(tmp_path):
     args = bench_cli.parse_args(["--models", "rnn_fancy", "--out", str(tmp_path / "x.json")])
     with pytest.raises(SystemExit, match="unknown model preset 'rnn_fancy'"):
-        benchmark.run(args, DataConfig(root=str(tmp_path / "never")))
+        benchmark.run_benchmark(args, DataConfig(root=str(tmp_path / "never")))
     assert not (tmp_path / "x.json").exists()
 
 
@@ -116,7 +116,7 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
         "--batch-tokens", "600", "--decode-sentences", "3", "--checkpoints", str(ckpt),
         "--out", str(tmp_path / "b.json"),
     ])  # fmt: skip
-    report = benchmark.run(args, data)
+    report = benchmark.run_benchmark(args, data)
     [row] = report["trained_decoding"]
     assert row["checkpoint"] == str(ckpt) and row["arch"] == "rnn_attention"
     for key in ("greedy_sent_per_s", "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup"):
@@ -132,7 +132,7 @@ def test_against_a_revision_and_an_earlier_json(tiny_corpus_files, tmp_path, one
     args = bench_cli.parse_args(["--small", "--models", "rnn_fixed", "--device", "cpu", "--threads", "1", "--steps",
                                  "2", "--warmup", "1", "--batch-tokens", "600", "--decode-sentences", "0", "--out",
                                  str(tmp_path / "bench.json")])
-    report = benchmark.run(args, data)
+    report = benchmark.run_benchmark(args, data)
     cmp = bench_against.against_revision("HEAD", ["rnn_fixed_small"], report["batches"], report["vocab"], warmup=1,
                                          rounds=2, threads=1)
     row = cmp["models"]["rnn_fixed_small"]

@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from matplotlib import image as mpimg
 
-from nmt.cli.evaluate import run
+from nmt.cli.evaluate import evaluate_command
 from nmt.config import CONFIG_DIR
 from nmt.errors import NMTError
 from nmt.metrics import corpus_scores
@@ -28,7 +28,7 @@ FAST = ["device=cpu", "decode.beam=2", "decode.batch_size=16", "bootstrap_sample
 def evaluate(*overrides: str) -> Path:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[*FAST, *overrides])
-    return Path(run(cfg)["out_dir"])
+    return Path(evaluate_command(cfg)["out_dir"])
 
 
 def user_error(capsys: pytest.CaptureFixture[str], *overrides: str) -> str:

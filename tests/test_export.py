@@ -295,7 +295,7 @@ def test_translate_command_warns_about_truncated_lines_with_the_exported_engine(
 
     from hydra import compose, initialize_config_dir
 
-    from nmt.cli.translate import run
+    from nmt.cli.translate import translate_command
     from nmt.config import CONFIG_DIR
 
     (tmp_path / "in.de").write_text("\n".join(sentences[:4]) + "\n", encoding="utf-8")
@@ -304,7 +304,7 @@ def test_translate_command_warns_about_truncated_lines_with_the_exported_engine(
             "engine=ctranslate2", f"export_dir={exported}", f"input={tmp_path / 'in.de'}",
             f"output={tmp_path / 'out.en'}", "max_input_tokens=2", "decode=greedy"])
     stderr = io.StringIO()
-    assert run(cfg, stderr=stderr) == 4
+    assert translate_command(cfg, stderr=stderr) == 4
     warnings = [line for line in stderr.getvalue().splitlines() if line.startswith("warning:")]
     assert warnings and all("longer than max_input_tokens=2 pieces, truncated" in w for w in warnings)
     assert len((tmp_path / "out.en").read_text(encoding="utf-8").splitlines()) == 4

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from nmt.cli.translate import run
+from nmt.cli.translate import translate_command
 from nmt.config import CONFIG_DIR, DecodeConfig
 from nmt.decoding.search import translate
 from nmt.training.checkpoint import load_model
@@ -45,7 +45,8 @@ def inputs(tiny_run) -> list[str]:
 
 def test_file_to_file_keeps_one_line_per_input(tiny_run, inputs, tmp_path):
     (tmp_path / "in.de").write_text("\n".join(inputs) + "\n", encoding="utf-8")
-    n = run(config(f"checkpoint={tiny_run.run_dir}", f"input={tmp_path / 'in.de'}", f"output={tmp_path / 'out.en'}"))
+    n = translate_command(config(f"checkpoint={tiny_run.run_dir}", f"input={tmp_path / 'in.de'}",
+                                 f"output={tmp_path / 'out.en'}"))
     out = (tmp_path / "out.en").read_text(encoding="utf-8").split("\n")
     assert out[-1] == "" and len(out) - 1 == len(inputs) == n
     for src, hyp in zip(inputs, out, strict=False):
@@ -62,7 +63,7 @@ def test_stdin_to_stdout_with_nbest_and_truncation(tiny_run, inputs, capsys):
     stdin = FakeStdin(("\n".join(inputs) + "\n").encode("utf-8"))
     stdout = io.StringIO()
     stderr = io.StringIO()
-    run(config(f"checkpoint={tiny_run.run_dir / 'best.pt'}", "decode.nbest=2", "max_input_tokens=4"),
+    translate_command(config(f"checkpoint={tiny_run.run_dir / 'best.pt'}", "decode.nbest=2", "max_input_tokens=4"),
         stdin=stdin, stdout=stdout, stderr=stderr)
     rows = [line.split(" ||| ") for line in stdout.getvalue().splitlines()]
     assert all(len(r) == 3 for r in rows)
@@ -83,7 +84,7 @@ def test_interactive_mode_answers_line_by_line(tiny_run):
             return True
 
     stdout = io.StringIO()
-    n = run(config(f"checkpoint={tiny_run.run_dir}", "decode.beam=1"),
+    n = translate_command(config(f"checkpoint={tiny_run.run_dir}", "decode.beam=1"),
             stdin=Terminal("Ein Hund läuft.\n\nZwei Männer.\n"), stdout=stdout, stderr=io.StringIO())
     assert n == 3
     assert len(stdout.getvalue().split("\n")) == 4 and stdout.getvalue().split("\n")[1] == ""
@@ -91,7 +92,7 @@ def test_interactive_mode_answers_line_by_line(tiny_run):
 
 def test_missing_checkpoint_is_a_user_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        run(config("checkpoint="))
+        translate_command(config("checkpoint="))
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith("error: no checkpoint given")
 

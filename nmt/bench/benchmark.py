@@ -277,7 +277,7 @@ def bench_args(**settings: Any) -> argparse.Namespace:
     return argparse.Namespace(**{**DEFAULTS, **settings})
 
 
-def run(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
+def run_benchmark(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     """Benchmark every model of args.models on corpus `data`; returns the JSON report (also written)."""
     if args.threads:
         torch.set_num_threads(args.threads)

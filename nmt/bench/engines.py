@@ -166,9 +166,10 @@ def time_rounds(engines: list[Engine], lines: list[str], rounds: int) -> tuple[l
     return seconds, hyps
 
 
-def run(checkpoint: str | Path, split: str = "test", sentences: int = 1000, threads: list[int] | None = None,
-        decode: DecodeConfig | None = None, out: str | Path | None = None, rounds: int = 3,
-        batch_type: str = "examples", batch_tokens: int = 1024) -> dict[str, Any]:
+def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int = 1000,
+                    threads: list[int] | None = None, decode: DecodeConfig | None = None,
+                    out: str | Path | None = None, rounds: int = 3, batch_type: str = "examples",
+                    batch_tokens: int = 1024) -> dict[str, Any]:
     """Rows {engine, threads, inter_threads, intra_threads, sentences_per_s (median), seconds (per round), bleu,
     chrf, speedup and bleu_vs_ours (against "nmt" at the same thread count)}; written as JSON too (default
     outputs/bench/engines-<time>.json). decode.length_norm applies to our engines; CTranslate2 normalises by

@@ -32,14 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 @user_errors
-def run(args: argparse.Namespace) -> Path:
+def average_command(args: argparse.Namespace) -> Path:
     output, paths = average_into(list(args.paths), args.last, args.output)
     print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}")
     return output
 
 
 def main(argv: list[str] | None = None) -> None:
-    run(parse_args(sys.argv[1:] if argv is None else argv))
+    average_command(parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.ctranslate2:
         decode = DecodeConfig(beam=args.engine_beam, alpha=args.engine_alpha, length_norm=args.engine_length_norm,
                               batch_size=args.decode_batch_size)
-        report = engines.run(args.ctranslate2, args.test_split, args.decode_sentences, args.engine_threads, decode,
-                             out=args.out, rounds=max(args.rounds, 3), batch_type=args.engine_batch_type,
-                             batch_tokens=args.engine_batch_tokens)
+        report = engines.compare_engines(args.ctranslate2, args.test_split, args.decode_sentences,
+                                         args.engine_threads, decode, out=args.out, rounds=max(args.rounds, 3),
+                                         batch_type=args.engine_batch_type, batch_tokens=args.engine_batch_tokens)
         print(engines.markdown(report) + f"\n\nwritten: {report['path']}")
         return
-    report = benchmark.run(args, benchmark.data_config(args.data, args.data_root))
+    report = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
     print(benchmark.markdown(report))
     if args.against:
         if args.against.endswith(".json"):

@@ -20,7 +20,7 @@ from nmt.evaluation.report import p_text
 
 
 @user_errors
-def run(cfg: DictConfig) -> dict:
+def evaluate_command(cfg: DictConfig) -> dict:
     report = evaluate(cfg)
     for s in report["systems"]:
         sc = s["scores"]
@@ -37,7 +37,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    evaluate_command(cfg)
 
 
 if __name__ == "__main__":

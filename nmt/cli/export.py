@@ -24,7 +24,7 @@ FORMATS = ("ctranslate2",)
 
 
 @user_errors
-def run(cfg: DictConfig) -> Path:
+def export_command(cfg: DictConfig) -> Path:
     if not cfg.checkpoint:
         raise NMTError("no checkpoint given: nmt-export checkpoint=path/to/best.pt out=exports/ct2")
     if not cfg.out:
@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> Path:
 
 @hydra_command("export")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    export_command(cfg)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from nmt.errors import user_errors
 
 
 @user_errors
-def run(cfg: DictConfig) -> None:
+def prepare_command(cfg: DictConfig) -> None:
     # Imported here so that config mistakes and --help answer without loading `datasets`.
     from nmt.data.corpus import describe, prepare_corpus
 
@@ -28,7 +28,7 @@ def run(cfg: DictConfig) -> None:
 
 @hydra_command("prepare")  # configs/prepare.yaml: the training config without a run directory
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    prepare_command(cfg)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from nmt.evaluation.scoring import score
 
 
 @user_errors
-def run(cfg: DictConfig) -> dict:
+def score_command(cfg: DictConfig) -> dict:
     if not cfg.checkpoint or not cfg.src_file or not cfg.ref_file:
         raise NMTError("give checkpoint=, src_file= and ref_file= (nmt-score checkpoint=<run dir> "
                        "src_file=x.de ref_file=x.en)")
@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra_command("score")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    score_command(cfg)
 
 
 if __name__ == "__main__":

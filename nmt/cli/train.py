@@ -30,7 +30,7 @@ from nmt.training.trainer import Trainer, lock_run_dir
 
 
 @user_errors
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return Trainer(cfg, run_dir).fit()
 
 
@@ -50,7 +50,7 @@ def check_run_dir(argv: list[str]) -> None:
 
 @hydra_command("config", before=check_run_dir)
 def _hydra_main(cfg: DictConfig) -> None:
-    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    train_command(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ def _warn_truncated(truncated: list[int], translator: Translator | ExportedTrans
 
 
 @user_errors
-def run(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = None,
+def translate_command(cfg: DictConfig, stdin: TextIO | None = None, stdout: TextIO | None = None,
         stderr: TextIO | None = None) -> int:
     """Translate as configured; returns the number of input lines."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
@@ -101,7 +101,7 @@ def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO
 
 @hydra_command("translate")
 def main(cfg: DictConfig) -> None:
-    run(cfg)
+    translate_command(cfg)
 
 
 if __name__ == "__main__":

@@ -343,20 +343,20 @@ def _train_or_reuse_tokenizer(
     return tokenizer, tok_key, names, "trained"
 
 
-def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list[str], cc: Any
+def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list[str], concat_cfg: Any
                  ) -> tuple[dict[str, tuple[list[str], list[str]]], list[str], dict[str, dict[str, Any]]]:
     """data.concat: train and valid become mixtures of k = 1..max_k, each test set gains its levels k >= 2."""
-    if cc.max_k < 1 or cc.min_test_examples < 1:
+    if concat_cfg.max_k < 1 or concat_cfg.min_test_examples < 1:
         raise NMTError(f"data.concat.max_k and data.concat.min_test_examples must be at least 1, got "
-                       f"{cc.max_k} and {cc.min_test_examples}")
-    if not 0.0 < cc.share <= 1.0:
-        raise NMTError(f"data.concat.share must be in (0, 1], got {cc.share}")
+                       f"{concat_cfg.max_k} and {concat_cfg.min_test_examples}")
+    if not 0.0 < concat_cfg.share <= 1.0:
+        raise NMTError(f"data.concat.share must be in (0, 1], got {concat_cfg.share}")
     out = dict(splits)
-    out["train"] = concat.mixture(*splits["train"], cc.max_k, cc.seed, cc.share)
-    out["valid"] = concat.mixture(*splits["valid"], cc.max_k, cc.seed, cc.share, shuffle=True)
+    out["train"] = concat.mixture(*splits["train"], concat_cfg.max_k, concat_cfg.seed, concat_cfg.share)
+    out["valid"] = concat.mixture(*splits["valid"], concat_cfg.max_k, concat_cfg.seed, concat_cfg.share, shuffle=True)
     all_tests, levels = [], {}
     for name in test_sets:
-        extra, info = concat.test_levels(name, *splits[name], cc.max_k, cc.min_test_examples)
+        extra, info = concat.test_levels(name, *splits[name], concat_cfg.max_k, concat_cfg.min_test_examples)
         out.update(extra)
         levels.update(info)
         all_tests += list(info)

@@ -136,7 +136,7 @@ class Progress:
     plus the train/* TensorBoard scalars (averages since the previous log line)."""
 
     def __init__(self, log: RunLogger, train_cfg: Any, step: int, epochs: float, seconds_before: float) -> None:
-        self.log, self.tc = log, train_cfg
+        self.log, self.train_cfg = log, train_cfg
         self.meter = StepMeter()
         self.start = time.monotonic()
         self.paused = 0.0  # seconds of this session spent validating and saving (see `exclude`)
@@ -151,7 +151,7 @@ class Progress:
     def update(self, step: int, epochs: float, epoch: int, index: int, n_batches: int, lr: float) -> None:
         """After a step that consumed batch `index` of `n_batches` of `epoch` (0-based)."""
         elapsed = time.monotonic() - self.start  # wall time, pauses included: the ETA is in wall time
-        fraction = budget_fraction(self.tc, step, epochs, self.train_seconds)
+        fraction = budget_fraction(self.train_cfg, step, epochs, self.train_seconds)
         eta = elapsed * (1 - fraction) / max(fraction - self.start_fraction, 1e-9)
         meter = self.meter
         line = (
@@ -159,7 +159,7 @@ class Progress:
             f"lr {lr:.2e} | {meter.tokens_per_sec / 1000:.1f}k tok/s | ETA {format_duration(eta)}"
         )
         self.log.progress(line)
-        if self.tc.log_every > 0 and meter.steps > 0 and step % self.tc.log_every == 0:
+        if self.train_cfg.log_every > 0 and meter.steps > 0 and step % self.train_cfg.log_every == 0:
             scalars = meter.scalars(lr)
             self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f}", console=not self.log.live)
             self.log.scalars(scalars, step)

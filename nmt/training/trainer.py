@@ -77,13 +77,13 @@ def is_compile_error(error: Exception) -> bool:
     return isinstance(error, TorchDynamoException)
 
 
-def check_train_config(tc: Any) -> None:
+def check_train_config(train_cfg: Any) -> None:
     """Fail early, naming the key, on options the loop cannot work with."""
-    if tc.max_steps <= 0 and tc.max_epochs <= 0 and tc.max_minutes <= 0:
+    if train_cfg.max_steps <= 0 and train_cfg.max_epochs <= 0 and train_cfg.max_minutes <= 0:
         raise NMTError("no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)")
     for key in ("batch_tokens", "accum_steps", "max_bad_steps"):
-        if tc[key] < 1:
-            raise NMTError(f"train.{key} must be at least 1, got {tc[key]}")
+        if train_cfg[key] < 1:
+            raise NMTError(f"train.{key} must be at least 1, got {train_cfg[key]}")
     for key in (
         "max_steps",
         "max_epochs",
@@ -94,32 +94,33 @@ def check_train_config(tc: Any) -> None:
         "patience",
         "cpu_threads",
     ):
-        if tc[key] < 0:
-            raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
+        if train_cfg[key] < 0:
+            raise NMTError(f"train.{key} must not be negative, got {train_cfg[key]}")
     for key in ("warmup_steps", "plateau_patience", "min_lr", "num_workers"):
-        if tc[key] < 0:
-            raise NMTError(f"train.{key} must not be negative, got {tc[key]}")
-    if tc.dist_timeout_minutes <= 0:
-        raise NMTError(f"train.dist_timeout_minutes must be positive, got {tc.dist_timeout_minutes}")
-    if not 0.0 <= tc.label_smoothing <= 1.0:
-        raise NMTError(f"train.label_smoothing must be in [0, 1], got {tc.label_smoothing}")
-    check_choices(tc, "train")
-    if tc.init_from is not None and str(tc.resume) not in ("auto", "never"):
-        raise NMTError(f"train.init_from starts a new run from a checkpoint's weights and train.resume={tc.resume} "
-                       "continues a run: give only one of them")
-    if len(tc.betas) != 2:
-        raise NMTError(f"train.betas must be two numbers [beta1, beta2], got {list(tc.betas)}")
+        if train_cfg[key] < 0:
+            raise NMTError(f"train.{key} must not be negative, got {train_cfg[key]}")
+    if train_cfg.dist_timeout_minutes <= 0:
+        raise NMTError(f"train.dist_timeout_minutes must be positive, got {train_cfg.dist_timeout_minutes}")
+    if not 0.0 <= train_cfg.label_smoothing <= 1.0:
+        raise NMTError(f"train.label_smoothing must be in [0, 1], got {train_cfg.label_smoothing}")
+    check_choices(train_cfg, "train")
+    if train_cfg.init_from is not None and str(train_cfg.resume) not in ("auto", "never"):
+        raise NMTError(f"train.init_from starts a new run from a checkpoint's weights and "
+                       f"train.resume={train_cfg.resume} continues a run: give only one of them")
+    if len(train_cfg.betas) != 2:
+        raise NMTError(f"train.betas must be two numbers [beta1, beta2], got {list(train_cfg.betas)}")
     # The optimizer and the schedule judge their own settings: build both once on a dummy parameter.
-    build_schedule(build_optimizer([torch.zeros(1, requires_grad=True)], tc), tc)
+    build_schedule(build_optimizer([torch.zeros(1, requires_grad=True)], train_cfg), train_cfg)
 
 
-def build_optimizer(params: Any, tc: Any, fused: bool | None = None) -> torch.optim.Optimizer:
+def build_optimizer(params: Any, train_cfg: Any, fused: bool | None = None) -> torch.optim.Optimizer:
     """AdamW or Adam as train.optimizer says; a value torch rejects is an NMTError naming the key."""
-    optimizer_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    optimizer_cls = torch.optim.AdamW if train_cfg.optimizer == "adamw" else torch.optim.Adam
     try:
-        return optimizer_cls(params, lr=tc.lr, betas=tuple(tc.betas), weight_decay=tc.weight_decay, fused=fused)
+        return optimizer_cls(params, lr=train_cfg.lr, betas=tuple(train_cfg.betas),
+                             weight_decay=train_cfg.weight_decay, fused=fused)
     except ValueError as e:  # e.g. "Invalid learning rate: -1.0", "Invalid beta parameter at index 1: 1.0"
-        given = {"lr": tc.lr, "betas": list(tc.betas), "weight_decay": tc.weight_decay}
+        given = {"lr": train_cfg.lr, "betas": list(train_cfg.betas), "weight_decay": train_cfg.weight_decay}
         words = {"lr": "learning rate", "betas": "beta", "weight_decay": "weight_decay"}
         named = [key for key, word in words.items() if word in str(e)] or list(given)
         raise NMTError(", ".join(f"train.{key}={given[key]}" for key in named) + f": {e}") from None
@@ -167,8 +168,8 @@ class Trainer:
 
     def __init__(self, cfg: Config | DictConfig, run_dir: str | Path) -> None:
         self.cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), cfg)  # typed: checks keys
-        self.tc = self.cfg.train
-        check_train_config(self.tc)
+        self.train_cfg = self.cfg.train
+        check_train_config(self.train_cfg)
         self.run_dir = Path(run_dir).resolve()
         self.step = 0  # optimizer updates applied
         self.epoch = 0  # data position: epoch (0-based) of the next batch ...
@@ -192,23 +193,23 @@ class Trainer:
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
-        tc = self.tc
-        set_threads(tc.cpu_threads)
-        if tc.deterministic:
+        train_cfg = self.train_cfg
+        set_threads(train_cfg.cpu_threads)
+        if train_cfg.deterministic:
             use_deterministic_algorithms()
-        self.dist = dist.init_distributed(pick_device(tc.device), tc.dist_timeout_minutes)
-        self.device = dist.rank_device(pick_device(tc.device), self.dist)
+        self.dist = dist.init_distributed(pick_device(train_cfg.device), train_cfg.dist_timeout_minutes)
+        self.device = dist.rank_device(pick_device(train_cfg.device), self.dist)
         # Every rank follows rank 0's directory (Hydra may have timestamped each rank differently).
         self.run_dir = Path(dist.broadcast_object(str(self.run_dir), self.dist))
         self._lock_run_dir()
-        resume_from = resume_path(str(tc.resume), self.run_dir)
+        resume_from = resume_path(str(train_cfg.resume), self.run_dir)
         payload = load_checkpoint(resume_from) if resume_from else None
         purge = payload["step"] + 1 if payload else None  # drop events logged after the checkpoint
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.autocast_enabled = bool(tc.amp) and self.device.type == "cuda"
+        self.autocast_enabled = bool(train_cfg.amp) and self.device.type == "cuda"
         ranks = f" x {self.dist.world_size} ranks ({self.dist.backend})" if self.dist.backend else ""
         self.log.info(f"run dir: {self.run_dir}")
         threads = f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""
@@ -228,19 +229,19 @@ class Trainer:
         self.sampler = TokenBatchSampler(
             [len(s) for s in self.src_ids],  # bare lengths: the sampler adds EOS / BOS itself
             [len(t) for t in self.tgt_ids],
-            tc.batch_tokens,
+            train_cfg.batch_tokens,
             shuffle=True,
-            seed=tc.seed,
+            seed=train_cfg.seed,
             num_replicas=self.dist.world_size,
             rank=self.dist.rank,
         )
         valid = corpus.split("valid")
-        n_valid = len(valid) if tc.eval_max_sentences <= 0 else min(len(valid), tc.eval_max_sentences)
+        n_valid = len(valid) if train_cfg.eval_max_sentences <= 0 else min(len(valid), train_cfg.eval_max_sentences)
         self.valid = ValidSet.build(
-            list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]), self.tokenizer, tc.batch_tokens
+            list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]), self.tokenizer, train_cfg.batch_tokens
         )
         if limit is not None:
-            self.valid, too_long = truncate_valid(self.valid, limit, tc.batch_tokens)
+            self.valid, too_long = truncate_valid(self.valid, limit, train_cfg.batch_tokens)
             if too_long:
                 self.log.info(
                     f"warning: {too_long} of {len(self.valid)} valid sentences are longer than "
@@ -254,18 +255,19 @@ class Trainer:
             f"{len(self.valid)} valid sentences; {self.tokenizer}"
         )
 
-        seed_everything(tc.seed)
+        seed_everything(train_cfg.seed)
         self.model = build_model(self.cfg.model, self.tokenizer.src_vocab_size, self.tokenizer.tgt_vocab_size,
                                  self.tokenizer.joint)
         self.model.to(self.device)
         if self.dist.enabled:  # same init on every rank (DDP broadcasts it anyway), own dropout masks per rank
-            torch.manual_seed(tc.seed + 1000 * self.dist.rank)
+            torch.manual_seed(train_cfg.seed + 1000 * self.dist.rank)
         self.num_parameters = self.model.num_parameters()
         self.log.info(f"model: {self.cfg.model.arch}, {self.num_parameters:,} parameters")
         if self._init is not None:
             load_weights(self.model, self._init[1]["model"], self._init[0])
-        self.optimizer = build_optimizer(self.model.parameters(), tc, True if self.device.type == "cuda" else None)
-        self.schedule = build_schedule(self.optimizer, tc)
+        fused = True if self.device.type == "cuda" else None
+        self.optimizer = build_optimizer(self.model.parameters(), train_cfg, fused)
+        self.schedule = build_schedule(self.optimizer, train_cfg)
         if payload is not None:
             self._restore(payload, resume_from)
         self.train_model: torch.nn.Module = self.model
@@ -275,7 +277,7 @@ class Trainer:
             # DDP would also move the CPU src_lens to the GPU, for the RNN encoder to copy back (a host sync).
             self.train_model = self.ddp = DistributedDataParallel(self.model)
         self.eager_model = self.train_model  # what _forward falls back to when compilation fails
-        if tc.compile:
+        if train_cfg.compile:
             self.train_model = compile_dynamic(self.train_model)
         self._write_metrics()
 
@@ -296,24 +298,24 @@ class Trainer:
         """train.init_from: the checkpoint's model config replaces cfg.model (set keys that differ are refused)
         and its tokenizer (returned) encodes the corpus; its weights are loaded once the model is built. Resuming
         a fine-tuning run (its last.pt) takes all of these from last.pt instead. None without init_from."""
-        tc = self.tc
-        if tc.init_from is None:
+        train_cfg = self.train_cfg
+        if train_cfg.init_from is None:
             return None
         if payload is not None:  # continuing this fine-tuning run: weights and all from its last.pt
             started = payload["config"].get("train", {}).get("init_from")
-            path = Path(str(tc.init_from)).resolve()
+            path = Path(str(train_cfg.init_from)).resolve()
             if started is None or not (Path(started) == path or Path(started).parent == path):
-                raise NMTError(f"train.init_from={tc.init_from}, but {resume_from} continues a run that was "
+                raise NMTError(f"train.init_from={train_cfg.init_from}, but {resume_from} continues a run that was "
                                f"{'started from ' + started if started else 'not fine-tuned'}; use a new run "
                                f"directory (hydra.run.dir=...) for the fine-tuning run")
             source, path = payload, Path(started)
         else:
-            path, source = init_checkpoint(str(tc.init_from))
+            path, source = init_checkpoint(str(train_cfg.init_from))
             self._init = (path, source)
             self.log.info(f"fine-tuning from {path} (step {source['step']} of its run): its weights, model config "
                           f"and tokenizer; a fresh optimizer, schedule and step count")
         self.cfg.model = finetune_model_config(source, path, self.cfg.model, given_model_keys(self.cfg.model))
-        tc.init_from = str(path)
+        train_cfg.init_from = str(path)
         return Tokenizer.from_state_dict(source["tokenizer"])
 
     def _drop_long_train_pairs(self, limit: int) -> None:
@@ -343,7 +345,7 @@ class Trainer:
             setattr(self, key, payload["metrics"][key])
         set_rng_state(payload["rng"])
         if self.dist.rank > 0:
-            torch.manual_seed(self.tc.seed + 1000 * self.dist.rank + self.step)
+            torch.manual_seed(self.train_cfg.seed + 1000 * self.dist.rank + self.step)
         self.log.info(f"resumed from {path}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_in_epoch}")
 
     # Checkpoints and metrics -------------------------------------------------------------------------------
@@ -359,7 +361,7 @@ class Trainer:
     def _save(self, names: list[str]) -> None:
         if names and self.dist.is_main:
             try:
-                save_under(self.run_dir, names, self._payload(), self.tc.keep_last)
+                save_under(self.run_dir, names, self._payload(), self.train_cfg.keep_last)
             except NMTError as e:  # each file is replaced whole or not at all: what was saved before is intact
                 raise NMTError(f"{e}; training stopped at step {self.step}, the checkpoints already in "
                                f"{self.run_dir} are intact") from None
@@ -397,7 +399,7 @@ class Trainer:
         what = str(error).splitlines()[0] if str(error) else "out of memory"
         return NMTError(
             f"out of memory on {getattr(self, 'device', 'the device')} at step {self.step} ({what}); lower "
-            f"train.batch_tokens (now {self.tc.batch_tokens}) for training, or decode.batch_size (now "
+            f"train.batch_tokens (now {self.train_cfg.batch_tokens}) for training, or decode.batch_size (now "
             f"{self.cfg.decode.batch_size}) if it ran out while validating, then resume from "
             f"{self.run_dir / 'last.pt'}"
         )
@@ -437,13 +439,13 @@ class Trainer:
 
         Loss and gradient norm stay on the device until one copy to the host at the end: the step's only sync,
         needed because a non-finite value skips the update and the host must know that before stepping."""
-        tc = self.tc
+        train_cfg = self.train_cfg
         n_targets = sum(b.num_tgt_tokens for b in group)
         divisor = dist.loss_divisor(n_targets, self.device, self.dist)
         no_sync = None if self.ddp is None else self.ddp.no_sync  # DDP averages gradients on the last batch only
-        loss_total = forward_backward(self._forward, group, divisor, tc.label_smoothing, self.device, self._autocast,
-                                      no_sync)
-        grad_norm = clip_gradients(self.model, tc.clip_norm)  # () on the device
+        loss_total = forward_backward(self._forward, group, divisor, train_cfg.label_smoothing, self.device,
+                                      self._autocast, no_sync)
+        grad_norm = clip_gradients(self.model, train_cfg.clip_norm)  # () on the device
         padding = sum(b.padding_fraction for b in group) / len(group)
         flags = [self._signal is not None, time_up]  # read after the backward pass: stop after *this* step
         counts = host_values_to([n_targets, sum(b.num_tokens for b in group), padding, *flags], self.device)
@@ -458,28 +460,28 @@ class Trainer:
         return summed, grad_norm
 
     def _loop(self) -> None:
-        tc = self.tc
+        train_cfg = self.train_cfg
         epochs_done = self.epoch + self.batch_in_epoch / max(len(self.sampler), 1)
-        progress = Progress(self.log, tc, self.step, epochs_done, self.train_seconds)
+        progress = Progress(self.log, train_cfg, self.step, epochs_done, self.train_seconds)
         batches = batch_stream(
-            self.sampler, self.src_ids, self.tgt_ids, self.epoch, self.batch_in_epoch, tc.max_epochs,
-            tc.num_workers, tc.seed, pin_memory=self.device.type == "cuda",
+            self.sampler, self.src_ids, self.tgt_ids, self.epoch, self.batch_in_epoch, train_cfg.max_epochs,
+            train_cfg.num_workers, train_cfg.seed, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
         while True:
-            if tc.max_steps > 0 and self.step >= tc.max_steps:
+            if train_cfg.max_steps > 0 and self.step >= train_cfg.max_steps:
                 self.stop_reason = "max_steps"
                 return
             group = []
             for item in batches:
                 group.append(item)
-                if len(group) == tc.accum_steps:
+                if len(group) == train_cfg.accum_steps:
                     break
             if not group:
                 self.stop_reason = "max_epochs"
                 return
             epoch, index, n_batches, _ = group[-1]
             self.train_seconds = progress.train_seconds
-            time_up = tc.max_minutes > 0 and self.train_seconds >= tc.max_minutes * 60
+            time_up = train_cfg.max_minutes > 0 and self.train_seconds >= train_cfg.max_minutes * 60
             step_before = self.step
             stats, grad_norm = self._train_step([g[3] for g in group], time_up)
             self.epoch, self.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
@@ -502,13 +504,14 @@ class Trainer:
             names: list[str] = []
             pause = time.monotonic()
             epoch_end = self.batch_in_epoch == 0
-            eval_due = (tc.eval_every > 0 and self.step % tc.eval_every == 0) or (tc.eval_every == 0 and epoch_end)
+            every = train_cfg.eval_every
+            eval_due = (every > 0 and self.step % every == 0) or (every == 0 and epoch_end)
             if stepped and eval_due:
                 names += self._validate()
-                if tc.patience > 0 and self.bad_validations >= tc.patience:
+                if train_cfg.patience > 0 and self.bad_validations >= train_cfg.patience:
                     self.stop_reason = "early_stopping"
-            if stepped and tc.save_every > 0 and self.step % tc.save_every == 0:
-                names += ["last.pt"] + ([f"step-{self.step}.pt"] if tc.keep_last > 0 else [])
+            if stepped and train_cfg.save_every > 0 and self.step % train_cfg.save_every == 0:
+                names += ["last.pt"] + ([f"step-{self.step}.pt"] if train_cfg.keep_last > 0 else [])
             self._save(names)
             progress.exclude(time.monotonic() - pause)
             if self.stop_reason:
@@ -524,10 +527,10 @@ class Trainer:
             f"skipped an update after step {self.step}: non-finite loss ({loss:.4g}) or gradient norm "
             f"({grad_norm:.4g}); {self.bad_in_a_row} in a row, {self.bad_steps} in total"
         )
-        if self.bad_in_a_row >= self.tc.max_bad_steps:
+        if self.bad_in_a_row >= self.train_cfg.max_bad_steps:
             raise NMTError(
                 f"training diverged: {self.bad_in_a_row} non-finite steps in a row after step {self.step} "
-                f"(train.max_bad_steps={self.tc.max_bad_steps}); lower train.lr or raise train.warmup_steps, "
+                f"(train.max_bad_steps={self.train_cfg.max_bad_steps}); lower train.lr or raise train.warmup_steps, "
                 f"then resume from {self.run_dir / 'last.pt'}"
             )
 
@@ -536,10 +539,10 @@ class Trainer:
         result = None
         if self.dist.is_main:
             decode_cfg = DecodeConfig(**OmegaConf.to_container(self.cfg.decode, resolve=True))
-            decode_cfg.beam, decode_cfg.nbest = max(1, self.tc.eval_beam), 1
+            decode_cfg.beam, decode_cfg.nbest = max(1, self.train_cfg.eval_beam), 1
             result = validate(
                 self.model, self.valid, self.tokenizer, decode_cfg, self.device, self._autocast(), self.log,
-                self.step, self.tc.attention_samples,
+                self.step, self.train_cfg.attention_samples,
             )  # fmt: skip
         result = dist.broadcast_object(result, self.dist)
         self.last_validated_step = self.step
