@@ -25,11 +25,11 @@ prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 train: prepare ## train the default model (Multi30k de-en, RNN attention) into outputs/
 	$(VENV)/bin/nmt-train
 
-test: install ## run the whole test suite
-	$(PY) -m pytest
+test: install ## run the whole test suite (one pytest worker per CPU core)
+	$(PY) -m pytest -n auto
 
-test-fast: install ## the tests not marked slow, about a minute on 2 CPU cores (pytest -m "not slow")
-	$(PY) -m pytest -m "not slow"
+test-fast: install ## the tests not marked slow, under a minute on 2 CPU cores (pytest -n auto -m "not slow")
+	$(PY) -m pytest -n auto -m "not slow"
 
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
