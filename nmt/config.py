@@ -338,69 +338,67 @@ def _config_dir() -> str:
     return str(packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "configs")
 
 
-CONFIG_DIR = _config_dir()  # the Hydra config groups: data/ model/ train/ decode/ experiment/
+CONFIG_DIR = _config_dir()  # the Hydra config groups data/ model/ train/ decode/; experiment/<script>/ apart
 
 
 def register_configs() -> None:
     """Register every structured config in Hydra's ConfigStore (done once, when this module is imported)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="data", name="base_data", node=DataConfig)
-    cs.store(group="model", name="base_model", node=ModelConfig)
-    cs.store(group="train", name="base_train", node=TrainConfig)
-    cs.store(group="decode", name="base_decode", node=DecodeConfig)
     cs.store(name="base_evaluate", node=EvaluateConfig)
     cs.store(name="base_translate", node=TranslateConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_score", node=ScoreConfig)
+    cs.store(name="base_bottleneck", node=BottleneckConfig)
+    cs.store(name="base_claims", node=ClaimsConfig)
 
 
 register_configs()
 
 
 # Composing a configuration ---------------------------------------------------------------------------------
-HIDDEN_OPTION_PREFIX = "base_"  # the structured schemas registered above are group options, not user choices
-
-
-def compose_config(config_name: str, overrides: list[str]) -> DictConfig:
-    """configs/<config_name>.yaml with Hydra overrides, as the command would compose it; NMTError with one line
-    naming the key (and a group's valid choices) for any mistake in the overrides."""
+def compose_config(config_name: str, overrides: list[str], config_dir: str = CONFIG_DIR) -> DictConfig:
+    """<config_dir>/<config_name>.yaml with Hydra overrides, as the command would compose it; NMTError with one
+    line naming the key (and a group's valid choices) for any mistake in the overrides."""
     try:
-        return _compose(config_name, overrides)
+        return _compose(config_name, overrides, config_dir)
     except Exception as e:  # Hydra and OmegaConf raise many types; each becomes one line
-        raise NMTError(describe_config_error(e, config_name)) from e
+        raise NMTError(describe_config_error(e, config_name, config_dir)) from e
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """Hydra's compose API on CONFIG_DIR (errors as Hydra raises them)."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+def _compose(config_name: str, overrides: list[str], config_dir: str = CONFIG_DIR) -> DictConfig:
+    """Hydra's compose API on config_dir (errors as Hydra raises them)."""
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)
 
 
-def describe_config_error(e: BaseException, config_name: str) -> str:
+def describe_config_error(e: BaseException, config_name: str, config_dir: str = CONFIG_DIR) -> str:
     """One line for a Hydra composition error: the key and its close matches or valid keys (unknown key), the
     key and the problem (wrong type), the group and its choices (unknown group option)."""
     chain = _chain(e)
     missing = next((x for x in chain if isinstance(x, MissingConfigException)), None)
     if missing is not None and missing.missing_cfg_file and "/" in missing.missing_cfg_file:
         group, option = missing.missing_cfg_file.rsplit("/", 1)
-        choices = [o for o in (missing.options or []) if not o.startswith(HIDDEN_OPTION_PREFIX)]
+        choices = missing.options or []
         return f"unknown {group}={option}; valid choices: {', '.join(choices) or '(none)'}"
     unknown = next((x for x in chain if isinstance(x, ConfigAttributeError | ConfigKeyError)), None)
     if unknown is not None and unknown.full_key:
-        return _unknown_key(str(unknown.full_key), config_name)
+        return _unknown_key(str(unknown.full_key), config_name, config_dir)
     invalid = next((x for x in chain if isinstance(x, ValidationError)), None)
     if invalid is not None and invalid.full_key:
-        return f"bad value for {invalid.full_key}: {_first_line(invalid.msg)}"
+        problem = _first_line(invalid.msg)
+        if invalid.value is not None and str(invalid.value) not in problem:
+            problem += f" (got {invalid.value!r})"
+        return f"bad value for {invalid.full_key}: {problem}"
     no_match = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(e))
     if no_match:
-        return _unknown_key(no_match.group(1), config_name)
+        return _unknown_key(no_match.group(1), config_name, config_dir)
     return _first_line(e)
 
 
-def _unknown_key(key: str, config_name: str) -> str:
+def _unknown_key(key: str, config_name: str, config_dir: str) -> str:
     """`unknown key a.b`, with its close matches (among a's keys, else anywhere in the config), else a's keys."""
-    config = _compose(config_name, [])
+    config = _compose(config_name, [], config_dir)
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(config, parent) if parent else config
     if not OmegaConf.is_dict(node):

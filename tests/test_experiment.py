@@ -161,7 +161,7 @@ def test_paired_mean_bootstrap_detects_a_shift_only_when_there_is_one() -> None:
 
 # Script configs -----------------------------------------------------------------------------------------------
 def test_presets_and_overrides() -> None:
-    cfg, preset = load_script_config("bottleneck", ["seeds=[1,2,3]", "data=[wmt_news_de_en]"], "default")
+    cfg, preset = load_script_config("bottleneck", ["seeds=[1,2,3]", "data=[wmt_news_de_en]"])
     assert preset == "default" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
     assert cfg.model_fixed == "rnn_fixed" and cfg.workers == 2 and cfg.threads == 1 and cfg.concat_k == 4
     full, _ = load_script_config("bottleneck", ["preset=full"])
@@ -179,6 +179,10 @@ def test_presets_and_overrides() -> None:
         load_script_config("bottleneck", ["preset=default", "seedz=[1]"])
     with pytest.raises(NMTError, match="unknown preset=tiny.*default"):
         load_script_config("claims", ["preset=tiny"])
+    with pytest.raises(NMTError, match="bad value for seeds.*abc"):
+        load_script_config("bottleneck", ["seeds=abc"])
+    with pytest.raises(NMTError, match=r"\+seedz=\[1\]: only plain key=value"):
+        load_script_config("bottleneck", ["+seedz=[1]"])
 
 
 def test_capacity_preset_is_the_default_comparison_plus_the_sweep() -> None:

@@ -4,7 +4,7 @@
     nmt-bottleneck preset=full                       # the GPU preset: base sizes, Multi30k levels + WMT news
     nmt-bottleneck seeds='[1,2,3]' train.max_minutes=20
 
-Options are the fields of `BottleneckConfig` (nmt/config.py), presets are configs/experiment/bottleneck_<name>.yaml;
+Options are the fields of `BottleneckConfig` (nmt/config.py), presets are configs/experiment/bottleneck/preset/;
 dotted data./model./train./decode. keys go to every training run. The report goes to outputs/bottleneck/<time>/.
 """
 

@@ -6,7 +6,7 @@ vs unscaled dot-product attention by d_k, softmax temperature and hard attention
     nmt-claims preset=full                           # the GPU preset
     nmt-claims 'claims=[temperature,hard]' temperatures='[0.25,1,4]'
 
-Options are the fields of `ClaimsConfig` (nmt/config.py), presets are configs/experiment/claims_<name>.yaml;
+Options are the fields of `ClaimsConfig` (nmt/config.py), presets are configs/experiment/claims/preset/;
 dotted data./model./train./decode. keys go to every training run. The report goes to outputs/claims/<time>/.
 """
 

@@ -2,9 +2,8 @@
 numbers into verdicts. Shared by `nmt-bottleneck` (nmt/experiments/bottleneck.py) and `nmt-claims`
 (nmt/experiments/claims.py).
 
-- Experiment configs (`BottleneckConfig`, `ClaimsConfig` in nmt/config.py) are structured configs; presets live in
-  configs/experiment/<script>_<preset>.yaml and command-line overrides are Hydra overrides, so an unknown key
-  fails naming the key.
+- Experiment configs (`BottleneckConfig`, `ClaimsConfig` in nmt/config.py) are structured configs composed by
+  Hydra from configs/experiment/<script>/ (presets in its preset/ group), so an unknown key fails naming the key.
 - Every training run is composed from configs/config.yaml with Hydra's compose API (`compose_run`), exactly as
   `nmt-train` would build it, and runs through the same `Trainer`.
 - `run_jobs` trains (and decodes) jobs in `workers` processes with `threads` torch threads each; identical
@@ -26,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import CONFIG_DIR, BottleneckConfig, ClaimsConfig, compose_config
+from nmt.config import CONFIG_DIR, compose_config
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
@@ -38,63 +36,35 @@ from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
 from nmt.training.trainer import Trainer, check_train_config
 
-SCRIPT_CONFIGS = {"bottleneck": BottleneckConfig, "claims": ClaimsConfig}
 RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
-PRESET_DIR = Path(CONFIG_DIR) / "experiment"
+EXPERIMENT_DIR = Path(CONFIG_DIR) / "experiment"
 
 
-def _first_lines(e: Exception) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return " ".join(lines[:2]) or type(e).__name__
-
-
-def load_script_config(script: str, argv: Sequence[str], default_preset: str | None = None
-                       ) -> tuple[DictConfig, str | None]:
-    """The script config: its schema, then `preset=<name>` (configs/experiment/<script>_<name>.yaml), then
-    Hydra-grammar `key=value` overrides. Returns (config, preset name or None).
+def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, str]:
+    """The script config, composed by Hydra from configs/experiment/<script>/: its schema (`SCRIPT_CONFIGS`),
+    then `preset=<name>` (preset/<name>.yaml; `default` unless given), then `key=value` overrides. Returns
+    (config, preset name).
 
     Dotted keys under data., model., train. and decode. (e.g. `train.max_steps=100`, `+data.files.x=[a,b]`)
-    are training-run overrides: they are appended to `overrides` and reach every run.
-
-    Not composed by Hydra: there `data=...` would select the `data` config group instead of setting the list
-    of corpora. Unknown keys and wrong types fail naming the key, as in Hydra.
+    are training-run overrides: they are appended to `overrides` and reach every run. Unknown keys, wrong types
+    and unknown presets fail in one line naming them.
     """
-    args = list(argv)
+    run_overrides = [a for a in argv if a.lstrip("+~").split(".", 1)[0] in RUN_GROUPS and "." in a.split("=", 1)[0]]
+    args = [a for a in argv if a not in run_overrides]
     presets = [a.split("=", 1)[1] for a in args if a.startswith("preset=")]
-    run_overrides = [a for a in args if a.lstrip("+~").split(".", 1)[0] in RUN_GROUPS and "." in a.split("=", 1)[0]]
-    args = [a for a in args if not a.startswith("preset=") and a not in run_overrides]
     if len(presets) > 1:
         raise NMTError("give preset= once")
-    preset = presets[0] if presets else default_preset
-    cfg = OmegaConf.structured(SCRIPT_CONFIGS[script])
-    if preset is not None:
-        path = PRESET_DIR / f"{script}_{preset}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem.removeprefix(f"{script}_") for p in PRESET_DIR.glob(f"{script}_*.yaml"))
-            raise NMTError(f"unknown preset={preset}; {script} presets: {', '.join(known)}")
-        try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        except Exception as e:
-            raise NMTError(f"{path}: {_first_lines(e)}") from e
-    try:
-        overrides = OverridesParser.create().parse_overrides(args)
-    except Exception as e:
-        raise NMTError(_first_lines(e)) from e
-    for o in overrides:
-        key = o.key_or_group
-        if o.is_delete() or o.is_add() or o.is_sweep_override():
-            raise NMTError(f"{o.input_line}: only plain key=value overrides are supported")
-        try:
-            OmegaConf.update(cfg, key, o.value(), merge=False)  # struct mode: an unknown key raises
-        except Exception as e:
-            raise NMTError(f"bad override {o.input_line!r}: {_first_lines(e)}") from e
+    for a in args:
+        if a.startswith(("+", "~")) or "=" not in a:
+            raise NMTError(f"{a}: only plain key=value overrides are supported")
+    cfg = compose_config(script, args, config_dir=str(EXPERIMENT_DIR / script))
     cfg.overrides = list(cfg.overrides) + run_overrides  # after the preset's, so the command line wins
     for key in ("bootstrap_samples", "workers"):
         if cfg[key] < 1:
             raise NMTError(f"{key} must be at least 1, got {cfg[key]}")
     if cfg.threads < 0:
         raise NMTError(f"threads must not be negative, got {cfg.threads}")
-    return cfg, preset
+    return cfg, presets[0] if presets else "default"
 
 
 def compose_run(overrides: list[str]) -> DictConfig:
@@ -259,5 +229,5 @@ def script_main(script: str, run: Callable[..., Any], doc: str, argv: Sequence[s
     if any(a in ("-h", "--help") for a in argv):
         print(doc)
         return
-    cfg, preset = load_script_config(script, argv, default_preset="default")
+    cfg, preset = load_script_config(script, argv)
     run(cfg, preset)
