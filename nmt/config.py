@@ -15,7 +15,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from nmt.errors import NMTError
@@ -257,56 +257,63 @@ class TranslateConfig:
 
 @dataclass
 class BottleneckConfig:
-    """`nmt-bottleneck`: fixed-context vs attention on length-controlled test levels and by natural length."""
+    """`nmt-bottleneck`: fixed-context vs attention on length-controlled test levels and by natural length.
 
-    data: list[str] = field(default_factory=lambda: ["multi30k_de_en"])  # data config group names
+    The fields without a default (MISSING) differ between the presets, and each preset sets them
+    (configs/experiment/bottleneck/preset/); the others are the same for every preset and set only here.
+    """
+
+    data: list[str] = MISSING  # data config group names
     concat_k: int = 4  # length control: levels k = 1..concat_k (data.concat.max_k); 1 = natural lengths only
     natural_only: list[str] = field(default_factory=list)  # corpora of `data` trained and tested without concat
-    seeds: list[int] = field(default_factory=lambda: [1])
-    model_fixed: str = "rnn_fixed"  # model config group names; sizes must agree
-    model_attention: str = "rnn_attention"
+    seeds: list[int] = MISSING
+    model_fixed: str = MISSING  # model config group names; sizes must agree
+    model_attention: str = MISSING
     # Capacity sweep: one fixed-context run per size with model.summary_dim=<size> (c = tanh(W h), a projection of
     # the encoder summary; hidden sizes unchanged, the main model's own size projected too), at the first seed and
     # the same budget in updates (train.max_minutes must be 0); every pair of sizes is tested. [] = no sweep,
     # else at least two sizes.
-    capacity_summary: list[int] = field(default_factory=lambda: [256, 1024])
+    capacity_summary: list[int] = MISSING
     train: str = "rnn"  # train config group
-    decode: str = "greedy"  # decode config group (validation decodes greedy or train.eval_beam)
-    overrides: list[str] = field(default_factory=list)  # nmt-train overrides for every run
+    decode: str = MISSING  # decode config group (validation decodes greedy or train.eval_beam)
+    overrides: list[str] = MISSING  # nmt-train overrides for every run: the budget
     splits: list[str] = field(default_factory=lambda: ["test"])  # "test" = the corpus's first test set
     length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])  # natural-length buckets
     min_bleu: float = 5.0  # below this BLEU at k = 1 the systems are too weak for a verdict
     bootstrap_samples: int = 1000
-    workers: int = 2  # training processes side by side
-    threads: int = 1  # torch threads per process (0: torch's default)
+    workers: int = MISSING  # training processes side by side
+    threads: int = MISSING  # torch threads per process (0: torch's default)
     out_dir: str | None = None  # default outputs/bottleneck/<time>
 
 
 @dataclass
 class ClaimsConfig:
-    """`nmt-claims`: attention variants on one corpus."""
+    """`nmt-claims`: attention variants on one corpus.
+
+    The fields without a default (MISSING) differ between the presets, and each preset sets them
+    (configs/experiment/claims/preset/); the others are the same for every preset and set only here.
+    """
 
     data: str = "multi30k_de_en"
-    seeds: list[int] = field(default_factory=lambda: [1, 2])  # every variant trains once per seed
-    model: str = "rnn_attention"  # the base model (its scorer/heads are the reference)
+    seeds: list[int] = MISSING  # every variant trains once per seed
+    model: str = MISSING  # the base model (its scorer/heads are the reference)
     train: str = "rnn"
-    decode: str = "beam5"
-    overrides: list[str] = field(default_factory=list)
+    decode: str = MISSING
+    overrides: list[str] = MISSING  # nmt-train overrides for every run: the budget
     split: str = "test"
     claims: list[str] = field(default_factory=lambda: ["scaling", "temperature", "hard", "scorers"])
     # key size per head for the scaling claim: queries and keys projected to d_k (model.attention_dim) at every
     # size, so the axis changes one thing
-    d_k: list[int] = field(default_factory=lambda: [32, 256, 1024])
+    d_k: list[int] = MISSING
     temperatures: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
     scorers: list[str] = field(default_factory=lambda: ["dot", "scaled_dot", "general", "additive"])
     heads: list[int] = field(default_factory=lambda: [1, 4])
-    probe_sentences: int = 200  # valid sentences for attention entropy / gradient statistics
+    probe_sentences: int = MISSING  # valid sentences for attention entropy / gradient statistics
     min_bleu: float = 20.0  # BLEU comparisons where no system reaches this are inconclusive
     bootstrap_samples: int = 1000
-    workers: int = 2
-    threads: int = 1
+    workers: int = MISSING
+    threads: int = MISSING
     out_dir: str | None = None  # default outputs/claims/<time>
-
 
 
 @dataclass

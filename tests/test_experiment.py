@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from nmt.data.concat import level_groups
 from nmt.errors import NMTError
-from nmt.experiments.runner import load_script_config
+from nmt.experiments.runner import EXPERIMENT_DIR, load_script_config
 from nmt.experiments.verdicts import (
     INCONCLUSIVE,
     NOT_SUPPORTED,
@@ -183,6 +184,16 @@ def test_presets_and_overrides() -> None:
         load_script_config("bottleneck", ["seeds=abc"])
     with pytest.raises(NMTError, match=r"\+seedz=\[1\]: only plain key=value"):
         load_script_config("bottleneck", ["+seedz=[1]"])
+
+
+PRESETS = sorted(EXPERIMENT_DIR.glob("*/preset/*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: f"{p.parts[-3]}-{p.stem}")
+def test_every_preset_sets_every_field_the_schema_leaves_open(preset: Path) -> None:
+    """The schema's fields without a default are set by each preset: one source for each value."""
+    cfg, name = load_script_config(preset.parts[-3], [f"preset={preset.stem}"])
+    assert name == preset.stem and OmegaConf.missing_keys(cfg) == set()
 
 
 def test_capacity_preset_is_the_default_comparison_plus_the_sweep() -> None:
