@@ -37,7 +37,7 @@ bench: install ## training/decoding speed of the default models on this device (
 bottleneck: install ## fixed-context vs attention by input length, 2 seeds x 500 updates (PRESET=default|full; time: docs/results.md)
 	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
-capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (256-2048; ~65 min on 2 CPU cores)
+capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (256-2048; ~36 min on 2 CPU cores)
 	$(VENV)/bin/nmt-bottleneck preset=capacity
 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
