@@ -41,9 +41,9 @@ EXPERIMENT_DIR = Path(CONFIG_DIR) / "experiment"
 
 
 def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, str]:
-    """The script config, composed by Hydra from configs/experiment/<script>/: its schema (`SCRIPT_CONFIGS`),
-    then `preset=<name>` (preset/<name>.yaml; `default` unless given), then `key=value` overrides. Returns
-    (config, preset name).
+    """The script config, composed by Hydra from configs/experiment/<script>/<script>.yaml: its schema
+    (`base_<script>`, nmt/config.py), then `preset=<name>` (preset/<name>.yaml; `default` unless given), then
+    `key=value` overrides. Returns (config, preset name).
 
     Dotted keys under data., model., train. and decode. (e.g. `train.max_steps=100`, `+data.files.x=[a,b]`)
     are training-run overrides: they are appended to `overrides` and reach every run. Unknown keys, wrong types
