@@ -1,6 +1,6 @@
 """`nmt-bottleneck`: does attention remove the fixed-length context bottleneck? (nmt/experiments/bottleneck.py)
 
-    nmt-bottleneck                                   # preset=default: ~45 min on 2 CPU cores (make bottleneck)
+    nmt-bottleneck                                   # preset=default: ~25 min on 2 CPU cores (make bottleneck)
     nmt-bottleneck preset=full                       # the GPU preset: base sizes, Multi30k levels + WMT news
     nmt-bottleneck seeds='[1,2,3]' train.max_minutes=20
 
