@@ -8,7 +8,10 @@ import os
 import re
 import tempfile
 import time
+import types
+import typing
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -140,8 +143,32 @@ def write_lines(path: str | Path, lines: Iterable[str]) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
+    """`data` as indented JSON; a dataclass is written as `dataclasses.asdict` gives it."""
+    if is_dataclass(data) and not isinstance(data, type):
+        data = asdict(data)
     # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
     return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def from_json(kind: Any, data: Any) -> Any:
+    """`data` as read by json.loads, rebuilt as `kind`: a dataclass (its fields' annotations say how to rebuild
+    each value), `list[...]`, `dict[str, ...]`, `X | None`, or anything else (taken as it is). The inverse of
+    `dataclasses.asdict`; a key the dataclass lacks is ignored and a field missing from `data` takes its default,
+    so a report written by an earlier release still reads."""
+    if data is None:
+        return None
+    if is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: from_json(hints[f.name], data[f.name]) for f in fields(kind) if f.name in data})
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        arms = [a for a in args if a is not type(None)]
+        return from_json(arms[0], data) if len(arms) == 1 else data
+    if origin is list:
+        return [from_json(args[0], x) for x in data]
+    if origin is dict:
+        return {k: from_json(args[1], v) for k, v in data.items()}
+    return data
 
 
 def safe_name(name: str) -> str:

@@ -13,6 +13,8 @@ from typing import Any, NoReturn
 import pytest
 import torch
 
+from nmt.metrics.retention import Retention, RetentionDifference, SystemRetention
+
 
 @pytest.fixture
 def one_thread():
@@ -21,6 +23,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def made_retention(fixed: float, attention: float, p_fixed: float = 0.001, p_attention: float = 0.5,
+                   p_diff: float = 0.001, attention_lo: float | None = None, bleu: float = 30.0,
+                   attention_bleu: float | None = None) -> Retention:
+    """A hand-made `retention` result for the verdict rules: systems "fixed" and "attn" score `bleu` at k = 1
+    (attention `attention_bleu` if given) and keep the given shares, with 95% intervals of share +- 0.05
+    (attention's lower end `attention_lo` if given) and the given one-sided p-values."""
+    length = {"ratio": 1.0, "brevity_penalty": 1.0}
+
+    def system(share: float, lo: float, p: float, k1: float) -> SystemRetention:
+        return SystemRetention(k1, k1 * share, share, [lo, share + 0.05], p, length, length)
+
+    lo = attention - 0.05 if attention_lo is None else attention_lo
+    return Retention(
+        systems={"fixed": system(fixed, fixed - 0.05, p_fixed, bleu),
+                 "attn": system(attention, lo, p_attention, bleu if attention_bleu is None else attention_bleu)},
+        difference=RetentionDifference(attention - fixed, [attention - fixed - 0.1, attention - fixed + 0.1], p_diff),
+        pairs=[], groups=250, n_samples=1000)
 
 
 def _no_mirror(reason: str) -> NoReturn:

@@ -5,6 +5,7 @@ BLEU floor, and the rules that combine comparisons and seeds."""
 from __future__ import annotations
 
 import pytest
+from conftest import made_retention
 
 from nmt.experiments.claims import aggregate_seeds
 from nmt.experiments.verdicts import (
@@ -24,6 +25,7 @@ from nmt.experiments.verdicts import (
     removal_verdict,
     seeds_verdict,
 )
+from nmt.metrics.retention import Retention
 
 JUST_UNDER = 1e-6
 
@@ -100,14 +102,9 @@ def test_a_claim_with_two_questions_reports_both_and_each_over_seeds() -> None:
 
 # The bottleneck rules at their boundaries (p = 0.01, 90%) ---------------------------------------------------------
 def _retention(fixed: float, p_fixed: float = 0.001, p_diff: float = 0.001, attention_lo: float = 0.95,
-               p_attention: float = 0.5) -> dict:
-    def system(share: float, lo: float, p: float) -> dict:
-        return {"bleu_short": 30.0, "bleu_long": 30.0 * share, "retained": share, "retained_ci": [lo, share + 0.05],
-                "p_degrades": p}
-
-    return {"systems": {"fixed": system(fixed, fixed - 0.05, p_fixed),
-                        "attn": system(0.97, attention_lo, p_attention)},
-            "difference": {"value": 0.97 - fixed, "ci": [0.0, 0.5], "p_value": p_diff}}
+               p_attention: float = 0.5) -> Retention:
+    return made_retention(fixed, 0.97, p_fixed=p_fixed, p_attention=p_attention, p_diff=p_diff,
+                          attention_lo=attention_lo)
 
 
 def test_length_verdict_at_90_percent_and_p_001() -> None:

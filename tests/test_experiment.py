@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import made_retention
 from omegaconf import OmegaConf
 
 from nmt.data.concat import level_groups
 from nmt.errors import NMTError
+from nmt.experiments.bottleneck_report import render
+from nmt.experiments.results import BottleneckReport, SweepPair, SweepRow
 from nmt.experiments.runner import EXPERIMENT_DIR, load_script_config
 from nmt.experiments.verdicts import (
     INCONCLUSIVE,
@@ -23,21 +26,15 @@ from nmt.experiments.verdicts import (
     mean_std,
 )
 from nmt.metrics import corpus_score, paired_mean_bootstrap
-from nmt.metrics.retention import retention
+from nmt.metrics.retention import Retention, retention
 from nmt.metrics.scores import length_stats, sentence_stats
 from nmt.training.checkpoint import load_checkpoint
 
 
 def retained(fixed: float, attention: float, p_fixed: float = 0.001, p_diff: float = 0.001,
-             bleu: float = 30.0) -> dict:
-    """A hand-made `retention` result: both systems score `bleu` at k = 1 and keep the given shares."""
-    def system(share: float, p: float) -> dict:
-        return {"bleu_short": bleu, "bleu_long": bleu * share, "retained": share,
-                "retained_ci": [share - 0.05, share + 0.05], "p_degrades": p}
-
-    return {"systems": {"fixed": system(fixed, p_fixed), "attn": system(attention, 0.5)},
-            "difference": {"value": attention - fixed, "ci": [attention - fixed - 0.1, attention - fixed + 0.1],
-                           "p_value": p_diff}}
+             bleu: float = 30.0) -> Retention:
+    """Both systems score `bleu` at k = 1 and keep the given shares."""
+    return made_retention(fixed, attention, p_fixed=p_fixed, p_diff=p_diff, bleu=bleu)
 
 
 # Verdicts on hand-made numbers -------------------------------------------------------------------------------
@@ -60,11 +57,11 @@ def test_length_verdict_each_outcome() -> None:
 
 
 def test_seed_verdicts_must_agree() -> None:
-    assert bottleneck_verdict([(SUPPORTED, "a"), (SUPPORTED, "b")])["label"] == SUPPORTED
-    assert bottleneck_verdict([(NOT_SUPPORTED, "a"), (NOT_SUPPORTED, "b")])["label"] == NOT_SUPPORTED
+    assert bottleneck_verdict([(SUPPORTED, "a"), (SUPPORTED, "b")]).label == SUPPORTED
+    assert bottleneck_verdict([(NOT_SUPPORTED, "a"), (NOT_SUPPORTED, "b")]).label == NOT_SUPPORTED
     mixed = bottleneck_verdict([(SUPPORTED, "a"), (INCONCLUSIVE, "p too high")])
-    assert mixed["label"] == INCONCLUSIVE and "disagree" in mixed["reason"] and "p too high" in mixed["reason"]
-    assert mixed["per_seed"] == [SUPPORTED, INCONCLUSIVE]
+    assert mixed.label == INCONCLUSIVE and "disagree" in mixed.reason and "p too high" in mixed.reason
+    assert mixed.per_seed == [SUPPORTED, INCONCLUSIVE]
 
 
 def test_retention_on_made_up_translations() -> None:
@@ -77,30 +74,31 @@ def test_retention_on_made_up_translations() -> None:
     levels = {"fixed": {"short": (refs, refs), "long": (["nothing right"] * len(groups), long_refs)},
               "attn": {"short": (refs, refs), "long": (long_refs, long_refs)}}
     r = retention(levels, groups, "fixed", "attn", n_samples=200)
-    assert r["groups"] == 30
-    assert r["systems"]["attn"]["retained"] == pytest.approx(1.0)
-    assert r["systems"]["fixed"]["retained"] < 0.05 and r["systems"]["fixed"]["p_degrades"] < 0.01
-    assert r["difference"]["value"] > 0.9 and r["difference"]["p_value"] < 0.01
+    assert r.groups == 30
+    assert r.systems["attn"].retained == pytest.approx(1.0)
+    assert r.systems["fixed"].retained < 0.05 and r.systems["fixed"].p_degrades < 0.01
+    assert r.difference.value > 0.9 and r.difference.p_value < 0.01
     assert length_verdict(r, "fixed", "attn")[0] == SUPPORTED
     same = retention({"fixed": levels["attn"], "attn": levels["attn"]}, groups, "fixed", "attn", n_samples=200)
-    assert same["difference"]["value"] == 0.0 and length_verdict(same, "fixed", "attn")[0] == NOT_SUPPORTED
+    assert same.difference.value == 0.0 and length_verdict(same, "fixed", "attn")[0] == NOT_SUPPORTED
 
 
 def _sweep(shares: dict[int, float], lows: dict[int, float] | None = None, tested: tuple = (0.5, 0.5),
-           others: float = 0.5) -> tuple[list[dict], list[dict]]:
+           others: float = 0.5) -> tuple[list[SweepRow], list[SweepPair]]:
     """Hand-made capacity-sweep rows (95% intervals share +- 0.05 unless `lows` says otherwise) and a test for
     every pair of sizes: the largest vs the smallest gets p-values `tested` (more, less), the others `others`."""
     lows = lows or {}
-    rows = [{"summary": size, "bleu": [30.0, 20.0], "retained": share,
-             "retained_ci": [lows.get(size, share - 0.05), share + 0.05]} for size, share in sorted(shares.items())]
+    rows = [SweepRow(system=f"c{size}", summary=size, bleu=[30.0, 20.0], bleu_ci=[[29.0, 31.0], [19.0, 21.0]],
+                     parameters=1000, retained=share, retained_ci=[lows.get(size, share - 0.05), share + 0.05])
+            for size, share in sorted(shares.items())]
     sizes = sorted(shares)
     pairs = []
     for i, smaller in enumerate(sizes):
         for larger in sizes[i + 1:]:
             p_more, p_less = tested if (larger, smaller) == (sizes[-1], sizes[0]) else (others, others)
             value = shares[larger] - shares[smaller]
-            pairs.append({"larger": larger, "smaller": smaller, "value": value, "ci": [value - 0.1, value + 0.1],
-                          "p_value": p_more, "p_less": p_less})
+            pairs.append(SweepPair(larger=larger, smaller=smaller, value=value, ci=[value - 0.1, value + 0.1],
+                                   p_value=p_more, p_less=p_less))
     return rows, pairs
 
 
@@ -135,7 +133,7 @@ def test_capacity_sentence_at_its_boundaries() -> None:
     assert "removes" not in capacity_sentence(*_sweep(high, lows=below, tested=(0.5, 0.5)), 0.95)
     # Models that translate nothing make the sweep say nothing, whatever the tests.
     rows, pairs = _sweep(shares, tested=(0.001, 0.99))
-    rows[1]["bleu"] = [4.99, 1.0]
+    rows[1].bleu = [4.99, 1.0]
     assert "says nothing" in capacity_sentence(rows, pairs, 0.95) and "512" in capacity_sentence(rows, pairs, 0.95)
 
 
@@ -147,8 +145,8 @@ def test_comparison_verdict_and_mean_std() -> None:
     assert comparison_verdict(0.01, 0.01, (0.02, 0.01), min_score=5.0) == INCONCLUSIVE
     assert comparison_verdict(1.5, 0.01, (21.5, 20.0), min_score=5.0) == SUPPORTED
     ms = mean_std([30.0, 32.0, None, 34.0])
-    assert ms == {"mean": 32.0, "std": pytest.approx(2.0), "n": 3}
-    assert mean_std([7.5])["std"] is None
+    assert (ms.mean, ms.std, ms.n) == (32.0, pytest.approx(2.0), 3)
+    assert mean_std([7.5]).std is None
     assert mean_std([None]) is None
 
 
@@ -255,85 +253,86 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
     out = run_bottleneck(cfg, None, log=lambda _: None)  # two worker processes, as in the default preset
 
-    report = json.loads((out / "report.json").read_text())
+    report = BottleneckReport.read(out / "report.json")
     md = (out / "report.md").read_text()
-    (section,) = report["sections"]
+    assert render(report) == md  # report.json holds everything report.md says
+    (section,) = report.sections
     n_test = len(Path(tiny_corpus_files["test"][1]).read_text().splitlines())
-    assert section["num_sentences"] == n_test == 60
+    assert section.num_sentences == n_test == 60
     # Same budget in updates for every run. The sweep varies only the summary vector c: every size is a projection
     # of the encoder summary (hidden 16 per direction: 32 dimensions), the main model's own 32 included, so at 32
     # the projection W (32 x 32) and its bias are all that is added.
-    runs = {r["name"].split("/")[1]: r for r in report["runs"]}
+    runs = {r.name.split("/")[1]: r for r in report.runs}
     assert set(runs) == {"rnn_fixed", "rnn_attention", "rnn_fixed_c16", "rnn_fixed_c32"}
-    assert {r["steps"] for r in runs.values()} == {5}
-    params = {name: r["num_parameters"] for name, r in runs.items()}
+    assert {r.steps for r in runs.values()} == {5}
+    params = {name: r.num_parameters for name, r in runs.items()}
     assert params["rnn_fixed_c32"] == params["rnn_fixed"] + 32 * 32 + 32
     assert params["rnn_attention"] > params["rnn_fixed"] and params["rnn_fixed_c16"] < params["rnn_fixed_c32"]
     for size in (16, 32):
-        model = load_checkpoint(Path(runs[f"rnn_fixed_c{size}"]["run_dir"]) / "best.pt")["config"]["model"]
+        model = load_checkpoint(Path(runs[f"rnn_fixed_c{size}"].run_dir) / "best.pt")["config"]["model"]
         assert (model["arch"], model["summary_dim"], model["hidden"]) == ("rnn_fixed", size, 16)
-    assert f"{runs['rnn_attention']['num_parameters']:,}" in md
-    assert report["hardware"]["torch"] and report["hardware"]["workers"] == 2
+    assert f"{runs['rnn_attention'].num_parameters:,}" in md
+    assert report.hardware["torch"] and report.hardware["workers"] == 2
     # Levels: k = 1..3 from the 60 test sentences; 20 groups of 3 are under min_test_examples, so every offset
     # is used, and the report says how many examples each level has.
-    lv = section["levels"]
-    assert [r["k"] for r in lv["levels"]] == [1, 2, 3]
-    assert [r["examples"] for r in lv["levels"]] == [60, 30 + 29, 20 + 19 + 19]
+    lv = section.levels
+    assert [r.k for r in lv.levels] == [1, 2, 3]
+    assert [r.examples for r in lv.levels] == [60, 30 + 29, 20 + 19 + 19]
     # The retention test uses the disjoint groups only (offset 0): 20 of the 58 level-3 examples.
-    assert lv["groups"] == 20 and "| k = 3 (test_k3) | 58 |" in md
-    (seed,) = lv["seeds"]
-    ret = seed["retention"]
+    assert lv.groups == 20 and "| k = 3 (test_k3) | 58 |" in md
+    (seed,) = lv.seeds
+    ret = seed.retention
     refs_k3 = Path(tiny_corpus_files["test"][1]).read_text().splitlines()
     for name in ("rnn_fixed", "rnn_attention"):
-        sys_ret = ret["systems"][name]
-        if sys_ret["bleu_short"] > 0:
-            assert sys_ret["retained"] == pytest.approx(sys_ret["bleu_long"] / sys_ret["bleu_short"])
-        hyps_k3 = Path(runs[name]["decoded"]["test_k3"]["file"]).read_text().splitlines()[:20]
+        sys_ret = ret.systems[name]
+        if sys_ret.bleu_short > 0:
+            assert sys_ret.retained == pytest.approx(sys_ret.bleu_long / sys_ret.bleu_short)
+        hyps_k3 = Path(runs[name].decoded["test_k3"].file).read_text().splitlines()[:20]
         joined_refs = [" ".join(refs_k3[3 * g + i].strip() for i in range(3)) for g in range(20)]
-        assert sys_ret["bleu_long"] == pytest.approx(corpus_score(hyps_k3, joined_refs))
-        assert [x["ratio"] > 0 for x in seed["systems"][name]["length"]] == [True] * 3
+        assert sys_ret.bleu_long == pytest.approx(corpus_score(hyps_k3, joined_refs))
+        scores = seed.systems[name]
+        assert [x["ratio"] > 0 for x in scores.length] == [True] * 3
         # Reference NLL without search: one value per level, ten bins over the target at the longest level.
-        assert len(seed["systems"][name]["nll"]) == 3 and min(seed["systems"][name]["nll"]) > 0
-        assert [b["start"] for b in seed["systems"][name]["nll_by_position"]] == pytest.approx(
-            [i / 10 for i in range(10)])
+        assert len(scores.nll) == 3 and min(scores.nll) > 0
+        assert [b["start"] for b in scores.nll_by_position] == pytest.approx([i / 10 for i in range(10)])
     label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
-    assert seed["verdict"] == label == section["verdict"]["label"] == INCONCLUSIVE  # tiny models: too weak
+    assert seed.verdict == label == section.verdict.label == INCONCLUSIVE  # tiny models: too weak
     assert f"**(a) Does attention degrade less? {label}**, at 5 updates of 0.4k tokens." in md
-    assert section["removal"]["label"] == seed["removal"] and "(b) Does attention remove the degradation?" in md
+    assert section.removal.label == seed.removal and "(b) Does attention remove the degradation?" in md
     # Equal-quality control: an intermediate attention checkpoint chosen on validation BLEU, decoded again.
-    control = seed["control"]
-    assert control["step"] in (2, 4) and len(control["bleu"]) == 3 and "Equal-quality control" in md
-    sweep = lv["sweep"]
-    assert [r["summary"] for r in sweep["fixed"]] == [16, 32] and "says nothing" in sweep["sentence"]
-    assert sweep["unprojected"]["summary"] == 32 and sweep["seed"] == 1
+    control = seed.control
+    assert control.step in (2, 4) and len(control.bleu) == 3 and "Equal-quality control" in md
+    sweep = lv.sweep
+    assert [r.summary for r in sweep.fixed] == [16, 32] and "says nothing" in sweep.sentence
+    assert sweep.unprojected.summary == 32 and sweep.seed == 1
     # Every pair of sizes is tested on the same resamples as the sizes' own retention.
-    (pair,) = sweep["pairs"]
-    shares = {r["summary"]: r["retained"] for r in sweep["fixed"]}
-    assert (pair["larger"], pair["smaller"]) == (32, 16)
+    (pair,) = sweep.pairs
+    shares = {r.summary: r.retained for r in sweep.fixed}
+    assert (pair.larger, pair.smaller) == (32, 16)
     if None not in shares.values():
-        assert pair["value"] == pytest.approx(shares[32] - shares[16])
-        assert 0 < pair["p_value"] <= 1 and 0 < pair["p_less"] <= 1
+        assert pair.value == pytest.approx(shares[32] - shares[16])
+        assert 0 < pair.p_value <= 1 and 0 < pair.p_less <= 1
     assert "| 32 vs 16 |" in md and "p (larger retains less)" in md and "32 (c = h)" in md
     assert "Evidence without search" in md
-    for plot in (lv["plot"], lv["nll_plot"], sweep["plot"], section["natural"]["plot"]):
+    for plot in (lv.plot, lv.nll_plot, sweep.plot, section.natural.plot):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Natural lengths on the original test set: bucket counts add up, the paired difference is the difference
     # of the two scores, and the per-seed evaluation report exists.
-    (nat,) = section["natural"]["seeds"]
+    (nat,) = section.natural.seeds
     for name in ("rnn_fixed", "rnn_attention"):
-        rows = nat["systems"][name]["by_length"]
+        rows = nat.systems[name].by_length
         assert [r["label"] for r in rows] == ["0-8", "8-12", "12-16", "16+"]
         assert sum(r["count"] for r in rows) == n_test
-    s = nat["systems"]
-    assert nat["bleu"]["difference"] == pytest.approx(s["rnn_attention"]["bleu"] - s["rnn_fixed"]["bleu"])
-    seed_dir = out / Path(nat["report"]).parent
+    s = nat.systems
+    assert nat.bleu["difference"] == pytest.approx(s["rnn_attention"].bleu - s["rnn_fixed"].bleu)
+    seed_dir = out / Path(nat.report).parent
     metrics = json.loads((seed_dir / "metrics.json").read_text())
     assert {x["name"] for x in metrics["systems"]} == {"rnn_fixed", "rnn_attention"}
     assert len((seed_dir / "rnn_attention.hyp.txt").read_text().splitlines()) == n_test
     # Each run went through the trainer on the concatenated mixture: its run dir has the trainer's metrics.
-    trained = json.loads((Path(runs["rnn_fixed"]["run_dir"]) / "metrics.json").read_text())
+    trained = json.loads((Path(runs["rnn_fixed"].run_dir) / "metrics.json").read_text())
     assert trained["step"] == 5 and trained["arch"] == "rnn_fixed"
-    assert "run dir:" in (Path(runs["rnn_attention"]["run_dir"]) / "console.log").read_text()
+    assert "run dir:" in (Path(runs["rnn_attention"].run_dir) / "console.log").read_text()
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import pytest
 
 from nmt.evaluation.scoring import score
 from nmt.experiments.bottleneck_report import render as render_bottleneck
+from nmt.experiments.results import BottleneckReport
 from nmt.inference.translator import Translator
 from nmt.training.checkpoint import load_model
 
@@ -33,5 +34,19 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
 
 @pytest.mark.parametrize("name", ["bottleneck", "capacity"])
 def test_the_committed_bottleneck_reports_render_from_their_json(name: str):
-    report = json.loads((DOCS / name / "report.json").read_text(encoding="utf-8"))
+    report = BottleneckReport.read(DOCS / name / "report.json")
     assert render_bottleneck(report) == (DOCS / name / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_report_of_an_earlier_format_reads_with_defaults_and_without_unknown_keys(tmp_path: Path):
+    """`from_json` takes what a dataclass knows: a key it lacks is ignored, a field missing takes its default."""
+    report = json.loads((DOCS / "capacity" / "report.json").read_text(encoding="utf-8"))
+    report["retired_field"] = {"anything": 1}
+    del report["seconds"]
+    for run in report["runs"]:
+        run.pop("trained_as", None)
+    (tmp_path / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    read = BottleneckReport.read(tmp_path / "report.json")
+    assert read.seconds == 0.0 and all(r.trained_as is None for r in read.runs)
+    assert isinstance(read.sections[0].levels.sweep.pairs[0].larger, int)
+    assert read.sections[0].levels.seeds[0].control.difference.p_less is None  # not written before

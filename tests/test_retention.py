@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import made_retention
 
 from nmt.data.concat import join, level_groups
 from nmt.errors import NMTError
@@ -18,7 +19,7 @@ from nmt.experiments.verdicts import (
     length_verdict,
     removal_verdict,
 )
-from nmt.metrics.retention import retention
+from nmt.metrics.retention import Retention, retention
 from nmt.metrics.scores import length_stats, score_from_stats, sentence_stats
 
 VOCAB = [f"w{i}" for i in range(300)]
@@ -48,14 +49,14 @@ def test_a_system_that_does_not_degrade_keeps_exactly_100_percent() -> None:
     levels = {"fixed": {"short": (hyps, refs), "long": long}, "attn": {"short": (hyps, refs), "long": long}}
     r = retention(levels, groups, "fixed", "attn", n_samples=200)
     for name in ("fixed", "attn"):
-        s = r["systems"][name]
-        assert s["retained"] == pytest.approx(1.0) and s["p_degrades"] == 1.0
-        assert s["retained_ci"] == pytest.approx([1.0, 1.0])
+        s = r.systems[name]
+        assert s.retained == pytest.approx(1.0) and s.p_degrades == 1.0
+        assert s.retained_ci == pytest.approx([1.0, 1.0])
     assert removal_verdict(r, "attn")[0] == REMOVES
     # The old statistic: level 1 as separate sentences, summed per group.
     stats = sentence_stats(hyps, refs)
     old_short = score_from_stats(np.stack([stats[g].sum(0) for g in groups]).sum(0))
-    old_retained = r["systems"]["attn"]["bleu_long"] / old_short
+    old_retained = r.systems["attn"].bleu_long / old_short
     assert old_retained > 1.05
 
 
@@ -84,19 +85,19 @@ def test_every_pair_gets_the_same_paired_test_one_sided_both_ways() -> None:
     levels = {"small": system(0.6), "mid": system(0.45), "large": system(0.3)}
     pairs = [("mid", "small"), ("large", "small"), ("large", "mid"), ("small", "large")]
     r = retention(levels, groups, "small", "large", n_samples=300, pairs=pairs)
-    tests = {(t["system"], t["baseline"]): t for t in r["pairs"]}
+    tests = {(t.system, t.baseline): t for t in r.pairs}
     assert list(tests) == pairs
-    assert {k: tests[("large", "small")][k] for k in ("value", "ci", "p_value")} == r["difference"]
-    kept = {name: r["systems"][name]["retained"] for name in levels}
+    assert tests[("large", "small")] == r.difference
+    kept = {name: r.systems[name].retained for name in levels}
     for (a, b), t in tests.items():
-        assert t["value"] == pytest.approx(kept[a] - kept[b])
+        assert t.value == pytest.approx(kept[a] - kept[b])
     more, less = tests[("large", "small")], tests[("small", "large")]
-    assert more["value"] > 0 and more["p_value"] < 0.01 and more["p_less"] > 0.5
-    assert less["p_value"] == more["p_less"] and less["p_less"] == more["p_value"]
-    assert less["ci"] == pytest.approx([-more["ci"][1], -more["ci"][0]])
-    # Nothing asked, nothing added; the two-system result keeps its keys.
+    assert more.value > 0 and more.p_value < 0.01 and more.p_less > 0.5
+    assert less.p_value == more.p_less and less.p_less == more.p_value
+    assert less.ci == pytest.approx([-more.ci[1], -more.ci[0]])
+    # Nothing asked, nothing added.
     plain = retention(levels, groups, "small", "large", n_samples=300)
-    assert plain["pairs"] == [] and plain["difference"] == r["difference"]
+    assert plain.pairs == [] and plain.difference == r.difference
 
 
 def test_length_ratio_and_brevity_penalty() -> None:
@@ -106,15 +107,9 @@ def test_length_ratio_and_brevity_penalty() -> None:
     assert length_stats(sentence_stats(["a b c"], ["a b"]).sum(0))["brevity_penalty"] == 1.0
 
 
-def _made(attn_share: float, attn_ci_low: float, attn_p: float, fixed_share: float = 0.5) -> dict:
-    def system(share: float, low: float, p: float) -> dict:
-        return {"bleu_short": 30.0, "bleu_long": 30.0 * share, "retained": share, "retained_ci": [low, share + 0.05],
-                "p_degrades": p}
-
-    return {"systems": {"fixed": system(fixed_share, fixed_share - 0.05, 1 / 1001),
-                        "attn": system(attn_share, attn_ci_low, attn_p)},
-            "difference": {"value": attn_share - fixed_share, "ci": [0.2, 0.5], "p_value": 1 / 1001},
-            "n_samples": 1000}
+def _made(attn_share: float, attn_ci_low: float, attn_p: float, attn_bleu: float = 30.0) -> Retention:
+    return made_retention(0.5, attn_share, p_fixed=1 / 1001, p_attention=attn_p, p_diff=1 / 1001,
+                          attention_lo=attn_ci_low, attention_bleu=attn_bleu)
 
 
 def test_removal_verdict_at_its_boundaries() -> None:
@@ -128,9 +123,7 @@ def test_removal_verdict_at_its_boundaries() -> None:
     assert length_verdict(made, "fixed", "attn")[0] == SUPPORTED
     label, reason = removal_verdict(made, "attn")
     assert label == REDUCES and "p < 0.001" in reason
-    weak = _made(0.97, 0.95, 0.5) | {"systems": {**_made(0.97, 0.95, 0.5)["systems"]}}
-    weak["systems"]["attn"] = weak["systems"]["attn"] | {"bleu_short": 2.0}
-    assert removal_verdict(weak, "attn")[0] == INCONCLUSIVE
+    assert removal_verdict(_made(0.97, 0.95, 0.5, attn_bleu=2.0), "attn")[0] == INCONCLUSIVE
 
 
 def test_p_values_at_the_resampling_floor_and_budget_text() -> None:
@@ -159,5 +152,5 @@ def test_difference_test_is_calibrated_on_equal_retention() -> None:
             long = [" ".join(_noisy(rng, refs[i], 0.45) for i in g) for g in groups]
             levels[name] = {"short": (short, refs), "long": (long, long_refs)}
         r = retention(levels, groups, "fixed", "attn", n_samples=300, seed=t)
-        flagged += r["difference"]["p_value"] < 0.05
+        flagged += r.difference.p_value < 0.05
     assert 0.02 <= flagged / trials <= 0.06

@@ -64,11 +64,11 @@ def fmt_p(p: float | None, alpha: float = 0.05, n_samples: int = 1000) -> str:
     return text + (" *" if p < alpha else "")
 
 
-def run_lines(report: dict[str, Any], first: str) -> list[str]:
+def run_lines(first: str, overrides: Sequence[str], hardware: dict[str, Any], seconds: float) -> list[str]:
     """The header of an experiment report: `first`, the overrides of every run, the hardware, the total time."""
-    overrides = ", ".join(f"`{o}`" for o in report["config"]["overrides"]) or "(none)"
-    return [first, f"- overrides for every run: {overrides}", f"- hardware: {hardware_line(report['hardware'])}",
-            f"- total time: {report['seconds'] / 60:.1f} min"]
+    given = ", ".join(f"`{o}`" for o in overrides) or "(none)"
+    return [first, f"- overrides for every run: {given}", f"- hardware: {hardware_line(hardware)}",
+            f"- total time: {seconds / 60:.1f} min"]
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,30 @@ from nmt.evaluation.evaluate import System, build_report
 from nmt.evaluation.report import write_report
 from nmt.evaluation.scoring import score_references
 from nmt.experiments.bottleneck_report import render
-from nmt.experiments.runner import Job, RunResult, compose_run, decode_splits, job_dict, run_jobs
+from nmt.experiments.results import (
+    BottleneckReport,
+    BucketDifference,
+    BucketMean,
+    Budget,
+    Control,
+    DifferenceMean,
+    Level,
+    Levels,
+    LevelScores,
+    LevelSeed,
+    MeanStd,
+    Natural,
+    NaturalAggregate,
+    NaturalSeed,
+    NaturalSystem,
+    Section,
+    Sweep,
+    SweepPair,
+    SweepRow,
+    SystemMean,
+    Verdict,
+)
+from nmt.experiments.runner import Job, RunResult, compose_run, decode_splits, run_jobs
 from nmt.experiments.verdicts import (
     ATTENTION,
     FIXED,
@@ -170,10 +193,11 @@ def _levels_of(corpus: Any, test: str) -> list[str]:
 
 
 # Natural lengths --------------------------------------------------------------------------------------------
-def analyse_natural(sources: list[str], refs: list[str], fixed: RunResult, attention: RunResult,
-                    split: str, seed_dir: Path, cfg: DictConfig, decode: dict[str, Any]) -> dict[str, Any]:
+def analyse_natural(sources: list[str], refs: list[str], fixed: RunResult, attention: RunResult, split: str,
+                    seed: int, seed_dir: Path, report_path: str, cfg: DictConfig, decode: dict[str, Any]
+                    ) -> NaturalSeed:
     """Scores, by-length rows and paired tests of one seed's pair on a natural test set; also writes that seed's
-    full report (as `nmt-evaluate` would) into `seed_dir`."""
+    full report (as `nmt-evaluate` would) into `seed_dir`, which the experiment's report links as `report_path`."""
     pair = ((FIXED, fixed), (ATTENTION, attention))
     hyps = {name: r.hypotheses(split) for name, r in pair}
     systems = {name: System(name, hyps[name], {"checkpoint": r.checkpoint, "step": r.checkpoint_step,
@@ -196,58 +220,50 @@ def analyse_natural(sources: list[str], refs: list[str], fixed: RunResult, atten
 
     bleu = report["comparisons"][0]["overall"]
     chrf = paired_bootstrap(hyps[ATTENTION], hyps[FIXED], refs, n, metric="chrf")
-    out: dict[str, Any] = {"systems": {}, "bleu": bleu, "chrf": chrf,
-                           "by_length": report["comparisons"][0]["by_length"]}
+    systems = {}
     for name, side in ((ATTENTION, "system"), (FIXED, "baseline")):
         scores = by_name[name]["scores"]
-        out["systems"][name] = {
-            "bleu": scores["bleu"], "bleu_ci": bleu[f"{side}_ci"], "chrf": scores["chrf"],
-            "chrf_ci": chrf[f"{side}_ci"], "ter": scores["ter"], "bleu_lc": scores["bleu_lc"],
-            "by_length": by_name[name]["by_length"],
-        }
-    out["signatures"] = by_name[ATTENTION]["scores"]["signatures"]
-    return out
+        systems[name] = NaturalSystem(bleu=scores["bleu"], bleu_ci=bleu[f"{side}_ci"], chrf=scores["chrf"],
+                                      chrf_ci=chrf[f"{side}_ci"], ter=scores["ter"], bleu_lc=scores["bleu_lc"],
+                                      by_length=by_name[name]["by_length"])
+    return NaturalSeed(seed=seed, report=report_path, systems=systems, bleu=bleu, chrf=chrf,
+                       by_length=report["comparisons"][0]["by_length"],
+                       signatures=by_name[ATTENTION]["scores"]["signatures"])
 
 
-def aggregate(seeds: list[dict[str, Any]]) -> dict[str, Any]:
+def aggregate(seeds: list[NaturalSeed]) -> NaturalAggregate:
     """Mean ± std over seeds of every score, bucket and difference (std None with one seed)."""
-    agg: dict[str, Any] = {"systems": {}}
+    systems = {}
     for name in (FIXED, ATTENTION):
-        rows = [s["systems"][name]["by_length"] for s in seeds]
-        agg["systems"][name] = {
-            "bleu": mean_std([s["systems"][name]["bleu"] for s in seeds]),
-            "chrf": mean_std([s["systems"][name]["chrf"] for s in seeds]),
-            "by_length": [{"label": r["label"], "count": r["count"],
-                           "bleu": mean_std([seed_rows[b]["bleu"] for seed_rows in rows])}
-                          for b, r in enumerate(rows[0])],
-        }
-    agg["difference"] = {
-        "bleu": mean_std([s["bleu"]["difference"] for s in seeds]),
-        "chrf": mean_std([s["chrf"]["difference"] for s in seeds]),
-        "by_length": [{"label": r["label"], "count": r["count"],
-                       "difference": mean_std([s["by_length"][b].get("difference") for s in seeds]),
-                       "p_values": [s["by_length"][b].get("p_value") for s in seeds]}
-                      for b, r in enumerate(seeds[0]["by_length"])],
-    }
-    return agg
+        rows = [s.systems[name].by_length for s in seeds]
+        systems[name] = SystemMean(
+            bleu=mean_std([s.systems[name].bleu for s in seeds]), chrf=mean_std([s.systems[name].chrf for s in seeds]),
+            by_length=[BucketMean(r["label"], r["count"], mean_std([seed_rows[b]["bleu"] for seed_rows in rows]))
+                       for b, r in enumerate(rows[0])])
+    difference = DifferenceMean(
+        bleu=mean_std([s.bleu["difference"] for s in seeds]), chrf=mean_std([s.chrf["difference"] for s in seeds]),
+        by_length=[BucketDifference(r["label"], r["count"],
+                                    mean_std([s.by_length[b].get("difference") for s in seeds]),
+                                    [s.by_length[b].get("p_value") for s in seeds])
+                   for b, r in enumerate(seeds[0].by_length)])
+    return NaturalAggregate(systems=systems, difference=difference)
 
 
-def natural_plot_rows(seeds: list[dict[str, Any]], agg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def natural_plot_rows(seeds: list[NaturalSeed], agg: NaturalAggregate) -> dict[str, list[dict[str, Any]]]:
     """Rows for `plot_bleu_by_length`: one seed's bootstrap intervals, or the seed mean with +-1 std bars."""
     if len(seeds) == 1:
-        return {k: seeds[0]["systems"][k]["by_length"] for k in (FIXED, ATTENTION)}
-    return {name: [_mean_row(r["label"], r["count"], r["bleu"]) for r in agg["systems"][name]["by_length"]]
+        return {k: seeds[0].systems[k].by_length for k in (FIXED, ATTENTION)}
+    return {name: [_mean_row(r.label, r.count, r.bleu) for r in agg.systems[name].by_length]
             for name in (FIXED, ATTENTION)}
 
 
-def _mean_row(label: str, count: int, ms: dict[str, Any] | None) -> dict[str, Any]:
-    ci = None if ms is None else [ms["mean"] - (ms["std"] or 0.0), ms["mean"] + (ms["std"] or 0.0)]
-    return {"label": label, "count": count, "bleu": None if ms is None else ms["mean"], "bleu_ci": ci}
+def _mean_row(label: str, count: int, ms: MeanStd | None) -> dict[str, Any]:
+    ci = None if ms is None else [ms.mean - (ms.std or 0.0), ms.mean + (ms.std or 0.0)]
+    return {"label": label, "count": count, "bleu": None if ms is None else ms.mean, "bleu_ci": ci}
 
 
 # Length-controlled levels -----------------------------------------------------------------------------------
-def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: DictConfig
-                   ) -> dict[str, Any]:
+def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: DictConfig) -> Levels:
     """BLEU per level for every system and seed, the retention test and both verdicts per seed, the
     equal-quality control, the capacity sweep."""
     names = plan.levels[test]
@@ -255,67 +271,71 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
     data = {lv: (list(corpus.split(lv)["src"]), list(corpus.split(lv)["tgt"])) for lv in names}
     info = corpus.stats["concat_levels"]
     words = [sum(len(s.split()) for s in data[lv][0]) / len(data[lv][0]) for lv in names]
-    rows = [{"split": lv, "k": info[lv]["k"], "examples": info[lv]["examples"], "offsets": info[lv]["offsets"],
-             "src_words": w} for lv, w in zip(names, words, strict=True)]
+    levels = [Level(split=lv, k=info[lv]["k"], examples=info[lv]["examples"], offsets=info[lv]["offsets"],
+                    src_words=w) for lv, w in zip(names, words, strict=True)]
     # Disjoint groups only (offset 0, which level K lists first): groups of other offsets share sentences
     # with them, and a bootstrap over overlapping groups would understate the variance.
     groups = level_groups(len(data[names[0]][0]), info[names[-1]]["k"], [0])
 
-    def score(hyp_files: dict[str, str]) -> dict[str, Any]:
-        """BLEU, its interval and the length statistics of each level, from one pass of sentence statistics."""
+    def score(hyp_files: dict[str, str]) -> tuple[dict[str, list[str]], LevelScores]:
+        """The hypotheses of each level, and their BLEU, its interval and the length statistics, from one pass
+        of sentence statistics."""
         hyps = {lv: read_text_lines(hyp_files[lv], "hypotheses") for lv in names}
         stats = [sentence_stats(hyps[lv], data[lv][1]) for lv in names]  # (sentences, num_stats) per level
         bleu = [score_from_stats(st.sum(0)) for st in stats]
-        return {"hyps": hyps, "bleu": bleu, "bleu_ci": [list(stats_interval(st, n)) for st in stats],
-                "slope": slope(words, bleu), "length": [length_stats(st.sum(0)) for st in stats]}
+        return hyps, LevelScores(bleu=bleu, bleu_ci=[list(stats_interval(st, n)) for st in stats],
+                                 slope=slope(words, bleu), length=[length_stats(st.sum(0)) for st in stats])
 
     def files(result: RunResult) -> dict[str, str]:
         return {lv: result.decoded[lv].file for lv in names}
 
-    def levels_of(scored: dict[str, Any]) -> dict[str, Any]:
-        return {"short": (scored["hyps"][names[0]], data[names[0]][1]),
-                "long": (scored["hyps"][names[-1]][:len(groups)], data[names[-1]][1][:len(groups)])}
+    def short_and_long(hyps: dict[str, list[str]]) -> dict[str, Any]:
+        """What `retention` compares: level 1 and the disjoint groups of level K."""
+        return {"short": (hyps[names[0]], data[names[0]][1]),
+                "long": (hyps[names[-1]][:len(groups)], data[names[-1]][1][:len(groups)])}
 
     seeds = []
     for seed in cfg.seeds:
         pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
         scored = {s: score(files(r)) for s, r in pair.items()}
-        ret = retention({s: levels_of(scored[s]) for s in scored}, groups, FIXED, ATTENTION, n)
+        compared = {s: short_and_long(hyps) for s, (hyps, _) in scored.items()}
+        ret = retention(compared, groups, FIXED, ATTENTION, n)
         label, reason = length_verdict(ret, FIXED, ATTENTION, float(cfg.min_bleu))
         removal, removal_reason = removal_verdict(ret, ATTENTION, float(cfg.min_bleu))
-        entry = {"seed": seed, "retention": ret, "verdict": label, "reason": reason, "removal": removal,
-                 "removal_reason": removal_reason,
-                 "systems": {s: {k: v for k, v in sc.items() if k != "hyps"} for s, sc in scored.items()}}
+        systems = {s: scores for s, (_, scores) in scored.items()}
         for s, r in pair.items():
-            entry["systems"][s] |= reference_nll(r.checkpoint, r.device, data, names, len(groups))
-        control = equal_quality_control(pair[FIXED], pair[ATTENTION], names)
-        if control is not None:
-            matched = score(control.pop("files"))
-            cret = retention({FIXED: levels_of(scored[FIXED]), ATTENTION: levels_of(matched)}, groups, FIXED,
-                             ATTENTION, n)
-            control |= {"bleu": matched["bleu"], "retained": cret["systems"][ATTENTION]["retained"],
-                        "retained_ci": cret["systems"][ATTENTION]["retained_ci"], "difference": cret["difference"]}
-        entry["control"] = control
-        seeds.append(entry)
-    verdict = bottleneck_verdict([(s["verdict"], s["reason"]) for s in seeds])
-    removal = bottleneck_verdict([(s["removal"], s["removal_reason"]) for s in seeds])
-    agg = {s: [mean_std([x["systems"][s]["bleu"][i] for x in seeds]) for i in range(len(names))]
-           for s in (FIXED, ATTENTION)}
-    ratio = {where: mean_std([x["systems"][ATTENTION]["bleu"][i] / x["systems"][FIXED]["bleu"][i]
-                              for x in seeds if x["systems"][FIXED]["bleu"][i] > 0])
+            systems[s].nll, systems[s].nll_by_position = reference_nll(r.checkpoint, r.device, data, names,
+                                                                       len(groups))
+        control = None
+        chosen = equal_quality_checkpoint(pair[FIXED], pair[ATTENTION], names)
+        if chosen is not None:
+            hyps, matched = score(chosen.files)
+            cret = retention({FIXED: compared[FIXED], ATTENTION: short_and_long(hyps)}, groups, FIXED, ATTENTION, n)
+            control = Control(step=chosen.step, valid_bleu=chosen.valid_bleu, fixed_valid_bleu=chosen.fixed_valid_bleu,
+                              bleu=matched.bleu, retained=cret.systems[ATTENTION].retained,
+                              retained_ci=cret.systems[ATTENTION].retained_ci, difference=cret.difference)
+        seeds.append(LevelSeed(seed=seed, retention=ret, verdict=label, reason=reason, removal=removal,
+                               removal_reason=removal_reason, systems=systems, control=control))
+    aggregate_bleu = {s: [mean_std([x.systems[s].bleu[i] for x in seeds]) for i in range(len(names))]
+                      for s in (FIXED, ATTENTION)}
+    ratio = {where: mean_std([x.systems[ATTENTION].bleu[i] / x.systems[FIXED].bleu[i]
+                              for x in seeds if x.systems[FIXED].bleu[i] > 0])
              for where, i in (("k1", 0), ("longest", len(names) - 1))}
-    out = {"test": test, "levels": rows, "groups": len(groups), "seeds": seeds, "verdict": verdict,
-           "removal": removal, "aggregate": agg, "ratio": ratio, "sweep": None}
+    out = Levels(test=test, levels=levels, groups=len(groups), seeds=seeds,
+                 verdict=bottleneck_verdict([(s.verdict, s.reason) for s in seeds]),
+                 removal=bottleneck_verdict([(s.removal, s.removal_reason) for s in seeds]),
+                 aggregate=aggregate_bleu, ratio=ratio)
     if plan.sweep:
         first = cfg.seeds[0]
         scored = {s: score(files(plan.result(results, first, s))) for s in (*plan.sweep, FIXED, ATTENTION)}
-        out["sweep"] = capacity_sweep(plan, scored, {s: levels_of(sc) for s, sc in scored.items()}, groups, n,
-                                      float(cfg.min_bleu)) | {"seed": first}
+        out.sweep = capacity_sweep(plan, {s: scores for s, (_, scores) in scored.items()},
+                                   {s: short_and_long(hyps) for s, (hyps, _) in scored.items()}, groups, n,
+                                   float(cfg.min_bleu), first)
     return out
 
 
-def capacity_sweep(plan: CorpusPlan, scored: dict[str, dict[str, Any]], levels: dict[str, dict[str, Any]],
-                   groups: list[list[int]], n: int, min_bleu: float) -> dict[str, Any]:
+def capacity_sweep(plan: CorpusPlan, scored: dict[str, LevelScores], levels: dict[str, dict[str, Any]],
+                   groups: list[list[int]], n: int, min_bleu: float, seed: int) -> Sweep:
     """The capacity sweep of one test set: retention of every summary size (`plan.sweep`), the main fixed model
     (its unprojected encoder summary, for reference) and attention on the same resamples, a paired test of
     retained BLEU for every pair of sizes, and the sentence those tests decide."""
@@ -323,21 +343,21 @@ def capacity_sweep(plan: CorpusPlan, scored: dict[str, dict[str, Any]], levels: 
     pairs = [(larger, smaller) for i, smaller in enumerate(sizes) for larger in sizes[i + 1:]]
     ret = retention(levels, groups, FIXED, ATTENTION, n, pairs=pairs)
 
-    def row(system: str, summary: int | None) -> dict[str, Any]:
-        return {"system": system, "summary": summary, "bleu": scored[system]["bleu"],
-                "bleu_ci": scored[system]["bleu_ci"], "parameters": plan.params[system],
-                **{k: ret["systems"][system][k] for k in ("retained", "retained_ci")}}
+    def row(system: str, summary: int | None) -> SweepRow:
+        kept = ret.systems[system]
+        return SweepRow(system=system, summary=summary, bleu=scored[system].bleu, bleu_ci=scored[system].bleu_ci,
+                        parameters=plan.params[system], retained=kept.retained, retained_ci=kept.retained_ci)
 
     table = [row(s, plan.sweep[s]) for s in sizes]
-    tests = [{"larger": plan.sweep[p["system"]], "smaller": plan.sweep[p["baseline"]],
-              **{k: p[k] for k in ("value", "ci", "p_value", "p_less")}} for p in ret["pairs"]]
+    tests = [SweepPair(larger=plan.sweep[p.system], smaller=plan.sweep[p.baseline], value=p.value, ci=p.ci,
+                       p_value=p.p_value, p_less=p.p_less) for p in ret.pairs]
     att = row(ATTENTION, None)
-    return {"fixed": table, "unprojected": row(FIXED, plan.summary), "attention": att, "pairs": tests,
-            "n_samples": n, "sentence": capacity_sentence(table, tests, att["retained"], min_bleu, n)}
+    return Sweep(fixed=table, unprojected=row(FIXED, plan.summary), attention=att, pairs=tests, n_samples=n,
+                 sentence=capacity_sentence(table, tests, att.retained, min_bleu, n), seed=seed)
 
 
 def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str], list[str]]], names: list[str],
-                  groups: int) -> dict[str, Any]:
+                  groups: int) -> tuple[list[float], list[dict[str, float]]]:
     """Evidence without search: the per-token NLL of the references at every level, and at the longest level
     (its first `groups` examples, the disjoint ones) per tenth of the target: a fixed-context model's loss
     climbs through the joined sentences, attention's should stay flat."""
@@ -352,17 +372,25 @@ def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str],
         nll.append(scores.mean_nll())
         if lv == names[-1]:
             curve = scores.by_relative_position()
-    return {"nll": nll, "nll_by_position": curve}
+    return nll, curve
 
 
-def equal_quality_control(fixed: RunResult, attention: RunResult, splits: list[str]
-                          ) -> dict[str, Any] | None:
+@dataclass
+class ControlCheckpoint:
+    """An intermediate attention checkpoint and its hypotheses files per split."""
+
+    step: int
+    valid_bleu: float
+    fixed_valid_bleu: float
+    files: dict[str, str]
+
+
+def equal_quality_checkpoint(fixed: RunResult, attention: RunResult, splits: list[str]) -> ControlCheckpoint | None:
     """The attention checkpoint whose validation BLEU is closest to the fixed model's best, decoded on `splits`.
 
     A retention ratio is not quality-invariant: a stronger model may keep more because it is stronger. The
     checkpoint is chosen on validation BLEU only (the trainer's history), among the step-<n>.pt files the run
-    kept (train.keep_last). Returns {"step", "valid_bleu", "fixed_valid_bleu", "files": {split: hyp file}}, or
-    None when the run kept no intermediate checkpoint.
+    kept (train.keep_last). None when the run kept no intermediate checkpoint.
     """
     run_dir = Path(attention.run_dir)
     history = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["history"]
@@ -374,44 +402,42 @@ def equal_quality_control(fixed: RunResult, attention: RunResult, splits: list[s
     checkpoint = run_dir / f"step-{best['step']}.pt"
     device = pick_device(attention.device)
     _, decoded = decode_splits(checkpoint, splits, device, suffix=f".step{best['step']}")
-    return {"step": int(best["step"]), "valid_bleu": float(best["bleu"]), "fixed_valid_bleu": target,
-            "files": {split: d.file for split, d in decoded.items()}}
+    return ControlCheckpoint(step=int(best["step"]), valid_bleu=float(best["bleu"]), fixed_valid_bleu=target,
+                             files={split: d.file for split, d in decoded.items()})
 
 
-def level_rows(levels: list[dict[str, Any]], bleu: list[float | None], ci: list[list[float] | None]
-               ) -> list[dict[str, Any]]:
+def level_rows(levels: list[Level], bleu: list[float | None], ci: list[list[float] | None]) -> list[dict[str, Any]]:
     """`plot_bleu_by_length` rows with one point per level, labelled by k and mean source words."""
-    return [{"label": f"k={lv['k']}, {lv['src_words']:.0f} w", "count": lv["examples"], "bleu": b, "bleu_ci": c}
+    return [{"label": f"k={lv.k}, {lv.src_words:.0f} w", "count": lv.examples, "bleu": b, "bleu_ci": c}
             for lv, b, c in zip(levels, bleu, ci, strict=True)]
 
 
-def levels_plot(section: dict[str, Any], title: str) -> Any:
-    seeds, levels = section["seeds"], section["levels"]
+def levels_plot(section: Levels, title: str) -> Any:
+    seeds, levels = section.seeds, section.levels
     if len(seeds) == 1:
-        systems = {s: level_rows(levels, seeds[0]["systems"][s]["bleu"], seeds[0]["systems"][s]["bleu_ci"])
+        systems = {s: level_rows(levels, seeds[0].systems[s].bleu, seeds[0].systems[s].bleu_ci)
                    for s in (FIXED, ATTENTION)}
     else:
         systems = {s: [_mean_row(r["label"], r["count"], ms) for r, ms in
-                       zip(level_rows(levels, [None] * len(levels), [None] * len(levels)), section["aggregate"][s],
+                       zip(level_rows(levels, [None] * len(levels), [None] * len(levels)), section.aggregate[s],
                            strict=True)] for s in (FIXED, ATTENTION)}
     fig = plot_bleu_by_length(systems, title=title)
     fig.axes[0].set_xlabel("test level: k consecutive sentences joined (mean source words)")
     return fig
 
 
-def nll_plot(section: dict[str, Any], title: str) -> Any:
+def nll_plot(section: Levels, title: str) -> Any:
     """Per-token reference NLL per tenth of the target at the longest level, one line per system and seed."""
-    k = section["levels"][-1]["k"]
-    curves = {f"{s}, seed {x['seed']}": ([b["start"] for b in x["systems"][s]["nll_by_position"]],
-                                         [b["nll"] for b in x["systems"][s]["nll_by_position"]])
-              for x in section["seeds"] for s in (FIXED, ATTENTION)}
+    k = section.levels[-1].k
+    curves = {f"{s}, seed {x.seed}": ([b["start"] for b in x.systems[s].nll_by_position],
+                                      [b["nll"] for b in x.systems[s].nll_by_position])
+              for x in section.seeds for s in (FIXED, ATTENTION)}
     return plot_position_curves(curves, title, boundaries=[j / k for j in range(1, k)])
 
 
-def sweep_plot(sweep: dict[str, Any], levels: list[dict[str, Any]], title: str) -> Any:
-    systems = {f"{FIXED}, {r['summary']}-d summary": level_rows(levels, r["bleu"], r["bleu_ci"])
-               for r in sweep["fixed"]}
-    systems[ATTENTION] = level_rows(levels, sweep["attention"]["bleu"], sweep["attention"]["bleu_ci"])
+def sweep_plot(sweep: Sweep, levels: list[Level], title: str) -> Any:
+    systems = {f"{FIXED}, {r.summary}-d summary": level_rows(levels, r.bleu, r.bleu_ci) for r in sweep.fixed}
+    systems[ATTENTION] = level_rows(levels, sweep.attention.bleu, sweep.attention.bleu_ci)
     fig = plot_bleu_by_length(systems, title=title)
     fig.axes[0].set_xlabel("test level: k consecutive sentences joined (mean source words)")
     return fig
@@ -427,74 +453,69 @@ def run_bottleneck(cfg: DictConfig, preset: str | None = None, log: Callable[[st
     for job in jobs:
         job.run_dir = str(out / job.run_dir)
     results = run_jobs(jobs, int(cfg.workers), log)
-    report: dict[str, Any] = {
-        "title": "Bottleneck experiment: fixed-context vs attention encoder-decoder by source length",
-        "preset": preset,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "hardware": hardware(int(cfg.workers), int(cfg.threads)),
-        "runs": [job_dict(j) | r.to_dict() for j, r in zip(jobs, results, strict=True)],
-        "sections": [],
-    }
+    report = BottleneckReport(
+        title="Bottleneck experiment: fixed-context vs attention encoder-decoder by source length", preset=preset,
+        config=OmegaConf.to_container(cfg, resolve=True), hardware=hardware(int(cfg.workers), int(cfg.threads)),
+        runs=results, sections=[])
     for plan in corpora:
-        run_cfg = plan.config
-        decode = OmegaConf.to_container(run_cfg.decode, resolve=True)
         for test in plan.tests:
-            dataset = plan.corpus.split(test)
-            sources, refs = list(dataset["src"]), list(dataset["tgt"])
-            natural = []
-            for seed in cfg.seeds:
-                pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
-                seed_dir = out / safe_name(plan.name) / safe_name(test) / f"seed{seed}"
-                log(f"[{plan.name}] scoring {test}, seed {seed} ...")
-                entry = analyse_natural(sources, refs, pair[FIXED], pair[ATTENTION], test, seed_dir, cfg, decode)
-                natural.append(entry | {"seed": seed, "report": str(seed_dir.relative_to(out) / "report.md")})
-            section: dict[str, Any] = {
-                "data": plan.data, "corpus": plan.name, "split": test, "num_sentences": len(refs), "decode": decode,
-                "length_edges": list(cfg.length_edges), "concat_k": plan.k, "parameters": plan.params,
-                "budget": {k: run_cfg.train[k] for k in ("max_steps", "max_minutes", "max_epochs", "batch_tokens",
-                                                          "eval_every", "lr")},
-                "models": {FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
-                "natural": {"seeds": natural, "aggregate": aggregate(natural)}, "levels": None}
-            runs = [results[i] for i in plan.runs.values()]
-            section["budget_text"] = budget_text([r.steps for r in runs], int(run_cfg.train.batch_tokens))
-            # The best checkpoint is the last one: the model was still improving when the budget ended.
-            section["still_improving"] = [r.name for r in runs if r.checkpoint_step == r.steps]
-            spread = ("95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds") + \
-                f", {section['budget_text']}"
-            fig = plot_bleu_by_length(natural_plot_rows(natural, section["natural"]["aggregate"]),
-                                      title=f"Natural lengths: {plan.name} {test}\n{spread}")
-            stem = f"{safe_name(plan.name)}_{safe_name(test)}"
-            section["natural"]["plot"] = save_png(fig, out / f"{stem}_natural_lengths.png").name
-            if plan.levels:
-                log(f"[{plan.name}] scoring the length-controlled levels of {test} ...")
-                levels = analyse_levels(plan, test, results, cfg)
-                title = f"BLEU by input length: {plan.name} {test}\n{spread}"
-                levels["plot"] = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
-                k = levels["levels"][-1]["k"]
-                nll_title = (f"Reference NLL over the target at k = {k}: {plan.name} {test}\n"
-                             f"{section['budget_text']}")
-                levels["nll_plot"] = save_png(nll_plot(levels, nll_title), out / f"{stem}_nll_by_position.png").name
-                if levels["sweep"]:
-                    sweep_title = (f"Capacity sweep: {plan.name} {test}\nseed {levels['sweep']['seed']}, 95% CI, "
-                                   f"{section['budget_text']}")
-                    levels["sweep"]["plot"] = save_png(sweep_plot(levels["sweep"], levels["levels"], sweep_title),
-                                                       out / f"{stem}_capacity.png").name
-                section["levels"] = levels
-                section["verdict"], section["removal"] = levels["verdict"], levels["removal"]
-            else:
-                section["verdict"] = {"label": INCONCLUSIVE, "per_seed": [],
-                                      "reason": "natural lengths only (no length-controlled levels): this section "
-                                                "is descriptive"}
-                section["removal"] = None
-            report["sections"].append(section)
-    report["seconds"] = time.time() - started
+            report.sections.append(analyse_section(plan, test, results, cfg, out, log))
+    report.seconds = time.time() - started
     write_json(out / "report.json", report)
     write_text(out / "report.md", render(report))  # nmt/experiments/bottleneck_report.py
-    for s in report["sections"]:
-        log(f"{s['corpus']} {s['split']}, {s['budget_text']}: (a) {s['verdict']['label']}: {s['verdict']['reason']}")
-        if s["removal"]:
-            log(f"  (b) {s['removal']['label']}: {s['removal']['reason']}")
-        if s["levels"] and s["levels"]["sweep"]:
-            log(f"capacity: {s['levels']['sweep']['sentence']}")
+    for s in report.sections:
+        log(f"{s.corpus} {s.split}, {s.budget_text}: (a) {s.verdict.label}: {s.verdict.reason}")
+        if s.removal:
+            log(f"  (b) {s.removal.label}: {s.removal.reason}")
+        if s.levels and s.levels.sweep:
+            log(f"capacity: {s.levels.sweep.sentence}")
     log(f"report: {out / 'report.md'}")
     return out
+
+
+def analyse_section(plan: CorpusPlan, test: str, results: list[RunResult], cfg: DictConfig, out: Path,
+                    log: Callable[[str], None]) -> Section:
+    """One test set of one corpus: the natural-length view per seed, the length-controlled levels with both
+    verdicts, and their plots (written into `out`)."""
+    run_cfg = plan.config
+    decode = OmegaConf.to_container(run_cfg.decode, resolve=True)
+    dataset = plan.corpus.split(test)
+    sources, refs = list(dataset["src"]), list(dataset["tgt"])
+    natural = []
+    for seed in cfg.seeds:
+        pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
+        seed_dir = out / safe_name(plan.name) / safe_name(test) / f"seed{seed}"
+        log(f"[{plan.name}] scoring {test}, seed {seed} ...")
+        natural.append(analyse_natural(sources, refs, pair[FIXED], pair[ATTENTION], test, seed, seed_dir,
+                                       str(seed_dir.relative_to(out) / "report.md"), cfg, decode))
+    runs = [results[i] for i in plan.runs.values()]
+    budget = budget_text([r.steps for r in runs], int(run_cfg.train.batch_tokens))
+    section = Section(
+        data=plan.data, corpus=plan.name, split=test, num_sentences=len(refs), decode=decode,
+        length_edges=list(cfg.length_edges), concat_k=plan.k, parameters=plan.params,
+        budget=Budget(**{f.name: run_cfg.train[f.name] for f in fields(Budget)}),
+        models={FIXED: cfg.model_fixed, ATTENTION: cfg.model_attention},
+        natural=Natural(seeds=natural, aggregate=aggregate(natural)), budget_text=budget,
+        # The best checkpoint is the last one: the model was still improving when the budget ended.
+        still_improving=[r.name for r in runs if r.checkpoint_step == r.steps],
+        verdict=Verdict(INCONCLUSIVE, [], "natural lengths only (no length-controlled levels): this section is "
+                                          "descriptive"),
+        removal=None)
+    spread = ("95% CI" if len(natural) == 1 else f"mean ± std over {len(natural)} seeds") + f", {budget}"
+    fig = plot_bleu_by_length(natural_plot_rows(natural, section.natural.aggregate),
+                              title=f"Natural lengths: {plan.name} {test}\n{spread}")
+    stem = f"{safe_name(plan.name)}_{safe_name(test)}"
+    section.natural.plot = save_png(fig, out / f"{stem}_natural_lengths.png").name
+    if plan.levels:
+        log(f"[{plan.name}] scoring the length-controlled levels of {test} ...")
+        levels = analyse_levels(plan, test, results, cfg)
+        title = f"BLEU by input length: {plan.name} {test}\n{spread}"
+        levels.plot = save_png(levels_plot(levels, title), out / f"{stem}_bleu_by_length.png").name
+        nll_title = f"Reference NLL over the target at k = {levels.levels[-1].k}: {plan.name} {test}\n{budget}"
+        levels.nll_plot = save_png(nll_plot(levels, nll_title), out / f"{stem}_nll_by_position.png").name
+        if levels.sweep:
+            sweep_title = f"Capacity sweep: {plan.name} {test}\nseed {levels.sweep.seed}, 95% CI, {budget}"
+            levels.sweep.plot = save_png(sweep_plot(levels.sweep, levels.levels, sweep_title),
+                                         out / f"{stem}_capacity.png").name
+        section.levels, section.verdict, section.removal = levels, levels.verdict, levels.removal
+    return section

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from nmt.evaluation.report import (
     fmt_interval,
     fmt_num,
@@ -14,88 +12,88 @@ from nmt.evaluation.report import (
     p_text,
     run_lines,
 )
+from nmt.experiments.results import BottleneckReport, Levels, Natural, Section, Sweep, SweepRow
 from nmt.experiments.verdicts import ATTENTION, BOTTLENECK_ALPHA, FIXED, KEEPS_BLEU, fmt_mean_std
 
 # Bahdanau et al. (2015), Table 1 (WMT'14 En->Fr test BLEU, models trained on sentences of up to 50 words).
 PAPER_BLEU = {"all": (17.82, 26.75), "no_unk": (26.71, 34.16)}  # (RNNencdec-50, RNNsearch-50)
 
 
-def _runs_table(report: dict[str, Any], corpus: str) -> list[str]:
+def _runs_table(report: BottleneckReport, corpus: str) -> list[str]:
     rows = []
-    for r in report["runs"]:
-        if not r["name"].startswith(f"{corpus}/"):
+    for r in report.runs:
+        if not r.name.startswith(f"{corpus}/"):
             continue
-        _, system, seed = r["name"].split("/")
-        decode = sum(d["seconds"] for d in r["decoded"].values())
-        rows.append([system, seed.removeprefix("seed"), f"{r['num_parameters']:,}", str(r["steps"]),
-                     r["stop_reason"] or "-", f"{r['train_seconds'] / 60:.1f}", f"{r['wall_seconds'] / 60:.1f}",
-                     fmt_num(r["best_valid_bleu"]), str(r["checkpoint_step"]), f"{decode:.0f}"])
+        _, system, seed = r.name.split("/")
+        decode = sum(d.seconds for d in r.decoded.values())
+        rows.append([system, seed.removeprefix("seed"), f"{r.num_parameters:,}", str(r.steps),
+                     r.stop_reason or "-", f"{r.train_seconds / 60:.1f}", f"{r.wall_seconds / 60:.1f}",
+                     fmt_num(r.best_valid_bleu), str(r.checkpoint_step), f"{decode:.0f}"])
     header = ["system", "seed", "parameters", "steps", "stopped by", "train min", "train + validation min",
               "best valid BLEU", "evaluated step", "test decoding s"]
     return md_table(header, rows)
 
 
-def _levels_md(section: dict[str, Any]) -> list[str]:
-    lv = section["levels"]
-    levels, seeds = lv["levels"], lv["seeds"]
+def _levels_md(section: Section) -> list[str]:
+    lv = section.levels
+    levels, seeds = lv.levels, lv.seeds
     lines = ["### Length-controlled levels", ""]
     lines += md_table(["level", "examples", "mean source words", "groupings (offsets)"],
-                      [[f"k = {r['k']} ({r['split']})", str(r["examples"]), f"{r['src_words']:.1f}",
-                        ", ".join(map(str, r["offsets"]))] for r in levels]) + [""]
-    header = ["system", "seed"] + [f"BLEU k = {r['k']} [95% CI]" for r in levels] + ["per 10 words",
-                                                                                   "relative per 10 words"]
+                      [[f"k = {r.k} ({r.split})", str(r.examples), f"{r.src_words:.1f}",
+                        ", ".join(map(str, r.offsets))] for r in levels]) + [""]
+    header = ["system", "seed"] + [f"BLEU k = {r.k} [95% CI]" for r in levels] + ["per 10 words",
+                                                                                "relative per 10 words"]
     rows = []
     for s in seeds:
         for name in (FIXED, ATTENTION):
-            sc = s["systems"][name]
-            rows.append([name, str(s["seed"])] + [f"{b:.2f} {fmt_interval(ci)}" for b, ci in
-                                                  zip(sc["bleu"], sc["bleu_ci"], strict=True)]
-                        + [f"{sc['slope']['per_10_words']:+.2f}", f"{sc['slope']['relative_per_10_words']:+.1%}"])
+            sc = s.systems[name]
+            rows.append([name, str(s.seed)] + [f"{b:.2f} {fmt_interval(ci)}" for b, ci in
+                                               zip(sc.bleu, sc.bleu_ci, strict=True)]
+                        + [f"{sc.slope.per_10_words:+.2f}", f"{sc.slope.relative_per_10_words:+.1%}"])
     if len(seeds) > 1:
         for name in (FIXED, ATTENTION):
-            rows.append([name, "mean ± std"] + [fmt_mean_std(ms) for ms in lv["aggregate"][name]] + ["", ""])
+            rows.append([name, "mean ± std"] + [fmt_mean_std(ms) for ms in lv.aggregate[name]] + ["", ""])
     lines += md_table(header, rows) + [""]
     lines += ["Length ratio (hypothesis / reference tokens, sacreBLEU 13a) and brevity penalty per level: a "
               "ratio under 1 with a falling penalty is early stopping, not lost content.", ""]
-    header = ["system", "seed"] + [f"k = {r['k']}: ratio / BP" for r in levels]
-    rows = [[name, str(s["seed"])] + [f"{x['ratio']:.3f} / {x['brevity_penalty']:.3f}"
-                                      for x in s["systems"][name]["length"]]
+    header = ["system", "seed"] + [f"k = {r.k}: ratio / BP" for r in levels]
+    rows = [[name, str(s.seed)] + [f"{x['ratio']:.3f} / {x['brevity_penalty']:.3f}" for x in s.systems[name].length]
             for s in seeds for name in (FIXED, ATTENTION)]
     lines += md_table(header, rows) + [""]
-    n = seeds[0]["retention"]["n_samples"]
-    k = levels[-1]["k"]
-    lines += [f"BLEU retained at k = {k} relative to k = 1, both scored on the same {lv['groups']} disjoint "
+    n = seeds[0].retention.n_samples
+    k = levels[-1].k
+    lines += [f"BLEU retained at k = {k} relative to k = 1, both scored on the same {lv.groups} disjoint "
               f"groups of {k} sentences (level 1: each group's one-sentence outputs joined into one segment); "
               f"bootstrap over groups, {n} samples; p: one-sided, signed centred bootstrap; * marks "
               f"p < {BOTTLENECK_ALPHA}, the verdicts' threshold:", ""]
     rows = []
     for s in seeds:
-        r = s["retention"]
-        f, a, d = r["systems"][FIXED], r["systems"][ATTENTION], r["difference"]
-        diff = "-" if d["value"] is None else f"{d['value']:+.1%} {fmt_pct_interval(d['ci'])}"
-        rows.append([str(s["seed"]), f"{fmt_num(f['bleu_short'])} / {fmt_num(f['bleu_long'])}",
-                     f"{fmt_pct(f['retained'])} {fmt_pct_interval(f['retained_ci'])}", _p(f["p_degrades"], n),
-                     f"{fmt_num(a['bleu_short'])} / {fmt_num(a['bleu_long'])}",
-                     f"{fmt_pct(a['retained'])} {fmt_pct_interval(a['retained_ci'])}", _p(a["p_degrades"], n),
-                     diff, _p(d["p_value"], n), s["verdict"], s["removal"]])
+        r = s.retention
+        f, a, d = r.systems[FIXED], r.systems[ATTENTION], r.difference
+        diff = "-" if d.value is None else f"{d.value:+.1%} {fmt_pct_interval(d.ci)}"
+        rows.append([str(s.seed), f"{fmt_num(f.bleu_short)} / {fmt_num(f.bleu_long)}",
+                     f"{fmt_pct(f.retained)} {fmt_pct_interval(f.retained_ci)}", _p(f.p_degrades, n),
+                     f"{fmt_num(a.bleu_short)} / {fmt_num(a.bleu_long)}",
+                     f"{fmt_pct(a.retained)} {fmt_pct_interval(a.retained_ci)}", _p(a.p_degrades, n),
+                     diff, _p(d.p_value, n), s.verdict, s.removal])
     lines += md_table(["seed", f"{FIXED} BLEU k = 1 / {k} (joined)", f"{FIXED} retained [95% CI]",
                        "p (fixed degrades)", f"{ATTENTION} BLEU k = 1 / {k} (joined)",
                        f"{ATTENTION} retained [95% CI]", "p (attention degrades)", "attention - fixed [95% CI]",
                        "p (attention retains more)", "(a) degrades less", "(b) removes"], rows) + [""]
-    controls = [s for s in seeds if s.get("control")]
+    controls = [s for s in seeds if s.control]
     if controls:
         lines += [f"Equal-quality control: the {ATTENTION} checkpoint whose validation BLEU is closest to the "
                   f"{FIXED} model's best (chosen on validation only), with its retention:", ""]
         rows = []
         for s in controls:
-            c, f = s["control"], s["retention"]["systems"][FIXED]
-            d = c["difference"]
-            rows.append([str(s["seed"]), str(c["step"]), f"{c['valid_bleu']:.2f} vs {c['fixed_valid_bleu']:.2f}",
-                         f"{c['bleu'][0]:.2f} vs {s['systems'][FIXED]['bleu'][0]:.2f}",
-                         f"{fmt_pct(c['retained'])} {fmt_pct_interval(c['retained_ci'])}",
-                         f"{fmt_pct(f['retained'])} {fmt_pct_interval(f['retained_ci'])}",
-                         "-" if d["value"] is None else f"{d['value']:+.1%} {fmt_pct_interval(d['ci'])}",
-                         _p(d["p_value"], n)])
+            c, f = s.control, s.retention.systems[FIXED]
+            d = c.difference
+            rows.append([str(s.seed), str(c.step), f"{c.valid_bleu:.2f} vs {c.fixed_valid_bleu:.2f}",
+                         f"{c.bleu[0]:.2f} vs {s.systems[FIXED].bleu[0]:.2f}",
+                         f"{fmt_pct(c.retained)} {fmt_pct_interval(c.retained_ci)}",
+                         f"{fmt_pct(f.retained)} {fmt_pct_interval(f.retained_ci)}",
+                         "-" if d.value is None else f"{d.value:+.1%} {fmt_pct_interval(d.ci)}",
+                         _p(d.p_value, n)])
         lines += md_table(["seed", "attention step", "valid BLEU (attention vs fixed)",
                            "test BLEU k = 1 (attention vs fixed)", f"{ATTENTION} retained [95% CI]",
                            f"{FIXED} retained [95% CI]", "attention - fixed [95% CI]", "p (attention retains more)"],
@@ -103,17 +101,17 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
     lines += [f"Evidence without search: per-token negative log-likelihood of the references (nats; teacher "
               f"forced, as `nmt-score` computes it) at each level, its rise from k = 1 to k = {k}, and at k = {k} "
               f"in the first and the second half of the target (the sentences joined first and last):", ""]
-    header = ["system", "seed"] + [f"NLL k = {r['k']}" for r in levels] + [
+    header = ["system", "seed"] + [f"NLL k = {r.k}" for r in levels] + [
         f"k = {k} - k = 1", f"k = {k}: first half", f"k = {k}: second half"]
     rows = []
     for s in seeds:
         for name in (FIXED, ATTENTION):
-            sc = s["systems"][name]
-            first, second = _halves(sc["nll_by_position"])
-            rows.append([name, str(s["seed"])] + [f"{x:.3f}" for x in sc["nll"]]
-                        + [f"{sc['nll'][-1] - sc['nll'][0]:+.3f}", f"{first:.3f}", f"{second:.3f}"])
-    lines += md_table(header, rows) + ["", f"![reference NLL by target position]({lv['nll_plot']})", ""]
-    ratio = lv["ratio"]
+            sc = s.systems[name]
+            first, second = _halves(sc.nll_by_position)
+            rows.append([name, str(s.seed)] + [f"{x:.3f}" for x in sc.nll]
+                        + [f"{sc.nll[-1] - sc.nll[0]:+.3f}", f"{first:.3f}", f"{second:.3f}"])
+    lines += md_table(header, rows) + ["", f"![reference NLL by target position]({lv.nll_plot})", ""]
+    ratio = lv.ratio
     enc, search = PAPER_BLEU["all"]
     enc_nu, search_nu = PAPER_BLEU["no_unk"]
     lines += [f"Attention / fixed-context BLEU ratio here: {fmt_mean_std(ratio['k1'])}× at k = 1 and "
@@ -122,40 +120,39 @@ def _levels_md(section: dict[str, Any]) -> list[str]:
               f"= {search / enc:.2f}× on all test sentences and {search_nu} / {enc_nu} = {search_nu / enc_nu:.2f}× "
               f"on sentences without unknown words. (A \"78 / 62 = 1.26×\" often quoted is a tutorial's "
               f"illustration, not a number from the paper.)", ""]
-    lines += [f"![BLEU by input length]({lv['plot']})", ""]
-    if lv["sweep"]:
-        lines += _capacity_md(lv["sweep"], levels, section["budget_text"])
+    lines += [f"![BLEU by input length]({lv.plot})", ""]
+    if lv.sweep:
+        lines += _capacity_md(lv.sweep, lv, section.budget_text)
     return lines
 
 
-def _capacity_md(sw: dict[str, Any], levels: list[dict[str, Any]], budget: str) -> list[str]:
+def _capacity_md(sw: Sweep, lv: Levels, budget: str) -> list[str]:
     """The capacity sweep: one row per summary size (and the references), then every pair of sizes."""
-    k = levels[-1]["k"]
-    lines = ["### Capacity sweep", "", f"**{sw['sentence']}**", "",
+    k = lv.levels[-1].k
+    lines = ["### Capacity sweep", "", f"**{sw.sentence}**", "",
              f"Fixed-context models that differ only in the size of the summary vector c the decoder sees "
              f"(model.summary_dim: c = tanh(W h), a projection of the encoder summary h; encoder and decoder "
-             f"hidden sizes unchanged), seed {sw['seed']}, {budget}. The main {FIXED} model (c = h, unprojected) "
+             f"hidden sizes unchanged), seed {sw.seed}, {budget}. The main {FIXED} model (c = h, unprojected) "
              f"and {ATTENTION} for reference:", ""]
 
-    def row(r: dict[str, Any], system: str, size: str) -> list[str]:
-        return ([system, size, f"{r['parameters']:,}"] + [f"{b:.2f}" for b in r["bleu"]]
-                + [f"{fmt_pct(r['retained'])} {fmt_pct_interval(r['retained_ci'])}"])
+    def row(r: SweepRow, system: str, size: str) -> list[str]:
+        return ([system, size, f"{r.parameters:,}"] + [f"{b:.2f}" for b in r.bleu]
+                + [f"{fmt_pct(r.retained)} {fmt_pct_interval(r.retained_ci)}"])
 
-    rows = [row(r, r["system"], str(r["summary"])) for r in sw["fixed"]]
-    rows.append(row(sw["unprojected"], f"{FIXED} (main)", f"{sw['unprojected']['summary']} (c = h)"))
-    rows.append(row(sw["attention"], ATTENTION, "(attention)"))
-    lines += md_table(["system", "summary size", "parameters"] + [f"BLEU k = {r['k']}" for r in levels]
+    rows = [row(r, r.system, str(r.summary)) for r in sw.fixed]
+    rows.append(row(sw.unprojected, f"{FIXED} (main)", f"{sw.unprojected.summary} (c = h)"))
+    rows.append(row(sw.attention, ATTENTION, "(attention)"))
+    lines += md_table(["system", "summary size", "parameters"] + [f"BLEU k = {r.k}" for r in lv.levels]
                       + [f"retained at k = {k} [95% CI]"], rows) + [""]
-    n = sw["n_samples"]
+    n = sw.n_samples
     lines += [f"Every pair of sizes: retained BLEU at k = {k} of the larger minus the smaller, paired bootstrap over "
               f"the same groups ({n} samples), one-sided p-values; * marks p < {BOTTLENECK_ALPHA}, the threshold of "
               f"the sentence above (which compares the largest with the smallest):", ""]
-    rows = [[f"{t['larger']} vs {t['smaller']}",
-             "-" if t["value"] is None else f"{t['value']:+.1%} {fmt_pct_interval(t['ci'])}",
-             _p(t["p_value"], n), _p(t["p_less"], n)] for t in sw["pairs"]]
+    rows = [[f"{t.larger} vs {t.smaller}", "-" if t.value is None else f"{t.value:+.1%} {fmt_pct_interval(t.ci)}",
+             _p(t.p_value, n), _p(t.p_less, n)] for t in sw.pairs]
     lines += md_table(["summary sizes", "difference in retained [95% CI]", "p (larger retains more)",
                        "p (larger retains less)"], rows)
-    return lines + ["", f"![capacity sweep]({sw['plot']})", ""]
+    return lines + ["", f"![capacity sweep]({sw.plot})", ""]
 
 
 def _p_inline(p: float | None) -> str:
@@ -163,9 +160,9 @@ def _p_inline(p: float | None) -> str:
     return "p n/a" if p is None else p_text(p)
 
 
-def _halves(curve: list[dict[str, Any]]) -> tuple[float, float]:
+def _halves(curve: list[dict[str, float]]) -> tuple[float, float]:
     """Token-weighted mean NLL of the bins starting before and after the middle of the target."""
-    def mean(bins: list[dict[str, Any]]) -> float:
+    def mean(bins: list[dict[str, float]]) -> float:
         return sum(b["nll"] * b["tokens"] for b in bins) / max(1, sum(b["tokens"] for b in bins))
 
     return mean([b for b in curve if b["start"] < 0.5]), mean([b for b in curve if b["start"] >= 0.5])
@@ -175,13 +172,13 @@ def _p(p: float | None, n_samples: int) -> str:
     return fmt_p(p, BOTTLENECK_ALPHA, n_samples)
 
 
-def render(report: dict[str, Any]) -> str:
-    cfg = report["config"]
-    lines = [f"# {report['title']}", ""]
+def render(report: BottleneckReport) -> str:
+    cfg = report.config
+    lines = [f"# {report.title}", ""]
     seeds = ", ".join(map(str, cfg["seeds"]))
-    lines += run_lines(report, f"- preset: {report['preset'] or '(none)'}; seeds: {seeds}; models: "
+    lines += run_lines(f"- preset: {report.preset or '(none)'}; seeds: {seeds}; models: "
                        f"{cfg['model_fixed']} vs {cfg['model_attention']}; train config: {cfg['train']}; "
-                       f"decoding: {cfg['decode']}")
+                       f"decoding: {cfg['decode']}", cfg["overrides"], report.hardware, report.seconds)
     lines.append("")
     lines.append("Both systems share data, tokenizer, embedding/hidden sizes, layers, dropout, optimizer, schedule, "
                  "budget in updates, seed and decoding; the fixed-context decoder sees only a fixed-size summary of "
@@ -197,73 +194,72 @@ def render(report: dict[str, Any]) -> str:
                  f"keeping less than 100% is not significant (p >= {BOTTLENECK_ALPHA}) and its 95% interval stays "
                  f"at or above {KEEPS_BLEU:.0%}, in every seed; otherwise reduced but not removed.")
     lines.append("")
-    for section in report["sections"]:
-        corpus, split = section["corpus"], section["split"]
-        b = section["budget"]
-        lines += [f"## {corpus}: {split} ({section['num_sentences']} sentences)", ""]
-        budget = section["budget_text"]
-        lines += [f"**(a) Does attention degrade less? {section['verdict']['label']}**, {budget}. "
-                  f"{section['verdict']['reason']}", ""]
-        if section["removal"]:
-            lines += [f"**(b) Does attention remove the degradation? {section['removal']['label']}**, {budget}. "
-                      f"{section['removal']['reason']}", ""]
-        if section["still_improving"]:
+    for section in report.sections:
+        corpus, split, b = section.corpus, section.split, section.budget
+        lines += [f"## {corpus}: {split} ({section.num_sentences} sentences)", ""]
+        budget = section.budget_text
+        lines += [f"**(a) Does attention degrade less? {section.verdict.label}**, {budget}. "
+                  f"{section.verdict.reason}", ""]
+        if section.removal:
+            lines += [f"**(b) Does attention remove the degradation? {section.removal.label}**, {budget}. "
+                      f"{section.removal.reason}", ""]
+        if section.still_improving:
             lines += [f"The models were still improving when the budget ended: the best checkpoint is the last one "
-                      f"for {', '.join(section['still_improving'])}.", ""]
-        lines.append(f"Budget for every run: max_steps={b['max_steps']}, max_minutes={b['max_minutes']}, "
-                     f"max_epochs={b['max_epochs']}, batch_tokens={b['batch_tokens']}, lr={b['lr']}; "
-                     f"validation every {b['eval_every']} steps.")
+                      f"for {', '.join(section.still_improving)}.", ""]
+        lines.append(f"Budget for every run: max_steps={b.max_steps}, max_minutes={b.max_minutes}, "
+                     f"max_epochs={b.max_epochs}, batch_tokens={b.batch_tokens}, lr={b.lr}; "
+                     f"validation every {b.eval_every} steps.")
         lines.append("")
         lines += ["### Runs", ""] + _runs_table(report, corpus) + [""]
-        if section["levels"]:
+        if section.levels:
             lines += _levels_md(section)
-        nat = section["natural"]
+        nat = section.natural
         lines += ["### Natural lengths", "", f"The original test set ({split}), BLEU by source-length bucket.", ""]
         lines += ["#### Overall", ""] + _overall(nat) + ["#### By source length", ""] + _by_length(nat)
         lines += ["Buckets with fewer than 50 sentences are marked: their BLEU is noisy; p-values: approximate "
                   "randomisation, n/a below 20 sentences; * marks p < 0.05.", ""]
-        lines += [f"![natural lengths]({nat['plot']})", ""]
+        lines += [f"![natural lengths]({nat.plot})", ""]
         lines += ["Per-seed reports (hypotheses, signatures, full tables): "
-                  + ", ".join(f"[seed {s['seed']}]({s['report']})" for s in nat["seeds"]), ""]
-        sig = nat["seeds"][0]["signatures"]
+                  + ", ".join(f"[seed {s.seed}]({s.report})" for s in nat.seeds), ""]
+        sig = nat.seeds[0].signatures
         lines += [f"sacreBLEU: `{sig['bleu']}`, `{sig['chrf']}`", ""]
     return "\n".join(lines)
 
 
-def _overall(section: dict[str, Any]) -> list[str]:
-    seeds, agg = section["seeds"], section["aggregate"]
+def _overall(section: Natural) -> list[str]:
+    seeds, agg = section.seeds, section.aggregate
     lines = []
     if len(seeds) == 1:
         s = seeds[0]
-        rows = [[name, f"{s['systems'][name]['bleu']:.2f} {fmt_interval(s['systems'][name]['bleu_ci'])}",
-                 f"{s['systems'][name]['chrf']:.2f} {fmt_interval(s['systems'][name]['chrf_ci'])}",
-                 fmt_num(s["systems"][name]["bleu_lc"])] for name in (FIXED, ATTENTION)]
+        rows = [[name, f"{s.systems[name].bleu:.2f} {fmt_interval(s.systems[name].bleu_ci)}",
+                 f"{s.systems[name].chrf:.2f} {fmt_interval(s.systems[name].chrf_ci)}",
+                 fmt_num(s.systems[name].bleu_lc)] for name in (FIXED, ATTENTION)]
         lines += md_table(["system", "BLEU [95% CI]", "chrF [95% CI]", "BLEU (lowercased)"], rows) + [""]
         for metric in ("bleu", "chrf"):
-            c = s[metric]
+            c = getattr(s, metric)
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
                          f"{c['difference']:+.2f} {fmt_interval(c['difference_ci'])}, paired {_p_inline(c['p_value'])}")
     else:
-        rows = [[name, fmt_mean_std(agg["systems"][name]["bleu"]), fmt_mean_std(agg["systems"][name]["chrf"])]
-                + [f"{s['systems'][name]['bleu']:.2f} {fmt_interval(s['systems'][name]['bleu_ci'])}" for s in seeds]
+        rows = [[name, fmt_mean_std(agg.systems[name].bleu), fmt_mean_std(agg.systems[name].chrf)]
+                + [f"{s.systems[name].bleu:.2f} {fmt_interval(s.systems[name].bleu_ci)}" for s in seeds]
                 for name in (FIXED, ATTENTION)]
-        header = ["system", "BLEU mean ± std", "chrF mean ± std"] + [f"BLEU seed {s['seed']} [95% CI]" for s in seeds]
+        header = ["system", "BLEU mean ± std", "chrF mean ± std"] + [f"BLEU seed {s.seed} [95% CI]" for s in seeds]
         lines += md_table(header, rows) + [""]
         for metric in ("bleu", "chrf"):
-            ps = ", ".join(f"seed {s['seed']}: {s[metric]['difference']:+.2f}, {_p_inline(s[metric]['p_value'])}"
-                           for s in seeds)
+            tests = [(s.seed, getattr(s, metric)) for s in seeds]
+            ps = ", ".join(f"seed {seed}: {c['difference']:+.2f}, {_p_inline(c['p_value'])}" for seed, c in tests)
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
-                         f"{fmt_mean_std(agg['difference'][metric], signed=True)} ({ps})")
+                         f"{fmt_mean_std(getattr(agg.difference, metric), signed=True)} ({ps})")
     return lines + [""]
 
 
-def _by_length(section: dict[str, Any]) -> list[str]:
-    seeds, agg = section["seeds"], section["aggregate"]
+def _by_length(section: Natural) -> list[str]:
+    seeds, agg = section.seeds, section.aggregate
     rows = []
     if len(seeds) == 1:
         s = seeds[0]
-        for b, comp in enumerate(s["by_length"]):
-            f, a = s["systems"][FIXED]["by_length"][b], s["systems"][ATTENTION]["by_length"][b]
+        for b, comp in enumerate(s.by_length):
+            f, a = s.systems[FIXED].by_length[b], s.systems[ATTENTION].by_length[b]
             note = "empty" if comp["count"] == 0 else ("few sentences" if comp["few"] else "")
             cells = [comp["label"], str(comp["count"])]
             cells += ["-" if r["bleu"] is None else f"{r['bleu']:.2f} {fmt_interval(r['bleu_ci'])}" for r in (f, a)]
@@ -275,11 +271,11 @@ def _by_length(section: dict[str, Any]) -> list[str]:
         header = ["source words", "sentences", f"{FIXED} BLEU [95% CI]", f"{ATTENTION} BLEU [95% CI]",
                   "difference [95% CI]", "p-value", "note"]
     else:
-        for b, d in enumerate(agg["difference"]["by_length"]):
-            cells = [d["label"], str(d["count"])]
-            cells += [fmt_mean_std(agg["systems"][n]["by_length"][b]["bleu"]) for n in (FIXED, ATTENTION)]
-            cells += [fmt_mean_std(d["difference"], signed=True), ", ".join(fmt_p(p) for p in d["p_values"])]
-            rows.append(cells + ["empty" if d["count"] == 0 else ("few sentences" if d["count"] < 50 else "")])
+        for b, d in enumerate(agg.difference.by_length):
+            cells = [d.label, str(d.count)]
+            cells += [fmt_mean_std(agg.systems[n].by_length[b].bleu) for n in (FIXED, ATTENTION)]
+            cells += [fmt_mean_std(d.difference, signed=True), ", ".join(fmt_p(p) for p in d.p_values)]
+            rows.append(cells + ["empty" if d.count == 0 else ("few sentences" if d.count < 50 else "")])
         header = ["source words", "sentences", f"{FIXED} BLEU", f"{ATTENTION} BLEU", "difference",
                   "p-value per seed", "note"]
     return md_table(header, rows) + [""]

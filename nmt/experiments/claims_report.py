@@ -196,9 +196,9 @@ def render(report: dict[str, Any]) -> str:
     n = int(cfg["bootstrap_samples"])
     lines = [f"# {report['title']}", ""]
     seeds = ", ".join(map(str, cfg["seeds"]))
-    lines += run_lines(report, f"- preset: {report['preset'] or '(none)'}; seeds {seeds}; base model {cfg['model']}; "
+    lines += run_lines(f"- preset: {report['preset'] or '(none)'}; seeds {seeds}; base model {cfg['model']}; "
                        f"train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} test "
-                       f"sentences")
+                       f"sentences", cfg["overrides"], report["hardware"], report["seconds"])
     lines += [f"- budget: every run trained {report['budget']}", ""]
     lines += ["Verdicts per seed: supported / not supported when p < 0.05 in the claimed / opposite direction, "
               f"otherwise inconclusive at this budget; BLEU comparisons where no system reaches {cfg['min_bleu']:g} "

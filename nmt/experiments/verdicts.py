@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from nmt.evaluation.report import p_text
+from nmt.experiments.results import MeanStd, SweepPair, SweepRow, Verdict
+from nmt.metrics.retention import Retention
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -26,20 +28,20 @@ INCONCLUSIVE = "inconclusive at this budget"
 ALPHA = 0.05  # significance level of every verdict
 
 
-def mean_std(values: Sequence[float | None]) -> dict[str, Any] | None:
-    """{"mean", "std" (sample std; None for one value), "n"} of the values that are not None; None if none."""
+def mean_std(values: Sequence[float | None]) -> MeanStd | None:
+    """Mean and sample std (None for one value) of the values that are not None; None if none."""
     xs = [float(v) for v in values if v is not None]
     if not xs:
         return None
-    return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else None, "n": len(xs)}
+    return MeanStd(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else None, len(xs))
 
 
-def fmt_mean_std(ms: dict[str, Any] | None, digits: int = 2, signed: bool = False) -> str:
+def fmt_mean_std(ms: MeanStd | None, digits: int = 2, signed: bool = False) -> str:
     if ms is None:
         return "-"
     sign = "+" if signed else ""
-    text = f"{ms['mean']:{sign}.{digits}f}"
-    return text if ms["std"] is None else f"{text} ± {ms['std']:.{digits}f}"
+    text = f"{ms.mean:{sign}.{digits}f}"
+    return text if ms.std is None else f"{text} ± {ms.std:.{digits}f}"
 
 
 def comparison_verdict(difference: float, p_value: float, scores: Sequence[float] = (), min_score: float = 0.0) -> str:
@@ -61,58 +63,56 @@ REMOVES = "attention removes the degradation"
 REDUCES = "attention reduces but does not remove the degradation"
 
 
-def length_verdict(r: dict[str, Any], fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+def length_verdict(r: Retention, fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
     """Question (a), "does the fixed-context model degrade, and does attention degrade less?", on one seed's
     `retention`: supported when the fixed model degrades (p < 0.01) and attention retains more (p < 0.01); not
     supported when the fixed model keeps >= 90% of its k = 1 BLEU, or attention retains no more than it;
     inconclusive otherwise (and when no system reaches `min_bleu` at k = 1). Returns (label, reason)."""
-    f, a, d = r["systems"][fixed], r["systems"][attention], r["difference"]
-    n = r.get("n_samples", 1000)
-    if min(f["bleu_short"], a["bleu_short"]) < min_bleu:
+    f, a, d = r.systems[fixed], r.systems[attention], r.difference
+    n = r.n_samples
+    if min(f.bleu_short, a.bleu_short) < min_bleu:
         return INCONCLUSIVE, f"a system stays under {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
-    if f["retained"] >= KEEPS_BLEU:
-        return NOT_SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
+    if f.retained >= KEEPS_BLEU:
+        return NOT_SUPPORTED, (f"{fixed} keeps {f.retained:.0%} of its k = 1 BLEU at the longest level "
                                f"(>= {KEEPS_BLEU:.0%}): no bottleneck to remove")
-    if d["value"] <= 0:
-        return NOT_SUPPORTED, (f"{attention} keeps {a['retained']:.0%}, no more than {fixed}'s "
-                               f"{f['retained']:.0%}: attention degrades as much")
+    if d.value <= 0:
+        return NOT_SUPPORTED, (f"{attention} keeps {a.retained:.0%}, no more than {fixed}'s "
+                               f"{f.retained:.0%}: attention degrades as much")
     weak = []
-    if f["p_degrades"] >= BOTTLENECK_ALPHA:
-        weak.append(f"the {fixed} degradation has {p_text(f['p_degrades'], n)}")
-    if d["p_value"] >= BOTTLENECK_ALPHA:
-        weak.append(f"the difference in retained BLEU has {p_text(d['p_value'], n)}")
+    if f.p_degrades >= BOTTLENECK_ALPHA:
+        weak.append(f"the {fixed} degradation has {p_text(f.p_degrades, n)}")
+    if d.p_value >= BOTTLENECK_ALPHA:
+        weak.append(f"the difference in retained BLEU has {p_text(d.p_value, n)}")
     if weak:
         return INCONCLUSIVE, "; ".join(weak) + f" (needs p < {BOTTLENECK_ALPHA})"
-    return SUPPORTED, (f"{fixed} keeps {f['retained']:.0%} of its k = 1 BLEU at the longest level "
-                       f"({p_text(f['p_degrades'], n)}), {attention} {a['retained']:.0%} (difference "
-                       f"{d['value']:+.0%}, {p_text(d['p_value'], n)})")
+    return SUPPORTED, (f"{fixed} keeps {f.retained:.0%} of its k = 1 BLEU at the longest level "
+                       f"({p_text(f.p_degrades, n)}), {attention} {a.retained:.0%} (difference "
+                       f"{d.value:+.0%}, {p_text(d.p_value, n)})")
 
 
-def removal_verdict(r: dict[str, Any], attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+def removal_verdict(r: Retention, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
     """Question (b), "does attention remove the degradation?", on one seed's `retention`: attention's own
     retention against 100%. REMOVES when its one-sided test of degradation is not significant (p >= 0.01) and
     the lower end of its 95% interval is >= 90%; otherwise REDUCES (the degradation is still measurable).
     Returns (label, reason)."""
-    a = r["systems"][attention]
-    n = r.get("n_samples", 1000)
-    if a["bleu_short"] < min_bleu:
+    a = r.systems[attention]
+    if a.bleu_short < min_bleu:
         return INCONCLUSIVE, f"{attention} stays under {min_bleu:g} BLEU at k = 1"
-    lo, hi = a["retained_ci"]
-    kept = f"{attention} keeps {a['retained']:.0%} [{lo:.0%}, {hi:.0%}] ({p_text(a['p_degrades'], n)} for < 100%)"
-    if a["p_degrades"] >= BOTTLENECK_ALPHA and lo >= KEEPS_BLEU:
+    lo, hi = a.retained_ci
+    kept = f"{attention} keeps {a.retained:.0%} [{lo:.0%}, {hi:.0%}] ({p_text(a.p_degrades, r.n_samples)} for < 100%)"
+    if a.p_degrades >= BOTTLENECK_ALPHA and lo >= KEEPS_BLEU:
         return REMOVES, f"{kept}: no measurable degradation"
-    why = "it still degrades" if a["p_degrades"] < BOTTLENECK_ALPHA else f"its interval reaches below {KEEPS_BLEU:.0%}"
+    why = "it still degrades" if a.p_degrades < BOTTLENECK_ALPHA else f"its interval reaches below {KEEPS_BLEU:.0%}"
     return REDUCES, f"{kept}: {why}"
 
 
-def bottleneck_verdict(labels: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def bottleneck_verdict(labels: Sequence[tuple[str, str]]) -> Verdict:
     """Over seeds: a label when every seed gives it, else inconclusive with the reasons."""
     names = [label for label, _ in labels]
     if names and all(n == names[0] for n in names):
-        return {"label": names[0], "per_seed": names, "reason": labels[0][1] if len(labels) == 1 else
-                "every seed agrees: " + " | ".join(reason for _, reason in labels)}
-    return {"label": INCONCLUSIVE, "per_seed": names,
-            "reason": "the seeds disagree: " + " | ".join(f"{n}: {reason}" for n, reason in labels)}
+        return Verdict(names[0], names, labels[0][1] if len(labels) == 1 else
+                       "every seed agrees: " + " | ".join(reason for _, reason in labels))
+    return Verdict(INCONCLUSIVE, names, "the seeds disagree: " + " | ".join(f"{n}: {reason}" for n, reason in labels))
 
 
 def budget_text(steps: Sequence[int], batch_tokens: int) -> str:
@@ -122,53 +122,51 @@ def budget_text(steps: Sequence[int], batch_tokens: int) -> str:
     return f"at {count} updates of {batch_tokens / 1000:g}k tokens"
 
 
-def capacity_sentence(rows: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]],
+def capacity_sentence(rows: Sequence[SweepRow], pairs: Sequence[SweepPair],
                       attention_retained: float | None, min_bleu: float = 5.0, n_samples: int = 1000) -> str:
     """One sentence on the capacity sweep, decided by its paired tests.
 
-    rows: {"summary", "bleu" (per level), "retained", "retained_ci"} per fixed-context summary size, in increasing
-    size; pairs: {"larger", "smaller" (sizes), "value" (retained, larger - smaller), "ci", "p_value" (one-sided:
-    the larger retains more), "p_less" (the larger retains less)} for every pair of sizes. In order: a model under
-    `min_bleu` at k = 1 makes the sweep say nothing; a size whose 95% interval of retained BLEU lies at or above
+    rows: one per fixed-context summary size, in increasing size; pairs: every pair of sizes. In order: a model
+    under `min_bleu` at k = 1 makes the sweep say nothing; a size whose 95% interval of retained BLEU lies at or above
     90% removes the degradation (the smallest such size is named); the largest retaining more than the smallest
     at p < 0.01 reduces it; less at p < 0.01 makes it worse; anything else does not measurably change it. The
     tested sentences end with how many pairs differ significantly in each direction (both: no monotone trend).
     """
-    weak = [str(r["summary"]) for r in rows if r["bleu"][0] < min_bleu]
+    weak = [str(r.summary) for r in rows if r.bleu[0] < min_bleu]
     if weak:
         return (f"The capacity sweep says nothing at this budget: the fixed-context models of {', '.join(weak)} "
                 f"dimensions stay under {min_bleu:g} BLEU at k = 1.")
     small, large = rows[0], rows[-1]
-    shares = " / ".join("-" if r["retained"] is None else f"{r['retained']:.0%}" for r in rows)
-    kept = (f"summary sizes {' / '.join(str(r['summary']) for r in rows)} keep {shares} of their k = 1 BLEU at the "
+    shares = " / ".join("-" if r.retained is None else f"{r.retained:.0%}" for r in rows)
+    kept = (f"summary sizes {' / '.join(str(r.summary) for r in rows)} keep {shares} of their k = 1 BLEU at the "
             f"longest level; attention keeps "
             + ("-" if attention_retained is None else f"{attention_retained:.0%}") + ".")
-    removes = [r for r in rows if r["retained_ci"][0] >= KEEPS_BLEU]
+    removes = [r for r in rows if r.retained_ci[0] >= KEEPS_BLEU]
     if removes:
         r = removes[0]
-        lo, hi = r["retained_ci"]
-        return (f"A {r['summary']}-dimensional summary vector removes the degradation: its 95% interval of retained "
+        lo, hi = r.retained_ci
+        return (f"A {r.summary}-dimensional summary vector removes the degradation: its 95% interval of retained "
                 f"BLEU [{lo:.0%}, {hi:.0%}] lies at or above {KEEPS_BLEU:.0%}; " + kept)
-    test = next(p for p in pairs if p["larger"] == large["summary"] and p["smaller"] == small["summary"])
-    more = sum(p["p_value"] is not None and p["p_value"] < BOTTLENECK_ALPHA for p in pairs)
-    less = sum(p["p_less"] is not None and p["p_less"] < BOTTLENECK_ALPHA for p in pairs)
+    test = next(p for p in pairs if p.larger == large.summary and p.smaller == small.summary)
+    more = sum(p.p_value is not None and p.p_value < BOTTLENECK_ALPHA for p in pairs)
+    less = sum(p.p_less is not None and p.p_less < BOTTLENECK_ALPHA for p in pairs)
     pairwise = (f" Pairwise, the larger size retains more in {more} and less in {less} of the {len(pairs)} pairs "
                 f"(p < {BOTTLENECK_ALPHA:g})" + ("; no monotone trend." if more and less else "."))
 
     def than(p: float) -> str:
-        more = "more" if test["value"] > 0 else "less"
-        return (f"{large['summary']} dimensions retain {abs(test['value']):.0%} {more} of their k = 1 BLEU than "
-                f"{small['summary']} ({p_text(p, n_samples, digits=4)})")
+        more = "more" if test.value > 0 else "less"
+        return (f"{large.summary} dimensions retain {abs(test.value):.0%} {more} of their k = 1 BLEU than "
+                f"{small.summary} ({p_text(p, n_samples, digits=4)})")
 
-    if test["p_value"] is not None and test["p_value"] < BOTTLENECK_ALPHA:
-        return "A bigger summary vector reduces the degradation but does not remove it: " + than(test["p_value"]) \
+    if test.p_value is not None and test.p_value < BOTTLENECK_ALPHA:
+        return "A bigger summary vector reduces the degradation but does not remove it: " + than(test.p_value) \
             + "; " + kept + pairwise
-    if test["p_less"] is not None and test["p_less"] < BOTTLENECK_ALPHA:
-        return "A bigger summary vector makes the degradation worse at this budget: " + than(test["p_less"]) \
+    if test.p_less is not None and test.p_less < BOTTLENECK_ALPHA:
+        return "A bigger summary vector makes the degradation worse at this budget: " + than(test.p_less) \
             + "; " + kept + pairwise
-    diff = "-" if test["value"] is None else f"{test['value']:+.0%} [{test['ci'][0]:+.0%}, {test['ci'][1]:+.0%}]"
+    diff = "-" if test.value is None else f"{test.value:+.0%} [{test.ci[0]:+.0%}, {test.ci[1]:+.0%}]"
     return (f"The largest summary vector does not measurably change the degradation against the smallest: the "
-            f"difference in retained BLEU, {large['summary']} minus {small['summary']} dimensions, is {diff} (neither "
+            f"difference in retained BLEU, {large.summary} minus {small.summary} dimensions, is {diff} (neither "
             f"one-sided test at p < {BOTTLENECK_ALPHA:g}); " + kept + pairwise)
 
 

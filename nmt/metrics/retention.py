@@ -10,6 +10,7 @@ would make a system that does not degrade at all read more than 100% retained.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,9 +31,53 @@ def check_disjoint(groups: Sequence[Sequence[int]]) -> None:
         seen.update(g)
 
 
+@dataclass
+class SystemRetention:
+    """One system's BLEU at level 1 (joined groups) and level K, the share kept and its test."""
+
+    bleu_short: float
+    bleu_long: float
+    retained: float | None  # bleu_long / bleu_short; None without any BLEU at k = 1
+    retained_ci: list[float]  # 95% bootstrap interval
+    p_degrades: float | None  # one-sided p-value of "retained < 1"
+    length_short: dict[str, float]  # {"ratio", "brevity_penalty"} (nmt.metrics.scores.length_stats)
+    length_long: dict[str, float]
+
+
+@dataclass
+class RetentionDifference:
+    """`system` - `baseline` in retained share on the same resamples, with one-sided p-values both ways."""
+
+    value: float | None
+    ci: list[float]
+    p_value: float | None  # system retains more
+    p_less: float | None = None  # system retains less
+    system: str = ""
+    baseline: str = ""
+
+
+@dataclass
+class Retention:
+    """What `retention` measures: every system's retention, attention - fixed, and the requested pairs."""
+
+    systems: dict[str, SystemRetention]
+    difference: RetentionDifference  # attention - fixed
+    pairs: list[RetentionDifference]
+    groups: int
+    n_samples: int
+
+
+@dataclass
+class Slope:
+    """Least-squares BLEU change per 10 source words over the levels, absolute and relative to level 1's BLEU."""
+
+    per_10_words: float
+    relative_per_10_words: float
+
+
 def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
               n_samples: int = 1000, seed: int = BOOTSTRAP_SEED, pairs: Sequence[tuple[str, str]] = ()
-              ) -> dict[str, Any]:
+              ) -> Retention:
     """How much of its k = 1 BLEU each system keeps at the longest level K, and the difference between two.
 
     levels: system -> {"short": (hyps, refs) of level 1 (one per sentence), "long": (hyps, refs) of level K
@@ -42,15 +87,10 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
     and the one-sided p-value of "retained < 1" (signed, centred); for `attention` - `fixed` the difference of
     retained shares, its interval and the one-sided p-value of "attention retains more". `pairs` (system,
     baseline) of `levels`' systems get the same paired test on the same resamples, one-sided both ways.
-    Returns {"systems": {name: {"bleu_short", "bleu_long", "retained", "retained_ci", "p_degrades",
-    "length_short", "length_long" (each {"ratio", "brevity_penalty"})}}, "difference": {"value", "ci",
-    "p_value"}, "pairs": [{"system", "baseline", "value", "ci", "p_value" (system retains more), "p_less"
-    (system retains less)}], "groups", "n_samples"}.
     """
     check_disjoint(groups)
     idxs = bootstrap_indices(len(groups), n_samples, seed)  # (n_samples, groups)
-    out: dict[str, Any] = {"systems": {}, "groups": len(groups), "n_samples": n_samples}
-    samples = {}
+    systems, samples = {}, {}
     for name, lv in levels.items():
         long_hyps, long_refs = lv["long"]
         if len(long_hyps) != len(groups):
@@ -63,27 +103,24 @@ def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]]
             reps = resampled_scores(long, idxs) / resampled_scores(short, idxs)
         reps = np.nan_to_num(reps, nan=0.0, posinf=0.0)
         samples[name] = reps
-        out["systems"][name] = {"bleu_short": bleu_short, "bleu_long": bleu_long, "retained": retained,
-                                "retained_ci": percentile_interval(reps),
-                                "p_degrades": None if retained is None else
-                                centred_p_value(1.0 - reps, 1.0 - retained, "greater"),
-                                "length_short": length_stats(short.sum(0)), "length_long": length_stats(long.sum(0))}
+        systems[name] = SystemRetention(
+            bleu_short=bleu_short, bleu_long=bleu_long, retained=retained, retained_ci=percentile_interval(reps),
+            p_degrades=None if retained is None else centred_p_value(1.0 - reps, 1.0 - retained, "greater"),
+            length_short=length_stats(short.sum(0)), length_long=length_stats(long.sum(0)))
 
-    def difference(system: str, baseline: str) -> dict[str, Any]:
-        """system - baseline: value, 95% interval, one-sided p of "retains more" and of "retains less"."""
+    def difference(system: str, baseline: str) -> RetentionDifference:
         diff = samples[system] - samples[baseline]
-        a, b = out["systems"][system]["retained"], out["systems"][baseline]["retained"]
+        a, b = systems[system].retained, systems[baseline].retained
         if a is None or b is None:
-            return {"value": None, "ci": percentile_interval(diff), "p_value": None, "p_less": None}
-        return {"value": a - b, "ci": percentile_interval(diff), "p_value": centred_p_value(diff, a - b, "greater"),
-                "p_less": centred_p_value(-diff, b - a, "greater")}
+            return RetentionDifference(None, percentile_interval(diff), None, None, system, baseline)
+        return RetentionDifference(a - b, percentile_interval(diff), centred_p_value(diff, a - b, "greater"),
+                                   centred_p_value(-diff, b - a, "greater"), system, baseline)
 
-    out["difference"] = {k: v for k, v in difference(attention, fixed).items() if k != "p_less"}
-    out["pairs"] = [{"system": s, "baseline": b, **difference(s, b)} for s, b in pairs]
-    return out
+    return Retention(systems=systems, difference=difference(attention, fixed),
+                     pairs=[difference(s, b) for s, b in pairs], groups=len(groups), n_samples=n_samples)
 
 
-def slope(words: Sequence[float], bleu: Sequence[float]) -> dict[str, float]:
-    """Least-squares BLEU change per 10 source words over the levels, absolute and relative to level 1's BLEU."""
+def slope(words: Sequence[float], bleu: Sequence[float]) -> Slope:
+    """Least-squares fit of BLEU on the levels' mean source words."""
     per_word = float(np.polyfit(np.asarray(words, dtype=float), np.asarray(bleu, dtype=float), 1)[0])
-    return {"per_10_words": 10 * per_word, "relative_per_10_words": 10 * per_word / bleu[0] if bleu[0] else 0.0}
+    return Slope(10 * per_word, 10 * per_word / bleu[0] if bleu[0] else 0.0)
