@@ -8,6 +8,7 @@ import pytest
 from conftest import made_retention
 
 from nmt.experiments.claims import aggregate_seeds
+from nmt.experiments.results import ClaimVerdict, TemperatureClaim, TemperatureSeed
 from nmt.experiments.verdicts import (
     BOTTLENECK_ALPHA,
     CLAIM_QUESTIONS,
@@ -89,15 +90,15 @@ def test_seeds_must_agree() -> None:
 
 
 def test_a_claim_with_two_questions_reports_both_and_each_over_seeds() -> None:
-    seeds = {1: {"verdicts": {"entropy": SUPPORTED, "bleu": INCONCLUSIVE}},
-             2: {"verdicts": {"entropy": SUPPORTED, "bleu": NOT_SUPPORTED}}}
+    seeds = {"1": TemperatureSeed({"entropy": SUPPORTED, "bleu": INCONCLUSIVE}, "", [], []),
+             "2": TemperatureSeed({"entropy": SUPPORTED, "bleu": NOT_SUPPORTED}, "", [], [])}
     claim = aggregate_seeds("temperature", seeds, "at 300 updates of 2.048k tokens")
-    assert claim["verdicts"]["entropy"]["label"] == SUPPORTED
-    assert claim["verdicts"]["bleu"] == {"question": CLAIM_QUESTIONS["temperature"]["bleu"], "label": INCONCLUSIVE,
-                                         "per_seed": [INCONCLUSIVE, NOT_SUPPORTED]}
+    assert isinstance(claim, TemperatureClaim) and claim.verdicts["entropy"].label == SUPPORTED
+    assert claim.verdicts["bleu"] == ClaimVerdict(CLAIM_QUESTIONS["temperature"]["bleu"], INCONCLUSIVE,
+                                                  [INCONCLUSIVE, NOT_SUPPORTED])
     for key in ("entropy", "bleu"):
-        assert CLAIM_QUESTIONS["temperature"][key] in claim["summary"]
-    assert claim["summary"].endswith("(at 300 updates of 2.048k tokens)")
+        assert CLAIM_QUESTIONS["temperature"][key] in claim.summary
+    assert claim.summary.endswith("(at 300 updates of 2.048k tokens)")
 
 
 # The bottleneck rules at their boundaries (p = 0.01, 90%) ---------------------------------------------------------

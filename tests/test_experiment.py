@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from nmt.data.concat import level_groups
 from nmt.errors import NMTError
 from nmt.experiments.bottleneck_report import render
-from nmt.experiments.results import BottleneckReport, SweepPair, SweepRow
+from nmt.experiments.claims_report import render as render_claims
+from nmt.experiments.results import BottleneckReport, ClaimsReport, SweepPair, SweepRow
 from nmt.experiments.runner import EXPERIMENT_DIR, load_script_config
 from nmt.experiments.verdicts import (
     INCONCLUSIVE,
@@ -347,103 +348,101 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
     out = run_claims(cfg, None, log=lambda _: None)
 
-    report = json.loads((out / "report.json").read_text())
+    report = ClaimsReport.read(out / "report.json")
     md = (out / "report.md").read_text()
-    runs = {r["name"].removesuffix("/seed1"): r for r in report["runs"]}
+    assert render_claims(report) == md  # report.json holds everything report.md says
+    runs = {r.name.removesuffix("/seed1"): r for r in report.runs}
     # Every d_k projects queries and keys, also d_k=16, the decoder's own size: a run of its own, not the
     # parameter-free scorer run.
     for d in (8, 16):
-        assert runs[f"d_k={d}/dot"]["model"]["hidden"] == 16 and runs[f"d_k={d}/dot"]["model"]["attention_dim"] == d
-    assert runs["d_k=16/dot"]["run_dir"] != runs["scorer=dot"]["run_dir"]
-    assert runs["heads=1"]["run_dir"] == runs["base"]["run_dir"] == runs["scorer=additive"]["run_dir"]
-    assert runs["heads=2"]["model"]["heads"] == 2 and runs["hard=trained"]["model"]["hard"]
+        assert runs[f"d_k={d}/dot"].model["hidden"] == 16 and runs[f"d_k={d}/dot"].model["attention_dim"] == d
+    assert runs["d_k=16/dot"].run_dir != runs["scorer=dot"].run_dir
+    assert runs["heads=1"].run_dir == runs["base"].run_dir == runs["scorer=additive"].run_dir
+    assert runs["heads=2"].model["heads"] == 2 and runs["hard=trained"].model["hard"]
     # Heads add no parameters; the parameter-free dot scorers have the fewest.
-    assert runs["heads=2"]["num_parameters"] == runs["heads=1"]["num_parameters"]
-    assert runs["scorer=dot"]["num_parameters"] == runs["scorer=scaled_dot"]["num_parameters"] < runs[
-        "scorer=additive"]["num_parameters"]
-    assert len({r["run_dir"] for r in report["runs"]}) == 9
+    assert runs["heads=2"].num_parameters == runs["heads=1"].num_parameters
+    assert runs["scorer=dot"].num_parameters == runs["scorer=scaled_dot"].num_parameters < runs[
+        "scorer=additive"].num_parameters
+    assert len({r.run_dir for r in report.runs}) == 9
     # The budget is in updates, the same for every run, and every verdict line states it.
-    assert {r["steps"] for r in report["runs"]} == {5}
-    assert report["budget"] == "at 5 updates of 0.4k tokens"
+    assert {r.steps for r in report.runs} == {5}
+    assert report.budget == "at 5 updates of 0.4k tokens"
     verdict_lines = [line for line in md.splitlines() if line.startswith("- ") and "**" in line]
-    assert verdict_lines and all(report["budget"] in line for line in verdict_lines)
-    claims = report["claims"]
-    assert set(claims) == {"scaling", "temperature", "hard", "scorers"}
+    assert verdict_lines and all(report.budget in line for line in verdict_lines)
+    claims = report.claims
     expected = {"scaling": {"gradient", "magnitude", "bleu"}, "temperature": {"entropy", "bleu"},
                 "hard": {"inference", "trained"}, "scorers": {"scorers_differ", "more_heads"}}
-    for name, claim in claims.items():
-        assert set(claim["verdicts"]) == expected[name]
-        for key, v in claim["verdicts"].items():
-            assert v["label"] in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE), (name, key)
-            assert v["per_seed"] == [claim["seeds"]["1"]["verdicts"][key]]
+    for name, keys in expected.items():
+        claim = getattr(claims, name)
+        assert set(claim.verdicts) == keys
+        for key, v in claim.verdicts.items():
+            assert v.label in (SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE), (name, key)
+            assert v.per_seed == [claim.seeds["1"].verdicts[key]]
             # The summary names every verdict of the claim, never one alone.
-            assert f"{v['question']}: {v['label']}" in claim["summary"]
-            assert f"- {v['question']}: **{v['label']}** {report['budget']}; seed 1: {v['label']}" in md
+            assert f"{v.question}: {v.label}" in claim.summary
+            assert f"- {v.question}: **{v.label}** {report.budget}; seed 1: {v.label}" in md
     # Separate sections, each with its own heading; temperature's heading names both questions.
     for heading in ("## Scaled vs unscaled dot-product attention", "## Scorers at equal budget",
                     "## Heads (slices, no per-head projections) at an equal parameter count",
                     "## Softmax temperature at inference: entropy rises, and does the trained temperature "
                     "translate best?", "## Hard vs soft attention"):
         assert heading in md, heading
-    assert "heads as slices" in claims["scorers"]["verdicts"]["more_heads"]["question"]
+    assert "heads as slices" in claims.scorers.verdicts["more_heads"].question
     assert "no per-head value or output projections" in md
 
-    scaling = claims["scaling"]["seeds"]["1"]
-    assert [r["d_k"] for r in scaling["rows"]] == [8, 16]
-    for row in scaling["rows"]:
-        init = row["init"]
+    scaling = claims.scaling.seeds["1"]
+    assert [r.d_k for r in scaling.rows] == [8, 16]
+    for row in scaling.rows:
+        init = row.init
         # Same initial weights: unscaled scores are sqrt(d_k) times the scaled ones, so the unscaled softmax is
         # sharper (lower entropy, higher max weight).
-        assert init["dot"]["entropy"] <= init["scaled_dot"]["entropy"] + 1e-6
-        assert init["dot"]["max_weight"] >= init["scaled_dot"]["max_weight"] - 1e-6
+        assert init.dot.entropy <= init.scaled_dot.entropy + 1e-6
+        assert init.dot.max_weight >= init.scaled_dot.max_weight - 1e-6
         # The gradient at the scaled scores is the gradient at q.k divided by the scale.
-        assert init["scaled_dot"]["grad_norm"] == pytest.approx(init["scaled_dot"]["raw_grad_norm"] * row["d_k"] ** 0.5,
-                                                               rel=1e-4)
-        assert init["dot"]["grad_norm"] == pytest.approx(init["dot"]["raw_grad_norm"], rel=1e-6)
-        assert set(init["dot"]["param_grad"]) == {"query_proj", "key_proj"}  # projected at every d_k
-        for stage in ("init", "trained"):
+        assert init.scaled_dot.grad_norm == pytest.approx(init.scaled_dot.raw_grad_norm * row.d_k ** 0.5, rel=1e-4)
+        assert init.dot.grad_norm == pytest.approx(init.dot.raw_grad_norm, rel=1e-6)
+        assert set(init.dot.param_grad) == {"query_proj", "key_proj"}  # projected at every d_k
+        for stage in (row.init, row.trained):
             # The change is a ratio of mean norms with a positive interval around it.
-            change = row[stage]["raw_grad_norm_change"]
-            assert change["ratio"] == pytest.approx(row[stage]["scaled_dot"]["raw_grad_norm"]
-                                                    / row[stage]["dot"]["raw_grad_norm"], rel=1e-9)
+            change = stage.raw_grad_norm_change
+            assert change["ratio"] == pytest.approx(stage.scaled_dot.raw_grad_norm / stage.dot.raw_grad_norm,
+                                                    rel=1e-9)
             assert 0 < change["ratio_ci"][0] <= change["ratio"] <= change["ratio_ci"][1]
             assert change["change_ci"][0] > -100.0
-        syn = row["synthetic"]
-        assert syn["scaled_dot"]["raw_grad_norm"] == pytest.approx(syn["scaled_dot"]["grad_norm"] / row["d_k"] ** 0.5)
-        assert syn["raw_grad_change_pct"] == pytest.approx(
-            100 * (syn["scaled_dot"]["raw_grad_norm"] / syn["dot"]["raw_grad_norm"] - 1))
-        test = row["bleu"]["test"]
-        expected_diff = row["bleu"]["scaled_dot"]["bleu"] - row["bleu"]["dot"]["bleu"]
-        assert test["difference"] == pytest.approx(expected_diff, abs=1e-6)
+        syn = row.synthetic
+        assert syn.scaled_dot.raw_grad_norm == pytest.approx(syn.scaled_dot.grad_norm / row.d_k ** 0.5)
+        assert syn.raw_grad_change_pct == pytest.approx(
+            100 * (syn.scaled_dot.raw_grad_norm / syn.dot.raw_grad_norm - 1))
+        expected_diff = row.bleu.scaled_dot.bleu - row.bleu.dot.bleu
+        assert row.bleu.test["difference"] == pytest.approx(expected_diff, abs=1e-6)
     assert "synthetic: unit-variance random q, k, no model; gradient measured at the scores" in md
     # Tiny models translate nothing: no BLEU comparison may claim a result.
-    assert scaling["verdicts"]["bleu"] == INCONCLUSIVE
-    assert {claims["hard"]["seeds"]["1"]["verdicts"][k] for k in ("inference", "trained")} == {INCONCLUSIVE}
-    assert "up to 40%" in md and (out / claims["scaling"]["plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert scaling.verdicts["bleu"] == INCONCLUSIVE
+    assert {claims.hard.seeds["1"].verdicts[k] for k in ("inference", "trained")} == {INCONCLUSIVE}
+    assert "up to 40%" in md and (out / claims.scaling.plot).read_bytes()[:4] == b"\x89PNG"
 
-    temp = claims["temperature"]["seeds"]["1"]
-    assert [r["temperature"] for r in temp["rows"]] == [0.5, 1.0, 2.0]
-    trained = next(r for r in temp["rows"] if r["temperature"] == 1.0)
+    temp = claims.temperature.seeds["1"]
+    assert [r.temperature for r in temp.rows] == [0.5, 1.0, 2.0]
+    trained = next(r for r in temp.rows if r.temperature == 1.0)
     # At the trained temperature the decode is the training job's own: same BLEU as the base run.
-    scorers = claims["scorers"]["seeds"]["1"]
-    base_bleu = next(r for r in scorers["rows"] if r["name"] == "scorer=additive")["bleu"]
-    assert trained["bleu"] == pytest.approx(base_bleu)
-    hard = claims["hard"]["seeds"]["1"]
-    assert set(hard["rows"]) == {"soft", "hard at inference", "hard trained"}
-    for name, test in hard["tests"].items():
-        assert test["difference"] == pytest.approx(hard["rows"]["soft"]["bleu"] - hard["rows"][name]["bleu"])
+    scorers = claims.scorers.seeds["1"]
+    base_bleu = next(r for r in scorers.rows if r.name == "scorer=additive").bleu
+    assert trained.bleu == pytest.approx(base_bleu)
+    hard = claims.hard.seeds["1"]
+    assert set(hard.rows) == {"soft", "hard at inference", "hard trained"}
+    for name, test in hard.tests.items():
+        assert test["difference"] == pytest.approx(hard.rows["soft"].bleu - hard.rows[name].bleu)
     # Length ratio and brevity penalty beside BLEU, from the summed sentence statistics.
-    hyps = Path(runs["hard=trained"]["decoded"][report["split"]]["file"]).read_text().splitlines()
+    hyps = Path(runs["hard=trained"].decoded[report.split].file).read_text().splitlines()
     refs = Path(tiny_corpus_files["test"][1]).read_text().splitlines()
-    assert hard["rows"]["hard trained"]["ratio"] == pytest.approx(
-        length_stats(sentence_stats(hyps, refs).sum(0))["ratio"])
+    assert hard.rows["hard trained"].ratio == pytest.approx(length_stats(sentence_stats(hyps, refs).sum(0))["ratio"])
     assert "straight-through estimator" in md and "length ratio" in md and "brevity penalty" in md
-    assert [r["name"] for r in scorers["rows"]] == [
+    assert [r.name for r in scorers.rows] == [
         "scorer=dot", "scorer=scaled_dot", "scorer=additive", "heads=1", "heads=2"]
-    t = scorers["heads_test"]
-    assert scorers["verdicts"]["more_heads"] == comparison_verdict(
+    t = scorers.heads_test
+    assert scorers.verdicts["more_heads"] == comparison_verdict(
         t["difference"], t["p_value"], (t["system"], t["baseline"]), cfg.min_bleu)
-    assert next(r for r in scorers["rows"] if r["name"] == "heads=1")["vs_reference"] is None  # the same run
+    assert next(r for r in scorers.rows if r.name == "heads=1").vs_reference is None  # the same run
 
 
 def test_scaled_and_unscaled_models_start_from_the_same_weights() -> None:
@@ -461,5 +460,5 @@ def test_scaled_and_unscaled_models_start_from_the_same_weights() -> None:
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     # Unit-variance q, k: at d_k = 512 the unscaled softmax is nearly one-hot and its gradient tiny.
     dot, scaled = synthetic_probe(512, False, queries=200), synthetic_probe(512, True, queries=200)
-    assert dot["max_weight"] > 0.9 > scaled["max_weight"]
-    assert dot["grad_norm"] < 0.5 * scaled["grad_norm"]
+    assert dot.max_weight > 0.9 > scaled.max_weight
+    assert dot.grad_norm < 0.5 * scaled.grad_norm

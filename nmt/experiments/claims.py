@@ -39,7 +39,30 @@ from nmt.errors import NMTError
 from nmt.evaluation.report import p_text
 from nmt.experiments.bottleneck import resolve_split
 from nmt.experiments.claims_report import change_text, plot_scaling, render
-from nmt.experiments.runner import Job, RunResult, compose_run, job_dict, run_jobs
+from nmt.experiments.results import (
+    Claim,
+    Claims,
+    ClaimsReport,
+    ClaimsRun,
+    ClaimVerdict,
+    HardClaim,
+    HardSeed,
+    ProbeStats,
+    ScalingBleu,
+    ScalingClaim,
+    ScalingRow,
+    ScalingSeed,
+    ScalingStage,
+    Scored,
+    ScorerRow,
+    ScorersClaim,
+    ScorersSeed,
+    SeedClaim,
+    TemperatureClaim,
+    TemperatureRow,
+    TemperatureSeed,
+)
+from nmt.experiments.runner import Job, RunResult, compose_run, run_jobs
 from nmt.experiments.verdicts import (
     CLAIM_QUESTIONS,
     all_or_any,
@@ -122,7 +145,7 @@ def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.de
     return out
 
 
-def synthetic_probe(d_k: int, scaled: bool, queries: int = 2000, keys: int = 20, seed: int = 0) -> dict[str, float]:
+def synthetic_probe(d_k: int, scaled: bool, queries: int = 2000, keys: int = 20, seed: int = 0) -> ProbeStats:
     """Vaswani et al.'s premise, without a model: q, k with unit-variance components, so q.k has variance d_k.
 
     Upstream of the softmax sits a context sum_s p_s v_s read by a random linear loss u . context (v, u also
@@ -141,8 +164,8 @@ def synthetic_probe(d_k: int, scaled: bool, queries: int = 2000, keys: int = 20,
     ((weights.unsqueeze(-1) * v).sum(1) * u).sum().backward()
     entropy = -(weights * weights.clamp_min(1e-30).log()).sum(-1)
     grad_norm = scores.grad.norm(dim=-1).mean().item()
-    return {"entropy": entropy.mean().item(), "max_weight": weights.amax(-1).mean().item(),
-            "grad_norm": grad_norm, "raw_grad_norm": grad_norm * factor}
+    return ProbeStats(entropy=entropy.mean().item(), max_weight=weights.amax(-1).mean().item(), grad_norm=grad_norm,
+                      raw_grad_norm=grad_norm * factor)
 
 
 def mean(xs: list[float]) -> float:
@@ -200,11 +223,11 @@ def probe_batches(corpus: Any, n: int) -> list[Any]:
     return [collate(src[i:i + 32], tgt[i:i + 32], list(range(i, min(i + 32, n)))) for i in range(0, n, 32)]
 
 
-def scored(hyps: list[str], refs: list[str], n: int) -> dict[str, Any]:
+def scored(hyps: list[str], refs: list[str], n: int) -> Scored:
     """BLEU with its 95% interval, chrF, length ratio (hypothesis / reference tokens) and brevity penalty."""
     s = corpus_scores(hyps, refs)
-    return {"bleu": s["bleu"], "bleu_ci": list(bootstrap_interval(hyps, refs, n)), "chrf": s["chrf"],
-            **length_stats(sentence_stats(hyps, refs).sum(0)), "signature": s["signatures"]["bleu"]}
+    return Scored(bleu=s["bleu"], bleu_ci=list(bootstrap_interval(hyps, refs, n)), chrf=s["chrf"],
+                  **length_stats(sentence_stats(hyps, refs).sum(0)), signature=s["signatures"]["bleu"])
 
 
 def claims_budget(runs: list[RunResult], batch_tokens: int) -> str:
@@ -216,10 +239,10 @@ def claims_budget(runs: list[RunResult], batch_tokens: int) -> str:
     return text
 
 
-def train_variants(cfg: DictConfig, log: Callable[[str], None]) -> tuple[Path, Any, str, dict, dict, list]:
+def train_variants(cfg: DictConfig, log: Callable[[str], None]) -> tuple[Path, Any, str, dict, dict]:
     """Compose and check every variant of every seed, then make the output directory (a mistake in the runs'
-    options leaves nothing behind) and train. Returns (out_dir, corpus, split, configs, results, jobs), configs
-    and results keyed by (variant, seed)."""
+    options leaves nothing behind) and train. Returns (out_dir, corpus, split, configs, results), configs and
+    results keyed by (variant, seed)."""
     common = [f"data={cfg.data}", f"model={cfg.model}", f"train={cfg.train}", f"decode={cfg.decode}", *cfg.overrides]
     base = compose_run(common)
     if not model_class(base.model.arch).attention_cell:  # the claims vary that cell's options
@@ -237,7 +260,7 @@ def train_variants(cfg: DictConfig, log: Callable[[str], None]) -> tuple[Path, A
                 str(out / "runs" / f"{safe_name(name)}-seed{seed}"), [split], int(cfg.threads))
             for (name, seed), c in configs.items()]
     results = dict(zip(configs, run_jobs(jobs, int(cfg.workers), log), strict=True))
-    return out, corpus, split, configs, results, jobs
+    return out, corpus, split, configs, results
 
 
 def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], None] = print) -> Path:
@@ -248,7 +271,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     if not cfg.seeds:
         raise NMTError("seeds must not be empty")
     started = time.time()
-    out, corpus, split, configs, results, jobs = train_variants(cfg, log)
+    out, corpus, split, configs, results = train_variants(cfg, log)
     if cfg.threads > 0:  # training is over: decoding and probes may use every worker's threads
         torch.set_num_threads(min(int(cfg.threads) * int(cfg.workers), os.cpu_count() or 1))
 
@@ -257,52 +280,50 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     names = list(variants(cfg))
     base = configs[(BASE, int(cfg.seeds[0]))]
     budget = claims_budget(list(results.values()), int(base.train.batch_tokens))
-    report: dict[str, Any] = {
-        "title": f"Attention claims on {corpus.name} {split}",
-        "preset": preset, "config": OmegaConf.to_container(cfg, resolve=True),
-        "hardware": hardware(int(cfg.workers), int(cfg.threads)), "split": split, "num_sentences": len(refs),
-        "decode": OmegaConf.to_container(base.decode, resolve=True), "budget": budget,
-        "runs": [job_dict(j) | {"model": {k: configs[key].model[k] for k in ("scorer", "heads", "hidden",
-                                                                             "attention_dim", "hard")}} | r.to_dict()
-                 for j, (key, r) in zip(jobs, results.items(), strict=True)],
-        "claims": {},
-    }
-    per_seed: dict[int, dict[str, Any]] = {}
+    runs = [ClaimsRun(**vars(r), model={k: configs[key].model[k] for k in ("scorer", "heads", "hidden",
+                                                                         "attention_dim", "hard")})
+            for key, r in results.items()]
+    report = ClaimsReport(
+        title=f"Attention claims on {corpus.name} {split}", preset=preset,
+        config=OmegaConf.to_container(cfg, resolve=True), hardware=hardware(int(cfg.workers), int(cfg.threads)),
+        split=split, num_sentences=len(refs), decode=OmegaConf.to_container(base.decode, resolve=True),
+        budget=budget, runs=runs, claims=Claims())
+    per_seed: dict[str, dict[str, SeedClaim]] = {}
     for seed in (int(x) for x in cfg.seeds):
         mine = {name: results[(name, seed)] for name in names}
-        runs = SeedRuns(cfg=cfg, seed=seed, configs={name: configs[(name, seed)] for name in names}, results=mine,
-                        hyps={name: r.hypotheses(split) for name, r in mine.items()},
-                        refs=refs, sources=sources, corpus=corpus, device=torch.device(mine[BASE].device),
-                        n_samples=int(cfg.bootstrap_samples))
-        per_seed[seed] = {}
+        seed_runs = SeedRuns(cfg=cfg, seed=seed, configs={name: configs[(name, seed)] for name in names},
+                             results=mine, hyps={name: r.hypotheses(split) for name, r in mine.items()},
+                             refs=refs, sources=sources, corpus=corpus, device=torch.device(mine[BASE].device),
+                             n_samples=int(cfg.bootstrap_samples))
+        per_seed[str(seed)] = {}
         for claim in cfg.claims:
             log(f"claim: {claim}, seed {seed} ...")
-            per_seed[seed][claim] = CLAIM_FUNCTIONS[claim](runs)
+            per_seed[str(seed)][claim] = CLAIM_FUNCTIONS[claim](seed_runs)
     for claim in cfg.claims:
-        report["claims"][claim] = aggregate_seeds(claim, {seed: per_seed[seed][claim] for seed in per_seed}, budget)
-    if "scaling" in report["claims"]:
-        seed = int(cfg.seeds[0])
-        report["claims"]["scaling"]["plot"] = plot_scaling(
-            report["claims"]["scaling"]["seeds"][seed], out / "scaling.png", f"seed {seed}, trained {budget}")
-    report["seconds"] = time.time() - started
+        setattr(report.claims, claim, aggregate_seeds(claim, {seed: c[claim] for seed, c in per_seed.items()}, budget))
+    if report.claims.scaling:
+        seed = str(cfg.seeds[0])
+        report.claims.scaling.plot = plot_scaling(report.claims.scaling.seeds[seed], out / "scaling.png",
+                                                  f"seed {seed}, trained {budget}")
+    report.seconds = time.time() - started
     write_json(out / "report.json", report)
     write_text(out / "report.md", render(report))
-    for claim, c in report["claims"].items():
-        log(f"{claim}: {c['summary']}")
+    for claim in cfg.claims:
+        log(f"{claim}: {getattr(report.claims, claim).summary}")
     log(f"report: {out / 'report.md'}")
     return out
 
 
-def aggregate_seeds(claim: str, seeds: dict[int, dict[str, Any]], budget: str) -> dict[str, Any]:
+def aggregate_seeds(claim: str, seeds: dict[str, Any], budget: str) -> Claim:
     """Each verdict of a claim over seeds (the label every seed gives, else inconclusive), with its question and
-    the budget; "summary" names every verdict, so no claim reads as its easiest part alone."""
+    the budget; the summary names every verdict, so no claim reads as its easiest part alone."""
     verdicts = {}
     for key, question in CLAIM_QUESTIONS[claim].items():
-        labels = [c["verdicts"][key] for c in seeds.values() if key in c["verdicts"]]
+        labels = [c.verdicts[key] for c in seeds.values() if key in c.verdicts]
         if labels:
-            verdicts[key] = {"question": question, "label": seeds_verdict(labels), "per_seed": labels}
-    summary = "; ".join(f"{v['question']}: {v['label']}" for v in verdicts.values()) + f" ({budget})"
-    return {"verdicts": verdicts, "seeds": seeds, "budget": budget, "summary": summary}
+            verdicts[key] = ClaimVerdict(question, seeds_verdict(labels), labels)
+    summary = "; ".join(f"{v.question}: {v.label}" for v in verdicts.values()) + f" ({budget})"
+    return CLAIM_TYPES[claim](verdicts=verdicts, budget=budget, summary=summary, seeds=seeds)
 
 
 # Scaling ---------------------------------------------------------------------------------------------------------
@@ -314,7 +335,7 @@ def gradient_change(scaled: list[float], unscaled: list[float], n: int) -> dict[
                    "change_ci": [None if x is None else 100.0 * (x - 1.0) for x in test["ratio_ci"]]}
 
 
-def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list[Any]) -> dict[str, Any]:
+def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list[Any]) -> ScalingStage:
     """Attention statistics of the dot and scaled_dot models `names` at initialisation or after training."""
     tok = runs.corpus.tokenizer
     stats = {}
@@ -326,44 +347,43 @@ def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list
         else:
             model = load_model(runs.results[name].checkpoint, runs.device).model
         stats[scorer] = attention_probe(model, batches, runs.device)
-    row: dict[str, Any] = {s: {k: (mean(v) if isinstance(v, list) else v) for k, v in st.items()}
-                           for s, st in stats.items()}
-    for where in ("grad_norm", "raw_grad_norm"):
-        row[f"{where}_change"] = gradient_change(stats["scaled_dot"][where], stats["dot"][where], runs.n_samples)
-    return row
+    means = {s: ProbeStats(**{k: (mean(v) if isinstance(v, list) else v) for k, v in st.items()})
+             for s, st in stats.items()}
+    changes = {f"{where}_change": gradient_change(stats["scaled_dot"][where], stats["dot"][where], runs.n_samples)
+               for where in ("grad_norm", "raw_grad_norm")}
+    return ScalingStage(dot=means["dot"], scaled_dot=means["scaled_dot"], **changes)
 
 
-def _scaling(runs: SeedRuns) -> dict[str, Any]:
+def _scaling(runs: SeedRuns) -> ScalingSeed:
     n = runs.n_samples
     batches = probe_batches(runs.corpus, int(runs.cfg.probe_sentences))
     rows = []
     for d in runs.cfg.d_k:
         names = {s: f"d_k={d}/{s}" for s in ("dot", "scaled_dot")}
-        row: dict[str, Any] = {"d_k": int(d)}
-        for stage in ("init", "trained"):
-            row[stage] = probe_stage(runs, names, stage, batches)
         syn = {s: synthetic_probe(int(d), s == "scaled_dot") for s in ("dot", "scaled_dot")}
-        row["synthetic"] = syn | {"raw_grad_change_pct": 100.0 * (syn["scaled_dot"]["raw_grad_norm"]
-                                                                  / syn["dot"]["raw_grad_norm"] - 1.0)}
-        row["bleu"] = {s: scored(runs.hyps[name], runs.refs, n) for s, name in names.items()}
-        row["bleu"]["test"] = paired_bootstrap(runs.hyps[names["scaled_dot"]], runs.hyps[names["dot"]], runs.refs, n)
-        rows.append(row)
-    top = max(rows, key=lambda r: r["d_k"])
-    change, bleu = top["trained"]["raw_grad_norm_change"], top["bleu"]["test"]
+        synthetic = ScalingStage(dot=syn["dot"], scaled_dot=syn["scaled_dot"], raw_grad_change_pct=100.0 * (
+            syn["scaled_dot"].raw_grad_norm / syn["dot"].raw_grad_norm - 1.0))
+        bleu = ScalingBleu(**{s: scored(runs.hyps[name], runs.refs, n) for s, name in names.items()},
+                           test=paired_bootstrap(runs.hyps[names["scaled_dot"]], runs.hyps[names["dot"]], runs.refs,
+                                                 n))
+        rows.append(ScalingRow(d_k=int(d), init=probe_stage(runs, names, "init", batches),
+                               trained=probe_stage(runs, names, "trained", batches), synthetic=synthetic, bleu=bleu))
+    top = max(rows, key=lambda r: r.d_k)
+    change, bleu = top.trained.raw_grad_norm_change, top.bleu.test
     # The source's claim is about gradients (softmax saturation at large d_k), measured where scaling acts: at
     # q.k. Direction: scaling keeps larger gradients (log-ratio > 0). Magnitude: the source says "up to 40%".
     verdicts = {"gradient": comparison_verdict(math.log(change["ratio"]), change["p_value"]),
                 "magnitude": magnitude_verdict(change["change_ci"]),
                 "bleu": comparison_verdict(bleu["difference"], bleu["p_value"], (bleu["system"], bleu["baseline"]),
                                            float(runs.cfg.min_bleu))}
-    summary = (f"at d_k={top['d_k']} after training, scaled / unscaled gradient norm at q.k = {change_text(change)}, "
+    summary = (f"at d_k={top.d_k} after training, scaled / unscaled gradient norm at q.k = {change_text(change)}, "
                f"{p_text(change['p_value'], n)}; BLEU "
                f"scaled - unscaled {bleu['difference']:+.2f} ({p_text(bleu['p_value'], n)})")
-    return {"rows": rows, "verdicts": verdicts, "summary": summary}
+    return ScalingSeed(verdicts=verdicts, summary=summary, rows=rows)
 
 
 # Temperature -----------------------------------------------------------------------------------------------------
-def _temperature(runs: SeedRuns) -> dict[str, Any]:
+def _temperature(runs: SeedRuns) -> TemperatureSeed:
     n = runs.n_samples
     taus = sorted(float(t) for t in runs.cfg.temperatures)
     if len(taus) < 2 or 1.0 not in taus:
@@ -374,26 +394,26 @@ def _temperature(runs: SeedRuns) -> dict[str, Any]:
         t = translate(loaded.model, loaded.tokenizer, runs.sources, loaded.cfg.decode, runs.device,
                       with_attention=True)
         hyps[tau], ents[tau] = t.hypotheses, decode_entropy(t.attention)
-        rows.append({"temperature": tau, "entropy": mean(ents[tau]), **scored(t.hypotheses, runs.refs, n)})
-    for row in rows:
-        tau = row["temperature"]
-        row["vs_trained"] = None if tau == 1.0 else paired_bootstrap(hyps[1.0], hyps[tau], runs.refs, n)
+    for tau in taus:
+        rows.append(TemperatureRow(**vars(scored(hyps[tau], runs.refs, n)), temperature=tau, entropy=mean(ents[tau]),
+                                   vs_trained=None if tau == 1.0 else paired_bootstrap(hyps[1.0], hyps[tau],
+                                                                                         runs.refs, n)))
     # Verdict 1: entropy rises with the temperature (each step up, paired over sentences).
     steps = [paired_mean_bootstrap(ents[b], ents[a], n) for a, b in zip(taus, taus[1:], strict=False)]
     entropy_votes = [comparison_verdict(s["difference"], s["p_value"]) for s in steps]
     # Verdict 2: the trained temperature (1.0) translates best, against every other one.
     bleu_votes = [comparison_verdict(t["difference"], t["p_value"], (t["system"], t["baseline"]),
                                      float(runs.cfg.min_bleu))
-                  for t in (r["vs_trained"] for r in rows) if t is not None]
+                  for t in (r.vs_trained for r in rows) if t is not None]
     verdicts = {"entropy": all_or_any(entropy_votes), "bleu": all_or_any(bleu_votes)}
-    entropies = ", ".join(f"{r['entropy']:.3f}" for r in rows)
-    bleus = ", ".join(f"{r['bleu']:.2f}" for r in rows)
+    entropies = ", ".join(f"{r.entropy:.3f}" for r in rows)
+    bleus = ", ".join(f"{r.bleu:.2f}" for r in rows)
     summary = f"attention entropy {entropies} nats and BLEU {bleus} at temperature {', '.join(f'{t:g}' for t in taus)}"
-    return {"rows": rows, "entropy_steps": steps, "verdicts": verdicts, "summary": summary}
+    return TemperatureSeed(verdicts=verdicts, summary=summary, rows=rows, entropy_steps=steps)
 
 
 # Hard attention --------------------------------------------------------------------------------------------------
-def _hard(runs: SeedRuns) -> dict[str, Any]:
+def _hard(runs: SeedRuns) -> HardSeed:
     """Soft attention against hard (argmax) attention, switched on at inference in the soft-trained model and
     trained with the straight-through estimator (forward: one-hot argmax; backward: the softmax's gradient)."""
     n, refs = runs.n_samples, runs.refs
@@ -401,59 +421,57 @@ def _hard(runs: SeedRuns) -> dict[str, Any]:
     switched = translate(loaded.model, loaded.tokenizer, runs.sources, loaded.cfg.decode, runs.device).hypotheses
     soft = runs.hyps[BASE]
     systems = {"soft": soft, "hard at inference": switched, "hard trained": runs.hyps[HARD_TRAINED]}
-    out: dict[str, Any] = {"rows": {name: scored(h, refs, n) for name, h in systems.items()}, "tests": {}}
-    votes = {}
+    rows = {name: scored(h, refs, n) for name, h in systems.items()}
+    tests, votes = {}, {}
     for key, name in (("inference", "hard at inference"), ("trained", "hard trained")):
-        test = paired_bootstrap(soft, systems[name], refs, n)
-        out["tests"][name] = test
+        test = tests[name] = paired_bootstrap(soft, systems[name], refs, n)
         votes[key] = comparison_verdict(test["difference"], test["p_value"], (test["system"], test["baseline"]),
                                         float(runs.cfg.min_bleu))
-    out["verdicts"] = votes
-    out["summary"] = "soft - hard attention: " + ", ".join(
+    summary = "soft - hard attention: " + ", ".join(
         f"{name} {t['difference']:+.2f} BLEU ({p_text(t['p_value'], n)}), "
-        f"chrF {out['rows']['soft']['chrf'] - out['rows'][name]['chrf']:+.2f}, length ratio "
-        f"{out['rows'][name]['ratio']:.3f} vs {out['rows']['soft']['ratio']:.3f}"
-        for name, t in out["tests"].items())
-    return out
+        f"chrF {rows['soft'].chrf - rows[name].chrf:+.2f}, length ratio {rows[name].ratio:.3f} vs "
+        f"{rows['soft'].ratio:.3f}" for name, t in tests.items())
+    return HardSeed(verdicts=votes, summary=summary, rows=rows, tests=tests)
 
 
 # Scorers and heads -----------------------------------------------------------------------------------------------
-def _scorers(runs: SeedRuns) -> dict[str, Any]:
+def _scorers(runs: SeedRuns) -> ScorersSeed:
     n, min_bleu = runs.n_samples, float(runs.cfg.min_bleu)
     reference = f"scorer={runs.configs[BASE].model.scorer}"
     names = [f"scorer={s}" for s in runs.cfg.scorers] + [f"heads={h}" for h in runs.cfg.heads]
     rows = []
     for name in names:
         m, result = runs.configs[name].model, runs.results[name]
-        row = {"name": name, "scorer": m.scorer, "heads": m.heads, "hidden": m.hidden, "attention_dim": m.attention_dim,
-               "num_parameters": result.num_parameters, "steps": result.steps,
-               **scored(runs.hyps[name], runs.refs, n)}
         same = result.run_dir == runs.results[reference].run_dir  # the reference run itself
-        row["vs_reference"] = None if same else paired_bootstrap(runs.hyps[name], runs.hyps[reference], runs.refs, n)
-        rows.append(row)
-    scorer_tests = [r["vs_reference"] for r in rows if r["name"].startswith("scorer=") and r["vs_reference"]]
-    verdicts = {"scorers_differ": differs_verdict(scorer_tests, min_bleu)}
+        rows.append(ScorerRow(**vars(scored(runs.hyps[name], runs.refs, n)), name=name, scorer=m.scorer,
+                              heads=m.heads, hidden=m.hidden, attention_dim=m.attention_dim,
+                              num_parameters=result.num_parameters, steps=result.steps,
+                              vs_reference=None if same else paired_bootstrap(runs.hyps[name], runs.hyps[reference],
+                                                                              runs.refs, n)))
+    scorer_rows = [r for r in rows if r.name.startswith("scorer=")]
+    verdicts = {"scorers_differ": differs_verdict([r.vs_reference for r in scorer_rows if r.vs_reference], min_bleu)}
     heads_test = None
-    head_rows = sorted((r for r in rows if r["name"].startswith("heads=")), key=lambda r: r["heads"])
+    head_rows = sorted((r for r in rows if r.name.startswith("heads=")), key=lambda r: r.heads)
     if len(head_rows) >= 2:  # "more heads translate better": the most heads against the fewest
         many, one = head_rows[-1], head_rows[0]
-        heads_test = paired_bootstrap(runs.hyps[many["name"]], runs.hyps[one["name"]], runs.refs, n)
-        heads_test |= {"system_name": many["name"], "baseline_name": one["name"]}
+        heads_test = paired_bootstrap(runs.hyps[many.name], runs.hyps[one.name], runs.refs, n)
+        heads_test |= {"system_name": many.name, "baseline_name": one.name}
         verdicts["more_heads"] = comparison_verdict(heads_test["difference"], heads_test["p_value"],
                                                     (heads_test["system"], heads_test["baseline"]), min_bleu)
-    scorer_rows = [r for r in rows if r["name"].startswith("scorer=")]
-    best = max(scorer_rows, key=lambda r: r["bleu"])
-    summary = f"best {best['name']} at {best['bleu']:.2f} BLEU; against {reference}: " + ", ".join(
-        f"{r['name']} {r['vs_reference']['difference']:+.2f} ({p_text(r['vs_reference']['p_value'], n)})"
-        for r in scorer_rows if r["vs_reference"] is not None)
+    best = max(scorer_rows, key=lambda r: r.bleu)
+    summary = f"best {best.name} at {best.bleu:.2f} BLEU; against {reference}: " + ", ".join(
+        f"{r.name} {r.vs_reference['difference']:+.2f} ({p_text(r.vs_reference['p_value'], n)})"
+        for r in scorer_rows if r.vs_reference is not None)
     heads_summary = None if heads_test is None else (
         f"BLEU of {heads_test['system_name']} - {heads_test['baseline_name']}: {heads_test['difference']:+.2f} "
         f"[{heads_test['difference_ci'][0]:+.2f}, {heads_test['difference_ci'][1]:+.2f}] "
-        f"({p_text(heads_test['p_value'], n)}) at {head_rows[-1]['num_parameters']:,} / "
-        f"{head_rows[0]['num_parameters']:,} parameters")
-    return {"rows": rows, "reference": reference, "heads_test": heads_test, "verdicts": verdicts, "summary": summary,
-            "heads_summary": heads_summary}
+        f"({p_text(heads_test['p_value'], n)}) at {head_rows[-1].num_parameters:,} / "
+        f"{head_rows[0].num_parameters:,} parameters")
+    return ScorersSeed(verdicts=verdicts, summary=summary, rows=rows, reference=reference, heads_test=heads_test,
+                       heads_summary=heads_summary)
 
 
-CLAIM_FUNCTIONS: dict[str, Callable[[SeedRuns], dict[str, Any]]] = {
+CLAIM_FUNCTIONS: dict[str, Callable[[SeedRuns], SeedClaim]] = {
     "scaling": _scaling, "temperature": _temperature, "hard": _hard, "scorers": _scorers}
+CLAIM_TYPES: dict[str, type[Claim]] = {
+    "scaling": ScalingClaim, "temperature": TemperatureClaim, "hard": HardClaim, "scorers": ScorersClaim}

@@ -11,6 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, p_text, run_lines
+from nmt.experiments.results import (
+    Claim,
+    ClaimsReport,
+    HardSeed,
+    ScalingSeed,
+    ScalingStage,
+    Scored,
+    ScorersSeed,
+    TemperatureSeed,
+)
 from nmt.experiments.verdicts import SOURCE_GRADIENT_CHANGE_PCT
 from nmt.plots import new_figure, save_png
 
@@ -24,18 +34,18 @@ HEADS_VARIANT = ("slices: the scorer's query/key space is cut into equal slices,
                  "no parameters")
 
 
-def plot_scaling(claim: dict[str, Any], path: Path, title: str) -> str:
+def plot_scaling(claim: ScalingSeed, path: Path, title: str) -> str:
     """Entropy and gradient norm at q.k against d_k (one seed's rows): dot vs scaled_dot at each stage, `title`
     (the seed and the budget) on top. Returns the file name."""
-    rows = claim["rows"]
-    d_k = [r["d_k"] for r in rows]
+    rows = claim.rows
+    d_k = [r.d_k for r in rows]
     fig = new_figure(10.0, 4.3)
     for i, (metric, label) in enumerate((("entropy", "attention entropy (nats)"),
                                          ("raw_grad_norm", "gradient norm at q.k"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for stage, _, stage_label in STAGES:
             for scorer, style in (("dot", "--"), ("scaled_dot", "-")):
-                ax.plot(d_k, [r[stage][scorer][metric] for r in rows], style, marker="o",
+                ax.plot(d_k, [getattr(getattr(getattr(r, stage), scorer), metric) for r in rows], style, marker="o",
                         label=f"{scorer}, {stage_label}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(d_k)
@@ -56,8 +66,8 @@ def verdict_line(question: str, label: str, budget: str, detail: str = "") -> st
     return f"- {question}: **{label}** {budget}{f'; {detail}' if detail else ''}"
 
 
-def _bleu(s: dict[str, Any]) -> str:
-    return f"{s['bleu']:.2f} {fmt_interval(s['bleu_ci'])}"
+def _bleu(s: Scored) -> str:
+    return f"{s.bleu:.2f} {fmt_interval(s.bleu_ci)}"
 
 
 def _diff(test: dict[str, Any] | None, n: int) -> list[str]:
@@ -74,24 +84,24 @@ def change_text(change: dict[str, Any]) -> str:
     return f"{change['ratio']:.3f} ({change['change_pct']:+.1f}% [{lo:+.1f}%, {upper}])"
 
 
-def _scaling_row(d_k: int, stage: str, label: str, st: dict[str, Any], n: int) -> list[str]:
-    common = [f"{st[s][k]:.3f}" for k in ("entropy", "max_weight") for s in SCORERS]
-    grads = [f"{st[s][k]:.3g}" for k in ("grad_norm", "raw_grad_norm") for s in SCORERS]
+def _scaling_row(d_k: int, stage: str, label: str, st: ScalingStage, n: int) -> list[str]:
+    dot, scaled = st.dot, st.scaled_dot
+    common = [f"{x:.3f}" for x in (dot.entropy, scaled.entropy, dot.max_weight, scaled.max_weight)]
+    grads = [f"{x:.3g}" for x in (dot.grad_norm, scaled.grad_norm, dot.raw_grad_norm, scaled.raw_grad_norm)]
     if stage == "synthetic":
-        at_qk = st["scaled_dot"]["raw_grad_norm"] / st["dot"]["raw_grad_norm"]
-        at_scores = st["scaled_dot"]["grad_norm"] / st["dot"]["grad_norm"]
-        tail = [f"{at_qk:.3f} ({st['raw_grad_change_pct']:+.1f}%); at the scores {at_scores:.3f} "
+        at_qk = scaled.raw_grad_norm / dot.raw_grad_norm
+        at_scores = scaled.grad_norm / dot.grad_norm
+        tail = [f"{at_qk:.3f} ({st.raw_grad_change_pct:+.1f}%); at the scores {at_scores:.3f} "
                 f"({100 * (at_scores - 1):+.1f}%)", "-", "(no model)"]
     else:
-        params = {s: st[s].get("param_grad") or {} for s in SCORERS}
-        tail = [change_text(st["raw_grad_norm_change"]), fmt_p(st["raw_grad_norm_change"]["p_value"], n_samples=n),
-                " / ".join(f"{params['dot'].get(k, 0):.3g} -> {params['scaled_dot'].get(k, 0):.3g}"
+        tail = [change_text(st.raw_grad_norm_change), fmt_p(st.raw_grad_norm_change["p_value"], n_samples=n),
+                " / ".join(f"{dot.param_grad.get(k, 0):.3g} -> {scaled.param_grad.get(k, 0):.3g}"
                            for k in ("query_proj", "key_proj"))]
     return [str(d_k), label, *common, *grads, *tail]
 
 
-def _scaling(c: dict[str, Any], budget: str, n: int) -> list[str]:
-    rows = [_scaling_row(r["d_k"], stage, label, r[stage], n) for r in c["rows"] for stage, label, _ in STAGES]
+def _scaling(c: ScalingSeed, n: int) -> list[str]:
+    rows = [_scaling_row(r.d_k, stage, label, getattr(r, stage), n) for r in c.rows for stage, label, _ in STAGES]
     header = ["d_k", "queries and keys", "entropy dot", "entropy scaled", "max weight dot", "max weight scaled",
               "grad at scores dot", "grad at scores scaled", "grad at q.k dot", "grad at q.k scaled",
               "scaled / unscaled at q.k (change [95% CI])", "p-value", "grad W_q / W_k dot -> scaled"]
@@ -107,30 +117,29 @@ def _scaling(c: dict[str, Any], budget: str, n: int) -> list[str]:
               "drawn with unit-variance components (Vaswani et al.'s premise), the softmax read by a random linear "
               "read-out of random values, the gradient measured at the scores and carried to q.k through the "
               "scaling; one draw, no test.", ""]
-    bleu_rows = [[str(r["d_k"]), _bleu(r["bleu"]["dot"]), _bleu(r["bleu"]["scaled_dot"]), *_diff(r["bleu"]["test"], n)]
-                 for r in c["rows"]]
+    bleu_rows = [[str(r.d_k), _bleu(r.bleu.dot), _bleu(r.bleu.scaled_dot), *_diff(r.bleu.test, n)] for r in c.rows]
     lines += md_table(["d_k", "dot BLEU [95% CI]", "scaled_dot BLEU [95% CI]", "scaled - dot [95% CI]", "p-value"],
                       bleu_rows) + [""]
     return lines
 
 
-def _temperature(c: dict[str, Any], budget: str, n: int) -> list[str]:
-    rows = [[f"{r['temperature']:g}", f"{r['entropy']:.3f}", _bleu(r), fmt_num(r["chrf"]), f"{r['ratio']:.3f}",
-             *_diff(r["vs_trained"], n)] for r in c["rows"]]
+def _temperature(c: TemperatureSeed, n: int) -> list[str]:
+    rows = [[f"{r.temperature:g}", f"{r.entropy:.3f}", _bleu(r), fmt_num(r.chrf), f"{r.ratio:.3f}",
+             *_diff(r.vs_trained, n)] for r in c.rows]
     lines = md_table(["temperature", "attention entropy (nats)", "BLEU [95% CI]", "chrF", "length ratio",
                       "BLEU at 1 - BLEU here [95% CI]", "p-value"], rows) + [""]
-    taus = [r["temperature"] for r in c["rows"]]
+    taus = [r.temperature for r in c.rows]
     steps = ", ".join(f"{a:g} -> {b:g}: {s['difference']:+.3f} ({p_text(s['p_value'], n)})"
-                      for a, b, s in zip(taus, taus[1:], c["entropy_steps"], strict=False))
+                      for a, b, s in zip(taus, taus[1:], c.entropy_steps, strict=False))
     return lines + [f"Entropy change per step up in temperature, paired over sentences: {steps}.", ""]
 
 
-def _hard(c: dict[str, Any], budget: str, n: int) -> list[str]:
+def _hard(c: HardSeed, n: int) -> list[str]:
     how = {"soft": "softmax, trained and decoded soft",
            "hard at inference": "the soft-trained model decoded with one-hot argmax weights",
            "hard trained": "trained with the straight-through estimator, decoded with argmax"}
-    rows = [[name, how[name], _bleu(r), fmt_num(r["chrf"]), f"{r['ratio']:.3f}", f"{r['brevity_penalty']:.3f}",
-             *_diff(c["tests"].get(name), n)] for name, r in c["rows"].items()]
+    rows = [[name, how[name], _bleu(r), fmt_num(r.chrf), f"{r.ratio:.3f}", f"{r.brevity_penalty:.3f}",
+             *_diff(c.tests.get(name), n)] for name, r in c.rows.items()]
     return md_table(["attention", "how", "BLEU [95% CI]", "chrF", "length ratio", "brevity penalty",
                      "soft - this BLEU [95% CI]", "p-value"], rows) + [
         "", "The trained hard model uses the straight-through estimator: the forward pass takes the one-hot argmax "
@@ -139,22 +148,22 @@ def _hard(c: dict[str, Any], budget: str, n: int) -> list[str]:
             "1 lowers BLEU through the brevity penalty while chrF moves less.", ""]
 
 
-def _scorers(c: dict[str, Any], budget: str, n: int) -> list[str]:
-    rows = [[r["name"], r["scorer"], f"{r['num_parameters']:,}", str(r["steps"]), _bleu(r), fmt_num(r["chrf"]),
-             *_diff(r["vs_reference"], n)] for r in c["rows"] if r["name"].startswith("scorer=")]
+def _scorers(c: ScorersSeed, n: int) -> list[str]:
+    rows = [[r.name, r.scorer, f"{r.num_parameters:,}", str(r.steps), _bleu(r), fmt_num(r.chrf),
+             *_diff(r.vs_reference, n)] for r in c.rows if r.name.startswith("scorer=")]
     return md_table(["variant", "scorer", "parameters", "updates", "BLEU [95% CI]", "chrF",
-                     f"difference to {c['reference']} [95% CI]", "p-value"], rows) + [""]
+                     f"difference to {c.reference} [95% CI]", "p-value"], rows) + [""]
 
 
-def _heads(c: dict[str, Any], budget: str, n: int) -> list[str]:
-    rows = [[r["name"], r["scorer"], str(r["heads"]), f"{r['num_parameters']:,}", str(r["steps"]), _bleu(r),
-             fmt_num(r["chrf"])] for r in c["rows"] if r["name"].startswith("heads=")]
+def _heads(c: ScorersSeed, n: int) -> list[str]:
+    rows = [[r.name, r.scorer, str(r.heads), f"{r.num_parameters:,}", str(r.steps), _bleu(r), fmt_num(r.chrf)]
+            for r in c.rows if r.name.startswith("heads=")]
     return md_table(["variant", "scorer", "heads", "parameters", "updates", "BLEU [95% CI]", "chrF"], rows) + [
         "", f"Heads here are {HEADS_VARIANT}; not the multi-head attention of Vaswani et al. 2017, whose heads have "
             "their own query, key and value projections and an output projection.", ""]
 
 
-Renderer = Callable[[dict[str, Any], str, int], list[str]]
+Renderer = Callable[[Any, int], list[str]]  # (one seed's claim, bootstrap samples) -> Markdown lines
 # (claim, heading, the claim's verdicts shown under it, the per-seed summary's key, the per-seed numbers)
 SECTIONS: tuple[tuple[str, str, tuple[str, ...], str, Renderer], ...] = (
     ("scaling", "Scaled vs unscaled dot-product attention: gradient at q.k, its size, and BLEU",
@@ -169,64 +178,64 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], str, Renderer], ...] = (
 )
 
 
-def _claim_verdicts(claim: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+def _claim_verdicts(claim: Claim, keys: tuple[str, ...]) -> list[str]:
     """The claim-level verdict lines of `keys`, each with the seeds' own labels and the budget."""
     lines = []
     for key in keys:
-        v = claim["verdicts"].get(key)
+        v = claim.verdicts.get(key)
         if v:
-            per_seed = ", ".join(f"seed {s}: {label}" for s, label in zip(claim["seeds"], v["per_seed"], strict=True))
-            lines.append(verdict_line(v["question"], v["label"], claim["budget"], per_seed))
+            per_seed = ", ".join(f"seed {s}: {label}" for s, label in zip(claim.seeds, v.per_seed, strict=True))
+            lines.append(verdict_line(v.question, v.label, claim.budget, per_seed))
     return lines
 
 
-def _summary_rows(report: dict[str, Any]) -> list[list[str]]:
+def _summary_rows(report: ClaimsReport) -> list[list[str]]:
     rows = []
     for name, heading, keys, _, _ in SECTIONS:
-        claim = report["claims"].get(name)
+        claim = getattr(report.claims, name)
         for key in keys if claim else ():
-            v = claim["verdicts"].get(key)
+            v = claim.verdicts.get(key)
             if v:
-                rows.append([heading.split(":")[0], v["question"], f"**{v['label']}**", ", ".join(v["per_seed"])])
+                rows.append([heading.split(":")[0], v.question, f"**{v.label}**", ", ".join(v.per_seed)])
     return rows
 
 
-def render(report: dict[str, Any]) -> str:
-    cfg = report["config"]
+def render(report: ClaimsReport) -> str:
+    cfg = report.config
     n = int(cfg["bootstrap_samples"])
-    lines = [f"# {report['title']}", ""]
+    lines = [f"# {report.title}", ""]
     seeds = ", ".join(map(str, cfg["seeds"]))
-    lines += run_lines(f"- preset: {report['preset'] or '(none)'}; seeds {seeds}; base model {cfg['model']}; "
-                       f"train config {cfg['train']}; decoding {cfg['decode']}; {report['num_sentences']} test "
-                       f"sentences", cfg["overrides"], report["hardware"], report["seconds"])
-    lines += [f"- budget: every run trained {report['budget']}", ""]
+    lines += run_lines(f"- preset: {report.preset or '(none)'}; seeds {seeds}; base model {cfg['model']}; "
+                       f"train config {cfg['train']}; decoding {cfg['decode']}; {report.num_sentences} test "
+                       f"sentences", cfg["overrides"], report.hardware, report.seconds)
+    lines += [f"- budget: every run trained {report.budget}", ""]
     lines += ["Verdicts per seed: supported / not supported when p < 0.05 in the claimed / opposite direction, "
               f"otherwise inconclusive at this budget; BLEU comparisons where no system reaches {cfg['min_bleu']:g} "
               "BLEU are inconclusive too. A verdict is the one every seed gives, else inconclusive. p-values: "
               "approximate randomisation for BLEU, signed centred bootstrap for per-sentence statistics (on the log "
               "scale for ratios); \"p < 0.001\" is the resampling floor; * marks p < 0.05.", "",
-              f"## Verdicts, {report['budget']}", ""]
+              f"## Verdicts, {report.budget}", ""]
     lines += md_table(["section", "question", "verdict", "per seed"], _summary_rows(report)) + ["", "## Runs", ""]
     rows = []
-    for r in report["runs"]:
-        m = r.get("model", {})
-        rows.append([r["name"], str(m.get("scorer", "-")), str(m.get("heads", "-")), str(m.get("hidden", "-")),
+    for r in report.runs:
+        m = r.model
+        rows.append([r.name, str(m.get("scorer", "-")), str(m.get("heads", "-")), str(m.get("hidden", "-")),
                      str(m.get("attention_dim") or "-"), "yes" if m.get("hard") else "no",
-                     f"{r['num_parameters']:,}", str(r["steps"]), r["stop_reason"] or "-",
-                     f"{r['wall_seconds'] / 60:.1f}", fmt_num(r["best_valid_bleu"]), Path(r["run_dir"]).name])
+                     f"{r.num_parameters:,}", str(r.steps), r.stop_reason or "-",
+                     f"{r.wall_seconds / 60:.1f}", fmt_num(r.best_valid_bleu), Path(r.run_dir).name])
     lines += md_table(["variant", "scorer", "heads", "hidden", "attention_dim", "hard", "parameters", "updates",
                        "stopped by", "wall min", "best valid BLEU", "run dir"], rows) + [""]
     for name, heading, keys, summary_key, section in SECTIONS:
-        claim = report["claims"].get(name)
+        claim = getattr(report.claims, name)
         if not claim:
             continue
         lines += [f"## {heading}", "", *_claim_verdicts(claim, keys), ""]
-        for seed, c in claim["seeds"].items():
-            summary = c.get(summary_key) or ""
+        for seed, c in claim.seeds.items():
+            summary = getattr(c, summary_key) or ""
             lines += [f"### Seed {seed}", ""] + ([f"{summary[0].upper()}{summary[1:]}.", ""] if summary else [])
-            lines += section(c, claim["budget"], n)
-            lines += [verdict_line(f"seed {seed}: {claim['verdicts'][k]['question']}", c["verdicts"][k],
-                                   claim["budget"]) for k in keys if k in c["verdicts"]] + [""]
-        if claim.get("plot"):
-            lines += [f"![scaled vs unscaled, seed {cfg['seeds'][0]}, {claim['budget']}]({claim['plot']})", ""]
+            lines += section(c, n)
+            lines += [verdict_line(f"seed {seed}: {claim.verdicts[k].question}", c.verdicts[k], claim.budget)
+                      for k in keys if k in c.verdicts] + [""]
+        if getattr(claim, "plot", ""):  # only the scaling claim has a plot
+            lines += [f"![scaled vs unscaled, seed {cfg['seeds'][0]}, {claim.budget}]({claim.plot})", ""]
     return "\n".join(lines)

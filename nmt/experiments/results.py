@@ -1,10 +1,12 @@
-"""What `nmt-bottleneck` measures, as types: its report.json is `dataclasses.asdict(BottleneckReport)` and its
-report.md is rendered from a `BottleneckReport` (nmt/experiments/bottleneck_report.py), built by
-nmt/experiments/bottleneck.py or read back with `BottleneckReport.read`.
+"""What the experiments measure, as types. A report.json is `dataclasses.asdict` of a `BottleneckReport`
+(nmt/experiments/bottleneck.py) or a `ClaimsReport` (nmt/experiments/claims.py); report.md is rendered from the
+dataclass (nmt/experiments/bottleneck_report.py, claims_report.py), built by the experiment or read back from its
+report.json with `.read`.
 
-Records that come whole from the layers below stay as they return them: the sacreBLEU comparisons and
-by-length rows of nmt/evaluation ({"difference", "difference_ci", "p_value", ...}), length statistics
-({"ratio", "brevity_penalty"}), NLL bins over the target ({"start", "tokens", "nll"}), configs and hardware.
+Records that come whole from the layers below stay as they return them: paired tests and by-length rows of
+nmt/metrics and nmt/evaluation ({"difference", "difference_ci", "p_value", ...}; `ratio_bootstrap`'s {"ratio",
+"ratio_ci", "p_value", ...}), length statistics ({"ratio", "brevity_penalty"}), NLL bins over the target
+({"start", "tokens", "nll"}), configs and hardware.
 """
 
 from __future__ import annotations
@@ -264,4 +266,182 @@ class BottleneckReport:
     @classmethod
     def read(cls, path: str | Path) -> BottleneckReport:
         """A report.json written by `nmt-bottleneck`."""
+        return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# The claims --------------------------------------------------------------------------------------------------------
+@dataclass
+class Scored:
+    """One system on the test set: BLEU with its 95% interval, chrF, length ratio (hypothesis / reference
+    tokens), brevity penalty and the BLEU signature."""
+
+    bleu: float
+    bleu_ci: list[float]
+    chrf: float
+    ratio: float
+    brevity_penalty: float
+    signature: str
+
+
+@dataclass
+class ProbeStats:
+    """Attention statistics of one model (means over probe sentences and decoder steps), or of synthetic vectors."""
+
+    entropy: float  # nats
+    max_weight: float
+    grad_norm: float  # at the scores (after any 1/sqrt(d_k))
+    raw_grad_norm: float  # at q.k
+    param_grad: dict[str, float] = field(default_factory=dict)  # projection name -> gradient norm (models only)
+
+
+@dataclass
+class ScalingStage:
+    """dot vs scaled_dot at one stage (synthetic, init, trained) and one d_k."""
+
+    dot: ProbeStats
+    scaled_dot: ProbeStats
+    grad_norm_change: dict[str, Any] | None = None  # ratio_bootstrap + "change_pct", "change_ci" (models only)
+    raw_grad_norm_change: dict[str, Any] | None = None
+    raw_grad_change_pct: float | None = None  # synthetic only: one draw, no test
+
+
+@dataclass
+class ScalingBleu:
+    dot: Scored
+    scaled_dot: Scored
+    test: dict[str, Any]  # paired test, scaled_dot - dot
+
+
+@dataclass
+class ScalingRow:
+    d_k: int
+    init: ScalingStage
+    trained: ScalingStage
+    synthetic: ScalingStage
+    bleu: ScalingBleu
+
+
+@dataclass
+class TemperatureRow(Scored):
+    temperature: float
+    entropy: float  # mean attention entropy (nats) of the decoded test set
+    vs_trained: dict[str, Any] | None  # paired test, temperature 1 - this one (None at 1)
+
+
+@dataclass
+class ScorerRow(Scored):
+    name: str  # the variant
+    scorer: str
+    heads: int
+    hidden: int
+    attention_dim: int
+    num_parameters: int
+    steps: int
+    vs_reference: dict[str, Any] | None  # paired test against the reference scorer (None: the reference itself)
+
+
+@dataclass
+class SeedClaim:
+    """One claim analysed on one seed: each question's label and a one-line summary of the numbers."""
+
+    verdicts: dict[str, str]  # question key (verdicts.CLAIM_QUESTIONS) -> label
+    summary: str
+
+
+@dataclass
+class ScalingSeed(SeedClaim):
+    rows: list[ScalingRow]  # per d_k
+
+
+@dataclass
+class TemperatureSeed(SeedClaim):
+    rows: list[TemperatureRow]  # in increasing temperature
+    entropy_steps: list[dict[str, Any]]  # paired test of the entropy per step up in temperature
+
+
+@dataclass
+class HardSeed(SeedClaim):
+    rows: dict[str, Scored]  # "soft", "hard at inference", "hard trained"
+    tests: dict[str, dict[str, Any]]  # hard variant -> paired test, soft - hard
+
+
+@dataclass
+class ScorersSeed(SeedClaim):
+    rows: list[ScorerRow]
+    reference: str  # the reference variant
+    heads_test: dict[str, Any] | None  # most heads - fewest, paired test (+ "system_name", "baseline_name")
+    heads_summary: str | None
+
+
+@dataclass
+class ClaimVerdict:
+    """One question of a claim over seeds: the label every seed gives, else inconclusive."""
+
+    question: str
+    label: str
+    per_seed: list[str]
+
+
+@dataclass
+class Claim:
+    verdicts: dict[str, ClaimVerdict]
+    budget: str  # "at 300 updates of 2.048k tokens"
+    summary: str  # every verdict of the claim, with the budget
+
+
+@dataclass
+class ScalingClaim(Claim):
+    seeds: dict[str, ScalingSeed]
+    plot: str = ""
+
+
+@dataclass
+class TemperatureClaim(Claim):
+    seeds: dict[str, TemperatureSeed]
+
+
+@dataclass
+class HardClaim(Claim):
+    seeds: dict[str, HardSeed]
+
+
+@dataclass
+class ScorersClaim(Claim):
+    seeds: dict[str, ScorersSeed]
+
+
+@dataclass
+class Claims:
+    """The claims that were run (None: not selected)."""
+
+    scaling: ScalingClaim | None = None
+    temperature: TemperatureClaim | None = None
+    hard: HardClaim | None = None
+    scorers: ScorersClaim | None = None
+
+
+@dataclass
+class ClaimsRun(RunResult):
+    """A trained variant and the attention options that make it one."""
+
+    model: dict[str, Any] = field(default_factory=dict)  # scorer, heads, hidden, attention_dim, hard
+
+
+@dataclass
+class ClaimsReport:
+    title: str
+    preset: str | None
+    config: dict[str, Any]  # the experiment's resolved config
+    hardware: dict[str, Any]
+    split: str
+    num_sentences: int
+    decode: dict[str, Any]
+    budget: str
+    runs: list[ClaimsRun]
+    claims: Claims
+    seconds: float = 0.0
+
+    @classmethod
+    def read(cls, path: str | Path) -> ClaimsReport:
+        """A report.json written by `nmt-claims`."""
         return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")))

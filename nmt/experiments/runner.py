@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +123,6 @@ class RunResult:
     def hypotheses(self, split: str) -> list[str]:
         return read_text_lines(self.decoded[split].file, "hypotheses")
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        if out["trained_as"] is None:
-            del out["trained_as"]
-        return out
-
 
 def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device, suffix: str = ""
                   ) -> tuple[Any, dict[str, Decoded]]:
@@ -216,10 +210,6 @@ def _log_result(r: RunResult, log: Callable[[str], None]) -> None:
     bleu = "-" if r.best_valid_bleu is None else f"{r.best_valid_bleu:.2f}"
     log(f"  done {r.name}: {r.steps} steps ({r.stop_reason}) in {r.wall_seconds / 60:.1f} min, "
         f"best valid BLEU {bleu} at step {r.checkpoint_step}")
-
-
-def job_dict(job: Job) -> dict[str, Any]:
-    return {k: v for k, v in asdict(job).items() if k != "config"}
 
 
 def script_main(script: str, run: Callable[..., Any], doc: str, argv: Sequence[str] | None = None) -> None:
