@@ -153,9 +153,9 @@ def test_files_needs_train_and_valid(tmp_path):
         prepare_corpus(files_config(tmp_path, {"train": pair}), log=lambda _: None)
 
 
-def test_relative_files_resolve_under_the_mirror_subdir_first(tmp_path, monkeypatch, mirror):
+def test_relative_files_resolve_under_the_mirror_subdir_first(tmp_path, monkeypatch, real_mirror):
     monkeypatch.chdir(tmp_path)
-    assert resolve_data_file("train.de.gz", "wmt-newstest-de-en") == mirror / "wmt-newstest-de-en" / "train.de.gz"
+    assert resolve_data_file("train.de.gz", "wmt-newstest-de-en") == real_mirror / "wmt-newstest-de-en" / "train.de.gz"
     write(tmp_path / "local.de", ["x"])
     assert resolve_data_file("local.de", "wmt-newstest-de-en") == Path("local.de")
     monkeypatch.delenv("NMT_DATA_MIRROR")

@@ -105,11 +105,11 @@ def test_a_given_tokenizer_encodes_the_corpus_and_nothing_is_trained(tmp_path: P
 
 # On real corpora -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def news_files(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+def news_files(real_mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     """Another domain than Multi30k's image captions: 3,000 short WMT news train pairs and 100 valid pairs
     (newstest2013), in plain files."""
     root = tmp_path_factory.mktemp("news")
-    news = mirror / "wmt-newstest-de-en"
+    news = real_mirror / "wmt-newstest-de-en"
     with gzip.open(news / "train.de.gz", "rt", encoding="utf-8") as de, \
             gzip.open(news / "train.en.gz", "rt", encoding="utf-8") as en:
         keep = [(d, e) for d, e in zip(de, en, strict=True)

@@ -145,14 +145,14 @@ def nmt_prepare(*args: str, cwd: Path, mirror: Path | None = None) -> subprocess
 
 
 @pytest.mark.slow
-def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
+def test_cli_prepares_multi30k_from_the_mirror(tmp_path, real_mirror):
     root = tmp_path / "data"
     run = nmt_prepare(
         f"data.root={root}",
         "data.tokenizer.vocab_size=1000",
         "data.tokenizer.model_type=bpe",
         cwd=tmp_path,
-        mirror=mirror,
+        mirror=real_mirror,
     )
     assert run.returncode == 0, run.stderr
     out = run.stdout
@@ -164,8 +164,8 @@ def test_cli_prepares_multi30k_from_the_mirror(tmp_path, mirror):
     tokenizer = TokenizerConfig(vocab_size=1000, model_type="bpe")
     corpus = prepare_corpus(DataConfig(root=str(root), tokenizer=tokenizer), log=quiet)
     assert corpus.stats["cache"] == "hit"
-    assert corpus.split("test")["src"] == read_corpus_lines(mirror / "multi30k" / "test_2016_flickr.de.gz")
-    assert corpus.split("valid")["tgt"] == read_corpus_lines(mirror / "multi30k" / "val.en.gz")
+    assert corpus.split("test")["src"] == read_corpus_lines(real_mirror / "multi30k" / "test_2016_flickr.de.gz")
+    assert corpus.split("valid")["tgt"] == read_corpus_lines(real_mirror / "multi30k" / "val.en.gz")
     assert corpus.tokenizer.src_vocab_size == 1000
 
 

@@ -18,9 +18,9 @@ TINY_TGT = ["a dog runs in the park", "two cats sleep", "a man rides a bike", "a
 
 
 @pytest.fixture(scope="module")
-def multi30k_lines(mirror):
-    de = read_corpus_lines(mirror / "multi30k" / "train.de.gz")[:3000]
-    en = read_corpus_lines(mirror / "multi30k" / "train.en.gz")[:3000]
+def multi30k_lines(real_mirror):
+    de = read_corpus_lines(real_mirror / "multi30k" / "train.de.gz")[:3000]
+    en = read_corpus_lines(real_mirror / "multi30k" / "train.en.gz")[:3000]
     return de, en
 
 
