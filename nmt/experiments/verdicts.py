@@ -63,13 +63,13 @@ REMOVES = "attention removes the degradation"
 REDUCES = "attention reduces but does not remove the degradation"
 
 
-def length_verdict(r: Retention, fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+def length_verdict(result: Retention, fixed: str, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
     """Question (a), "does the fixed-context model degrade, and does attention degrade less?", on one seed's
     `retention`: supported when the fixed model degrades (p < 0.01) and attention retains more (p < 0.01); not
     supported when the fixed model keeps >= 90% of its k = 1 BLEU, or attention retains no more than it;
     inconclusive otherwise (and when no system reaches `min_bleu` at k = 1). Returns (label, reason)."""
-    f, a, d = r.systems[fixed], r.systems[attention], r.difference
-    n = r.n_samples
+    f, a, d = result.systems[fixed], result.systems[attention], result.difference
+    n = result.n_samples
     if min(f.bleu_short, a.bleu_short) < min_bleu:
         return INCONCLUSIVE, f"a system stays under {min_bleu:g} BLEU at k = 1: too weak to show a bottleneck"
     if f.retained >= KEEPS_BLEU:
@@ -90,16 +90,17 @@ def length_verdict(r: Retention, fixed: str, attention: str, min_bleu: float = 5
                        f"{d.value:+.0%}, {p_text(d.p_value, n)})")
 
 
-def removal_verdict(r: Retention, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
+def removal_verdict(result: Retention, attention: str, min_bleu: float = 5.0) -> tuple[str, str]:
     """Question (b), "does attention remove the degradation?", on one seed's `retention`: attention's own
     retention against 100%. REMOVES when its one-sided test of degradation is not significant (p >= 0.01) and
     the lower end of its 95% interval is >= 90%; otherwise REDUCES (the degradation is still measurable).
     Returns (label, reason)."""
-    a = r.systems[attention]
+    a = result.systems[attention]
     if a.bleu_short < min_bleu:
         return INCONCLUSIVE, f"{attention} stays under {min_bleu:g} BLEU at k = 1"
     lo, hi = a.retained_ci
-    kept = f"{attention} keeps {a.retained:.0%} [{lo:.0%}, {hi:.0%}] ({p_text(a.p_degrades, r.n_samples)} for < 100%)"
+    p = p_text(a.p_degrades, result.n_samples)
+    kept = f"{attention} keeps {a.retained:.0%} [{lo:.0%}, {hi:.0%}] ({p} for < 100%)"
     if a.p_degrades >= BOTTLENECK_ALPHA and lo >= KEEPS_BLEU:
         return REMOVES, f"{kept}: no measurable degradation"
     why = "it still degrades" if a.p_degrades < BOTTLENECK_ALPHA else f"its interval reaches below {KEEPS_BLEU:.0%}"
