@@ -11,7 +11,7 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -150,14 +150,30 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON document in `path`; a missing, unreadable or malformed file is one NMTError naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NMTError(f"no such file: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NMTError(f"{path} is not a readable JSON file ({e})") from None
+
+
 def from_json(kind: Any, data: Any) -> Any:
     """`data` as read by json.loads, rebuilt as `kind`: a dataclass (its fields' annotations say how to rebuild
     each value), `list[...]`, `dict[str, ...]`, `X | None`, or anything else (taken as it is). The inverse of
     `dataclasses.asdict`; a key the dataclass lacks is ignored and a field missing from `data` takes its default,
-    so a report written by an earlier release still reads."""
+    so a report written by an earlier release still reads; a required field missing is an NMTError naming it."""
     if data is None:
         return None
     if is_dataclass(kind):
+        if not isinstance(data, dict):
+            raise NMTError(f"{kind.__name__}: expected a JSON object, got {type(data).__name__}")
+        required = [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise NMTError(f"{kind.__name__}: missing {', '.join(missing)}")
         hints = typing.get_type_hints(kind)
         return kind(**{f.name: from_json(hints[f.name], data[f.name]) for f in fields(kind) if f.name in data})
     origin, args = typing.get_origin(kind), typing.get_args(kind)

@@ -95,7 +95,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for reason, count in reasons.most_common():
             terminalreporter.write_line(f"{count:4d}  {reason}")
     if os.environ.get("NMT_DATA_MIRROR", "") in ("", str(SAMPLE_MIRROR)):  # set by `mirror` in this process
-        terminalreporter.write_line(f"{NO_MIRROR}: the corpus tests ran on the constructed sample in {SAMPLE_MIRROR}")
+        terminalreporter.write_line(f"{NO_MIRROR}: tests that read a corpus use the constructed sample in "
+                                    f"{SAMPLE_MIRROR}")
 
 
 # Tiny trained checkpoints (evaluation, translation, averaging) ----------------------------------------------

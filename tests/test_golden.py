@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nmt.errors import NMTError
 from nmt.evaluation.scoring import score
 from nmt.experiments.bottleneck_report import render as render_bottleneck
 from nmt.experiments.claims_report import render as render_claims
@@ -61,3 +62,14 @@ def test_a_report_of_an_earlier_format_reads_with_defaults_and_without_unknown_k
     assert read.seconds == 0.0 and all(r.trained_as is None for r in read.runs)
     assert isinstance(read.sections[0].levels.sweep.pairs[0].larger, int)
     assert read.sections[0].levels.seeds[0].control.difference.p_less is None  # not written before
+
+
+def test_a_report_that_is_not_one_is_refused_in_one_line(tmp_path: Path):
+    (tmp_path / "cut.json").write_text('{"title": "x", ', encoding="utf-8")
+    with pytest.raises(NMTError, match="cut.json is not a readable JSON file"):
+        BottleneckReport.read(tmp_path / "cut.json")
+    (tmp_path / "other.json").write_text('{"title": "x", "runs": []}', encoding="utf-8")
+    with pytest.raises(NMTError, match="BottleneckReport: missing preset, config, hardware, sections"):
+        BottleneckReport.read(tmp_path / "other.json")
+    with pytest.raises(NMTError, match="no such file"):
+        ClaimsReport.read(tmp_path / "absent.json")

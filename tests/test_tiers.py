@@ -49,7 +49,7 @@ def test_without_the_mirror_the_sample_stands_in_and_the_run_says_what_skipped(s
     result = suite.runpytest_inprocess("--strict-markers")  # `slow` is registered in pyproject.toml
     result.assert_outcomes(passed=3, skipped=1)  # only the test that needs the real corpora skips
     result.stdout.fnmatch_lines(["*1 tests skipped, by reason*", "*1  NMT_DATA_MIRROR is not set*cannot stand in*",
-                                 "*the corpus tests ran on the constructed sample*"])
+                                 "*tests that read a corpus use the constructed sample*"])
 
 
 def test_a_promised_mirror_that_is_missing_fails(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -314,7 +314,7 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     return out
 
 
-def aggregate_seeds(claim: str, seeds: dict[str, Any], budget: str) -> Claim:
+def aggregate_seeds(claim: str, seeds: dict[str, SeedClaim], budget: str) -> Claim:
     """Each verdict of a claim over seeds (the label every seed gives, else inconclusive), with its question and
     the budget; the summary names every verdict, so no claim reads as its easiest part alone."""
     verdicts = {}

@@ -11,13 +11,12 @@ nmt/metrics and nmt/evaluation ({"difference", "difference_ci", "p_value", ...};
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nmt.experiments.runner import RunResult
-from nmt.io import from_json
+from nmt.io import from_json, read_json
 from nmt.metrics.retention import Retention, RetentionDifference, Slope
 
 
@@ -266,7 +265,7 @@ class BottleneckReport:
     @classmethod
     def read(cls, path: str | Path) -> BottleneckReport:
         """A report.json written by `nmt-bottleneck`."""
-        return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+        return from_json(cls, read_json(path))
 
 
 # The claims --------------------------------------------------------------------------------------------------------
@@ -444,4 +443,4 @@ class ClaimsReport:
     @classmethod
     def read(cls, path: str | Path) -> ClaimsReport:
         """A report.json written by `nmt-claims`."""
-        return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")))
+        return from_json(cls, read_json(path))
