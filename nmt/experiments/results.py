@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from nmt.experiments.runner import RunResult
 from nmt.io import from_json, read_json
@@ -253,19 +253,25 @@ class Section:
 
 
 @dataclass
-class BottleneckReport:
+class ExperimentReport:
+    """What every experiment's report starts with."""
+
     title: str
     preset: str | None
     config: dict[str, Any]  # the experiment's resolved config
     hardware: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        """A report.json the experiment wrote."""
+        return from_json(cls, read_json(path))
+
+
+@dataclass
+class BottleneckReport(ExperimentReport):
     runs: list[RunResult]
     sections: list[Section]
     seconds: float = 0.0
-
-    @classmethod
-    def read(cls, path: str | Path) -> BottleneckReport:
-        """A report.json written by `nmt-bottleneck`."""
-        return from_json(cls, read_json(path))
 
 
 # The claims --------------------------------------------------------------------------------------------------------
@@ -427,11 +433,7 @@ class ClaimsRun(RunResult):
 
 
 @dataclass
-class ClaimsReport:
-    title: str
-    preset: str | None
-    config: dict[str, Any]  # the experiment's resolved config
-    hardware: dict[str, Any]
+class ClaimsReport(ExperimentReport):
     split: str
     num_sentences: int
     decode: dict[str, Any]
@@ -439,8 +441,3 @@ class ClaimsReport:
     runs: list[ClaimsRun]
     claims: Claims
     seconds: float = 0.0
-
-    @classmethod
-    def read(cls, path: str | Path) -> ClaimsReport:
-        """A report.json written by `nmt-claims`."""
-        return from_json(cls, read_json(path))
