@@ -294,10 +294,10 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
         return {"short": (hyps[names[0]], data[names[0]][1]),
                 "long": (hyps[names[-1]][:len(groups)], data[names[-1]][1][:len(groups)])}
 
-    seeds = []
+    seeds, scored_by_seed = [], {}
     for seed in cfg.seeds:
         pair = {s: plan.result(results, seed, s) for s in (FIXED, ATTENTION)}
-        scored = {s: score(files(r)) for s, r in pair.items()}
+        scored = scored_by_seed[seed] = {s: score(files(r)) for s, r in pair.items()}
         compared = {s: short_and_long(hyps) for s, (hyps, _) in scored.items()}
         ret = retention(compared, groups, FIXED, ATTENTION, n)
         label, reason = length_verdict(ret, FIXED, ATTENTION, float(cfg.min_bleu))
@@ -327,7 +327,8 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
                  aggregate=aggregate_bleu, ratio=ratio)
     if plan.sweep:
         first = cfg.seeds[0]
-        scored = {s: score(files(plan.result(results, first, s))) for s in (*plan.sweep, FIXED, ATTENTION)}
+        # The two main models of that seed are scored already; only the sweep's sizes are new.
+        scored = scored_by_seed[first] | {s: score(files(plan.result(results, first, s))) for s in plan.sweep}
         out.sweep = capacity_sweep(plan, {s: scores for s, (_, scores) in scored.items()},
                                    {s: short_and_long(hyps) for s, (hyps, _) in scored.items()}, groups, n,
                                    float(cfg.min_bleu), first)

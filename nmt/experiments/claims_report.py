@@ -28,7 +28,6 @@ from nmt.plots import new_figure, save_png
 STAGES = (("synthetic", "synthetic: unit-variance random q, k, no model; gradient measured at the scores",
            "synthetic random q, k"), ("init", "model at initialisation", "at init"),
           ("trained", "model after training", "trained"))
-SCORERS = ("dot", "scaled_dot")
 HEADS_VARIANT = ("slices: the scorer's query/key space is cut into equal slices, one softmax per slice, and each head "
                  "reads its own slice of the encoder states; no per-head value or output projections, so heads add "
                  "no parameters")
