@@ -47,8 +47,9 @@ PLACES = [("auf einer Bank", "on a bench"), ("vor einem Gebäude", "in front of 
 SPLITS = {"train": 3000, "val": 300, "test_2016_flickr": 300}
 
 
-def clause(rng: random.Random) -> tuple[str, str]:
-    """One main clause: subject, optional clothing, verb, optional object phrase, place."""
+def clause(rng: random.Random, subordinate: bool = False) -> tuple[str, str]:
+    """One clause: subject, optional clothing, verb, optional object phrase, place. A subordinate clause starts
+    in lower case and puts the German verb last."""
     de_subj, en_subj, plural = rng.choice(SUBJECTS)
     de, en = [de_subj], [en_subj]
     if rng.random() < 0.5:
@@ -57,7 +58,9 @@ def clause(rng: random.Random) -> tuple[str, str]:
         de.append(f"in {article} {colour}en {noun}")
         en.append(f"in a {en_colour} {en_noun}")
     de_sg, de_pl, en_sg, en_pl = rng.choice(VERBS)
-    de.append(de_pl if plural else de_sg)
+    verb = de_pl if plural else de_sg
+    if not subordinate:
+        de.append(verb)
     en.append(en_pl if plural else en_sg)
     de_place, en_place = rng.choice(PLACES)
     if rng.random() < 0.4:
@@ -67,20 +70,20 @@ def clause(rng: random.Random) -> tuple[str, str]:
     else:
         en.append(en_place)
     de.append(de_place)
-    return " ".join(de), " ".join(en)
+    if subordinate:
+        de.append(verb)
+    de_text, en_text = " ".join(de), " ".join(en)
+    if subordinate:
+        de_text, en_text = de_text[0].lower() + de_text[1:], en_text[0].lower() + en_text[1:]
+    return de_text, en_text
 
 
 def sentence(rng: random.Random) -> tuple[str, str]:
     """A caption: one clause, or two joined by "while" (German "während", verb last in the second)."""
     de, en = clause(rng)
     if rng.random() < 0.3:
-        de2, en2 = clause(rng)
-        words = de2.split()
-        verb = next(w for w in words if any(w in v[:2] for v in VERBS))
-        words.remove(verb)
-        rest = " ".join(words)
-        de = f"{de}, während {rest[0].lower()}{rest[1:]} {verb}"
-        en = f"{en} while {en2[0].lower()}{en2[1:]}"
+        de2, en2 = clause(rng, subordinate=True)
+        de, en = f"{de}, während {de2}", f"{en} while {en2}"
     return de + ".", en + "."
 
 
