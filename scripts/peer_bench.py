@@ -26,17 +26,20 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS), help="architectures")
     parser.add_argument("--out", default=None, help="output directory (new or empty)")
     parser.add_argument("--venv", default=".peer-venv", help="JoeyNMT's virtual environment (default .peer-venv)")
-    parser.add_argument("--eval-every", type=int, default=None,
-                        help="validation interval in steps for both toolkits (default: our train config's)")
-    parser.add_argument("--sentences", type=int, default=None,
-                        help="validate and score on the first N sentences of valid and test (default: all)")
+    # JoeyNMT's greedy validation of all 1,014 valid sentences took 267-274 s on one thread early in training
+    # (docs/peer.md): the defaults keep `make peer-bench` (both architectures, 20 minutes each) within 2 hours.
+    parser.add_argument("--eval-every", type=int, default=500,
+                        help="validation interval in steps for both toolkits (default 500; 0: our train config's)")
+    parser.add_argument("--sentences", type=int, default=500,
+                        help="validate and score on the first N sentences of valid and test (default 500; 0: all)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
                         help="score the weights at the end of the budget (last) or those of the best valid BLEU")
     parser.add_argument("--reference", default=None, metavar="REPORT_JSON",
                         help="train JoeyNMT alone (e.g. longer) against the nmt side of an earlier report.json")
     args = parser.parse_args()
-    report = run_peer_bench(args.out, args.minutes, args.archs, args.venv, args.eval_every, args.checkpoint,
-                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]), sentences=args.sentences,
+    report = run_peer_bench(args.out, args.minutes, args.archs, args.venv, args.eval_every or None, args.checkpoint,
+                            command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]),
+                            sentences=args.sentences or None,
                             reference=args.reference)
     print(f"report: {report['out_dir']}/report.md")
 
