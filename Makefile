@@ -43,7 +43,7 @@ capacity: install ## capacity sweep: fixed-context models differing only in the 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
 	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
-peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes (MINUTES=20; MINUTES=1 SENTENCES=100 smoke run; ~2 h)
+peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes (MINUTES=20; MINUTES=1 SENTENCES=100 smoke run; ~1 h)
 	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) \
 		$(if $(SENTENCES),--sentences $(SENTENCES))
 
