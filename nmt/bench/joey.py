@@ -234,7 +234,8 @@ def _joey_training(cfg: DictConfig, paths: JoeyPaths, unmatched: list[str]) -> d
         raise NMTError(f"train.optimizer={t.optimizer} has no JoeyNMT counterpart here")
     unmatched.append(f"train.batch_tokens: ours {t.batch_tokens} source + target tokens, padding included, batches "
                      f"of similar lengths vs JoeyNMT batch_size {t.batch_tokens // 2} tokens counted as sentences x "
-                     "(longest side + 1), unbucketed random batches: equal on average, not batch by batch")
+                     "(longest side + 1), unbucketed random batches: the same padded budget on average, not batch by "
+                     "batch; ours pads less, so it carries more real tokens per update")
     unmatched.append(f"train.label_smoothing: ours {t.label_smoothing} as eps/V on every class (PyTorch) vs JoeyNMT "
                      f"{t.label_smoothing} as eps/(V-2) on every class but the reference and padding")
     unmatched.append("train.max_minutes: ours the trainer's own budget of training time vs JoeyNMT none; the driver "
