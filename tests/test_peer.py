@@ -26,7 +26,7 @@ from nmt.bench.joey import (
     spm_pieces,
     start_interruptible,
 )
-from nmt.bench.peer import load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
+from nmt.bench.peer import end_curve, load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
@@ -170,6 +170,14 @@ def test_curves_minutes_and_time_to_bleu(tmp_path):
     assert [p["minutes"] for p in curve] == [pytest.approx(2.0), pytest.approx(4.0)]
     assert minutes_to_reach(curve, 4.5) == pytest.approx(3.0)
     assert minutes_to_reach(curve, 7.0) is None
+
+
+def test_the_end_of_budget_score_ends_a_curve_once():
+    validations = [{"step": 20, "minutes": 2.0, "bleu": 2.5}, {"step": 40, "minutes": 4.0, "bleu": 6.5}]
+    final = {"step": 40, "minutes": 4.0, "bleu": 6.4, "final": True}  # the trainer also validated at step 40
+    assert end_curve(validations, final) == [validations[0], final]
+    later = dict(final, step=45, minutes=4.5)  # JoeyNMT: no validation at its last step
+    assert end_curve(validations, later) == validations + [later]
 
 
 def test_spm_pieces_are_in_id_order_with_our_specials_first():

@@ -113,6 +113,12 @@ def steady_curve(points: list[dict[str, float]], train_seconds: float, steps: in
     return [dict(p, minutes=p["step"] * per_step) for p in points]
 
 
+def end_curve(curve: list[dict[str, Any]], final: dict[str, Any]) -> list[dict[str, Any]]:
+    """The curve with its last point `final`: our pipeline's greedy valid BLEU at the end of the budget. A
+    validation the trainer ran at that same step is replaced by it, not repeated."""
+    return [p for p in curve if p["step"] != final["step"]] + [final]
+
+
 def minutes_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
     """First minute a curve reaches `target` BLEU, linearly between its points; None when it never does."""
     before = {"minutes": 0.0, "bleu": 0.0}
@@ -234,11 +240,10 @@ def _arch_result(arch: str, ours: dict[str, Any], paths: JoeyPaths, clock: JoeyC
     joey_seconds = clock.final_seconds or 0.0
     curves = {"nmt": list(ours["curve"]),
               "joeynmt": steady_curve(joey_validations(paths.model_dir), joey_seconds, stats["steps"])}
-    # The last point: our pipeline's greedy valid BLEU of the scored checkpoint, at the end of the budget.
     for tk, system in (("nmt", ours["system"]), ("joeynmt", {"steps": stats["steps"]})):
         minutes = system["train_minutes"] if tk == "nmt" else joey_seconds / 60
-        curves[tk].append({"step": system["steps"], "minutes": minutes,
-                           "bleu": scores[tk]["greedy"]["valid"]["bleu"], "final": True})
+        curves[tk] = end_curve(curves[tk], {"step": system["steps"], "minutes": minutes,
+                                            "bleu": scores[tk]["greedy"]["valid"]["bleu"], "final": True})
     systems = {
         "nmt": ours["system"],
         "joeynmt": {"steps": stats["steps"], "train_minutes": joey_seconds / 60, "tokens_per_s": None,
