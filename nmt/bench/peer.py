@@ -212,7 +212,7 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     if joey_proc.returncode != 0:
         raise NMTError(f"joeynmt test failed (exit {joey_proc.returncode}); see {logs_dir / 'joeynmt-test.log'}")
     ours = _ours_result(run_dir, _target_share(corpus), checkpoint) if reference is None else {
-        "system": reference["systems"]["nmt"], "curve": reference["curves"]["nmt"][:-1]}
+        "system": reference["systems"]["nmt"], "curve": reference["curves"]["nmt"]}
     scores = _score_all(out_dir, refs, ("joeynmt",) if reference else ("nmt", "joeynmt"))
     if reference is not None:
         scores["nmt"] = reference["scores"]["nmt"]
@@ -238,11 +238,12 @@ def _arch_result(arch: str, ours: dict[str, Any], paths: JoeyPaths, clock: JoeyC
                  unmatched: list[str]) -> dict[str, Any]:
     stats = joey_checkpoint_stats(paths.model_dir / "latest.ckpt")
     joey_seconds = clock.final_seconds or 0.0
-    curves = {"nmt": list(ours["curve"]),
+    curves = {"nmt": ours["curve"],
               "joeynmt": steady_curve(joey_validations(paths.model_dir), joey_seconds, stats["steps"])}
-    for tk, system in (("nmt", ours["system"]), ("joeynmt", {"steps": stats["steps"]})):
-        minutes = system["train_minutes"] if tk == "nmt" else joey_seconds / 60
-        curves[tk] = end_curve(curves[tk], {"step": system["steps"], "minutes": minutes,
+    ends = {"nmt": (ours["system"]["steps"], ours["system"]["train_minutes"]),
+            "joeynmt": (stats["steps"], joey_seconds / 60)}
+    for tk, (steps, minutes) in ends.items():
+        curves[tk] = end_curve(curves[tk], {"step": steps, "minutes": minutes,
                                             "bleu": scores[tk]["greedy"]["valid"]["bleu"], "final": True})
     systems = {
         "nmt": ours["system"],
