@@ -47,6 +47,10 @@ peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes 
 	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) \
 		$(if $(SENTENCES),--sentences $(SENTENCES))
 
+bench-against: install ## training tokens/s of this tree against REV, side by side A B A B (e.g. REV=main~3)
+	$(PY) scripts/bench_against.py $(or $(REV),$(error set REV, e.g. make bench-against REV=main~3)) --threads 1 \
+		--decode-sentences 0
+
 gpu-check: install ## prove the CUDA path (bf16, fused AdamW, TF32, compile, resume, beam, NCCL); one line without CUDA
 	$(VENV)/bin/nmt-gpu-check
 
@@ -61,4 +65,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test test-fast bench bottleneck capacity claims peer-bench gpu-check lint tensorboard clean
+.PHONY: help install prepare train test test-fast bench bench-against bottleneck capacity claims peer-bench gpu-check lint tensorboard clean

@@ -6,7 +6,7 @@
                                           # JoeyNMT alone for 60 minutes, against an earlier run's nmt side
 
 Writes report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
-its own virtual environment (--venv, created on first use). The logic is nmt/bench/peer.py and nmt/bench/joey.py.
+its own virtual environment (--venv, created on first use). The logic is scripts/peer/bench.py and scripts/peer/joey.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import argparse
 import shlex
 import sys
 
-from nmt.bench.peer import ARCHS, run_peer_bench
 from nmt.errors import user_errors
+
+from peer.bench import ARCHS, run_peer_bench
 
 
 @user_errors

@@ -9,19 +9,12 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nmt.bench import bench_against, benchmark
+from nmt.bench import benchmark
 from nmt.cli import bench as bench_cli
 from nmt.config import PAD_ID, DataConfig, TokenizerConfig
 from nmt.data.batching import collate
 from nmt.errors import NMTError
 from nmt.models import Transformer
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow
@@ -122,27 +115,6 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
     for key in ("greedy_sent_per_s", "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup"):
         assert row[key] > 0 and math.isfinite(row[key])
     assert f"| {ckpt} (rnn_attention, step" in benchmark.markdown(report)
-
-
-@pytest.mark.slow
-def test_against_a_revision_and_an_earlier_json(tiny_corpus_files, tmp_path, one_thread):
-    """The side-by-side comparison with a git revision (here HEAD itself) and with a saved report."""
-    data = DataConfig(name="bench_tiny", source="files", files=tiny_corpus_files, root=str(tmp_path / "data"),
-                      tokenizer=TokenizerConfig(vocab_size=250))
-    args = bench_cli.parse_args(["--small", "--models", "rnn_fixed", "--device", "cpu", "--threads", "1", "--steps",
-                                 "2", "--warmup", "1", "--batch-tokens", "600", "--decode-sentences", "0", "--out",
-                                 str(tmp_path / "bench.json")])
-    report = benchmark.run_benchmark(args, data)
-    cmp = bench_against.against_revision("HEAD", ["rnn_fixed_small"], report["batches"], report["vocab"], warmup=1,
-                                         rounds=2, threads=1)
-    row = cmp["models"]["rnn_fixed_small"]
-    assert len(row["all"]["this"]) == len(row["all"]["revision"]) == 2 and row["this"] > 0 and row["revision"] > 0
-    assert row["ratio"] == pytest.approx(row["this"] / row["revision"]) and len(cmp["commit"]) == 40
-    assert "| rnn_fixed_small |" in bench_against.markdown(cmp)
-    saved = bench_against.against_json(tmp_path / "bench.json", report)
-    assert saved["models"]["rnn_fixed_small"]["ratio"] == pytest.approx(1.0)
-    with pytest.raises(NMTError, match="not a git revision"):
-        bench_against.against_revision("no-such-rev", ["rnn_fixed_small"], report["batches"], report["vocab"], 1, 1, 1)
 
 
 def test_engine_batches_are_sorted_by_length_and_cut_by_size_tokens_or_limit():

@@ -89,6 +89,14 @@ def test_wheel_has_every_package_and_config(wheel):
     assert not [n for n in names if n.startswith("configs/")]  # inside the package, not a top-level "configs"
 
 
+def test_wheel_ships_the_toolkit_without_the_lab(wheel):
+    """The peer benchmark and the revision comparison live in scripts/, outside the wheel."""
+    names = zipfile.ZipFile(wheel).namelist()
+    assert all(n.split("/")[0] == "nmt" or n.split("/")[0].endswith(".dist-info") for n in names)
+    lab = [n for n in names if any(word in n for word in ("peer", "joey", "revision_probe", "bench_against"))]
+    assert not lab, f"lab code in the wheel: {lab}"
+
+
 @pytest.mark.slow
 def test_installed_wheel_runs_from_any_directory(wheel, mirror, tmp_path):
     python = _venv(tmp_path / "venv", wheel)

@@ -4,6 +4,7 @@
     -> evaluation -> experiments -> bench -> cli
 
 Every import counts, also those inside functions. `nmt/__init__.py` (lazy public names) is exempt.
+The lab around the product (scripts/: the peer benchmark, the revision comparison) imports nmt, never the reverse.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nmt"
+SCRIPTS = PACKAGE.parent / "scripts"
 LAYERS = [
     {"config", "errors", "runtime", "io", "plots"},
     {"data"},
@@ -67,6 +69,25 @@ def test_nothing_imports_the_cli():
     users = [f"{p.relative_to(PACKAGE.parent)}:{line}" for p in PACKAGE.rglob("*.py") if "cli" not in p.parts
              for line, target in imports_of(p) if target.startswith("nmt.cli")]
     assert not users
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The first dotted part of every absolute import in the file (`from peer.joey import x` -> peer)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+    return names
+
+
+def test_nmt_never_imports_the_lab_scripts():
+    lab = {p.stem for p in SCRIPTS.glob("*.py")} | {p.parent.name for p in SCRIPTS.glob("*/__init__.py")}
+    assert {"peer", "bench_against", "revision_probe"} <= lab
+    users = [f"{p.relative_to(PACKAGE.parent)} imports {name}" for p in PACKAGE.rglob("*.py")
+             for name in top_level_imports(p) & lab]
+    assert not users, "the package imports the lab:\n" + "\n".join(users)
 
 
 def module_name(path: Path) -> str:

@@ -1,3 +1,2 @@
-"""Speed and device diagnostics: the training/decoding benchmark (benchmark.py), this code against a git
-revision (bench_against.py), our engines against CTranslate2 (engines.py), the CUDA path in one command
-(gpu_check.py)."""
+"""Speed and device diagnostics: the training/decoding benchmark (benchmark.py), our engines against CTranslate2
+(engines.py), the CUDA path in one command (gpu_check.py)."""

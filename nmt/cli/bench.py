@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from nmt.bench import bench_against, benchmark, engines
+from nmt.bench import benchmark, engines
 from nmt.cli.entry import ArgumentParser
 from nmt.config import CHOICES, DecodeConfig
 from nmt.errors import user_errors
@@ -44,9 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time decoding with these trained checkpoints (greedy, beam 5, beam 5 one by one)")
     p.add_argument("--peak-tflops", type=float, help="device bf16 peak for the MFU")
     p.add_argument("--out", help="JSON path (default outputs/bench/<timestamp>.json)")
-    p.add_argument("--against", metavar="REV|FILE.json",
-                   help="also compare training tokens/s with a git revision (side by side, --rounds rounds, at "
-                   "least 3) or with the JSON of an earlier run on this machine")
     p.add_argument("--ctranslate2", metavar="CHECKPOINT", type=Path,
                    help="instead: decode --decode-sentences sentences of --test-split with this Transformer "
                    "checkpoint by our beam search (float32 and dynamic int8) and by its CTranslate2 float32 and "
@@ -86,14 +81,6 @@ def main(argv: list[str] | None = None) -> None:
         return
     report = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
     print(benchmark.markdown(report))
-    if args.against:
-        if args.against.endswith(".json"):
-            cmp = bench_against.against_json(args.against, report)
-        else:
-            cmp = bench_against.against_revision(args.against, report["config"]["models"], report["batches"],
-                                                 report["vocab"], args.warmup, max(args.rounds, 3),
-                                                 args.threads or torch.get_num_threads())
-        print("\n" + bench_against.markdown(cmp))
     print(f"\nwritten: {report['path']}")
 
 

@@ -1,6 +1,6 @@
 """JoeyNMT 2.3.0's command line on torch 2.13, run by the peer's own Python (not ours; it imports nothing of nmt):
 
-    .peer-venv/bin/python nmt/bench/joeynmt_launch.py train <config.yaml> --skip-test
+    .peer-venv/bin/python scripts/peer/joeynmt_launch.py train <config.yaml> --skip-test
 
 JoeyNMT 2.3.0 builds its plateau scheduler as ReduceLROnPlateau(..., verbose=False); torch 2.13 no longer takes
 `verbose` (it only printed each rate change). The launcher drops that argument and changes nothing else.

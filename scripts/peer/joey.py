@@ -1,4 +1,4 @@
-"""JoeyNMT 2.3.0 as the peer of `make peer-bench` (nmt/bench/peer.py): its own virtual environment, our prepared
+"""JoeyNMT 2.3.0 as the peer of `make peer-bench` (scripts/peer/bench.py): its own virtual environment, our prepared
 data and SentencePiece pieces in its plain-text layout, our config translated to its YAML, its training clock, and
 its train / test commands.
 

@@ -1,6 +1,6 @@
 """`make peer-bench`: this toolkit and JoeyNMT 2.3.0 trained side by side on the same machine, data, pieces and
 minutes, scored by the same sacreBLEU pipeline. Driving JoeyNMT itself (its venv, data, config, clock) is
-nmt/bench/joey.py.
+scripts/peer/joey.py.
 
     run_peer_bench(out_dir, minutes, ...) # per architecture: train both, decode, score, report.md/json, plot
 
@@ -25,7 +25,17 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from nmt.bench.joey import (
+from nmt.config import compose_config
+from nmt.data.corpus import PreparedCorpus, prepare_corpus
+from nmt.errors import NMTError
+from nmt.evaluation.report import fmt_num
+from nmt.inference.translator import Translator
+from nmt.io import make_out_dir, write_json, write_lines, write_text
+from nmt.metrics.scores import corpus_scores
+from nmt.plots import new_figure, save_png
+from nmt.runtime import hardware, hardware_line, set_threads
+
+from peer.joey import (
     DECODES,
     GRACE_SECONDS,
     JOEY_BEAM_ALPHA,
@@ -42,15 +52,6 @@ from nmt.bench.joey import (
     one_thread_env,
     start_interruptible,
 )
-from nmt.config import compose_config
-from nmt.data.corpus import PreparedCorpus, prepare_corpus
-from nmt.errors import NMTError
-from nmt.evaluation.report import fmt_num
-from nmt.inference.translator import Translator
-from nmt.io import make_out_dir, write_json, write_lines, write_text
-from nmt.metrics.scores import corpus_scores
-from nmt.plots import new_figure, save_png
-from nmt.runtime import hardware, hardware_line, set_threads
 
 # Our composed configs (Hydra overrides of configs/config.yaml) for each architecture, as the README trains them.
 ARCHS: dict[str, list[str]] = {

@@ -1,11 +1,15 @@
-"""`nmt-bench --against REV|FILE.json`: training throughput of this code against a git revision, side by side.
+"""Training throughput of this tree against a git revision (or an earlier `nmt-bench` JSON), side by side.
 
-Against a revision: the revision is checked out into a temporary git worktree, and one small timing child
-(nmt/bench/revision_probe.py, timing each package's own training step) runs alternately on the revision's
-package and on this one (A B A B ..., `rounds` times per model), on the same pickled batches, with the same
-threads: only the package differs, and a change of machine load hits both alike. The ratio is this code's
-median tokens/s over the revision's.
-Against a JSON file of an earlier `nmt-bench` run on the same machine: the ratios of the recorded rates.
+    .venv/bin/python scripts/bench_against.py REV [nmt-bench options]      # e.g. main~3 --models transformer
+    .venv/bin/python scripts/bench_against.py FILE.json [nmt-bench options]
+    make bench-against REV=main~3
+
+First `nmt-bench` runs with the given options (its report is printed and written as usual). Against a revision:
+the revision is checked out into a temporary git worktree, and one small timing child (scripts/revision_probe.py,
+timing each package's own training step) runs alternately on the revision's package and on this one (A B A B ...,
+`--rounds` times per model, at least 3), on the same pickled batches, with the same threads: only the package
+differs, and a change of machine load hits both alike. The ratio is this code's median tokens/s over the
+revision's. Against a JSON file of an earlier `nmt-bench` run on the same machine: the ratios of the recorded rates.
 """
 
 from __future__ import annotations
@@ -20,16 +24,18 @@ from typing import Any
 
 import torch
 
-from nmt.errors import NMTError
+from nmt.bench import benchmark
+from nmt.cli import bench as bench_cli
+from nmt.errors import NMTError, user_errors
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = Path(__file__).with_name("revision_probe.py")  # the timing child, run on either side
 
 
 def _probe(source_root: Path, model_yaml: Path, batches_file: Path, warmup: int, threads: int) -> float:
     env_path = str(source_root)
-    # -P: the probe's own folder (nmt/bench of this tree) stays off sys.path, so `nmt` is the one under test.
+    # -P: the probe's own folder (scripts/) stays off sys.path, so `nmt` is the one under test.
     done = subprocess.run([sys.executable, "-P", str(PROBE), str(model_yaml), str(batches_file), str(warmup),
                            str(threads)], capture_output=True, text=True, env={"PYTHONPATH": env_path,
                                                                                "PATH": "/usr/bin:/bin"})
@@ -91,3 +97,25 @@ def markdown(cmp: dict[str, Any]) -> str:
     for name, r in cmp["models"].items():
         lines.append(f"| {name} | {r['this']:,.0f} | {r['revision']:,.0f} | {r['ratio']:.2f}x |")
     return "\n".join(lines)
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-"):
+        raise NMTError("usage: scripts/bench_against.py REV|FILE.json [nmt-bench options]")
+    against, args = argv[0], bench_cli.parse_args(argv[1:])
+    if against.endswith(".json") and not Path(against).is_file():
+        raise NMTError(f"{against}: no such file (a JSON report of an earlier nmt-bench run)")
+    report = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
+    print(benchmark.markdown(report))
+    if against.endswith(".json"):
+        cmp = against_json(against, report)
+    else:
+        cmp = against_revision(against, report["config"]["models"], report["batches"], report["vocab"], args.warmup,
+                               max(args.rounds, 3), args.threads or torch.get_num_threads())
+    print("\n" + markdown(cmp) + f"\n\nwritten: {report['path']}")
+
+
+if __name__ == "__main__":
+    main()

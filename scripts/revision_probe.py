@@ -1,7 +1,7 @@
-"""The timing child of `nmt-bench --against REV`: training tokens/s of whichever nmt package comes first on
+"""The timing child of scripts/bench_against.py: training tokens/s of whichever nmt package comes first on
 sys.path (the checked-out revision's, or this one's).
 
-    PYTHONPATH=<source tree> python -P nmt/bench/revision_probe.py MODEL_YAML BATCHES_FILE WARMUP THREADS
+    PYTHONPATH=<source tree> python -P scripts/revision_probe.py MODEL_YAML BATCHES_FILE WARMUP THREADS
 
 Prints one JSON line, {"tokens_per_s": ...}. It times the package's own training step
 (nmt.training.step.train_step) and, for a revision from before that step existed, the same work written out

@@ -1,4 +1,4 @@
-"""The JoeyNMT side-by-side benchmark (nmt/bench/peer.py; JoeyNMT itself in nmt/bench/joey.py): our configs
+"""The JoeyNMT side-by-side benchmark (scripts/peer/bench.py; JoeyNMT itself in scripts/peer/joey.py): our configs
 translated to JoeyNMT 2.3 YAML with every unmatched option reported, its outputs scored by our pipeline, its
 training clock read from its log. No JoeyNMT install is needed: these tests stop short of running it."""
 
@@ -15,8 +15,15 @@ import torch
 import yaml
 from torch.optim import lr_scheduler
 
-from nmt.bench import joeynmt_launch
-from nmt.bench.joey import (
+from nmt.config import DataConfig, TokenizerConfig
+from nmt.data.corpus import prepare_corpus
+from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
+from nmt.metrics.scores import corpus_scores
+
+from peer import joeynmt_launch
+from peer.bench import end_curve, load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
+from peer.joey import (
     JoeyClock,
     JoeyPaths,
     export_corpus,
@@ -26,12 +33,6 @@ from nmt.bench.joey import (
     spm_pieces,
     start_interruptible,
 )
-from nmt.bench.peer import end_curve, load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
-from nmt.config import DataConfig, TokenizerConfig
-from nmt.data.corpus import prepare_corpus
-from nmt.data.tokenizer import Tokenizer
-from nmt.errors import NMTError
-from nmt.metrics.scores import corpus_scores
 
 
 @pytest.fixture
