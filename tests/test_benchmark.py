@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -33,9 +34,14 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
         "--small", "--device", "cpu", "--threads", "1", "--steps", "2", "--warmup", "1", "--batch-tokens", "600",
         "--decode-sentences", "3", "--compare-threads", "1", "2", "--rounds", "1", "--out", str(out),
     ])  # fmt: skip
-    report = benchmark.run_benchmark(args, data)
+    run = benchmark.run_benchmark(args, data)
+    report = run.report
     saved = json.loads(out.read_text())
-    assert saved == json.loads(json.dumps({k: v for k, v in report.items() if k not in ("path", "batches", "vocab")}))
+    assert run.path == out and saved == json.loads(json.dumps(asdict(report)))
+    assert benchmark.BenchReport.read(out) == report  # the JSON reads back as the report
+    assert run.vocab == (report.config.vocab.src, report.config.vocab.tgt) == (saved["config"]["vocab"]["src"],
+                                                                                saved["config"]["vocab"]["tgt"])
+    assert len(run.batches) == 1 + 2  # warm-up + timed
 
     assert saved["device"] == "cpu" and saved["threads"] == 1 and saved["torch"] == torch.__version__
     hw = saved["hardware"]
@@ -116,11 +122,11 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
         "--batch-tokens", "600", "--decode-sentences", "3", "--checkpoints", str(ckpt),
         "--out", str(tmp_path / "b.json"),
     ])  # fmt: skip
-    report = benchmark.run_benchmark(args, data)
-    [row] = report["trained_decoding"]
-    assert row["checkpoint"] == str(ckpt) and row["arch"] == "rnn_attention"
+    report = benchmark.run_benchmark(args, data).report
+    [row] = report.trained_decoding
+    assert row.checkpoint == str(ckpt) and row.arch == "rnn_attention"
     for key in ("greedy_sent_per_s", "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup"):
-        assert row[key] > 0 and math.isfinite(row[key])
+        assert getattr(row, key) > 0 and math.isfinite(getattr(row, key))
     assert f"| {ckpt} (rnn_attention, step" in benchmark.markdown(report)
 
 
@@ -132,17 +138,17 @@ def test_against_a_revision_and_an_earlier_json(tiny_corpus_files, tmp_path, one
     args = bench_cli.parse_args(["--small", "--models", "rnn_fixed", "--device", "cpu", "--threads", "1", "--steps",
                                  "2", "--warmup", "1", "--batch-tokens", "600", "--decode-sentences", "0", "--out",
                                  str(tmp_path / "bench.json")])
-    report = benchmark.run_benchmark(args, data)
-    cmp = bench_against.against_revision("HEAD", ["rnn_fixed_small"], report["batches"], report["vocab"], warmup=1,
-                                         rounds=2, threads=1)
+    run = benchmark.run_benchmark(args, data)
+    cmp = bench_against.against_revision("HEAD", ["rnn_fixed_small"], run.batches, run.vocab, warmup=1, rounds=2,
+                                         threads=1)
     row = cmp["models"]["rnn_fixed_small"]
     assert len(row["all"]["this"]) == len(row["all"]["revision"]) == 2 and row["this"] > 0 and row["revision"] > 0
     assert row["ratio"] == pytest.approx(row["this"] / row["revision"]) and len(cmp["commit"]) == 40
     assert "| rnn_fixed_small |" in bench_against.markdown(cmp)
-    saved = bench_against.against_json(tmp_path / "bench.json", report)
+    saved = bench_against.against_json(tmp_path / "bench.json", asdict(run.report))
     assert saved["models"]["rnn_fixed_small"]["ratio"] == pytest.approx(1.0)
     with pytest.raises(NMTError, match="not a git revision"):
-        bench_against.against_revision("no-such-rev", ["rnn_fixed_small"], report["batches"], report["vocab"], 1, 1, 1)
+        bench_against.against_revision("no-such-rev", ["rnn_fixed_small"], run.batches, run.vocab, 1, 1, 1)
 
 
 def test_engine_batches_are_sorted_by_length_and_cut_by_size_tokens_or_limit():
