@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from nmt.bench import benchmark
+from nmt.bench.benchmark import BenchReport
 from nmt.cli import bench as bench_cli
 from nmt.errors import NMTError, user_errors
 
@@ -78,17 +79,17 @@ def against_revision(rev: str, models: list[str], batches: list[Any], vocab: tup
     return {"against": rev, "commit": sha, "rounds": rounds, "models": out}
 
 
-def against_json(path: str | Path, report: dict[str, Any]) -> dict[str, Any]:
+def against_json(path: str | Path, report: BenchReport) -> dict[str, Any]:
     """Ratios of this report's training tokens/s to those of an earlier report (same machine assumed)."""
     try:
-        old = json.loads(Path(path).read_text(encoding="utf-8"))
-        old_rates = {r["model"]: r["tokens_per_s"] for r in old["results"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        raise NMTError(f"--against {path}: not a JSON report of nmt-bench") from None
-    models = {r["model"]: {"this": r["tokens_per_s"], "revision": old_rates[r["model"]],
-                           "ratio": r["tokens_per_s"] / old_rates[r["model"]]}
-              for r in report["results"] if r["model"] in old_rates}
-    return {"against": str(path), "commit": old.get("created"), "rounds": 1, "models": models}
+        old = BenchReport.read(path)
+    except NMTError as e:
+        raise NMTError(f"{path}: not a JSON report of nmt-bench ({e})") from None
+    old_rates = {r.model: r.tokens_per_s for r in old.results}
+    models = {r.model: {"this": r.tokens_per_s, "revision": old_rates[r.model],
+                        "ratio": r.tokens_per_s / old_rates[r.model]}
+              for r in report.results if r.model in old_rates}
+    return {"against": str(path), "commit": old.created, "rounds": 1, "models": models}
 
 
 def markdown(cmp: dict[str, Any]) -> str:
@@ -107,14 +108,14 @@ def main(argv: list[str] | None = None) -> None:
     against, args = argv[0], bench_cli.parse_args(argv[1:])
     if against.endswith(".json") and not Path(against).is_file():
         raise NMTError(f"{against}: no such file (a JSON report of an earlier nmt-bench run)")
-    report = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
-    print(benchmark.markdown(report))
+    run = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
+    print(benchmark.markdown(run.report))
     if against.endswith(".json"):
-        cmp = against_json(against, report)
+        cmp = against_json(against, run.report)
     else:
-        cmp = against_revision(against, report["config"]["models"], report["batches"], report["vocab"], args.warmup,
+        cmp = against_revision(against, run.report.config.models, run.batches, run.vocab, args.warmup,
                                max(args.rounds, 3), args.threads or torch.get_num_threads())
-    print("\n" + markdown(cmp) + f"\n\nwritten: {report['path']}")
+    print("\n" + markdown(cmp) + f"\n\nwritten: {run.path}")
 
 
 if __name__ == "__main__":

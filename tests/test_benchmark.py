@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -26,9 +27,14 @@ def test_benchmark_report_has_every_field(tiny_corpus_files, tmp_path, one_threa
         "--small", "--device", "cpu", "--threads", "1", "--steps", "2", "--warmup", "1", "--batch-tokens", "600",
         "--decode-sentences", "3", "--compare-threads", "1", "2", "--rounds", "1", "--out", str(out),
     ])  # fmt: skip
-    report = benchmark.run_benchmark(args, data)
+    run = benchmark.run_benchmark(args, data)
+    report = run.report
     saved = json.loads(out.read_text())
-    assert saved == json.loads(json.dumps({k: v for k, v in report.items() if k not in ("path", "batches", "vocab")}))
+    assert run.path == out and saved == json.loads(json.dumps(asdict(report)))
+    assert benchmark.BenchReport.read(out) == report  # the JSON reads back as the report
+    assert run.vocab == (report.config.vocab.src, report.config.vocab.tgt) == (saved["config"]["vocab"]["src"],
+                                                                                saved["config"]["vocab"]["tgt"])
+    assert len(run.batches) == 1 + 2  # warm-up + timed
 
     assert saved["device"] == "cpu" and saved["threads"] == 1 and saved["torch"] == torch.__version__
     hw = saved["hardware"]
@@ -109,11 +115,11 @@ def test_benchmark_times_decoding_of_trained_checkpoints(tiny_run, tmp_path, one
         "--batch-tokens", "600", "--decode-sentences", "3", "--checkpoints", str(ckpt),
         "--out", str(tmp_path / "b.json"),
     ])  # fmt: skip
-    report = benchmark.run_benchmark(args, data)
-    [row] = report["trained_decoding"]
-    assert row["checkpoint"] == str(ckpt) and row["arch"] == "rnn_attention"
+    report = benchmark.run_benchmark(args, data).report
+    [row] = report.trained_decoding
+    assert row.checkpoint == str(ckpt) and row.arch == "rnn_attention"
     for key in ("greedy_sent_per_s", "beam5_sent_per_s", "beam5_single_sent_per_s", "beam5_batched_speedup"):
-        assert row[key] > 0 and math.isfinite(row[key])
+        assert getattr(row, key) > 0 and math.isfinite(getattr(row, key))
     assert f"| {ckpt} (rnn_attention, step" in benchmark.markdown(report)
 
 

@@ -34,16 +34,19 @@ def test_every_check_runs_on_the_cpu(tiny_corpus_files, tmp_path, one_thread):
     report = run_gpu_check("cpu", steps=8, out=tmp_path / "gpu", extra=extra,
                            models=("rnn_fixed_small", "transformer_small"), bench_models=("transformer_small",),
                            log=lines.append)
-    assert report is not None
-    assert [r["model"] for r in report["training"]] == ["rnn_fixed_small", "transformer_small"]
-    for r in report["training"]:
-        assert r["steps"] == 8 and len(r["valid_losses"]) == 2
-    assert report["resume"]["weights_restored"] and report["resume"]["finished"]
-    assert report["resume"]["killed_at_step"] >= 2
-    assert report["beam"]["sentences"] == 30 and report["beam"]["beam"] == 5
-    assert report["torchrun"]["ok"] and report["torchrun"]["backend"] == "gloo"
-    (bench,) = report["bench"]["results"]
-    assert bench["model"] == "transformer_small" and bench["tokens_per_s"] > 0 and bench["peak_memory_mib"] > 0
+    assert isinstance(report, gpu_check.GpuCheckReport)
+    assert [r.model for r in report.training] == ["rnn_fixed_small", "transformer_small"]
+    for r in report.training:
+        assert r.steps == 8 and len(r.valid_losses) == 2
+    assert report.resume.weights_restored and report.resume.finished
+    assert report.resume.killed_at_step >= 2
+    assert report.beam.sentences == 30 and report.beam.beam == 5
+    assert report.torchrun.ok and report.torchrun.backend == "gloo"
+    (bench,) = report.bench.results
+    assert bench.model == "transformer_small" and bench.tokens_per_s > 0 and bench.peak_memory_mib > 0
     saved = json.loads(next(Path(tmp_path / "gpu").glob("*/gpu_check.json")).read_text())
-    assert saved["ok"] == report["ok"]
+    assert saved["ok"] == report.ok
+    # the file keeps its keys: the bench's report flat under "bench", with its own file's path
+    assert saved["bench"]["results"][0]["model"] == "transformer_small" and saved["bench"]["ok"] is True
+    assert json.loads(Path(saved["bench"]["path"]).read_text())["results"] == saved["bench"]["results"]
     assert any(line.startswith("gpu-check ") for line in lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,8 @@ def test_a_cpu_build_of_torch_with_a_driver_says_so(no_cuda, monkeypatch, tmp_pa
     fake_driver(monkeypatch, tmp_path, OPEN_DRIVER, None)
     monkeypatch.setattr(torch.version, "cuda", None)
     report = gpu_check.run_gpu_check(out=tmp_path / "gpu", log=lambda _: None)
-    assert report is not None and not report["ok"]
-    assert "none (a CPU build)" in report["error"] and report["driver"] == "550.54.15"
+    assert report is not None and not report.ok
+    assert "none (a CPU build)" in report.error and report.driver == "550.54.15"
 
 
 def test_each_check_is_isolated_and_the_report_always_written(monkeypatch, tmp_path):
@@ -84,21 +85,24 @@ def test_each_check_is_isolated_and_the_report_always_written(monkeypatch, tmp_p
         return run
 
     monkeypatch.setattr(gpu_check, "check_training", check("train", error=RuntimeError("CUDA error: misaligned\nx")))
-    monkeypatch.setattr(gpu_check, "check_resume", check("resume", {"killed_at_step": 2, "weights_restored": True,
-                                                                    "finished": True, "ok": True}))
-    monkeypatch.setattr(gpu_check, "check_beam", check("beam", {"beam": 5, "sentences_per_s": 1.0, "bleu": 1.0,
-                                                                "ok": True}))
-    monkeypatch.setattr(gpu_check, "check_torchrun", check("torchrun", {"backend": "gloo", "ok": True}))
+    monkeypatch.setattr(gpu_check, "check_resume", check("resume", gpu_check.ResumeCheck(
+        model="a", killed_at_step=2, weights_restored=True, finished_step=4, finished=True, ok=True)))
+    monkeypatch.setattr(gpu_check, "check_beam", check("beam", gpu_check.BeamCheck(
+        beam=5, sentences=1, sentences_per_s=1.0, bleu=1.0)))
+    monkeypatch.setattr(gpu_check, "check_torchrun", check("torchrun", gpu_check.TorchrunCheck(
+        backend="gloo", ranks=2, exit_code=0, ok=True, log_tail="")))
     monkeypatch.setattr(gpu_check, "check_bench", check("bench", error=SystemExit("error: unknown model preset")))
     lines: list[str] = []
     report = gpu_check.run_gpu_check("cpu", steps=4, out=tmp_path, models=("a", "b"), log=lines.append)
     assert ran == ["train", "train", "resume", "beam", "torchrun", "bench"]  # every check ran after a failure
-    assert report["training"] == [{"ok": False, "error": "RuntimeError: CUDA error: misaligned"}] * 2
-    assert report["bench"] == {"ok": False, "error": "SystemExit: error: unknown model preset"}
-    assert report["resume"]["ok"] and not report["ok"]
+    assert report.training == [gpu_check.Failed(error="RuntimeError: CUDA error: misaligned")] * 2
+    assert report.bench == gpu_check.Failed(error="SystemExit: error: unknown model preset")
+    assert report.resume.ok and not report.ok
     assert "train: FAILED: RuntimeError: CUDA error: misaligned" in lines and lines[-1].startswith("gpu-check FAILED")
     saved = json.loads(next(tmp_path.glob("*/gpu_check.json")).read_text())
-    assert saved["ok"] is False and saved["training"] == report["training"]
+    assert saved["ok"] is False and saved["training"] == [asdict(r) for r in report.training]
+    assert saved["training"] == [{"ok": False, "error": "RuntimeError: CUDA error: misaligned"}] * 2  # its keys
+    assert saved["bench"] == {"ok": False, "error": "SystemExit: error: unknown model preset"}
 
 
 def test_the_report_is_written_even_when_the_check_itself_is_interrupted(monkeypatch, tmp_path):
@@ -163,16 +167,16 @@ def test_mfu_peak_table(name, peak):
 
 
 def test_mfu_column_says_unknown_peak_on_an_unknown_gpu():
-    assert benchmark._mfu_cell(None, {"hardware": {"gpu": "NVIDIA H100 MIG 3g.40gb"}}) == "unknown peak"
-    assert benchmark._mfu_cell(None, {"hardware": {"gpu": None}}) == "-"
-    assert benchmark._mfu_cell(41.25, {"hardware": {"gpu": "NVIDIA H100 PCIe"}}) == "41.2%"
+    assert benchmark._mfu_cell(None, "NVIDIA H100 MIG 3g.40gb") == "unknown peak"
+    assert benchmark._mfu_cell(None, None) == "-"
+    assert benchmark._mfu_cell(41.25, "NVIDIA H100 PCIe") == "41.2%"
 
 
 
 def test_precision_check_reports_the_recurrent_layers_in_fp32_under_bf16_autocast():
     result = gpu_check.check_precision("cpu")
-    assert result["ok"] and result["recurrent_fp32"] and result["graphs"] is None  # compile is asked on CUDA only
-    assert result["dtypes"]["rnn_fixed"]["encoder.rnn"] == "float32"
-    assert result["dtypes"]["rnn_attention"]["decoder.cells.0"] == "float32"
-    assert {d["logits"] for d in result["dtypes"].values()} == {"bfloat16"}
+    assert result.ok and result.recurrent_fp32 and result.graphs is None  # compile is asked on CUDA only
+    assert result.dtypes["rnn_fixed"]["encoder.rnn"] == "float32"
+    assert result.dtypes["rnn_attention"]["decoder.cells.0"] == "float32"
+    assert {d["logits"] for d in result.dtypes.values()} == {"bfloat16"}
     assert "fp32 as intended" in gpu_check.describe("precision", result)

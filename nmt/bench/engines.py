@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from nmt.decoding.search import max_output_lengths, translate
 from nmt.evaluation.report import md_table
 from nmt.inference.export import BATCH_TYPES, export_ctranslate2, load_ctranslate2, plan_batches
 from nmt.inference.translator import ExportedTranslator, Translator, check_lines
+from nmt.io import write_json
 from nmt.metrics.scores import corpus_scores
 from nmt.runtime import hardware
 
@@ -63,6 +63,61 @@ class Engine:
     intra_threads: int | None = None
     compute_type: str = "float32"
     batches: int = 0  # engine calls (batches) per translation of all sentences
+
+
+# The report: `dataclasses.asdict` of an EnginesReport is its JSON file (nmt.io.write_json).
+@dataclass
+class EngineRow:
+    """One engine at one thread layout, timed in every round; compared with "nmt" at the same thread count."""
+
+    engine: str
+    compute_type: str
+    threads: int
+    inter_threads: int | None  # CTranslate2 only
+    intra_threads: int | None
+    batches: int  # engine calls per translation of all sentences
+    seconds: list[float]  # per round
+    sentences_per_s: float  # median of the rounds
+    sentences_per_s_range: list[float]  # [min, max]
+    bleu: float  # of the first round's output
+    chrf: float
+    hypotheses_equal_ours: int  # sentences translated exactly as "nmt" translates them
+    speedup: float  # sentences_per_s against "nmt"'s
+    bleu_vs_ours: float  # bleu - "nmt"'s
+
+
+@dataclass
+class EngineDecode:
+    """The search and batching every engine ran with ("decode")."""
+
+    beam: int
+    alpha: float
+    length_norm: str  # our engines'; CTranslate2 normalises by length ** alpha (= power)
+    max_len_a: float
+    max_len_b: int
+    batch_type: str
+    batch_size: int
+    batch_tokens: int
+
+
+@dataclass
+class EnginesReport:
+    """The JSON report of nmt-bench --ctranslate2."""
+
+    created: str
+    command: str
+    hardware: dict[str, Any]  # nmt.runtime.hardware's record (free-form)
+    cpu_flags: dict[str, bool]
+    ctranslate2: str
+    ctranslate2_cpu_compute_types: list[str]
+    torch_quantized_engine: str
+    checkpoint: str
+    step: int
+    split: str
+    sentences: int
+    rounds: int
+    decode: EngineDecode
+    rows: list[EngineRow]
 
 
 def cpu_flags() -> dict[str, bool]:
@@ -169,11 +224,10 @@ def time_rounds(engines: list[Engine], lines: list[str], rounds: int) -> tuple[l
 def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int = 1000,
                     threads: list[int] | None = None, decode: DecodeConfig | None = None,
                     out: str | Path | None = None, rounds: int = 3, batch_type: str = "examples",
-                    batch_tokens: int = 1024) -> dict[str, Any]:
-    """Rows {engine, threads, inter_threads, intra_threads, sentences_per_s (median), seconds (per round), bleu,
-    chrf, speedup and bleu_vs_ours (against "nmt" at the same thread count)}; written as JSON too (default
-    outputs/bench/engines-<time>.json). decode.length_norm applies to our engines; CTranslate2 normalises by
-    length ** alpha (= length_norm=power)."""
+                    batch_tokens: int = 1024) -> tuple[EnginesReport, Path]:
+    """Every engine side by side (EngineRow, in build_engines' order); the report is written as JSON (to `out`,
+    by default outputs/bench/engines-<time>.json): (report, its path). decode.length_norm applies to our engines;
+    CTranslate2 normalises by length ** alpha (= length_norm=power)."""
     decode = decode or DecodeConfig(length_norm="power")
     threads = threads or [1, 2]
     if rounds < 1 or min(threads) < 1 or sentences < 1:
@@ -191,66 +245,61 @@ def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int 
         engines = build_engines(ours, exports, threads, settings, batch_type, batch_tokens)
         seconds, hyps = time_rounds(engines, lines, rounds)
 
-    rows: list[dict[str, Any]] = []
-    for engine, secs, out_lines in zip(engines, seconds, hyps, strict=True):
-        rates = [len(lines) / s for s in secs]
-        scores = corpus_scores(out_lines, refs)
-        rows.append({"engine": engine.name, "compute_type": engine.compute_type, "threads": engine.threads,
-                     "inter_threads": engine.inter_threads, "intra_threads": engine.intra_threads,
-                     "batches": engine.batches, "seconds": secs, "sentences_per_s": statistics.median(rates),
-                     "sentences_per_s_range": [min(rates), max(rates)], "bleu": scores["bleu"],
-                     "chrf": scores["chrf"], "hypotheses_equal_ours": None})
-    for k, row in enumerate(rows):
-        base_k = next(j for j, r in enumerate(rows) if r["engine"] == "nmt" and r["threads"] == row["threads"])
-        base = rows[base_k]
-        row["speedup"] = row["sentences_per_s"] / base["sentences_per_s"]
-        row["bleu_vs_ours"] = row["bleu"] - base["bleu"]
-        row["hypotheses_equal_ours"] = sum(a == b for a, b in zip(hyps[k], hyps[base_k], strict=True))
+    rates = [[len(lines) / s for s in secs] for secs in seconds]
+    medians = [statistics.median(r) for r in rates]
+    scores = [corpus_scores(out_lines, refs) for out_lines in hyps]
+    rows = []
+    for k, engine in enumerate(engines):
+        base = next(j for j, e in enumerate(engines) if e.name == "nmt" and e.threads == engine.threads)
+        rows.append(EngineRow(
+            engine=engine.name, compute_type=engine.compute_type, threads=engine.threads,
+            inter_threads=engine.inter_threads, intra_threads=engine.intra_threads, batches=engine.batches,
+            seconds=seconds[k], sentences_per_s=medians[k], sentences_per_s_range=[min(rates[k]), max(rates[k])],
+            bleu=scores[k]["bleu"], chrf=scores[k]["chrf"],
+            hypotheses_equal_ours=sum(a == b for a, b in zip(hyps[k], hyps[base], strict=True)),
+            speedup=medians[k] / medians[base], bleu_vs_ours=scores[k]["bleu"] - scores[base]["bleu"],
+        ))
 
     ct2 = load_ctranslate2()
-    report = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join(sys.argv),
-        "hardware": hardware(),
-        "cpu_flags": cpu_flags(),
-        "ctranslate2": ct2.__version__,
-        "ctranslate2_cpu_compute_types": sorted(ct2.get_supported_compute_types("cpu")),
-        "torch_quantized_engine": torch.backends.quantized.engine,
-        "checkpoint": str(checkpoint),
-        "step": ours.loaded.payload["step"],
-        "split": split,
-        "sentences": len(lines),
-        "rounds": rounds,
-        "decode": {"beam": settings.beam, "alpha": settings.alpha, "length_norm": settings.length_norm,
-                   "max_len_a": settings.max_len_a, "max_len_b": settings.max_len_b,
-                   "batch_type": batch_type, "batch_size": settings.batch_size, "batch_tokens": batch_tokens},
-        "rows": rows,
-    }
+    report = EnginesReport(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        command=" ".join(sys.argv),
+        hardware=hardware(),
+        cpu_flags=cpu_flags(),
+        ctranslate2=ct2.__version__,
+        ctranslate2_cpu_compute_types=sorted(ct2.get_supported_compute_types("cpu")),
+        torch_quantized_engine=torch.backends.quantized.engine,
+        checkpoint=str(checkpoint),
+        step=ours.loaded.payload["step"],
+        split=split,
+        sentences=len(lines),
+        rounds=rounds,
+        decode=EngineDecode(beam=settings.beam, alpha=settings.alpha, length_norm=settings.length_norm,
+                            max_len_a=settings.max_len_a, max_len_b=settings.max_len_b, batch_type=batch_type,
+                            batch_size=settings.batch_size, batch_tokens=batch_tokens),
+        rows=rows,
+    )
     path = Path(out) if out else Path("outputs") / "bench" / f"engines-{time.strftime('%Y-%m-%d_%H-%M-%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    report["path"] = str(path)
-    return report
+    write_json(path, report)
+    return report, path
 
 
-def markdown(report: dict[str, Any]) -> str:
-    d, hw = report["decode"], report["hardware"]
-    flags = ", ".join(f for f, on in report["cpu_flags"].items() if on) or "none of " + ", ".join(CPU_FLAGS)
-    batches = (f"batches of {d['batch_size']} sentences" if d["batch_type"] == "examples"
-               else f"batches of {d['batch_tokens']} padded source tokens")
-    search = ("greedy" if d["beam"] == 1
-              else f"beam {d['beam']}, alpha {d['alpha']}, our length_norm={d['length_norm']}")
-    head = (f"{report['sentences']} sentences of {report['split']} with {report['checkpoint']} (step "
-            f"{report['step']}), {search}, {batches} sorted by length; median of {report['rounds']} interleaved "
-            f"rounds. {hw['cpu']} ({hw['cpu_count']} cores; {flags}), torch {hw['torch']} (quantized engine "
-            f"{report['torch_quantized_engine']}), CTranslate2 {report['ctranslate2']}.")
+def markdown(report: EnginesReport) -> str:
+    d, hw = report.decode, report.hardware
+    flags = ", ".join(f for f, on in report.cpu_flags.items() if on) or "none of " + ", ".join(CPU_FLAGS)
+    batches = (f"batches of {d.batch_size} sentences" if d.batch_type == "examples"
+               else f"batches of {d.batch_tokens} padded source tokens")
+    search = "greedy" if d.beam == 1 else f"beam {d.beam}, alpha {d.alpha}, our length_norm={d.length_norm}"
+    head = (f"{report.sentences} sentences of {report.split} with {report.checkpoint} (step {report.step}), "
+            f"{search}, {batches} sorted by length; median of {report.rounds} interleaved rounds. {hw['cpu']} "
+            f"({hw['cpu_count']} cores; {flags}), torch {hw['torch']} (quantized engine "
+            f"{report.torch_quantized_engine}), CTranslate2 {report.ctranslate2}.")
     table = md_table(
         ["engine", "threads", "inter x intra", "batches", "sentences/s (median)", "range", "vs ours (x)", "BLEU",
          "BLEU vs ours", "same output as ours", "chrF"],
-        [[r["engine"], str(r["threads"]),
-          "" if r["inter_threads"] is None else f"{r['inter_threads']} x {r['intra_threads']}", str(r["batches"]),
-          f"{r['sentences_per_s']:.1f}", "{:.1f}-{:.1f}".format(*r["sentences_per_s_range"]), f"{r['speedup']:.2f}",
-          f"{r['bleu']:.2f}", f"{r['bleu_vs_ours']:+.2f}", f"{r['hypotheses_equal_ours']}/{report['sentences']}",
-          f"{r['chrf']:.2f}"] for r in report["rows"]],
+        [[r.engine, str(r.threads), "" if r.inter_threads is None else f"{r.inter_threads} x {r.intra_threads}",
+          str(r.batches), f"{r.sentences_per_s:.1f}", "{:.1f}-{:.1f}".format(*r.sentences_per_s_range),
+          f"{r.speedup:.2f}", f"{r.bleu:.2f}", f"{r.bleu_vs_ours:+.2f}",
+          f"{r.hypotheses_equal_ours}/{report.sentences}", f"{r.chrf:.2f}"] for r in report.rows],
     )
     return "\n".join([head, "", *table])

@@ -9,9 +9,13 @@ the resumed weights must equal that checkpoint's; the Transformer decodes valida
 two-rank `torchrun` run (NCCL with two GPUs, gloo on the CPU otherwise) trains with DDP; and the speed benchmark
 (nmt/bench/benchmark.py) prints tokens/s, peak memory and the Transformer's MFU.
 
-Each check is isolated: one that fails records {"ok": false, "error": ...} and the next one runs, and
-<out>/<time>/gpu_check.json is always written. Every child process runs in its own process group with a
-timeout, is killed with its children when the timeout passes, and keeps its log (quoted on failure).
+Each check is isolated: one that fails records {"ok": false, "error": ...} (`Failed`) and the next one runs,
+and <out>/<time>/gpu_check.json (a `GpuCheckReport`) is always written. Every child process runs in its own
+process group with a timeout, is killed with its children when the timeout passes, and keeps its log (quoted on
+failure).
+
+Training runs are composed from configs/config.yaml with nmt.config.compose_config, as `nmt-train <overrides>`
+composes them (the Trainer checks the train section when it is built).
 
 Without CUDA: exit 0 with one line only when the machine has no NVIDIA driver (no /proc/driver/nvidia/version,
 no nvidia-smi); with a driver it is a failure (exit 1) that names torch's CUDA version and the driver's, as
@@ -21,7 +25,7 @@ instead of NCCL, no autocast), which is how the tests exercise it.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import re
 import shutil
@@ -31,18 +35,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from omegaconf import OmegaConf
 
 from nmt.bench import benchmark
-from nmt.config import DataConfig
+from nmt.config import DataConfig, compose_config
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.experiments.runner import compose_run
+from nmt.io import read_json, write_json
 from nmt.metrics import corpus_score
 from nmt.models import build_model
 from nmt.runtime import pick_device
@@ -53,6 +58,142 @@ from nmt.training.trainer import Trainer
 MODELS = ("rnn_fixed", "rnn_attention", "transformer")
 CHILD_TIMEOUT_S = 900  # a child training run of the check (the killed-and-resumed run, torchrun, compile)
 DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+# The report ------------------------------------------------------------------------------------------------
+# One dataclass per check; `summary()` is its log line. gpu_check.json is `dataclasses.asdict` of GpuCheckReport.
+@dataclass(kw_only=True)
+class Failed:
+    """A check that raised: the next check runs either way."""
+
+    ok: bool = False
+    error: str
+
+
+@dataclass(kw_only=True)
+class PrecisionCheck:
+    """Under bf16 autocast: the dtype of every recurrent layer's output and of the logits, per model; on CUDA the
+    number of graphs torch.compile built over variable lengths (None elsewhere)."""
+
+    dtypes: dict[str, dict[str, str]]  # model -> {module name (or "logits"): dtype}
+    recurrent_fp32: bool
+    graphs: int | None
+    ok: bool
+
+    def summary(self) -> str:
+        rnn = ", ".join(f"{m}: " + "/".join(sorted({v for k, v in d.items() if k != "logits"}) or ["-"])
+                        for m, d in self.dtypes.items())
+        graphs = "-" if self.graphs is None else str(self.graphs)
+        verdict = "fp32 as intended" if self.recurrent_fp32 else "NOT fp32"
+        return (f"precision under bf16 autocast: recurrent layers {rnn} ({verdict}); torch.compile graphs over "
+                f"variable lengths: {graphs}")
+
+
+@dataclass(kw_only=True)
+class TrainCheck:
+    """One model trained through the trainer; ok when its validation loss fell."""
+
+    model: str
+    compile: bool  # trained through torch.compile (else eagerly)
+    compile_error: str | None = None  # why torch.compile failed, when it was tried and failed
+    steps: int
+    valid_losses: list[float | None]  # per validation; None for a loss that was not finite (NaN, inf)
+    loss_falls: bool
+    train_seconds: float
+    run_dir: str
+    ok: bool
+
+    def summary(self) -> str:
+        losses = " -> ".join("not finite" if x is None else f"{x:.3f}" for x in self.valid_losses)
+        return (f"train {self.model}: {self.steps} steps, valid loss {losses} "
+                f"({'falls' if self.loss_falls else 'DOES NOT FALL'}), compile: {self.compile}")
+
+
+@dataclass(kw_only=True)
+class ResumeCheck:
+    """A run killed after its first checkpoint and resumed."""
+
+    model: str
+    killed_at_step: int
+    weights_restored: bool  # the resumed weights equal the checkpoint's
+    finished_step: int
+    finished: bool
+    ok: bool
+
+    def summary(self) -> str:
+        return (f"resume: killed at step {self.killed_at_step}, weights restored: {self.weights_restored}, "
+                f"finished: {self.finished}")
+
+
+@dataclass(kw_only=True)
+class BeamCheck:
+    """Validation sentences decoded with the checkpoint's beam search."""
+
+    beam: int
+    sentences: int
+    sentences_per_s: float
+    bleu: float
+    ok: bool = True
+
+    def summary(self) -> str:
+        return f"beam {self.beam}: {self.sentences_per_s:.1f} sentences/s, valid BLEU {self.bleu:.2f}"
+
+
+@dataclass(kw_only=True)
+class TorchrunCheck:
+    """A two-rank torchrun training run."""
+
+    backend: str  # nccl or gloo
+    ranks: int
+    exit_code: int | None  # None: killed at the timeout
+    ok: bool
+    log_tail: str  # the end of its log when it failed
+
+    def summary(self) -> str:
+        return f"torchrun ({self.backend}, 2 ranks): {'ok' if self.ok else 'FAILED: ' + self.log_tail}"
+
+
+@dataclass(kw_only=True)
+class BenchCheck(benchmark.BenchReport):
+    """The speed benchmark's report (nmt-bench's JSON, flat), with where it was written."""
+
+    ok: bool = True
+    path: str
+
+    def summary(self) -> str:
+        return benchmark.markdown(self)
+
+
+Check = PrecisionCheck | TrainCheck | ResumeCheck | BeamCheck | TorchrunCheck | BenchCheck
+
+
+@dataclass(kw_only=True)
+class GpuCheckReport:
+    """gpu_check.json: where the checks ran and each check's result (None: not reached, as when interrupted)."""
+
+    device: str
+    torch: str
+    torch_cuda: str | None
+    gpu: str | None
+    precision: PrecisionCheck | Failed | None = None
+    training: list[TrainCheck | Failed] = field(default_factory=list)
+    resume: ResumeCheck | Failed | None = None
+    beam: BeamCheck | Failed | None = None
+    torchrun: TorchrunCheck | Failed | None = None
+    bench: BenchCheck | Failed | None = None
+    seconds: float = 0.0
+    ok: bool = False
+
+
+@dataclass(kw_only=True)
+class NoCudaReport:
+    """The failed report of a machine whose NVIDIA driver torch cannot use (nothing else ran)."""
+
+    ok: bool = False
+    error: str
+    driver: str
+    torch: str
+    torch_cuda: str | None
 
 
 # Child processes -------------------------------------------------------------------------------------------
@@ -97,12 +238,12 @@ def nvidia_driver_version() -> str | None:
     return found.group(0) if found else "unknown"
 
 
-def no_cuda_report(driver: str) -> dict[str, Any]:
+def no_cuda_report(driver: str) -> NoCudaReport:
     """The failed report of a machine whose NVIDIA driver torch cannot use."""
     torch_cuda = torch.version.cuda or "none (a CPU build)"
     error = (f"NVIDIA driver {driver} is installed but torch {torch.__version__} cannot use CUDA (torch's CUDA "
              f"version: {torch_cuda}); install a build of torch for a CUDA version this driver supports")
-    return {"ok": False, "error": error, "driver": driver, "torch": torch.__version__, "torch_cuda": torch.version.cuda}
+    return NoCudaReport(error=error, driver=driver, torch=torch.__version__, torch_cuda=torch.version.cuda)
 
 
 # The checks ------------------------------------------------------------------------------------------------
@@ -116,30 +257,31 @@ def _train_cmd(run_dir: Path, overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "nmt.cli.train", f"hydra.run.dir={run_dir}", *overrides]
 
 
-def check_training(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
+def check_training(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> TrainCheck:
     """Train through the trainer; the validation loss at the end must be below the one half-way."""
     overrides = _train_overrides(model, device, steps, extra)
-    result: dict[str, Any] = {"model": model, "compile": False}
+    compiled, compile_error = False, None
     done_dir = run_dir / "compiled"
     if model.startswith("transformer") and device.startswith("cuda"):
         # torch.compile where it works (on CUDA: on the CPU Inductor's C++ build is slow and can fail), in a
         # child process; on failure report it and train eagerly here.
         code = run_child(_train_cmd(done_dir, overrides + ["train.compile=true"]), run_dir / "compiled.log",
                          CHILD_TIMEOUT_S)
-        result["compile"] = code == 0
+        compiled = code == 0
         if code != 0:
-            result["compile_error"] = f"exit {code}: {log_tail(run_dir / 'compiled.log', 2)}"[:300]
-    if not result["compile"]:
+            compile_error = f"exit {code}: {log_tail(run_dir / 'compiled.log', 2)}"[:300]
+    if not compiled:
         done_dir = run_dir / "eager"
-        Trainer(compose_run(overrides), done_dir).fit()
-    metrics = json.loads((done_dir / "metrics.json").read_text())
-    losses = [h["valid_loss"] for h in metrics["history"]]
+        Trainer(compose_config("config", overrides), done_dir).fit()
+    metrics = read_json(done_dir / "metrics.json")
+    losses = [float(h["valid_loss"]) for h in metrics["history"]]
     loss_falls = len(losses) >= 2 and losses[-1] < losses[0]
-    return result | {"steps": metrics["step"], "valid_losses": losses, "loss_falls": loss_falls,
-                     "train_seconds": metrics["train_seconds"], "run_dir": str(done_dir), "ok": loss_falls}
+    return TrainCheck(model=model, compile=compiled, compile_error=compile_error, steps=metrics["step"],
+                      valid_losses=[x if math.isfinite(x) else None for x in losses], loss_falls=loss_falls,
+                      train_seconds=metrics["train_seconds"], run_dir=str(done_dir), ok=loss_falls)
 
 
-def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
+def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> ResumeCheck:
     """nmt-train in a child process, SIGKILLed once its first checkpoint exists; the trainer set up again in the
     same run directory must restore exactly that checkpoint's weights, then finish the run."""
     overrides = [o for o in _train_overrides(model, device, steps, extra) if o != "train.resume=never"]
@@ -150,29 +292,29 @@ def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list
         raise NMTError(f"{model} wrote no checkpoint before it was to be killed (exit {code}); its log "
                        f"({child_log}) ends: {log_tail(child_log)}")
     saved = load_checkpoint(last)
-    trainer = Trainer(compose_run(overrides), run_dir)
+    trainer = Trainer(compose_config("config", overrides), run_dir)
     try:
         trainer._setup()
         restored = all(torch.equal(v.cpu(), saved["model"][k].cpu()) for k, v in trainer.model.state_dict().items())
     finally:
         trainer.release()
-    summary = Trainer(compose_run(overrides), run_dir).fit()
+    summary = Trainer(compose_config("config", overrides), run_dir).fit()
     finished = summary["step"] == steps
-    return {"model": model, "killed_at_step": int(saved["step"]), "weights_restored": restored,
-            "finished_step": summary["step"], "finished": finished, "ok": restored and finished}
+    return ResumeCheck(model=model, killed_at_step=int(saved["step"]), weights_restored=restored,
+                       finished_step=summary["step"], finished=finished, ok=restored and finished)
 
 
-def check_beam(run_dir: Path, device: str, sentences: int = 200) -> dict[str, Any]:
+def check_beam(run_dir: Path, device: str, sentences: int = 200) -> BeamCheck:
     dev = pick_device(device)
     loaded = load_model(resolve_checkpoint(run_dir), dev)
     valid = prepare_corpus(loaded.cfg.data, log=lambda _: None).split("valid")
     src, ref = list(valid["src"][:sentences]), list(valid["tgt"][:sentences])
     out = translate(loaded.model, loaded.tokenizer, src, loaded.cfg.decode, dev)
-    return {"beam": int(loaded.cfg.decode.beam), "sentences": len(src), "sentences_per_s": out.sentences_per_second,
-            "bleu": corpus_score(out.hypotheses, ref), "ok": True}
+    return BeamCheck(beam=int(loaded.cfg.decode.beam), sentences=len(src), sentences_per_s=out.sentences_per_second,
+                     bleu=corpus_score(out.hypotheses, ref))
 
 
-def check_torchrun(model: str, device: str, run_dir: Path, extra: list[str]) -> dict[str, Any]:
+def check_torchrun(model: str, device: str, run_dir: Path, extra: list[str]) -> TorchrunCheck:
     """A two-rank torchrun: the process group comes up, DDP steps and their collectives run, training finishes.
     NCCL on CUDA with at least two GPUs, gloo on the CPU otherwise (two ranks cannot share one GPU's NCCL)."""
     nccl = device.startswith("cuda") and torch.cuda.device_count() >= 2
@@ -183,17 +325,19 @@ def check_torchrun(model: str, device: str, run_dir: Path, extra: list[str]) -> 
     code = run_child(cmd, child_log, CHILD_TIMEOUT_S)
     log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
     ok = code == 0 and "x 2 ranks (" in log
-    return {"backend": "nccl" if nccl else "gloo", "ranks": 2, "exit_code": code, "ok": ok,
-            "log_tail": "" if ok else log_tail(child_log)}
+    return TorchrunCheck(backend="nccl" if nccl else "gloo", ranks=2, exit_code=code, ok=ok,
+                         log_tail="" if ok else log_tail(child_log))
 
 
 def check_bench(device: str, steps: int, out: Path, models: tuple[str, ...], bench_models: tuple[str, ...],
-                extra: list[str]) -> dict[str, Any]:
+                extra: list[str]) -> BenchCheck:
     args = benchmark.bench_args(device=device, models=list(bench_models), decode_sentences=0,
                                 out=str(out / "bench.json"), batch_tokens=16384 if device.startswith("cuda") else 600)
-    data_node = compose_run(_train_overrides(models[0], device, steps, extra)).data  # the corpus trained on
-    data = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), data_node))
-    return benchmark.run_benchmark(args, data) | {"ok": True}
+    # the corpus the checks trained on
+    trained_on = compose_config("config", _train_overrides(models[0], device, steps, extra)).data
+    data = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), trained_on))
+    run = benchmark.run_benchmark(args, data)
+    return BenchCheck(**vars(run.report), path=str(run.path))
 
 
 RECURRENT = (torch.nn.GRU, torch.nn.LSTM, torch.nn.GRUCell, torch.nn.LSTMCell)
@@ -209,7 +353,7 @@ def _record_dtype(seen: dict[str, str], key: str) -> Callable[..., None]:
     return hook
 
 
-def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 29)) -> dict[str, Any]:
+def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 29)) -> PrecisionCheck:
     """The questions a first GPU settles in a minute, before any training: under bf16 autocast, the dtype of every
     recurrent layer's output (fp32 intended) and of each model's logits (bf16); on CUDA, how many graphs
     torch.compile builds for the Transformer over batches of `lengths` different source/target lengths, compiled
@@ -219,7 +363,8 @@ def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
     dtypes: dict[str, dict[str, str]] = {}
     for name in MODELS:
-        cfg = compose_run([f"model={name}", "model.emb_dim=32", "model.hidden=32", "model.ff_dim=64"]).model
+        tiny = [f"model={name}", "model.emb_dim=32", "model.hidden=32", "model.ff_dim=64"]
+        cfg = compose_config("config", tiny).model
         model = build_model(cfg, 50, 50).to(dev)
         seen: dict[str, str] = {}
         hooks = [m.register_forward_hook(_record_dtype(seen, k)) for k, m in model.named_modules()
@@ -231,59 +376,41 @@ def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 
             h.remove()
         dtypes[name] = {**seen, "logits": str(logits.dtype).removeprefix("torch.")}
     recurrent_fp32 = all(v == "float32" for d in dtypes.values() for k, v in d.items() if k != "logits")
-    result: dict[str, Any] = {"dtypes": dtypes, "recurrent_fp32": recurrent_fp32, "graphs": None}
+    graphs = None
     if dev.type == "cuda":  # inductor on the CPU needs a C++ toolchain and minutes; the question is about CUDA
-        cfg = compose_run(["model=transformer"]).model
+        cfg = compose_config("config", ["model=transformer"]).model
         compiled = compile_dynamic(build_model(cfg, 1000, 1000).to(dev))  # as the trainer compiles
         torch._dynamo.reset()
         for n in lengths:
             with torch.no_grad(), autocast:
                 compiled(torch.randint(4, 1000, (8, n), device=dev), torch.full((8,), n, device=dev),
                          torch.randint(4, 1000, (8, n + 2), device=dev))
-        result["graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-    result["ok"] = recurrent_fp32 and (result["graphs"] is None or result["graphs"] < len(lengths))
-    return result
+        graphs = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    return PrecisionCheck(dtypes=dtypes, recurrent_fp32=recurrent_fp32, graphs=graphs,
+                          ok=recurrent_fp32 and (graphs is None or graphs < len(lengths)))
 
 
-def isolated(check: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """The check's result, or {"ok": False, "error": ...} when it raised: the next check runs either way."""
+C = TypeVar("C", bound=Check)
+
+
+def isolated(check: Callable[..., C], *args: Any) -> C | Failed:
+    """The check's result, or Failed when it raised: the next check runs either way."""
     try:
         return check(*args)
     except (Exception, SystemExit) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return {"ok": False, "error": f"{type(e).__name__}: {first}"[:500]}
+        return Failed(error=f"{type(e).__name__}: {first}"[:500])
 
 
-def describe(name: str, result: dict[str, Any]) -> str:
-    """One log line for a check's result."""
-    if "error" in result:
-        return f"{name}: FAILED: {result['error']}"
-    if name == "precision":
-        rnn = ", ".join(f"{m}: " + "/".join(sorted({v for k, v in d.items() if k != "logits"}) or ["-"])
-                        for m, d in result["dtypes"].items())
-        graphs = "-" if result["graphs"] is None else str(result["graphs"])
-        verdict = "fp32 as intended" if result["recurrent_fp32"] else "NOT fp32"
-        return (f"precision under bf16 autocast: recurrent layers {rnn} ({verdict}); torch.compile graphs over "
-                f"variable lengths: {graphs}")
-    if name == "train":
-        losses = " -> ".join(f"{x:.3f}" for x in result["valid_losses"])
-        return (f"train {result['model']}: {result['steps']} steps, valid loss {losses} "
-                f"({'falls' if result['loss_falls'] else 'DOES NOT FALL'}), compile: {result['compile']}")
-    if name == "resume":
-        return (f"resume: killed at step {result['killed_at_step']}, weights restored: "
-                f"{result['weights_restored']}, finished: {result['finished']}")
-    if name == "beam":
-        return (f"beam {result['beam']}: {result['sentences_per_s']:.1f} sentences/s, "
-                f"valid BLEU {result['bleu']:.2f}")
-    if name == "torchrun":
-        return f"torchrun ({result['backend']}, 2 ranks): {'ok' if result['ok'] else 'FAILED: ' + result['log_tail']}"
-    return benchmark.markdown(result)
+def describe(name: str, result: Check | Failed) -> str:
+    """One log line (the bench: its table) for a check's result."""
+    return f"{name}: FAILED: {result.error}" if isinstance(result, Failed) else result.summary()
 
 
 def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "outputs/gpu_check",
                   models: tuple[str, ...] = MODELS, extra: list[str] | None = None,
                   bench_models: tuple[str, ...] = ("rnn_fixed", "rnn_attention", "transformer", "transformer_base"),
-                  log: Any = print) -> dict[str, Any] | None:
+                  log: Any = print) -> GpuCheckReport | NoCudaReport | None:
     """Every check above; returns the report (also written to <out>/<time>/gpu_check.json), or None on a
     machine without CUDA and without an NVIDIA driver."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -292,37 +419,36 @@ def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "out
             log(f"gpu-check: no CUDA device and no NVIDIA driver on this machine (torch {torch.__version__}); "
                 f"nothing to check")
             return None
-        report = no_cuda_report(driver)
-        log(f"gpu-check FAILED: {report['error']}")
-        return report
+        failed = no_cuda_report(driver)
+        log(f"gpu-check FAILED: {failed.error}")
+        return failed
     extra = list(extra or [])
     out = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"device": device, "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-                              "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None}
+    report = GpuCheckReport(device=device, torch=torch.__version__, torch_cuda=torch.version.cuda,
+                            gpu=torch.cuda.get_device_name(0) if device.startswith("cuda") else None)
     started = time.time()
-    checks: list[dict[str, Any]] = []
+    checks: list[Check | Failed] = []
     try:
-        report["precision"] = isolated(check_precision, device)
-        log(describe("precision", report["precision"]))
-        report["training"] = []
+        report.precision = isolated(check_precision, device)
+        log(describe("precision", report.precision))
         for m in models:
-            report["training"].append(isolated(check_training, m, device, steps, out / m, extra))
-            log(describe("train", report["training"][-1]))
-        report["resume"] = isolated(check_resume, models[0], device, 4, out / "resume", extra)
-        log(describe("resume", report["resume"]))
-        last_run = Path(report["training"][-1].get("run_dir", out / models[-1] / "eager"))
-        report["beam"] = isolated(check_beam, last_run, device)
-        log(describe("beam", report["beam"]))
-        report["torchrun"] = isolated(check_torchrun, models[-1], device, out / "torchrun", extra)
-        log(describe("torchrun", report["torchrun"]))
-        report["bench"] = isolated(check_bench, device, steps, out, models, bench_models, extra)
-        log(describe("bench", report["bench"]))
-        checks = [report["precision"], *report["training"], report["resume"], report["beam"], report["torchrun"],
-                  report["bench"]]
+            report.training.append(isolated(check_training, m, device, steps, out / m, extra))
+            log(describe("train", report.training[-1]))
+        report.resume = isolated(check_resume, models[0], device, 4, out / "resume", extra)
+        log(describe("resume", report.resume))
+        last = report.training[-1]
+        last_run = Path(last.run_dir) if isinstance(last, TrainCheck) else out / models[-1] / "eager"
+        report.beam = isolated(check_beam, last_run, device)
+        log(describe("beam", report.beam))
+        report.torchrun = isolated(check_torchrun, models[-1], device, out / "torchrun", extra)
+        log(describe("torchrun", report.torchrun))
+        report.bench = isolated(check_bench, device, steps, out, models, bench_models, extra)
+        log(describe("bench", report.bench))
+        checks = [report.precision, *report.training, report.resume, report.beam, report.torchrun, report.bench]
     finally:
-        report["seconds"] = time.time() - started
-        report["ok"] = bool(checks) and all(c["ok"] for c in checks)
-        (out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    log(f"gpu-check {'passed' if report['ok'] else 'FAILED'} in {report['seconds'] / 60:.1f} min: {out}")
+        report.seconds = time.time() - started
+        report.ok = bool(checks) and all(c.ok for c in checks)
+        write_json(out / "gpu_check.json", report)
+    log(f"gpu-check {'passed' if report.ok else 'FAILED'} in {report.seconds / 60:.1f} min: {out}")
     return report

@@ -18,7 +18,7 @@ from nmt.inference.export import BATCH_TYPES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """nmt-bench's options; their defaults are nmt.bench.benchmark.DEFAULTS."""
+    """nmt-bench's options; their defaults are the fields of nmt.bench.benchmark.BenchOptions."""
     p = ArgumentParser(description=benchmark.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", help="presets from configs/model/")
     p.add_argument("--small", action="store_true", help="use the <model>_small presets")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="--ctranslate2 batches of --decode-batch-size sentences (examples, default 64) or of "
                    "--engine-batch-tokens padded source tokens (tokens)")
     p.add_argument("--engine-batch-tokens", type=int, default=1024, help="token budget of --engine-batch-type tokens")
-    p.set_defaults(**benchmark.DEFAULTS)
+    p.set_defaults(**vars(benchmark.BenchOptions()))
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.decode_sentences < 0 or args.rounds < 1:
         p.error("--steps and --rounds must be at least 1, --warmup and --decode-sentences at least 0")
@@ -74,14 +74,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.ctranslate2:
         decode = DecodeConfig(beam=args.engine_beam, alpha=args.engine_alpha, length_norm=args.engine_length_norm,
                               batch_size=args.decode_batch_size)
-        report = engines.compare_engines(args.ctranslate2, args.test_split, args.decode_sentences,
-                                         args.engine_threads, decode, out=args.out, rounds=max(args.rounds, 3),
-                                         batch_type=args.engine_batch_type, batch_tokens=args.engine_batch_tokens)
-        print(engines.markdown(report) + f"\n\nwritten: {report['path']}")
+        report, path = engines.compare_engines(args.ctranslate2, args.test_split, args.decode_sentences,
+                                               args.engine_threads, decode, out=args.out, rounds=max(args.rounds, 3),
+                                               batch_type=args.engine_batch_type,
+                                               batch_tokens=args.engine_batch_tokens)
+        print(engines.markdown(report) + f"\n\nwritten: {path}")
         return
-    report = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
-    print(benchmark.markdown(report))
-    print(f"\nwritten: {report['path']}")
+    run = benchmark.run_benchmark(args, benchmark.data_config(args.data, args.data_root))
+    print(benchmark.markdown(run.report))
+    print(f"\nwritten: {run.path}")
 
 
 if __name__ == "__main__":

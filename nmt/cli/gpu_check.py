@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.steps < 4:
         raise NMTError(f"--steps must be at least 4, got {args.steps}")
     report = run_gpu_check(args.device, args.steps, args.out)
-    if report is not None and not report["ok"]:
+    if report is not None and not report.ok:
         sys.exit(1)
 
 
