@@ -52,7 +52,7 @@ def against_revision(rev: str, models: list[str], batches: list[Any], vocab: tup
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
                             capture_output=True, text=True)
     if commit.returncode != 0:
-        raise NMTError(f"--against {rev}: not a git revision of {REPO}")
+        raise NMTError(f"{rev}: not a git revision of {REPO}")
     sha = commit.stdout.strip()
     with tempfile.TemporaryDirectory(prefix="nmt-bench-") as tmp:
         tree = Path(tmp) / "tree"
@@ -69,7 +69,7 @@ def against_revision(rev: str, models: list[str], batches: list[Any], vocab: tup
                     for side, root in (("revision", tree), ("this", REPO)):
                         yaml = root / "configs" / "model" / f"{name}.yaml"
                         if not yaml.is_file():
-                            raise NMTError(f"--against {rev}: {root.name} has no configs/model/{name}.yaml")
+                            raise NMTError(f"{rev}: {root.name} has no configs/model/{name}.yaml")
                         rates[side].append(_probe(root, yaml, batches_file, warmup, threads))
                 this, old = statistics.median(rates["this"]), statistics.median(rates["revision"])
                 out[name] = {"this": this, "revision": old, "ratio": this / old, "all": rates}

@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS), help="architectures")
     parser.add_argument("--out", default=None, help="output directory (new or empty)")
     parser.add_argument("--venv", default=".peer-venv", help="JoeyNMT's virtual environment (default .peer-venv)")
-    # JoeyNMT's greedy validation of all 1,014 valid sentences took 267-274 s on one thread early in training
-    # (docs/peer.md); with these defaults `make peer-bench` (both architectures, 20 minutes each) took 61 minutes.
+    # JoeyNMT's greedy validation of every valid sentence takes minutes on one thread early in training, so both
+    # toolkits validate less often and on fewer sentences by default (docs/peer.md says why 500).
     parser.add_argument("--eval-every", type=int, default=500,
                         help="validation interval in steps for both toolkits (default 500; 0: our train config's)")
     parser.add_argument("--sentences", type=int, default=500,

@@ -1,7 +1,7 @@
 """Plot valid BLEU against training time for one or more runs, from their metrics.json.
 
     .venv/bin/python scripts/plot_curves.py outputs/multi30k_de_en/transformer/cpu20 \
-        outputs/multi30k_de_en/rnn_attention/cpu20 --out docs/valid_bleu_cpu.png \
+        outputs/multi30k_de_en/rnn_attention/cpu20 --out valid_bleu.png \
         --labels "transformer" "rnn_attention" \
         --reference outputs/multi30k_de_en/transformer/cpu20_prev_default "transformer, previous default"
 

@@ -1,6 +1,7 @@
 """Files written by an earlier release keep working: a checkpoint of the trainer's payload (tests/fixtures/,
 a tiny rnn_attention trained 30 steps) still loads and scores its references exactly as it did, and the
-committed experiment reports re-render byte for byte from their report.json."""
+experiment reports of earlier runs (frozen copies in tests/fixtures/reports/, from docs/reports/) re-render byte
+for byte from their report.json."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from nmt.inference.translator import Translator
 from nmt.training.checkpoint import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+REPORTS = FIXTURES / "reports"  # report.json / report.md pairs as the experiments wrote them
+BOTTLENECK, CAPACITY, CLAIMS = ("2026-12-03_bottleneck_default", "2026-12-03_bottleneck_capacity",
+                                "2026-12-02_claims_default")
 
 
 def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
@@ -34,17 +37,17 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     assert len(translations) == len(expected["sentences"])
 
 
-@pytest.mark.parametrize("name", ["bottleneck", "capacity"])
+@pytest.mark.parametrize("name", [BOTTLENECK, CAPACITY])
 def test_the_committed_bottleneck_reports_render_from_their_json(name: str):
-    report = BottleneckReport.read(DOCS / name / "report.json")
-    assert render_bottleneck(report) == (DOCS / name / "report.md").read_text(encoding="utf-8")
+    report = BottleneckReport.read(REPORTS / name / "report.json")
+    assert render_bottleneck(report) == (REPORTS / name / "report.md").read_text(encoding="utf-8")
 
 
 def test_the_committed_claims_report_renders_from_its_json():
     """Byte for byte but the total-time line, which was written by hand: that run's report was completed by a
     second invocation on the same run directories, so its own clock measured only the second one."""
-    rendered = render_claims(ClaimsReport.read(DOCS / "claims" / "report.json")).splitlines()
-    committed = (DOCS / "claims" / "report.md").read_text(encoding="utf-8").splitlines()
+    rendered = render_claims(ClaimsReport.read(REPORTS / CLAIMS / "report.json")).splitlines()
+    committed = (REPORTS / CLAIMS / "report.md").read_text(encoding="utf-8").splitlines()
     assert len(rendered) == len(committed)
     differ = [(a, b) for a, b in zip(rendered, committed, strict=True) if a != b]
     assert [(a[:15], b[:28]) for a, b in differ] == [("- total time: 2", "- total time: 35.4 min of tr")]
@@ -52,7 +55,7 @@ def test_the_committed_claims_report_renders_from_its_json():
 
 def test_a_report_of_an_earlier_format_reads_with_defaults_and_without_unknown_keys(tmp_path: Path):
     """`from_json` takes what a dataclass knows: a key it lacks is ignored, a field missing takes its default."""
-    report = json.loads((DOCS / "capacity" / "report.json").read_text(encoding="utf-8"))
+    report = json.loads((REPORTS / CAPACITY / "report.json").read_text(encoding="utf-8"))
     report["retired_field"] = {"anything": 1}
     del report["seconds"]
     for run in report["runs"]:
