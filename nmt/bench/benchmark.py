@@ -323,7 +323,7 @@ def run_benchmark(args: argparse.Namespace, data: DataConfig) -> dict[str, Any]:
     for path in args.checkpoints:  # decoding speed of trained models (same sentences, same searches)
         print(f"decoding with {path} ...", file=sys.stderr)
         loaded = load_model(path, device)
-        row = {"checkpoint": str(path), "arch": loaded.cfg.model.arch, "step": loaded.payload["step"]}
+        row = {"checkpoint": str(path), "arch": loaded.cfg.model.arch, "step": loaded.checkpoint.step}
         row.update(decode_rates(loaded.model, loaded.tokenizer, sentences, args.decode_batch_size, device))
         trained.append(row)
 

@@ -217,7 +217,7 @@ def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int 
         "ctranslate2_cpu_compute_types": sorted(ct2.get_supported_compute_types("cpu")),
         "torch_quantized_engine": torch.backends.quantized.engine,
         "checkpoint": str(checkpoint),
-        "step": ours.loaded.payload["step"],
+        "step": ours.loaded.checkpoint.step,
         "split": split,
         "sentences": len(lines),
         "rounds": rounds,
