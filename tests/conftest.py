@@ -150,7 +150,7 @@ def tiny_corpus_files(mirror: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def train_tiny_run(
     run_dir: Path, files: dict[str, list[str]], data_root: Path, arch: str, steps: int, save_every: int
 ) -> TinyRun:
-    """Train `arch` (tiny sizes) with a plain loop and save checkpoints in the trainer's payload format."""
+    """Train `arch` (tiny sizes) with a plain loop and save checkpoints in the trainer's format."""
     from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig
     from nmt.data.corpus import prepare_corpus
 
@@ -180,10 +180,11 @@ def train_tiny_run(
 
 
 def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every: int) -> TinyRun:
-    """Train with the one training step on fixed 16-pair batches; checkpoints through the trainer's payload code."""
+    """Train with the one training step on fixed 16-pair batches; checkpoints as the trainer writes them."""
     from nmt.data.batching import collate, encode_split
     from nmt.models import build_model
-    from nmt.training.checkpoint import checkpoint_payload, save_checkpoint
+    from nmt.training.checkpoint import Checkpoint
+    from nmt.training.state import TrainState
     from nmt.training.step import train_step
 
     tok = corpus.tokenizer
@@ -197,13 +198,12 @@ def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every
         start = (step - 1) * 16 % (len(order) - 16)
         rows = order[start : start + 16]
         batch = collate([src[i] for i in rows], [tgt[i] for i in rows], rows)
-        loss, _ = train_step(model, optimizer, [batch], torch.device("cpu"), label_smoothing=0.0, clip_norm=0.0)
+        train_step(model, optimizer, [batch], torch.device("cpu"), label_smoothing=0.0, clip_norm=0.0)
         names = [f"step-{step}.pt"] if step % save_every == 0 else []
         names += ["last.pt", "best.pt"] if step == steps else []
         for name in names:
-            payload = checkpoint_payload(cfg, model, tok, optimizer, None, step, batch_in_epoch=step,
-                                         metrics={"train_loss": loss.item() / batch.num_tgt_tokens})
-            save_checkpoint(run_dir / name, payload)
+            Checkpoint.of_run(cfg, model, tok, optimizer, None, TrainState(step=step, batch_in_epoch=step)).save(
+                run_dir / name)
         if step % save_every == 0:
             saved.append(step)
     return TinyRun(run_dir=run_dir, files=dict(cfg.data.files), data_root=Path(cfg.data.root), steps=saved)

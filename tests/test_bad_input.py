@@ -28,8 +28,9 @@ from nmt.config import CONFIG_DIR
 from nmt.data.corpus import prepare_corpus, prepared_dir
 from nmt.errors import NMTError
 from nmt.io import acquire_lock
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint, save_under
-from nmt.training.trainer import Trainer, build_optimizer
+from nmt.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_under
+from nmt.training.setup import build_optimizer
+from nmt.training.trainer import Trainer
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -278,7 +279,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch, room):
 
 
 def test_full_disk_where_hard_links_fail_keeps_the_old_names(tmp_path, monkeypatch):
-    save_under(tmp_path, ["last.pt"], _payload(1), keep_last=0)
+    save_under(tmp_path, ["last.pt"], Checkpoint.from_payload(_payload(1)), keep_last=0)
 
     def no_links(src, dst):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
@@ -286,7 +287,7 @@ def test_full_disk_where_hard_links_fail_keeps_the_old_names(tmp_path, monkeypat
     monkeypatch.setattr(checkpoint_module.os, "link", no_links)
     _fails_once_full(monkeypatch, from_call=2)  # best.pt is written, its copy as last.pt is not
     with pytest.raises(NMTError, match=re.escape(f"cannot write {tmp_path / 'last.pt'}: No space left on device")):
-        save_under(tmp_path, ["best.pt", "last.pt"], _payload(2), keep_last=0)
+        save_under(tmp_path, ["best.pt", "last.pt"], Checkpoint.from_payload(_payload(2)), keep_last=0)
     monkeypatch.undo()
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 2
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
@@ -377,17 +378,17 @@ def test_long_valid_sentences_are_cut_for_validation_with_a_warning(setup, tmp_p
     cfg = tiny_config(*setup, *TINY_TRANSFORMER, "model.max_positions=41", "train.max_steps=2", "train.eval_every=1")
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.fit()
-    assert summary["step"] == 2 and len(trainer.history) == 2
-    assert all(math.isfinite(h["valid_loss"]) for h in trainer.history)
+    assert summary["step"] == 2 and len(trainer.state.history) == 2
+    assert all(math.isfinite(h["valid_loss"]) for h in trainer.state.history)
     log = (tmp_path / "train.log").read_text()
     valid = re.search(r"warning: (\d+) of 6 valid sentences are longer than model.max_positions=41 allows "
                       r"\(40 pieces \+ EOS or BOS\)", log)
     train = re.search(r"warning: (\d+) train pairs are longer than model.max_positions=41 allows", log)
     assert valid and int(valid.group(1)) > 0, log
     assert train and int(train.group(1)) > 0, log
-    assert max(len(s) for s in trainer.valid.src_ids + trainer.valid.tgt_ids) == 40
-    assert max(len(s) for s in trainer.src_ids + trainer.tgt_ids) <= 40
-    assert len(trainer.valid.references) == 6  # BLEU is against every full reference
+    assert max(len(s) for s in trainer.data.valid.src_ids + trainer.data.valid.tgt_ids) == 40
+    assert max(len(s) for s in trainer.data.src_ids + trainer.data.tgt_ids) <= 40
+    assert len(trainer.data.valid.references) == 6  # BLEU is against every full reference
     assert load_checkpoint(tmp_path / "best.pt")["step"] in (1, 2)
 
 

@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,7 +24,14 @@ from train_utils import (
 import nmt.cli.train
 import nmt.training.checkpoint as checkpoint_module
 from nmt.errors import NMTError
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+from nmt.training.checkpoint import (
+    V1_TOP_LEVEL_STATE,
+    Checkpoint,
+    check_resumable,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nmt.training.state import TrainState
 from nmt.training.trainer import Trainer
 
 torch.set_num_threads(1)
@@ -99,6 +108,64 @@ def test_non_finite_weights_are_never_saved(tmp_path):
     assert load_checkpoint(path)["step"] == 1
 
 
+def _full_state() -> TrainState:
+    """A TrainState with every field away from its default."""
+    history = [{"bleu": 5.0, "valid_loss": 3.5, "step": 4}, {"bleu": 7.0, "valid_loss": 3.1, "step": 8}]
+    return TrainState(step=8, epoch=2, batch_in_epoch=3, best_bleu=7.0, best_step=8, bad_validations=1, bad_steps=2,
+                      train_seconds=12.5, train_tokens=4321, last_validated_step=8, history=history,
+                      rng={"python": [3, [1, 2], None], "torch": torch.arange(4, dtype=torch.uint8)})
+
+
+def test_the_train_state_is_saved_whole_and_loads_back(tmp_path):
+    state = _full_state()
+    assert {f.name for f in fields(TrainState)} == set(state.state_dict())
+    checkpoint = Checkpoint(config={}, model={"w": torch.ones(2)}, tokenizer={}, state=state, optimizer={"state": {}})
+    checkpoint.save(tmp_path / "c.pt")
+    payload = load_checkpoint(tmp_path / "c.pt")
+    assert payload["version"] == 2 and payload["step"] == 8 and set(payload["train_state"]) == set(state.state_dict())
+    loaded = Checkpoint.load(tmp_path / "c.pt")
+    assert torch.equal(loaded.state.rng.pop("torch"), state.rng.pop("torch"))
+    assert loaded.state == state and loaded.step == 8 and loaded.optimizer == {"state": {}}
+
+
+def test_a_version_1_checkpoint_becomes_one_train_state(tmp_path):
+    """Version 1 kept the loop's counters as loose entries: step, epoch, batch_in_epoch, best_bleu and rng at
+    the top, the rest under "metrics"; they load as the same TrainState (entries it does not know are dropped)."""
+    state = _full_state()
+    counters = {k: v for k, v in state.state_dict().items() if k not in V1_TOP_LEVEL_STATE}
+    payload = {"format": "nmt-checkpoint", "version": 1, "config": {}, "model": {"w": torch.ones(2)},
+               "tokenizer": {}, "optimizer": {"state": {}}, "scheduler": None, "scaler": None,
+               "metrics": counters | {"train_loss": 4.2}, "num_parameters": 2,
+               **{k: getattr(state, k) for k in V1_TOP_LEVEL_STATE}}
+    torch.save(payload, tmp_path / "v1.pt")
+    loaded = Checkpoint.load(tmp_path / "v1.pt")
+    assert torch.equal(loaded.state.rng.pop("torch"), state.rng.pop("torch"))
+    assert loaded.state == state and loaded.num_parameters == 2 and loaded.optimizer == {"state": {}}
+    loaded.save(tmp_path / "v2.pt")  # saved again: the current layout
+    assert set(load_checkpoint(tmp_path / "v2.pt")) >= {"train_state", "version"}
+    assert "metrics" not in load_checkpoint(tmp_path / "v2.pt")
+    bare = {"format": "nmt-checkpoint", "version": 1, "config": {}, "model": {}, "tokenizer": {}, "step": 5}
+    assert Checkpoint.from_payload(bare).state == TrainState(step=5)
+
+
+def test_a_train_state_that_does_not_fit_is_refused_in_one_line(tmp_path):
+    good = Checkpoint(config={}, model={"w": torch.ones(2)}, tokenizer={}, state=TrainState(step=3)).to_payload()
+    cases = {"unknown": {**good, "train_state": {**good["train_state"], "momentum": 1}},
+             "other_step": {**good, "step": 4}}
+    for name, payload in cases.items():
+        save_checkpoint(tmp_path / f"{name}.pt", payload)
+    with pytest.raises(NMTError, match=r"unknown.pt is not a readable checkpoint \(.*does not know: momentum\)$"):
+        Checkpoint.load(tmp_path / "unknown.pt")
+    with pytest.raises(NMTError, match=r"other_step.pt is not a readable checkpoint \(its step \(4\) is not"):
+        Checkpoint.load(tmp_path / "other_step.pt")
+
+
+def test_an_average_is_not_resumed(tmp_path):
+    average = Checkpoint(config={}, model={}, tokenizer={}, state=TrainState(step=3), averaged_from=["a", "b"])
+    with pytest.raises(NMTError, match="cannot resume x.pt: it is an average of checkpoints; train.init_from"):
+        check_resumable(average, Path("x.pt"), None, None)
+
+
 def _signal_at_step(lines, step: int, send) -> str:
     """Read the child's output until it logs `step`, then `send()` the signal; returns what was read."""
     seen = []
@@ -146,7 +213,7 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     assert f"resumed from {run_dir / 'last.pt'}: step {killed}," in out and "stopping on SIGTERM" in out
     stopped = load_checkpoint(run_dir / "last.pt")
     k = stopped["step"]
-    assert killed + 2 <= k < 100000 and stopped["metrics"]["history"] == []
+    assert killed + 2 <= k < 100000 and stopped["train_state"]["history"] == []
 
     # Continue in place (resume=auto) and compare with a run that was never stopped.
     extra = (f"train.max_steps={k + 2}", "train.save_every=1", "train.resume=auto")
@@ -154,7 +221,7 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     resumed.fit()
     straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
     straight.fit()
-    assert resumed.step == straight.step == k + 2
+    assert resumed.state.step == straight.state.step == k + 2
     assert_same_parameters(parameters(resumed.model), parameters(straight.model))
 
 
@@ -174,7 +241,7 @@ def test_a_checkpoint_from_before_a_new_model_option_resumes(setup, tmp_path):
     save_checkpoint(tmp_path / "last.pt", payload)
     resumed = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto"), tmp_path)
     resumed.fit()
-    assert resumed.step == 2
+    assert resumed.state.step == 2
 
 
 def test_checkpoints_with_separate_tables_where_the_model_ties_them(setup, tmp_path):

@@ -40,7 +40,7 @@ def _worker(rank: int, port: int, corpus: str, data_root: str, run_dir: str, out
             "params": parameters(trainer.model),
             "summary": summary,
             "run_dir": str(trainer.run_dir),
-            "first_batches": trainer.sampler.batches(0)[:4],
+            "first_batches": trainer.data.sampler.batches(0)[:4],
         },
         Path(out_dir) / f"rank{rank}.pt",
     )

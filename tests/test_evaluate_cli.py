@@ -177,7 +177,7 @@ def test_average_refuses_different_models(tiny_run, tmp_path):
     with pytest.raises(NMTError, match="different model configs"):
         average_checkpoints([tiny_run.run_dir / "step-20.pt", tmp_path / "other.pt"])
     single = average_checkpoints([tiny_run.run_dir / "step-20.pt"])
-    assert single["optimizer"] is None and single["step"] == 20
+    assert single.optimizer is None and single.step == 20 and single.state.rng is None
 
 
 def test_user_errors(tiny_run, tmp_path, capsys):

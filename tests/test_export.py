@@ -67,7 +67,7 @@ def random_checkpoint(transformer_run: TinyRun, tmp_path: Path) -> Path:
         for name, p in model.named_parameters():
             p.copy_(torch.randn_like(p) * 0.2 + (1.0 if "norm.weight" in name else 0.0))
     path = tmp_path / "random.pt"
-    save_checkpoint(path, {**{k: payload[k] for k in ("step", "epoch", "metrics")},
+    save_checkpoint(path, {**{k: payload[k] for k in ("step", "train_state")},
                            "config": OmegaConf.to_container(cfg, resolve=True), "model": model.state_dict(),
                            "tokenizer": tok.state_dict()})
     return path

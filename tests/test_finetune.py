@@ -18,8 +18,9 @@ from nmt.config import Config, DataConfig, ModelConfig, TokenizerConfig, TrainCo
 from nmt.data.corpus import prepare_corpus, prepared_dir
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
-from nmt.training.checkpoint import finetune_model_config, load_checkpoint, load_model
-from nmt.training.trainer import Trainer, given_model_keys
+from nmt.training.checkpoint import Checkpoint, finetune_model_config, load_checkpoint, load_model
+from nmt.training.setup import given_model_keys
+from nmt.training.trainer import Trainer
 from nmt.training.validate import ValidSet, valid_loss
 
 NEWS_TRAIN_PAIRS = 3000
@@ -30,20 +31,20 @@ EN = ["a dog runs in the park", "two cats sleep", "a man rides a bike", "a woman
 
 
 # Without a corpus ----------------------------------------------------------------------------------------------
-def tiny_payload(**model: object) -> dict:
+def tiny_checkpoint(**model: object) -> Checkpoint:
     cfg = Config(model=ModelConfig(emb_dim=16, hidden=32, dropout=0.0, **model))
-    return {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "model": {}}
+    return Checkpoint(config=OmegaConf.to_container(OmegaConf.structured(cfg)), model={}, tokenizer={})
 
 
 def test_model_config_comes_from_the_checkpoint_when_not_set() -> None:
-    model = finetune_model_config(tiny_payload(), Path("c.pt"), OmegaConf.structured(ModelConfig), set())
+    model = finetune_model_config(tiny_checkpoint(), Path("c.pt"), OmegaConf.structured(ModelConfig), set())
     assert (model.emb_dim, model.hidden, model.dropout) == (16, 32, 0.0)
 
 
 def test_set_architecture_or_size_keys_that_differ_are_refused_naming_them() -> None:
     given = OmegaConf.structured(ModelConfig(arch="transformer", emb_dim=16, hidden=64))
     with pytest.raises(NMTError) as e:
-        finetune_model_config(tiny_payload(), Path("c.pt"), given, {"arch", "emb_dim", "hidden"})
+        finetune_model_config(tiny_checkpoint(), Path("c.pt"), given, {"arch", "emb_dim", "hidden"})
     message = str(e.value)
     assert "\n" not in message
     assert "model.arch='transformer' (checkpoint: 'rnn_attention'), model.hidden=64 (checkpoint: 32)" in message
@@ -52,7 +53,7 @@ def test_set_architecture_or_size_keys_that_differ_are_refused_naming_them() -> 
 
 def test_dropout_temperature_and_hard_may_change() -> None:
     given = OmegaConf.structured(ModelConfig(dropout=0.2, temperature=0.5, hard=True))
-    model = finetune_model_config(tiny_payload(), Path("c.pt"), given, {"dropout", "temperature", "hard"})
+    model = finetune_model_config(tiny_checkpoint(), Path("c.pt"), given, {"dropout", "temperature", "hard"})
     assert (model.dropout, model.temperature, model.hard, model.hidden) == (0.2, 0.5, True, 32)
 
 

@@ -16,7 +16,7 @@ from nmt.experiments.bottleneck_report import render as render_bottleneck
 from nmt.experiments.claims_report import render as render_claims
 from nmt.experiments.results import BottleneckReport, ClaimsReport
 from nmt.inference.translator import Translator
-from nmt.training.checkpoint import load_model
+from nmt.training.checkpoint import Checkpoint, load_checkpoint, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPORTS = FIXTURES / "reports"  # report.json / report.md pairs as the experiments wrote them
@@ -27,7 +27,7 @@ BOTTLENECK, CAPACITY, CLAIMS = ("2026-12-03_bottleneck_default", "2026-12-03_bot
 def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     expected = json.loads((FIXTURES / "golden_rnn_attention.json").read_text(encoding="utf-8"))
     loaded = load_model(FIXTURES / "golden_rnn_attention.pt", "cpu")
-    assert loaded.payload["step"] == expected["step"]
+    assert loaded.checkpoint.step == expected["step"]
     assert loaded.model.num_parameters() == expected["num_parameters"]
     result = score(FIXTURES / "golden_rnn_attention.pt", sources=expected["sentences"],
                    references=expected["references"], device="cpu")
@@ -35,6 +35,21 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     translations = Translator.from_checkpoint(FIXTURES / "golden_rnn_attention.pt", "cpu").translate(
         expected["sentences"])
     assert len(translations) == len(expected["sentences"])
+
+
+def test_the_earlier_release_checkpoint_reads_as_one_train_state():
+    """It was written with the loop's counters as loose entries (checkpoint version 1): they read as one
+    TrainState, and saved again it has the current layout."""
+    expected = json.loads((FIXTURES / "golden_rnn_attention.json").read_text(encoding="utf-8"))
+    payload = load_checkpoint(FIXTURES / "golden_rnn_attention.pt")
+    assert payload["version"] == 1 and "train_state" not in payload and "train_loss" in payload["metrics"]
+    checkpoint = Checkpoint.from_payload(payload)
+    state = checkpoint.state
+    assert (state.step, state.epoch, state.batch_in_epoch, state.best_bleu) == (expected["step"], 0, 30, None)
+    assert state.history == [] and state.bad_steps == 0 and set(state.rng) == {"python", "numpy", "torch"}
+    assert checkpoint.num_parameters == expected["num_parameters"] and checkpoint.optimizer is not None
+    again = checkpoint.to_payload()
+    assert again["train_state"]["batch_in_epoch"] == 30 and "metrics" not in again
 
 
 @pytest.mark.parametrize("name", [BOTTLENECK, CAPACITY])

@@ -18,7 +18,7 @@ from nmt.data.corpus import prepare_corpus
 from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
-from nmt.training.trainer import check_train_config
+from nmt.training.setup import check_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -49,19 +49,19 @@ def test_resumed_run_equals_uninterrupted_run(setup, tmp_path):
     )  # fmt: skip
     straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
     summary = straight.fit()
-    assert summary["step"] == 8 and straight.epoch >= 1, "the run must cross an epoch boundary"
+    assert summary["step"] == 8 and straight.state.epoch >= 1, "the run must cross an epoch boundary"
     step3 = load_checkpoint(tmp_path / "straight" / "step-3.pt")
-    assert step3["step"] == 3 and step3["epoch"] == 0 and step3["batch_in_epoch"] == 6
+    assert step3["step"] == 3 and step3["train_state"]["epoch"] == 0 and step3["train_state"]["batch_in_epoch"] == 6
 
     resumed = Trainer(tiny_config(*setup, *extra, f"train.resume={tmp_path / 'straight' / 'step-3.pt'}"),
                       tmp_path / "resumed")  # fmt: skip
     resumed.fit()
-    assert resumed.step == 8
+    assert resumed.state.step == 8
     assert_same_parameters(parameters(straight.model), parameters(resumed.model))
     final = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert_same_parameters(parameters(final["model"]), parameters(straight.model))
     assert final["scheduler"] == load_checkpoint(tmp_path / "straight" / "last.pt")["scheduler"]
-    assert [h["valid_loss"] for h in resumed.history] == [h["valid_loss"] for h in straight.history]
+    assert [h["valid_loss"] for h in resumed.state.history] == [h["valid_loss"] for h in straight.state.history]
 
     # The same run without resuming from step 3 would have diverged: the check above is not vacuous.
     assert not all(torch.equal(v, step3["model"][k].cpu()) for k, v in parameters(straight.model).items())
@@ -82,7 +82,7 @@ def test_nan_loss_skips_the_update(setup, tmp_path, monkeypatch):
     assert summary["bad_steps"] == 2
     assert summary["step"] == 3  # only applied updates count as steps ...
     payload = load_checkpoint(tmp_path / "last.pt")
-    assert payload["batch_in_epoch"] == 5  # ... but the skipped batches were consumed
+    assert payload["train_state"]["batch_in_epoch"] == 5  # ... but the skipped batches were consumed
     assert all(torch.isfinite(v).all() for v in payload["model"].values())
     assert next(iter(payload["optimizer"]["state"].values()))["step"] == 3  # Adam saw 3 updates, not 5
     assert "skipped an update" in (tmp_path / "train.log").read_text()
@@ -93,7 +93,7 @@ def test_consecutive_nan_losses_stop_with_an_error(setup, tmp_path, monkeypatch)
     trainer = Trainer(tiny_config(*setup, "train.max_steps=20", "train.max_bad_steps=3"), tmp_path)
     with pytest.raises(NMTError, match="3 non-finite steps in a row"):
         trainer.fit()
-    assert trainer.step == 0 and not (tmp_path / "last.pt").exists()
+    assert trainer.state.step == 0 and not (tmp_path / "last.pt").exists()
 
 
 def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
@@ -119,10 +119,10 @@ def test_epoch_budget_and_checkpoint_policy(setup, tmp_path):
                       "train.save_every=2", "train.keep_last=2")  # fmt: skip
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.fit()
-    n_batches = len(trainer.sampler)
+    n_batches = len(trainer.data.sampler)
     assert summary["stop_reason"] == "max_epochs" and summary["step"] == n_batches
-    assert (trainer.epoch, trainer.batch_in_epoch) == (1, 0)
-    assert len(trainer.history) == 1  # eval_every=0: once, at the epoch end
+    assert (trainer.state.epoch, trainer.state.batch_in_epoch) == (1, 0)
+    assert len(trainer.state.history) == 1  # eval_every=0: once, at the epoch end
     kept = sorted(int(p.stem.split("-")[1]) for p in tmp_path.glob("step-*.pt"))
     last_even = n_batches - n_batches % 2
     assert kept == [last_even - 2, last_even]
@@ -355,7 +355,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     fallback.fit()
     eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
     eager.fit()
-    assert compiled[0].calls == 1 and fallback.step == 3
+    assert compiled[0].calls == 1 and fallback.state.step == 3
     warnings = [line for line in (tmp_path / "compile" / "train.log").read_text().splitlines() if "warning" in line]
     assert len(warnings) == 1 and warnings[0].endswith(
         "warning: torch.compile failed, training without it (train.compile=false): C++ compile error")

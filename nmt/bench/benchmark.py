@@ -477,7 +477,7 @@ def run_benchmark(args: BenchOptions | argparse.Namespace, data: DataConfig) -> 
         print(f"decoding with {path} ...", file=sys.stderr)
         loaded = load_model(path, device)
         rates = decode_rates(loaded.model, loaded.tokenizer, sentences, args.decode_batch_size, device)
-        trained.append(TrainedDecoding(checkpoint=str(path), arch=loaded.cfg.model.arch, step=loaded.payload["step"],
+        trained.append(TrainedDecoding(checkpoint=str(path), arch=loaded.cfg.model.arch, step=loaded.checkpoint.step,
                                        **asdict(rates)))
 
     settings = {"threads": [Setting(str(n), threads=n) for n in args.compare_threads]} if args.compare_threads else {}

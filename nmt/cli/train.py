@@ -26,7 +26,8 @@ from omegaconf import DictConfig
 from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.io import check_writable, make_dir
-from nmt.training.trainer import Trainer, lock_run_dir
+from nmt.training.setup import lock_run_dir
+from nmt.training.trainer import Trainer
 
 
 @user_errors

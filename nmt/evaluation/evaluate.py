@@ -32,7 +32,7 @@ from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
 from nmt.training.average import average_checkpoints, last_checkpoints
-from nmt.training.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+from nmt.training.checkpoint import load_model, resolve_checkpoint
 
 
 @dataclass
@@ -63,7 +63,7 @@ def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into:
         run_dir = run_dir_of(entry)
         paths = last_checkpoints(run_dir, cfg.average_last)
         averaged = average_into / f"averaged-{safe_name(run_dir.name)}-last{len(paths)}.pt"
-        save_checkpoint(averaged, average_checkpoints(paths))
+        average_checkpoints(paths).save(averaged)
         return load_model(averaged, device, overrides)
     return load_model(resolve_checkpoint(entry), device, overrides)
 
@@ -93,7 +93,7 @@ def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, d
     out = translate(loaded.model, loaded.tokenizer, sources, cfg.decode, device)
     info = {
         "checkpoint": str(loaded.path),
-        "step": int(loaded.payload.get("step", 0)),
+        "step": loaded.checkpoint.step,
         "arch": str(loaded.cfg.model.arch),
         "num_parameters": int(loaded.model.num_parameters()),
         "speed": {
@@ -107,8 +107,8 @@ def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, d
     }
     if out.truncated:
         info["truncated_sources"] = len(out.truncated)
-    if loaded.payload.get("averaged_from"):
-        info["averaged_from"] = loaded.payload["averaged_from"]
+    if loaded.checkpoint.averaged_from:
+        info["averaged_from"] = loaded.checkpoint.averaged_from
     if cfg.decode.nbest > 1:
         info["nbest"] = [list(zip(h, s, strict=True)) for h, s in zip(out.nbest, out.scores, strict=True)]
     return System(name, out.hypotheses, info, loaded)

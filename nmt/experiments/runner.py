@@ -34,7 +34,8 @@ from nmt.errors import NMTError
 from nmt.io import read_text_lines
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
-from nmt.training.trainer import Trainer, check_train_config
+from nmt.training.setup import check_train_config
+from nmt.training.trainer import Trainer
 
 RUN_GROUPS = ("data", "model", "train", "decode")  # top-level keys of a training run's Config
 EXPERIMENT_DIR = Path(CONFIG_DIR) / "experiment"
@@ -161,7 +162,7 @@ def train_and_decode(job: Job) -> RunResult:
             device = pick_device(cfg.train.device)
             loaded, decoded = decode_splits(checkpoint, job.splits, device)
     return RunResult(name=job.name, run_dir=str(run_dir), checkpoint=str(checkpoint),
-                     checkpoint_step=int(loaded.payload["step"]), steps=int(summary["step"]),
+                     checkpoint_step=loaded.checkpoint.step, steps=int(summary["step"]),
                      stop_reason=summary["stop_reason"], train_seconds=float(summary["train_seconds"]),
                      wall_seconds=wall, best_valid_bleu=summary["best_bleu"],
                      num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded)

@@ -170,8 +170,8 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
     info = {
         "format": INFO_FORMAT,
         "checkpoint": str(Path(checkpoint_path).resolve()),
-        "step": loaded.payload["step"],
-        "config_sha256": hashlib.sha256(json.dumps(loaded.payload["config"], sort_keys=True).encode()).hexdigest(),
+        "step": loaded.checkpoint.step,
+        "config_sha256": hashlib.sha256(json.dumps(loaded.checkpoint.config, sort_keys=True).encode()).hexdigest(),
         "quantization": quantization,
         "ctranslate2": ct2.__version__,
         "max_positions": loaded.model.max_positions,

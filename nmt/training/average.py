@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from nmt.errors import NMTError
-from nmt.training.checkpoint import load_checkpoint, save_checkpoint
+from nmt.training.checkpoint import Checkpoint, checkpoint_config
 
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
@@ -32,65 +34,68 @@ def last_checkpoints(run_dir: str | Path, k: int) -> list[Path]:
     }
     last = run_dir / "last.pt"
     if last.is_file():
-        step = int(load_checkpoint(last)["step"])
-        found.setdefault(step, last)
+        found.setdefault(Checkpoint.load(last).step, last)
     if len(found) < k:
         names = ", ".join(p.name for _, p in sorted(found.items())) or "none"
         raise NMTError(f"{run_dir} has {len(found)} checkpoints to average ({names}), fewer than {k}")
     return [p for _, p in sorted(found.items())[-k:]]
 
 
-def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, Any]:
-    """A checkpoint payload whose weights are the mean of the given checkpoints' weights.
+@dataclass(frozen=True)
+class _Fingerprint:
+    """What checkpoints must share to be averaged: model config, tokenizer and parameter shapes."""
+
+    path: Path
+    model_config: Any
+    tokenizer: tuple[Any, Any]
+    shapes: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint, path: Path) -> _Fingerprint:
+        model_config = OmegaConf.to_container(checkpoint_config(checkpoint).model, resolve=True)
+        tokenizer = checkpoint.tokenizer.get("src_sha256"), checkpoint.tokenizer.get("tgt_sha256")
+        return cls(path, model_config, tokenizer, {name: tuple(t.shape) for name, t in checkpoint.model.items()})
+
+    def check(self, other: _Fingerprint) -> None:
+        where = f"cannot average {self.path} with {other.path}"
+        if other.model_config != self.model_config:
+            raise NMTError(f"{where}: different model configs")
+        if other.tokenizer != self.tokenizer:
+            raise NMTError(f"{where}: different tokenizers")
+        if other.shapes != self.shapes:
+            diff = sorted(set(other.shapes.items()) ^ set(self.shapes.items()))
+            raise NMTError(f"{where}: parameters differ ({diff[0][0]}{' ...' if len(diff) > 1 else ''})")
+
+
+def average_checkpoints(paths: Sequence[str | Path]) -> Checkpoint:
+    """A checkpoint whose weights are the mean of the given checkpoints' weights.
 
     All checkpoints must hold the same model (same config, parameter names and shapes) and tokenizer.
     Floating-point tensors are averaged in float64 and cast back; other tensors (counters) are taken from
-    the last checkpoint. The payload is the last checkpoint's, without optimizer/scheduler/RNG state (an
-    average is for evaluation, not for resuming), plus "averaged_from": the paths as strings.
+    the last checkpoint. The rest is the last checkpoint's, without optimizer, schedule and RNG states (an
+    average is for evaluation, not for resuming), and with `averaged_from`: the paths as strings.
     Only one checkpoint is held in memory at a time besides the running sum.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise NMTError("no checkpoints to average")
     total: dict[str, torch.Tensor] = {}
-    first: dict[str, Any] | None = None
-    payload: dict[str, Any] = {}
+    first: _Fingerprint | None = None
     for path in paths:
-        payload = load_checkpoint(path)
-        weights = payload["model"]
+        checkpoint = Checkpoint.load(path)
         if first is None:
-            first = {"model": payload["config"].get("model"), "tokenizer": _tokenizer_hash(payload),
-                     "shapes": {name: tuple(t.shape) for name, t in weights.items()}, "path": path}
-            total = {name: t.to(torch.float64) for name, t in weights.items() if t.is_floating_point()}
+            first = _Fingerprint.of(checkpoint, path)
+            total = {name: t.to(torch.float64) for name, t in checkpoint.model.items() if t.is_floating_point()}
             continue
-        _check_compatible(first, payload, path)
+        first.check(_Fingerprint.of(checkpoint, path))
         for name in total:
-            total[name] += weights[name].to(torch.float64)
+            total[name] += checkpoint.model[name].to(torch.float64)
     n = len(paths)
     averaged = {
-        name: (total[name] / n).to(t.dtype) if name in total else t.clone() for name, t in payload["model"].items()
+        name: (total[name] / n).to(t.dtype) if name in total else t.clone() for name, t in checkpoint.model.items()
     }
-    out = dict(payload)
-    out.update(model=averaged, optimizer=None, scheduler=None, scaler=None, rng=None)
-    out["averaged_from"] = [str(p) for p in paths]
-    return out
-
-
-def _tokenizer_hash(payload: dict[str, Any]) -> tuple[Any, Any]:
-    tok = payload.get("tokenizer") or {}
-    return tok.get("src_sha256"), tok.get("tgt_sha256")
-
-
-def _check_compatible(first: dict[str, Any], payload: dict[str, Any], path: Path) -> None:
-    where = f"cannot average {first['path']} with {path}"
-    if payload["config"].get("model") != first["model"]:
-        raise NMTError(f"{where}: different model configs")
-    if _tokenizer_hash(payload) != first["tokenizer"]:
-        raise NMTError(f"{where}: different tokenizers")
-    shapes = {name: tuple(t.shape) for name, t in payload["model"].items()}
-    if shapes != first["shapes"]:
-        diff = sorted(set(shapes.items()) ^ set(first["shapes"].items()))
-        raise NMTError(f"{where}: parameters differ ({diff[0][0]}{' ...' if len(diff) > 1 else ''})")
+    return replace(checkpoint, model=averaged, optimizer=None, scheduler=None,
+                   state=replace(checkpoint.state, rng=None), averaged_from=[str(p) for p in paths])
 
 
 def average_into(paths: list[Path], last: int = 5, output: Path | None = None) -> tuple[Path, list[Path]]:
@@ -108,5 +113,5 @@ def average_into(paths: list[Path], last: int = 5, output: Path | None = None) -
     run_names = output.name in ("last.pt", "best.pt") or output.name.startswith("step-")
     if run_names or output.resolve() in {p.resolve() for p in paths}:
         raise NMTError(f"refusing to write the average to {output}: pick a name that is not a run checkpoint")
-    save_checkpoint(output, average_checkpoints(paths))
+    average_checkpoints(paths).save(output)
     return output, paths

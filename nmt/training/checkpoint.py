@@ -1,8 +1,17 @@
-"""Checkpoints: atomic writes, safe loads, and rebuilding a model from nothing but a checkpoint file.
+"""Checkpoints: one `Checkpoint` object, written atomically and loaded safely, and a model rebuilt from nothing
+but a checkpoint file.
 
-A checkpoint is a plain dict saved with `torch.save` (payload keys below). It carries the resolved config and the
-SentencePiece model bytes, so `nmt-evaluate` and `nmt-translate` need only the file. Loading always uses
-`weights_only=True`: a file that would run code when unpickled is refused, never executed.
+    checkpoint = Checkpoint.of_run(cfg, model, tokenizer, optimizer, schedule, state)  # what the trainer saves
+    checkpoint.save(path)                     # atomic: the old file or the new one, never a torn one
+    checkpoint = Checkpoint.load(path)        # checked; an older layout is converted
+    loaded = load_model(path, device)         # model + tokenizer + typed config, ready for inference
+
+On disk a checkpoint is the plain dict `to_payload()` returns, saved with `torch.save`: a format marker and version,
+the run's resolved config, the model's weights, the tokenizer (the SentencePiece model bytes, so `nmt-evaluate` and
+`nmt-translate` need only the file), the training loop's `TrainState` whole under "train_state" (its step also at
+the top, for readers that want only the weights), optimizer and schedule. Loading always uses `weights_only=True`:
+a file that would run code when unpickled is refused, never executed. `from_payload` is the one place a payload is
+read: version 1 files, whose loop state stood in loose entries, are converted there.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import contextlib
 import os
 import pickle
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +33,110 @@ from nmt.errors import NMTError
 from nmt.io import atomic_write
 from nmt.models import build_model, fit_config_to_weights
 from nmt.runtime import rng_state
+from nmt.training.state import TrainState
 
+Tensor = torch.Tensor
 FORMAT = "nmt-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the loop's state whole under "train_state"; 1: its counters as loose entries (still read)
+READABLE_VERSIONS = (1, 2)
 REQUIRED_KEYS = ("format", "version", "config", "model", "tokenizer", "step")
-ENTRY_TYPES = {"config": dict, "model": dict, "tokenizer": dict, "step": int}
+ENTRY_TYPES = {"config": dict, "model": dict, "tokenizer": dict, "step": int, "train_state": dict}
+# Version 1 kept these TrainState fields at the top of the payload and the others under "metrics" (beside entries
+# of its own, such as a test loop's "train_loss", which are dropped).
+V1_TOP_LEVEL_STATE = ("step", "epoch", "batch_in_epoch", "best_bleu", "rng")
 
 
+@dataclass
+class Checkpoint:
+    """One checkpoint of a run. `config` is the run's resolved Config as plain containers (`checkpoint_config`
+    reads it typed); optimizer and scheduler are None where the checkpoint cannot be resumed (an average)."""
+
+    config: dict[str, Any]
+    model: dict[str, Tensor]  # the model's state_dict
+    tokenizer: dict[str, Any]  # Tokenizer.state_dict()
+    state: TrainState = field(default_factory=TrainState)
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    num_parameters: int | None = None
+    averaged_from: list[str] | None = None  # the checkpoints whose weights this one averages (nmt-average)
+
+    @property
+    def step(self) -> int:
+        """The optimizer updates behind the weights."""
+        return self.state.step
+
+    @classmethod
+    def of_run(cls, cfg: Any, model: torch.nn.Module, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer,
+               schedule: Any | None, state: TrainState) -> Checkpoint:
+        """A checkpoint of a run as it is now: `cfg` (a Config or its OmegaConf node) resolved, the weights, the
+        optimizer and `schedule` (None: none), and `state` with the RNG states of this moment (not copied
+        further: save it before training goes on)."""
+        node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+        return cls(
+            config=OmegaConf.to_container(node, resolve=True),
+            model=model.state_dict(),
+            tokenizer=tokenizer.state_dict(),
+            state=replace(state, rng=rng_state()),
+            optimizer=optimizer.state_dict(),
+            scheduler=None if schedule is None else schedule.state_dict(),
+            num_parameters=sum(p.numel() for p in model.parameters()),
+        )
+
+    def to_payload(self) -> dict[str, Any]:
+        """The dict saved on disk (`save_checkpoint` adds the format marker and version)."""
+        return {
+            "config": self.config,
+            "model": self.model,
+            "tokenizer": self.tokenizer,
+            "step": self.step,
+            "train_state": self.state.state_dict(),
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "num_parameters": self.num_parameters,
+            "averaged_from": self.averaged_from,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Checkpoint:
+        """The checkpoint in a payload as `load_checkpoint` returned it (checked), of this version or an earlier
+        one; an NMTError says what does not fit."""
+        state = TrainState()
+        state.load_state_dict(payload["train_state"] if "train_state" in payload else _version1_state(payload))
+        if state.step != payload["step"]:
+            raise NMTError(f"its step ({payload['step']}) is not its train state's ({state.step})")
+        return cls(
+            config=payload["config"],
+            model=payload["model"],
+            tokenizer=payload["tokenizer"],
+            state=state,
+            optimizer=payload.get("optimizer"),
+            scheduler=payload.get("scheduler"),
+            num_parameters=payload.get("num_parameters"),
+            averaged_from=payload.get("averaged_from"),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+        """Load and check the checkpoint at `path`; any problem is an NMTError naming the file."""
+        payload = load_checkpoint(path, map_location)
+        try:
+            return cls.from_payload(payload)
+        except NMTError as e:
+            raise NMTError(f"{path} is not a readable checkpoint ({e})") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint to `path` atomically (see `save_checkpoint`)."""
+        save_checkpoint(path, self.to_payload())
+
+
+def _version1_state(payload: dict[str, Any]) -> dict[str, Any]:
+    """The TrainState fields of a version 1 payload (or of a bare one: only its step)."""
+    names = {f.name for f in fields(TrainState)}
+    loose = {key: payload[key] for key in V1_TOP_LEVEL_STATE if key in payload}
+    return loose | {key: value for key, value in (payload.get("metrics") or {}).items() if key in names}
+
+
+# Files: the payload dict as torch.save writes it -------------------------------------------------------------------
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` to `path` atomically: a temp file in the same directory, fsync, then rename.
 
@@ -57,59 +163,27 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, write)
 
 
-def checkpoint_payload(
-    cfg: Any,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    schedule: Any | None,
-    step: int,
-    epoch: int = 0,
-    batch_in_epoch: int = 0,
-    best_bleu: float | None = None,
-    metrics: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """What a checkpoint of a run holds (save_checkpoint adds the format marker and version): the resolved config
-    (a Config or its OmegaConf node), the model's weights, the tokenizer, the data position (epoch, and
-    batch_in_epoch: the next batch's index), optimizer, schedule (None: none) and RNG states, the best valid
-    BLEU, the training loop's own state (`metrics`) and the parameter count."""
-    return {
-        "config": OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg),
-                                         resolve=True),
-        "model": model.state_dict(),
-        "tokenizer": tokenizer.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": None if schedule is None else schedule.state_dict(),
-        "scaler": None,  # bf16 autocast needs no loss scaling
-        "rng": rng_state(),
-        "best_bleu": best_bleu,
-        "metrics": metrics or {},
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-    }
-
-
 def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
     """Names of floating-point tensors holding NaN or inf."""
     return [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and check a checkpoint; any problem is an NMTError naming the file."""
+    """Load and check a checkpoint's payload (`Checkpoint.load` reads it as one); any problem is an NMTError naming
+    the file."""
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"checkpoint not found: {path}")
     payload = _unpickle(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NMTError(f"{path} is not an nmt checkpoint (no '{FORMAT}' marker)")
-    if payload.get("version") != VERSION:
-        raise NMTError(f"{path} has checkpoint version {payload.get('version')}, this nmt reads version {VERSION}")
+    if payload.get("version") not in READABLE_VERSIONS:
+        raise NMTError(f"{path} has checkpoint version {payload.get('version')}, this nmt reads versions "
+                       f"{', '.join(map(str, READABLE_VERSIONS))}")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise NMTError(f"{path} is missing checkpoint entries: {', '.join(missing)}")
-    wrong = next((k for k, kind in ENTRY_TYPES.items() if not isinstance(payload[k], kind)), None)
+    wrong = next((k for k, kind in ENTRY_TYPES.items() if k in payload and not isinstance(payload[k], kind)), None)
     if wrong:
         raise NMTError(f"{path} is not a readable checkpoint (its '{wrong}' is a {type(payload[wrong]).__name__})")
     return payload
@@ -132,10 +206,12 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
         raise NMTError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(e).__name__})") from e
 
 
-def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> DictConfig:
-    """The run's resolved Config, typed, with dotted `key=value` overrides (e.g. `model.temperature=0.5`)."""
+# The run's config and model --------------------------------------------------------------------------------------
+def checkpoint_config(checkpoint: Checkpoint, overrides: list[str] | None = None) -> DictConfig:
+    """The run's resolved Config, typed, with dotted `key=value` overrides (e.g. `model.temperature=0.5`): the one
+    place a checkpoint's config is read."""
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), payload["config"])
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), checkpoint.config)
     except Exception as e:  # a config this nmt does not know (unknown key, wrong type)
         raise NMTError(f"the checkpoint's config does not fit this nmt: {str(e).splitlines()[0]}") from e
     try:
@@ -149,10 +225,10 @@ class Loaded:
     """A model rebuilt from a checkpoint, ready for inference."""
 
     model: torch.nn.Module
-    tokenizer: Any  # nmt.data.tokenizer.Tokenizer
+    tokenizer: Tokenizer
     cfg: DictConfig
     path: Path
-    payload: dict[str, Any]
+    checkpoint: Checkpoint
 
 
 def load_model(
@@ -160,18 +236,17 @@ def load_model(
 ) -> Loaded:
     """Rebuild model + tokenizer from a checkpoint file, in eval mode on `device`."""
     path = Path(path)
-    payload = load_checkpoint(path)
-    cfg = checkpoint_config(payload, overrides)
-    tokenizer = Tokenizer.from_state_dict(payload["tokenizer"])
-    state = payload["model"]
-    fit_config_to_weights(cfg.model, state)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
+    checkpoint = Checkpoint.load(path)
+    cfg = checkpoint_config(checkpoint, overrides)
+    tokenizer = Tokenizer.from_state_dict(checkpoint.tokenizer)
+    fit_config_to_weights(cfg.model, checkpoint.model)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
     model = build_model(cfg.model, tokenizer.src_vocab_size, tokenizer.tgt_vocab_size, tokenizer.joint)
-    load_weights(model, state, path)
+    load_weights(model, checkpoint.model, path)
     model.to(device).eval()
-    return Loaded(model=model, tokenizer=tokenizer, cfg=cfg, path=path, payload=payload)
+    return Loaded(model=model, tokenizer=tokenizer, cfg=cfg, path=path, checkpoint=checkpoint)
 
 
-def load_weights(model: torch.nn.Module, state: dict[str, Any], source: str | Path) -> None:
+def load_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str | Path) -> None:
     """model.load_state_dict(state), with one clear line when the weights do not fit, including a checkpoint
     that holds separate tables where the model shares one (trained with another model.tie_embeddings)."""
     names_of: dict[int, list[str]] = {}
@@ -200,10 +275,10 @@ def resolve_checkpoint(entry: str | Path) -> Path:
     return path
 
 
-
 # Checkpoint files of a run -------------------------------------------------------------------------------------
-def link_or_copy(src: Path, dst: Path, payload: dict[str, Any]) -> None:
-    """Make `dst` another name of the finished checkpoint `src` (atomic); write it again where links fail."""
+def link_or_copy(src: Path, dst: Path, checkpoint: Checkpoint) -> None:
+    """Make `dst` another name of the finished file `src` of `checkpoint` (atomic); write it again where links
+    fail."""
     tmp = dst.with_name(f".{dst.name}.link.tmp")
     try:
         tmp.unlink(missing_ok=True)
@@ -212,17 +287,17 @@ def link_or_copy(src: Path, dst: Path, payload: dict[str, Any]) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        save_checkpoint(dst, payload)
+        checkpoint.save(dst)
 
 
-def save_under(run_dir: Path, names: list[str], payload: dict[str, Any], keep_last: int) -> None:
-    """Write `payload` as run_dir/names[0], link the other names to it, keep the newest `keep_last` step files."""
+def save_under(run_dir: Path, names: list[str], checkpoint: Checkpoint, keep_last: int) -> None:
+    """Write `checkpoint` as run_dir/names[0], link the other names to it, keep the newest `keep_last` step files."""
     if not names:
         return
     first = run_dir / names[0]
-    save_checkpoint(first, payload)
+    checkpoint.save(first)
     for name in names[1:]:
-        link_or_copy(first, run_dir / name, payload)
+        link_or_copy(first, run_dir / name, checkpoint)
     steps = sorted(run_dir.glob("step-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     for old in steps[: max(0, len(steps) - keep_last)]:
         old.unlink(missing_ok=True)
@@ -243,15 +318,18 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
-def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, tokenizer: Any) -> None:
+def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig, tokenizer: Tokenizer) -> None:
     """A checkpoint continues only the same model on the same vocabulary; anything else is a user error."""
+    if checkpoint.optimizer is None:
+        what = "an average of checkpoints" if checkpoint.averaged_from else "a checkpoint without optimizer state"
+        raise NMTError(f"cannot resume {path}: it is {what}; train.init_from starts a new run from its weights")
     # Saved as this version reads it: an option added since takes its default, as when the checkpoint is loaded.
-    saved = OmegaConf.to_container(checkpoint_config(payload).model, resolve=True)
+    saved = OmegaConf.to_container(checkpoint_config(checkpoint).model, resolve=True)
     current = OmegaConf.to_container(model_cfg, resolve=True)
     diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if diff:
         raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)})")
-    if Tokenizer.from_state_dict(payload["tokenizer"]).sha256 != tokenizer.sha256:
+    if Tokenizer.from_state_dict(checkpoint.tokenizer).sha256 != tokenizer.sha256:
         raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (data config changed)")
 
 
@@ -260,24 +338,24 @@ def check_resumable(payload: dict[str, Any], path: Path, model_cfg: DictConfig, 
 FINETUNE_FREE_MODEL_KEYS = ("dropout", "temperature", "hard")
 
 
-def init_checkpoint(init_from: str) -> tuple[Path, dict[str, Any]]:
-    """train.init_from: a checkpoint file, or a run dir's best.pt (else last.pt), and its payload; one line naming
-    train.init_from when it is missing or not a readable checkpoint."""
+def init_checkpoint(init_from: str) -> tuple[Path, Checkpoint]:
+    """train.init_from: a checkpoint file, or a run dir's best.pt (else last.pt), and the checkpoint; one line
+    naming train.init_from when it is missing or not a readable checkpoint."""
     if not str(init_from).strip():
         raise NMTError("train.init_from is empty: give a checkpoint file or a run directory, or leave it out")
     try:
         path = resolve_checkpoint(init_from).resolve()
-        return path, load_checkpoint(path)
+        return path, Checkpoint.load(path)
     except NMTError as e:
         raise NMTError(f"train.init_from: {e}") from None
 
 
-def finetune_model_config(payload: dict[str, Any], path: Path, model_cfg: DictConfig, given: set[str]) -> DictConfig:
-    """The model config of a run fine-tuned from `payload` (the checkpoint at `path`): the checkpoint's, with the
+def finetune_model_config(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig, given: set[str]) -> DictConfig:
+    """The model config of a run fine-tuned from `checkpoint` (the file at `path`): the checkpoint's, with the
     `given` keys (those the user set) of FINETUNE_FREE_MODEL_KEYS taken from `model_cfg`. A given key of any other
     kind whose value differs from the checkpoint's is refused: the weights fix the architecture and sizes."""
-    saved = checkpoint_config(payload).model
-    fit_config_to_weights(saved, payload["model"])
+    saved = checkpoint_config(checkpoint).model
+    fit_config_to_weights(saved, checkpoint.model)
     current = OmegaConf.to_container(model_cfg, resolve=True)
     differ = [k for k in current if k in given and k not in FINETUNE_FREE_MODEL_KEYS and current[k] != saved.get(k)]
     if differ:

@@ -1,0 +1,67 @@
+"""The training loop's state, as one object: what it keeps across steps (`TrainState`, saved whole in every
+checkpoint) and what one step reports (`StepStats`).
+
+    state = TrainState()                        # a new run: step 0, epoch 0, no best score yet
+    state.load_state_dict(saved)                # resuming: what `state.state_dict()` returned
+    metrics = state.metrics()                   # the same, less the RNG states: what metrics.json shows
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+from nmt.errors import NMTError
+
+
+@dataclass
+class TrainState:
+    """Everything the loop carries from one step to the next besides weights, optimizer and schedule; a checkpoint
+    saves it whole, so a run resumed from it continues where it stopped."""
+
+    step: int = 0  # optimizer updates applied
+    epoch: int = 0  # data position: the epoch (0-based) of the next batch ...
+    batch_in_epoch: int = 0  # ... and its index in that epoch's batch list
+    best_bleu: float | None = None  # the best valid BLEU so far ...
+    best_step: int = 0  # ... and the step that reached it
+    bad_validations: int = 0  # validations since the last new best BLEU (train.patience counts them)
+    bad_steps: int = 0  # updates skipped for a non-finite loss or gradient norm, in total
+    train_seconds: float = 0.0  # training time summed over every session of this run
+    train_tokens: int = 0  # src + tgt tokens consumed, summed over the ranks
+    last_validated_step: int = -1
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per validation
+    # In a checkpoint: the Python, NumPy and torch RNG states when it was taken (nmt.runtime.rng_state), restored
+    # on resume; None in a running loop (the generators themselves hold the state).
+    rng: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every field by name, as plain values (loadable with weights_only=True). Not copied: save it at once."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take the fields of `state` (what `state_dict` returned); a field it lacks (saved before that field was
+        added) keeps its default."""
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(state) - names)
+        if unknown:
+            raise NMTError(f"train state entries this nmt does not know: {', '.join(unknown)}")
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def metrics(self) -> dict[str, Any]:
+        """The state for metrics.json: every field but the RNG states."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rng"}
+
+
+class StepStats(NamedTuple):
+    """One training step, summed over the ranks: what the step returns and the progress line and log read."""
+
+    loss_sum: float  # token loss summed over the step's target tokens
+    targets: float  # target tokens
+    tokens: float  # src + tgt tokens
+    padding: float  # the batches' mean padding fraction, summed over the ranks
+    stop: bool  # some rank was asked to stop (SIGINT / SIGTERM)
+    time_up: bool  # some rank found train.max_minutes used up
+    grad_norm: float  # before clipping
+    stepped: bool  # the update was applied (loss and gradient norm finite)
+    lr: float  # the learning rate of the update
