@@ -198,8 +198,8 @@ def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int 
         rows.append({"engine": engine.name, "compute_type": engine.compute_type, "threads": engine.threads,
                      "inter_threads": engine.inter_threads, "intra_threads": engine.intra_threads,
                      "batches": engine.batches, "seconds": secs, "sentences_per_s": statistics.median(rates),
-                     "sentences_per_s_range": [min(rates), max(rates)], "bleu": scores["bleu"],
-                     "chrf": scores["chrf"], "hypotheses_equal_ours": None})
+                     "sentences_per_s_range": [min(rates), max(rates)], "bleu": scores.bleu,
+                     "chrf": scores.chrf, "hypotheses_equal_ours": None})
     for k, row in enumerate(rows):
         base_k = next(j for j, r in enumerate(rows) if r["engine"] == "nmt" and r["threads"] == row["threads"])
         base = rows[base_k]

@@ -60,10 +60,10 @@ from nmt.training.checkpoint import (
     resume_path,
     save_under,
 )
-from nmt.training.run_log import Progress, RunLogger, format_duration
+from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
 from nmt.training.schedules import build_schedule
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
-from nmt.training.validate import ValidSet, validate
+from nmt.training.validate import ValidSet, metrics_text, validate
 
 Tensor = torch.Tensor
 LOCK_FILE = ".lock"  # in the run directory, held by the nmt-train writing to it
@@ -554,13 +554,13 @@ class Trainer:
             self.bad_validations += 1
         result |= {"step": self.step, "epoch": self.epoch, "lr": self.schedule.lr}
         self.history.append(result)
-        tags = {"valid/loss": "valid_loss", "valid/ppl": "valid_ppl", "valid/bleu": "bleu", "valid/chrf": "chrf"}
-        scalars = {tag: result[key] for tag, key in tags.items()} | {"valid/best_bleu": self.best_bleu}
+        scalars = {tag: result[key] for key, tag in METRIC_TAGS.items() if key in result}
+        scalars |= {"valid/best_bleu": self.best_bleu}
         self.log.scalars(scalars, self.step)
         self.log.flush()
         self.log.info(
             f"valid step {self.step}: loss {result['valid_loss']:.3f} | ppl {result['valid_ppl']:.2f} | "
-            f"BLEU {result['bleu']:.2f} | chrF {result['chrf']:.2f} | best {self.best_bleu:.2f} "
+            f"{metrics_text(result)} | best {self.best_bleu:.2f} "
             f"(step {self.best_step}) | {result['valid_seconds']:.1f}s"
         )
         self._write_metrics()
@@ -584,7 +584,7 @@ class Trainer:
         self._write_metrics({"stop_reason": self.stop_reason, "tokens_per_sec": summary["tokens_per_sec"]})
         if self.history and self.stop_reason != "signal":
             last = self.history[-1]
-            final = {k: float(last[k]) for k in ("bleu", "chrf", "valid_loss", "valid_ppl")}
+            final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
             final["best_bleu"] = float(self.best_bleu or 0.0)
             self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final, self.step)
         self.log.info(
