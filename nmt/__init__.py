@@ -3,7 +3,7 @@
     from nmt import Translator, evaluate, score
     Translator.from_checkpoint("outputs/<run dir>").translate(["Ein Hund läuft im Schnee."])
     report = evaluate(["outputs/<run dir>"], split="test")      # the numbers nmt-evaluate writes
-    nll = score("outputs/<run dir>", "test.de", "test.en")["nll"]  # reference log-likelihood, no search
+    nll = score("outputs/<run dir>", "test.de", "test.en").nll  # reference log-likelihood, no search
 
 The names are imported lazily, so `import nmt.data` does not pay for torch's model code.
 """

@@ -1,4 +1,5 @@
-"""Files: strict UTF-8 line reading, atomic writes and fresh output directories, one implementation each."""
+"""Files: strict UTF-8 line reading, atomic writes, fresh output directories and JSON (records written with
+`write_json` and read back with `from_json`), one implementation each."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, asdict, fields, is_dataclass
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from filelock import BaseFileLock, FileLock, Timeout
 
@@ -142,12 +143,48 @@ def write_lines(path: str | Path, lines: Iterable[str]) -> Path:
     return write_text(path, "".join(line + "\n" for line in lines))
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """`data` as indented JSON; a dataclass is written as `dataclasses.asdict` gives it."""
+# JSON: the one place that turns records into JSON text and back ----------------------------------------------
+class Record:
+    """A dataclass of numbers that is written as JSON: `to_dict()` is what the file holds (its fields in order,
+    nested records through their own `to_dict`), `from_dict()` reads that back (`from_json`). A record whose file
+    format is not its fields one to one overrides both, in the class that knows the format."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: to_json_data(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        return fields_from_json(cls, data)
+
+
+def to_json_data(data: Any) -> Any:
+    """`data` as plain JSON values: a `Record` through its `to_dict`, any other dataclass field by field (as
+    `dataclasses.asdict`), lists, tuples and dicts element by element."""
+    if isinstance(data, Record):
+        return data.to_dict()
     if is_dataclass(data) and not isinstance(data, type):
-        data = asdict(data)
-    # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
-    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+        return {f.name: to_json_data(getattr(data, f.name)) for f in fields(data)}
+    if isinstance(data, (list, tuple)):
+        return [to_json_data(x) for x in data]
+    if isinstance(data, dict):
+        return {k: to_json_data(v) for k, v in data.items()}
+    return data
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """`data` (records, dataclasses, plain values) as JSON text, as every JSON file of nmt is written: NaN is
+    refused (a strict JSON parser could not read the file back), so a NaN fails loudly here."""
+    return json.dumps(to_json_data(data), indent=indent, allow_nan=False)
+
+
+def canonical_json(data: Any) -> str:
+    """A stable one-line text of plain data, for keys and hashes: sorted keys, anything not JSON as its str."""
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def write_json(path: str | Path, data: Any, indent: int = 2) -> Path:
+    """`data` as indented JSON (`json_text`), written atomically."""
+    return write_text(path, json_text(data, indent) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -161,21 +198,17 @@ def read_json(path: str | Path) -> Any:
 
 
 def from_json(kind: Any, data: Any) -> Any:
-    """`data` as read by json.loads, rebuilt as `kind`: a dataclass (its fields' annotations say how to rebuild
-    each value), `list[...]`, `dict[str, ...]`, `X | None`, or anything else (taken as it is). The inverse of
-    `dataclasses.asdict`; a key the dataclass lacks is ignored and a field missing from `data` takes its default,
-    so a report written by an earlier release still reads; a required field missing is an NMTError naming it."""
+    """`data` as read by json.loads, rebuilt as `kind`: a `Record` (its `from_dict`), another dataclass (its
+    fields' annotations say how to rebuild each value), `list[...]`, `dict[str, ...]`, `X | None`, or anything
+    else (taken as it is). The inverse of `to_json_data`; a key the dataclass lacks is ignored and a field missing
+    from `data` takes its default, so a report written by an earlier release still reads; a required field
+    missing is an NMTError naming it."""
     if data is None:
         return None
+    if isinstance(kind, type) and issubclass(kind, Record):
+        return kind.from_dict(data)
     if is_dataclass(kind):
-        if not isinstance(data, dict):
-            raise NMTError(f"{kind.__name__}: expected a JSON object, got {type(data).__name__}")
-        required = [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in data]
-        if missing:
-            raise NMTError(f"{kind.__name__}: missing {', '.join(missing)}")
-        hints = typing.get_type_hints(kind)
-        return kind(**{f.name: from_json(hints[f.name], data[f.name]) for f in fields(kind) if f.name in data})
+        return fields_from_json(kind, data)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         arms = [a for a in args if a is not type(None)]
@@ -185,6 +218,18 @@ def from_json(kind: Any, data: Any) -> Any:
     if origin is dict:
         return {k: from_json(args[1], v) for k, v in data.items()}
     return data
+
+
+def fields_from_json(kind: Any, data: Any) -> Any:
+    """The dataclass `kind` from a JSON object holding its fields (what `from_json` does for a dataclass)."""
+    if not isinstance(data, dict):
+        raise NMTError(f"{kind.__name__}: expected a JSON object, got {type(data).__name__}")
+    required = [f.name for f in fields(kind) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise NMTError(f"{kind.__name__}: missing {', '.join(missing)}")
+    hints = typing.get_type_hints(kind)
+    return kind(**{f.name: from_json(hints[f.name], data[f.name]) for f in fields(kind) if f.name in data})
 
 
 def safe_name(name: str) -> str:

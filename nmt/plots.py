@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,8 +34,32 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+class BleuRow(Protocol):
+    """A point of `plot_bleu_by_length`: a bucket's label and size, its BLEU and interval (None: none). The
+    rows of `nmt.metrics.bleu_by_length` are such points."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def bleu(self) -> float | None: ...
+    @property
+    def bleu_ci(self) -> Sequence[float] | None: ...
+
+
+@dataclass
+class BleuPoint:
+    """A `BleuRow` made for a plot (a level, a mean over seeds)."""
+
+    label: str
+    count: int
+    bleu: float | None
+    bleu_ci: list[float] | None
+
+
 def plot_bleu_by_length(
-    systems: Mapping[str, Sequence[Mapping[str, Any]]],
+    systems: Mapping[str, Sequence[BleuRow]],
     title: str = "BLEU by source sentence length",
     size: tuple[float, float] = (7.0, 4.5),
 ) -> Figure:
@@ -48,16 +73,16 @@ def plot_bleu_by_length(
     first = next(iter(systems.values()), [])
     x = np.arange(len(first))
     for i, (name, rows) in enumerate(systems.items()):
-        y = np.array([np.nan if r["bleu"] is None else r["bleu"] for r in rows], dtype=float)
-        lower = np.array([np.nan if r.get("bleu_ci") is None else r["bleu_ci"][0] for r in rows], dtype=float)
-        upper = np.array([np.nan if r.get("bleu_ci") is None else r["bleu_ci"][1] for r in rows], dtype=float)
+        y = np.array([np.nan if r.bleu is None else r.bleu for r in rows], dtype=float)
+        lower = np.array([np.nan if r.bleu_ci is None else r.bleu_ci[0] for r in rows], dtype=float)
+        upper = np.array([np.nan if r.bleu_ci is None else r.bleu_ci[1] for r in rows], dtype=float)
         # A few-point horizontal shift keeps overlapping interval bars of several systems apart.
         shift = (i - (len(systems) - 1) / 2) * 0.06
         # A percentile interval of BLEU need not contain the corpus BLEU (tiny buckets): clip, never negative.
         yerr = np.clip(np.vstack([np.nan_to_num(y - lower), np.nan_to_num(upper - y)]), 0.0, None)
         ax.errorbar(x + shift, y, yerr=yerr, marker="o", capsize=3, label=name)
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{r['label']}\n(n={r['count']})" for r in first], fontsize=8)
+    ax.set_xticklabels([f"{r.label}\n(n={r.count})" for r in first], fontsize=8)
     return _finish(fig, ax, "source length (words)", "BLEU", title, legend=bool(systems))
 
 

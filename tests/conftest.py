@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from nmt.metrics.retention import Retention, RetentionDifference, SystemRetention
+from nmt.metrics.scores import LengthRatio
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def made_retention(fixed: float, attention: float, p_fixed: float = 0.001, p_att
     """A hand-made `retention` result for the verdict rules: systems "fixed" and "attn" score `bleu` at k = 1
     (attention `attention_bleu` if given) and keep the given shares, with 95% intervals of share +- 0.05
     (attention's lower end `attention_lo` if given) and the given one-sided p-values."""
-    length = {"ratio": 1.0, "brevity_penalty": 1.0}
+    length = LengthRatio(ratio=1.0, brevity_penalty=1.0)
 
     def system(share: float, lo: float, p: float, k1: float) -> SystemRetention:
         return SystemRetention(k1, k1 * share, share, [lo, share + 0.05], p, length, length)

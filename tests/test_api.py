@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 import nmt
 from nmt.errors import NMTError
+from nmt.evaluation.report import EvaluationReport
 from nmt.inference.translator import Translator, check_lines
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -46,8 +48,12 @@ def test_translator_matches_nmt_translate_and_evaluate(tiny_run, tmp_path):
     assert [len(n) for n in full.nbest] == [2, 2, 2] and full.attention is not None
     report = nmt.evaluate(tiny_run.run_dir, split="test", decode={"beam": 1}, bootstrap_samples=0,
                           out_dir=str(tmp_path / "eval"), attention_sentences=[])
-    assert report["out_dir"] == str(tmp_path / "eval") and (tmp_path / "eval" / "metrics.json").is_file()
-    assert report["systems"][0]["scores"]["num_sentences"] == 60
+    assert report.out_dir == str(tmp_path / "eval") and (tmp_path / "eval" / "metrics.json").is_file()
+    assert report.systems[0].scores.num_sentences == 60
+    # metrics.json is the report's to_dict(), without where it was written; it reads back as the report.
+    written = EvaluationReport.read(tmp_path / "eval" / "metrics.json")
+    assert written == dataclasses.replace(report, out_dir=None, report_file=None)
+    assert report.to_dict()["out_dir"] == report.out_dir and "out_dir" not in written.to_dict()
     with pytest.raises(NMTError, match="beem"):
         Translator.from_checkpoint(tiny_run.run_dir, decode={"beem": 2})
     with pytest.raises(NMTError, match="not a model directory written by nmt-export"):

@@ -27,6 +27,7 @@ from nmt.experiments.verdicts import (
     seeds_verdict,
 )
 from nmt.metrics.retention import Retention
+from nmt.metrics.significance import PairedTest
 
 JUST_UNDER = 1e-6
 
@@ -70,8 +71,10 @@ def test_all_or_any_needs_every_part_and_one_counter_example_refutes() -> None:
     assert all_or_any([]) == INCONCLUSIVE
 
 
-def _test(difference: float, p: float, bleu: float = 25.0) -> dict:
-    return {"difference": difference, "p_value": p, "system": bleu + difference, "baseline": bleu}
+def _test(difference: float, p: float, bleu: float = 25.0) -> PairedTest:
+    return PairedTest(metric="bleu", count=1000, system=bleu + difference, baseline=bleu, difference=difference,
+                      difference_ci=[difference - 1.0, difference + 1.0], p_value=p, system_ci=[0.0, 0.0],
+                      baseline_ci=[0.0, 0.0], n_samples=1000, seed=0)
 
 
 def test_scorers_differ_in_either_direction_at_alpha() -> None:

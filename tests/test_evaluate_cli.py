@@ -28,7 +28,7 @@ FAST = ["device=cpu", "decode.beam=2", "decode.batch_size=16", "bootstrap_sample
 def evaluate(*overrides: str) -> Path:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[*FAST, *overrides])
-    return Path(evaluate_command(cfg)["out_dir"])
+    return Path(evaluate_command(cfg).out_dir)
 
 
 def user_error(capsys: pytest.CaptureFixture[str], *overrides: str) -> str:
@@ -62,7 +62,7 @@ def test_evaluate_writes_hypotheses_scores_report_and_plots(evaluated, tiny_run)
     assert lines(evaluated / "ref.txt") == refs
     metrics = json.loads((evaluated / "metrics.json").read_text())
     (system,) = metrics["systems"]
-    assert system["scores"]["bleu"] == pytest.approx(corpus_scores(hyps, refs)["bleu"])
+    assert system["scores"]["bleu"] == pytest.approx(corpus_scores(hyps, refs).bleu)
     assert system["checkpoint"].endswith("best.pt") and system["step"] == 30
     payload = load_checkpoint(tiny_run.run_dir / "best.pt")
     tables = {t.data_ptr(): t for t in payload["model"].values()}  # a tied table is saved under each of its names

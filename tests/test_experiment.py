@@ -154,9 +154,9 @@ def test_comparison_verdict_and_mean_std() -> None:
 def test_paired_mean_bootstrap_detects_a_shift_only_when_there_is_one() -> None:
     a = [1.0 + 0.01 * (i % 7) for i in range(200)]
     shifted = paired_mean_bootstrap([x + 0.5 for x in a], a, n_samples=200)
-    assert shifted["difference"] == pytest.approx(0.5) and shifted["p_value"] < 0.05
+    assert shifted.difference == pytest.approx(0.5) and shifted.p_value < 0.05
     same = paired_mean_bootstrap(a, a, n_samples=200)
-    assert same["difference"] == 0.0 and same["p_value"] == 1.0
+    assert same.difference == 0.0 and same.p_value == 1.0
 
 
 # Script configs -----------------------------------------------------------------------------------------------
@@ -292,10 +292,10 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
         joined_refs = [" ".join(refs_k3[3 * g + i].strip() for i in range(3)) for g in range(20)]
         assert sys_ret.bleu_long == pytest.approx(corpus_score(hyps_k3, joined_refs))
         scores = seed.systems[name]
-        assert [x["ratio"] > 0 for x in scores.length] == [True] * 3
+        assert [x.ratio > 0 for x in scores.length] == [True] * 3
         # Reference NLL without search: one value per level, ten bins over the target at the longest level.
         assert len(scores.nll) == 3 and min(scores.nll) > 0
-        assert [b["start"] for b in scores.nll_by_position] == pytest.approx([i / 10 for i in range(10)])
+        assert [b.start for b in scores.nll_by_position] == pytest.approx([i / 10 for i in range(10)])
     label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
     assert seed.verdict == label == section.verdict.label == INCONCLUSIVE  # tiny models: too weak
     assert f"**(a) Does attention degrade less? {label}**, at 5 updates of 0.4k tokens." in md
@@ -322,10 +322,10 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     (nat,) = section.natural.seeds
     for name in ("rnn_fixed", "rnn_attention"):
         rows = nat.systems[name].by_length
-        assert [r["label"] for r in rows] == ["0-8", "8-12", "12-16", "16+"]
-        assert sum(r["count"] for r in rows) == n_test
+        assert [r.label for r in rows] == ["0-8", "8-12", "12-16", "16+"]
+        assert sum(r.count for r in rows) == n_test
     s = nat.systems
-    assert nat.bleu["difference"] == pytest.approx(s["rnn_attention"].bleu - s["rnn_fixed"].bleu)
+    assert nat.bleu.difference == pytest.approx(s["rnn_attention"].bleu - s["rnn_fixed"].bleu)
     seed_dir = out / Path(nat.report).parent
     metrics = json.loads((seed_dir / "metrics.json").read_text())
     assert {x["name"] for x in metrics["systems"]} == {"rnn_fixed", "rnn_attention"}
@@ -355,10 +355,10 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     # Every d_k projects queries and keys, also d_k=16, the decoder's own size: a run of its own, not the
     # parameter-free scorer run.
     for d in (8, 16):
-        assert runs[f"d_k={d}/dot"].model["hidden"] == 16 and runs[f"d_k={d}/dot"].model["attention_dim"] == d
+        assert runs[f"d_k={d}/dot"].model.hidden == 16 and runs[f"d_k={d}/dot"].model.attention_dim == d
     assert runs["d_k=16/dot"].run_dir != runs["scorer=dot"].run_dir
     assert runs["heads=1"].run_dir == runs["base"].run_dir == runs["scorer=additive"].run_dir
-    assert runs["heads=2"].model["heads"] == 2 and runs["hard=trained"].model["hard"]
+    assert runs["heads=2"].model.heads == 2 and runs["hard=trained"].model.hard
     # Heads add no parameters; the parameter-free dot scorers have the fewest.
     assert runs["heads=2"].num_parameters == runs["heads=1"].num_parameters
     assert runs["scorer=dot"].num_parameters == runs["scorer=scaled_dot"].num_parameters < runs[
@@ -405,16 +405,16 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
         for stage in (row.init, row.trained):
             # The change is a ratio of mean norms with a positive interval around it.
             change = stage.raw_grad_norm_change
-            assert change["ratio"] == pytest.approx(stage.scaled_dot.raw_grad_norm / stage.dot.raw_grad_norm,
+            assert change.ratio == pytest.approx(stage.scaled_dot.raw_grad_norm / stage.dot.raw_grad_norm,
                                                     rel=1e-9)
-            assert 0 < change["ratio_ci"][0] <= change["ratio"] <= change["ratio_ci"][1]
-            assert change["change_ci"][0] > -100.0
+            assert 0 < change.ratio_ci[0] <= change.ratio <= change.ratio_ci[1]
+            assert change.change_ci[0] > -100.0
         syn = row.synthetic
         assert syn.scaled_dot.raw_grad_norm == pytest.approx(syn.scaled_dot.grad_norm / row.d_k ** 0.5)
         assert syn.raw_grad_change_pct == pytest.approx(
             100 * (syn.scaled_dot.raw_grad_norm / syn.dot.raw_grad_norm - 1))
         expected_diff = row.bleu.scaled_dot.bleu - row.bleu.dot.bleu
-        assert row.bleu.test["difference"] == pytest.approx(expected_diff, abs=1e-6)
+        assert row.bleu.test.difference == pytest.approx(expected_diff, abs=1e-6)
     assert "synthetic: unit-variance random q, k, no model; gradient measured at the scores" in md
     # Tiny models translate nothing: no BLEU comparison may claim a result.
     assert scaling.verdicts["bleu"] == INCONCLUSIVE
@@ -431,17 +431,17 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
     hard = claims.hard.seeds["1"]
     assert set(hard.rows) == {"soft", "hard at inference", "hard trained"}
     for name, test in hard.tests.items():
-        assert test["difference"] == pytest.approx(hard.rows["soft"].bleu - hard.rows[name].bleu)
+        assert test.difference == pytest.approx(hard.rows["soft"].bleu - hard.rows[name].bleu)
     # Length ratio and brevity penalty beside BLEU, from the summed sentence statistics.
     hyps = Path(runs["hard=trained"].decoded[report.split].file).read_text().splitlines()
     refs = Path(tiny_corpus_files["test"][1]).read_text().splitlines()
-    assert hard.rows["hard trained"].ratio == pytest.approx(length_stats(sentence_stats(hyps, refs).sum(0))["ratio"])
+    assert hard.rows["hard trained"].ratio == pytest.approx(length_stats(sentence_stats(hyps, refs).sum(0)).ratio)
     assert "straight-through estimator" in md and "length ratio" in md and "brevity penalty" in md
     assert [r.name for r in scorers.rows] == [
         "scorer=dot", "scorer=scaled_dot", "scorer=additive", "heads=1", "heads=2"]
     t = scorers.heads_test
     assert scorers.verdicts["more_heads"] == comparison_verdict(
-        t["difference"], t["p_value"], (t["system"], t["baseline"]), cfg.min_bleu)
+        t.difference, t.p_value, (t.system, t.baseline), cfg.min_bleu)
     assert next(r for r in scorers.rows if r.name == "heads=1").vs_reference is None  # the same run
 
 

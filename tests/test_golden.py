@@ -1,7 +1,7 @@
 """Files written by an earlier release keep working: a checkpoint of the trainer's payload (tests/fixtures/,
 a tiny rnn_attention trained 30 steps) still loads and scores its references exactly as it did, and the
-experiment reports of earlier runs (frozen copies in tests/fixtures/reports/, from docs/reports/) re-render byte
-for byte from their report.json."""
+experiment and nmt-evaluate reports of earlier runs (frozen copies in tests/fixtures/reports/, from docs/reports/)
+re-render byte for byte from their report.json and metrics.json."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from nmt.errors import NMTError
+from nmt.evaluation.report import EvaluationReport, render_markdown
 from nmt.evaluation.scoring import score
 from nmt.experiments.bottleneck_report import render as render_bottleneck
 from nmt.experiments.claims_report import render as render_claims
 from nmt.experiments.results import BottleneckReport, ClaimsReport
 from nmt.inference.translator import Translator
+from nmt.io import json_text
 from nmt.training.checkpoint import Checkpoint, load_checkpoint, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -31,7 +33,7 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     assert loaded.model.num_parameters() == expected["num_parameters"]
     result = score(FIXTURES / "golden_rnn_attention.pt", sources=expected["sentences"],
                    references=expected["references"], device="cpu")
-    assert result["scores"].sums() == pytest.approx(expected["log_probs"], abs=1e-3)
+    assert result.scores.sums() == pytest.approx(expected["log_probs"], abs=1e-3)
     translations = Translator.from_checkpoint(FIXTURES / "golden_rnn_attention.pt", "cpu").translate(
         expected["sentences"])
     assert len(translations) == len(expected["sentences"])
@@ -58,6 +60,17 @@ def test_the_committed_bottleneck_reports_render_from_their_json(name: str):
     assert render_bottleneck(report) == (REPORTS / name / "report.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("name", [BOTTLENECK, CAPACITY])
+def test_the_committed_evaluation_reports_read_back_write_and_render_as_they_were(name: str):
+    """metrics.json keeps its format: a committed one reads back as an EvaluationReport whose to_dict() is the
+    file itself, key order included, and whose report.md is the committed one."""
+    path = REPORTS / name / "multi30k_de_en" / "test_2016_flickr" / "seed1" / "metrics.json"
+    report = EvaluationReport.read(path)
+    assert json_text(report) == json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=2)
+    assert render_markdown(report) == path.with_name("report.md").read_text(encoding="utf-8")
+    assert report.comparisons[0].overall.p_value is not None and report.system("rnn_fixed").baseline
+
+
 def test_the_committed_claims_report_renders_from_its_json():
     """Byte for byte but the total-time line, which was written by hand: that run's report was completed by a
     second invocation on the same run directories, so its own clock measured only the second one."""
@@ -66,6 +79,35 @@ def test_the_committed_claims_report_renders_from_its_json():
     assert len(rendered) == len(committed)
     differ = [(a, b) for a, b in zip(rendered, committed, strict=True) if a != b]
     assert [(a[:15], b[:28]) for a, b in differ] == [("- total time: 2", "- total time: 35.4 min of tr")]
+
+
+def test_the_metric_records_of_the_committed_reports_write_back_as_they_were():
+    """The records inside report.json (paired tests, by-length rows, ratio tests, length ratios, NLL bins) are
+    written again exactly as they were read, key order included."""
+    def same(written: object, committed: object) -> bool:
+        return json.dumps(written) == json.dumps(committed)
+
+    for name in (BOTTLENECK, CAPACITY):
+        committed = json.loads((REPORTS / name / "report.json").read_text(encoding="utf-8"))["sections"][0]
+        written = json.loads(json_text(BottleneckReport.read(REPORTS / name / "report.json")))["sections"][0]
+        for w, c in zip(written["natural"]["seeds"], committed["natural"]["seeds"], strict=True):
+            assert all(same(w[key], c[key]) for key in ("systems", "bleu", "chrf", "by_length", "signatures"))
+        assert all(same(w["systems"], c["systems"])
+                   for w, c in zip(written["levels"]["seeds"], committed["levels"]["seeds"], strict=True))
+    committed = json.loads((REPORTS / CLAIMS / "report.json").read_text(encoding="utf-8"))["claims"]
+    written = json.loads(json_text(ClaimsReport.read(REPORTS / CLAIMS / "report.json")))["claims"]
+    for seed in committed["scaling"]["seeds"]:
+        for w, c in zip(written["scaling"]["seeds"][seed]["rows"], committed["scaling"]["seeds"][seed]["rows"],
+                        strict=True):
+            assert same(w["bleu"], c["bleu"])
+            assert same(w["trained"]["grad_norm_change"], c["trained"]["grad_norm_change"])
+        ours, theirs = written["temperature"]["seeds"][seed], committed["temperature"]["seeds"][seed]
+        assert same(ours["entropy_steps"], theirs["entropy_steps"])
+        assert same([r["vs_trained"] for r in ours["rows"]], [r["vs_trained"] for r in theirs["rows"]])
+        assert same(written["hard"]["seeds"][seed]["tests"], committed["hard"]["seeds"][seed]["tests"])
+        ours, theirs = written["scorers"]["seeds"][seed], committed["scorers"]["seeds"][seed]
+        assert same(ours["heads_test"], theirs["heads_test"])
+        assert same([r["vs_reference"] for r in ours["rows"]], [r["vs_reference"] for r in theirs["rows"]])
 
 
 def test_a_report_of_an_earlier_format_reads_with_defaults_and_without_unknown_keys(tmp_path: Path):

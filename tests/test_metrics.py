@@ -16,11 +16,20 @@ from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
 from nmt.errors import NMTError
-from nmt.evaluation.report import render_markdown, write_report
-from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+from nmt.evaluation.report import (
+    Comparison,
+    DecodeSpeed,
+    EvaluatedSystem,
+    EvaluationReport,
+    Plots,
+    render_markdown,
+    write_report,
+)
+from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
 from nmt.metrics.lengths import FEW_SENTENCES, assign_buckets, length_buckets
 from nmt.metrics.significance import MIN_TEST_ITEMS
 from nmt.plots import log_to_tensorboard, plot_attention, plot_bleu_by_length, save_png
+from nmt.training.run_log import METRIC_TAGS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,13 +54,13 @@ def degrade(refs: list[str], drop: float, seed: int) -> list[str]:
 def test_references_score_100_against_themselves(corpus):
     _, ref = corpus
     s = corpus_scores(ref, ref)
-    assert s["bleu"] == pytest.approx(100.0)
-    assert s["bleu_lc"] == pytest.approx(100.0)
-    assert s["chrf"] == pytest.approx(100.0)
-    assert s["ter"] == pytest.approx(0.0)
-    assert s["num_sentences"] == len(ref)
-    assert "tok:13a" in s["signatures"]["bleu"] and "case:mixed" in s["signatures"]["bleu"]
-    assert "case:lc" in s["signatures"]["bleu_lc"]
+    assert s.bleu == pytest.approx(100.0)
+    assert s.bleu_lc == pytest.approx(100.0)
+    assert s.chrf == pytest.approx(100.0)
+    assert s.ter == pytest.approx(0.0)
+    assert s.num_sentences == len(ref)
+    assert "tok:13a" in s.signatures["bleu"] and "case:mixed" in s.signatures["bleu"]
+    assert "case:lc" in s.signatures["bleu_lc"]
 
 
 def test_scores_match_the_sacrebleu_command_line(corpus, tmp_path):
@@ -67,11 +76,11 @@ def test_scores_match_the_sacrebleu_command_line(corpus, tmp_path):
     lc = subprocess.run(args + ["-m", "bleu", "-lc"], capture_output=True, text=True, check=True)
 
     s = corpus_scores(hyp, ref)
-    assert round(s["bleu"], 4) == pytest.approx(bleu, abs=1e-9)
-    assert round(s["chrf"], 4) == pytest.approx(chrf, abs=1e-9)
-    assert round(s["ter"], 4) == pytest.approx(ter, abs=1e-9)
-    assert round(s["bleu_lc"], 4) == pytest.approx(float(lc.stdout), abs=1e-9)
-    assert s["bleu_lc"] > s["bleu"]
+    assert round(s.bleu, 4) == pytest.approx(bleu, abs=1e-9)
+    assert round(s.chrf, 4) == pytest.approx(chrf, abs=1e-9)
+    assert round(s.ter, 4) == pytest.approx(ter, abs=1e-9)
+    assert round(s.bleu_lc, 4) == pytest.approx(float(lc.stdout), abs=1e-9)
+    assert s.bleu_lc > s.bleu
 
 
 def test_line_count_mismatch_and_empty_input_are_user_errors():
@@ -94,30 +103,30 @@ def test_bleu_by_length_counts_add_up_and_empty_buckets_are_listed(corpus):
     src, ref = corpus
     hyp = degrade(ref, 0.2, seed=2)
     rows = bleu_by_length(src, hyp, ref, n_samples=50)
-    assert [r["label"] for r in rows] == ["0-10", "10-20", "20-30", "30-40", "40-50", "50+"]
-    assert sum(r["count"] for r in rows) == len(src)
-    empty = [r for r in rows if r["count"] == 0]
+    assert [r.label for r in rows] == ["0-10", "10-20", "20-30", "30-40", "40-50", "50+"]
+    assert sum(r.count for r in rows) == len(src)
+    empty = [r for r in rows if r.count == 0]
     assert empty, "Multi30k has no 50+ word sentences among the first 200"
-    assert all(r["bleu"] is None and r["bleu_ci"] is None and r["few"] for r in empty)
+    assert all(r.bleu is None and r.bleu_ci is None and r.few for r in empty)
     for r in rows:
-        if r["count"]:
-            lo, hi = r["bleu_ci"]
-            assert lo <= r["bleu"] <= hi
-            assert r["few"] == (r["count"] < FEW_SENTENCES)
+        if r.count:
+            lo, hi = r.bleu_ci
+            assert lo <= r.bleu <= hi
+            assert r.few == (r.count < FEW_SENTENCES)
     # The bucket's BLEU is the BLEU of exactly its sentences.
     first = [i for i, s in enumerate(src) if len(s.split()) < 10]
     expected = BLEU().corpus_score([hyp[i] for i in first], [[ref[i] for i in first]]).score
-    assert rows[0]["bleu"] == pytest.approx(expected)
+    assert rows[0].bleu == pytest.approx(expected)
 
 
 def test_paired_bootstrap_of_a_system_against_itself_finds_no_difference(corpus):
     _, ref = corpus
     hyp = degrade(ref, 0.2, seed=3)
     r = paired_bootstrap(hyp, list(hyp), ref, n_samples=200)
-    assert r["difference"] == 0.0
-    assert r["difference_ci"] == [0.0, 0.0]
-    assert r["p_value"] == 1.0
-    assert r["system"] == r["baseline"]
+    assert r.difference == 0.0
+    assert r.difference_ci == [0.0, 0.0]
+    assert r.p_value == 1.0
+    assert r.system == r.baseline
 
 
 def test_paired_bootstrap_scores_agree_with_sacrebleu_paired_test(corpus):
@@ -128,12 +137,12 @@ def test_paired_bootstrap_scores_agree_with_sacrebleu_paired_test(corpus):
     ours = paired_bootstrap(system, base, ref, n_samples=300, seed=12345)
     _, table = PairedTest([("base", base), ("sys", system)], {"BLEU": BLEU()}, [ref], test_type="bs", n_samples=300)()
     theirs = table["BLEU"][1]
-    assert ours["system"] == pytest.approx(theirs.score, abs=1e-9)
-    assert ours["baseline"] == pytest.approx(table["BLEU"][0].score, abs=1e-9)
-    assert ours["p_value"] < 0.01 and theirs.p_value < 0.01
-    assert ours["difference"] < 0
-    lo, hi = ours["difference_ci"]
-    assert lo <= ours["difference"] <= hi < 0  # dropping 30% vs 20% of the words is clearly worse
+    assert ours.system == pytest.approx(theirs.score, abs=1e-9)
+    assert ours.baseline == pytest.approx(table["BLEU"][0].score, abs=1e-9)
+    assert ours.p_value < 0.01 and theirs.p_value < 0.01
+    assert ours.difference < 0
+    lo, hi = ours.difference_ci
+    assert lo <= ours.difference <= hi < 0  # dropping 30% vs 20% of the words is clearly worse
 
 
 def test_paired_bootstrap_by_length_covers_every_bucket(corpus):
@@ -141,16 +150,19 @@ def test_paired_bootstrap_by_length_covers_every_bucket(corpus):
     base, system = degrade(ref, 0.2, seed=6), degrade(ref, 0.1, seed=7)
     rows = paired_bootstrap_by_length(src, system, base, ref, n_samples=50)
     assert len(rows) == 6
-    assert sum(r["count"] for r in rows) == len(src)
+    assert sum(r.count for r in rows) == len(src)
     for r in rows:
-        if r["count"]:
-            assert r["difference"] == pytest.approx(r["system"] - r["baseline"])
-            if r["count"] >= MIN_TEST_ITEMS:
-                assert 0.0 < r["p_value"] <= 1.0
+        if r.count:
+            t = r.test
+            assert t.count == r.count
+            assert t.difference == pytest.approx(t.system - t.baseline)
+            if r.count >= MIN_TEST_ITEMS:
+                assert 0.0 < t.p_value <= 1.0
             else:
-                assert r["p_value"] is None  # too few sentences for a test: reports print n/a
+                assert t.p_value is None  # too few sentences for a test: reports print n/a
         else:
-            assert "difference" not in r
+            assert r.test is None
+            assert "difference" not in r.to_dict() and list(r.to_dict()) == ["label", "lo", "hi", "count", "few"]
 
 
 def read_png_size(path: Path) -> tuple[int, int]:
@@ -196,47 +208,61 @@ def test_figures_and_scalars_reach_tensorboard(tmp_path):
 def test_report_renders_every_section_and_round_trips_as_json(corpus, tmp_path):
     src, ref = corpus
     hyp, base = degrade(ref, 0.1, 10), degrade(ref, 0.3, 11)
-    system = {
-        "name": "attn",
-        "checkpoint": "runs/a/best.pt",
-        "step": 100,
-        "arch": "rnn_attention",
-        "num_parameters": 12345,
-        "hypotheses_file": "attn.hyp.txt",
-        "scores": corpus_scores(hyp, ref),
-        "speed": {
-            "sentences": 200,
-            "seconds": 2.0,
-            "sentences_per_second": 100.0,
-            "tokens": 2000,
-            "tokens_per_second": 1000.0,
-            "device": "cpu",
-        },
-        "by_length": bleu_by_length(src, hyp, ref, n_samples=20),
-    }
-    report = {
-        "title": "Evaluation on valid",
-        "split": "valid",
-        "num_sentences": len(ref),
-        "decode": {"beam": 5, "alpha": 0.6, "max_len_a": 1.5, "max_len_b": 10},
-        "bootstrap_samples": 20,
-        "systems": [system],
-        "comparisons": [
-            {
-                "system": "attn",
-                "baseline": "fixed",
-                "overall": paired_bootstrap(hyp, base, ref, n_samples=20),
-                "by_length": paired_bootstrap_by_length(src, hyp, base, ref, n_samples=20),
-            }
+    system = EvaluatedSystem(
+        name="attn",
+        checkpoint="runs/a/best.pt",
+        step=100,
+        arch="rnn_attention",
+        num_parameters=12345,
+        hypotheses_file="attn.hyp.txt",
+        scores=corpus_scores(hyp, ref),
+        speed=DecodeSpeed(sentences=200, seconds=2.0, sentences_per_second=100.0, tokens=2000, tokens_per_second=1000.0,
+                          device="cpu"),
+        by_length=bleu_by_length(src, hyp, ref, n_samples=20),
+    )
+    report = EvaluationReport(
+        title="Evaluation on valid",
+        split="valid",
+        num_sentences=len(ref),
+        decode={"beam": 5, "alpha": 0.6, "max_len_a": 1.5, "max_len_b": 10},
+        length_edges=[0, 10, 20, 30, 40, 50],
+        bootstrap_samples=20,
+        systems=[system],
+        comparisons=[
+            Comparison(
+                system="attn",
+                baseline="fixed",
+                overall=paired_bootstrap(hyp, base, ref, n_samples=20),
+                by_length=paired_bootstrap_by_length(src, hyp, base, ref, n_samples=20),
+            )
         ],
-        "plots": {"bleu_by_length": "bleu_by_length.png", "attention": ["attention_0.png"]},
-    }
+        plots=Plots(bleu_by_length="bleu_by_length.png", attention=["attention_0.png"]),
+    )
     md_path, json_path = write_report(tmp_path, report)
-    assert json.loads(json_path.read_text()) == json.loads(json.dumps(report))
+    written = json.loads(json_path.read_text())
+    assert written == report.to_dict()
+    assert EvaluationReport.read(json_path) == report  # metrics.json reads back as the report it was
+    assert "baseline" not in written["systems"][0] and "truncated_sources" not in written["systems"][0]
+    assert list(written["systems"][0]["scores"]) == ["num_sentences", "signatures", "bleu", "bleu_detail", "chrf",
+                                                     "ter", "bleu_lc"]
     md = md_path.read_text()
     assert md == render_markdown(report)
-    assert f"| attn | {system['scores']['bleu']:.2f} |" in md
-    assert system["scores"]["signatures"]["bleu"] in md
+    assert f"| attn | {system.scores.bleu:.2f} |" in md
+    assert system.scores.signatures["bleu"] in md
     assert "12,345" in md and "100.0" in md  # parameter count, sentences/s
     assert "| 50+ | 0 |" in md and "empty" in md and "few sentences" in md
     assert "### attn vs fixed" in md and "![BLEU by source length](bleu_by_length.png)" in md
+
+
+def test_every_metric_of_the_table_is_scored_reported_and_logged():
+    """One table: each metric of METRICS has its CorpusScores field, its report column, and its TensorBoard tag
+    (in training only where it is validated)."""
+    scores = corpus_scores(["a dog runs ."], ["a dog runs ."])
+    assert list(scores.signatures) == list(METRICS)
+    assert all(isinstance(scores.score(name), float) for name in METRICS)
+    assert [m.column for m in METRICS.values()] == ["BLEU", "chrF", "TER", "BLEU (lowercased)"]
+    validated = {m.valid_tag for m in METRICS.values() if m.validate}
+    assert validated == {"valid/bleu", "valid/chrf"} and validated <= set(METRIC_TAGS.values())
+    assert METRICS["bleu"].eval_tag("test", "rnn_attention") == "eval/test/rnn_attention/bleu"
+    with pytest.raises(NMTError, match="no per-sentence statistics"):
+        paired_bootstrap(["a b"] * 3, ["a c"] * 3, ["a b"] * 3, n_samples=5, metric="ter")

@@ -128,7 +128,7 @@ def test_joeynmt_outputs_are_scored_by_our_pipeline(tmp_path):
     out = tmp_path / "joeynmt-beam5.test"
     out.write_text("\n".join(hyps) + "\n", encoding="utf-8")
     scores = score_outputs(out, refs)
-    assert scores == corpus_scores(hyps, refs)
+    assert scores == corpus_scores(hyps, refs).to_dict()
     assert 0 < scores["bleu"] < 100 and scores["signatures"]["bleu"].startswith("nrefs:1")
     out.write_text("\n".join(refs) + "\n", encoding="utf-8")
     assert score_outputs(out, refs)["bleu"] == pytest.approx(100.0)

@@ -103,8 +103,8 @@ def test_every_pair_gets_the_same_paired_test_one_sided_both_ways() -> None:
 def test_length_ratio_and_brevity_penalty() -> None:
     stats = sentence_stats(["a b c d", "x y"], ["a b c d e", "x y z w"]).sum(0)
     out = length_stats(stats)
-    assert out["ratio"] == pytest.approx(6 / 9) and out["brevity_penalty"] == pytest.approx(np.exp(1 - 9 / 6))
-    assert length_stats(sentence_stats(["a b c"], ["a b"]).sum(0))["brevity_penalty"] == 1.0
+    assert out.ratio == pytest.approx(6 / 9) and out.brevity_penalty == pytest.approx(np.exp(1 - 9 / 6))
+    assert length_stats(sentence_stats(["a b c"], ["a b"]).sum(0)).brevity_penalty == 1.0
 
 
 def _made(attn_share: float, attn_ci_low: float, attn_p: float, attn_bleu: float = 30.0) -> Retention:

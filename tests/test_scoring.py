@@ -50,15 +50,15 @@ def test_log_probabilities_of_a_model_whose_loss_is_known_per_position() -> None
     assert scores.means()[0] == pytest.approx(np.mean([expected(t) for t in range(4)]), rel=1e-6)
     # By position, bins of 5 tokens: positions 0-4 hold 4 + 2 + 5 tokens, 5-7 hold 3.
     first, second = scores.by_position()
-    assert (first["start"], first["tokens"], second["start"], second["tokens"]) == (0, 11, 5, 3)
-    assert second["nll"] == pytest.approx(-np.mean([expected(t) for t in (5, 6, 7)]), rel=1e-6)
+    assert (first.start, first.tokens, second.start, second.tokens) == (0, 11, 5, 3)
+    assert second.nll == pytest.approx(-np.mean([expected(t) for t in (5, 6, 7)]), rel=1e-6)
     # The loss climbs with position, so every relative-position bin is worse than the one before.
-    rel = [r["nll"] for r in scores.by_relative_position(4)]
+    rel = [r.nll for r in scores.by_relative_position(4)]
     assert rel == sorted(rel) and len(rel) == 4
     # By source length: 2 and 1 words in 0-10, 12 words in 10-20.
     rows = scores.by_length([0, 10, 20])
-    assert [(r["label"], r["count"], r["tokens"]) for r in rows] == [("0-10", 2, 6), ("10-20", 1, 8), ("20+", 0, 0)]
-    assert rows[2]["nll"] is None
+    assert [(r.label, r.count, r.tokens) for r in rows] == [("0-10", 2, 6), ("10-20", 1, 8), ("20+", 0, 0)]
+    assert rows[2].nll is None
     assert scores.tsv().splitlines()[0] == "index\ttokens\tlog_prob\tmean_log_prob"
     assert scores.tsv().splitlines()[2].startswith("1\t2\t")
 
@@ -68,14 +68,14 @@ def test_score_a_checkpoint_from_files(tiny_run, tmp_path: Path) -> None:  # noq
     out = tmp_path / "scores.tsv"
     result = score(tiny_run.run_dir, src, ref, out=out, device="cpu")
     n = len(Path(ref).read_text(encoding="utf-8").splitlines())
-    assert result["sentences"] == n and len(out.read_text().splitlines()) == n + 1
-    assert 0 < result["nll"] < 20 and sum(r["count"] for r in result["by_length"]) == n
+    assert result.sentences == n and len(out.read_text().splitlines()) == n + 1
+    assert 0 < result.nll < 20 and sum(r.count for r in result.by_length) == n
     # The same references in Python lists give the same numbers, and the mean is the token-weighted mean.
     again = score(tiny_run.run_dir, sources=Path(src).read_text().splitlines(),
                   references=Path(ref).read_text().splitlines(), device="cpu")
-    assert again["nll"] == pytest.approx(result["nll"])
-    lps = result["scores"].token_log_probs
-    assert result["nll"] == pytest.approx(-sum(lp.sum() for lp in lps) / sum(len(lp) for lp in lps))
+    assert again.nll == pytest.approx(result.nll)
+    lps = result.scores.token_log_probs
+    assert result.nll == pytest.approx(-sum(lp.sum() for lp in lps) / sum(len(lp) for lp in lps))
 
 
 def test_bad_input_is_one_clear_error(tiny_run, tmp_path: Path) -> None:  # noqa: ANN001

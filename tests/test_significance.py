@@ -43,10 +43,10 @@ def test_false_positive_rate_on_equal_systems_is_about_alpha():
     for k in range(pairs):
         refs, a, b = _equal_systems(rng, 60)
         result = paired_bootstrap(a, b, refs, n_samples=200, seed=k)
-        ours += result["p_value"] < 0.05
+        ours += result.p_value < 0.05
         idx = bootstrap_indices(len(refs), 200, k)
         d = np.abs(resampled_scores(sentence_stats(a, refs), idx) - resampled_scores(sentence_stats(b, refs), idx))
-        sacrebleu_style += ((np.sum(d - d.mean() > abs(result["difference"])) + 1) / 201) < 0.05
+        sacrebleu_style += ((np.sum(d - d.mean() > abs(result.difference)) + 1) / 201) < 0.05
     assert CALIBRATED[0] <= ours / pairs <= CALIBRATED[1]
     assert sacrebleu_style / pairs > 0.08  # the simulation is sensitive enough to see the miscalibration
 
@@ -55,16 +55,16 @@ def test_a_real_difference_is_detected():
     rng = np.random.default_rng(7)
     refs, a, _ = _equal_systems(rng, 200)
     result = paired_bootstrap(list(refs), a, refs, n_samples=300)  # a perfect system against a noisy one
-    assert result["difference"] > 20 and result["p_value"] < 0.01
-    assert result["difference_ci"][0] > 0
+    assert result.difference > 20 and result.p_value < 0.01
+    assert result.difference_ci[0] > 0
 
 
 def test_no_p_value_below_the_minimum_and_identical_systems():
     refs = ["a b c d", "e f g h"] * (MIN_TEST_ITEMS // 2 - 1)
     hyps = ["a b c x", "e f g h"] * (MIN_TEST_ITEMS // 2 - 1)
-    assert paired_bootstrap(hyps, refs, refs, n_samples=50)["p_value"] is None
-    assert paired_bootstrap(refs * 2, refs * 2, refs * 2, n_samples=50)["p_value"] == 1.0
-    assert paired_mean_bootstrap([1.0] * 5, [0.0] * 5)["p_value"] is None
+    assert paired_bootstrap(hyps, refs, refs, n_samples=50).p_value is None
+    assert paired_bootstrap(refs * 2, refs * 2, refs * 2, n_samples=50).p_value == 1.0
+    assert paired_mean_bootstrap([1.0] * 5, [0.0] * 5).p_value is None
 
 
 def test_centred_p_value_sides():
@@ -82,7 +82,7 @@ def _false_positive_rate(test, draw, pairs: int = 1000, items: int = 200, seed: 
     flagged = 0
     for k in range(pairs):
         a, b = draw(rng, items)
-        flagged += test(a, b, 200, seed=k)["p_value"] < ALPHA
+        flagged += test(a, b, 200, seed=k).p_value < ALPHA
     return flagged / pairs
 
 
@@ -109,17 +109,17 @@ def test_ratio_bootstrap_interval_stays_positive_and_finds_a_real_ratio():
     rng = np.random.default_rng(3)
     unscaled = rng.lognormal(0.0, 2.0, 200)  # heavy-tailed, as gradient norms over sentences can be
     result = ratio_bootstrap(1.2 * unscaled, unscaled, 500)
-    assert result["ratio"] == pytest.approx(1.2) and result["ratio_ci"] == pytest.approx([1.2, 1.2])
-    assert result["p_value"] < 0.01
+    assert result.ratio == pytest.approx(1.2) and result.ratio_ci == pytest.approx([1.2, 1.2])
+    assert result.p_value < 0.01
     noisy = ratio_bootstrap(unscaled * rng.lognormal(0.0, 1.0, 200), unscaled, 500)
-    lo, hi = noisy["ratio_ci"]
-    assert 0 < lo <= noisy["ratio"] <= hi
-    assert noisy["ratio"] == pytest.approx(noisy["a"] / noisy["b"])
+    lo, hi = noisy.ratio_ci
+    assert 0 < lo <= noisy.ratio <= hi
+    assert noisy.ratio == pytest.approx(noisy.a / noisy.b)
 
 
 def test_ratio_bootstrap_refuses_what_has_no_ratio():
-    assert ratio_bootstrap([1.0] * 5, [2.0] * 5)["p_value"] is None  # below MIN_TEST_ITEMS
-    assert ratio_bootstrap([1.0, 2.0] * 20, [1.0, 2.0] * 20)["p_value"] == 1.0
+    assert ratio_bootstrap([1.0] * 5, [2.0] * 5).p_value is None  # below MIN_TEST_ITEMS
+    assert ratio_bootstrap([1.0, 2.0] * 20, [1.0, 2.0] * 20).p_value == 1.0
     with pytest.raises(NMTError, match="equally long"):
         ratio_bootstrap([1.0, 2.0], [1.0])
     with pytest.raises(NMTError, match="positive means"):
@@ -136,6 +136,6 @@ def test_ratio_bootstrap_with_a_mostly_zero_denominator_has_an_unbounded_interva
     a = [1.0] * 40
     b = [0.0] * 38 + [1e-3, 2e-3]
     r = ratio_bootstrap(a, b, n_samples=500)
-    assert r["ratio"] == pytest.approx(1.0 / (3e-3 / 40)) and r["unbounded"] > 0
-    assert r["ratio_ci"][1] is None and r["ratio_ci"][0] > 1.0 and r["p_value"] == pytest.approx(1 / 501)
-    json.dumps(r, allow_nan=False)  # the report writer refuses infinities
+    assert r.ratio == pytest.approx(1.0 / (3e-3 / 40)) and r.unbounded > 0
+    assert r.ratio_ci[1] is None and r.ratio_ci[0] > 1.0 and r.p_value == pytest.approx(1 / 501)
+    json.dumps(r.to_dict(), allow_nan=False)  # the report writer refuses infinities

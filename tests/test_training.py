@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -101,7 +102,7 @@ def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
     real_scores = nmt.metrics.scores.corpus_scores
 
     def scripted_scores(hyps, refs):
-        return real_scores(hyps, refs) | {"bleu": next(bleus)}
+        return dataclasses.replace(real_scores(hyps, refs), bleu=next(bleus))
 
     monkeypatch.setattr(validate_module, "corpus_scores", scripted_scores)
     cfg = tiny_config(*setup, "train.max_steps=50", "train.eval_every=1", "train.patience=2")

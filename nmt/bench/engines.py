@@ -255,9 +255,9 @@ def compare_engines(checkpoint: str | Path, split: str = "test", sentences: int 
             engine=engine.name, compute_type=engine.compute_type, threads=engine.threads,
             inter_threads=engine.inter_threads, intra_threads=engine.intra_threads, batches=engine.batches,
             seconds=seconds[k], sentences_per_s=medians[k], sentences_per_s_range=[min(rates[k]), max(rates[k])],
-            bleu=scores[k]["bleu"], chrf=scores[k]["chrf"],
+            bleu=scores[k].bleu, chrf=scores[k].chrf,
             hypotheses_equal_ours=sum(a == b for a, b in zip(hyps[k], hyps[base], strict=True)),
-            speedup=medians[k] / medians[base], bleu_vs_ours=scores[k]["bleu"] - scores[base]["bleu"],
+            speedup=medians[k] / medians[base], bleu_vs_ours=scores[k].bleu - scores[base].bleu,
         ))
 
     ct2 = load_ctranslate2()

@@ -16,22 +16,21 @@ from omegaconf import DictConfig
 from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.evaluation.evaluate import evaluate
-from nmt.evaluation.report import p_text
+from nmt.evaluation.report import EvaluationReport, p_text
+from nmt.metrics import METRICS
 
 
 @user_errors
-def evaluate_command(cfg: DictConfig) -> dict:
+def evaluate_command(cfg: DictConfig) -> EvaluationReport:
     report = evaluate(cfg)
-    for s in report["systems"]:
-        sc = s["scores"]
-        print(f"{s['name']}: BLEU {sc['bleu']:.2f} | chrF {sc['chrf']:.2f} | TER {sc['ter']:.2f} | "
-              f"BLEU(lc) {sc['bleu_lc']:.2f}")
-    for c in report["comparisons"]:
-        o = c["overall"]
-        p = "p n/a" if o["p_value"] is None else p_text(o["p_value"], int(cfg.bootstrap_samples))
-        print(f"{c['system']} - {c['baseline']}: {o['difference']:+.2f} BLEU "
-              f"[{o['difference_ci'][0]:+.2f}, {o['difference_ci'][1]:+.2f}], {p}")
-    print(f"report: {report['report_file']}")
+    for s in report.systems:
+        print(f"{s.name}: " + " | ".join(f"{m.column} {s.scores.score(m.name):.2f}" for m in METRICS.values()))
+    for c in report.comparisons:
+        o = c.overall
+        p = "p n/a" if o.p_value is None else p_text(o.p_value, int(cfg.bootstrap_samples))
+        print(f"{c.system} - {c.baseline}: {o.difference:+.2f} BLEU "
+              f"[{o.difference_ci[0]:+.2f}, {o.difference_ci[1]:+.2f}], {p}")
+    print(f"report: {report.report_file}")
     return report
 
 

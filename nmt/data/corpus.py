@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from nmt.data import concat
 from nmt.data.sources import file_fingerprint, input_files, load_raw
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
-from nmt.io import acquire_lock, write_bytes
+from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_json
 
 # Bump when cleaning or storage changes, so caches built by older code are rebuilt.
 CORPUS_VERSION = 1
@@ -112,7 +111,7 @@ def _data_config(cfg: Any) -> DataConfig:
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
 def config_key(cfg: DataConfig) -> str:
@@ -176,8 +175,8 @@ def _load_cached(
     given: Tokenizer | None = None,
 ) -> PreparedCorpus | None:
     try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = read_json(directory / MANIFEST)
+    except NMTError:
         return None
     settings = dict(given.settings) if given is not None else dataclasses.asdict(cfg.tokenizer)
     if manifest.get("config_key") != key or manifest.get("tokenizer_settings") != settings:
@@ -306,7 +305,7 @@ def _build(
         "tokenizer_sha256": tokenizer.sha256,
         "stats": stats,
     }
-    write_bytes(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_json(directory / MANIFEST, manifest, indent=1)
     splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
     stats = dict(stats, cache="rebuilt", tokenizer=status)
     return PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, stats)

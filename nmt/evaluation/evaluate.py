@@ -15,20 +15,30 @@ ref.txt, src.txt, metrics.json, report.md, bleu_by_length.png and attention_<i>.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import BOS_ID, EOS_ID, EvaluateConfig
-from nmt.data.corpus import prepare_corpus
+from nmt.data.corpus import PreparedCorpus, prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.evaluation.report import write_report
+from nmt.evaluation.report import (
+    Comparison,
+    DecodeSpeed,
+    EvaluatedSystem,
+    EvaluationReport,
+    Plots,
+    SystemInfo,
+    write_report,
+)
 from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, write_lines
-from nmt.metrics import bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
 from nmt.training.average import average_checkpoints, last_checkpoints
@@ -41,7 +51,8 @@ class System:
 
     name: str
     hypotheses: list[str]
-    info: dict[str, Any] = field(default_factory=dict)  # checkpoint, step, arch, num_parameters, speed
+    info: SystemInfo = field(default_factory=SystemInfo)
+    nbest: list[list[tuple[str, float]]] | None = None  # per sentence: (hypothesis, score), best first
     loaded: Any = None  # nmt.training.checkpoint.Loaded for checkpoints
 
 
@@ -68,7 +79,7 @@ def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into:
     return load_model(resolve_checkpoint(entry), device, overrides)
 
 
-def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, Any]) -> tuple[list[str], list[str], str]:
+def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpus]) -> tuple[list[str], list[str], str]:
     """(sources, references, label) from src_file/ref_file, or from the split of the checkpoint's corpus."""
     if cfg.src_file or cfg.ref_file:
         if not (cfg.src_file and cfg.ref_file):
@@ -91,27 +102,16 @@ def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, Any]) -> tupl
 
 def decode_system(name: str, loaded: Any, sources: list[str], cfg: DictConfig, device: torch.device) -> System:
     out = translate(loaded.model, loaded.tokenizer, sources, cfg.decode, device)
-    info = {
-        "checkpoint": str(loaded.path),
-        "step": loaded.checkpoint.step,
-        "arch": str(loaded.cfg.model.arch),
-        "num_parameters": int(loaded.model.num_parameters()),
-        "speed": {
-            "sentences": len(sources),
-            "seconds": out.seconds,
-            "sentences_per_second": out.sentences_per_second,
-            "tokens": out.num_tokens,
-            "tokens_per_second": out.tokens_per_second,
-            "device": str(device),
-        },
-    }
-    if out.truncated:
-        info["truncated_sources"] = len(out.truncated)
-    if loaded.checkpoint.averaged_from:
-        info["averaged_from"] = loaded.checkpoint.averaged_from
+    speed = DecodeSpeed(sentences=len(sources), seconds=out.seconds, sentences_per_second=out.sentences_per_second,
+                        tokens=out.num_tokens, tokens_per_second=out.tokens_per_second, device=str(device))
+    info = SystemInfo(checkpoint=str(loaded.path), step=loaded.checkpoint.step,
+                      arch=str(loaded.cfg.model.arch), num_parameters=int(loaded.model.num_parameters()), speed=speed,
+                      truncated_sources=len(out.truncated) if out.truncated else None,
+                      averaged_from=loaded.checkpoint.averaged_from or None)
+    nbest = None
     if cfg.decode.nbest > 1:
-        info["nbest"] = [list(zip(h, s, strict=True)) for h, s in zip(out.nbest, out.scores, strict=True)]
-    return System(name, out.hypotheses, info, loaded)
+        nbest = [list(zip(h, s, strict=True)) for h, s in zip(out.nbest, out.scores, strict=True)]
+    return System(name, out.hypotheses, info, nbest, loaded)
 
 
 def fresh_name(name: str, taken: list[str]) -> str:
@@ -123,7 +123,7 @@ def fresh_name(name: str, taken: list[str]) -> str:
 
 
 def attention_plots(system: System, sources: list[str], cfg: DictConfig, device: torch.device, out_dir: Path,
-                    prefix: str) -> tuple[list[str], dict[str, Any]]:
+                    prefix: str) -> tuple[list[str], dict[str, Figure]]:
     """attention_<i>.png (and a per-head grid for Transformers) for cfg.attention_sentences; returns file
     names and the figures for TensorBoard."""
     rows = [i for i in cfg.attention_sentences if 0 <= i < len(sources) and sources[i].strip()]
@@ -157,42 +157,29 @@ def attention_plots(system: System, sources: list[str], cfg: DictConfig, device:
 
 
 def build_report(label: str, sources: list[str], refs: list[str], systems: list[System], baseline: System | None,
-                 cfg: DictConfig) -> dict[str, Any]:
+                 cfg: DictConfig) -> EvaluationReport:
     edges, n = list(cfg.length_edges), int(cfg.bootstrap_samples)
     everyone = systems + ([baseline] if baseline is not None else [])
-    report: dict[str, Any] = {
-        "title": f"Evaluation on {label}",
-        "split": label,
-        "num_sentences": len(refs),
-        "decode": OmegaConf.to_container(cfg.decode, resolve=True),
-        "length_edges": edges,
-        "bootstrap_samples": n,
-        "systems": [],
-        "comparisons": [],
-        "notes": [],
-    }
+    report = EvaluationReport(title=f"Evaluation on {label}", split=label, num_sentences=len(refs),
+                              decode=OmegaConf.to_container(cfg.decode, resolve=True), length_edges=edges,
+                              bootstrap_samples=n, systems=[])
     for s in everyone:
-        entry = {"name": s.name, "hypotheses_file": f"{safe_name(s.name)}.hyp.txt"}
-        entry |= {k: v for k, v in s.info.items() if k != "nbest"}
-        entry["scores"] = corpus_scores(s.hypotheses, refs)
-        entry["by_length"] = bleu_by_length(sources, s.hypotheses, refs, edges, n)
-        if s is baseline:
-            entry["baseline"] = True
-        report["systems"].append(entry)
+        report.systems.append(EvaluatedSystem(
+            **vars(s.info), name=s.name, hypotheses_file=f"{safe_name(s.name)}.hyp.txt",
+            scores=corpus_scores(s.hypotheses, refs), by_length=bleu_by_length(sources, s.hypotheses, refs, edges, n),
+            baseline=s is baseline))
     if baseline is not None:
-        for s in systems:
-            report["comparisons"].append({
-                "system": s.name,
-                "baseline": baseline.name,
-                "overall": paired_bootstrap(s.hypotheses, baseline.hypotheses, refs, n),
-                "by_length": paired_bootstrap_by_length(sources, s.hypotheses, baseline.hypotheses, refs, edges, n),
-            })
+        report.comparisons = [
+            Comparison(system=s.name, baseline=baseline.name,
+                       overall=paired_bootstrap(s.hypotheses, baseline.hypotheses, refs, n),
+                       by_length=paired_bootstrap_by_length(sources, s.hypotheses, baseline.hypotheses, refs, edges, n))
+            for s in systems]
     return report
 
 
-def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
+def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationReport:
     """Evaluate as configured; returns the report (also written as metrics.json / report.md into
-    report["out_dir"]). NMTError on any problem with the input, before anything is written."""
+    report.out_dir). NMTError on any problem with the input, before anything is written."""
     if not cfg.checkpoints:
         raise NMTError("no checkpoints given: nmt-evaluate checkpoints='[path/to/best.pt or run dir]'")
     if cfg.average_last < 0 or cfg.bootstrap_samples < 0:
@@ -213,7 +200,7 @@ def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
     if baseline_path is not None and not baseline_path.exists():
         raise NMTError(f"baseline not found: {baseline_path}")
 
-    corpora: dict[str, Any] = {}
+    corpora: dict[str, PreparedCorpus] = {}
     first = load_system(entries[0], cfg, device)  # unaveraged: enough to find the corpus and fail early
     sources, refs, label = load_references(cfg, first, corpora)
     baseline_hyps = None
@@ -225,7 +212,7 @@ def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
     out_dir = make_out_dir(cfg.out_dir, run_dir_of(cfg.checkpoints[0]) / "eval", label)
 
     plots: list[str] = []
-    figures: dict[str, Any] = {}
+    figures: dict[str, Figure] = {}
 
     def evaluate_checkpoint(model: Any, name: str, what: str) -> System:
         _, model_refs, _ = load_references(cfg, model, corpora)
@@ -252,50 +239,51 @@ def evaluate(cfg: DictConfig, log: Any = print) -> dict[str, Any]:
     first = None
     baseline = None
     if baseline_hyps is not None:
-        baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps, {"hypotheses_file_in": str(baseline_path)})
+        baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps,
+                          SystemInfo(hypotheses_file_in=str(baseline_path)))
     elif baseline_path is not None:
         model = load_system(str(baseline_path), cfg, device)
         baseline = evaluate_checkpoint(model, f"baseline:{model.cfg.model.arch}", "baseline")
 
     for s in systems + ([baseline] if baseline else []):
         write_lines(out_dir / f"{safe_name(s.name)}.hyp.txt", s.hypotheses)
-        if "nbest" in s.info:
+        if s.nbest is not None:
             write_lines(out_dir / f"{safe_name(s.name)}.nbest.txt",
-                       [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.info["nbest"]) for h, sc in nb])
+                        [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.nbest) for h, sc in nb])
     write_lines(out_dir / "src.txt", sources)
     write_lines(out_dir / "ref.txt", refs)
 
     report = build_report(label, sources, refs, systems, baseline, cfg)
-    fig = plot_bleu_by_length({s["name"]: s["by_length"] for s in report["systems"]},
-                              title=f"BLEU by source length ({label})")
-    report["plots"] = {"bleu_by_length": save_png(fig, out_dir / "bleu_by_length.png").name, "attention": plots}
+    fig = plot_bleu_by_length({s.name: s.by_length for s in report.systems}, title=f"BLEU by source length ({label})")
+    report.plots = Plots(bleu_by_length=save_png(fig, out_dir / "bleu_by_length.png").name, attention=plots)
     figures["bleu_by_length"] = fig
-    for s in report["systems"]:
-        if s.get("truncated_sources"):
-            report["notes"].append(f"{s['name']}: {s['truncated_sources']} sources were longer than the model's "
-                                   f"position table and were truncated")
+    for s in report.systems:
+        if s.truncated_sources:
+            report.notes.append(f"{s.name}: {s.truncated_sources} sources were longer than the model's position "
+                                f"table and were truncated")
     skipped = [i for i in cfg.attention_sentences if not 0 <= i < len(sources)]
     if skipped:
-        report["notes"].append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
-    if not report["plots"]["attention"] and cfg.attention_sentences:
-        report["notes"].append("no attention heatmaps: the models have no attention over the source")
-    report["notes"].append(f"rescore with: sacrebleu ref.txt -i {report['systems'][0]['hypotheses_file']} "
-                           f"-m bleu chrf ter")
+        report.notes.append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
+    if not report.plots.attention and cfg.attention_sentences:
+        report.notes.append("no attention heatmaps: the models have no attention over the source")
+    rescored = " ".join(m.sacrebleu for m in METRICS.values() if m.sacrebleu)
+    report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored}")
     md_path, _ = write_report(out_dir, report)
 
     if cfg.tensorboard_dir:
-        scalars = {f"eval/{label}/{s['name']}/{m}": s["scores"][m] for s in report["systems"]
-                   for m in ("bleu", "chrf", "ter")}
+        scalars = {m.eval_tag(label, s.name): s.scores.score(m.name) for s in report.systems
+                   for m in METRICS.values() if m.tensorboard}
         log_to_tensorboard(cfg.tensorboard_dir, {f"eval/{label}/{k}": f for k, f in figures.items()}, scalars,
-                           step=int(systems[0].info.get("step", 0)))
-    report["out_dir"] = str(out_dir)
-    report["report_file"] = str(md_path)
+                           step=systems[0].info.step or 0)
+    report.out_dir = str(out_dir)
+    report.report_file = str(md_path)
     return report
 
 
 def evaluate_checkpoints(checkpoints: str | Path | list[str | Path], split: str = "test",
-                         log: Any = lambda _: None, **options: Any) -> dict[str, Any]:
-    """`nmt-evaluate` from Python: returns the report it writes (metrics.json), with "out_dir".
+                         log: Callable[[str], None] = lambda _: None, **options: Any) -> EvaluationReport:
+    """`nmt-evaluate` from Python: returns the report it writes (metrics.json is its `to_dict()`), with
+    `out_dir` and `report_file` where it was written.
 
     `options` are the other EvaluateConfig fields (nmt/config.py), e.g. baseline="runs/fixed",
     decode={"beam": 1}, out_dir="eval/x", bootstrap_samples=0.

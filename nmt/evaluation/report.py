@@ -1,27 +1,126 @@
-"""Evaluation reports: one JSON file with every number, and a Markdown page a person reads.
+"""Evaluation reports: one JSON file with every number (metrics.json), and a Markdown page a person reads.
 
-The report is a plain dict (so it round-trips through JSON) with this shape:
+`EvaluationReport` is the report: metrics.json is its `to_dict()`, `EvaluationReport.read` reads one back, and
+report.md is rendered from it. Its shape on disk:
 
     {"title", "split", "num_sentences", "decode": {...}, "length_edges", "bootstrap_samples",
-     "systems": [{"name", "checkpoint", "step", "arch", "num_parameters", "hypotheses_file",
-                  "scores": corpus_scores(...), "speed": {"sentences", "seconds", "sentences_per_second",
-                  "tokens", "tokens_per_second", "device"}, "by_length": bleu_by_length(...)}],
-     "comparisons": [{"system", "baseline", "overall": paired_bootstrap(...),
-                      "by_length": paired_bootstrap_by_length(...)}],
-     "plots": {"bleu_by_length": file name, "attention": [file names]}, "notes": [str]}
+     "systems": [{"name", "hypotheses_file", "checkpoint", "step", "arch", "num_parameters",
+                  "speed": {"sentences", "seconds", "sentences_per_second", "tokens", "tokens_per_second",
+                  "device"}, "scores": CorpusScores, "by_length": [LengthRow], "baseline": true (the baseline
+                  only)}],
+     "comparisons": [{"system", "baseline", "overall": PairedTest, "by_length": [PairedBucket]}],
+     "notes": [str], "plots": {"bleu_by_length": file name, "attention": [file names]}}
+
+A system's fields that do not apply (a hypotheses file has no checkpoint, step or speed) are left out.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from nmt.metrics.lengths import FEW_SENTENCES
-from nmt.metrics.significance import MIN_TEST_ITEMS
+from nmt.io import Record, from_json, read_json, write_json, write_text
+from nmt.metrics.lengths import FEW_SENTENCES, LengthRow, PairedBucket
+from nmt.metrics.scores import METRICS, CorpusScores
+from nmt.metrics.significance import MIN_TEST_ITEMS, PairedTest
 from nmt.runtime import hardware_line
+
+Decode = dict[str, int | float | str]  # a DecodeConfig as written: field -> value
+
+
+@dataclass
+class DecodeSpeed(Record):
+    """How fast a checkpoint decoded the evaluated sentences."""
+
+    sentences: int
+    seconds: float
+    sentences_per_second: float
+    tokens: int
+    tokens_per_second: float
+    device: str
+
+
+@dataclass(kw_only=True)
+class SystemInfo(Record):
+    """Where an evaluated system comes from: a checkpoint (decoded by nmt-evaluate) or a file of hypotheses.
+    A field that does not apply is None, and left out of metrics.json."""
+
+    checkpoint: str | None = None
+    step: int | None = None
+    arch: str | None = None
+    num_parameters: int | None = None
+    speed: DecodeSpeed | None = None
+    truncated_sources: int | None = None  # sources cut to the model's position table
+    averaged_from: list[str] | None = None  # the checkpoints an averaged checkpoint was made of
+    hypotheses_file_in: str | None = None  # the file a baseline's hypotheses were read from
+
+
+@dataclass(kw_only=True)
+class EvaluatedSystem(SystemInfo):
+    """One system of a report: where it comes from, its scores and its BLEU by source length."""
+
+    name: str
+    hypotheses_file: str  # its hypotheses, in the report's directory
+    scores: CorpusScores
+    by_length: list[LengthRow]
+    baseline: bool = False  # the system the others are compared with
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        data = {"name": data.pop("name"), "hypotheses_file": data.pop("hypotheses_file")} | data
+        return {k: v for k, v in data.items() if v is not None and (k != "baseline" or v)}
+
+
+@dataclass
+class Comparison(Record):
+    """A system against the baseline: the paired test overall and within each source-length bucket."""
+
+    system: str
+    baseline: str
+    overall: PairedTest
+    by_length: list[PairedBucket]
+
+
+@dataclass
+class Plots(Record):
+    """The report's plot files, next to it."""
+
+    bleu_by_length: str = ""
+    attention: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationReport(Record):
+    """What `nmt-evaluate` (and `nmt.evaluate`) measures: every system's scores and the paired comparisons.
+    `out_dir` and `report_file` say where it was written (not part of metrics.json)."""
+
+    title: str
+    split: str
+    num_sentences: int
+    decode: Decode
+    length_edges: list[int]
+    bootstrap_samples: int
+    systems: list[EvaluatedSystem]
+    comparisons: list[Comparison] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plots: Plots | None = None
+    out_dir: str | None = None
+    report_file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items()
+                if v is not None or k not in ("plots", "out_dir", "report_file")}
+
+    def system(self, name: str) -> EvaluatedSystem:
+        return next(s for s in self.systems if s.name == name)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        """A metrics.json that nmt-evaluate wrote."""
+        return from_json(cls, read_json(path))
 
 
 def fmt_num(x: float | None, digits: int = 2, thousands: bool = False) -> str:
@@ -77,54 +176,39 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def _scores_section(report: dict[str, Any]) -> list[str]:
+def _scores_section(report: EvaluationReport) -> list[str]:
     rows = []
-    for s in report["systems"]:
-        sc, sp = s["scores"], s.get("speed") or {}
-        params = s.get("num_parameters")
-        rows.append(
-            [
-                s["name"],
-                fmt_num(sc["bleu"]),
-                fmt_num(sc["chrf"]),
-                fmt_num(sc["ter"]),
-                fmt_num(sc["bleu_lc"]),
-                "-" if params is None else f"{params:,}",
-                fmt_num(sp.get("sentences_per_second"), 1),
-                fmt_num(sp.get("tokens_per_second"), 0),
-            ]
-        )
-    header = ["system", "BLEU", "chrF", "TER", "BLEU (lowercased)", "parameters", "sentences/s", "tokens/s"]
+    for s in report.systems:
+        sp = s.speed
+        rows.append([s.name, *(fmt_num(s.scores.score(m)) for m in METRICS),
+                     "-" if s.num_parameters is None else f"{s.num_parameters:,}",
+                     fmt_num(sp.sentences_per_second if sp else None, 1),
+                     fmt_num(sp.tokens_per_second if sp else None, 0)])
+    header = ["system", *(m.column for m in METRICS.values()), "parameters", "sentences/s", "tokens/s"]
     lines = ["## Scores", ""] + md_table(header, rows) + [""]
-    first = report["systems"][0]["scores"]["signatures"]
     lines += ["sacreBLEU signatures:", ""]
-    lines += [f"- {name}: `{sig}`" for name, sig in first.items()]
+    lines += [f"- {name}: `{sig}`" for name, sig in report.systems[0].scores.signatures.items()]
     lines.append("")
-    for s in report["systems"]:
-        if s["scores"].get("bleu_detail"):
-            lines.append(f"- {s['name']}: `{s['scores']['bleu_detail']}`")
+    lines += [f"- {s.name}: `{s.scores.bleu_detail}`" for s in report.systems if s.scores.bleu_detail]
     lines.append("")
-    for s in report["systems"]:
-        sp = s.get("speed")
+    for s in report.systems:
+        sp = s.speed
         if sp:
-            lines.append(
-                f"- {s['name']}: decoded {sp['sentences']} sentences ({sp['tokens']} output tokens) in "
-                f"{sp['seconds']:.2f} s on {sp.get('device', '?')}"
-            )
+            lines.append(f"- {s.name}: decoded {sp.sentences} sentences ({sp.tokens} output tokens) in "
+                         f"{sp.seconds:.2f} s on {sp.device or '?'}")
     return lines + [""]
 
 
-def _length_section(report: dict[str, Any]) -> list[str]:
-    systems = report["systems"]
-    buckets = systems[0]["by_length"]
-    header = ["source words", "sentences"] + [f"{s['name']} BLEU [95% CI]" for s in systems] + ["note"]
+def _length_section(report: EvaluationReport) -> list[str]:
+    systems = report.systems
+    header = ["source words", "sentences"] + [f"{s.name} BLEU [95% CI]" for s in systems] + ["note"]
     rows = []
-    for b, bucket in enumerate(buckets):
-        cells = [bucket["label"], str(bucket["count"])]
+    for b, bucket in enumerate(systems[0].by_length):
+        cells = [bucket.label, str(bucket.count)]
         for s in systems:
-            r = s["by_length"][b]
-            cells.append("-" if r["bleu"] is None else f"{r['bleu']:.2f} {fmt_interval(r['bleu_ci'])}")
-        note = "empty" if bucket["count"] == 0 else ("few sentences" if bucket["few"] else "")
+            r = s.by_length[b]
+            cells.append("-" if r.bleu is None else f"{r.bleu:.2f} {fmt_interval(r.bleu_ci)}")
+        note = "empty" if bucket.count == 0 else ("few sentences" if bucket.few else "")
         rows.append(cells + [note])
     return (
         ["## BLEU by source length", ""]
@@ -133,9 +217,9 @@ def _length_section(report: dict[str, Any]) -> list[str]:
     )
 
 
-def _comparison_section(report: dict[str, Any]) -> list[str]:
+def _comparison_section(report: EvaluationReport) -> list[str]:
     lines = ["## Paired comparison against the baseline", ""]
-    n = report.get("bootstrap_samples")
+    n = report.bootstrap_samples
     lines.append(
         f"Difference = system - baseline, with its 95% paired bootstrap interval ({n} samples); p-values from "
         f"approximate randomisation ({n} shuffles, two-sided), n/a below {MIN_TEST_ITEMS} sentences; "
@@ -143,66 +227,54 @@ def _comparison_section(report: dict[str, Any]) -> list[str]:
     )
     lines.append("")
     header = ["bucket", "sentences", "baseline BLEU", "system BLEU", "difference", "95% CI", "p-value", "note"]
-    for comp in report["comparisons"]:
-        lines += [f"### {comp['system']} vs {comp['baseline']}", ""]
+    for comp in report.comparisons:
+        lines += [f"### {comp.system} vs {comp.baseline}", ""]
         rows = []
-        for label, r in [("all", comp["overall"])] + [(b["label"], b) for b in comp["by_length"]]:
-            if r.get("count", 0) == 0:
+        tests = [("all", comp.overall)] + [(b.label, b.test) for b in comp.by_length]
+        for label, t in tests:
+            if t is None or t.count == 0:
                 rows.append([label, "0", "-", "-", "-", "-", "-", "empty"])
                 continue
-            rows.append(
-                [
-                    label,
-                    str(r["count"]),
-                    fmt_num(r["baseline"]),
-                    fmt_num(r["system"]),
-                    f"{r['difference']:+.2f}",
-                    fmt_interval(r["difference_ci"]),
-                    fmt_p(r["p_value"]),
-                    "few sentences" if r["count"] < FEW_SENTENCES else "",
-                ]
-            )
+            rows.append([label, str(t.count), fmt_num(t.baseline), fmt_num(t.system), f"{t.difference:+.2f}",
+                         fmt_interval(t.difference_ci), fmt_p(t.p_value),
+                         "few sentences" if t.count < FEW_SENTENCES else ""])
         lines += md_table(header, rows) + [""]
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """The human-readable report.md for a report dict (see the module docstring)."""
-    d = report.get("decode") or {}
-    lines = [f"# {report.get('title', 'Evaluation')}", ""]
-    lines.append(f"- data: {report['split']} ({report['num_sentences']} sentences)")
+def render_markdown(report: EvaluationReport) -> str:
+    """The human-readable report.md of a report."""
+    d = report.decode
+    lines = [f"# {report.title}", ""]
+    lines.append(f"- data: {report.split} ({report.num_sentences} sentences)")
     if d:
         search = "greedy" if d.get("beam", 1) == 1 else f"beam {d['beam']}, length penalty alpha {d.get('alpha')}"
         lines.append(f"- decoding: {search}, max length {d.get('max_len_a')} * source + {d.get('max_len_b')}")
-    for s in report["systems"]:
-        where = s.get("checkpoint") or s.get("hypotheses_file") or ""
-        extra = f", step {s['step']}" if s.get("step") is not None else ""
-        arch = f"{s['arch']}, " if s.get("arch") else ""
-        lines.append(f"- {s['name']}: {arch}{where}{extra}")
+    for s in report.systems:
+        where = s.checkpoint or s.hypotheses_file or ""
+        extra = f", step {s.step}" if s.step is not None else ""
+        arch = f"{s.arch}, " if s.arch else ""
+        lines.append(f"- {s.name}: {arch}{where}{extra}")
     lines.append("")
     lines += _scores_section(report)
     lines += _length_section(report)
-    if report.get("comparisons"):
+    if report.comparisons:
         lines += _comparison_section(report)
-    plots = report.get("plots") or {}
-    if plots.get("bleu_by_length") or plots.get("attention"):
+    plots = report.plots
+    if plots and (plots.bleu_by_length or plots.attention):
         lines += ["## Plots", ""]
-        if plots.get("bleu_by_length"):
-            lines += [f"![BLEU by source length]({plots['bleu_by_length']})", ""]
-        for name in plots.get("attention", []):
+        if plots.bleu_by_length:
+            lines += [f"![BLEU by source length]({plots.bleu_by_length})", ""]
+        for name in plots.attention:
             lines += [f"![attention]({name})", ""]
-    if report.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines)
 
 
-def write_report(out_dir: str | Path, report: dict[str, Any]) -> tuple[Path, Path]:
+def write_report(out_dir: str | Path, report: EvaluationReport) -> tuple[Path, Path]:
     """Write report.md and metrics.json into `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "metrics.json"
-    # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers; fail loudly instead.
-    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    md_path = out_dir / "report.md"
-    md_path.write_text(render_markdown(report), encoding="utf-8")
+    json_path = write_json(out_dir / "metrics.json", report)
+    md_path = write_text(out_dir / "report.md", render_markdown(report))
     return md_path, json_path

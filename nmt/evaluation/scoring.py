@@ -9,7 +9,7 @@ bottleneck: free of beam size, length penalty and early stopping.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from nmt.config import PAD_ID
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.errors import NMTError
-from nmt.io import check_writable, read_text_lines, write_text
+from nmt.io import Record, check_writable, read_text_lines, write_text
 from nmt.metrics.lengths import DEFAULT_EDGES, assign_buckets, bucket_label, length_buckets
 from nmt.metrics.scores import check_pair
 from nmt.runtime import pick_device
@@ -29,6 +29,26 @@ from nmt.training.checkpoint import load_model, resolve_checkpoint
 
 POSITION_BIN = 5  # target positions are summarised in bins of this many tokens
 RELATIVE_BINS = 10  # ... and in tenths of each target's length
+
+
+@dataclass
+class NllBucket(Record):
+    """One source-length bucket: sentences, target tokens and their per-token NLL (None when empty)."""
+
+    label: str
+    count: int
+    tokens: int
+    nll: float | None
+
+
+@dataclass
+class NllBin(Record):
+    """One bin of target positions: where it starts (a position, or a fraction of the target's length), its
+    tokens and their per-token NLL."""
+
+    start: float
+    tokens: int
+    nll: float
 
 
 @dataclass
@@ -52,25 +72,24 @@ class ReferenceScores:
         """Per-token negative log-likelihood over all references (tokens weighted equally)."""
         return -float(np.concatenate(self.token_log_probs).mean())
 
-    def by_length(self, edges: Sequence[int] = DEFAULT_EDGES) -> list[dict[str, Any]]:
-        """Per source-length bucket (whitespace words): {"label", "count", "tokens", "nll" (per token; None
-        when empty)}."""
+    def by_length(self, edges: Sequence[int] = DEFAULT_EDGES) -> list[NllBucket]:
+        """Per source-length bucket (whitespace words)."""
         which = assign_buckets(self.sources, edges)
         rows = []
         for b, (lo, hi) in enumerate(length_buckets(edges)):
             members = [self.token_log_probs[i] for i, w in enumerate(which) if w == b]
             tokens = int(sum(len(m) for m in members))
             nll = -float(np.concatenate(members).mean()) if members else None
-            rows.append({"label": bucket_label(lo, hi), "count": len(members), "tokens": tokens, "nll": nll})
+            rows.append(NllBucket(label=bucket_label(lo, hi), count=len(members), tokens=tokens, nll=nll))
         return rows
 
-    def by_position(self, width: int = POSITION_BIN) -> list[dict[str, Any]]:
-        """Per bin of `width` target positions (0-based): {"start", "tokens", "nll"}."""
+    def by_position(self, width: int = POSITION_BIN) -> list[NllBin]:
+        """Per bin of `width` target positions (0-based; `start` the bin's first position)."""
         return _binned([(np.arange(len(lp)) // width, lp) for lp in self.token_log_probs], lambda b: b * width)
 
-    def by_relative_position(self, bins: int = RELATIVE_BINS) -> list[dict[str, Any]]:
-        """Per tenth (by default) of each target's length: {"start" (fraction of the length), "tokens", "nll"}.
-        On k joined sentences, the k sentences fall roughly into k equal parts of the axis."""
+    def by_relative_position(self, bins: int = RELATIVE_BINS) -> list[NllBin]:
+        """Per tenth (by default) of each target's length (`start` a fraction of the length). On k joined
+        sentences, the k sentences fall roughly into k equal parts of the axis."""
         return _binned([(np.minimum(np.arange(len(lp)) * bins // len(lp), bins - 1), lp)
                         for lp in self.token_log_probs], lambda b: b / bins)
 
@@ -80,12 +99,30 @@ class ReferenceScores:
         return "\n".join(lines) + "\n"
 
 
-def _binned(rows: list[tuple[np.ndarray, np.ndarray]], start: Any) -> list[dict[str, Any]]:
+def _binned(rows: list[tuple[np.ndarray, np.ndarray]], start: Callable[[int], float]) -> list[NllBin]:
     """Mean NLL per bin over (bin index per token, log-prob per token) rows."""
     bins = np.concatenate([b for b, _ in rows])
     lps = np.concatenate([lp for _, lp in rows])
-    return [{"start": start(int(b)), "tokens": int((bins == b).sum()), "nll": -float(lps[bins == b].mean())}
+    return [NllBin(start=start(int(b)), tokens=int((bins == b).sum()), nll=-float(lps[bins == b].mean()))
             for b in np.unique(bins)]
+
+
+@dataclass
+class ScoreResult(Record):
+    """What `score` returns: the checkpoint, the sentences and target tokens scored, the per-token NLL overall,
+    by source length and by target position, and the per-sentence log-probabilities (`scores`, left out of
+    `to_dict`: numpy arrays; `scores.tsv()` writes them)."""
+
+    checkpoint: str
+    sentences: int
+    tokens: int
+    nll: float  # per token
+    by_length: list[NllBucket]
+    by_position: list[NllBin]
+    scores: ReferenceScores
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items() if k != "scores"}
 
 
 @torch.no_grad()
@@ -112,10 +149,9 @@ def score_references(model: torch.nn.Module, tokenizer: Any, sources: list[str],
 def score(checkpoint: str | Path, src_file: str | Path | None = None, ref_file: str | Path | None = None, *,
           sources: list[str] | None = None, references: list[str] | None = None, out: str | Path | None = None,
           device: str = "auto", batch_tokens: int = 4096, length_edges: Sequence[int] = DEFAULT_EDGES
-          ) -> dict[str, Any]:
+          ) -> ScoreResult:
     """Score references with a checkpoint (or run directory): files or lists. With `out`, writes the per-sentence
-    TSV there. Returns {"checkpoint", "sentences", "tokens", "nll" (per token), "by_length", "by_position",
-    "scores": ReferenceScores}."""
+    TSV there."""
     if (src_file is None) == (sources is None) or (ref_file is None) == (references is None):
         raise NMTError("give the sources and the references, each either as a file or as a list")
     if sources is None:
@@ -132,6 +168,6 @@ def score(checkpoint: str | Path, src_file: str | Path | None = None, ref_file: 
     scores = score_references(loaded.model, loaded.tokenizer, sources, references, dev, batch_tokens)
     if out is not None:
         write_text(Path(out), scores.tsv())
-    return {"checkpoint": str(path), "sentences": len(sources),
-            "tokens": int(sum(len(lp) for lp in scores.token_log_probs)), "nll": scores.mean_nll(),
-            "by_length": scores.by_length(length_edges), "by_position": scores.by_position(), "scores": scores}
+    return ScoreResult(checkpoint=str(path), sentences=len(sources),
+                       tokens=int(sum(len(lp) for lp in scores.token_log_probs)), nll=scores.mean_nll(),
+                       by_length=scores.by_length(length_edges), by_position=scores.by_position(), scores=scores)

@@ -14,7 +14,6 @@ under <out_dir>/<corpus>/<split>/seed<k>/.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -27,8 +26,8 @@ from nmt.data.concat import level_groups
 from nmt.data.corpus import prepare_corpus
 from nmt.errors import NMTError
 from nmt.evaluation.evaluate import System, build_report
-from nmt.evaluation.report import write_report
-from nmt.evaluation.scoring import score_references
+from nmt.evaluation.report import Decode, Plots, SystemInfo, write_report
+from nmt.evaluation.scoring import NllBin, score_references
 from nmt.experiments.bottleneck_report import render
 from nmt.experiments.results import (
     BottleneckReport,
@@ -65,13 +64,13 @@ from nmt.experiments.verdicts import (
     mean_std,
     removal_verdict,
 )
-from nmt.io import make_out_dir, read_text_lines, safe_name, write_json, write_lines, write_text
+from nmt.io import make_out_dir, read_json, read_text_lines, safe_name, write_json, write_lines, write_text
 from nmt.metrics import paired_bootstrap
-from nmt.metrics.retention import retention, slope
+from nmt.metrics.retention import Outputs, retention, slope
 from nmt.metrics.scores import length_stats, score_from_stats, sentence_stats
-from nmt.metrics.significance import stats_interval
+from nmt.metrics.significance import PairedTest, stats_interval
 from nmt.models import build_model, model_class
-from nmt.plots import plot_bleu_by_length, plot_position_curves, save_png
+from nmt.plots import BleuPoint, BleuRow, plot_bleu_by_length, plot_position_curves, save_png
 from nmt.runtime import hardware, pick_device
 from nmt.training.checkpoint import load_model
 
@@ -194,41 +193,39 @@ def _levels_of(corpus: Any, test: str) -> list[str]:
 
 # Natural lengths --------------------------------------------------------------------------------------------
 def analyse_natural(sources: list[str], refs: list[str], fixed: RunResult, attention: RunResult, split: str,
-                    seed: int, seed_dir: Path, report_path: str, cfg: DictConfig, decode: dict[str, Any]
-                    ) -> NaturalSeed:
+                    seed: int, seed_dir: Path, report_path: str, cfg: DictConfig, decode: Decode) -> NaturalSeed:
     """Scores, by-length rows and paired tests of one seed's pair on a natural test set; also writes that seed's
     full report (as `nmt-evaluate` would) into `seed_dir`, which the experiment's report links as `report_path`."""
     pair = ((FIXED, fixed), (ATTENTION, attention))
     hyps = {name: r.hypotheses(split) for name, r in pair}
-    systems = {name: System(name, hyps[name], {"checkpoint": r.checkpoint, "step": r.checkpoint_step,
-                                                "arch": name, "num_parameters": r.num_parameters})
+    systems = {name: System(name, hyps[name], SystemInfo(checkpoint=r.checkpoint, step=r.checkpoint_step, arch=name,
+                                                         num_parameters=r.num_parameters))
                for name, r in pair}
     n = int(cfg.bootstrap_samples)
     ev_cfg = OmegaConf.create({"length_edges": list(cfg.length_edges), "bootstrap_samples": n, "decode": decode})
     report = build_report(split, sources, refs, [systems[ATTENTION]], systems[FIXED], ev_cfg)
-    report["title"] = f"{ATTENTION} vs {FIXED} on {split}"
+    report.title = f"{ATTENTION} vs {FIXED} on {split}"
     seed_dir.mkdir(parents=True, exist_ok=True)
-    for s in report["systems"]:
-        write_lines(seed_dir / s["hypotheses_file"], hyps[s["name"]])
+    for s in report.systems:
+        write_lines(seed_dir / s.hypotheses_file, hyps[s.name])
     write_lines(seed_dir / "src.txt", sources)
     write_lines(seed_dir / "ref.txt", refs)
-    by_name = {s["name"]: s for s in report["systems"]}
-    fig = plot_bleu_by_length({k: by_name[k]["by_length"] for k in (FIXED, ATTENTION)},
+    fig = plot_bleu_by_length({k: report.system(k).by_length for k in (FIXED, ATTENTION)},
                               title=f"BLEU by source length ({split})")
-    report["plots"] = {"bleu_by_length": save_png(fig, seed_dir / "bleu_by_length.png").name, "attention": []}
+    report.plots = Plots(bleu_by_length=save_png(fig, seed_dir / "bleu_by_length.png").name)
     write_report(seed_dir, report)
 
-    bleu = report["comparisons"][0]["overall"]
+    comparison = report.comparisons[0]
+    bleu = comparison.overall
     chrf = paired_bootstrap(hyps[ATTENTION], hyps[FIXED], refs, n, metric="chrf")
-    systems = {}
-    for name, side in ((ATTENTION, "system"), (FIXED, "baseline")):
-        scores = by_name[name]["scores"]
-        systems[name] = NaturalSystem(bleu=scores["bleu"], bleu_ci=bleu[f"{side}_ci"], chrf=scores["chrf"],
-                                      chrf_ci=chrf[f"{side}_ci"], ter=scores["ter"], bleu_lc=scores["bleu_lc"],
-                                      by_length=by_name[name]["by_length"])
-    return NaturalSeed(seed=seed, report=report_path, systems=systems, bleu=bleu, chrf=chrf,
-                       by_length=report["comparisons"][0]["by_length"],
-                       signatures=by_name[ATTENTION]["scores"]["signatures"])
+    intervals = {ATTENTION: (bleu.system_ci, chrf.system_ci), FIXED: (bleu.baseline_ci, chrf.baseline_ci)}
+    natural = {}
+    for name, (bleu_ci, chrf_ci) in intervals.items():
+        s = report.system(name)
+        natural[name] = NaturalSystem(bleu=s.scores.bleu, bleu_ci=bleu_ci, chrf=s.scores.chrf, chrf_ci=chrf_ci,
+                                      ter=s.scores.ter, bleu_lc=s.scores.bleu_lc, by_length=s.by_length)
+    return NaturalSeed(seed=seed, report=report_path, systems=natural, bleu=bleu, chrf=chrf,
+                       by_length=comparison.by_length, signatures=report.system(ATTENTION).scores.signatures)
 
 
 def aggregate(seeds: list[NaturalSeed]) -> NaturalAggregate:
@@ -238,18 +235,22 @@ def aggregate(seeds: list[NaturalSeed]) -> NaturalAggregate:
         rows = [s.systems[name].by_length for s in seeds]
         systems[name] = SystemMean(
             bleu=mean_std([s.systems[name].bleu for s in seeds]), chrf=mean_std([s.systems[name].chrf for s in seeds]),
-            by_length=[BucketMean(r["label"], r["count"], mean_std([seed_rows[b]["bleu"] for seed_rows in rows]))
+            by_length=[BucketMean(r.label, r.count, mean_std([seed_rows[b].bleu for seed_rows in rows]))
                        for b, r in enumerate(rows[0])])
+
+    def bucket_tests(b: int) -> list[PairedTest | None]:  # None: the bucket is empty
+        return [s.by_length[b].test for s in seeds]
+
     difference = DifferenceMean(
-        bleu=mean_std([s.bleu["difference"] for s in seeds]), chrf=mean_std([s.chrf["difference"] for s in seeds]),
-        by_length=[BucketDifference(r["label"], r["count"],
-                                    mean_std([s.by_length[b].get("difference") for s in seeds]),
-                                    [s.by_length[b].get("p_value") for s in seeds])
+        bleu=mean_std([s.bleu.difference for s in seeds]), chrf=mean_std([s.chrf.difference for s in seeds]),
+        by_length=[BucketDifference(r.label, r.count,
+                                    mean_std([None if t is None else t.difference for t in bucket_tests(b)]),
+                                    [None if t is None else t.p_value for t in bucket_tests(b)])
                    for b, r in enumerate(seeds[0].by_length)])
     return NaturalAggregate(systems=systems, difference=difference)
 
 
-def natural_plot_rows(seeds: list[NaturalSeed], agg: NaturalAggregate) -> dict[str, list[dict[str, Any]]]:
+def natural_plot_rows(seeds: list[NaturalSeed], agg: NaturalAggregate) -> dict[str, list[BleuRow]]:
     """Rows for `plot_bleu_by_length`: one seed's bootstrap intervals, or the seed mean with +-1 std bars."""
     if len(seeds) == 1:
         return {k: seeds[0].systems[k].by_length for k in (FIXED, ATTENTION)}
@@ -257,9 +258,9 @@ def natural_plot_rows(seeds: list[NaturalSeed], agg: NaturalAggregate) -> dict[s
             for name in (FIXED, ATTENTION)}
 
 
-def _mean_row(label: str, count: int, ms: MeanStd | None) -> dict[str, Any]:
+def _mean_row(label: str, count: int, ms: MeanStd | None) -> BleuPoint:
     ci = None if ms is None else [ms.mean - (ms.std or 0.0), ms.mean + (ms.std or 0.0)]
-    return {"label": label, "count": count, "bleu": None if ms is None else ms.mean, "bleu_ci": ci}
+    return BleuPoint(label=label, count=count, bleu=None if ms is None else ms.mean, bleu_ci=ci)
 
 
 # Length-controlled levels -----------------------------------------------------------------------------------
@@ -289,7 +290,7 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
     def files(result: RunResult) -> dict[str, str]:
         return {lv: result.decoded[lv].file for lv in names}
 
-    def short_and_long(hyps: dict[str, list[str]]) -> dict[str, Any]:
+    def short_and_long(hyps: dict[str, list[str]]) -> dict[str, Outputs]:
         """What `retention` compares: level 1 and the disjoint groups of level K."""
         return {"short": (hyps[names[0]], data[names[0]][1]),
                 "long": (hyps[names[-1]][:len(groups)], data[names[-1]][1][:len(groups)])}
@@ -335,7 +336,7 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
     return out
 
 
-def capacity_sweep(plan: CorpusPlan, scored: dict[str, LevelScores], levels: dict[str, dict[str, Any]],
+def capacity_sweep(plan: CorpusPlan, scored: dict[str, LevelScores], levels: dict[str, dict[str, Outputs]],
                    groups: list[list[int]], n: int, min_bleu: float, seed: int) -> Sweep:
     """The capacity sweep of one test set: retention of every summary size (`plan.sweep`), the main fixed model
     (its unprojected encoder summary, for reference) and attention on the same resamples, a paired test of
@@ -358,7 +359,7 @@ def capacity_sweep(plan: CorpusPlan, scored: dict[str, LevelScores], levels: dic
 
 
 def reference_nll(checkpoint: str, device: str, data: dict[str, tuple[list[str], list[str]]], names: list[str],
-                  groups: int) -> tuple[list[float], list[dict[str, float]]]:
+                  groups: int) -> tuple[list[float], list[NllBin]]:
     """Evidence without search: the per-token NLL of the references at every level, and at the longest level
     (its first `groups` examples, the disjoint ones) per tenth of the target: a fixed-context model's loss
     climbs through the joined sentences, attention's should stay flat."""
@@ -394,7 +395,7 @@ def equal_quality_checkpoint(fixed: RunResult, attention: RunResult, splits: lis
     kept (train.keep_last). None when the run kept no intermediate checkpoint.
     """
     run_dir = Path(attention.run_dir)
-    history = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["history"]
+    history = read_json(run_dir / "metrics.json")["history"]
     kept = [h for h in history if (run_dir / f"step-{h['step']}.pt").is_file()]
     if not kept or fixed.best_valid_bleu is None:
         return None
@@ -407,9 +408,9 @@ def equal_quality_checkpoint(fixed: RunResult, attention: RunResult, splits: lis
                              files={split: d.file for split, d in decoded.items()})
 
 
-def level_rows(levels: list[Level], bleu: list[float | None], ci: list[list[float] | None]) -> list[dict[str, Any]]:
+def level_rows(levels: list[Level], bleu: list[float | None], ci: list[list[float] | None]) -> list[BleuPoint]:
     """`plot_bleu_by_length` rows with one point per level, labelled by k and mean source words."""
-    return [{"label": f"k={lv.k}, {lv.src_words:.0f} w", "count": lv.examples, "bleu": b, "bleu_ci": c}
+    return [BleuPoint(label=f"k={lv.k}, {lv.src_words:.0f} w", count=lv.examples, bleu=b, bleu_ci=c)
             for lv, b, c in zip(levels, bleu, ci, strict=True)]
 
 
@@ -419,7 +420,7 @@ def levels_plot(section: Levels, title: str) -> Any:
         systems = {s: level_rows(levels, seeds[0].systems[s].bleu, seeds[0].systems[s].bleu_ci)
                    for s in (FIXED, ATTENTION)}
     else:
-        systems = {s: [_mean_row(r["label"], r["count"], ms) for r, ms in
+        systems = {s: [_mean_row(r.label, r.count, ms) for r, ms in
                        zip(level_rows(levels, [None] * len(levels), [None] * len(levels)), section.aggregate[s],
                            strict=True)] for s in (FIXED, ATTENTION)}
     fig = plot_bleu_by_length(systems, title=title)
@@ -430,8 +431,8 @@ def levels_plot(section: Levels, title: str) -> Any:
 def nll_plot(section: Levels, title: str) -> Any:
     """Per-token reference NLL per tenth of the target at the longest level, one line per system and seed."""
     k = section.levels[-1].k
-    curves = {f"{s}, seed {x.seed}": ([b["start"] for b in x.systems[s].nll_by_position],
-                                      [b["nll"] for b in x.systems[s].nll_by_position])
+    curves = {f"{s}, seed {x.seed}": ([b.start for b in x.systems[s].nll_by_position],
+                                      [b.nll for b in x.systems[s].nll_by_position])
               for x in section.seeds for s in (FIXED, ATTENTION)}
     return plot_position_curves(curves, title, boundaries=[j / k for j in range(1, k)])
 

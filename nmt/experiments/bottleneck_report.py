@@ -12,6 +12,7 @@ from nmt.evaluation.report import (
     p_text,
     run_lines,
 )
+from nmt.evaluation.scoring import NllBin
 from nmt.experiments.results import BottleneckReport, Levels, Natural, Section, Sweep, SweepRow
 from nmt.experiments.verdicts import ATTENTION, BOTTLENECK_ALPHA, FIXED, KEEPS_BLEU, fmt_mean_std
 
@@ -57,7 +58,7 @@ def _levels_md(section: Section) -> list[str]:
     lines += ["Length ratio (hypothesis / reference tokens, sacreBLEU 13a) and brevity penalty per level: a "
               "ratio under 1 with a falling penalty is early stopping, not lost content.", ""]
     header = ["system", "seed"] + [f"k = {r.k}: ratio / BP" for r in levels]
-    rows = [[name, str(s.seed)] + [f"{x['ratio']:.3f} / {x['brevity_penalty']:.3f}" for x in s.systems[name].length]
+    rows = [[name, str(s.seed)] + [f"{x.ratio:.3f} / {x.brevity_penalty:.3f}" for x in s.systems[name].length]
             for s in seeds for name in (FIXED, ATTENTION)]
     lines += md_table(header, rows) + [""]
     n = seeds[0].retention.n_samples
@@ -160,12 +161,12 @@ def _p_inline(p: float | None) -> str:
     return "p n/a" if p is None else p_text(p)
 
 
-def _halves(curve: list[dict[str, float]]) -> tuple[float, float]:
+def _halves(curve: list[NllBin]) -> tuple[float, float]:
     """Token-weighted mean NLL of the bins starting before and after the middle of the target."""
-    def mean(bins: list[dict[str, float]]) -> float:
-        return sum(b["nll"] * b["tokens"] for b in bins) / max(1, sum(b["tokens"] for b in bins))
+    def mean(bins: list[NllBin]) -> float:
+        return sum(b.nll * b.tokens for b in bins) / max(1, sum(b.tokens for b in bins))
 
-    return mean([b for b in curve if b["start"] < 0.5]), mean([b for b in curve if b["start"] >= 0.5])
+    return mean([b for b in curve if b.start < 0.5]), mean([b for b in curve if b.start >= 0.5])
 
 
 def _p(p: float | None, n_samples: int) -> str:
@@ -238,7 +239,7 @@ def _overall(section: Natural) -> list[str]:
         for metric in ("bleu", "chrf"):
             c = getattr(s, metric)
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
-                         f"{c['difference']:+.2f} {fmt_interval(c['difference_ci'])}, paired {_p_inline(c['p_value'])}")
+                         f"{c.difference:+.2f} {fmt_interval(c.difference_ci)}, paired {_p_inline(c.p_value)}")
     else:
         rows = [[name, fmt_mean_std(agg.systems[name].bleu), fmt_mean_std(agg.systems[name].chrf)]
                 + [f"{s.systems[name].bleu:.2f} {fmt_interval(s.systems[name].bleu_ci)}" for s in seeds]
@@ -247,7 +248,7 @@ def _overall(section: Natural) -> list[str]:
         lines += md_table(header, rows) + [""]
         for metric in ("bleu", "chrf"):
             tests = [(s.seed, getattr(s, metric)) for s in seeds]
-            ps = ", ".join(f"seed {seed}: {c['difference']:+.2f}, {_p_inline(c['p_value'])}" for seed, c in tests)
+            ps = ", ".join(f"seed {seed}: {c.difference:+.2f}, {_p_inline(c.p_value)}" for seed, c in tests)
             lines.append(f"- {ATTENTION} - {FIXED}, {metric.upper() if metric == 'bleu' else 'chrF'}: "
                          f"{fmt_mean_std(getattr(agg.difference, metric), signed=True)} ({ps})")
     return lines + [""]
@@ -260,13 +261,12 @@ def _by_length(section: Natural) -> list[str]:
         s = seeds[0]
         for b, comp in enumerate(s.by_length):
             f, a = s.systems[FIXED].by_length[b], s.systems[ATTENTION].by_length[b]
-            note = "empty" if comp["count"] == 0 else ("few sentences" if comp["few"] else "")
-            cells = [comp["label"], str(comp["count"])]
-            cells += ["-" if r["bleu"] is None else f"{r['bleu']:.2f} {fmt_interval(r['bleu_ci'])}" for r in (f, a)]
-            if comp["count"]:
-                cells += [f"{comp['difference']:+.2f} {fmt_interval(comp['difference_ci'])}", fmt_p(comp["p_value"])]
-            else:
-                cells += ["-", "-"]
+            note = "empty" if comp.count == 0 else ("few sentences" if comp.few else "")
+            cells = [comp.label, str(comp.count)]
+            cells += ["-" if r.bleu is None else f"{r.bleu:.2f} {fmt_interval(r.bleu_ci)}" for r in (f, a)]
+            t = comp.test
+            cells += ["-", "-"] if t is None else [f"{t.difference:+.2f} {fmt_interval(t.difference_ci)}",
+                                                   fmt_p(t.p_value)]
             rows.append(cells + [note])
         header = ["source words", "sentences", f"{FIXED} BLEU [95% CI]", f"{ATTENTION} BLEU [95% CI]",
                   "difference [95% CI]", "p-value", "note"]

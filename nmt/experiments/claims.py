@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,16 @@ from nmt.evaluation.report import p_text
 from nmt.experiments.bottleneck import resolve_split
 from nmt.experiments.claims_report import change_text, plot_scaling, render
 from nmt.experiments.results import (
+    AttentionOptions,
     Claim,
     Claims,
     ClaimsReport,
     ClaimsRun,
     ClaimVerdict,
+    GradientChange,
     HardClaim,
     HardSeed,
+    NamedPairedTest,
     ProbeStats,
     ScalingBleu,
     ScalingClaim,
@@ -87,15 +90,31 @@ BASE = "base"
 
 
 # Attention statistics -----------------------------------------------------------------------------------------
-def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.device) -> dict[str, Any]:
+@dataclass
+class Probe:
+    """`attention_probe`'s per-sentence statistics (means over heads and target steps), and the gradient norm of
+    each query/key projection the scorer has (averaged over the probe batches)."""
+
+    entropy: list[float] = field(default_factory=list)
+    max_weight: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    raw_grad_norm: list[float] = field(default_factory=list)
+    param_grad: dict[str, float] = field(default_factory=dict)
+
+    def means(self) -> ProbeStats:
+        """The means over sentences."""
+        return ProbeStats(entropy=mean(self.entropy), max_weight=mean(self.max_weight), grad_norm=mean(self.grad_norm),
+                          raw_grad_norm=mean(self.raw_grad_norm), param_grad=self.param_grad)
+
+
+def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.device) -> Probe:
     """Teacher-forced pass of an `AttentionSeq2Seq` with gradients taken where the attention scores are made.
 
     For every decoder step: entropy (nats) and max of the attention weights, and the L2 norm over source
     positions of d loss / d scores, the loss being the summed token cross-entropy (so a row's gradient is on
     the scale of one token's loss): at the scorer's output (after the 1/sqrt(d_k) scaling, "grad_norm") and,
-    for dot scorers, at the raw q.k before it ("raw_grad_norm"). Returns per-sentence means over heads and
-    target steps as lists, and "param_grad": the gradient norm of each query/key projection the scorer has,
-    averaged over the probe batches.
+    for dot scorers, at the raw q.k before it ("raw_grad_norm"), per sentence, and the gradient norms of the
+    query/key projections (`Probe`).
     """
     attention = model.decoder.attention
     scorer = attention.scorer
@@ -113,7 +132,7 @@ def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.de
                    if isinstance(getattr(scorer, name, None), torch.nn.Linear)}
     was_training = model.training
     model.eval()  # no dropout; gradients still flow
-    out: dict[str, Any] = {"entropy": [], "max_weight": [], "grad_norm": [], "raw_grad_norm": []}
+    out = Probe()
     param_grads: dict[str, list[float]] = {name: [] for name in projections}
     try:
         for batch in batches:
@@ -134,14 +153,14 @@ def attention_probe(model: torch.nn.Module, batches: list[Any], device: torch.de
             for name, value in (("entropy", entropy), ("max_weight", weights.amax(-1)),
                                 ("grad_norm", grads.masked_fill(pad, 0.0).norm(dim=-1)),
                                 ("raw_grad_norm", raw_grads.masked_fill(pad, 0.0).norm(dim=-1))):
-                out[name] += ((value.mean(-1) * steps).sum(1) / n).tolist()
+                getattr(out, name).extend(((value.mean(-1) * steps).sum(1) / n).tolist())
             for name, proj in projections.items():
                 param_grads[name].append(float(proj.weight.grad.norm()))
     finally:
         handle.remove()
         model.zero_grad(set_to_none=True)
         model.train(was_training)
-    out["param_grad"] = {name: mean(v) for name, v in param_grads.items()}
+    out.param_grad = {name: mean(v) for name, v in param_grads.items()}
     return out
 
 
@@ -226,8 +245,9 @@ def probe_batches(corpus: Any, n: int) -> list[Any]:
 def scored(hyps: list[str], refs: list[str], n: int) -> Scored:
     """BLEU with its 95% interval, chrF, length ratio (hypothesis / reference tokens) and brevity penalty."""
     s = corpus_scores(hyps, refs)
-    return Scored(bleu=s["bleu"], bleu_ci=list(bootstrap_interval(hyps, refs, n)), chrf=s["chrf"],
-                  **length_stats(sentence_stats(hyps, refs).sum(0)), signature=s["signatures"]["bleu"])
+    lengths = length_stats(sentence_stats(hyps, refs).sum(0))
+    return Scored(bleu=s.bleu, bleu_ci=list(bootstrap_interval(hyps, refs, n)), chrf=s.chrf, ratio=lengths.ratio,
+                  brevity_penalty=lengths.brevity_penalty, signature=s.signatures["bleu"])
 
 
 def claims_budget(runs: list[RunResult], batch_tokens: int) -> str:
@@ -280,8 +300,8 @@ def run_claims(cfg: DictConfig, preset: str | None = None, log: Callable[[str], 
     names = list(variants(cfg))
     base = configs[(BASE, int(cfg.seeds[0]))]
     budget = claims_budget(list(results.values()), int(base.train.batch_tokens))
-    runs = [ClaimsRun(**vars(r), model={k: configs[key].model[k] for k in ("scorer", "heads", "hidden",
-                                                                         "attention_dim", "hard")})
+    runs = [ClaimsRun(**vars(r), model=AttentionOptions(**{f.name: configs[key].model[f.name]
+                                                           for f in fields(AttentionOptions)}))
             for key, r in results.items()]
     report = ClaimsReport(
         title=f"Attention claims on {corpus.name} {split}", preset=preset,
@@ -327,12 +347,12 @@ def aggregate_seeds(claim: str, seeds: dict[str, SeedClaim], budget: str) -> Cla
 
 
 # Scaling ---------------------------------------------------------------------------------------------------------
-def gradient_change(scaled: list[float], unscaled: list[float], n: int) -> dict[str, Any]:
+def gradient_change(scaled: list[float], unscaled: list[float], n: int) -> GradientChange:
     """Scaled / unscaled mean gradient norm over sentences (`ratio_bootstrap`), with the change in percent and
-    its 95% interval ("change_pct", "change_ci")."""
+    its 95% interval."""
     test = ratio_bootstrap(scaled, unscaled, n)
-    return test | {"change_pct": 100.0 * (test["ratio"] - 1.0),
-                   "change_ci": [None if x is None else 100.0 * (x - 1.0) for x in test["ratio_ci"]]}
+    return GradientChange(**vars(test), change_pct=100.0 * (test.ratio - 1.0),
+                          change_ci=[None if x is None else 100.0 * (x - 1.0) for x in test.ratio_ci])
 
 
 def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list[Any]) -> ScalingStage:
@@ -347,11 +367,10 @@ def probe_stage(runs: SeedRuns, names: dict[str, str], stage: str, batches: list
         else:
             model = load_model(runs.results[name].checkpoint, runs.device).model
         stats[scorer] = attention_probe(model, batches, runs.device)
-    means = {s: ProbeStats(**{k: (mean(v) if isinstance(v, list) else v) for k, v in st.items()})
-             for s, st in stats.items()}
-    changes = {f"{where}_change": gradient_change(stats["scaled_dot"][where], stats["dot"][where], runs.n_samples)
-               for where in ("grad_norm", "raw_grad_norm")}
-    return ScalingStage(dot=means["dot"], scaled_dot=means["scaled_dot"], **changes)
+    scaled, dot = stats["scaled_dot"], stats["dot"]
+    return ScalingStage(dot=dot.means(), scaled_dot=scaled.means(),
+                        grad_norm_change=gradient_change(scaled.grad_norm, dot.grad_norm, runs.n_samples),
+                        raw_grad_norm_change=gradient_change(scaled.raw_grad_norm, dot.raw_grad_norm, runs.n_samples))
 
 
 def _scaling(runs: SeedRuns) -> ScalingSeed:
@@ -370,15 +389,16 @@ def _scaling(runs: SeedRuns) -> ScalingSeed:
                                trained=probe_stage(runs, names, "trained", batches), synthetic=synthetic, bleu=bleu))
     top = max(rows, key=lambda r: r.d_k)
     change, bleu = top.trained.raw_grad_norm_change, top.bleu.test
+    assert change is not None  # a trained stage always has its test
     # The source's claim is about gradients (softmax saturation at large d_k), measured where scaling acts: at
     # q.k. Direction: scaling keeps larger gradients (log-ratio > 0). Magnitude: the source says "up to 40%".
-    verdicts = {"gradient": comparison_verdict(math.log(change["ratio"]), change["p_value"]),
-                "magnitude": magnitude_verdict(change["change_ci"]),
-                "bleu": comparison_verdict(bleu["difference"], bleu["p_value"], (bleu["system"], bleu["baseline"]),
+    verdicts = {"gradient": comparison_verdict(math.log(change.ratio), change.p_value),
+                "magnitude": magnitude_verdict(change.change_ci),
+                "bleu": comparison_verdict(bleu.difference, bleu.p_value, (bleu.system, bleu.baseline),
                                            float(runs.cfg.min_bleu))}
     summary = (f"at d_k={top.d_k} after training, scaled / unscaled gradient norm at q.k = {change_text(change)}, "
-               f"{p_text(change['p_value'], n)}; BLEU "
-               f"scaled - unscaled {bleu['difference']:+.2f} ({p_text(bleu['p_value'], n)})")
+               f"{p_text(change.p_value, n)}; BLEU "
+               f"scaled - unscaled {bleu.difference:+.2f} ({p_text(bleu.p_value, n)})")
     return ScalingSeed(verdicts=verdicts, summary=summary, rows=rows)
 
 
@@ -400,10 +420,9 @@ def _temperature(runs: SeedRuns) -> TemperatureSeed:
                                                                                          runs.refs, n)))
     # Verdict 1: entropy rises with the temperature (each step up, paired over sentences).
     steps = [paired_mean_bootstrap(ents[b], ents[a], n) for a, b in zip(taus, taus[1:], strict=False)]
-    entropy_votes = [comparison_verdict(s["difference"], s["p_value"]) for s in steps]
+    entropy_votes = [comparison_verdict(s.difference, s.p_value) for s in steps]
     # Verdict 2: the trained temperature (1.0) translates best, against every other one.
-    bleu_votes = [comparison_verdict(t["difference"], t["p_value"], (t["system"], t["baseline"]),
-                                     float(runs.cfg.min_bleu))
+    bleu_votes = [comparison_verdict(t.difference, t.p_value, (t.system, t.baseline), float(runs.cfg.min_bleu))
                   for t in (r.vs_trained for r in rows) if t is not None]
     verdicts = {"entropy": all_or_any(entropy_votes), "bleu": all_or_any(bleu_votes)}
     entropies = ", ".join(f"{r.entropy:.3f}" for r in rows)
@@ -425,10 +444,10 @@ def _hard(runs: SeedRuns) -> HardSeed:
     tests, votes = {}, {}
     for key, name in (("inference", "hard at inference"), ("trained", "hard trained")):
         test = tests[name] = paired_bootstrap(soft, systems[name], refs, n)
-        votes[key] = comparison_verdict(test["difference"], test["p_value"], (test["system"], test["baseline"]),
+        votes[key] = comparison_verdict(test.difference, test.p_value, (test.system, test.baseline),
                                         float(runs.cfg.min_bleu))
     summary = "soft - hard attention: " + ", ".join(
-        f"{name} {t['difference']:+.2f} BLEU ({p_text(t['p_value'], n)}), "
+        f"{name} {t.difference:+.2f} BLEU ({p_text(t.p_value, n)}), "
         f"chrF {rows['soft'].chrf - rows[name].chrf:+.2f}, length ratio {rows[name].ratio:.3f} vs "
         f"{rows['soft'].ratio:.3f}" for name, t in tests.items())
     return HardSeed(verdicts=votes, summary=summary, rows=rows, tests=tests)
@@ -454,18 +473,18 @@ def _scorers(runs: SeedRuns) -> ScorersSeed:
     head_rows = sorted((r for r in rows if r.name.startswith("heads=")), key=lambda r: r.heads)
     if len(head_rows) >= 2:  # "more heads translate better": the most heads against the fewest
         many, one = head_rows[-1], head_rows[0]
-        heads_test = paired_bootstrap(runs.hyps[many.name], runs.hyps[one.name], runs.refs, n)
-        heads_test |= {"system_name": many.name, "baseline_name": one.name}
-        verdicts["more_heads"] = comparison_verdict(heads_test["difference"], heads_test["p_value"],
-                                                    (heads_test["system"], heads_test["baseline"]), min_bleu)
+        test = paired_bootstrap(runs.hyps[many.name], runs.hyps[one.name], runs.refs, n)
+        heads_test = NamedPairedTest(**vars(test), system_name=many.name, baseline_name=one.name)
+        verdicts["more_heads"] = comparison_verdict(heads_test.difference, heads_test.p_value,
+                                                    (heads_test.system, heads_test.baseline), min_bleu)
     best = max(scorer_rows, key=lambda r: r.bleu)
     summary = f"best {best.name} at {best.bleu:.2f} BLEU; against {reference}: " + ", ".join(
-        f"{r.name} {r.vs_reference['difference']:+.2f} ({p_text(r.vs_reference['p_value'], n)})"
+        f"{r.name} {r.vs_reference.difference:+.2f} ({p_text(r.vs_reference.p_value, n)})"
         for r in scorer_rows if r.vs_reference is not None)
     heads_summary = None if heads_test is None else (
-        f"BLEU of {heads_test['system_name']} - {heads_test['baseline_name']}: {heads_test['difference']:+.2f} "
-        f"[{heads_test['difference_ci'][0]:+.2f}, {heads_test['difference_ci'][1]:+.2f}] "
-        f"({p_text(heads_test['p_value'], n)}) at {head_rows[-1].num_parameters:,} / "
+        f"BLEU of {heads_test.system_name} - {heads_test.baseline_name}: {heads_test.difference:+.2f} "
+        f"[{heads_test.difference_ci[0]:+.2f}, {heads_test.difference_ci[1]:+.2f}] "
+        f"({p_text(heads_test.p_value, n)}) at {head_rows[-1].num_parameters:,} / "
         f"{head_rows[0].num_parameters:,} parameters")
     return ScorersSeed(verdicts=verdicts, summary=summary, rows=rows, reference=reference, heads_test=heads_test,
                        heads_summary=heads_summary)

@@ -14,6 +14,7 @@ from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p, md_table, p_text
 from nmt.experiments.results import (
     Claim,
     ClaimsReport,
+    GradientChange,
     HardSeed,
     ScalingSeed,
     ScalingStage,
@@ -22,6 +23,7 @@ from nmt.experiments.results import (
     TemperatureSeed,
 )
 from nmt.experiments.verdicts import SOURCE_GRADIENT_CHANGE_PCT
+from nmt.metrics.significance import PairedTest
 from nmt.plots import new_figure, save_png
 
 # (stage, its label in the table, its label in the plot's legend)
@@ -69,18 +71,18 @@ def _bleu(s: Scored) -> str:
     return f"{s.bleu:.2f} {fmt_interval(s.bleu_ci)}"
 
 
-def _diff(test: dict[str, Any] | None, n: int) -> list[str]:
+def _diff(test: PairedTest | None, n: int) -> list[str]:
     if test is None:
         return ["-", "-"]
-    return [f"{test['difference']:+.2f} {fmt_interval(test['difference_ci'])}", fmt_p(test["p_value"], n_samples=n)]
+    return [f"{test.difference:+.2f} {fmt_interval(test.difference_ci)}", fmt_p(test.p_value, n_samples=n)]
 
 
-def change_text(change: dict[str, Any]) -> str:
+def change_text(change: GradientChange) -> str:
     """"0.912 (-8.8% [-12.0%, -5.1%])": scaled / unscaled and the change with its 95% interval; an unbounded
     upper end (the unscaled gradient was 0 in some resamples) prints as "unbounded"."""
-    lo, hi = change["change_ci"]
+    lo, hi = change.change_ci
     upper = "unbounded" if hi is None else f"{hi:+.1f}%"
-    return f"{change['ratio']:.3f} ({change['change_pct']:+.1f}% [{lo:+.1f}%, {upper}])"
+    return f"{change.ratio:.3f} ({change.change_pct:+.1f}% [{lo:+.1f}%, {upper}])"
 
 
 def _scaling_row(d_k: int, stage: str, label: str, st: ScalingStage, n: int) -> list[str]:
@@ -93,7 +95,9 @@ def _scaling_row(d_k: int, stage: str, label: str, st: ScalingStage, n: int) -> 
         tail = [f"{at_qk:.3f} ({st.raw_grad_change_pct:+.1f}%); at the scores {at_scores:.3f} "
                 f"({100 * (at_scores - 1):+.1f}%)", "-", "(no model)"]
     else:
-        tail = [change_text(st.raw_grad_norm_change), fmt_p(st.raw_grad_norm_change["p_value"], n_samples=n),
+        change = st.raw_grad_norm_change
+        assert change is not None  # a model's stage always has its test
+        tail = [change_text(change), fmt_p(change.p_value, n_samples=n),
                 " / ".join(f"{dot.param_grad.get(k, 0):.3g} -> {scaled.param_grad.get(k, 0):.3g}"
                            for k in ("query_proj", "key_proj"))]
     return [str(d_k), label, *common, *grads, *tail]
@@ -128,7 +132,7 @@ def _temperature(c: TemperatureSeed, n: int) -> list[str]:
     lines = md_table(["temperature", "attention entropy (nats)", "BLEU [95% CI]", "chrF", "length ratio",
                       "BLEU at 1 - BLEU here [95% CI]", "p-value"], rows) + [""]
     taus = [r.temperature for r in c.rows]
-    steps = ", ".join(f"{a:g} -> {b:g}: {s['difference']:+.3f} ({p_text(s['p_value'], n)})"
+    steps = ", ".join(f"{a:g} -> {b:g}: {s.difference:+.3f} ({p_text(s.p_value, n)})"
                       for a, b, s in zip(taus, taus[1:], c.entropy_steps, strict=False))
     return lines + [f"Entropy change per step up in temperature, paired over sentences: {steps}.", ""]
 
@@ -218,8 +222,9 @@ def render(report: ClaimsReport) -> str:
     rows = []
     for r in report.runs:
         m = r.model
-        rows.append([r.name, str(m.get("scorer", "-")), str(m.get("heads", "-")), str(m.get("hidden", "-")),
-                     str(m.get("attention_dim") or "-"), "yes" if m.get("hard") else "no",
+        options = ["-"] * 4 + ["no"] if m is None else [m.scorer, str(m.heads), str(m.hidden),
+                                                         str(m.attention_dim or "-"), "yes" if m.hard else "no"]
+        rows.append([r.name, *options,
                      f"{r.num_parameters:,}", str(r.steps), r.stop_reason or "-",
                      f"{r.wall_seconds / 60:.1f}", fmt_num(r.best_valid_bleu), Path(r.run_dir).name])
     lines += md_table(["variant", "scorer", "heads", "hidden", "attention_dim", "hard", "parameters", "updates",

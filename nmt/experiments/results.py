@@ -1,12 +1,12 @@
-"""What the experiments measure, as types. A report.json is `dataclasses.asdict` of a `BottleneckReport`
+"""What the experiments measure, as types. A report.json is the `to_dict()` of a `BottleneckReport`
 (nmt/experiments/bottleneck.py) or a `ClaimsReport` (nmt/experiments/claims.py); report.md is rendered from the
 dataclass (nmt/experiments/bottleneck_report.py, claims_report.py), built by the experiment or read back from its
 report.json with `.read`.
 
-Records that come whole from the layers below stay as they return them: paired tests and by-length rows of
-nmt/metrics and nmt/evaluation ({"difference", "difference_ci", "p_value", ...}; `ratio_bootstrap`'s {"ratio",
-"ratio_ci", "p_value", ...}), length statistics ({"ratio", "brevity_penalty"}), NLL bins over the target
-({"start", "tokens", "nll"}), configs and hardware.
+Records that come whole from the layers below keep their own types: paired tests (`PairedTest`, `MeanTest`,
+`RatioTest`), by-length rows (`LengthRow`, `PairedBucket`), length statistics (`LengthRatio`) and retention
+(nmt/metrics), NLL bins over the target (`NllBin`, nmt/evaluation/scoring.py). Only the configs and the hardware
+stay plain dicts.
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from nmt.evaluation.report import Decode
+from nmt.evaluation.scoring import NllBin
 from nmt.experiments.runner import RunResult
-from nmt.io import from_json, read_json
+from nmt.io import Record, from_json, read_json
+from nmt.metrics.lengths import LengthRow, PairedBucket
 from nmt.metrics.retention import Retention, RetentionDifference, Slope
+from nmt.metrics.scores import LengthRatio
+from nmt.metrics.significance import MeanTest, PairedTest, RatioTest
 
 
 @dataclass
@@ -57,9 +62,9 @@ class LevelScores:
     bleu: list[float]
     bleu_ci: list[list[float]]
     slope: Slope
-    length: list[dict[str, float]]  # {"ratio", "brevity_penalty"} per level
+    length: list[LengthRatio]  # per level
     nll: list[float] = field(default_factory=list)  # per-token NLL of the references per level
-    nll_by_position: list[dict[str, float]] = field(default_factory=list)  # longest level, per tenth of the target
+    nll_by_position: list[NllBin] = field(default_factory=list)  # longest level, per tenth of the target
 
 
 @dataclass
@@ -156,7 +161,7 @@ class NaturalSystem:
     chrf_ci: list[float]
     ter: float
     bleu_lc: float
-    by_length: list[dict[str, Any]]  # nmt-evaluate's rows per source-length bucket
+    by_length: list[LengthRow]  # nmt-evaluate's rows per source-length bucket
 
 
 @dataclass
@@ -167,9 +172,9 @@ class NaturalSeed:
     seed: int
     report: str
     systems: dict[str, NaturalSystem]
-    bleu: dict[str, Any]  # paired test of BLEU: {"difference", "difference_ci", "p_value", ...}
-    chrf: dict[str, Any]
-    by_length: list[dict[str, Any]]  # paired test per bucket: {"label", "count", "few", "difference", ...}
+    bleu: PairedTest  # attention - fixed
+    chrf: PairedTest
+    by_length: list[PairedBucket]  # the paired test of BLEU per bucket
     signatures: dict[str, str]
 
 
@@ -238,7 +243,7 @@ class Section:
     corpus: str
     split: str
     num_sentences: int
-    decode: dict[str, Any]
+    decode: Decode
     length_edges: list[int]
     concat_k: int
     parameters: dict[str, int]  # system -> parameter count
@@ -253,7 +258,7 @@ class Section:
 
 
 @dataclass
-class ExperimentReport:
+class ExperimentReport(Record):
     """What every experiment's report starts with."""
 
     title: str
@@ -300,13 +305,30 @@ class ProbeStats:
 
 
 @dataclass
+class GradientChange(RatioTest):
+    """Scaled / unscaled mean gradient norm (`ratio_bootstrap`), and that change in percent with its 95% interval
+    (an upper end None: unbounded)."""
+
+    change_pct: float
+    change_ci: list[float | None]
+
+
+@dataclass
+class NamedPairedTest(PairedTest):
+    """A paired test of two variants, with their names."""
+
+    system_name: str
+    baseline_name: str
+
+
+@dataclass
 class ScalingStage:
     """dot vs scaled_dot at one stage (synthetic, init, trained) and one d_k."""
 
     dot: ProbeStats
     scaled_dot: ProbeStats
-    grad_norm_change: dict[str, Any] | None = None  # ratio_bootstrap + "change_pct", "change_ci" (models only)
-    raw_grad_norm_change: dict[str, Any] | None = None
+    grad_norm_change: GradientChange | None = None  # models only
+    raw_grad_norm_change: GradientChange | None = None
     raw_grad_change_pct: float | None = None  # synthetic only: one draw, no test
 
 
@@ -314,7 +336,7 @@ class ScalingStage:
 class ScalingBleu:
     dot: Scored
     scaled_dot: Scored
-    test: dict[str, Any]  # paired test, scaled_dot - dot
+    test: PairedTest  # scaled_dot - dot
 
 
 @dataclass
@@ -330,7 +352,7 @@ class ScalingRow:
 class TemperatureRow(Scored):
     temperature: float
     entropy: float  # mean attention entropy (nats) of the decoded test set
-    vs_trained: dict[str, Any] | None  # paired test, temperature 1 - this one (None at 1)
+    vs_trained: PairedTest | None  # temperature 1 - this one (None at 1)
 
 
 @dataclass
@@ -342,7 +364,7 @@ class ScorerRow(Scored):
     attention_dim: int
     num_parameters: int
     steps: int
-    vs_reference: dict[str, Any] | None  # paired test against the reference scorer (None: the reference itself)
+    vs_reference: PairedTest | None  # against the reference scorer (None: the reference itself)
 
 
 @dataclass
@@ -361,20 +383,20 @@ class ScalingSeed(SeedClaim):
 @dataclass
 class TemperatureSeed(SeedClaim):
     rows: list[TemperatureRow]  # in increasing temperature
-    entropy_steps: list[dict[str, Any]]  # paired test of the entropy per step up in temperature
+    entropy_steps: list[MeanTest]  # paired test of the entropy per step up in temperature
 
 
 @dataclass
 class HardSeed(SeedClaim):
     rows: dict[str, Scored]  # "soft", "hard at inference", "hard trained"
-    tests: dict[str, dict[str, Any]]  # hard variant -> paired test, soft - hard
+    tests: dict[str, PairedTest]  # hard variant -> soft - hard
 
 
 @dataclass
 class ScorersSeed(SeedClaim):
     rows: list[ScorerRow]
     reference: str  # the reference variant
-    heads_test: dict[str, Any] | None  # most heads - fewest, paired test (+ "system_name", "baseline_name")
+    heads_test: NamedPairedTest | None  # most heads - fewest
     heads_summary: str | None
 
 
@@ -426,17 +448,28 @@ class Claims:
 
 
 @dataclass
+class AttentionOptions:
+    """The model options the claims vary."""
+
+    scorer: str
+    heads: int
+    hidden: int
+    attention_dim: int
+    hard: bool
+
+
+@dataclass
 class ClaimsRun(RunResult):
     """A trained variant and the attention options that make it one."""
 
-    model: dict[str, Any] = field(default_factory=dict)  # scorer, heads, hidden, attention_dim, hard
+    model: AttentionOptions | None = None
 
 
 @dataclass
 class ClaimsReport(ExperimentReport):
     split: str
     num_sentences: int
-    decode: dict[str, Any]
+    decode: Decode
     budget: str
     runs: list[ClaimsRun]
     claims: Claims

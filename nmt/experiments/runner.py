@@ -14,7 +14,6 @@ numbers into verdicts. Shared by `nmt-bottleneck` (nmt/experiments/bottleneck.py
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import sys
 import time
@@ -31,7 +30,7 @@ from nmt.config import CONFIG_DIR, compose_config
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.io import read_text_lines
+from nmt.io import canonical_json, read_text_lines
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
 from nmt.training.setup import check_train_config
@@ -87,7 +86,7 @@ class Job:
     threads: int = 1
 
     def key(self) -> str:
-        return json.dumps(self.config, sort_keys=True)
+        return canonical_json(self.config)
 
 
 def hypotheses_file(run_dir: str | Path, split: str) -> Path:

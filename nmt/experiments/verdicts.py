@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from typing import Any
 
 from nmt.evaluation.report import p_text
 from nmt.experiments.results import MeanStd, SweepPair, SweepRow, Verdict
 from nmt.metrics.retention import Retention
+from nmt.metrics.significance import PairedTest
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -44,7 +44,8 @@ def fmt_mean_std(ms: MeanStd | None, digits: int = 2, signed: bool = False) -> s
     return text if ms.std is None else f"{text} ± {ms.std:.{digits}f}"
 
 
-def comparison_verdict(difference: float, p_value: float, scores: Sequence[float] = (), min_score: float = 0.0) -> str:
+def comparison_verdict(difference: float, p_value: float | None, scores: Sequence[float] = (),
+                       min_score: float = 0.0) -> str:
     """A claim that a system beats another: `difference` is oriented so that > 0 is the claimed direction.
 
     With `scores` (e.g. both systems' BLEU), inconclusive when none reaches `min_score`: between near-zero
@@ -221,12 +222,11 @@ def all_or_any(votes: Sequence[str]) -> str:
     return NOT_SUPPORTED if NOT_SUPPORTED in votes else INCONCLUSIVE
 
 
-def differs_verdict(tests: Sequence[dict[str, Any]], min_score: float = 0.0) -> str:
-    """"Some system differs from the reference": supported when any paired test (keys "difference", "p_value",
-    "system", "baseline") is significant in either direction with a system reaching `min_score`; inconclusive
-    otherwise (no difference is not evidence of equality)."""
-    votes = [comparison_verdict(abs(t["difference"]), t["p_value"], (t["system"], t["baseline"]), min_score)
-             for t in tests]
+def differs_verdict(tests: Sequence[PairedTest], min_score: float = 0.0) -> str:
+    """"Some system differs from the reference": supported when any paired test is significant in either
+    direction with a system reaching `min_score`; inconclusive otherwise (no difference is not evidence of
+    equality)."""
+    votes = [comparison_verdict(abs(t.difference), t.p_value, (t.system, t.baseline), min_score) for t in tests]
     return SUPPORTED if SUPPORTED in votes else INCONCLUSIVE
 
 

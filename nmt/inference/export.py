@@ -25,7 +25,6 @@ another frequency spacing and positions counted from 1, while ours interleave th
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -37,6 +36,7 @@ import torch
 
 from nmt.config import BOS_ID, EOS_ID, UNK_ID
 from nmt.errors import NMTError
+from nmt.io import canonical_json, read_json, write_json
 from nmt.models.transformer import Transformer
 from nmt.training.checkpoint import load_model
 
@@ -171,7 +171,7 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
         "format": INFO_FORMAT,
         "checkpoint": str(Path(checkpoint_path).resolve()),
         "step": loaded.checkpoint.step,
-        "config_sha256": hashlib.sha256(json.dumps(loaded.checkpoint.config, sort_keys=True).encode()).hexdigest(),
+        "config_sha256": hashlib.sha256(canonical_json(loaded.checkpoint.config).encode()).hexdigest(),
         "quantization": quantization,
         "ctranslate2": ct2.__version__,
         "max_positions": loaded.model.max_positions,
@@ -185,7 +185,7 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
         _Converter().convert(str(model_dir), quantization=quantization)
         (model_dir / spm_files["src"]).write_bytes(tok.src_model)
         (model_dir / spm_files["tgt"]).write_bytes(tok.tgt_model)
-        (model_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        write_json(model_dir / INFO_FILE, info)
         _check_out_dir(out_dir)  # still free after the conversion
         if out_dir.exists():
             out_dir.rmdir()
@@ -201,8 +201,8 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
 def read_export_info(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / INFO_FILE
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        info = read_json(path)
+    except NMTError:
         raise NMTError(f"{model_dir} is not a model directory written by nmt-export (no {INFO_FILE})") from None
     if info.get("format") != INFO_FORMAT:
         raise NMTError(f"{path} is not an nmt CTranslate2 export (format {info.get('format')!r})")

@@ -4,17 +4,58 @@ bootstrap intervals, and paired tests per bucket."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import numpy as np
 
 from nmt.errors import NMTError
+from nmt.io import Record, fields_from_json
 from nmt.metrics.scores import check_pair, corpus_score
-from nmt.metrics.significance import BOOTSTRAP_SEED, bootstrap_interval, paired_bootstrap
+from nmt.metrics.significance import BOOTSTRAP_SEED, PairedTest, bootstrap_interval, paired_bootstrap
 
 DEFAULT_EDGES: tuple[int, ...] = (0, 10, 20, 30, 40, 50)
 # Below this many sentences a bucket's BLEU swings by several points between resamples.
 FEW_SENTENCES = 50
+
+
+@dataclass
+class LengthRow(Record):
+    """One source-length bucket of one system (`bleu_by_length`): its sentences' BLEU and chrF (None when the
+    bucket is empty) and BLEU's 95% bootstrap interval (None when empty or not resampled)."""
+
+    label: str  # "10-20", "50+"
+    lo: int
+    hi: int | None  # None for the last bucket
+    count: int
+    bleu: float | None
+    chrf: float | None
+    bleu_ci: list[float] | None
+    few: bool  # count < FEW_SENTENCES: a noisy BLEU
+
+
+@dataclass
+class PairedBucket(Record):
+    """`paired_bootstrap` within one source-length bucket; `test` is None for an empty bucket.
+
+    Written flat, as it always was: {"label", "lo", "hi", "count", the test's fields (none when empty), "few"}."""
+
+    label: str
+    lo: int
+    hi: int | None
+    count: int
+    few: bool
+    test: PairedTest | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"label": self.label, "lo": self.lo, "hi": self.hi, "count": self.count}
+        return head | (self.test.to_dict() if self.test is not None else {}) | {"few": self.few}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        row = fields_from_json(cls, data)
+        row.test = PairedTest.from_dict(data) if "difference" in data else None
+        return row
 
 
 def length_buckets(edges: Sequence[int] = DEFAULT_EDGES) -> list[tuple[int, int | None]]:
@@ -43,13 +84,9 @@ def bleu_by_length(
     edges: Sequence[int] = DEFAULT_EDGES,
     n_samples: int = 1000,
     seed: int = BOOTSTRAP_SEED,
-) -> list[dict[str, Any]]:
-    """BLEU and chrF per source-length bucket (the view of Bahdanau et al. 2015, Fig. 2).
-
-    Returns one dict per bucket, empty ones included: {"label", "lo", "hi" (None for the last), "count",
-    "bleu", "chrf" (None when empty), "bleu_ci": [lo, hi] 95% bootstrap interval or None, "few": count <
-    FEW_SENTENCES}. `n_samples=0` skips the intervals.
-    """
+) -> list[LengthRow]:
+    """BLEU and chrF per source-length bucket (the view of Bahdanau et al. 2015, Fig. 2): one row per bucket,
+    empty ones included. `n_samples=0` skips the intervals."""
     check_pair(hyps, refs)
     if len(sources) != len(hyps):
         raise NMTError(f"{len(sources)} sources but {len(hyps)} hypotheses: line counts must match")
@@ -57,22 +94,14 @@ def bleu_by_length(
     rows = []
     for b, (lo, hi) in enumerate(length_buckets(edges)):
         members = [i for i, w in enumerate(which) if w == b]
-        row: dict[str, Any] = {
-            "label": bucket_label(lo, hi),
-            "lo": lo,
-            "hi": hi,
-            "count": len(members),
-            "bleu": None,
-            "chrf": None,
-            "bleu_ci": None,
-            "few": len(members) < FEW_SENTENCES,
-        }
+        row = LengthRow(label=bucket_label(lo, hi), lo=lo, hi=hi, count=len(members), bleu=None, chrf=None,
+                        bleu_ci=None, few=len(members) < FEW_SENTENCES)
         if members:
             bh, br = [hyps[i] for i in members], [refs[i] for i in members]
-            row["bleu"] = corpus_score(bh, br, "bleu")
-            row["chrf"] = corpus_score(bh, br, "chrf")
+            row.bleu = corpus_score(bh, br, "bleu")
+            row.chrf = corpus_score(bh, br, "chrf")
             if n_samples > 0:
-                row["bleu_ci"] = list(bootstrap_interval(bh, br, n_samples, seed))
+                row.bleu_ci = list(bootstrap_interval(bh, br, n_samples, seed))
         rows.append(row)
     return rows
 
@@ -85,8 +114,8 @@ def paired_bootstrap_by_length(
     edges: Sequence[int] = DEFAULT_EDGES,
     n_samples: int = 1000,
     seed: int = BOOTSTRAP_SEED,
-) -> list[dict[str, Any]]:
-    """`paired_bootstrap` within each source-length bucket; empty buckets get count 0 and no scores."""
+) -> list[PairedBucket]:
+    """`paired_bootstrap` within each source-length bucket; empty buckets get count 0 and no test."""
     if not (len(sources) == len(hyps) == len(base_hyps) == len(refs)):
         raise NMTError(
             f"line counts differ: {len(sources)} sources, {len(hyps)} hypotheses, "
@@ -96,17 +125,10 @@ def paired_bootstrap_by_length(
     rows = []
     for b, (lo, hi) in enumerate(length_buckets(edges)):
         members = [i for i, w in enumerate(which) if w == b]
-        row: dict[str, Any] = {"label": bucket_label(lo, hi), "lo": lo, "hi": hi, "count": len(members)}
+        test = None
         if members:
-            row.update(
-                paired_bootstrap(
-                    [hyps[i] for i in members],
-                    [base_hyps[i] for i in members],
-                    [refs[i] for i in members],
-                    n_samples,
-                    seed,
-                )
-            )
-        row["few"] = len(members) < FEW_SENTENCES
-        rows.append(row)
+            test = paired_bootstrap([hyps[i] for i in members], [base_hyps[i] for i in members],
+                                    [refs[i] for i in members], n_samples, seed)
+        rows.append(PairedBucket(label=bucket_label(lo, hi), lo=lo, hi=hi, count=len(members),
+                                 few=len(members) < FEW_SENTENCES, test=test))
     return rows

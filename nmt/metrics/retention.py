@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from nmt.data.concat import join
 from nmt.errors import NMTError
-from nmt.metrics.scores import length_stats, resampled_scores, score_from_stats, sentence_stats
+from nmt.io import Record
+from nmt.metrics.scores import LengthRatio, length_stats, resampled_scores, score_from_stats, sentence_stats
 from nmt.metrics.significance import BOOTSTRAP_SEED, bootstrap_indices, centred_p_value, percentile_interval
 
 
@@ -32,7 +32,7 @@ def check_disjoint(groups: Sequence[Sequence[int]]) -> None:
 
 
 @dataclass
-class SystemRetention:
+class SystemRetention(Record):
     """One system's BLEU at level 1 (joined groups) and level K, the share kept and its test."""
 
     bleu_short: float
@@ -40,12 +40,12 @@ class SystemRetention:
     retained: float | None  # bleu_long / bleu_short; None without any BLEU at k = 1
     retained_ci: list[float]  # 95% bootstrap interval
     p_degrades: float | None  # one-sided p-value of "retained < 1"
-    length_short: dict[str, float]  # {"ratio", "brevity_penalty"} (nmt.metrics.scores.length_stats)
-    length_long: dict[str, float]
+    length_short: LengthRatio
+    length_long: LengthRatio
 
 
 @dataclass
-class RetentionDifference:
+class RetentionDifference(Record):
     """`system` - `baseline` in retained share on the same resamples, with one-sided p-values both ways."""
 
     value: float | None
@@ -57,7 +57,7 @@ class RetentionDifference:
 
 
 @dataclass
-class Retention:
+class Retention(Record):
     """What `retention` measures: every system's retention, attention - fixed, and the requested pairs."""
 
     systems: dict[str, SystemRetention]
@@ -68,14 +68,17 @@ class Retention:
 
 
 @dataclass
-class Slope:
+class Slope(Record):
     """Least-squares BLEU change per 10 source words over the levels, absolute and relative to level 1's BLEU."""
 
     per_10_words: float
     relative_per_10_words: float
 
 
-def retention(levels: dict[str, dict[str, Any]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
+Outputs = tuple[Sequence[str], Sequence[str]]  # (hypotheses, references)
+
+
+def retention(levels: dict[str, dict[str, Outputs]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
               n_samples: int = 1000, seed: int = BOOTSTRAP_SEED, pairs: Sequence[tuple[str, str]] = ()
               ) -> Retention:
     """How much of its k = 1 BLEU each system keeps at the longest level K, and the difference between two.

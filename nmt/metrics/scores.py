@@ -1,4 +1,5 @@
-"""Corpus metrics with sacreBLEU (BLEU / chrF / TER) and the per-sentence statistics that resampling needs.
+"""Corpus metrics with sacreBLEU and the per-sentence statistics that resampling needs. `METRICS` is the one table
+of corpus metrics (BLEU, chrF, TER, lowercased BLEU): how each scores a corpus and where it is reported.
 
 Every score comes from sacreBLEU's own metric classes on detokenized text against raw references, so the
 numbers and signatures match the `sacrebleu` command line. Resampling works on sacreBLEU's per-sentence
@@ -10,16 +11,80 @@ sacreBLEU's private methods (pinned by the sacrebleu version bound in pyproject.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from functools import partial
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric
 
 from nmt.errors import NMTError
+from nmt.io import Record
 
-METRICS = {"bleu": BLEU, "chrf": CHRF}
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One corpus metric: how it is computed, and where it is shown. Everything that reports corpus scores
+    iterates over `METRICS` (the evaluation report and its `nmt-evaluate` print, the TensorBoard scalars,
+    validation during training and its HParams table), so a metric is added there and in `CorpusScores`."""
+
+    name: str  # its key in CorpusScores, metrics.json and the TensorBoard tags
+    column: str  # its column in report.md, and its label in the console lines
+    scorer: Callable[[], Metric]  # the sacreBLEU metric that scores a corpus (and gives the signature)
+    per_sentence: bool = False  # sentence statistics that add up: bootstrap intervals and paired tests resample them
+    tensorboard: bool = True  # nmt-evaluate logs it as eval/<split>/<system>/<name>
+    validate: bool = False  # computed at every validation during training, logged as valid/<name> (and HParams)
+    sacrebleu: str | None = None  # its name for `sacrebleu -m`, in the report's rescoring note (None: not one)
+
+    @property
+    def valid_tag(self) -> str:
+        """Its TensorBoard tag during training."""
+        return f"valid/{self.name}"
+
+    def eval_tag(self, split: str, system: str) -> str:
+        """Its TensorBoard tag in `nmt-evaluate`."""
+        return f"eval/{split}/{system}/{self.name}"
+
+
+# The table of corpus metrics, in the order of the report's columns.
+METRICS: dict[str, MetricSpec] = {m.name: m for m in (
+    MetricSpec("bleu", "BLEU", BLEU, per_sentence=True, validate=True, sacrebleu="bleu"),  # cased, 13a
+    MetricSpec("chrf", "chrF", CHRF, per_sentence=True, validate=True, sacrebleu="chrf"),
+    MetricSpec("ter", "TER", TER, sacrebleu="ter"),
+    MetricSpec("bleu_lc", "BLEU (lowercased)", partial(BLEU, lowercase=True), tensorboard=False),
+)}
+VALIDATED = [m for m in METRICS.values() if m.validate]  # what validation during training computes
+
+
+@dataclass
+class CorpusScores(Record):
+    """Every metric of `METRICS` on one corpus (a field each, in its name), with sacreBLEU's signatures.
+
+    metrics.json holds it as it is: {"num_sentences", "signatures": {metric: signature}, "bleu", "bleu_detail"
+    (sacreBLEU's one-line BLEU summary: n-gram precisions, brevity penalty), "chrf", "ter", "bleu_lc"}."""
+
+    num_sentences: int
+    signatures: dict[str, str]
+    bleu: float
+    bleu_detail: str
+    chrf: float
+    ter: float
+    bleu_lc: float
+
+    def score(self, metric: str) -> float:
+        """The score of `metric` (a name in METRICS)."""
+        return float(getattr(self, metric))
+
+
+def _check_table() -> None:
+    """Every metric of the table has its field in CorpusScores and every score field its metric."""
+    scored = {f.name for f in fields(CorpusScores)} - {"num_sentences", "signatures", "bleu_detail"}
+    if scored != set(METRICS):
+        raise TypeError(f"METRICS {sorted(METRICS)} and the score fields of CorpusScores {sorted(scored)} differ")
+
+
+_check_table()
 
 
 def check_pair(hyps: Sequence[str], refs: Sequence[str]) -> None:
@@ -29,64 +94,76 @@ def check_pair(hyps: Sequence[str], refs: Sequence[str]) -> None:
         raise NMTError("nothing to score: no sentences")
 
 
-def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
-    """Cased BLEU (13a), chrF, TER and lowercased BLEU of detokenized `hyps` against one reference each.
-
-    Returns {"bleu", "chrf", "ter", "bleu_lc": float, "bleu_detail": sacreBLEU's one-line BLEU summary
-    (n-gram precisions, brevity penalty), "num_sentences": int, "signatures": {metric: signature}}.
-    """
+def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
+    """Every metric of `METRICS` of detokenized `hyps` against one reference each."""
     check_pair(hyps, refs)
     hyps, ref_streams = list(hyps), [list(refs)]
-    metrics: dict[str, Metric] = {
-        "bleu": BLEU(),
-        "chrf": CHRF(),
-        "ter": TER(),
-        "bleu_lc": BLEU(lowercase=True),
-    }
-    out: dict[str, Any] = {"num_sentences": len(hyps), "signatures": {}}
-    for name, metric in metrics.items():
+    values: dict[str, float] = {}
+    signatures: dict[str, str] = {}
+    detail = ""
+    for name, spec in METRICS.items():
+        metric = spec.scorer()
         score = metric.corpus_score(hyps, ref_streams)
-        out[name] = float(score.score)
-        out["signatures"][name] = str(metric.get_signature())
+        values[name] = float(score.score)
+        signatures[name] = str(metric.get_signature())
         if name == "bleu":
-            out["bleu_detail"] = str(score)
-    return out
+            detail = str(score)
+    return CorpusScores(num_sentences=len(hyps), signatures=signatures, bleu_detail=detail, **values)
+
+
+def resampled_metric(metric: str) -> Metric:
+    """The sacreBLEU scorer of `metric`, whose per-sentence statistics add up (`MetricSpec.per_sentence`)."""
+    spec = METRICS.get(metric)
+    if spec is None or not spec.per_sentence:
+        raise NMTError(f"{metric} has no per-sentence statistics to resample; choose from "
+                       f"{', '.join(m.name for m in METRICS.values() if m.per_sentence)}")
+    return spec.scorer()
 
 
 def corpus_score(hyps: Sequence[str], refs: Sequence[str], metric: str = "bleu") -> float:
-    """One corpus-level score (cased BLEU or chrF)."""
+    """One corpus-level score of a metric of `METRICS`."""
     check_pair(hyps, refs)
-    return float(METRICS[metric]().corpus_score(list(hyps), [list(refs)]).score)
+    if metric not in METRICS:
+        raise NMTError(f"unknown metric {metric}; choose from {', '.join(METRICS)}")
+    return float(METRICS[metric].scorer().corpus_score(list(hyps), [list(refs)]).score)
 
 
 def sentence_stats(hyps: Sequence[str], refs: Sequence[str], metric: str = "bleu") -> np.ndarray:
     """(num_sentences, num_stats) float32 sufficient statistics; they add up over sentences, so the statistics
     of any set of sentences (a resample, a group) are a sum of rows."""
     check_pair(hyps, refs)
-    stats = METRICS[metric]()._extract_corpus_statistics(list(hyps), [list(refs)])
+    stats = resampled_metric(metric)._extract_corpus_statistics(list(hyps), [list(refs)])
     return np.asarray(stats, dtype="float32")
 
 
 def score_from_stats(stats: np.ndarray, metric: str = "bleu") -> float:
     """Corpus score of summed statistics (num_stats,)."""
     # Python floats: the counts are exact integers, and float32 arithmetic would round the score.
-    return float(METRICS[metric]()._compute_score_from_stats([float(x) for x in stats]).score)
+    return float(resampled_metric(metric)._compute_score_from_stats([float(x) for x in stats]).score)
 
 
-def length_stats(stats: np.ndarray) -> dict[str, float]:
-    """Length ratio (hypothesis / reference tokens, sacreBLEU's 13a tokens) and brevity penalty of summed BLEU
-    statistics (num_stats,): a ratio under 1 with a falling penalty tells early stopping from lost content."""
+@dataclass
+class LengthRatio(Record):
+    """Length ratio (hypothesis / reference tokens, sacreBLEU's 13a tokens) and BLEU's brevity penalty."""
+
+    ratio: float
+    brevity_penalty: float
+
+
+def length_stats(stats: np.ndarray) -> LengthRatio:
+    """Length ratio and brevity penalty of summed BLEU statistics (num_stats,): a ratio under 1 with a falling
+    penalty tells early stopping from lost content."""
     hyp_len, ref_len = float(stats[0]), float(stats[1])  # sacreBLEU's BLEU statistics start with both lengths
     ratio = hyp_len / ref_len if ref_len else 0.0
     penalty = 1.0 if ratio >= 1.0 else (0.0 if ratio == 0.0 else math.exp(1.0 - 1.0 / ratio))
-    return {"ratio": ratio, "brevity_penalty": penalty}
+    return LengthRatio(ratio=ratio, brevity_penalty=penalty)
 
 
 def resampled_scores(stats: np.ndarray, idxs: np.ndarray, metric: str = "bleu") -> np.ndarray:
     """Score of each resample: stats (num_rows, num_stats), idxs (num_samples, num_rows) row indices of each
     sample -> (num_samples,). The statistics are integer counts, so float32 sums are exact and match sacreBLEU's
     own resampling bit for bit."""
-    scorer = METRICS[metric]()
+    scorer = resampled_metric(metric)
     scores = np.empty(len(idxs), dtype=np.float64)
     chunk = max(1, 2_000_000 // max(1, stats.shape[0] * stats.shape[1]))  # bound the gathered array's size
     for start in range(0, len(idxs), chunk):

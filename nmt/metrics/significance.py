@@ -17,17 +17,63 @@ equal systems. Below `MIN_TEST_ITEMS` items no p-value is given (reports print "
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from nmt.errors import NMTError
+from nmt.io import Record
 from nmt.metrics.scores import check_pair, resampled_scores, score_from_stats, sentence_stats
 
 # sacreBLEU's own default seed (SACREBLEU_SEED), so resampling indices match `sacrebleu --paired-bs`.
 BOOTSTRAP_SEED = 12345
 # Fewer test items than this give no p-value ("n/a"): a bootstrap over a handful of sentences is meaningless.
 MIN_TEST_ITEMS = 20
+
+
+@dataclass
+class PairedTest(Record):
+    """A system against a baseline on the same references (`paired_bootstrap`): both corpus scores, the
+    difference (system - baseline) with its 95% paired bootstrap interval and its two-sided p-value (approximate
+    randomisation; None below MIN_TEST_ITEMS sentences), each system's own 95% interval."""
+
+    metric: str
+    count: int  # sentences
+    system: float
+    baseline: float
+    difference: float
+    difference_ci: list[float]
+    p_value: float | None
+    system_ci: list[float]
+    baseline_ci: list[float]
+    n_samples: int
+    seed: int
+
+
+@dataclass
+class MeanTest(Record):
+    """mean(a) - mean(b) over paired items (`paired_mean_bootstrap`), its 95% interval and p-value."""
+
+    a: float
+    b: float
+    difference: float
+    difference_ci: list[float]
+    p_value: float | None
+    count: int
+
+
+@dataclass
+class RatioTest(Record):
+    """mean(a) / mean(b) over paired items (`ratio_bootstrap`): the means, the ratio, its 95% interval (an upper
+    end None: unbounded), the p-value of "ratio = 1", and how many resamples had a zero denominator."""
+
+    a: float
+    b: float
+    ratio: float
+    ratio_ci: list[float | None]
+    p_value: float | None
+    count: int
+    unbounded: int
 
 
 def randomisation_p_value(stats_a: np.ndarray, stats_b: np.ndarray, n_samples: int = 1000,
@@ -86,13 +132,9 @@ def stats_interval(stats: np.ndarray, n_samples: int = 1000, seed: int = BOOTSTR
 
 
 def paired_bootstrap(hyps: Sequence[str], base_hyps: Sequence[str], refs: Sequence[str], n_samples: int = 1000,
-                     seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> dict[str, Any]:
-    """Paired bootstrap of a system against a baseline on the same references.
-
-    Returns {"metric", "count", "system", "baseline", "difference" (system - baseline), "difference_ci",
-    "p_value" (two-sided approximate randomisation; None below MIN_TEST_ITEMS sentences), "system_ci", "baseline_ci",
-    "n_samples", "seed"}.
-    """
+                     seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> PairedTest:
+    """Paired bootstrap of a system against a baseline on the same references (a metric of `METRICS` with
+    per-sentence statistics)."""
     check_pair(hyps, refs)
     check_pair(base_hyps, refs)
     sys_stats, base_stats = sentence_stats(hyps, refs, metric), sentence_stats(base_hyps, refs, metric)
@@ -105,25 +147,16 @@ def paired_bootstrap(hyps: Sequence[str], base_hyps: Sequence[str], refs: Sequen
     if len(hyps) >= MIN_TEST_ITEMS:
         p_value = 1.0 if np.array_equal(sys_stats, base_stats) else randomisation_p_value(
             sys_stats, base_stats, n_samples, seed, metric)
-    return {
-        "metric": metric,
-        "count": len(hyps),
-        "system": system,
-        "baseline": baseline,
-        "difference": system - baseline,
-        "difference_ci": percentile_interval(diffs),
-        "p_value": p_value,
-        "system_ci": percentile_interval(sys_samples),
-        "baseline_ci": percentile_interval(base_samples),
-        "n_samples": n_samples,
-        "seed": seed,
-    }
+    return PairedTest(metric=metric, count=len(hyps), system=system, baseline=baseline, difference=system - baseline,
+                      difference_ci=percentile_interval(diffs), p_value=p_value,
+                      system_ci=percentile_interval(sys_samples), baseline_ci=percentile_interval(base_samples),
+                      n_samples=n_samples, seed=seed)
 
 
 def paired_mean_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 1000,
-                          seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+                          seed: int = BOOTSTRAP_SEED) -> MeanTest:
     """Paired bootstrap of mean(a) - mean(b) over items (e.g. per-sentence attention statistics), with the same
-    signed centred p-value. Returns {"a", "b", "difference", "difference_ci", "p_value", "count"}."""
+    signed centred p-value."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(x) != len(y) or len(x) == 0:
         raise NMTError(f"paired_mean_bootstrap needs two equally long non-empty lists, got {len(x)} and {len(y)}")
@@ -133,21 +166,21 @@ def paired_mean_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int
     p = None
     if len(x) >= MIN_TEST_ITEMS:
         p = 1.0 if np.array_equal(x, y) else centred_p_value(diffs, observed)
-    return {"a": float(x.mean()), "b": float(y.mean()), "difference": observed,
-            "difference_ci": percentile_interval(diffs), "p_value": p, "count": len(x)}
+    return MeanTest(a=float(x.mean()), b=float(y.mean()), difference=observed, difference_ci=percentile_interval(diffs),
+                    p_value=p, count=len(x))
 
 
 def ratio_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 1000,
-                    seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+                    seed: int = BOOTSTRAP_SEED) -> RatioTest:
     """Paired bootstrap of mean(a) / mean(b) over items for positive statistics (e.g. per-sentence gradient
     norms): the sentences are resampled, the log-ratio of the two means is the replicate, so the 95% interval
     (exp of the log-scale percentiles) stays positive, as a ratio of norms must. The p-value of "ratio = 1" is
     the signed centred bootstrap on the log scale (two-sided; None below MIN_TEST_ITEMS items, 1.0 for
-    identical lists). Returns {"a", "b" (the means), "ratio", "ratio_ci", "p_value", "count", "unbounded"}.
+    identical lists).
 
     When `b` is zero for most items, some resamples draw only zeros: their ratio is infinite. The interval then
     has no upper end (None), and the p-value is the share of resamples on the far side of ratio 1 (doubled,
-    floored at 1 / (n + 1)), as the centred test is undefined; "unbounded" counts those resamples."""
+    floored at 1 / (n + 1)), as the centred test is undefined; `unbounded` counts those resamples."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(x) != len(y) or len(x) == 0:
         raise NMTError(f"ratio_bootstrap needs two equally long non-empty lists, got {len(x)} and {len(y)}")
@@ -171,5 +204,5 @@ def ratio_bootstrap(a: Sequence[float], b: Sequence[float], n_samples: int = 100
     lo, hi = (np.percentile(log_ratios, [2.5, 97.5], method="inverted_cdf") if not finite
               else percentile_interval(log_ratios))
     ends = [float(np.exp(v)) if np.isfinite(np.exp(v)) else None for v in (lo, hi)]
-    return {"a": float(x.mean()), "b": float(y.mean()), "ratio": float(np.exp(observed)), "ratio_ci": ends,
-            "p_value": p, "count": len(x), "unbounded": int((~np.isfinite(log_ratios)).sum())}
+    return RatioTest(a=float(x.mean()), b=float(y.mean()), ratio=float(np.exp(observed)), ratio_ci=ends, p_value=p,
+                     count=len(x), unbounded=int((~np.isfinite(log_ratios)).sum()))

@@ -7,7 +7,8 @@ propagated to the root logger) with a StreamHandler for the console and a FileHa
 removed again by `close()`, so several runs in one process never write each other's lines twice.
 
 TensorBoard events go into the run directory itself, so `tensorboard --logdir outputs` lists one run per
-training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction}, valid/{loss,ppl,bleu,chrf},
+training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction}; valid/{loss,ppl,best_bleu} and
+valid/<name> of each validated metric of nmt.metrics.scores.METRICS (bleu, chrf), all named in METRIC_TAGS;
 images attention/<k> (one per validation, same tag, so the step slider shows the alignment forming;
 TensorBoard keeps 10 steps per image tag unless started with e.g. --samples_per_plugin=images=1000, and
 images=0 shows none), text valid/samples, and the HParams table: the flattened config of the run, with its
@@ -29,16 +30,17 @@ from typing import Any, TextIO
 
 import torch
 
+from nmt.metrics.scores import VALIDATED
+
 Tensor = torch.Tensor
 
 LOG_FORMAT = "[%(asctime)s] %(message)s"  # train.log; the console gets the bare message
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-# The final metrics the trainer reports, by the scalar tag they were logged under at each validation: the
-# HParams table reads each metric as the last value of that tag in the run.
-METRIC_TAGS = {
-    "bleu": "valid/bleu",
-    "chrf": "valid/chrf",
+# The metrics of a validation, by the scalar tag they are logged under at each validation (the validated corpus
+# metrics of nmt.metrics.scores.METRICS, the loss and perplexity); the HParams table reads each final metric as the
+# last value of that tag in the run.
+METRIC_TAGS = {m.name: m.valid_tag for m in VALIDATED} | {
     "valid_loss": "valid/loss",
     "valid_ppl": "valid/ppl",
     "best_bleu": "valid/best_bleu",
@@ -65,9 +67,9 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
     """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists and None become strings (what HParams accepts)."""
-    flat: dict[str, Any] = {}
+    flat: dict[str, bool | int | float | str] = {}
     for key, value in cfg.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):

@@ -45,11 +45,11 @@ from nmt.io import write_text
 from nmt.runtime import host_values_to, pick_device, set_threads, use_deterministic_algorithms
 from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, resume_path, save_under
-from nmt.training.run_log import Progress, RunLogger, format_duration
+from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
 from nmt.training.state import StepStats, TrainState
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
-from nmt.training.validate import validate
+from nmt.training.validate import metrics_text, validate
 
 Tensor = torch.Tensor
 
@@ -320,13 +320,13 @@ class Trainer:
             state.bad_validations += 1
         result |= {"step": state.step, "epoch": state.epoch, "lr": self.schedule.lr}
         state.history.append(result)
-        tags = {"valid/loss": "valid_loss", "valid/ppl": "valid_ppl", "valid/bleu": "bleu", "valid/chrf": "chrf"}
-        scalars = {tag: result[key] for tag, key in tags.items()} | {"valid/best_bleu": state.best_bleu}
+        scalars = {tag: result[key] for key, tag in METRIC_TAGS.items() if key in result}
+        scalars |= {"valid/best_bleu": state.best_bleu}
         self.log.scalars(scalars, state.step)
         self.log.flush()
         self.log.info(
             f"valid step {state.step}: loss {result['valid_loss']:.3f} | ppl {result['valid_ppl']:.2f} | "
-            f"BLEU {result['bleu']:.2f} | chrF {result['chrf']:.2f} | best {state.best_bleu:.2f} "
+            f"{metrics_text(result)} | best {state.best_bleu:.2f} "
             f"(step {state.best_step}) | {result['valid_seconds']:.1f}s"
         )
         self._write_metrics()
@@ -351,7 +351,7 @@ class Trainer:
         self._write_metrics({"stop_reason": self.stop_reason, "tokens_per_sec": summary["tokens_per_sec"]})
         if state.history and self.stop_reason != "signal":
             last = state.history[-1]
-            final = {k: float(last[k]) for k in ("bleu", "chrf", "valid_loss", "valid_ppl")}
+            final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
             final["best_bleu"] = float(state.best_bleu or 0.0)
             self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final, state.step)
         self.log.info(

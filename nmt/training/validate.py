@@ -16,7 +16,7 @@ import torch
 from nmt.config import PAD_ID, DecodeConfig
 from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.decoding.search import translate
-from nmt.metrics.scores import corpus_scores
+from nmt.metrics.scores import VALIDATED, corpus_scores
 from nmt.models.base import Seq2Seq
 from nmt.plots import plot_attention
 from nmt.training.run_log import RunLogger, samples_markdown
@@ -102,7 +102,9 @@ def validate(
     step: int,
     attention_samples: int,
 ) -> dict[str, float]:
-    """Loss, perplexity, BLEU and chrF on `valid`; also writes attention plots and samples to TensorBoard."""
+    """Loss, perplexity and the validated metrics (`MetricSpec.validate`: BLEU, chrF) on `valid`, keyed by name
+    (nmt.training.run_log.METRIC_TAGS names their TensorBoard tags); also writes attention plots and samples to
+    TensorBoard."""
     was_training = model.training
     model.eval()
     start = time.monotonic()
@@ -123,7 +125,11 @@ def validate(
     return {
         "valid_loss": loss,
         "valid_ppl": math.exp(min(loss, 50.0)),
-        "bleu": float(scores["bleu"]),
-        "chrf": float(scores["chrf"]),
+        **{m.name: scores.score(m.name) for m in VALIDATED},
         "valid_seconds": time.monotonic() - start,
     }
+
+
+def metrics_text(result: dict[str, float]) -> str:
+    """The validated metrics of a `validate` result for a log line: "BLEU 12.34 | chrF 45.67"."""
+    return " | ".join(f"{m.column} {result[m.name]:.2f}" for m in VALIDATED)

@@ -142,7 +142,7 @@ def score_outputs(hyps_file: Path, refs: list[str]) -> dict[str, Any]:
     hyps = hyps_file.read_text(encoding="utf-8").split("\n")
     if hyps and hyps[-1] == "":
         hyps.pop()
-    return corpus_scores(hyps, refs)
+    return corpus_scores(hyps, refs).to_dict()
 
 
 def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) -> None:
