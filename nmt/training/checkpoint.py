@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import Config
+from nmt.config import typed_config, upgrade_model_config
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import atomic_write
@@ -26,7 +26,7 @@ from nmt.models import build_model, fit_config_to_weights
 from nmt.runtime import rng_state
 
 FORMAT = "nmt-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the model config holds its architecture's options only (1: every architecture's, converted at load)
 REQUIRED_KEYS = ("format", "version", "config", "model", "tokenizer", "step")
 ENTRY_TYPES = {"config": dict, "model": dict, "tokenizer": dict, "step": int}
 
@@ -104,14 +104,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     payload = _unpickle(path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise NMTError(f"{path} is not an nmt checkpoint (no '{FORMAT}' marker)")
-    if payload.get("version") != VERSION:
-        raise NMTError(f"{path} has checkpoint version {payload.get('version')}, this nmt reads version {VERSION}")
+    if payload.get("version") not in (1, VERSION):
+        raise NMTError(f"{path} has checkpoint version {payload.get('version')}, this nmt reads 1 to {VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise NMTError(f"{path} is missing checkpoint entries: {', '.join(missing)}")
     wrong = next((k for k, kind in ENTRY_TYPES.items() if not isinstance(payload[k], kind)), None)
     if wrong:
         raise NMTError(f"{path} is not a readable checkpoint (its '{wrong}' is a {type(payload[wrong]).__name__})")
+    if payload["version"] == 1 and isinstance(payload["config"].get("model"), dict):  # converted once, here
+        payload["config"]["model"] = upgrade_model_config(payload["config"]["model"], str(path))
+    payload["version"] = VERSION
     return payload
 
 
@@ -135,7 +138,7 @@ def _unpickle(path: Path, map_location: str | torch.device) -> Any:
 def checkpoint_config(payload: dict[str, Any], overrides: list[str] | None = None) -> DictConfig:
     """The run's resolved Config, typed, with dotted `key=value` overrides (e.g. `model.temperature=0.5`)."""
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), payload["config"])
+        cfg = typed_config(payload["config"])
     except Exception as e:  # a config this nmt does not know (unknown key, wrong type)
         raise NMTError(f"the checkpoint's config does not fit this nmt: {str(e).splitlines()[0]}") from e
     try:
@@ -287,5 +290,8 @@ def finetune_model_config(payload: dict[str, Any], path: Path, model_cfg: DictCo
                        f"differ; leave them out (only {free} may change when fine-tuning)")
     for key in FINETUNE_FREE_MODEL_KEYS:
         if key in given and key in current:
+            if key not in saved:  # an option of the preset's architecture only
+                raise NMTError(f"train.init_from={path}: model.{key} is not an option of the checkpoint's "
+                               f"model.arch={saved.arch}; leave it out")
             saved[key] = current[key]
     return saved

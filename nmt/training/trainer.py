@@ -34,7 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
-from nmt.config import Config, DecodeConfig, ModelConfig, check_choices
+from nmt.config import Config, DecodeConfig, check_choices, typed_config
 from nmt.data.batching import TokenBatchSampler, batch_stream, encode_split
 from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
@@ -136,9 +136,9 @@ def lock_run_dir(run_dir: Path) -> Any:
 
 def given_model_keys(model_cfg: Any) -> set[str]:
     """The model keys a user set: on the command line of a Hydra app (`model=<preset>` sets them all), else (a
-    config built in Python) those that differ from ModelConfig's defaults. Fine-tuning checks only these."""
+    config built in Python) those that differ from its dataclass's defaults. Fine-tuning checks only these."""
     if not HydraConfig.initialized():
-        defaults = OmegaConf.structured(ModelConfig)
+        defaults = OmegaConf.structured(OmegaConf.get_type(model_cfg))
         return {str(k) for k, v in model_cfg.items() if defaults.get(k) != v}
     keys = set()
     for override in HydraConfig.get().overrides.task:
@@ -167,7 +167,7 @@ class Trainer:
     checkpoints go into `run_dir` (rank 0 only)."""
 
     def __init__(self, cfg: Config | DictConfig, run_dir: str | Path) -> None:
-        self.cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), cfg)  # typed: checks keys
+        self.cfg: DictConfig = typed_config(cfg)  # typed, the model by its arch: checks keys
         self.train_cfg = self.cfg.train
         check_train_config(self.train_cfg)
         self.run_dir = Path(run_dir).resolve()
