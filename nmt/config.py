@@ -6,6 +6,7 @@ misspelled key (`data.batch_tokenz=1`) or a wrong type fails at start-up with a 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 # Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
 # start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
-# modules that implement the choices take their lists from here. model.arch is not here: the valid names are the
-# registered architectures (nmt.models.MODELS), checked by build_model.
+# modules that implement the choices take their lists from here (a model choice is checked where its architecture
+# has the option). model.arch is not here: the valid names are the registered architectures (MODEL_CONFIGS).
 CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": ("multi30k", "files", "hub"),
     "data.encoding_errors": ("strict", "replace"),
@@ -110,36 +111,153 @@ class DataConfig:
     root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
 
 
+# Model configs: one dataclass per architecture -----------------------------------------------------------------
+# `ModelConfig` holds what every architecture reads; each architecture's dataclass adds only its own options, so an
+# option of another architecture (model=rnn_fixed model.heads=4) is an unknown key, refused at composition. The
+# dataclasses enter Hydra's ConfigStore as schema/model/<arch> (register_model_config), and each preset in
+# configs/model/ selects its architecture's with `defaults: [/schema/model@_here_: <arch>, _self_]`.
+# They live here, not next to their models: composition (this module, layer 0) needs them, and nmt.models (layer 2,
+# with torch) may not be imported from here. `@register_model(arch, <Config>)` (nmt/models/base.py) pairs a model
+# class with its dataclass (and registers a new architecture's dataclass the same way).
 @dataclass
 class ModelConfig:
-    """Every model option; the defaults are configs/model/rnn_attention.yaml, the default preset."""
+    """What every architecture reads. Not a model of its own: an architecture's dataclass below adds its options."""
 
-    arch: str = "rnn_attention"  # a registered architecture (nmt/models): rnn_attention | rnn_fixed | transformer
-    emb_dim: int = 256
+    arch: str = MISSING  # the architecture (nmt/models): rnn_attention | rnn_fixed | transformer; set by its dataclass
     hidden: int = 256  # RNN hidden size per direction; Transformer d_model
     enc_layers: int = 1
     dec_layers: int = 1
     dropout: float = 0.3
-    # RNN
+    tie_embeddings: bool = True  # share src/tgt embeddings and output projection (needs a joint vocabulary)
+
+
+@dataclass
+class RNNConfig(ModelConfig):
+    """What the two RNN encoder-decoders share (no architecture of its own); the defaults are
+    configs/model/rnn_attention.yaml, the default preset."""
+
+    emb_dim: int = 256
     rnn_type: str = "gru"  # gru | lstm
     bidirectional: bool = True
-    context_mode: str = "every_step"  # rnn_fixed: every_step (Cho et al. 2014) | init_only (Sutskever et al. 2014)
-    # rnn_fixed: size of the summary vector c the decoder sees; 0 = the encoder summary itself (2 x hidden when
-    # bidirectional), > 0 = c = tanh(W h), a projection of the encoder summary h (hidden sizes unchanged)
-    summary_dim: int = 0
-    scorer: str = "additive"  # rnn_attention: additive | dot | scaled_dot | general
-    heads: int = 1  # attention heads (RNN attention and Transformer)
-    # rnn_attention: dot/scaled_dot project queries and keys to this size (0: parameter-free q . k); additive:
-    # its hidden size (0: the decoder's hidden size)
+
+
+@dataclass
+class RNNAttentionConfig(RNNConfig):
+    """model.arch=rnn_attention (Bahdanau et al. 2015): the decoder attends to the encoder states through the
+    configurable cell of nmt/models/attention.py."""
+
+    arch: str = "rnn_attention"
+    scorer: str = "additive"  # additive | dot | scaled_dot | general
+    heads: int = 1  # attention heads
+    # dot/scaled_dot project queries and keys to this size (0: parameter-free q . k); additive: its hidden size
+    # (0: the decoder's hidden size)
     attention_dim: int = 0
     temperature: float = 1.0  # softmax temperature of the attention scores
     hard: bool = False  # argmax attention (straight-through gradients in training)
     input_feeding: bool = False  # Luong-style: previous attentional output fed to the decoder input
-    # Transformer
+
+
+@dataclass
+class FixedContextConfig(RNNConfig):
+    """model.arch=rnn_fixed (Cho et al. 2014): the decoder sees one fixed-size summary vector c of the source."""
+
+    arch: str = "rnn_fixed"
+    context_mode: str = "every_step"  # every_step (Cho et al. 2014) | init_only (Sutskever et al. 2014)
+    # size of the summary vector c the decoder sees; 0 = the encoder summary itself (2 x hidden when
+    # bidirectional), > 0 = c = tanh(W h), a projection of the encoder summary h (hidden sizes unchanged)
+    summary_dim: int = 0
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """model.arch=transformer (pre-norm, Vaswani et al. 2017); embeddings have size model.hidden (d_model)."""
+
+    arch: str = "transformer"
+    heads: int = 1  # attention heads
     ff_dim: int = 1024
     positions: str = "sinusoidal"  # sinusoidal | learned
-    tie_embeddings: bool = True  # share src/tgt embeddings and output projection (needs a joint vocabulary)
     max_positions: int = 512
+
+
+MODEL_CONFIGS: dict[str, type[ModelConfig]] = {}  # model.arch -> its dataclass, filled by register_model_config
+MODEL_SCHEMA_GROUP = "schema/model"  # the ConfigStore group of the model dataclasses (configs/model/ selects one)
+
+
+def register_model_config(arch: str, config: type[ModelConfig]) -> None:
+    """Make `config` (a ModelConfig subclass whose `arch` default is `arch`) the options of model.arch=`arch`:
+    stored in Hydra's ConfigStore as schema/model/<arch>, which a preset selects. Registering the same pair again
+    is a no-op; another dataclass for a registered arch is a ValueError."""
+    if not (isinstance(config, type) and issubclass(config, ModelConfig)):
+        raise ValueError(f"model.arch={arch}: its config must be a ModelConfig dataclass, got {config!r}")
+    default = next((f.default for f in dataclasses.fields(config) if f.name == "arch"), None)
+    if default != arch:
+        raise ValueError(f"model.arch={arch}: {config.__name__}.arch must default to {arch!r}, got {default!r}")
+    if MODEL_CONFIGS.get(arch, config) is not config:
+        raise ValueError(f"model.arch={arch} has two configs: {MODEL_CONFIGS[arch].__name__} and {config.__name__}")
+    MODEL_CONFIGS[arch] = config
+    ConfigStore.instance().store(group=MODEL_SCHEMA_GROUP, name=arch, node=config)
+
+
+def model_config_class(arch: Any) -> type[ModelConfig]:
+    """The dataclass of model.arch=`arch`; NMTError naming the valid values for an unknown one."""
+    if arch not in MODEL_CONFIGS:
+        raise NMTError(f"unknown model.arch={arch!r}; valid values: {', '.join(sorted(MODEL_CONFIGS))}")
+    return MODEL_CONFIGS[arch]
+
+
+def check_model_config(cfg: Any) -> None:
+    """`cfg` (a model dataclass or its OmegaConf node) holds the options of its own model.arch: NMTError for an
+    unknown arch, or an arch set apart from its preset (model=rnn_attention model.arch=transformer)."""
+    cls = model_config_class(cfg.arch)
+    kind = OmegaConf.get_type(cfg) if isinstance(cfg, DictConfig) else type(cfg)
+    if not (isinstance(kind, type) and issubclass(kind, cls)):
+        got = kind.__name__ if isinstance(kind, type) else "no architecture's"
+        raise NMTError(f"model.arch={cfg.arch} needs the options of {cls.__name__}, but model holds {got}: choose "
+                       f"the architecture by its preset (model=<preset>, e.g. model={cfg.arch}), not by model.arch")
+    own = [f.name for f in dataclasses.fields(cls)]
+    added = [str(k) for k in (cfg.keys() if isinstance(cfg, DictConfig) else ()) if k not in own]
+    if added:  # added with Hydra's +model.<key>=...
+        raise NMTError(_unknown_model_key(added[0], cfg.arch, own))
+
+
+def _unknown_model_key(key: str, arch: str, valid: list[str]) -> str:
+    """The line for model.<key> unknown to model.arch=`arch`, whose keys are `valid`: the architectures that have
+    it, if any, and the valid keys."""
+    owners = [a for a, cls in sorted(MODEL_CONFIGS.items()) if key in {f.name for f in dataclasses.fields(cls)}]
+    of = f" (an option of {', '.join(owners)})" if owners else ""
+    return f"unknown key model.{key} for model.arch={arch}{of}; valid keys of model: {', '.join(valid)}"
+
+
+def upgrade_model_config(model: dict[str, Any], source: str = "the checkpoint") -> dict[str, Any]:
+    """A model config saved by checkpoint version 1 (one flat dict with every architecture's options) in today's
+    shape: the options foreign to its architecture dropped. Each dropped option was either never read by that
+    architecture or refused by it unless at its default, so the model is the one it was; a dropped option at
+    another value (a config the old code could not build) is an NMTError naming `source`. A config without a
+    registered arch is returned as it is, for the typed merge to judge."""
+    if model.get("arch") not in MODEL_CONFIGS:
+        return model
+    arch = model["arch"]
+    own = {f.name for f in dataclasses.fields(MODEL_CONFIGS[arch])}
+    ignored = _V1_IGNORED.get(arch, frozenset())
+    for key, value in model.items():
+        if key not in own and key in _V1_DEFAULTS and key not in ignored and value != _V1_DEFAULTS[key]:
+            raise NMTError(f"{source}: model.{key}={value!r} does not apply to model.arch={arch}")
+    return {k: v for k, v in model.items() if k in own or k not in _V1_DEFAULTS}
+
+
+# Checkpoint version 1's flat model config: every option's default, and per architecture the options it never read
+# (any value was ignored); the others it refused unless at their default.
+_V1_DEFAULTS: dict[str, Any] = {
+    "arch": "rnn_attention", "emb_dim": 256, "hidden": 256, "enc_layers": 1, "dec_layers": 1, "dropout": 0.3,
+    "rnn_type": "gru", "bidirectional": True, "context_mode": "every_step", "summary_dim": 0, "scorer": "additive",
+    "heads": 1, "attention_dim": 0, "temperature": 1.0, "hard": False, "input_feeding": False, "ff_dim": 1024,
+    "positions": "sinusoidal", "tie_embeddings": True, "max_positions": 512,
+}
+_V1_IGNORED: dict[str, frozenset[str]] = {
+    "rnn_attention": frozenset({"context_mode", "ff_dim", "positions", "max_positions"}),
+    "rnn_fixed": frozenset({"scorer", "ff_dim", "positions", "max_positions"}),
+    "transformer": frozenset({"emb_dim", "rnn_type", "bidirectional", "context_mode", "scorer"}),
+}
 
 
 @dataclass
@@ -212,7 +330,10 @@ class Config:
     """`nmt-prepare` / `nmt-train`: configs/config.yaml."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # The architecture's own dataclass (a ModelConfig subclass): in Python the default preset's unless given; in
+    # configs/config.yaml the model preset selects it (base_config leaves it open); typed_config types a plain dict
+    # (a checkpoint's config) by its arch.
+    model: ModelConfig = field(default_factory=RNNAttentionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
@@ -351,13 +472,17 @@ CONFIG_DIR = _config_dir()  # the Hydra config groups data/ model/ train/ decode
 def register_configs() -> None:
     """Register every structured config in Hydra's ConfigStore (done once, when this module is imported)."""
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
+    base = OmegaConf.structured(Config)
+    base.model = OmegaConf.structured(ModelConfig)  # open: the model preset merges its architecture's dataclass in
+    cs.store(name="base_config", node=base)
     cs.store(name="base_evaluate", node=EvaluateConfig)
     cs.store(name="base_translate", node=TranslateConfig)
     cs.store(name="base_export", node=ExportConfig)
     cs.store(name="base_score", node=ScoreConfig)
     cs.store(name="base_bottleneck", node=BottleneckConfig)
     cs.store(name="base_claims", node=ClaimsConfig)
+    for config in (RNNAttentionConfig, FixedContextConfig, TransformerConfig):
+        register_model_config(config.arch, config)
 
 
 register_configs()
@@ -368,9 +493,29 @@ def compose_config(config_name: str, overrides: list[str], config_dir: str = CON
     """<config_dir>/<config_name>.yaml with Hydra overrides, as the command would compose it; NMTError with one
     line naming the key (and a group's valid choices) for any mistake in the overrides."""
     try:
-        return _compose(config_name, overrides, config_dir)
+        cfg = _compose(config_name, overrides, config_dir)
     except Exception as e:  # Hydra and OmegaConf raise many types; each becomes one line
         raise NMTError(describe_config_error(e, config_name, config_dir)) from e
+    if OmegaConf.is_dict(cfg.get("model")) and not OmegaConf.is_missing(cfg.model, "arch"):
+        check_model_config(cfg.model)  # model.arch set apart from the preset's dataclass
+    return cfg
+
+
+def typed_config(config: Any) -> DictConfig:
+    """A run config (a Config, its OmegaConf node, or a plain dict such as a checkpoint's) as a typed Config node
+    whose model section is the dataclass of its model.arch, so every key and type is checked (OmegaConf errors);
+    NMTError for a missing or unknown arch, or an arch set apart from its dataclass."""
+    node = config if isinstance(config, DictConfig) else OmegaConf.structured(config)
+    model = node.get("model")
+    if model is None or OmegaConf.is_missing(model, "arch") or model.get("arch") is None:
+        raise NMTError("model.arch is not set: give the model config of an architecture, e.g. model=rnn_attention "
+                       "(in Python: Config(model=RNNAttentionConfig(...)))")
+    cls = model_config_class(model.arch)
+    if OmegaConf.get_type(model) is not dict:  # a dataclass already: it must be the arch's own
+        check_model_config(model)
+    base = OmegaConf.structured(Config)
+    base.model = OmegaConf.structured(cls)
+    return OmegaConf.merge(base, node)
 
 
 def _compose(config_name: str, overrides: list[str], config_dir: str = CONFIG_DIR) -> DictConfig:
@@ -390,7 +535,7 @@ def describe_config_error(e: BaseException, config_name: str, config_dir: str = 
         return f"unknown {group}={option}; valid choices: {', '.join(choices) or '(none)'}"
     unknown = next((x for x in chain if isinstance(x, ConfigAttributeError | ConfigKeyError)), None)
     if unknown is not None and unknown.full_key:
-        return _unknown_key(str(unknown.full_key), config_name, config_dir)
+        return _unknown_key(str(unknown.full_key), config_name, config_dir, unknown.parent_node)
     invalid = next((x for x in chain if isinstance(x, ValidationError)), None)
     if invalid is not None and invalid.full_key:
         problem = _first_line(invalid.msg)
@@ -403,15 +548,23 @@ def describe_config_error(e: BaseException, config_name: str, config_dir: str = 
     return _first_line(e)
 
 
-def _unknown_key(key: str, config_name: str, config_dir: str) -> str:
-    """`unknown key a.b`, with its close matches (among a's keys, else anywhere in the config), else a's keys."""
-    config = _compose(config_name, [], config_dir)
+def _unknown_key(key: str, config_name: str, config_dir: str, where: Any = None) -> str:
+    """`unknown key a.b`, with its close matches (among a's keys, else anywhere in the config), else a's keys; an
+    option of another architecture (model.heads for rnn_fixed) with the architectures that have it and a's keys.
+
+    `where`: the node the key was missing from (OmegaConf's error says), so a's keys are those of the command's
+    own choices (model=rnn_fixed); without it the config is composed without the overrides."""
+    # The config as composed before the overrides failed (Hydra applies them last), group choices included.
+    config = where._get_root() if OmegaConf.is_config(where) else _compose(config_name, [], config_dir)
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(config, parent) if parent else config
     if not OmegaConf.is_dict(node):
         return f"unknown key {key}"
     prefix = f"{parent}." if parent else ""
     keys = [str(k) for k in node.keys()]
+    if parent == "model" and node.get("arch") in MODEL_CONFIGS and any(
+            leaf in {f.name for f in dataclasses.fields(cls)} for cls in MODEL_CONFIGS.values()):
+        return _unknown_model_key(leaf, node.arch, keys)
     close = [prefix + k for k in difflib.get_close_matches(leaf, keys, n=3)]
     if not close:  # the right key in another section: data.batch_tokenz -> train.batch_tokens
         everywhere = _dotted_keys(config)
@@ -423,9 +576,11 @@ def _unknown_key(key: str, config_name: str, config_dir: str) -> str:
 
 
 def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
-    """Every key of a DictConfig, nested ones as a.b.c."""
+    """Every key of a DictConfig, nested ones as a.b.c (Hydra's own settings aside)."""
     keys = []
-    for k, v in node.items():
+    for k, v in node.items_ex(resolve=False):
+        if not prefix and k == "hydra":
+            continue
         keys.append(prefix + str(k))
         if OmegaConf.is_dict(v):
             keys += _dotted_keys(v, f"{prefix}{k}.")

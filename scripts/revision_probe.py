@@ -5,7 +5,8 @@ sys.path (the checked-out revision's, or this one's).
 
 Prints one JSON line, {"tokens_per_s": ...}. It times the package's own training step
 (nmt.training.step.train_step) and, for a revision from before that step existed, the same work written out
-here. It needs only what every revision of nmt has had: nmt.config.ModelConfig and nmt.models.build_model.
+here. It needs only what every revision of nmt has had: nmt.config (compose_config, or the flat ModelConfig before
+it) and nmt.models.build_model.
 Run with `python -P`, so that this file's folder does not come first on sys.path.
 """
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import ModelConfig
+from nmt import config as nmt_config
 from nmt.models import build_model
 
 try:
@@ -73,10 +74,18 @@ def load_preset(path: Path) -> DictConfig:
     return merged
 
 
+def model_config(model_yaml: Path) -> DictConfig:
+    """The model config of a preset (configs/model/<name>.yaml) as the package composes it, or, for a revision
+    without nmt.config.compose_config, merged by hand into its flat ModelConfig."""
+    if hasattr(nmt_config, "compose_config"):
+        return nmt_config.compose_config("config", [f"model={model_yaml.stem}"], str(model_yaml.parents[1])).model
+    return OmegaConf.merge(OmegaConf.structured(nmt_config.ModelConfig), load_preset(model_yaml))
+
+
 def tokens_per_second(model_yaml: Path, batches_file: Path, warmup: int) -> float:
     """Train a freshly seeded model of `model_yaml` on the saved batches; real tokens/s after `warmup` steps."""
     data: dict[str, Any] = torch.load(batches_file)
-    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), load_preset(model_yaml))
+    cfg = model_config(model_yaml)
     torch.manual_seed(1)
     model = build_model(cfg, data["vocab"][0], data["vocab"][1])
     model.train()

@@ -152,7 +152,7 @@ def train_tiny_run(
     run_dir: Path, files: dict[str, list[str]], data_root: Path, arch: str, steps: int, save_every: int
 ) -> TinyRun:
     """Train `arch` (tiny sizes) with a plain loop and save checkpoints in the trainer's format."""
-    from nmt.config import Config, DataConfig, DecodeConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from nmt.config import Config, DataConfig, DecodeConfig, TokenizerConfig, TrainConfig, model_config_class
     from nmt.data.corpus import prepare_corpus
 
     data = DataConfig(
@@ -164,7 +164,9 @@ def train_tiny_run(
         root=str(data_root),
         tokenizer=TokenizerConfig(vocab_size=250),
     )
-    model_cfg = ModelConfig(arch=arch, emb_dim=16, hidden=32, dropout=0.0, heads=2, ff_dim=64, max_positions=128)
+    own = {"rnn_attention": dict(emb_dim=16, heads=2), "rnn_fixed": dict(emb_dim=16),
+           "transformer": dict(heads=2, ff_dim=64, max_positions=128)}[arch]
+    model_cfg = model_config_class(arch)(hidden=32, dropout=0.0, **own)
     cfg = Config(
         data=data,
         model=model_cfg,

@@ -413,3 +413,28 @@ def test_translate_and_evaluate_cut_long_sentences_with_a_warning(tiny_transform
                         small, "decode.max_len_b=2", "attention_sentences=[]") == 0
     notes = json.loads((tmp_path / "e" / "metrics.json").read_text())["notes"]
     assert any("longer than the model's position table and were truncated" in n for n in notes)
+
+
+# 7. An option of another architecture ---------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("model, option, owners, valid", [
+    ("rnn_fixed", "heads=4", "rnn_attention, transformer",
+     "arch, hidden, enc_layers, dec_layers, dropout, tie_embeddings, emb_dim, rnn_type, bidirectional, context_mode, "
+     "summary_dim"),
+    ("transformer", "rnn_type=gru", "rnn_attention, rnn_fixed",
+     "arch, hidden, enc_layers, dec_layers, dropout, tie_embeddings, heads, ff_dim, positions, max_positions"),
+])  # fmt: skip
+def test_an_option_of_another_architecture_is_refused_in_one_line(tmp_path, model, option, owners, valid):
+    """Each architecture's config holds only its own options: Hydra refuses the others' at composition, before
+    anything is prepared or written, naming the key, the architectures that have it and the valid keys."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nmt.cli.train", f"model={model}", f"model.{option}", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    key = option.split("=")[0]
+    assert proc.stderr.strip().splitlines() == [
+        f"error: unknown key model.{key} for model.arch={model} (an option of {owners}); valid keys of model: {valid}"
+    ]
+    assert not run_dir.exists()

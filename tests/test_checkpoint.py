@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from omegaconf import OmegaConf
 from train_utils import (
     assert_same_parameters,
     overrides,
@@ -23,12 +25,23 @@ from train_utils import (
 
 import nmt.cli.train
 import nmt.training.checkpoint as checkpoint_module
+from nmt.config import (
+    Config,
+    FixedContextConfig,
+    RNNAttentionConfig,
+    TransformerConfig,
+    model_config_class,
+    upgrade_model_config,
+)
+from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
+from nmt.models import build_model
 from nmt.training.checkpoint import (
     V1_TOP_LEVEL_STATE,
     Checkpoint,
     check_resumable,
     load_checkpoint,
+    load_model,
     save_checkpoint,
 )
 from nmt.training.state import TrainState
@@ -233,11 +246,11 @@ def test_resume_refuses_a_different_model(setup, tmp_path):
 
 
 def test_a_checkpoint_from_before_a_new_model_option_resumes(setup, tmp_path):
-    """A model option added since the checkpoint was written (here summary_dim) takes its default: the run
+    """A model option added since the checkpoint was written (here attention_dim) takes its default: the run
     resumes instead of reporting a changed config."""
     Trainer(tiny_config(*setup, "train.max_steps=1"), tmp_path).fit()
     payload = load_checkpoint(tmp_path / "last.pt")
-    del payload["config"]["model"]["summary_dim"]
+    del payload["config"]["model"]["attention_dim"]
     save_checkpoint(tmp_path / "last.pt", payload)
     resumed = Trainer(tiny_config(*setup, "train.max_steps=2", "train.resume=auto"), tmp_path)
     resumed.fit()
@@ -288,3 +301,70 @@ def test_nmt_average_writes_the_mean_of_the_last_k_checkpoints(setup, tmp_path, 
     with pytest.raises(SystemExit):
         average_main([str(tmp_path / "step-3.pt"), str(tmp_path / "step-4.pt"), "-o", str(tmp_path / "last.pt")])
     assert "refusing to write" in capsys.readouterr().err
+
+
+# Checkpoint version 1: one flat model config with every architecture's options ----------------------------------
+FLAT_V1 = {  # the flat config's keys and defaults, as version 1 wrote them
+    "arch": "rnn_attention", "emb_dim": 256, "hidden": 256, "enc_layers": 1, "dec_layers": 1, "dropout": 0.3,
+    "rnn_type": "gru", "bidirectional": True, "context_mode": "every_step", "summary_dim": 0, "scorer": "additive",
+    "heads": 1, "attention_dim": 0, "temperature": 1.0, "hard": False, "input_feeding": False, "ff_dim": 1024,
+    "positions": "sinusoidal", "tie_embeddings": True, "max_positions": 512,
+}
+GOLDEN = Path(__file__).parent / "fixtures" / "golden_rnn_attention.pt"
+
+
+def _v1_checkpoint(path: Path, own: dict, foreign: dict) -> dict:
+    """A version-1 checkpoint of a freshly built model of the architecture with options `own`, its flat config
+    holding `foreign` (options of other architectures) and the remaining flat defaults; returns its weights."""
+    tokenizer = torch.load(GOLDEN, weights_only=True)["tokenizer"]  # any real tokenizer will do
+    tok = Tokenizer.from_state_dict(tokenizer)
+    torch.manual_seed(0)
+    model = build_model(model_config_class(own["arch"])(**own), tok.src_vocab_size, tok.tgt_vocab_size, tok.joint)
+    config = OmegaConf.to_container(OmegaConf.structured(Config))
+    config["model"] = {**FLAT_V1, **foreign, **own}
+    torch.save({"format": "nmt-checkpoint", "version": 1, "config": config, "model": model.state_dict(),
+                "tokenizer": tokenizer, "step": 1}, path)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("own, foreign", [
+    (dict(arch="transformer", hidden=16, heads=2, ff_dim=32, enc_layers=1, dec_layers=1, positions="learned",
+          max_positions=64, dropout=0.0),
+     dict(emb_dim=16, rnn_type="lstm", scorer="dot")),  # never read by a Transformer: any value was ignored
+    (dict(arch="rnn_fixed", emb_dim=8, hidden=8, context_mode="init_only", summary_dim=12, rnn_type="lstm"),
+     dict(scorer="general", ff_dim=64, max_positions=128, positions="learned")),
+])  # fmt: skip
+def test_a_flat_version_1_checkpoint_loads_with_only_its_architectures_options(tmp_path, own, foreign):
+    """Converted once, at load: the options foreign to the architecture are dropped, the model is the one saved,
+    and saved again it is version 2 with the converted config."""
+    path = tmp_path / "v1.pt"
+    weights = _v1_checkpoint(path, own, foreign)
+    loaded = load_model(path)
+    cls = model_config_class(own["arch"])
+    assert OmegaConf.get_type(loaded.cfg.model) is cls
+    assert set(loaded.cfg.model) == {f.name for f in dataclasses.fields(cls)}
+    assert all(loaded.cfg.model[k] == v for k, v in own.items())
+    assert set(loaded.checkpoint.config["model"]) <= set(loaded.cfg.model)
+    assert_same_parameters(parameters(loaded.model), weights)
+    loaded.checkpoint.save(tmp_path / "v2.pt")
+    again = load_checkpoint(tmp_path / "v2.pt")
+    assert again["version"] == 2 and again["config"]["model"] == loaded.checkpoint.config["model"]
+
+
+@pytest.mark.parametrize("own, foreign, key", [
+    (dict(arch="rnn_fixed", emb_dim=8, hidden=8), dict(heads=2), "heads=2"),
+    (dict(arch="transformer", hidden=16, heads=2, ff_dim=32), dict(temperature=0.5), "temperature=0.5"),
+    (dict(arch="rnn_attention", emb_dim=8, hidden=8), dict(summary_dim=12), "summary_dim=12"),
+])  # fmt: skip
+def test_a_flat_config_the_old_code_could_not_build_is_refused_in_one_line(tmp_path, own, foreign, key):
+    """A foreign option off its default was refused by the architecture: dropping it would change the model."""
+    _v1_checkpoint(tmp_path / "v1.pt", own, foreign)
+    with pytest.raises(NMTError, match=rf"v1.pt: model.{key} does not apply to model.arch={own['arch']}$"):
+        load_checkpoint(tmp_path / "v1.pt")
+
+
+def test_upgrading_a_model_config_of_today_changes_nothing():
+    for cls in (RNNAttentionConfig, FixedContextConfig, TransformerConfig):
+        today = OmegaConf.to_container(OmegaConf.structured(cls))
+        assert upgrade_model_config(dict(today)) == today
+    assert upgrade_model_config({"arch": "rnn_fancy", "heads": 3}) == {"arch": "rnn_fancy", "heads": 3}

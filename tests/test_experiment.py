@@ -448,14 +448,14 @@ def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Pa
 def test_scaled_and_unscaled_models_start_from_the_same_weights() -> None:
     import torch
 
-    from nmt.config import ModelConfig
+    from nmt.config import RNNAttentionConfig
     from nmt.experiments.claims import synthetic_probe
     from nmt.models import build_model
 
     states = []
     for scorer in ("dot", "scaled_dot"):
         torch.manual_seed(3)
-        states.append(build_model(ModelConfig(scorer=scorer, emb_dim=8, hidden=8), 20, 20).state_dict())
+        states.append(build_model(RNNAttentionConfig(scorer=scorer, emb_dim=8, hidden=8), 20, 20).state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     # Unit-variance q, k: at d_k = 512 the unscaled softmax is nearly one-hot and its gradient tiny.

@@ -14,7 +14,7 @@ import torch
 from console import one_error_line, run_script
 from omegaconf import OmegaConf
 
-from nmt.config import Config, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
+from nmt.config import Config, DataConfig, RNNAttentionConfig, TokenizerConfig, TrainConfig, TransformerConfig
 from nmt.data.corpus import prepare_corpus, prepared_dir
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
@@ -32,34 +32,41 @@ EN = ["a dog runs in the park", "two cats sleep", "a man rides a bike", "a woman
 
 # Without a corpus ----------------------------------------------------------------------------------------------
 def tiny_checkpoint(**model: object) -> Checkpoint:
-    cfg = Config(model=ModelConfig(emb_dim=16, hidden=32, dropout=0.0, **model))
+    cfg = Config(model=RNNAttentionConfig(emb_dim=16, hidden=32, dropout=0.0, **model))
     return Checkpoint(config=OmegaConf.to_container(OmegaConf.structured(cfg)), model={}, tokenizer={})
 
 
 def test_model_config_comes_from_the_checkpoint_when_not_set() -> None:
-    model = finetune_model_config(tiny_checkpoint(), Path("c.pt"), OmegaConf.structured(ModelConfig), set())
+    model = finetune_model_config(tiny_checkpoint(), Path("c.pt"), OmegaConf.structured(RNNAttentionConfig), set())
     assert (model.emb_dim, model.hidden, model.dropout) == (16, 32, 0.0)
 
 
 def test_set_architecture_or_size_keys_that_differ_are_refused_naming_them() -> None:
-    given = OmegaConf.structured(ModelConfig(arch="transformer", emb_dim=16, hidden=64))
+    given = OmegaConf.structured(TransformerConfig(hidden=64))
     with pytest.raises(NMTError) as e:
-        finetune_model_config(tiny_checkpoint(), Path("c.pt"), given, {"arch", "emb_dim", "hidden"})
+        finetune_model_config(tiny_checkpoint(), Path("c.pt"), given, {"arch", "enc_layers", "hidden"})
     message = str(e.value)
     assert "\n" not in message
     assert "model.arch='transformer' (checkpoint: 'rnn_attention'), model.hidden=64 (checkpoint: 32)" in message
-    assert "emb_dim" not in message.split("differ")[0]  # set, but equal to the checkpoint's
+    assert "enc_layers" not in message.split("differ")[0]  # set, but equal to the checkpoint's
 
 
 def test_dropout_temperature_and_hard_may_change() -> None:
-    given = OmegaConf.structured(ModelConfig(dropout=0.2, temperature=0.5, hard=True))
+    given = OmegaConf.structured(RNNAttentionConfig(dropout=0.2, temperature=0.5, hard=True))
     model = finetune_model_config(tiny_checkpoint(), Path("c.pt"), given, {"dropout", "temperature", "hard"})
     assert (model.dropout, model.temperature, model.hard, model.hidden) == (0.2, 0.5, True, 32)
+    # The checkpoint's architecture decides which options there are: a Transformer has no attention temperature.
+    transformer = Checkpoint(config=OmegaConf.to_container(OmegaConf.structured(Config(model=TransformerConfig()))),
+                             model={}, tokenizer={})
+    with pytest.raises(NMTError, match="model.temperature is not an option of the checkpoint's "
+                                       "model.arch=transformer"):
+        finetune_model_config(transformer, Path("c.pt"), given, {"dropout", "temperature"})
 
 
 def test_outside_a_hydra_app_the_set_model_keys_are_those_off_their_defaults() -> None:
-    assert given_model_keys(OmegaConf.structured(ModelConfig(hidden=64, dropout=0.1))) == {"hidden", "dropout"}
-    assert given_model_keys(OmegaConf.structured(ModelConfig())) == set()
+    assert given_model_keys(OmegaConf.structured(RNNAttentionConfig(hidden=64, dropout=0.1))) == {"hidden", "dropout"}
+    assert given_model_keys(OmegaConf.structured(TransformerConfig(heads=4))) == {"heads"}
+    assert given_model_keys(OmegaConf.structured(RNNAttentionConfig())) == set()
 
 
 def test_init_from_with_a_resume_path_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -211,7 +218,7 @@ def tiny_files(root: Path) -> dict[str, list[str]]:
     return files
 
 
-def tiny_config(tmp_path: Path, name: str, model: ModelConfig, **train: object) -> Config:
+def tiny_config(tmp_path: Path, name: str, model: RNNAttentionConfig, **train: object) -> Config:
     data = DataConfig(name=name, source="files", files=tiny_files(tmp_path / name), root=str(tmp_path / "data"),
                       tokenizer=TokenizerConfig(vocab_size=40))
     train_cfg = TrainConfig(device="cpu", batch_tokens=200, lr=5e-3, eval_every=1000, save_every=1000,
@@ -223,12 +230,12 @@ def tiny_config(tmp_path: Path, name: str, model: ModelConfig, **train: object) 
 def test_a_fine_tuning_run_resumes_from_its_own_last_checkpoint(tmp_path: Path, one_thread: None) -> None:
     """Run again on its run dir (train.resume=auto), a fine-tuning run continues from its last.pt rather than
     starting over from init_from; another init_from on that run dir is refused."""
-    base = tiny_config(tmp_path, "base", ModelConfig(emb_dim=8, hidden=8, dropout=0.0), max_steps=2)
+    base = tiny_config(tmp_path, "base", RNNAttentionConfig(emb_dim=8, hidden=8, dropout=0.0), max_steps=2)
     Trainer(base, tmp_path / "base_run").fit()
     base_sha = Tokenizer.from_state_dict(load_checkpoint(tmp_path / "base_run" / "last.pt")["tokenizer"]).sha256
 
     def fine_tune(steps: int, init_from: Path) -> dict:
-        cfg = tiny_config(tmp_path, "other", ModelConfig(), max_steps=steps, init_from=str(init_from))
+        cfg = tiny_config(tmp_path, "other", RNNAttentionConfig(), max_steps=steps, init_from=str(init_from))
         cfg.data.files = {k: v[::-1] for k, v in cfg.data.files.items()}  # en -> de: another task, same tokenizer
         return Trainer(cfg, tmp_path / "ft_run").fit()
 

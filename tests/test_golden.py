@@ -5,11 +5,15 @@ re-render byte for byte from their report.json and metrics.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
+from nmt.config import RNNAttentionConfig
 from nmt.errors import NMTError
 from nmt.evaluation.report import EvaluationReport, render_markdown
 from nmt.evaluation.scoring import score
@@ -30,6 +34,12 @@ def test_a_checkpoint_of_the_earlier_release_loads_and_scores_as_it_did():
     expected = json.loads((FIXTURES / "golden_rnn_attention.json").read_text(encoding="utf-8"))
     loaded = load_model(FIXTURES / "golden_rnn_attention.pt", "cpu")
     assert loaded.checkpoint.step == expected["step"]
+    # Checkpoint version 1, its model config flat (every architecture's options, ff_dim=64 and max_positions=128
+    # among them, never read by rnn_attention): converted at load to rnn_attention's own options.
+    assert torch.load(FIXTURES / "golden_rnn_attention.pt", weights_only=True)["version"] == 1
+    assert OmegaConf.get_type(loaded.cfg.model) is RNNAttentionConfig
+    assert set(loaded.checkpoint.config["model"]) == {f.name for f in dataclasses.fields(RNNAttentionConfig)}
+    assert (loaded.cfg.model.heads, loaded.cfg.model.emb_dim, loaded.cfg.model.hidden) == (2, 16, 32)
     assert loaded.model.num_parameters() == expected["num_parameters"]
     result = score(FIXTURES / "golden_rnn_attention.pt", sources=expected["sentences"],
                    references=expected["references"], device="cpu")

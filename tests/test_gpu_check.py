@@ -26,10 +26,11 @@ def test_without_cuda_one_line_and_exit_0(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_every_check_runs_on_the_cpu(tiny_corpus_files, tmp_path, one_thread):
+    # The overrides every model takes (model.emb_dim is not an option of the Transformer).
     extra = ["data=files"] + [o for o in tiny_overrides(tiny_corpus_files, tmp_path / "data")
              if not o.startswith(("train.max_steps", "train.eval_every", "train.save_every", "train.max_minutes",
                                   "train.device", "train.resume", "train.attention_samples",
-                                  "train.eval_max_sentences"))]
+                                  "train.eval_max_sentences", "model.emb_dim"))]
     lines: list[str] = []
     report = run_gpu_check("cpu", steps=8, out=tmp_path / "gpu", extra=extra,
                            models=("rnn_fixed_small", "transformer_small"), bench_models=("transformer_small",),

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, ModelConfig, compose_config
+from nmt.config import (
+    BOS_ID,
+    EOS_ID,
+    MODEL_CONFIGS,
+    PAD_ID,
+    FixedContextConfig,
+    ModelConfig,
+    RNNAttentionConfig,
+    TransformerConfig,
+    compose_config,
+    model_config_class,
+)
 from nmt.errors import NMTError
 from nmt.models import (
     MODELS,
@@ -53,10 +67,20 @@ TINY = {
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def config(arch: str = "rnn_attention", **options: object) -> ModelConfig:
+    """The config dataclass of model.arch=`arch` with `options`."""
+    return model_config_class(arch)(**options)
+
+
+def tiny_options(name: str, **kw: object) -> dict:
+    """TINY[name] at tiny sizes (embeddings of 8 for the RNNs), with `kw` over it."""
+    opts = {"hidden": 16, "dropout": 0.1, **TINY[name], **kw}
+    return {"emb_dim": 8, **opts} if opts["arch"] != "transformer" else opts
+
+
 def tiny(name: str, src_vocab: int = V, tgt_vocab: int = V, **kw: object):
     torch.manual_seed(0)
-    cfg = ModelConfig(**{"emb_dim": 8, "hidden": 16, "dropout": 0.1, **TINY[name], **kw})
-    return build_model(cfg, src_vocab, tgt_vocab)
+    return build_model(config(**tiny_options(name, **kw)), src_vocab, tgt_vocab)
 
 
 def batch(seed: int = 0, lens: tuple[int, ...] = (7, 4, 2), tgt_len: int = 5):
@@ -208,8 +232,7 @@ def test_summary_dim_zero_builds_the_model_as_before(name: str) -> None:
     """summary_dim = 0 (the default): a seeded model draws exactly the parameters the encoder and decoder drew
     before the option existed, and its outputs are those of the decoder fed the encoder summary itself."""
     model = tiny(name, summary_dim=0).eval()
-    opts = {"emb_dim": 8, "hidden": 16, "dropout": 0.1, **TINY[name]}
-    cfg = ModelConfig(**opts)
+    cfg = config(**tiny_options(name))
     torch.manual_seed(0)
     encoder = RNNEncoder(V, 8, 16, cfg.enc_layers, 0.1, cfg.rnn_type, cfg.bidirectional)
     decoder = FixedContextDecoder(V, 8, 16, cfg.dec_layers, 0.1, cfg.rnn_type, encoder.out_dim,
@@ -291,8 +314,7 @@ def test_transformer_cross_attention_and_tying() -> None:
     separate = tiny("transformer", src_vocab=V + 5)
     assert separate.tgt_embed.weight is separate.proj.weight
     assert separate.src_embed.weight.shape == (V + 5, 16)
-    two_tokenizers = build_model(ModelConfig(**{"emb_dim": 8, "hidden": 16, **TINY["transformer"]}), V, V,
-                                 joint_vocab=False)
+    two_tokenizers = build_model(config(**{"hidden": 16, **TINY["transformer"]}), V, V, joint_vocab=False)
     assert two_tokenizers.tgt_embed.weight is two_tokenizers.proj.weight
     assert two_tokenizers.src_embed.weight is not two_tokenizers.tgt_embed.weight
     untied = tiny("transformer_learned_untied")
@@ -304,17 +326,17 @@ def test_transformer_cross_attention_and_tying() -> None:
 @pytest.mark.parametrize("arch", ["rnn_fixed", "rnn_attention"])
 def test_rnn_tying(arch: str) -> None:
     cfg = dict(arch=arch, emb_dim=8, hidden=16, tie_embeddings=True)
-    joint = build_model(ModelConfig(**cfg), V, V)
+    joint = build_model(config(**cfg), V, V)
     # Joint vocabulary: one (V, E) table embeds source and target and projects the readout to the vocabulary.
     assert joint.encoder.embed.weight is joint.decoder.embed.weight is joint.decoder.proj.weight
     assert torch.all(joint.decoder.embed.weight[PAD_ID] == 0)
-    separate = build_model(ModelConfig(**cfg), V + 5, V)
+    separate = build_model(config(**cfg), V + 5, V)
     assert separate.decoder.embed.weight is separate.decoder.proj.weight
     assert separate.encoder.embed.weight.shape == (V + 5, 8)
     # Two tokenizers of equal size: the same id names different pieces, so the source keeps its own table.
-    two_tokenizers = build_model(ModelConfig(**cfg), V, V, joint_vocab=False)
+    two_tokenizers = build_model(config(**cfg), V, V, joint_vocab=False)
     assert two_tokenizers.encoder.embed.weight is not two_tokenizers.decoder.embed.weight
-    untied = build_model(ModelConfig(**{**cfg, "tie_embeddings": False}), V, V)
+    untied = build_model(config(**{**cfg, "tie_embeddings": False}), V, V)
     assert untied.num_parameters() == joint.num_parameters() + 2 * V * 8
     src, lens, tgt_in = batch()
     joint(src, lens, tgt_in).sum().backward()
@@ -329,36 +351,59 @@ def test_transformer_positions_limit() -> None:
 
 
 @pytest.mark.parametrize(
-    "option, value",
+    "arch, option, value",
     [
-        ("arch", "lstm_seq2seq"),
-        ("scorer", "bilinear"),
-        ("rnn_type", "rnn"),
-        ("context_mode", "every"),
-        ("positions", "rotary"),
+        ("lstm_seq2seq", None, None),
+        ("rnn_attention", "scorer", "bilinear"),
+        ("rnn_attention", "rnn_type", "rnn"),
+        ("rnn_fixed", "context_mode", "every"),
+        ("transformer", "positions", "rotary"),
     ],
 )
-def test_unknown_options_name_the_key_and_the_valid_values(option: str, value: str) -> None:
-    with pytest.raises(NMTError, match=rf"model\.{option}='{value}'; valid values: \w+"):
-        build_model(ModelConfig(**{option: value}), V, V)
+def test_unknown_options_name_the_key_and_the_valid_values(arch: str, option: str | None, value: str | None) -> None:
+    key, bad = (option, value) if option else ("arch", arch)
+    with pytest.raises(NMTError, match=rf"model\.{key}='{bad}'; valid values: \w+"):
+        build_model(config(arch, **({option: value} if option else {})), V, V)
 
 
 @pytest.mark.parametrize(
     "kw, message",
     [
-        (dict(arch="transformer", hard=True), "rnn_attention only"),
-        (dict(arch="rnn_fixed", heads=2), "heads"),
         (dict(arch="rnn_fixed", summary_dim=-1), "summary_dim must not be negative"),
-        (dict(arch="rnn_attention", summary_dim=64), r"summary_dim applies to arch=rnn_fixed only \(arch=rnn_att"),
-        (dict(arch="transformer", summary_dim=64), r"summary_dim applies to arch=rnn_fixed only \(arch=transf"),
         (dict(heads=3), "must divide"),
+        (dict(arch="transformer", heads=3), "must divide"),
         (dict(temperature=0.0), "temperature must be > 0"),
+        (dict(attention_dim=-1), "attention_dim must not be negative"),
         (dict(dropout=1.0), "dropout"),
+        (dict(arch="transformer", ff_dim=0), "ff_dim must be at least 1"),
     ],
 )
 def test_inconsistent_options_are_refused(kw: dict, message: str) -> None:
     with pytest.raises(NMTError, match=message):
-        build_model(ModelConfig(**kw), V, V)
+        build_model(config(**kw), V, V)
+
+
+def test_each_architecture_has_only_its_own_options() -> None:
+    """An option of another architecture is not in an architecture's config at all (ModelConfig: what every
+    architecture reads), so nothing passes silently; a config of another architecture is refused by build_model."""
+    shared = {"arch", "hidden", "enc_layers", "dec_layers", "dropout", "tie_embeddings"}
+    rnn = shared | {"emb_dim", "rnn_type", "bidirectional"}
+    fields = {arch: {f.name for f in dataclasses.fields(cls)} for arch, cls in MODEL_CONFIGS.items()}
+    assert {f.name for f in dataclasses.fields(ModelConfig)} == shared
+    assert fields == {
+        "rnn_attention": rnn | {"scorer", "heads", "attention_dim", "temperature", "hard", "input_feeding"},
+        "rnn_fixed": rnn | {"context_mode", "summary_dim"},
+        "transformer": shared | {"heads", "ff_dim", "positions", "max_positions"},
+    }
+    for cls, foreign in ((TransformerConfig, "emb_dim"), (FixedContextConfig, "heads"), (RNNAttentionConfig,
+                                                                                          "summary_dim")):
+        with pytest.raises(TypeError, match=foreign):
+            cls(**{foreign: 1})
+        with pytest.raises(ConfigKeyError, match=foreign):
+            OmegaConf.merge(OmegaConf.structured(cls), {foreign: 1})
+    with pytest.raises(NMTError, match="model.arch=transformer needs the options of TransformerConfig, but model "
+                                       "holds RNNAttentionConfig"):
+        build_model(RNNAttentionConfig(arch="transformer"), V, V)
 
 
 def test_model_configs_build_and_the_comparison_is_fair() -> None:
@@ -376,41 +421,70 @@ def test_model_configs_build_and_the_comparison_is_fair() -> None:
         assert type(model) is MODELS[cfg.arch] and model.arch == cfg.arch, name
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["model=rnn_fixed", "model.heads=4"], "unknown key model.heads for model.arch=rnn_fixed (an option of "
+     "rnn_attention, transformer); valid keys of model: arch, hidden, enc_layers, dec_layers, dropout, "
+     "tie_embeddings, emb_dim, rnn_type, bidirectional, context_mode, summary_dim"),
+    (["model=transformer", "+model.emb_dim=16"], "unknown key model.emb_dim for model.arch=transformer (an option "
+     "of rnn_attention, rnn_fixed); valid keys of model: arch, hidden, enc_layers, dec_layers, dropout, "
+     "tie_embeddings, heads, ff_dim, positions, max_positions"),
+    (["model.summary_dim=64"], "unknown key model.summary_dim for model.arch=rnn_attention (an option of rnn_fixed)"),
+    (["model=transformer", "model.hedas=2"], "unknown key model.hedas; did you mean model.heads?"),
+    (["model.arch=transformer"], "model.arch=transformer needs the options of TransformerConfig, but model holds "
+     "RNNAttentionConfig: choose the architecture by its preset (model=<preset>, e.g. model=transformer), not by "
+     "model.arch"),
+])  # fmt: skip
+def test_an_option_of_another_architecture_is_refused_at_composition(overrides: list[str], message: str) -> None:
+    with pytest.raises(NMTError) as e:
+        compose_config("config", overrides)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
 def test_architectures_register_themselves() -> None:
     assert MODELS == {"rnn_attention": AttentionSeq2Seq, "rnn_fixed": FixedContextSeq2Seq, "transformer": Transformer}
+    assert {arch: cls.config_class for arch, cls in MODELS.items()} == MODEL_CONFIGS
     with pytest.raises(NMTError, match="unknown model.arch='rnn_fancy'; valid values: rnn_attention, rnn_fixed, "
                                        "transformer"):
-        build_model(ModelConfig(arch="rnn_fancy"), V, V)
+        build_model(RNNAttentionConfig(arch="rnn_fancy"), V, V)
 
-    @register_model("echo")
+    @dataclasses.dataclass
+    class EchoConfig(ModelConfig):
+        arch: str = "echo"
+        loudness: int = 3
+
+    @register_model("echo", EchoConfig)
     class Echo(Seq2Seq):
-        """A new architecture: its class, its registration, nothing else."""
+        """A new architecture: its class and its config, its registration, nothing else."""
 
         @classmethod
         def from_config(cls, cfg, src_vocab, tgt_vocab, share_src):
             return cls()
 
     try:
-        assert type(build_model(ModelConfig(arch="echo"), V, V)) is Echo
-        assert position_limit(ModelConfig(arch="echo")) is None
+        assert type(build_model(EchoConfig(), V, V)) is Echo
+        assert position_limit(EchoConfig()) is None
+        # Its options are a schema a preset can select (defaults: [/schema/model@_here_: echo, _self_]).
+        assert ConfigStore.instance().load("schema/model/echo.yaml").node.loudness == 3
         with pytest.raises(ValueError, match="registered twice"):
-            register_model("echo")(Echo)
+            register_model("echo", EchoConfig)(Echo)
+        with pytest.raises(ValueError, match="must default to 'other'"):
+            register_model("other", EchoConfig)(Echo)
     finally:
-        del MODELS["echo"]
+        del MODELS["echo"], MODEL_CONFIGS["echo"]
 
 
 def test_models_state_their_input_limit_and_old_checkpoint_options() -> None:
-    assert position_limit(ModelConfig(arch="transformer", max_positions=64)) == 63  # one position for EOS or BOS
-    assert position_limit(ModelConfig(arch="rnn_attention")) is None
+    assert position_limit(TransformerConfig(max_positions=64)) == 63  # one position for EOS or BOS
+    assert position_limit(RNNAttentionConfig()) is None
     rnn = tiny("attention_additive", tie_embeddings=True)
     assert rnn.max_positions is None and tiny("transformer", max_positions=64).max_positions == 64
     tied, old = rnn.state_dict(), {k: v.clone() for k, v in rnn.state_dict().items()}
     old["decoder.proj.weight"] += 1.0  # separate tables, as RNN checkpoints had before tie_embeddings worked
     for state, tie in ((tied, True), (old, False)):
-        cfg = OmegaConf.structured(ModelConfig(arch="rnn_attention", tie_embeddings=True))
+        cfg = OmegaConf.structured(RNNAttentionConfig(tie_embeddings=True))
         fit_config_to_weights(cfg, state)
         assert cfg.tie_embeddings is tie
-    cfg = OmegaConf.structured(ModelConfig(arch="transformer"))
+    cfg = OmegaConf.structured(TransformerConfig())
     fit_config_to_weights(cfg, old)
     assert cfg.tie_embeddings is True
 

@@ -38,7 +38,7 @@ def tiny_data(files: dict[str, list[str]], root: Path) -> list[str]:
 
 
 TINY_MODEL_AND_TRAINING = [  # sizes every architecture has; a tiny budget with one validation (so best.pt exists)
-    "model.emb_dim=16", "model.hidden=32", "train.device=cpu", "train.cpu_threads=1", "train.batch_tokens=300",
+    "model.hidden=32", "train.device=cpu", "train.cpu_threads=1", "train.batch_tokens=300",
     "train.max_minutes=0", "train.max_steps=4", "train.eval_every=4", "train.eval_max_sentences=8",
     "train.save_every=1000", "train.attention_samples=0", "decode.max_len_a=1.0", "decode.max_len_b=2",
 ]
@@ -62,9 +62,11 @@ class Workspace:
         self.root, self.files = root, files
         self.data = tiny_data(files, root / "data_cache")
 
-    def extra_args(self, script: str) -> list[str]:
-        if script == "nmt-train":
-            return self.data + TINY_MODEL_AND_TRAINING
+    def extra_args(self, command: list[str]) -> list[str]:
+        script = command[0]
+        if script == "nmt-train":  # tiny embeddings for the RNNs (a Transformer's have size hidden)
+            transformer = any(w.startswith(("model=transformer", "recipe=transformer")) for w in command)
+            return self.data + ([] if transformer else ["model.emb_dim=16"]) + TINY_MODEL_AND_TRAINING
         if script == "nmt-prepare":
             return self.data
         return []
@@ -111,7 +113,7 @@ class Workspace:
         out = []
         for segment in segments:
             if segment and segment[0].startswith("nmt-"):
-                segment = segment + self.extra_args(segment[0])
+                segment = segment + self.extra_args(segment)
                 self.write_inputs(segment)
             out.append(" ".join(segment) if segment and set(segment[0]) <= OPERATORS else shlex.join(segment))
         return " ".join(s for s in out if s).removesuffix(" &")  # a background job (`... &`) is waited for

@@ -9,7 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID, DecodeConfig, ModelConfig, check_choices
+from nmt.config import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    DecodeConfig,
+    FixedContextConfig,
+    RNNAttentionConfig,
+    check_choices,
+    model_config_class,
+)
 from nmt.decoding.search import beam_search, greedy_search, length_penalty, translate
 from nmt.errors import NMTError
 from nmt.models import MODELS, build_model
@@ -60,16 +69,9 @@ class EosBiased(Seq2Seq):
 
 def make_model(arch: str, seed: int = 0, **kwargs: float) -> EosBiased:
     torch.manual_seed(seed)
-    cfg = ModelConfig(
-        arch=arch,
-        emb_dim=16,
-        hidden=16,
-        dropout=0.0,
-        heads=2 if arch != "rnn_fixed" else 1,
-        ff_dim=32,
-        max_positions=64,
-        tie_embeddings=False,
-    )
+    own = {"rnn_attention": dict(emb_dim=16, heads=2), "rnn_fixed": dict(emb_dim=16),
+           "transformer": dict(heads=2, ff_dim=32, max_positions=64)}[arch]
+    cfg = model_config_class(arch)(hidden=16, dropout=0.0, tie_embeddings=False, **own)
     inner = build_model(cfg, VOCAB, VOCAB)
     # float64 so that batch composition cannot flip a near-tie between hypotheses.
     return EosBiased(inner, **kwargs).double().eval()
@@ -228,7 +230,7 @@ class CharTokenizer:
 @pytest.mark.parametrize("beam", [1, 3])
 def test_translate_restores_order_keeps_empty_lines_and_model_mode(beam):
     torch.manual_seed(0)
-    cfg = ModelConfig(arch="rnn_attention", emb_dim=16, hidden=16, dropout=0.1)
+    cfg = RNNAttentionConfig(emb_dim=16, hidden=16, dropout=0.1)
     model = EosBiased(build_model(cfg, 30, 30))
     model.train()
     sentences = ["abc", "", "hello world", "  ", "x", "the quick brown fox", "ab"]
@@ -262,7 +264,7 @@ def test_decode_precision_defaults_to_fp32_and_changes_nothing_off_cuda():
     with pytest.raises(NMTError, match=r"unknown decode.precision='fp16'; valid values: fp32, tf32, bf16"):
         check_choices({"decode": {"precision": "fp16"}})
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="rnn_attention", emb_dim=16, hidden=16), 30, 30)
+    model = build_model(RNNAttentionConfig(emb_dim=16, hidden=16), 30, 30)
     sentences = ["abc", "hello"]
     with pytest.warns(UserWarning, match="tf32"):
         tf32 = translate(model, CharTokenizer(), sentences, DecodeConfig(beam=2, precision="tf32"), "cpu")
@@ -271,7 +273,7 @@ def test_decode_precision_defaults_to_fp32_and_changes_nothing_off_cuda():
 
 def test_translate_truncates_over_long_inputs():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="rnn_fixed", emb_dim=8, hidden=8, dropout=0.0), 30, 30)
+    model = build_model(FixedContextConfig(emb_dim=8, hidden=8, dropout=0.0), 30, 30)
     out = translate(model, CharTokenizer(), ["abcdefghij", "abc"], DecodeConfig(beam=2), "cpu", max_input_tokens=5)
     assert out.truncated == [0]
     assert len(out.hypotheses) == 2

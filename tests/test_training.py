@@ -23,7 +23,7 @@ import nmt.training.run_log as run_log
 import nmt.training.step as step_module
 import nmt.training.trainer as trainer_module
 import nmt.training.validate as validate_module
-from nmt.config import ModelConfig
+from nmt.config import TransformerConfig
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.run_log import Progress, RunLogger
@@ -369,8 +369,7 @@ def test_the_compiled_model_has_one_graph_for_batches_of_every_shape(one_thread)
     and lengths, not once per shape; the "eager" backend builds the same graphs without generating code."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    cfg = ModelConfig(arch="transformer", emb_dim=16, hidden=16, ff_dim=32, heads=2, enc_layers=1, dec_layers=1,
-                      dropout=0.0)
+    cfg = TransformerConfig(hidden=16, ff_dim=32, heads=2, enc_layers=1, dec_layers=1, dropout=0.0)
     model = nmt.models.build_model(cfg, 30, 30)
     compiled = step_module.compile_dynamic(model, backend="eager")
     for b, s, t in ((4, 5, 6), (3, 9, 7), (6, 12, 13), (2, 17, 15)):

@@ -32,7 +32,9 @@ def write_corpus(mirror: Path, directory: Path, n_train: int = 80, n_valid: int 
 
 
 def overrides(corpus: Path, data_root: Path, *extra: str) -> list[str]:
-    """Hydra overrides for a tiny run; `extra` (later wins) adjusts them per test."""
+    """Hydra overrides for a tiny run; `extra` (later wins) adjusts them per test. Embeddings of 16 for the RNNs
+    (the Transformer has no model.emb_dim: its embeddings have size hidden)."""
+    transformer = any(e.startswith("model=transformer") for e in extra)
     return [
         "data=files",
         "data.name=tiny",
@@ -40,7 +42,7 @@ def overrides(corpus: Path, data_root: Path, *extra: str) -> list[str]:
         f"+data.files.train=[{corpus}/train.de,{corpus}/train.en]",
         f"+data.files.valid=[{corpus}/valid.de,{corpus}/valid.en]",
         "data.tokenizer.vocab_size=200",
-        "model.emb_dim=16",
+        *([] if transformer else ["model.emb_dim=16"]),
         "model.hidden=16",
         "model.dropout=0.3",
         "train.device=cpu",

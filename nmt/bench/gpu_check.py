@@ -363,8 +363,10 @@ def check_precision(device: str, lengths: tuple[int, ...] = (7, 11, 13, 17, 23, 
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16)
     dtypes: dict[str, dict[str, str]] = {}
     for name in MODELS:
-        tiny = [f"model={name}", "model.emb_dim=32", "model.hidden=32", "model.ff_dim=64"]
-        cfg = compose_config("config", tiny).model
+        cfg = compose_config("config", [f"model={name}"]).model
+        for key, size in (("emb_dim", 32), ("hidden", 32), ("ff_dim", 64)):  # tiny, where the architecture has it
+            if key in cfg:
+                cfg[key] = size
         model = build_model(cfg, 50, 50).to(dev)
         seen: dict[str, str] = {}
         hooks = [m.register_forward_hook(_record_dtype(seen, k)) for k, m in model.named_modules()

@@ -3,7 +3,8 @@
 - rnn_attention: `AttentionSeq2Seq` (nmt/models/rnn.py), scorers in nmt/models/attention.py
 - rnn_fixed:     `FixedContextSeq2Seq` (nmt/models/rnn.py), the fixed-length-context baseline
 - transformer:   `Transformer` (nmt/models/transformer.py)
-All follow the contract in nmt/models/base.py and register themselves there (`@register_model` on the class);
+All follow the contract in nmt/models/base.py and register themselves there with their config dataclass
+(`@register_model(name, <Name>Config)` on the class; the dataclasses are in nmt/config.py);
 importing a module registers its architectures, so a new architecture's registry line is its import below.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.config import ModelConfig, check_choices
+from nmt.config import ModelConfig, check_choices, check_model_config
 from nmt.errors import NMTError
 from nmt.models.base import MODELS, Seq2Seq, select_batch
 from nmt.models.rnn import AttentionSeq2Seq, FixedContextSeq2Seq
@@ -31,28 +32,31 @@ def model_class(arch: str) -> type[Seq2Seq]:
 
 
 def _check_common(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
-    """The options every architecture has are checked whatever the architecture, so a typo never hides."""
+    """The values every architecture's options share a rule for, checked wherever the architecture has the
+    option, so a typo never hides."""
     check_choices(cfg, "model")
     for name in ("emb_dim", "hidden", "enc_layers", "dec_layers", "heads", "max_positions", "ff_dim"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name, 1) < 1:
             raise NMTError(f"model.{name} must be at least 1, got {getattr(cfg, name)}")
     if min(src_vocab, tgt_vocab) < 4:
         raise NMTError(f"vocabularies need the 4 special ids, got src {src_vocab}, tgt {tgt_vocab}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise NMTError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
-    if not cfg.temperature > 0.0:
+    if not getattr(cfg, "temperature", 1.0) > 0.0:
         raise NMTError(f"model.temperature must be > 0, got {cfg.temperature}")
-    if cfg.attention_dim < 0:
+    if getattr(cfg, "attention_dim", 0) < 0:
         raise NMTError(f"model.attention_dim must not be negative, got {cfg.attention_dim}")
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: bool = True) -> Seq2Seq:
-    """A freshly initialised model for `cfg` (a ModelConfig or its OmegaConf node); NMTError on bad options.
+    """A freshly initialised model for `cfg` (its architecture's config dataclass, e.g. a TransformerConfig, or
+    its OmegaConf node); NMTError on bad options.
 
     joint_vocab: source and target ids name the same pieces (a joint tokenizer), so with model.tie_embeddings
     the source embedding can be the target's table as well.
     """
     cls = model_class(cfg.arch)
+    check_model_config(cfg)  # the arch's own dataclass, not another's
     _check_common(cfg, src_vocab, tgt_vocab)
     cls.check_config(cfg)
     share_src = cfg.tie_embeddings and joint_vocab and src_vocab == tgt_vocab
@@ -60,13 +64,13 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, joint_vocab: b
 
 
 def position_limit(cfg: Any) -> int | None:
-    """Most pieces a sentence may have for the model of `cfg` (a ModelConfig): its position table less the one
+    """Most pieces a sentence may have for the model of `cfg` (its config): its position table less the one
     position EOS or BOS takes; None for models without a limit."""
     return model_class(cfg.arch).position_limit(cfg)
 
 
 def fit_config_to_weights(cfg: Any, state: dict[str, Any]) -> None:
-    """Set in `cfg` (a ModelConfig node, changed in place) the options an older checkpoint's weights `state` were
+    """Set in `cfg` (a model config node, changed in place) the options an older checkpoint's weights `state` were
     made with where its saved config says otherwise (Seq2Seq.weights_config)."""
     for key, value in model_class(cfg.arch).weights_config(state).items():
         cfg[key] = value

@@ -25,9 +25,10 @@ Beam search reorders `enc` and `state` with `select_batch`, so both must be batc
 What callers need to know of an architecture, the class says itself (so nothing outside nmt/models/ tests
 model.arch):
 - `max_positions`: positions the model can embed (a sentence's pieces plus EOS or BOS); None without a limit.
-- `check_config(cfg)`, `from_config(cfg, src_vocab, tgt_vocab, share_src)`: the class's own option checks and
-  its construction from a ModelConfig; `position_limit(cfg)`: the most pieces a sentence may have, known from the
-  config before the model is built (None: no limit).
+- `config_class`: its options, a ModelConfig dataclass of its own (nmt/config.py), so an option of another
+  architecture is an unknown key; `check_config(cfg)`, `from_config(cfg, src_vocab, tgt_vocab, share_src)`: the
+  class's own checks of its values and its construction from its config; `position_limit(cfg)`: the most pieces a
+  sentence may have, known from the config before the model is built (None: no limit).
 - `weights_config(state)`: model options an older checkpoint's weights were made with where its saved config
   says otherwise (e.g. {"tie_embeddings": False}); {} when the weights match their config.
 - `sees_source`: what the decoder sees of the source, "summary" (one fixed-size vector c) or "states" (every
@@ -35,8 +36,8 @@ model.arch):
 - `attention_cell`: the decoder attends through the configurable cell of nmt/models/attention.py (model.scorer,
   heads, attention_dim, temperature, hard), the one the attention claims vary.
 
-An architecture registers itself with `@register_model("<name>")` on its class; `nmt.models.build_model` finds it
-by model.arch.
+An architecture registers itself with `@register_model("<name>", <Name>Config)` on its class; `nmt.models.build_model`
+finds it by model.arch.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nmt.errors import NMTError
+from nmt.config import ModelConfig, register_model_config
 
 Tensor = torch.Tensor
 
@@ -56,6 +57,7 @@ class Seq2Seq(nn.Module):
     """Base class of every encoder-decoder."""
 
     arch: str = ""  # the model.arch name the class is registered under
+    config_class: type[ModelConfig] = ModelConfig  # its options: the dataclass it is registered with
     max_positions: int | None = None
     sees_source: str = "states"  # "summary": the decoder sees one fixed-size vector of the source, nothing else
     attention_cell: bool = False  # attends through nmt/models/attention.py's configurable cell
@@ -67,7 +69,8 @@ class Seq2Seq(nn.Module):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
-        """NMTError naming the key for an option of `cfg` that this architecture cannot honour."""
+        """NMTError naming the key for a value of `cfg` (the class's own config) that this architecture cannot
+        honour (an option it does not have is not in its config at all)."""
 
     @classmethod
     def from_config(cls, cfg: Any, src_vocab: int, tgt_vocab: int, share_src: bool) -> Seq2Seq:
@@ -111,27 +114,20 @@ class Seq2Seq(nn.Module):
 MODELS: dict[str, type[Seq2Seq]] = {}  # model.arch -> class, filled by @register_model
 
 
-def register_model(arch: str) -> Callable[[type[Seq2Seq]], type[Seq2Seq]]:
-    """Class decorator: `@register_model("transformer")` makes the class the model of model.arch=transformer."""
+def register_model(arch: str, config: type[ModelConfig]) -> Callable[[type[Seq2Seq]], type[Seq2Seq]]:
+    """Class decorator: `@register_model("transformer", TransformerConfig)` makes the class the model of
+    model.arch=transformer and `config` (a ModelConfig dataclass) its options, stored in Hydra's ConfigStore as
+    schema/model/transformer (nmt.config.register_model_config), which the presets in configs/model/ select."""
 
     def register(cls: type[Seq2Seq]) -> type[Seq2Seq]:
         if arch in MODELS:
             raise ValueError(f"model.arch={arch} is registered twice: {MODELS[arch].__name__} and {cls.__name__}")
-        cls.arch = arch
+        register_model_config(arch, config)
+        cls.arch, cls.config_class = arch, config
         MODELS[arch] = cls
         return cls
 
     return register
-
-
-def refuse_attention_cell_options(cfg: Any) -> None:
-    """The options of the RNN attention cell must keep their defaults in any other architecture: silently
-    ignoring them would make a run look like something it is not."""
-    if cfg.temperature != 1.0 or cfg.hard or cfg.input_feeding:
-        raise NMTError(f"model.temperature, model.hard and model.input_feeding apply to arch=rnn_attention "
-                       f"only (arch={cfg.arch})")
-    if cfg.attention_dim:
-        raise NMTError(f"model.attention_dim applies to arch=rnn_attention only (arch={cfg.arch})")
 
 
 def select_batch(obj: Any, index: Tensor) -> Any:

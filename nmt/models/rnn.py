@@ -37,10 +37,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from nmt.config import CHOICES, PAD_ID
+from nmt.config import CHOICES, PAD_ID, FixedContextConfig, RNNAttentionConfig
 from nmt.errors import NMTError
 from nmt.models.attention import Attention, make_scorer
-from nmt.models.base import Seq2Seq, lengths_to_mask, refuse_attention_cell_options, register_model
+from nmt.models.base import Seq2Seq, lengths_to_mask, register_model
 
 Tensor = torch.Tensor
 
@@ -205,7 +205,7 @@ class RNNSeq2Seq(Seq2Seq):
 
     @staticmethod
     def rnn_options(cfg: Any, share_src: bool) -> dict[str, Any]:
-        """The constructor options both RNN models take from a ModelConfig."""
+        """The constructor options both RNN models take from their config (an RNNConfig)."""
         return dict(emb_dim=cfg.emb_dim, hidden=cfg.hidden, enc_layers=cfg.enc_layers, dec_layers=cfg.dec_layers,
                     dropout=cfg.dropout, rnn_type=cfg.rnn_type, bidirectional=cfg.bidirectional,
                     tie_embeddings=cfg.tie_embeddings, share_src=share_src)
@@ -220,7 +220,7 @@ class RNNSeq2Seq(Seq2Seq):
         return {}
 
 
-@register_model("rnn_fixed")
+@register_model("rnn_fixed", FixedContextConfig)
 class FixedContextSeq2Seq(RNNSeq2Seq):
     """The fixed-context baseline (arch=rnn_fixed).
 
@@ -254,9 +254,6 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
-        refuse_attention_cell_options(cfg)
-        if cfg.heads != 1:
-            raise NMTError("model.heads applies to arch=rnn_attention and transformer, not rnn_fixed")
         if cfg.summary_dim < 0:
             raise NMTError(f"model.summary_dim must not be negative, got {cfg.summary_dim}")
 
@@ -390,7 +387,7 @@ class AttentionDecoder(nn.Module):
         return self.proj(self.dropout(out)), (torch.stack(attn, dim=1) if need_attention else None)
 
 
-@register_model("rnn_attention")
+@register_model("rnn_attention", RNNAttentionConfig)
 class AttentionSeq2Seq(RNNSeq2Seq):
     """The attention model (arch=rnn_attention): RNNEncoder + AttentionDecoder."""
 
@@ -411,8 +408,6 @@ class AttentionSeq2Seq(RNNSeq2Seq):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
-        if cfg.summary_dim:
-            raise NMTError(f"model.summary_dim applies to arch=rnn_fixed only (arch={cfg.arch})")
         enc_dim = cfg.hidden * (2 if cfg.bidirectional else 1)
         # The scored space is split into heads (its size: attention_dim, else the query size), and so are the
         # values (the encoder states).

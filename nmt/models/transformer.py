@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nmt.config import CHOICES, PAD_ID
+from nmt.config import CHOICES, PAD_ID, TransformerConfig
 from nmt.errors import NMTError
-from nmt.models.base import Seq2Seq, lengths_to_mask, refuse_attention_cell_options, register_model
+from nmt.models.base import Seq2Seq, lengths_to_mask, register_model
 
 Tensor = torch.Tensor
 
@@ -129,7 +129,7 @@ class DecoderLayer(nn.Module):
         return x + self.dropout(self.ff(self.ff_norm(x))), (k, v), weights
 
 
-@register_model("transformer")
+@register_model("transformer", TransformerConfig)
 class Transformer(Seq2Seq):
     """The Transformer (arch=transformer).
 
@@ -164,9 +164,6 @@ class Transformer(Seq2Seq):
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
-        refuse_attention_cell_options(cfg)
-        if cfg.summary_dim:
-            raise NMTError(f"model.summary_dim applies to arch=rnn_fixed only (arch={cfg.arch})")
         if cfg.hidden % cfg.heads:
             raise NMTError(f"model.heads={cfg.heads} must divide model.hidden={cfg.hidden} (d_model)")
 

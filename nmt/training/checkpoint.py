@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import Config
+from nmt.config import typed_config, upgrade_model_config
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import atomic_write
@@ -37,7 +37,8 @@ from nmt.training.state import TrainState
 
 Tensor = torch.Tensor
 FORMAT = "nmt-checkpoint"
-VERSION = 2  # 2: the loop's state whole under "train_state"; 1: its counters as loose entries (still read)
+VERSION = 2  # 2: the loop's state whole under "train_state", the model config its architecture's options
+# only; 1: the loop's counters as loose entries, every architecture's options (both converted at load)
 READABLE_VERSIONS = (1, 2)
 REQUIRED_KEYS = ("format", "version", "config", "model", "tokenizer", "step")
 ENTRY_TYPES = {"config": dict, "model": dict, "tokenizer": dict, "step": int, "train_state": dict}
@@ -186,6 +187,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     wrong = next((k for k, kind in ENTRY_TYPES.items() if k in payload and not isinstance(payload[k], kind)), None)
     if wrong:
         raise NMTError(f"{path} is not a readable checkpoint (its '{wrong}' is a {type(payload[wrong]).__name__})")
+    if payload["version"] == 1 and isinstance(payload["config"].get("model"), dict):  # converted once, here
+        payload["config"]["model"] = upgrade_model_config(payload["config"]["model"], str(path))
     return payload
 
 
@@ -211,7 +214,7 @@ def checkpoint_config(checkpoint: Checkpoint, overrides: list[str] | None = None
     """The run's resolved Config, typed, with dotted `key=value` overrides (e.g. `model.temperature=0.5`): the one
     place a checkpoint's config is read."""
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), checkpoint.config)
+        cfg = typed_config(checkpoint.config)
     except Exception as e:  # a config this nmt does not know (unknown key, wrong type)
         raise NMTError(f"the checkpoint's config does not fit this nmt: {str(e).splitlines()[0]}") from e
     try:
@@ -365,5 +368,8 @@ def finetune_model_config(checkpoint: Checkpoint, path: Path, model_cfg: DictCon
                        f"differ; leave them out (only {free} may change when fine-tuning)")
     for key in FINETUNE_FREE_MODEL_KEYS:
         if key in given and key in current:
+            if key not in saved:  # an option of the preset's architecture only
+                raise NMTError(f"train.init_from={path}: model.{key} is not an option of the checkpoint's "
+                               f"model.arch={saved.arch}; leave it out")
             saved[key] = current[key]
     return saved

@@ -20,7 +20,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import ModelConfig, check_choices
+from nmt.config import check_choices
 from nmt.data.batching import TokenBatchSampler, encode_split
 from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
@@ -264,9 +264,9 @@ def check_train_config(train_cfg: Any) -> None:
 
 def given_model_keys(model_cfg: Any) -> set[str]:
     """The model keys a user set: on the command line of a Hydra app (`model=<preset>` sets them all), else (a
-    config built in Python) those that differ from ModelConfig's defaults. Fine-tuning checks only these."""
+    config built in Python) those that differ from its dataclass's defaults. Fine-tuning checks only these."""
     if not HydraConfig.initialized():
-        defaults = OmegaConf.structured(ModelConfig)
+        defaults = OmegaConf.structured(OmegaConf.get_type(model_cfg))
         return {str(k) for k, v in model_cfg.items() if defaults.get(k) != v}
     keys = set()
     for override in HydraConfig.get().overrides.task:
