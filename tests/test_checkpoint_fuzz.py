@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from console import finish, one_error_line, start_script
+from omegaconf import OmegaConf
 
+from nmt.config import Config
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -115,7 +117,8 @@ def garbage_files(tmp_path_factory) -> list[Path]:
 def _commands(path: Path, tmp_path: Path) -> list[tuple[str, list[str]]]:
     good = tmp_path / "good.pt"
     if not good.exists():
-        save_checkpoint(good, {"config": {}, "model": {"w": torch.ones(2)}, "tokenizer": {}, "step": 1})
+        config = OmegaConf.to_container(OmegaConf.structured(Config()))  # a valid config: only the weights are odd
+        save_checkpoint(good, {"config": config, "model": {"w": torch.ones(2)}, "tokenizer": {}, "step": 1})
     return [
         ("nmt-evaluate", [f"checkpoints=[{path}]", "device=cpu"]),
         ("nmt-translate", [f"checkpoint={path}", "device=cpu"]),
