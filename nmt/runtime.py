@@ -17,6 +17,11 @@ import torch
 from nmt.config import CHOICES
 from nmt.errors import NMTError
 
+# A state dict, as `state_dict()` returns and `load_state_dict()` takes (torch's convention, also for the tokenizer,
+# the schedule, the RNG states and a checkpoint's payload): names to tensors and plain values, free-form by nature,
+# saved with torch.save and loaded with weights_only=True.
+StateDict = dict[str, Any]
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """`auto`: CUDA, then Apple MPS, then CPU. A named device that this machine lacks is an NMTError."""
@@ -108,10 +113,10 @@ def host_values_to(values: list[float], device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else tensor
 
 
-def rng_state() -> dict[str, Any]:
+def rng_state() -> StateDict:
     """Python, NumPy, torch CPU and CUDA generator states as plain types (loadable with weights_only=True)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
+    state: StateDict = {
         "python": random.getstate(),
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
@@ -121,7 +126,7 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: StateDict) -> None:
     """Restore what `rng_state` returned."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

@@ -337,7 +337,7 @@ def test_a_second_train_on_a_busy_run_dir_refuses_and_a_killed_run_frees_it(setu
 
     # The kernel dropped the dead process's lock: a third run takes it (the lock file itself stays).
     summary = Trainer(tiny_config(*setup, "train.max_steps=1"), run_dir).fit()
-    assert summary["step"] == 1 and load_checkpoint(run_dir / "last.pt")["step"] == 1
+    assert summary.step == 1 and load_checkpoint(run_dir / "last.pt")["step"] == 1
 
 
 def test_a_refused_run_touches_nothing(setup, tmp_path):
@@ -378,7 +378,7 @@ def test_long_valid_sentences_are_cut_for_validation_with_a_warning(setup, tmp_p
     cfg = tiny_config(*setup, *TINY_TRANSFORMER, "model.max_positions=41", "train.max_steps=2", "train.eval_every=1")
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.fit()
-    assert summary["step"] == 2 and len(trainer.state.history) == 2
+    assert summary.step == 2 and len(trainer.state.history) == 2
     assert all(math.isfinite(h["valid_loss"]) for h in trainer.state.history)
     log = (tmp_path / "train.log").read_text()
     valid = re.search(r"warning: (\d+) of 6 valid sentences are longer than model.max_positions=41 allows "

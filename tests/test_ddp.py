@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def _worker(rank: int, port: int, corpus: str, data_root: str, run_dir: str, out
     torch.save(
         {
             "params": parameters(trainer.model),
-            "summary": summary,
+            "summary": dataclasses.asdict(summary),
             "run_dir": str(trainer.run_dir),
             "first_batches": trainer.data.sampler.batches(0)[:4],
         },

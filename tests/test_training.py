@@ -50,7 +50,7 @@ def test_resumed_run_equals_uninterrupted_run(setup, tmp_path):
     )  # fmt: skip
     straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
     summary = straight.fit()
-    assert summary["step"] == 8 and straight.state.epoch >= 1, "the run must cross an epoch boundary"
+    assert summary.step == 8 and straight.state.epoch >= 1, "the run must cross an epoch boundary"
     step3 = load_checkpoint(tmp_path / "straight" / "step-3.pt")
     assert step3["step"] == 3 and step3["train_state"]["epoch"] == 0 and step3["train_state"]["batch_in_epoch"] == 6
 
@@ -80,8 +80,8 @@ def test_nan_loss_skips_the_update(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(step_module, "sequence_loss", flaky_loss)
     trainer = Trainer(tiny_config(*setup, "train.max_steps=3", "train.max_bad_steps=3"), tmp_path)
     summary = trainer.fit()
-    assert summary["bad_steps"] == 2
-    assert summary["step"] == 3  # only applied updates count as steps ...
+    assert summary.bad_steps == 2
+    assert summary.step == 3  # only applied updates count as steps ...
     payload = load_checkpoint(tmp_path / "last.pt")
     assert payload["train_state"]["batch_in_epoch"] == 5  # ... but the skipped batches were consumed
     assert all(torch.isfinite(v).all() for v in payload["model"].values())
@@ -107,8 +107,8 @@ def test_early_stopping_on_valid_bleu(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(validate_module, "corpus_scores", scripted_scores)
     cfg = tiny_config(*setup, "train.max_steps=50", "train.eval_every=1", "train.patience=2")
     summary = Trainer(cfg, tmp_path).fit()
-    assert summary["stop_reason"] == "early_stopping"
-    assert summary["step"] == 4 and summary["best_step"] == 2 and summary["best_bleu"] == 7.0
+    assert summary.stop_reason == "early_stopping"
+    assert summary.step == 4 and summary.best_step == 2 and summary.best_bleu == 7.0
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 2
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 4
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -121,7 +121,7 @@ def test_epoch_budget_and_checkpoint_policy(setup, tmp_path):
     trainer = Trainer(cfg, tmp_path)
     summary = trainer.fit()
     n_batches = len(trainer.data.sampler)
-    assert summary["stop_reason"] == "max_epochs" and summary["step"] == n_batches
+    assert summary.stop_reason == "max_epochs" and summary.step == n_batches
     assert (trainer.state.epoch, trainer.state.batch_in_epoch) == (1, 0)
     assert len(trainer.state.history) == 1  # eval_every=0: once, at the epoch end
     kept = sorted(int(p.stem.split("-")[1]) for p in tmp_path.glob("step-*.pt"))
@@ -254,9 +254,9 @@ def test_max_minutes_and_tokens_per_second_leave_validation_out(setup, tmp_path,
     summary = Trainer(tiny_config(*setup, "train.max_steps=4", "train.eval_every=1", "train.max_minutes=5"),
                       tmp_path).fit()
     assert clock.offset == 4 * 600  # every step validated: 40 minutes of validation ...
-    assert summary["stop_reason"] == "max_steps" and summary["step"] == 4  # ... not counted in the 5-minute budget
-    assert summary["train_seconds"] < 60
-    assert summary["tokens_per_sec"] > summary["step"] * 300 / 60  # 4 steps of ~300 tokens took under a minute
+    assert summary.stop_reason == "max_steps" and summary.step == 4  # ... not counted in the 5-minute budget
+    assert summary.train_seconds < 60
+    assert summary.tokens_per_sec > summary.step * 300 / 60  # 4 steps of ~300 tokens took under a minute
 
 
 def test_out_of_memory_is_one_line_naming_what_to_lower_and_exit_2(setup, tmp_path, monkeypatch, capsys):

@@ -299,9 +299,9 @@ def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list
     finally:
         trainer.release()
     summary = Trainer(compose_config("config", overrides), run_dir).fit()
-    finished = summary["step"] == steps
+    finished = summary.step == steps
     return ResumeCheck(model=model, killed_at_step=int(saved["step"]), weights_restored=restored,
-                       finished_step=summary["step"], finished=finished, ok=restored and finished)
+                       finished_step=summary.step, finished=finished, ok=restored and finished)
 
 
 def check_beam(run_dir: Path, device: str, sentences: int = 200) -> BeamCheck:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -27,11 +26,12 @@ from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
 from nmt.io import check_writable, make_dir
 from nmt.training.setup import lock_run_dir
+from nmt.training.state import FitSummary
 from nmt.training.trainer import Trainer
 
 
 @user_errors
-def train_command(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def train_command(cfg: DictConfig, run_dir: Path) -> FitSummary:
     return Trainer(cfg, run_dir).fit()
 
 

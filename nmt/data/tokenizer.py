@@ -11,12 +11,12 @@ import hashlib
 import io
 import re
 from collections.abc import Iterable
-from typing import Any
 
 import sentencepiece as spm
 
 from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, UNK_ID
 from nmt.errors import NMTError
+from nmt.runtime import StateDict
 
 MODEL_TYPES = CHOICES["data.tokenizer.model_type"]
 # The trainer splits its work across threads and the result depends on the split, so the count is fixed
@@ -89,7 +89,7 @@ def _processor(model: bytes) -> spm.SentencePieceProcessor:
 class Tokenizer:
     """Source and target SentencePiece models (the same object when joint)."""
 
-    def __init__(self, src_model: bytes, tgt_model: bytes | None = None, settings: dict[str, Any] | None = None):
+    def __init__(self, src_model: bytes, tgt_model: bytes | None = None, settings: StateDict | None = None):
         self.src_model = src_model
         self.tgt_model = src_model if tgt_model is None else tgt_model
         self.joint = tgt_model is None or tgt_model == src_model
@@ -123,7 +123,7 @@ class Tokenizer:
         tgt = train_sentencepiece(tgt_texts, model_type, vocab_size, character_coverage)
         return cls(src, tgt, settings)
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> StateDict:
         """Plain types only (bytes, str, dicts), so a checkpoint loads with `torch.load(weights_only=True)`."""
         return {
             "format": STATE_FORMAT,
@@ -137,7 +137,7 @@ class Tokenizer:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> Tokenizer:
+    def from_state_dict(cls, state: StateDict) -> Tokenizer:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise NMTError("not a tokenizer state (expected format 'nmt-tokenizer')")
         src, tgt = state["src_model"], state.get("tgt_model")

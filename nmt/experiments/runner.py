@@ -154,16 +154,16 @@ def train_and_decode(job: Job) -> RunResult:
             start = time.perf_counter()
             summary = Trainer(cfg, run_dir).fit()
             wall = time.perf_counter() - start
-            if summary["stop_reason"] == "signal":
+            if summary.stop_reason == "signal":
                 raise NMTError(f"{job.name}: training was interrupted; its last.pt is in {run_dir}")
             best = run_dir / "best.pt"
             checkpoint = best if best.is_file() else run_dir / "last.pt"
             device = pick_device(cfg.train.device)
             loaded, decoded = decode_splits(checkpoint, job.splits, device)
     return RunResult(name=job.name, run_dir=str(run_dir), checkpoint=str(checkpoint),
-                     checkpoint_step=loaded.checkpoint.step, steps=int(summary["step"]),
-                     stop_reason=summary["stop_reason"], train_seconds=float(summary["train_seconds"]),
-                     wall_seconds=wall, best_valid_bleu=summary["best_bleu"],
+                     checkpoint_step=loaded.checkpoint.step, steps=summary.step,
+                     stop_reason=summary.stop_reason, train_seconds=summary.train_seconds,
+                     wall_seconds=wall, best_valid_bleu=summary.best_bleu,
                      num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded)
 
 

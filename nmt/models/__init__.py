@@ -17,6 +17,7 @@ from nmt.errors import NMTError
 from nmt.models.base import MODELS, Seq2Seq, select_batch
 from nmt.models.rnn import AttentionSeq2Seq, FixedContextSeq2Seq
 from nmt.models.transformer import Transformer
+from nmt.runtime import StateDict
 
 ARCHS = tuple(sorted(MODELS))
 
@@ -69,7 +70,7 @@ def position_limit(cfg: Any) -> int | None:
     return model_class(cfg.arch).position_limit(cfg)
 
 
-def fit_config_to_weights(cfg: Any, state: dict[str, Any]) -> None:
+def fit_config_to_weights(cfg: Any, state: StateDict) -> None:
     """Set in `cfg` (a model config node, changed in place) the options an older checkpoint's weights `state` were
     made with where its saved config says otherwise (Seq2Seq.weights_config)."""
     for key, value in model_class(cfg.arch).weights_config(state).items():

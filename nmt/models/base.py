@@ -51,6 +51,8 @@ from torch import nn
 from nmt.config import ModelConfig, register_model_config
 
 Tensor = torch.Tensor
+# `enc` and `state` of the contract above: batch-first tensors (or lists/tuples of them) by name, each model's own.
+BatchState = dict[str, Any]
 
 
 class Seq2Seq(nn.Module):
@@ -84,15 +86,15 @@ class Seq2Seq(nn.Module):
     def weights_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:
         return {}
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
+    def encode(self, src: Tensor, src_lens: Tensor) -> BatchState:
         raise NotImplementedError
 
-    def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
+    def init_state(self, enc: BatchState) -> BatchState:
         raise NotImplementedError
 
     def decode_step(
-        self, tokens: Tensor, state: dict[str, Any], enc: dict[str, Any]
-    ) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+        self, tokens: Tensor, state: BatchState, enc: BatchState
+    ) -> tuple[Tensor, BatchState, Tensor | None]:
         raise NotImplementedError
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:

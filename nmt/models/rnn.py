@@ -40,7 +40,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from nmt.config import CHOICES, PAD_ID, FixedContextConfig, RNNAttentionConfig
 from nmt.errors import NMTError
 from nmt.models.attention import Attention, make_scorer
-from nmt.models.base import Seq2Seq, lengths_to_mask, register_model
+from nmt.models.base import BatchState, Seq2Seq, lengths_to_mask, register_model
 
 Tensor = torch.Tensor
 
@@ -266,18 +266,18 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
         """The encoder summary h (B, C) -> the vector c the decoder sees: h itself, or tanh(W h) (B, D)."""
         return summary if self.summary_proj is None else torch.tanh(self.summary_proj(summary))
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
+    def encode(self, src: Tensor, src_lens: Tensor) -> BatchState:
         """-> {"states": (B, S, C) (never used by the decoder), "summary": c (B, C), or (B, D) with summary_dim
         D, "src_mask": (B, S)}."""
         states, summary = self.encoder(src, src_lens)
         return {"states": states, "summary": self.context(summary),
                 "src_mask": lengths_to_mask(src_lens, src.size(1), src.device)}
 
-    def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
+    def init_state(self, enc: BatchState) -> BatchState:
         return self.decoder.init_state(enc["summary"])
 
-    def decode_step(self, tokens: Tensor, state: dict[str, Any], enc: dict[str, Any]
-                    ) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+                    ) -> tuple[Tensor, BatchState, Tensor | None]:
         logits, state = self.decoder.step(tokens, state)
         return logits, state, None
 
@@ -312,18 +312,18 @@ class AttentionDecoder(nn.Module):
         self.readout = nn.Linear(hidden + enc_dim + emb_dim, emb_dim)
         self.proj = nn.Linear(emb_dim, vocab)
 
-    def init_state(self, summary: Tensor) -> dict[str, Any]:
+    def init_state(self, summary: Tensor) -> BatchState:
         """summary (B, C) -> {"hidden": [(B, H)] * L, ["cell": [(B, H)] * L], ["feed": (B, E) zeros]}."""
         hidden, cell = self.bridge(summary)
-        state: dict[str, Any] = {"hidden": list(hidden.unbind(1))}
+        state: BatchState = {"hidden": list(hidden.unbind(1))}
         if cell is not None:
             state["cell"] = list(cell.unbind(1))
         if self.input_feeding:
             state["feed"] = summary.new_zeros(summary.size(0), self.readout.out_features)
         return state
 
-    def _step(self, emb: Tensor, state: dict[str, Any], memory: dict[str, Tensor]
-              ) -> tuple[Tensor, Tensor, Tensor, dict[str, Any]]:
+    def _step(self, emb: Tensor, state: BatchState, memory: dict[str, Tensor]
+              ) -> tuple[Tensor, Tensor, Tensor, BatchState]:
         """emb (B, E) -> top state s_t (B, H), context c_t (B, C), weights (B, heads, S), new state."""
         hidden = state["hidden"]
         context, weights = self.attention(hidden[-1], memory)
@@ -349,8 +349,8 @@ class AttentionDecoder(nn.Module):
         """(..., H), (..., C), (..., E) -> o (..., E)."""
         return torch.tanh(self.readout(torch.cat([s, context, emb], dim=-1)))
 
-    def step(self, tokens: Tensor, state: dict[str, Any], memory: dict[str, Tensor]
-             ) -> tuple[Tensor, dict[str, Any], Tensor]:
+    def step(self, tokens: Tensor, state: BatchState, memory: dict[str, Tensor]
+             ) -> tuple[Tensor, BatchState, Tensor]:
         """tokens (B,) -> logits (B, V), next state, attention (B, S) averaged over heads."""
         emb = self.dropout(self.embed(tokens))
         s, context, weights, new_state = self._step(emb, state, memory)
@@ -359,7 +359,7 @@ class AttentionDecoder(nn.Module):
             new_state["feed"] = out
         return self.proj(self.dropout(out)), new_state, weights.mean(1)
 
-    def forward(self, tgt_in: Tensor, state: dict[str, Any], memory: dict[str, Tensor],
+    def forward(self, tgt_in: Tensor, state: BatchState, memory: dict[str, Tensor],
                 need_attention: bool = False) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: tgt_in (B, T) -> logits (B, T, V) and, when asked, attention (B, T, S)
         averaged over heads.
@@ -422,7 +422,7 @@ class AttentionSeq2Seq(RNNSeq2Seq):
                    hard=cfg.hard, input_feeding=cfg.input_feeding, attention_dim=cfg.attention_dim,
                    **cls.rnn_options(cfg, share_src))
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
+    def encode(self, src: Tensor, src_lens: Tensor) -> BatchState:
         """-> {"states": (B, S, C), "summary": (B, C), "src_mask": (B, S), and the attention's per-batch
         keys/values from `Attention.prepare` ("attn_keys", "attn_values", "attn_pad")}."""
         states, summary = self.encoder(src, src_lens)
@@ -430,11 +430,11 @@ class AttentionSeq2Seq(RNNSeq2Seq):
         return {"states": states, "summary": summary, "src_mask": mask,
                 **self.decoder.attention.prepare(states, mask)}
 
-    def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
+    def init_state(self, enc: BatchState) -> BatchState:
         return self.decoder.init_state(enc["summary"])
 
-    def decode_step(self, tokens: Tensor, state: dict[str, Any], enc: dict[str, Any]
-                    ) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+                    ) -> tuple[Tensor, BatchState, Tensor | None]:
         return self.decoder.step(tokens, state, enc)
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:

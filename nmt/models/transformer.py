@@ -21,7 +21,7 @@ from torch import nn
 
 from nmt.config import CHOICES, PAD_ID, TransformerConfig
 from nmt.errors import NMTError
-from nmt.models.base import Seq2Seq, lengths_to_mask, register_model
+from nmt.models.base import BatchState, Seq2Seq, lengths_to_mask, register_model
 
 Tensor = torch.Tensor
 
@@ -203,7 +203,7 @@ class Transformer(Seq2Seq):
             pos = self.pos_table[offset: offset + n]
         return self.dropout(table(tokens) * self.scale + pos)
 
-    def encode(self, src: Tensor, src_lens: Tensor) -> dict[str, Any]:
+    def encode(self, src: Tensor, src_lens: Tensor) -> BatchState:
         """-> {"memory": (B, S, D), "src_mask": (B, S), "cross_k"/"cross_v": per decoder layer (B, h, S, d)}."""
         src_mask = lengths_to_mask(src_lens, src.size(1), src.device)
         attn_mask = src_mask[:, None, None, :]
@@ -215,15 +215,15 @@ class Transformer(Seq2Seq):
         return {"memory": memory, "src_mask": src_mask,
                 "cross_k": [k for k, _ in cross], "cross_v": [v for _, v in cross]}
 
-    def init_state(self, enc: dict[str, Any]) -> dict[str, Any]:
+    def init_state(self, enc: BatchState) -> BatchState:
         """Empty self-attention caches: {"self_k", "self_v"}: per decoder layer (B, h, 0, d)."""
         k = enc["cross_k"][0]
         empty = k.new_zeros(k.size(0), self.heads, 0, k.size(-1))
         n = len(self.decoder_layers)
         return {"self_k": [empty] * n, "self_v": [empty] * n}
 
-    def _decode(self, x: Tensor, enc: dict[str, Any], state: dict[str, Any] | None, need_weights: str
-                ) -> tuple[Tensor, dict[str, Any] | None, list[Tensor]]:
+    def _decode(self, x: Tensor, enc: BatchState, state: BatchState | None, need_weights: str
+                ) -> tuple[Tensor, BatchState | None, list[Tensor]]:
         """x (B, N, D) embedded targets -> logits (B, N, V), the updated caches (incremental) and the cross
         weights (B, h, N, S) of the layers asked for: need_weights is "none", "last" or "all"."""
         src_mask = enc["src_mask"][:, None, None, :]
@@ -240,8 +240,8 @@ class Transformer(Seq2Seq):
         logits = self.proj(self.decoder_norm(x))
         return logits, ({"self_k": new_k, "self_v": new_v} if state is not None else None), weights
 
-    def decode_step(self, tokens: Tensor, state: dict[str, Any], enc: dict[str, Any]
-                    ) -> tuple[Tensor, dict[str, Any], Tensor | None]:
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+                    ) -> tuple[Tensor, BatchState, Tensor | None]:
         """tokens (B,) -> logits (B, V), state with the caches grown by one, last layer's cross-attention
         averaged over heads (B, S)."""
         x = self._embed(self.tgt_embed, tokens.unsqueeze(1), offset=state["self_k"][0].size(2))

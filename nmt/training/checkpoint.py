@@ -32,7 +32,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import atomic_write
 from nmt.models import build_model, fit_config_to_weights
-from nmt.runtime import rng_state
+from nmt.runtime import StateDict, rng_state
 from nmt.training.state import TrainState
 
 Tensor = torch.Tensor
@@ -54,10 +54,10 @@ class Checkpoint:
 
     config: dict[str, Any]
     model: dict[str, Tensor]  # the model's state_dict
-    tokenizer: dict[str, Any]  # Tokenizer.state_dict()
+    tokenizer: StateDict  # Tokenizer.state_dict()
     state: TrainState = field(default_factory=TrainState)
-    optimizer: dict[str, Any] | None = None
-    scheduler: dict[str, Any] | None = None
+    optimizer: StateDict | None = None
+    scheduler: StateDict | None = None
     num_parameters: int | None = None
     averaged_from: list[str] | None = None  # the checkpoints whose weights this one averages (nmt-average)
 
@@ -83,7 +83,7 @@ class Checkpoint:
             num_parameters=sum(p.numel() for p in model.parameters()),
         )
 
-    def to_payload(self) -> dict[str, Any]:
+    def to_payload(self) -> StateDict:
         """The dict saved on disk (`save_checkpoint` adds the format marker and version)."""
         return {
             "config": self.config,
@@ -98,7 +98,7 @@ class Checkpoint:
         }
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Checkpoint:
+    def from_payload(cls, payload: StateDict) -> Checkpoint:
         """The checkpoint in a payload as `load_checkpoint` returned it (checked), of this version or an earlier
         one; an NMTError says what does not fit."""
         state = TrainState()
@@ -130,7 +130,7 @@ class Checkpoint:
         save_checkpoint(path, self.to_payload())
 
 
-def _version1_state(payload: dict[str, Any]) -> dict[str, Any]:
+def _version1_state(payload: StateDict) -> StateDict:
     """The TrainState fields of a version 1 payload (or of a bare one: only its step)."""
     names = {f.name for f in fields(TrainState)}
     loose = {key: payload[key] for key in V1_TOP_LEVEL_STATE if key in payload}
@@ -138,7 +138,7 @@ def _version1_state(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 # Files: the payload dict as torch.save writes it -------------------------------------------------------------------
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, payload: StateDict) -> None:
     """Write `payload` to `path` atomically: a temp file in the same directory, fsync, then rename.
 
     A crash (even `kill -9`) at any moment leaves either the old file or the new one, never a torn one. A failed
@@ -169,7 +169,7 @@ def non_finite_tensors(state_dict: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> StateDict:
     """Load and check a checkpoint's payload (`Checkpoint.load` reads it as one); any problem is an NMTError naming
     the file."""
     path = Path(path)

@@ -19,6 +19,7 @@ import torch
 
 from nmt.config import CHOICES
 from nmt.errors import NMTError
+from nmt.runtime import StateDict
 
 SCHEDULES = CHOICES["train.schedule"]
 
@@ -115,7 +116,7 @@ class LRSchedule:
         self.set_step(self.step)
         return True
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> StateDict:
         return {
             "kind": self.kind,
             "scale": self.scale,
@@ -124,7 +125,7 @@ class LRSchedule:
             "step": self.step,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: StateDict) -> None:
         # A run may switch schedules when resumed (e.g. constant -> plateau); only plateau state carries over.
         if state.get("kind") == "plateau" and self.kind == "plateau":
             self.scale = float(state["scale"])

@@ -1,5 +1,5 @@
 """The training loop's state, as one object: what it keeps across steps (`TrainState`, saved whole in every
-checkpoint) and what one step reports (`StepStats`).
+checkpoint), what one step reports (`StepStats`) and what a finished run reports (`FitSummary`).
 
     state = TrainState()                        # a new run: step 0, epoch 0, no best score yet
     state.load_state_dict(saved)                # resuming: what `state.state_dict()` returned
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
 from nmt.errors import NMTError
+from nmt.runtime import StateDict
 
 
 @dataclass
@@ -32,13 +33,13 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per validation
     # In a checkpoint: the Python, NumPy and torch RNG states when it was taken (nmt.runtime.rng_state), restored
     # on resume; None in a running loop (the generators themselves hold the state).
-    rng: dict[str, Any] | None = None
+    rng: StateDict | None = None
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self) -> StateDict:
         """Every field by name, as plain values (loadable with weights_only=True). Not copied: save it at once."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: StateDict) -> None:
         """Take the fields of `state` (what `state_dict` returned); a field it lacks (saved before that field was
         added) keeps its default."""
         names = {f.name for f in fields(self)}
@@ -51,6 +52,26 @@ class TrainState:
     def metrics(self) -> dict[str, Any]:
         """The state for metrics.json: every field but the RNG states."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rng"}
+
+
+@dataclass
+class FitSummary:
+    """What `Trainer.fit` returns: why and where the run stopped, and its best valid BLEU."""
+
+    stop_reason: str  # max_steps | max_epochs | max_minutes | early_stopping | signal
+    step: int
+    epoch: int
+    best_bleu: float | None
+    best_step: int
+    bad_steps: int
+    train_seconds: float
+    tokens_per_sec: float
+
+    @classmethod
+    def of(cls, state: TrainState, stop_reason: str) -> FitSummary:
+        return cls(stop_reason=stop_reason, step=state.step, epoch=state.epoch, best_bleu=state.best_bleu,
+                   best_step=state.best_step, bad_steps=state.bad_steps, train_seconds=state.train_seconds,
+                   tokens_per_sec=state.train_tokens / max(state.train_seconds, 1e-9))
 
 
 class StepStats(NamedTuple):

@@ -47,7 +47,7 @@ from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, resume_path, save_under
 from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
-from nmt.training.state import StepStats, TrainState
+from nmt.training.state import FitSummary, StepStats, TrainState
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
 from nmt.training.validate import metrics_text, validate
 
@@ -131,15 +131,16 @@ class Trainer:
                 raise NMTError(f"{e}; training stopped at step {self.state.step}, the checkpoints already in "
                                f"{self.run_dir} are intact") from None
 
-    def _write_metrics(self, final: dict[str, Any] | None = None) -> None:
+    def _write_metrics(self, summary: FitSummary | None = None) -> None:
         if not self.dist.is_main:
             return
-        data = {"num_parameters": self.model.num_parameters(), "arch": self.cfg.model.arch}
-        data |= self.state.metrics() | (final or {})
+        data = {"num_parameters": self.model.num_parameters(), "arch": self.cfg.model.arch} | self.state.metrics()
+        if summary is not None:
+            data |= {"stop_reason": summary.stop_reason, "tokens_per_sec": summary.tokens_per_sec}
         write_text(self.run_dir / "metrics.json", json.dumps(data, indent=2) + "\n")
 
     # The loop ----------------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, Any]:
+    def fit(self) -> FitSummary:
         """Train until a budget, early stopping or a signal stops it; returns a summary of the run.
 
         On an error the process group is aborted, not destroyed, and the error propagates (a non-zero exit), so
@@ -332,23 +333,14 @@ class Trainer:
         self._write_metrics()
         return ["best.pt"] if improved else []
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> FitSummary:
         state = self.state
         names = []
         if self.stop_reason != "signal" and state.step > 0 and state.step != state.last_validated_step:
             names += self._validate()
         self._save(names + ["last.pt"])
-        summary = {
-            "stop_reason": self.stop_reason,
-            "step": state.step,
-            "epoch": state.epoch,
-            "best_bleu": state.best_bleu,
-            "best_step": state.best_step,
-            "bad_steps": state.bad_steps,
-            "train_seconds": state.train_seconds,
-            "tokens_per_sec": state.train_tokens / max(state.train_seconds, 1e-9),
-        }
-        self._write_metrics({"stop_reason": self.stop_reason, "tokens_per_sec": summary["tokens_per_sec"]})
+        summary = FitSummary.of(state, self.stop_reason)
+        self._write_metrics(summary)
         if state.history and self.stop_reason != "signal":
             last = state.history[-1]
             final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
