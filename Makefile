@@ -10,14 +10,40 @@ export NMT_DATA_MIRROR ?= $(abspath ../shared/data)
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-12s %s\n", $$1, $$2}'
 
+# TORCH=pip (default): a new venv gets torch $(TORCH_VERSION) from the package index (a CPU build here).
+# TORCH=system: a venv over $(PYTHON)'s own site-packages keeps its torch (checked against pyproject.toml; e.g. a
+# CUDA build on a GPU node), and nothing installs or replaces torch. WHEELS=<folder>: install from that folder of
+# wheels only, without network (make wheels fills one on a machine with the package index).
+PYTHON ?= python3
+TORCH ?= pip
+WHEELS ?=
+PIP_SOURCE := $(if $(WHEELS),--no-index --find-links $(abspath $(WHEELS)))
+
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[dev,fast]'
+ifeq ($(TORCH),system)
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) scripts/requirements.py check-torch
+else
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(WHEELS),,$(PY) -m pip install -q --upgrade pip)
+	$(PY) -m pip install -q $(PIP_SOURCE) torch==$(TORCH_VERSION)
+endif
+	$(PY) -m pip install -q $(PIP_SOURCE) -e '.[dev,fast]'
 	touch $@
 
-install: $(VENV)/.installed ## create .venv, install torch 2.13.0 (CPU build here) then nmt[dev,fast]
+install: $(VENV)/.installed ## create .venv: torch 2.13.0 (TORCH=system: the interpreter's own), then nmt[dev,fast]
+
+WHEELS_PYTHON ?= 3.12
+WHEELS_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
+wheels: ## download nmt's requirements but torch into wheels/ for an offline machine (WHEELS_PYTHON=3.12, x86_64)
+	mkdir -p wheels
+	# hydra-core's parser runtime has no wheel on the index: build it here (pure Python, any platform)
+	$(PYTHON) -m pip wheel -q --no-deps -w wheels 'antlr4-python3-runtime==4.9.3'
+	$(PYTHON) scripts/requirements.py list > wheels/requirements.txt
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version $(WHEELS_PYTHON) --implementation cp \
+		$(addprefix --platform ,$(WHEELS_PLATFORMS)) --find-links wheels -d wheels -r wheels/requirements.txt \
+		'setuptools>=77' wheel
+	@echo "wheels/ ($$(ls wheels/*.whl | wc -l) wheels): on the offline machine, make install TORCH=system WHEELS=wheels"
 
 prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 	$(VENV)/bin/nmt-prepare
@@ -65,4 +91,4 @@ clean: ## remove caches and build artefacts (keeps data/ and outputs/)
 	rm -rf .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install prepare train test test-fast bench bench-against bottleneck capacity claims peer-bench gpu-check lint tensorboard clean
+.PHONY: help install wheels prepare train test test-fast bench bench-against bottleneck capacity claims peer-bench gpu-check lint tensorboard clean
