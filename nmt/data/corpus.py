@@ -37,7 +37,7 @@ from nmt.config import DataConfig, check_choices
 from nmt.data import concat
 from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
 from nmt.data.sources import file_fingerprint, input_files, load_raw
-from nmt.data.tokenizer import INPUT_SENTENCE_SIZE, Tokenizer
+from nmt.data.tokenizer import Tokenizer, sample_pairs
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, write_bytes
 
@@ -378,12 +378,13 @@ def _train_or_reuse_tokenizer(
     tokenizer = _load_tokenizer(directory, names, settings)
     if tokenizer is not None:
         return tokenizer, tok_key, names, "reused"
+    sample_src, sample_tgt = sample_pairs(src, tgt)
+    sampled = f"a seeded random sample of {len(sample_src)} of the " if len(sample_src) < len(src) else ""
     log(
         f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs: a shuffled sample of at "
-        f"most {INPUT_SENTENCE_SIZE:,} sentences{' of both sides' if cfg.tokenizer.joint else ' per side'}"
+        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{len(src)} train pairs"
     )
-    tokenizer = Tokenizer.train(src, tgt, **settings)
+    tokenizer = Tokenizer.train(sample_src, sample_tgt, **settings)
     if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
         log(
             f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "
