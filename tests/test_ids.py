@@ -11,6 +11,7 @@ import pytest
 
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data import ids as ids_module
+from nmt.data.batching import TokenBatchSampler, batch_stream
 from nmt.data.corpus import prepare_corpus
 from nmt.data.ids import IdCacheError, TokenArray, open_ids
 
@@ -138,3 +139,12 @@ def test_a_token_array_pickles_as_its_paths_and_views_rows(tmp_path, files):
     assert len(sent) < 1000 and [s.tolist() for s in pickle.loads(sent)] == [s.tolist() for s in view]
     in_memory = TokenArray.from_lists([[5, 6], [], [7]])
     assert [s.tolist() for s in in_memory] == [[5, 6], [], [7]] and in_memory.lengths.tolist() == [2, 0, 1]
+
+
+def test_dataloader_workers_build_the_same_batches_from_the_mapped_ids(tmp_path, files):
+    train = prepare_corpus(config(tmp_path, files), log=quiet).encoded("train")
+    sampler = TokenBatchSampler(train.src.lengths, train.tgt.lengths, batch_tokens=60, seed=2)
+    streams = [[(e, i, b.src.tolist(), b.tgt_out.tolist()) for e, i, _, b in
+                batch_stream(sampler, train.src, train.tgt, 0, 1, max_epochs=2, num_workers=workers)]
+               for workers in (0, 1)]
+    assert streams[0] == streams[1] and len(streams[0]) == 2 * len(sampler) - 1
