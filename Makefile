@@ -73,6 +73,9 @@ peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes 
 	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) \
 		$(if $(SENTENCES),--sentences $(SENTENCES))
 
+bench-data: install ## prepare and training start-up, time and peak RSS, on N resampled pairs (N="200000 1000000")
+	$(PY) -P scripts/bench_data.py $(or $(N),200000)
+
 bench-against: install ## training tokens/s of this tree against REV, side by side A B A B (e.g. REV=main~3)
 	$(PY) scripts/bench_against.py $(or $(REV),$(error set REV, e.g. make bench-against REV=main~3)) --threads 1 \
 		--decode-sentences 0

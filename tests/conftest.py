@@ -184,14 +184,15 @@ def train_tiny_run(
 
 def _train_and_save(run_dir: Path, cfg: Any, corpus: Any, steps: int, save_every: int) -> TinyRun:
     """Train with the one training step on fixed 16-pair batches; checkpoints as the trainer writes them."""
-    from nmt.data.batching import collate, encode_split
+    from nmt.data.batching import collate
     from nmt.models import build_model
     from nmt.training.checkpoint import Checkpoint
     from nmt.training.state import TrainState
     from nmt.training.step import train_step
 
     tok = corpus.tokenizer
-    src, tgt = encode_split(corpus.split("train"), tok)
+    train = corpus.encoded("train")
+    src, tgt = train.src, train.tgt
     torch.manual_seed(1)
     model = build_model(cfg.model, tok.src_vocab_size, tok.tgt_vocab_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)

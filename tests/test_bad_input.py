@@ -387,7 +387,7 @@ def test_long_valid_sentences_are_cut_for_validation_with_a_warning(setup, tmp_p
     assert valid and int(valid.group(1)) > 0, log
     assert train and int(train.group(1)) > 0, log
     assert max(len(s) for s in trainer.data.valid.src_ids + trainer.data.valid.tgt_ids) == 40
-    assert max(len(s) for s in trainer.data.src_ids + trainer.data.tgt_ids) <= 40
+    assert max(len(s) for s in [*trainer.data.src_ids, *trainer.data.tgt_ids]) <= 40
     assert len(trainer.data.valid.references) == 6  # BLEU is against every full reference
     assert load_checkpoint(tmp_path / "best.pt")["step"] in (1, 2)
 

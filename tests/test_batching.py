@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import math
 import random
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
-from nmt.data.batching import Batch, TokenBatchSampler, batch_stream, collate, encode_split
+from nmt.data.batching import Batch, TokenBatchSampler, batch_stream, collate
 
 
 def random_lengths(n: int = 600, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -138,13 +142,65 @@ def test_batch_stream_with_a_worker_yields_the_same_batches():
     assert [b.index.tolist() for *_, b in streams[0][-n:]] == sampler.batches(1)
 
 
-def test_encode_split_uses_the_tokenizer_row_for_row():
-    class CharTokenizer:
-        def encode_src(self, texts):
-            return [[ord(c) for c in t] for t in texts]
+def reference_batches(src: list[int], tgt: list[int], budget: int, seed: int, epoch: int, shuffle: bool = True,
+                      replicas: int = 1, rank: int = 0) -> list[list[int]]:
+    """The sampler as it was before it cut batches from arrays (a per-pair Python loop), kept verbatim as the
+    specification the array version must reproduce batch for batch."""
+    src_l, tgt_l = np.asarray(src, dtype=np.int64) + 1, np.asarray(tgt, dtype=np.int64) + 1
+    rows = np.random.default_rng([seed, epoch]).permutation(len(src_l)) if shuffle else np.arange(len(src_l))
+    order = rows[np.lexsort((tgt_l[rows], src_l[rows]))]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    max_src = max_tgt = 0
+    for i, s, t in zip(order.tolist(), src_l[order].tolist(), tgt_l[order].tolist(), strict=True):
+        new_src, new_tgt = max(max_src, s), max(max_tgt, t)
+        if current and (len(current) + 1) * (new_src + new_tgt) > budget:
+            batches.append(current)
+            current, max_src, max_tgt = [i], s, t
+        else:
+            current.append(i)
+            max_src, max_tgt = new_src, new_tgt
+    if current:
+        batches.append(current)
+    if shuffle:
+        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(batches))
+        batches = [batches[i] for i in perm]
+    if replicas > 1 and batches:
+        total = math.ceil(len(batches) / replicas) * replicas
+        batches = [batches[i % len(batches)] for i in range(total)][rank::replicas]
+    return batches
 
-        def encode_tgt(self, texts):
-            return [[len(w) for w in t.split()] for t in texts]
 
-    src_ids, tgt_ids = encode_split({"src": ["ab", "c"], "tgt": ["a bb", ""]}, CharTokenizer())
-    assert src_ids == [[97, 98], [99]] and tgt_ids == [[1, 2], []]
+def real_lengths(mirror: Path) -> tuple[list[int], list[int]]:
+    """Words per line of real sentence pairs: 2,000 Multi30k captions and 1,000 (longer) WMT news sentences."""
+    lengths = []
+    for folder, n in (("multi30k", 2000), ("wmt-newstest-de-en", 1000)):
+        sides = []
+        for lang in ("de", "en"):
+            path = mirror / folder / f"train.{lang}.gz"
+            if not path.is_file():
+                pytest.skip(f"no {path}")
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                sides.append([len(line.split()) for _, line in zip(range(n), f, strict=False)])
+        lengths.append(sides)
+    return lengths[0][0] + lengths[1][0], lengths[0][1] + lengths[1][1]
+
+
+@pytest.mark.parametrize("budget", [40, 300, 4096])
+def test_batches_are_those_of_the_per_pair_loop_on_a_real_corpus(mirror, budget):
+    src, tgt = real_lengths(mirror)
+    for seed, epoch in ((1, 0), (1, 3), (7, 1)):
+        assert TokenBatchSampler(src, tgt, budget, seed=seed).batches(epoch) == reference_batches(
+            src, tgt, budget, seed, epoch)
+    for rank in range(3):
+        sampler = TokenBatchSampler(src, tgt, budget, seed=2, num_replicas=3, rank=rank)
+        assert sampler.batches(5) == reference_batches(src, tgt, budget, 2, 5, replicas=3, rank=rank)
+    in_order = TokenBatchSampler(src, tgt, budget, shuffle=False)
+    assert list(in_order) == reference_batches(src, tgt, budget, 1, 0, shuffle=False)
+    assert len(in_order) == len(reference_batches(src, tgt, budget, 1, 0, shuffle=False))
+
+
+def test_batches_are_those_of_the_per_pair_loop_on_random_lengths():
+    src, tgt = random_lengths(2000, seed=5)
+    for budget in (2, 25, 333):
+        assert TokenBatchSampler(src, tgt, budget, seed=3).batches(2) == reference_batches(src, tgt, budget, 3, 2)

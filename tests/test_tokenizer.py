@@ -10,7 +10,7 @@ import torch
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from nmt.data.sources import read_corpus_lines
-from nmt.data.tokenizer import Tokenizer
+from nmt.data.tokenizer import Tokenizer, sample_pairs
 from nmt.errors import NMTError
 
 TINY_SRC = ["ein Hund läuft im Park", "zwei Katzen schlafen", "ein Mann fährt Rad", "eine Frau liest"] * 5
@@ -119,3 +119,13 @@ def test_state_dict_survives_a_weights_only_checkpoint(joint):
         Tokenizer.from_state_dict(state)
     with pytest.raises(NMTError, match="not a tokenizer state"):
         Tokenizer.from_state_dict({"format": "something-else"})
+
+
+def test_a_large_corpus_trains_on_a_seeded_sample_and_a_small_one_on_all_of_it():
+    src, tgt = [f"s{i}" for i in range(50)], [f"t{i}" for i in range(50)]
+    assert sample_pairs(src, tgt, limit=50) == (src, tgt)
+    a, b = sample_pairs(src, tgt, limit=20), sample_pairs(src, tgt, limit=20)
+    assert a == b and len(a[0]) == 20
+    assert [int(s[1:]) for s in a[0]] == sorted(int(s[1:]) for s in a[0])  # corpus order
+    assert [s[1:] for s in a[0]] == [t[1:] for t in a[1]]  # still pairs
+    assert sample_pairs(src, tgt, limit=20, seed=2) != a

@@ -36,6 +36,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
@@ -44,7 +45,7 @@ import torch
 from omegaconf import OmegaConf
 
 from nmt.config import CONFIG_DIR, PAD_ID, DataConfig, DecodeConfig, TrainConfig, compose_config
-from nmt.data.batching import Batch, TokenBatchSampler, collate, encode_split
+from nmt.data.batching import Batch, TokenBatchSampler, collate
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
@@ -274,8 +275,10 @@ def peak_memory_mib(device: torch.device) -> float | None:
 
 
 # Training throughput ---------------------------------------------------------------------------------------
-def train_batches(src: list[list[int]], tgt: list[list[int]], batch_tokens: int, count: int) -> list[Batch]:
-    """The first `count` token-budget batches of epoch 0 (the trainer's sampler with its default seed)."""
+def train_batches(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]], batch_tokens: int,
+                  count: int) -> list[Batch]:
+    """The first `count` token-budget batches of epoch 0 (the trainer's sampler with its default seed); `src` /
+    `tgt`: ids per row (lists, or the id cache's TokenArrays)."""
     sampler = TokenBatchSampler([len(s) for s in src], [len(t) for t in tgt], batch_tokens, seed=1)
     rows = sampler.batches(0)[:count]
     if len(rows) < count:
@@ -443,7 +446,8 @@ def run_benchmark(args: BenchOptions | argparse.Namespace, data: DataConfig) -> 
     corpus = prepare_corpus(data, log=lambda msg: print(f"data: {msg}", file=sys.stderr))
     tok = corpus.tokenizer
     vocab = (tok.src_vocab_size, tok.tgt_vocab_size)
-    src, tgt = encode_split(corpus.split("train"), tok)
+    train = corpus.encoded("train")
+    src, tgt = train.src, train.tgt
     batches = train_batches(src, tgt, args.batch_tokens, args.warmup + args.steps)
     test = corpus.split(args.test_split)
     sentences = list(test["src"][: args.decode_sentences])

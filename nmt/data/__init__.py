@@ -3,6 +3,7 @@
 - `nmt.data.sources`: Multi30k / local files / datasets hub, validated line by line.
 - `nmt.data.corpus`: `prepare_corpus(cfg.data) -> PreparedCorpus`, cleaned and cached under data/prepared/.
 - `nmt.data.tokenizer`: `Tokenizer` (SentencePiece, pad/unk/bos/eos = 0/1/2/3).
+- `nmt.data.ids`: the token ids of every split, encoded once into a memory-mapped cache.
 - `nmt.data.batching`: `TokenBatchSampler`, `collate`, `Batch`.
 
 The names below are imported lazily, so `import nmt.data.batching` does not pay for importing `datasets`.
@@ -20,7 +21,6 @@ _EXPORTS = {
     "Batch": "nmt.data.batching",
     "TokenBatchSampler": "nmt.data.batching",
     "collate": "nmt.data.batching",
-    "encode_split": "nmt.data.batching",
 }
 
 __all__ = list(_EXPORTS)

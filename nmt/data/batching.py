@@ -3,6 +3,9 @@
 A batch costs `size * (max_src_len + max_tgt_len)` tokens, padding included, because that is what the model
 computes on. Sorting by length before cutting keeps the padding small; shuffling the order of the batches
 (and which equal-length pairs share one) keeps the gradient noise of a shuffled epoch.
+
+The sampler works on lengths arrays and the batches of an epoch are two arrays (the sorted rows and where each
+batch starts in them), so a corpus of millions of pairs costs a few bytes per pair, not Python objects.
 """
 
 from __future__ import annotations
@@ -70,42 +73,91 @@ class Batch:
         return 1.0 - self.num_tokens / total if total else 0.0
 
 
-def _pad(rows: list[list[int]]) -> Tensor:
-    out = torch.full((len(rows), max(len(r) for r in rows)), PAD_ID, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+def _pad(rows: Sequence[Sequence[int]], before: int | None = None, after: int | None = None) -> np.ndarray:
+    """Rows of ids -> (len(rows), longest + specials) int64, PAD-padded, with `before` / `after` added to each."""
+    arrays = [np.asarray(r, dtype=np.int64) for r in rows]
+    lead, extra = int(before is not None), int(before is not None) + int(after is not None)
+    out = np.full((len(arrays), max(len(a) for a in arrays) + extra), PAD_ID, dtype=np.int64)
+    for i, a in enumerate(arrays):
+        if before is not None:
+            out[i, 0] = before
+        out[i, lead : lead + len(a)] = a
+        if after is not None:
+            out[i, lead + len(a)] = after
     return out
 
 
-def collate(src_ids: list[list[int]], tgt_ids: list[list[int]], index: list[int]) -> Batch:
-    """Bare ids (as from `Tokenizer.encode_*`) -> a padded `Batch` with EOS / BOS added.
+def collate(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], index: Sequence[int]) -> Batch:
+    """Bare ids (lists from `Tokenizer.encode_*` or arrays from the id cache) -> a padded `Batch` with EOS / BOS.
 
     An empty source line becomes just [EOS], so no sequence has length 0 (packing and attention need >= 1).
     """
-    if not (len(src_ids) == len(tgt_ids) == len(index)) or not src_ids:
+    if not (len(src_ids) == len(tgt_ids) == len(index)) or not len(src_ids):
         raise ValueError(
             f"collate needs equally many (>0) sources, targets and indices, got "
             f"{len(src_ids)}, {len(tgt_ids)}, {len(index)}"
         )
-    src = [list(s) + [EOS_ID] for s in src_ids]
     return Batch(
-        src=_pad(src),
-        src_lens=torch.tensor([len(s) for s in src], dtype=torch.long),
-        tgt_in=_pad([[BOS_ID] + list(t) for t in tgt_ids]),
-        tgt_out=_pad([list(t) + [EOS_ID] for t in tgt_ids]),
-        index=torch.tensor(list(index), dtype=torch.long),
+        src=torch.from_numpy(_pad(src_ids, after=EOS_ID)),
+        src_lens=torch.tensor([len(s) + 1 for s in src_ids], dtype=torch.long),
+        tgt_in=torch.from_numpy(_pad(tgt_ids, before=BOS_ID)),
+        tgt_out=torch.from_numpy(_pad(tgt_ids, after=EOS_ID)),
+        index=torch.as_tensor(np.asarray(index, dtype=np.int64)),
     )
 
 
-def encode_split(dataset: Any, tokenizer: Any) -> tuple[list[list[int]], list[list[int]]]:
-    """A split with "src"/"tgt" text columns -> (source ids, target ids), row for row."""
-    return tokenizer.encode_src(list(dataset["src"])), tokenizer.encode_tgt(list(dataset["tgt"]))
+class BatchList(Sequence[list[int]]):
+    """An epoch's batches as arrays: batch i is `rows[starts[b]:starts[b + 1]]` with b = `which[i]`.
+
+    Reads like a list of lists of row indices (indexing, slicing, iterating, == with a list), but holds one
+    int64 per pair and per batch instead of a Python object each.
+    """
+
+    def __init__(self, rows: np.ndarray, starts: np.ndarray, which: np.ndarray) -> None:
+        self.rows, self.starts, self.which = rows, starts, which
+
+    def __len__(self) -> int:
+        return len(self.which)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        b = self.which[i]
+        return self.rows[self.starts[b] : self.starts[b + 1]].tolist()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or len(self) != len(other):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-sequence semantics, like list
+
+
+def cut_points(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int) -> np.ndarray:
+    """Greedy token-budget cuts of pairs in sorted order: (batches + 1,) start positions, the last = n.
+
+    A batch from position p takes the next pair while `count * (max src + max tgt)` stays within the budget
+    (always at least one pair). That cost never falls as a batch grows, so the batch's size is one
+    `searchsorted` on the running maxima of a window after p; the window only needs to reach
+    `batch_tokens // (src[p] + 1) + 1` pairs, because the source lengths are sorted ascending (every later
+    source is at least src[p] long, every target at least 1) and more pairs than that exceed the budget.
+    """
+    n = len(src_lengths)
+    starts = [0]
+    p = 0
+    while p < n:
+        end = min(n, p + batch_tokens // (int(src_lengths[p]) + 1) + 1)
+        longest = np.maximum.accumulate(src_lengths[p:end]) + np.maximum.accumulate(tgt_lengths[p:end])
+        cost = np.arange(1, end - p + 1) * longest
+        p += max(1, int(np.searchsorted(cost, batch_tokens, side="right")))
+        starts.append(p)
+    return np.asarray(starts, dtype=np.int64)
 
 
 class TokenBatchSampler:
     """Length-bucketed batches of row indices under a token budget; deterministic for (seed, epoch).
 
-    `src_lengths` / `tgt_lengths` are the lengths of the bare ids (as from `encode_split`); the sampler adds
+    `src_lengths` / `tgt_lengths` are the lengths of the bare ids (as in the id cache); the sampler adds
     the EOS / BOS that `collate` adds, so every multi-pair batch satisfies
     `src.numel() + tgt_out.numel() <= batch_tokens`. A pair over the budget on its own gets its own batch.
 
@@ -141,8 +193,8 @@ class TokenBatchSampler:
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
-        self._cached: tuple[int, list[list[int]]] | None = None  # the last epoch's batches: (epoch, batches)
-        self._num_batches = len(self._cut(self._order(0)))
+        self._cached: tuple[int, BatchList] | None = None  # the last epoch's batches: (epoch, batches)
+        self._num_batches = len(cut_points(*self._sorted_lengths(self._order(0)), batch_tokens)) - 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -158,37 +210,25 @@ class TokenBatchSampler:
         keys = np.lexsort((self.tgt_lengths[rows], self.src_lengths[rows]))
         return rows[keys]
 
-    def _cut(self, order: np.ndarray) -> list[list[int]]:
-        batches: list[list[int]] = []
-        current: list[int] = []
-        max_src = max_tgt = 0
-        lengths = zip(order.tolist(), self.src_lengths[order].tolist(), self.tgt_lengths[order].tolist(), strict=True)
-        for i, s, t in lengths:
-            new_src, new_tgt = max(max_src, s), max(max_tgt, t)
-            if current and (len(current) + 1) * (new_src + new_tgt) > self.batch_tokens:
-                batches.append(current)
-                current, max_src, max_tgt = [i], s, t
-            else:
-                current.append(i)
-                max_src, max_tgt = new_src, new_tgt
-        if current:
-            batches.append(current)
-        return batches
+    def _sorted_lengths(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.src_lengths[order], self.tgt_lengths[order]
 
-    def batches(self, epoch: int | None = None) -> list[list[int]]:
+    def batches(self, epoch: int | None = None) -> BatchList:
         """This rank's batches for `epoch` (default: the one set by `set_epoch`), in iteration order; the last
         epoch's list is kept, so asking again for it computes nothing."""
         epoch = self.epoch if epoch is None else epoch
         if self._cached is not None and self._cached[0] == epoch:
             return self._cached[1]
-        batches = self._cut(self._order(epoch))
+        order = self._order(epoch)
+        starts = cut_points(*self._sorted_lengths(order), self.batch_tokens)
+        count = len(starts) - 1
+        which = np.arange(count)
         if self.shuffle:
-            perm = np.random.default_rng([self.seed, epoch, 1]).permutation(len(batches))
-            batches = [batches[i] for i in perm]
-        if self.num_replicas > 1 and batches:
-            total = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
-            batches = [batches[i % len(batches)] for i in range(total)]
-            batches = batches[self.rank :: self.num_replicas]
+            which = np.random.default_rng([self.seed, epoch, 1]).permutation(count)
+        if self.num_replicas > 1 and count:
+            total = math.ceil(count / self.num_replicas) * self.num_replicas
+            which = which[np.arange(total) % count][self.rank :: self.num_replicas]
+        batches = BatchList(order, starts, which)
         self._cached = (epoch, batches)
         return batches
 
@@ -204,12 +244,12 @@ class StreamBatches(Dataset):
     DataLoader workers can build batches). Each process (every worker has its own copy of the sampler) computes
     an epoch's deterministic batch list once: the sampler keeps the last epoch's."""
 
-    def __init__(self, sampler: Any, src_ids: list[list[int]], tgt_ids: list[list[int]]) -> None:
+    def __init__(self, sampler: Any, src_ids: Sequence[Any], tgt_ids: Sequence[Any]) -> None:
         self.sampler, self.src_ids, self.tgt_ids = sampler, src_ids, tgt_ids
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, int, int, Batch]:
         epoch, i, n = key
-        rows = list(self.sampler.batches(epoch)[i])
+        rows = self.sampler.batches(epoch)[i]
         return epoch, i, n, collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
 
 
@@ -223,8 +263,8 @@ def _stream_keys(sampler: Any, epoch: int, start: int, max_epochs: int) -> Itera
 
 def batch_stream(
     sampler: Any,
-    src_ids: list[list[int]],
-    tgt_ids: list[list[int]],
+    src_ids: Sequence[Any],
+    tgt_ids: Sequence[Any],
     epoch: int,
     start: int,
     max_epochs: int = 0,
@@ -233,7 +273,8 @@ def batch_stream(
     pin_memory: bool = False,
 ) -> Iterator[tuple[int, int, int, Any]]:
     """(epoch, index, batches in that epoch, Batch) from position (epoch, start) on, until `max_epochs`
-    epochs are done (forever when 0). `sampler.batches(e)` is this rank's deterministic batch list of epoch e.
+    epochs are done (forever when 0). `sampler.batches(e)` is this rank's deterministic batch list of epoch e;
+    `src_ids[r]` / `tgt_ids[r]` are the ids of row r (lists, or the id cache's `TokenArray`s).
 
     One DataLoader over every epoch: its `num_workers` worker processes start once and build the batches of all
     epochs (a loader per epoch would start them again at every epoch boundary); each keeps 2 batches prefetched."""

@@ -4,10 +4,13 @@
 - `dataset/`: the DatasetDict (Arrow, via save_to_disk), columns "src" and "tgt" (cleaned raw text);
 - `spm-<key>.model` (joint) or `spm-<key>.src.model` + `spm-<key>.tgt.model`: the key hashes the tokenizer
   settings and the train text, so the tokenizer is retrained only when one of those changes;
+- `ids-<key>/`: the token ids of every split, encoded once and memory-mapped by every user (nmt.data.ids); the
+  key hashes the tokenizer and the cleaned corpus, so either changing gives a new cache;
 - `manifest.json`: hashes of the config fields and input files the corpus was built from, and its stats.
 
 The manifest is deleted before a rebuild starts and written (atomically) last, so an interrupted prepare never
-leaves a cache that looks valid: the next call just rebuilds.
+leaves a cache that looks valid: the next call just rebuilds. The id cache is checked at every load; a missing or
+damaged one is rebuilt from the dataset (one log line saying why).
 
 A corpus encoded with a given tokenizer (fine-tuning: the checkpoint's, `prepare_corpus(cfg, tokenizer=...)`) is
 cached apart, in `<name>_tok<sha>/`, with that tokenizer's files in place of its own: nothing is trained.
@@ -26,17 +29,19 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 from omegaconf import OmegaConf
 
 from nmt.config import DataConfig, check_choices
 from nmt.data import concat
+from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
 from nmt.data.sources import file_fingerprint, input_files, load_raw
-from nmt.data.tokenizer import Tokenizer
+from nmt.data.tokenizer import Tokenizer, sample_pairs
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_json
 
 # Bump when cleaning or storage changes, so caches built by older code are rebuilt.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 MANIFEST = "manifest.json"
 DATASET_DIR = "dataset"
 # Config fields that change the cleaned corpus (name and root only say where it lives).
@@ -59,9 +64,19 @@ class PreparedCorpus:
     test_sets: list[str]
     tokenizer: Tokenizer
     stats: dict
+    corpus_sha256: str  # of the cleaned text of every split: with the tokenizer, the key of the id cache
+    ids: IdCache | None = None  # set by prepare_corpus
 
     def split(self, name: str) -> datasets.Dataset:
         """A split by name; "test" means the first test set when no split is literally called "test"."""
+        return self.splits[self._split_name(name)]
+
+    def encoded(self, name: str) -> EncodedSplit:
+        """The token ids of a split (memory-mapped), row for row with `split(name)`."""
+        assert self.ids is not None, "prepare_corpus opens the id cache"
+        return self.ids.splits[self._split_name(name)]
+
+    def _split_name(self, name: str) -> str:
         if name == "test" and "test" not in self.splits:
             if not self.test_sets:
                 raise NMTError(f"corpus {self.name} has no test set")
@@ -69,7 +84,7 @@ class PreparedCorpus:
         if name not in self.splits:
             choices = ["valid", "test", *[s for s in self.splits if s not in ("valid", "test")]]
             raise NMTError(f"corpus {self.name} has no split {name!r}; choose from {', '.join(choices)}")
-        return self.splits[name]
+        return name
 
 
 # ------------------------------------------------------------------------------------------------ cleaning
@@ -192,28 +207,45 @@ def _load_cached(
             return None
         splits = datasets.load_from_disk(str(directory / DATASET_DIR))
         test_sets, stats = manifest["test_sets"], dict(manifest["stats"], cache="hit")
+        corpus_sha256 = manifest["corpus_sha256"]
     except (KeyError, OSError, ValueError):  # a manifest from other code, or files removed by hand
         return None
     if inputs is None and cfg.source != "hub":
         log(f"input files of {cfg.name} not found locally; using the prepared copy in {directory}")
     if given is not None:
         tokenizer, stats["tokenizer"] = given, "given"
-    return PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, stats)
+    return PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, stats, corpus_sha256)
 
 
 # -------------------------------------------------------------------------------------------------- build
 
 
-def _length_stats(texts: list[str], ids: list[list[int]], prefix: str) -> dict[str, float]:
-    words = [len(t.split()) for t in texts]
-    pieces = [len(i) for i in ids]
-    n = max(len(texts), 1)
-    return {
-        f"{prefix}_words_mean": sum(words) / n,
-        f"{prefix}_words_max": max(words, default=0),
-        f"{prefix}_pieces_mean": sum(pieces) / n,
-        f"{prefix}_pieces_max": max(pieces, default=0),
-    }
+def _word_stats(splits: dict[str, tuple[list[str], list[str]]]) -> dict[str, dict[str, float]]:
+    """split -> pairs and the words per sentence of each side (mean, max); the pieces come from the id cache."""
+    out = {}
+    for name, (s, t) in splits.items():
+        out[name] = {"pairs": len(s)}
+        for side, texts in (("src", s), ("tgt", t)):
+            words = np.fromiter((len(x.split()) for x in texts), dtype=np.int64, count=len(texts))
+            out[name].update(length_stats(words, f"{side}_words"))
+    return out
+
+
+def _piece_stats(stats: dict[str, dict[str, float]], ids: IdCache) -> None:
+    """Add the pieces per sentence of each split and side to `stats` (from `_word_stats`), from the id arrays."""
+    for name, encoded in ids.splits.items():
+        for side in ("src", "tgt"):
+            stats[name].update(length_stats(getattr(encoded, side).lengths, f"{side}_pieces"))
+
+
+def _corpus_sha256(splits: dict[str, tuple[list[str], list[str]]]) -> str:
+    digest = hashlib.sha256()
+    for name, sides in splits.items():
+        for lines in sides:
+            digest.update(f"\0{name}\0".encode())
+            for line in lines:
+                digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _save_dataset(directory: Path, splits: dict[str, tuple[list[str], list[str]]]) -> None:
@@ -258,6 +290,7 @@ def _build(
         splits, test_sets, levels = _concatenate(splits, raw.test_sets, cfg.concat)
         log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(splits['train'][0])} examples, valid "
             f"{len(splits['valid'][0])}; test levels " + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
+    corpus_sha256 = _corpus_sha256(splits)
     _save_dataset(directory, splits)
 
     if given is None:
@@ -271,13 +304,11 @@ def _build(
             stale.unlink()
     settings = dict(tokenizer.settings)
 
-    split_stats = {}
-    for name, (s, t) in splits.items():
-        split_stats[name] = {
-            "pairs": len(s),
-            **_length_stats(s, tokenizer.encode_src(s), "src"),
-            **_length_stats(t, tokenizer.encode_tgt(t), "tgt"),
-        }
+    split_stats = _word_stats(splits)
+    splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
+    corpus = PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, {}, corpus_sha256)
+    corpus.ids = _open_or_build_ids(corpus, cfg.num_proc, log)
+    _piece_stats(split_stats, corpus.ids)
     stats = {
         "src_lang": cfg.src_lang,
         "tgt_lang": cfg.tgt_lang,
@@ -303,12 +334,30 @@ def _build(
         "tokenizer_files": names,
         "tokenizer_settings": settings,
         "tokenizer_sha256": tokenizer.sha256,
+        "corpus_sha256": corpus_sha256,
         "stats": stats,
     }
     write_json(directory / MANIFEST, manifest, indent=1)
-    splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
-    stats = dict(stats, cache="rebuilt", tokenizer=status)
-    return PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, stats)
+    corpus.stats = dict(stats, cache="rebuilt", tokenizer=status)
+    return corpus
+
+
+def _open_or_build_ids(corpus: PreparedCorpus, num_proc: int, log: Callable[[str], None]) -> IdCache:
+    """The corpus's id cache for its tokenizer: opened when it is complete, else (re)built from the dataset, with
+    one log line when one was there but damaged. Caches of other tokenizers or corpora are removed."""
+    key = cache_key(corpus.tokenizer.sha256, corpus.corpus_sha256)
+    path = corpus.directory / f"ids-{key}"
+    try:
+        return open_ids(path, key)
+    except IdCacheError as e:
+        if path.exists():
+            log(f"{e}: rebuilding it")
+    sizes = {name: len(split) for name, split in corpus.splits.items()}
+    ids = build_ids(path, key, corpus.directory / DATASET_DIR, sizes, corpus.tokenizer, num_proc, log)
+    for stale in corpus.directory.glob("ids-*"):
+        if stale != path:
+            shutil.rmtree(stale, ignore_errors=True)
+    return ids
 
 
 def _write_tokenizer(directory: Path, names: list[str], tokenizer: Tokenizer) -> None:
@@ -328,11 +377,13 @@ def _train_or_reuse_tokenizer(
     tokenizer = _load_tokenizer(directory, names, settings)
     if tokenizer is not None:
         return tokenizer, tok_key, names, "reused"
+    sample_src, sample_tgt = sample_pairs(src, tgt)
+    sampled = f"a seeded random sample of {len(sample_src)} of the " if len(sample_src) < len(src) else ""
     log(
         f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {len(src)} train pairs"
+        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{len(src)} train pairs"
     )
-    tokenizer = Tokenizer.train(src, tgt, **settings)
+    tokenizer = Tokenizer.train(sample_src, sample_tgt, **settings)
     if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
         log(
             f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "
@@ -400,9 +451,10 @@ def prepare_corpus(cfg: Any, log: Callable[[str], None] = print, tokenizer: Toke
         key = config_key(cfg)
         inputs = _fingerprints(cfg, log)
         cached = _load_cached(directory, key, inputs, cfg, log, tokenizer)
-        if cached is not None:
-            return cached
-        return _build(directory, key, inputs, cfg, log, tokenizer)
+        if cached is None:
+            return _build(directory, key, inputs, cfg, log, tokenizer)
+        cached.ids = _open_or_build_ids(cached, cfg.num_proc, log)
+        return cached
 
 
 def describe(corpus: PreparedCorpus) -> str:

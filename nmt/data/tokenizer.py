@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import re
 from collections.abc import Iterable
 
@@ -25,6 +26,10 @@ TRAIN_THREADS = 4
 TRAIN_SEED = 1
 # Enough sentences for a good vocabulary; bounds the time on large corpora (sampled with the seed above).
 INPUT_SENTENCE_SIZE = 1_000_000
+# Train pairs a tokenizer learns from at most: a seeded sample of a larger corpus, so that the trainer's memory
+# (it indexes every character it is given) does not grow with the corpus. A corpus this small or smaller is
+# used whole and in order, so its tokenizer is the one it always had.
+SAMPLE_PAIRS = 100_000
 STATE_FORMAT = "nmt-tokenizer"
 
 
@@ -75,6 +80,15 @@ def train_sentencepiece(texts: Iterable[str], model_type: str, vocab_size: int, 
             ) from None
         raise NMTError(f"SentencePiece training failed: {msg.splitlines()[-1] if msg else e}") from None
     return writer.getvalue()
+
+
+def sample_pairs(src: list[str], tgt: list[str], limit: int = SAMPLE_PAIRS, seed: int = TRAIN_SEED
+                 ) -> tuple[list[str], list[str]]:
+    """At most `limit` pairs, drawn without replacement with `seed` and kept in corpus order; all when fewer."""
+    if len(src) <= limit:
+        return src, tgt
+    rows = sorted(random.Random(seed).sample(range(len(src)), limit))
+    return [src[i] for i in rows], [tgt[i] for i in rows]
 
 
 def _processor(model: bytes) -> spm.SentencePieceProcessor:

@@ -16,13 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import check_choices
-from nmt.data.batching import TokenBatchSampler, encode_split
+from nmt.data.batching import TokenBatchSampler
 from nmt.data.corpus import prepare_corpus
+from nmt.data.ids import TokenArray
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import acquire_lock
@@ -48,12 +50,12 @@ LOCK_FILE = ".lock"  # in the run directory, held by the nmt-train writing to it
 
 @dataclass
 class TrainData:
-    """The prepared corpus of a run: its tokenizer, the encoded train pairs with their batch sampler (this rank's
-    share), and the valid set."""
+    """The prepared corpus of a run: its tokenizer, the train pairs' ids (memory-mapped from the corpus's id cache)
+    with their batch sampler (this rank's share), and the valid set."""
 
     tokenizer: Tokenizer
-    src_ids: list[list[int]]
-    tgt_ids: list[list[int]]
+    src_ids: TokenArray
+    tgt_ids: TokenArray
     sampler: TokenBatchSampler
     valid: ValidSet
 
@@ -133,32 +135,34 @@ def fine_tuning(cfg: DictConfig, resume: Checkpoint | None, resume_from: Path | 
 
 
 def prepare_data(cfg: DictConfig, tokenizer: Tokenizer | None, dist: DistInfo, log: RunLogger) -> TrainData:
-    """Rank 0 prepares (and caches) the corpus, the other ranks then read the cache; the train pairs are encoded
-    (those the model's position table cannot hold left out) and batched for this rank."""
+    """Rank 0 prepares (and caches) the corpus, the other ranks then read the cache; the train pairs' ids are
+    mapped from the id cache (those the model's position table cannot hold left out) and batched for this rank."""
     if dist.is_main:
         corpus = prepare_corpus(cfg.data, log=log.info, tokenizer=tokenizer)
     distributed.barrier(dist)
     if not dist.is_main:
         corpus = prepare_corpus(cfg.data, log=lambda _: None, tokenizer=tokenizer)
     tokenizer = corpus.tokenizer
-    src_ids, tgt_ids = encode_split(corpus.split("train"), tokenizer)
+    train = corpus.encoded("train")
+    src_ids, tgt_ids = train.src, train.tgt
     limit = position_limit(cfg.model)
     if limit is not None:
         src_ids, tgt_ids = drop_long_pairs(src_ids, tgt_ids, limit, cfg.model.max_positions, log)
     train_cfg = cfg.train
     sampler = TokenBatchSampler(
-        [len(s) for s in src_ids],  # bare lengths: the sampler adds EOS / BOS itself
-        [len(t) for t in tgt_ids],
+        src_ids.lengths,  # bare lengths: the sampler adds EOS / BOS itself
+        tgt_ids.lengths,
         train_cfg.batch_tokens,
         shuffle=True,
         seed=train_cfg.seed,
         num_replicas=dist.world_size,
         rank=dist.rank,
     )
-    valid = corpus.split("valid")
+    valid, valid_ids = corpus.split("valid"), corpus.encoded("valid")
     n_valid = len(valid) if train_cfg.eval_max_sentences <= 0 else min(len(valid), train_cfg.eval_max_sentences)
-    valid_set = ValidSet.build(list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]), tokenizer,
-                               train_cfg.batch_tokens)
+    valid_set = ValidSet.from_ids(list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]),
+                                  [valid_ids.src[i].tolist() for i in range(n_valid)],
+                                  [valid_ids.tgt[i].tolist() for i in range(n_valid)], train_cfg.batch_tokens)
     if limit is not None:
         valid_set, too_long = truncate_valid(valid_set, limit, train_cfg.batch_tokens)
         if too_long:
@@ -172,19 +176,19 @@ def prepare_data(cfg: DictConfig, tokenizer: Tokenizer | None, dist: DistInfo, l
     return TrainData(tokenizer, src_ids, tgt_ids, sampler, valid_set)
 
 
-def drop_long_pairs(src_ids: list[list[int]], tgt_ids: list[list[int]], limit: int, max_positions: int,
-                    log: RunLogger) -> tuple[list[list[int]], list[list[int]]]:
-    """The training pairs the position table can hold (longer ones would stop training mid-run)."""
-    keep = [i for i, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True)) if max(len(s), len(t)) <= limit]
+def drop_long_pairs(src_ids: TokenArray, tgt_ids: TokenArray, limit: int, max_positions: int,
+                    log: RunLogger) -> tuple[TokenArray, TokenArray]:
+    """The training pairs the position table can hold (longer ones would stop training mid-run), as views."""
+    keep = np.flatnonzero(np.maximum(src_ids.lengths, tgt_ids.lengths) <= limit)
     dropped = len(src_ids) - len(keep)
     if not dropped:
         return src_ids, tgt_ids
-    if not keep:
+    if not len(keep):
         raise NMTError(f"every train pair is longer than model.max_positions={max_positions} allows ({limit} pieces "
                        f"+ EOS or BOS); raise model.max_positions")
     log.info(f"warning: {dropped} train pairs are longer than model.max_positions={max_positions} allows ({limit} "
              f"pieces + EOS or BOS) and are left out")
-    return [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+    return src_ids.take(keep), tgt_ids.take(keep)
 
 
 def truncate_valid(valid: ValidSet, limit: int, batch_tokens: int) -> tuple[ValidSet, int]:
@@ -195,8 +199,7 @@ def truncate_valid(valid: ValidSet, limit: int, batch_tokens: int) -> tuple[Vali
         return valid, 0
     src_ids = [s[:limit] for s in valid.src_ids]
     tgt_ids = [t[:limit] for t in valid.tgt_ids]
-    sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False)
-    return ValidSet(valid.sources, valid.references, src_ids, tgt_ids, [list(b) for b in sampler]), too_long
+    return ValidSet.from_ids(valid.sources, valid.references, src_ids, tgt_ids, batch_tokens), too_long
 
 
 def build_run_model(cfg: DictConfig, tokenizer: Tokenizer, dist: DistInfo, device: torch.device,

@@ -37,10 +37,16 @@ class ValidSet:
 
     @classmethod
     def build(cls, sources: list[str], references: list[str], tokenizer: Any, batch_tokens: int) -> ValidSet:
-        src_ids = tokenizer.encode_src(sources)
-        tgt_ids = tokenizer.encode_tgt(references)
+        """From text, encoded with `tokenizer` (a corpus's valid split comes encoded: `from_ids`)."""
+        return cls.from_ids(sources, references, tokenizer.encode_src(sources), tokenizer.encode_tgt(references),
+                            batch_tokens)
+
+    @classmethod
+    def from_ids(cls, sources: list[str], references: list[str], src_ids: list[list[int]], tgt_ids: list[list[int]],
+                 batch_tokens: int) -> ValidSet:
+        """From text and its ids, row for row; the batches are cut in order (no shuffling)."""
         sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False)
-        return cls(sources, references, src_ids, tgt_ids, [list(b) for b in sampler])
+        return cls(sources, references, src_ids, tgt_ids, list(sampler))
 
     def __len__(self) -> int:
         return len(self.sources)

@@ -1,0 +1,253 @@
+"""Token ids of a prepared corpus, encoded once into flat binary files that every process memory-maps.
+
+`<prepared dir>/ids-<key>/`, where the key hashes the tokenizer and the cleaned corpus, holds per split
+- `{split}.src.bin`, `{split}.tgt.bin`: the ids of every sentence end to end (no BOS/EOS), uint16 when both
+  vocabularies fit in it, else uint32;
+- `{split}.src.idx`, `{split}.tgt.idx`: int64 offsets, one more than sentences: sentence i is bin[idx[i]:idx[i+1]]
+  (its length is their difference, so the lengths array is `np.diff(idx)` and cannot disagree with the ids);
+- `meta.json`: the key, the dtype and every file's size, written last.
+
+The cache is built in `ids-<key>.tmp/` and renamed into place whole, so an interrupted build leaves nothing that
+looks valid. Opening checks every file against meta.json (a truncated or damaged cache is an `IdCacheError`, one
+line) and maps the files read-only: start-up reads no text and encodes nothing, and the pages are shared through
+the OS cache by every DataLoader worker and training rank instead of each holding a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nmt.data.tokenizer import Tokenizer
+from nmt.errors import NMTError
+from nmt.io import write_json
+
+FORMAT = "nmt-token-ids"
+META = "meta.json"
+SIDES = ("src", "tgt")
+# Pairs encoded per task: large enough that a worker's start-up is noise, small enough that a chunk's Python
+# lists of ints (the only per-sentence objects of a build) stay a few tens of MB.
+CHUNK_PAIRS = 20_000
+
+
+class IdCacheError(NMTError):
+    """A token id cache that is missing, truncated or inconsistent (it is rebuilt)."""
+
+
+def cache_key(tokenizer_sha256: str, corpus_sha256: str) -> str:
+    """The name of a cache: equal keys mean the same corpus encoded by the same tokenizer."""
+    return hashlib.sha256(f"{FORMAT}\0{tokenizer_sha256}\0{corpus_sha256}".encode()).hexdigest()[:16]
+
+
+class TokenArray:
+    """One side of a split: n sentences of ids, sentence i = `data[offsets[i]:offsets[i + 1]]`.
+
+    `data` (total ids,) and `offsets` (n + 1,) are memory maps of the cache files (or in-memory arrays, from
+    `from_lists`); `rows` (optional, (m,)) selects and orders sentences without copying any ids.
+    Pickling (DataLoader workers under spawn) sends the file paths, not the ids.
+    """
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
+                 paths: tuple[Path, Path] | None = None) -> None:
+        self.data, self.offsets, self.rows, self.paths = data, offsets, rows, paths
+
+    @classmethod
+    def open(cls, bin_path: Path, idx_path: Path, dtype: str) -> TokenArray:
+        data = np.memmap(bin_path, dtype=dtype, mode="r") if bin_path.stat().st_size else np.zeros(0, dtype)
+        return cls(data, np.memmap(idx_path, dtype=np.int64, mode="r"), paths=(bin_path, idx_path))
+
+    @classmethod
+    def from_lists(cls, ids: Sequence[Sequence[int]]) -> TokenArray:
+        """In-memory ids (e.g. a truncated valid set) in the same shape."""
+        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        data = np.fromiter((i for s in ids for i in s), dtype=np.int64, count=int(offsets[-1]))
+        return cls(data, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Sentence i's ids, (length,) int64."""
+        r = int(i if self.rows is None else self.rows[i])
+        return np.asarray(self.data[self.offsets[r]:self.offsets[r + 1]], dtype=np.int64)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(n,) int64: pieces per sentence."""
+        lengths = np.diff(self.offsets)
+        return lengths if self.rows is None else lengths[self.rows]
+
+    def take(self, rows: np.ndarray) -> TokenArray:
+        """The sentences `rows` (indices into this array), as a view."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return TokenArray(self.data, self.offsets, rows if self.rows is None else self.rows[rows], self.paths)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.paths is None:
+            return {"data": self.data, "offsets": self.offsets, "rows": self.rows}
+        return {"paths": self.paths, "dtype": self.data.dtype.str, "rows": self.rows}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "paths" in state:
+            opened = TokenArray.open(*state["paths"], state["dtype"])
+            self.data, self.offsets, self.paths = opened.data, opened.offsets, opened.paths
+        else:
+            self.data, self.offsets, self.paths = state["data"], state["offsets"], None
+        self.rows = state["rows"]
+
+
+@dataclass
+class EncodedSplit:
+    """The ids of one split, row for row with its text."""
+
+    src: TokenArray
+    tgt: TokenArray
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+
+@dataclass
+class IdCache:
+    """The opened cache of a prepared corpus: split name -> its ids."""
+
+    directory: Path
+    key: str
+    splits: dict[str, EncodedSplit]
+
+
+def _files(directory: Path, split: str, side: str) -> tuple[Path, Path]:
+    return directory / f"{split}.{side}.bin", directory / f"{split}.{side}.idx"
+
+
+def open_ids(directory: Path, key: str) -> IdCache:
+    """The cache in `directory`, every file checked against its meta.json; IdCacheError when it is missing,
+    built for another key, truncated or inconsistent."""
+    try:
+        meta = json.loads((directory / META).read_text())
+    except FileNotFoundError:
+        raise IdCacheError(f"token id cache {directory} is incomplete (no {META})") from None
+    except (OSError, ValueError) as e:
+        raise IdCacheError(f"token id cache {directory}: unreadable {META} ({e})") from None
+    if meta.get("format") != FORMAT or meta.get("key") != key:
+        raise IdCacheError(f"token id cache {directory} was built for another corpus or tokenizer")
+    dtype = np.dtype(meta["dtype"])
+    splits = {}
+    for split, counts in meta["splits"].items():
+        sides = []
+        for side in SIDES:
+            bin_path, idx_path = _files(directory, split, side)
+            n, total = counts[side]["sentences"], counts[side]["ids"]
+            for path, size in ((bin_path, total * dtype.itemsize), (idx_path, (n + 1) * 8)):
+                actual = path.stat().st_size if path.is_file() else None
+                if actual != size:
+                    raise IdCacheError(f"token id cache {directory} is damaged: {path.name} has "
+                                       f"{'no file' if actual is None else f'{actual} bytes'}, expected {size}")
+            array = TokenArray.open(bin_path, idx_path, dtype.str)
+            if array.offsets[0] != 0 or array.offsets[-1] != total or np.any(np.diff(array.offsets) < 0):
+                raise IdCacheError(f"token id cache {directory} is damaged: {idx_path.name} is not an offsets index")
+            sides.append(array)
+        splits[split] = EncodedSplit(*sides)
+    return IdCache(directory, key, splits)
+
+
+# --------------------------------------------------------------------------------------------------- build
+
+_WORKER: dict[str, Any] = {}  # the tokenizer and dataset of an encoding process, loaded once per process
+
+
+def _init_worker(models: tuple[bytes, bytes | None], dataset_dir: str) -> None:
+    import datasets  # heavy; only a process that encodes needs it
+
+    _WORKER["tokenizer"] = Tokenizer(*models)
+    _WORKER["dataset"] = datasets.load_from_disk(dataset_dir)
+
+
+def _encode_chunk(task: tuple[str, int, int, str]) -> tuple[np.ndarray, ...]:
+    """Rows [start, stop) of `split` -> (src ids, src lengths, tgt ids, tgt lengths), flat arrays."""
+    split, start, stop, dtype = task
+    tokenizer, rows = _WORKER["tokenizer"], _WORKER["dataset"][split][start:stop]
+    out = []
+    for ids in (tokenizer.encode_src(rows["src"]), tokenizer.encode_tgt(rows["tgt"])):
+        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
+        out += [np.fromiter((i for s in ids for i in s), dtype=dtype, count=int(lengths.sum())), lengths]
+    return tuple(out)
+
+
+def _chunks(sizes: dict[str, int], dtype: str) -> list[tuple[str, int, int, str]]:
+    return [(split, start, min(start + CHUNK_PAIRS, n), dtype)
+            for split, n in sizes.items() for start in range(0, n, CHUNK_PAIRS)]
+
+
+def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int], tokenizer: Tokenizer,
+              num_proc: int, log: Callable[[str], None]) -> IdCache:
+    """Encode every split of the saved dataset (`sizes`: split -> pairs) into `directory` (= .../ids-<key>),
+    in chunks over `num_proc` processes (0: one per CPU core), and open the result.
+
+    Written into `<directory>.tmp` and renamed into place once meta.json is in it, so a build that is
+    interrupted leaves no cache that looks valid; a stale temp directory is removed first."""
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    dtype = np.dtype(np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.uint32)
+    tasks = _chunks(sizes, dtype.str)
+    procs = min(num_proc if num_proc > 0 else os.cpu_count() or 1, max(len(tasks), 1))
+    models = (tokenizer.src_model, None if tokenizer.joint else tokenizer.tgt_model)
+    log(f"encoding {sum(sizes.values())} pairs of {len(sizes)} splits into {directory.name} "
+        f"({dtype.name}, {procs} process{'es' if procs > 1 else ''})")
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    lengths: dict[tuple[str, str], list[np.ndarray]] = {}
+    handles: dict[tuple[str, str], Any] = {}
+    pool = None
+    try:
+        if procs > 1:  # fork: the children need nothing from the parent but the arguments
+            pool = multiprocessing.get_context("fork").Pool(procs, _init_worker, (models, str(dataset_dir)))
+            results = pool.imap(_encode_chunk, tasks)  # in order: each chunk is appended where it belongs
+        else:
+            _init_worker(models, str(dataset_dir))
+            results = map(_encode_chunk, tasks)
+        for (split, _, _, _), encoded in zip(tasks, results, strict=True):
+            for side, ids, lens in ((SIDES[0], *encoded[:2]), (SIDES[1], *encoded[2:])):
+                if (split, side) not in handles:
+                    handles[split, side] = open(_files(tmp, split, side)[0], "wb")
+                handles[split, side].write(ids.tobytes())
+                lengths.setdefault((split, side), []).append(lens)
+    finally:
+        _WORKER.clear()
+        for handle in handles.values():
+            handle.close()
+        if pool is not None:
+            pool.terminate()
+    for split in sizes:
+        counts[split] = {}
+        for side in SIDES:
+            lens = np.concatenate(lengths.get((split, side), [np.zeros(0, np.int64)]))
+            offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+            bin_path, idx_path = _files(tmp, split, side)
+            bin_path.touch()  # an empty split still has its (empty) file
+            offsets.tofile(idx_path)
+            counts[split][side] = {"sentences": len(lens), "ids": int(offsets[-1])}
+    meta = {"format": FORMAT, "key": key, "dtype": dtype.str, "splits": counts}
+    write_json(tmp / META, meta, indent=1)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+    return open_ids(directory, key)
+
+
+def length_stats(lengths: np.ndarray, prefix: str) -> dict[str, float]:
+    """Mean and max of a lengths array (pieces or words per sentence), as `<prefix>_mean` / `<prefix>_max`."""
+    return {f"{prefix}_mean": float(lengths.mean()) if len(lengths) else 0.0,
+            f"{prefix}_max": int(lengths.max(initial=0))}

@@ -1,0 +1,129 @@
+"""How the data path scales: prepare and training start-up on synthetic corpora of N pairs.
+
+    .venv/bin/python scripts/bench_data.py 200000 1000000            # (make bench-data N="200000 1000000")
+    PYTHONPATH=/tmp/base .venv/bin/python scripts/bench_data.py 200000 --label base   # another tree's nmt
+
+For each N: a corpus of N train pairs drawn with replacement (seeded) from the mirror's Multi30k and WMT newstest
+train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train train.max_steps=5` (default tokenizer
+and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for training the seconds from
+its start to the log line of step 1. An "empty" run (1,000 pairs) gives the memory a training process needs
+without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports (PYTHONPATH picks a tree), so
+two trees are compared with the same interpreter and corpus. Results are printed and written as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EMPTY_PAIRS = 1000
+SEED = 1
+
+
+def mirror() -> Path:
+    path = Path(os.environ.get("NMT_DATA_MIRROR", "../shared/data"))
+    if not (path / "multi30k").is_dir():
+        sys.exit(f"no corpus mirror at {path} (set NMT_DATA_MIRROR)")
+    return path
+
+
+def read_gz(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def make_corpus(n: int, out: Path) -> dict[str, list[str]]:
+    """N resampled train pairs, Multi30k's valid and test; returns the data.files table."""
+    m = mirror()
+    src, tgt = [], []
+    for folder in ("multi30k", "wmt-newstest-de-en"):
+        src += read_gz(m / folder / "train.de.gz")
+        tgt += read_gz(m / folder / "train.en.gz")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(SEED)
+    rows = [rng.randrange(len(src)) for _ in range(n)]
+    files = {"train": ("train", src, tgt, rows)}
+    for split, name in (("valid", "val"), ("test", "test_2016_flickr")):
+        s, t = read_gz(m / "multi30k" / f"{name}.de.gz"), read_gz(m / "multi30k" / f"{name}.en.gz")
+        files[split] = (split, s, t, range(len(s)))
+    table = {}
+    for split, (stem, s, t, idx) in files.items():
+        paths = [out / f"{stem}.de", out / f"{stem}.en"]
+        for path, side in zip(paths, (s, t), strict=True):
+            path.write_text("".join(side[i] + "\n" for i in idx), encoding="utf-8")
+        table[split] = [str(p) for p in paths]
+    return table
+
+
+def timed(cmd: list[str], log: Path, first_line: str | None = None) -> dict[str, float | None]:
+    """Run `cmd` under /usr/bin/time -v: wall seconds, peak RSS in MB, and seconds until `first_line` is printed."""
+    start = time.monotonic()
+    first = None
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if first is None and first_line is not None and first_line in line:
+                first = time.monotonic() - start
+        proc.wait()
+    wall = time.monotonic() - start
+    text = log.read_text()
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed (exit {proc.returncode}); see {log}")
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return {"wall_s": round(wall, 1), "peak_rss_mb": int(rss.group(1)) // 1024 if rss else None,
+            "first_step_s": None if first is None else round(first, 1)}
+
+
+def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool) -> dict:
+    corpus = work / f"corpus-{n}"
+    files = make_corpus(n, corpus)
+    data = ["data=files", f"data.name=bench{n}", f"data.root={work / 'data'}"]
+    data += [f"+data.files.{split}=[{paths[0]},{paths[1]}]" for split, paths in files.items()]
+    py = [sys.executable, "-P", "-m"]  # -P: the working directory stays off sys.path
+    result: dict = {"pairs": n}
+    result["prepare"] = timed([*py, "nmt.cli.prepare", *data, *prepare_args], work / f"prepare-{n}.log")
+    if not skip_train:
+        train = [*py, "nmt.cli.train", *data, "train.max_steps=5", "train.log_every=1", "train.device=cpu",
+                 f"hydra.run.dir={work / f'run-{n}'}"]
+        result["train"] = timed(train, work / f"train-{n}.log", first_line="step 1 |")
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pairs", type=int, nargs="+", help="corpus sizes (train pairs)")
+    p.add_argument("--work", default="outputs/bench-data", help="corpora, prepared data, runs and logs")
+    p.add_argument("--label", default="this tree", help="names the tree measured in the output")
+    p.add_argument("--no-empty", action="store_true", help="skip the empty run (1,000 pairs)")
+    p.add_argument("--prepare-only", action="store_true", help="measure nmt-prepare only")
+    p.add_argument("--prepare-arg", action="append", default=[], help="extra nmt-prepare override (repeatable)")
+    args = p.parse_args()
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = args.pairs if args.no_empty or args.prepare_only else [EMPTY_PAIRS, *args.pairs]
+    print(f"{'tree':<12} {'pairs':>9}  {'prepare wall':>12} {'prepare RSS':>11}  {'train wall':>10} "
+          f"{'first step':>10} {'train RSS':>9}")
+    for n in sizes:
+        r = run_point(n, work, args.prepare_arg, args.prepare_only)
+        r["label"] = args.label
+        pr, tr = r["prepare"], r.get("train", {})
+        print(f"{args.label:<12} {n:>9}  {pr['wall_s']:>10} s {pr['peak_rss_mb']:>8} MB  "
+              f"{tr.get('wall_s', '-'):>8} s {tr.get('first_step_s', '-'):>8} s {tr.get('peak_rss_mb', '-'):>6} MB",
+              flush=True)
+        with open(work / "results.jsonl", "a") as f:
+            f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
