@@ -9,6 +9,7 @@ would make a system that does not degrade at all read more than 100% retained.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ class Slope(Record):
 
 
 Outputs = tuple[Sequence[str], Sequence[str]]  # (hypotheses, references)
+# A sentence ends at ".", "!" or "?" (closing quotes or brackets may follow) before a space or the end of the text.
+SENTENCE_END = re.compile(r"[.!?]+[\"'»«“”„)\]]*(?=\s|$)")
+WORD = re.compile(r"\w")
 
 
 def retention(levels: dict[str, dict[str, Outputs]], groups: Sequence[Sequence[int]], fixed: str, attention: str,
@@ -159,6 +163,15 @@ def retained_samples(short: np.ndarray, long: np.ndarray, idxs: np.ndarray, prec
     with np.errstate(divide="ignore", invalid="ignore"):
         reps = np.nan_to_num(reps_long / reps_short, nan=0.0, posinf=0.0)
     return (bleu_long / bleu_short if bleu_short > 0 else None), reps
+
+
+def count_sentences(text: str) -> int:
+    """Sentences in one German or English output: the stretches of text with a word in them between sentence-final
+    punctuation (`SENTENCE_END`), a trailing stretch without final punctuation included. A model that stops after
+    the first full stop of a joined input produces one sentence where k were asked for. An abbreviation's full
+    stop before a space ("z. B.") counts as a sentence end, so compare counts between systems on the same inputs
+    rather than reading one count alone."""
+    return sum(bool(WORD.search(piece)) for piece in SENTENCE_END.split(text))
 
 
 def slope(words: Sequence[float], bleu: Sequence[float]) -> Slope:

@@ -143,7 +143,7 @@ def seed_interval(values: Sequence[float]) -> SeedInterval:
     if len(x) == 1:
         return SeedInterval(mean, None, [], 1)
     sd = float(x.std(ddof=1))
-    half = T_975[min(len(x) - 1, len(T_975)) - 1] * sd / np.sqrt(len(x))
+    half = T_975[min(len(x) - 1, len(T_975)) - 1] * sd / float(np.sqrt(len(x)))
     return SeedInterval(mean, sd, [mean - half, mean + half], len(x))
 
 
