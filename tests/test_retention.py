@@ -52,6 +52,8 @@ def test_a_system_that_does_not_degrade_keeps_exactly_100_percent() -> None:
         s = r.systems[name]
         assert s.retained == pytest.approx(1.0) and s.p_degrades == 1.0
         assert s.retained_ci == pytest.approx([1.0, 1.0])
+        assert s.precision_retained == pytest.approx(1.0) and s.precision_retained_ci == pytest.approx([1.0, 1.0])
+    assert r.precision_difference.value == pytest.approx(0.0)
     assert removal_verdict(r, "attn")[0] == REMOVES
     # The old statistic: level 1 as separate sentences, summed per group.
     stats = sentence_stats(hyps, refs)

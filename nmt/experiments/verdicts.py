@@ -5,6 +5,8 @@
   levels (from the statistics of nmt/metrics/retention.py) as two questions: (a) does the fixed-context model
   degrade with length, and does attention degrade less? (b) does attention remove the degradation?
 - `capacity_sentence`: what a bigger fixed-context vector does to that degradation.
+- `matched_verdict`: question (c), "at equal k = 1 quality, does attention keep more?", from
+  nmt/metrics/trajectory.py; `seed_level_agrees`, the rule that a verdict needs the seed-level interval.
 - The side claims of nmt/experiments/claims.py: `magnitude_verdict` ("up to 40%"), `all_or_any` (a claim made
   of several comparisons), `differs_verdict` (some system differs), `seeds_verdict` (the seeds' common label),
   and `CLAIM_QUESTIONS`, the question each verdict answers.
@@ -20,7 +22,8 @@ from collections.abc import Sequence
 from nmt.evaluation.report import p_text
 from nmt.experiments.results import MeanStd, SweepPair, SweepRow, Verdict
 from nmt.metrics.retention import Retention
-from nmt.metrics.significance import PairedTest
+from nmt.metrics.significance import PairedTest, SeedInterval
+from nmt.metrics.trajectory import MatchedRetention
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -170,6 +173,66 @@ def capacity_sentence(rows: Sequence[SweepRow], pairs: Sequence[SweepPair],
     return (f"The largest summary vector does not measurably change the degradation against the smallest: the "
             f"difference in retained BLEU, {large.summary} minus {small.summary} dimensions, is {diff} (neither "
             f"one-sided test at p < {BOTTLENECK_ALPHA:g}); " + kept + pairwise)
+
+
+# Question (c): retention at matched k = 1 quality ----------------------------------------------------------------
+MIN_SEEDS = 3  # a verdict over seeds needs a seed-level interval from at least this many
+MATCHED_MORE = "attention keeps more at matched quality"
+MATCHED_LESS = "attention keeps less at matched quality"
+MATCHED_NO_DIFFERENCE = "no difference measurable at matched quality"
+NO_OVERLAP = "the quality ranges do not overlap"
+
+
+def seed_level_agrees(interval: SeedInterval | None, side: str) -> bool:
+    """A verdict needs the seed-level interval to agree: with at least MIN_SEEDS seeds, its 95% t-interval lies
+    wholly above 0 (side "greater") or wholly below 0 (side "less")."""
+    if interval is None or interval.seeds < MIN_SEEDS or not interval.ci:
+        return False
+    if side not in ("greater", "less"):
+        raise ValueError(f"side must be greater or less, got {side!r}")
+    return interval.ci[0] > 0 if side == "greater" else interval.ci[1] < 0
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def matched_verdict(result: MatchedRetention, alpha: float = ALPHA, quality: str = "k = 1 BLEU"
+                    ) -> tuple[str, str]:
+    """Question (c), "at equal k = 1 quality, does attention keep more of its BLEU at the longest level?", from
+    `matched_retention`. Returns (label, reason); every reason names the quality range and the number of seeds.
+
+    NO_OVERLAP when the two models' quality ranges meet over less than the minimum width (the two ranges are
+    given; nothing is compared). INCONCLUSIVE with fewer than MIN_SEEDS seeds. MATCHED_MORE (MATCHED_LESS) when
+    the one-sided p-value over test groups is under `alpha` and the seed-level interval lies above (below) 0.
+    Otherwise MATCHED_NO_DIFFERENCE, with the smallest difference the design could have shown: the larger
+    half-width of the two 95% intervals (a difference inside it is not ruled out).
+    """
+    n, seeds = result.n_samples, f"{result.seeds} seed{'s' if result.seeds != 1 else ''}"
+    if result.overlap is None or result.difference is None:
+        def covers(r: list[float] | None) -> str:
+            return "no usable checkpoint in some seed" if r is None else f"{r[0]:.1f}-{r[1]:.1f}"
+        return NO_OVERLAP, (f"fixed-context checkpoints cover {quality} {covers(result.fixed_range)}, attention "
+                            f"{covers(result.attention_range)} (the range every seed covers, {seeds}); they overlap "
+                            f"over less than {result.min_overlap:g}, so retention is not compared at equal quality")
+    lo, hi = result.overlap
+    where = f"at {quality} {lo:.1f}-{hi:.1f} ({seeds})"
+    level = result.seed_level
+    seed_ci = "" if level is None or not level.ci else \
+        f", over seeds [{_points(level.ci[0])}, {_points(level.ci[1])}]"
+    diff = (f"attention - fixed retention {_points(result.difference)} points (95% interval over test groups "
+            f"[{_points(result.ci[0])}, {_points(result.ci[1])}]{seed_ci})")
+    if result.seeds < MIN_SEEDS:
+        return INCONCLUSIVE, f"{where}: {diff}; a verdict needs the seed-level interval of at least {MIN_SEEDS} seeds"
+    if result.p_value < alpha and seed_level_agrees(level, "greater"):
+        return MATCHED_MORE, f"{where}: {diff}, {p_text(result.p_value, n)}"
+    if result.p_less < alpha and seed_level_agrees(level, "less"):
+        return MATCHED_LESS, f"{where}: {diff}, {p_text(result.p_less, n)} for less"
+    half = max((result.ci[1] - result.ci[0]) / 2, (level.ci[1] - level.ci[0]) / 2)
+    p = min(result.p_value, result.p_less)
+    seeds_disagree = "; the test groups alone flag it, the seeds do not" if p < alpha else ""
+    return MATCHED_NO_DIFFERENCE, (f"{where}: {diff}, {p_text(p, n)} one-sided{seeds_disagree}; a difference "
+                                   f"smaller than about {100 * half:.1f} points would not be detected")
 
 
 # The side claims (nmt/experiments/claims.py) --------------------------------------------------------------------

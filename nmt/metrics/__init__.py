@@ -1,6 +1,7 @@
 """Metrics: the table of corpus metrics and sacreBLEU scores (scores.py), bootstrap intervals and calibrated paired
-tests (significance.py), scores by source length (lengths.py), retention over input length (retention.py). Every
-result is a dataclass (attribute access; `.to_dict()` where it is written as JSON)."""
+tests (significance.py), scores by source length (lengths.py), retention over input length (retention.py), retention
+at matched k = 1 quality over training (trajectory.py), the segment-alignment score of attention (alignment.py).
+Every result is a dataclass (attribute access; `.to_dict()` where it is written as JSON)."""
 
 from nmt.metrics.lengths import (
     DEFAULT_EDGES,

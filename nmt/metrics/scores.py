@@ -10,7 +10,6 @@ sacreBLEU's private methods (pinned by the sacrebleu version bound in pyproject.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
@@ -150,13 +149,21 @@ class LengthRatio(Record):
     brevity_penalty: float
 
 
+def brevity_penalty(stats: np.ndarray) -> np.ndarray:
+    """BLEU's brevity penalty of summed BLEU statistics (..., num_stats) -> (...): 1 for a hypothesis at least as
+    long as its reference, exp(1 - ref / hyp) for a shorter one, 0 for an empty one (or no reference)."""
+    hyp_len = np.asarray(stats[..., 0], dtype=np.float64)  # sacreBLEU's BLEU statistics start with both lengths
+    ref_len = np.asarray(stats[..., 1], dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        shorter = np.exp(1.0 - ref_len / np.where(hyp_len > 0, hyp_len, 1.0))
+    return np.where(ref_len <= 0, 0.0, np.where(hyp_len >= ref_len, 1.0, np.where(hyp_len > 0, shorter, 0.0)))
+
+
 def length_stats(stats: np.ndarray) -> LengthRatio:
     """Length ratio and brevity penalty of summed BLEU statistics (num_stats,): a ratio under 1 with a falling
     penalty tells early stopping from lost content."""
-    hyp_len, ref_len = float(stats[0]), float(stats[1])  # sacreBLEU's BLEU statistics start with both lengths
-    ratio = hyp_len / ref_len if ref_len else 0.0
-    penalty = 1.0 if ratio >= 1.0 else (0.0 if ratio == 0.0 else math.exp(1.0 - 1.0 / ratio))
-    return LengthRatio(ratio=ratio, brevity_penalty=penalty)
+    hyp_len, ref_len = float(stats[0]), float(stats[1])
+    return LengthRatio(ratio=hyp_len / ref_len if ref_len else 0.0, brevity_penalty=float(brevity_penalty(stats)))
 
 
 def resampled_scores(stats: np.ndarray, idxs: np.ndarray, metric: str = "bleu") -> np.ndarray:

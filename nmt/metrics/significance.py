@@ -9,6 +9,9 @@
   a signed, centred bootstrap (Hall & Wilson 1991): the signed replicates are centred on their mean, which
   imposes the null, and compared with the observed value. A ratio of two means of positive per-item statistics
   (`ratio_bootstrap`) is bootstrapped on the log scale, so its interval cannot reach below zero.
+- Over training seeds (`seed_interval`): a per-seed statistic's mean, between-seed SD and t-interval. Seeds are
+  the larger source of noise, and a bootstrap over three or four seeds cannot see it (it draws from a handful of
+  values and understates their spread), so the seed level uses Student's t.
 sacreBLEU's `--paired-bs` takes |d*| before centring, which flags about twice as many comparisons of equally
 good systems as α promises; tests/test_significance.py measures the false-positive rate of ours on simulated
 equal systems. Below `MIN_TEST_ITEMS` items no p-value is given (reports print "n/a").
@@ -29,6 +32,10 @@ from nmt.metrics.scores import check_pair, resampled_scores, score_from_stats, s
 BOOTSTRAP_SEED = 12345
 # Fewer test items than this give no p-value ("n/a"): a bootstrap over a handful of sentences is meaningless.
 MIN_TEST_ITEMS = 20
+# Student's t quantile at 97.5% for 1..30 degrees of freedom (standard tables, 3 decimals): no scipy here. More
+# degrees of freedom use the value of 30, a little wider than exact (at most 2.042 / 1.960, about 4%).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 @dataclass
@@ -76,6 +83,18 @@ class RatioTest(Record):
     unbounded: int
 
 
+@dataclass
+class SeedInterval(Record):
+    """A per-seed statistic over training seeds (`seed_interval`): mean, between-seed sample SD and the 95%
+    t-interval of the mean; with one seed the SD is None and the interval unbounded ([-inf, inf] is not JSON, so
+    [])."""
+
+    mean: float
+    sd: float | None
+    ci: list[float]
+    seeds: int
+
+
 def randomisation_p_value(stats_a: np.ndarray, stats_b: np.ndarray, n_samples: int = 1000,
                           seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> float:
     """Two-sided approximate randomisation test of score(a) - score(b) from per-item statistics
@@ -111,6 +130,21 @@ def centred_p_value(replicates: np.ndarray, observed: float, alternative: str = 
     else:
         raise ValueError(f"alternative must be two-sided or greater, got {alternative!r}")
     return float((hits.sum() + 1) / (len(centred) + 1))
+
+
+def seed_interval(values: Sequence[float]) -> SeedInterval:
+    """Mean, between-seed SD and 95% t-interval (mean +- t_{n-1} sd / sqrt(n)) of one statistic per seed (n,).
+    The interval assumes the seeds' values are independent draws of a roughly normal spread; it says nothing of
+    the test-set noise they share (that is the group bootstrap's part)."""
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        raise NMTError("seed_interval needs at least one seed")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return SeedInterval(mean, None, [], 1)
+    sd = float(x.std(ddof=1))
+    half = T_975[min(len(x) - 1, len(T_975)) - 1] * sd / float(np.sqrt(len(x)))
+    return SeedInterval(mean, sd, [mean - half, mean + half], len(x))
 
 
 def percentile_interval(replicates: np.ndarray) -> list[float]:
