@@ -41,6 +41,10 @@ def translate_command(cfg: DictConfig, stdin: TextIO | None = None, stdout: Text
         stderr: TextIO | None = None) -> int:
     """Translate as configured; returns the number of input lines."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    if cfg.input == "-" and stdin is None:  # started with stdin closed (`exec 0<&-`): Python has no sys.stdin
+        raise NMTError("stdin is closed: give input=<file>, or pipe the text in")
+    if cfg.output == "-" and stdout is None:
+        raise NMTError("stdout is closed: give output=<file>")
     if cfg.output != "-":
         check_writable(cfg.output)  # before the work, not after it
         if cfg.input != "-" and Path(cfg.input).resolve() == Path(cfg.output).resolve():

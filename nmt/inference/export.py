@@ -178,8 +178,11 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
         "tokenizer_sha256": tok.sha256,
         "spm": spm_files,
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise NMTError(f"cannot write {out_dir}: {e.strerror or e}") from None
     try:
         model_dir = staging / "model"
         _Converter().convert(str(model_dir), quantization=quantization)
