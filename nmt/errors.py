@@ -12,15 +12,14 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 
 class NMTError(Exception):
     """A problem with the user's input (file, config, checkpoint) that they can fix."""
 
 
-EXIT_USER_ERROR = 2  # a mistake in the command line, a config or an input file
-EXIT_ENVIRONMENT = 1  # the machine refused: a full or read-only disk, a missing directory, no permission
+EXIT_USER_ERROR = 2  # a mistake in the command line, a config or an input file, or a write the machine refused
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports a command it interrupted
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), as for any Unix filter
 
@@ -34,9 +33,10 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     sys.exit(code)
 
 
-def warn(message: str) -> None:
-    """Print `warning: <message>` as one line on stderr: every warning nmt itself gives goes through here."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+def warn(message: str, file: TextIO | None = None) -> None:
+    """Print `warning: <message>` as one line on stderr (or `file`): every warning nmt itself gives on the console
+    goes through here, never through Python's `warnings` (whose header names a source file and line)."""
+    print(f"warning: {message}", file=file or sys.stderr, flush=True)
 
 
 def describe_os_error(e: OSError) -> str:
@@ -78,9 +78,9 @@ def exit_on_early_interrupt() -> None:
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The boundary of every console script (and of each command's function): NMTError is one line and exit 2;
     an OSError (a full or read-only disk, a missing directory) is one line `cannot write <path>: <reason>` and
-    exit 1; Ctrl-C is one line `interrupted` and exit 130 (training handles the first Ctrl-C itself: it saves and
-    stops); a closed stdout pipe (`| head`) ends the command quietly. Whatever the command half-wrote is removed
-    where it was written (nmt.io.undo_on_failure)."""
+    exit 2, as when nmt.io refuses a write itself; Ctrl-C is one line `interrupted` and exit 130 (training
+    handles the first Ctrl-C itself: it saves and stops); a closed stdout pipe (`| head`) ends the command quietly
+    (exit 141). Whatever the command half-wrote is removed where it was written (nmt.io.undo_on_failure)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -96,7 +96,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:
             _quiet_broken_pipe()
         except OSError as e:
-            fail(describe_os_error(e), EXIT_ENVIRONMENT)
+            fail(describe_os_error(e))
 
     return wrapper
 

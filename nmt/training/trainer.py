@@ -313,7 +313,7 @@ class Trainer:
         result = None
         if self.dist.is_main:
             decode_cfg = DecodeConfig(**OmegaConf.to_container(self.cfg.decode, resolve=True))
-            decode_cfg.beam, decode_cfg.nbest = max(1, self.train_cfg.eval_beam), 1
+            decode_cfg.beam, decode_cfg.nbest = self.train_cfg.eval_beam, 1  # at least 1 (check_train_config)
             result = validate(
                 self.model, self.data.valid, self.data.tokenizer, decode_cfg, self.device, self._autocast(), self.log,
                 state.step, self.train_cfg.attention_samples,
