@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from console import BIN, fault_env, run_script, script_env
 from train_utils import overrides, write_corpus
 
@@ -91,7 +90,8 @@ def test_nmt_prepare_on_a_full_disk_leaves_no_partial_dataset(tiny, tmp_path):
     result = run_script("nmt-prepare", args, cwd=tmp_path,
                         env=fault_env(write=f"ENOSPC:{root / 'prepared' / 'tiny' / 'dataset.tmp'}"))
     line = only_line(result)
-    assert line.startswith("error: cannot write ") and "dataset.tmp" in line and line.endswith("No space left on device")
+    assert line.startswith("error: cannot write ") and "dataset.tmp" in line, line
+    assert line.endswith("No space left on device"), line
     assert not (root / "prepared" / "tiny").exists()
     assert run_script("nmt-prepare", args, cwd=tmp_path).returncode == 0  # a rerun starts clean
 
