@@ -7,11 +7,13 @@ import gzip
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
 from typing import IO, Any, Self
@@ -36,6 +38,8 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
     """Lines of a UTF-8 text file (plain or .gz) exactly as written, without their line ends (whitespace
     inside a line is kept); NMTError naming `what`, the file and the line."""
     path = Path(path)
+    if path.is_dir():
+        raise NMTError(f"{what} {path} is a directory, not a file")
     if not path.is_file():
         raise NMTError(f"{what} not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -98,6 +102,28 @@ def check_writable(path: str | Path, directory: bool = False) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise NMTError(f"cannot write {path}: directory {ancestor} is not writable")
     return path
+
+
+@contextmanager
+def undo_on_failure(path: str | Path, existed: bool | None = None) -> Iterator[Path]:
+    """Remove what the block adds under `path` when it fails (any exception, Ctrl-C included): every file and
+    directory below `path` that was not there when the block started, and `path` itself when it did not exist
+    (`existed` overrides that: False for a directory the caller has just made). What was there before is kept;
+    a command that fails on a full disk leaves no partial output, and its rerun starts clean."""
+    path = Path(path)
+    before = set(path.rglob("*")) if path.is_dir() else set()
+    if existed is None:
+        existed = path.exists()
+    try:
+        yield path
+    except BaseException:
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        elif path.is_dir():
+            for new in sorted(set(path.rglob("*")) - before, key=lambda p: len(p.parts), reverse=True):
+                shutil.rmtree(new, ignore_errors=True) if new.is_dir() and not new.is_symlink() \
+                    else new.unlink(missing_ok=True)
+        raise
 
 
 def make_dir(path: str | Path, what: str = "directory") -> Path:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import platform
 import random
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from nmt.config import CHOICES
-from nmt.errors import NMTError
+from nmt.errors import NMTError, warn
 
 # A state dict, as `state_dict()` returns and `load_state_dict()` takes (torch's convention, also for the tokenizer,
 # the schedule, the RNG states and a checkpoint's payload): names to tensors and plain values, free-form by nature,
@@ -88,8 +87,7 @@ def decode_precision(precision: str, device: torch.device) -> contextlib.Abstrac
         raise NMTError(f"unknown decode.precision={precision!r}; valid values: {', '.join(valid)}")
     if device.type != "cuda":
         if precision != "fp32":
-            warnings.warn(f"decode.precision={precision} applies on CUDA only; decoding on {device.type} in fp32",
-                          stacklevel=2)
+            warn(f"decode.precision={precision} applies on CUDA only; decoding on {device.type} in fp32")
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)

@@ -18,6 +18,25 @@ from nmt.metrics.scores import LengthRatio
 
 
 @pytest.fixture
+def fail_writes(monkeypatch):
+    """`fail_writes("ENOSPC", path)`: in this process, writing a file or making a directory under `path` fails with
+    that errno from now to the end of the test (the same replacements the child processes get from fault_env)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nmt_faults", Path(__file__).parent / "faults" / "sitecustomize.py")
+    faults = importlib.util.module_from_spec(spec)
+    monkeypatch.delenv("NMT_FAULT_WRITE", raising=False)
+    monkeypatch.delenv("NMT_FAULT_SIGINT_AT", raising=False)
+    spec.loader.exec_module(faults)
+
+    def install(errno_name: str, path: str | Path) -> None:
+        for (owner, attr), replacement in faults.write_fault(errno_name, str(path)).items():
+            monkeypatch.setattr(owner, attr, replacement)
+
+    return install
+
+
+@pytest.fixture
 def one_thread():
     """Tiny ops are fastest single-threaded, and two threads on a busy 2-core machine mostly wait."""
     threads = torch.get_num_threads()

@@ -17,11 +17,26 @@ def script_env() -> dict[str, str]:
                 HYDRA_FULL_ERROR="0")
 
 
-def start_script(name: str, args: list[str], cwd: Path) -> subprocess.Popen:
-    """`<name> <args>` (an installed script, or a program on PATH) started in `cwd`, all three streams piped."""
+FAULTS = Path(__file__).resolve().parent / "faults"  # sitecustomize.py: fault injection for child processes
+
+
+def fault_env(write: str | None = None, sigint_at: str | None = None) -> dict[str, str]:
+    """Environment for a child that fails writes (`write`="ENOSPC:<path prefix>", EROFS, EACCES ...) or gets Ctrl-C
+    at a chosen moment (`sigint_at`="<module>[:<function>]"); see tests/faults/sitecustomize.py."""
+    env = {"PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    if write:
+        env["NMT_FAULT_WRITE"] = write
+    if sigint_at:
+        env["NMT_FAULT_SIGINT_AT"] = sigint_at
+    return env
+
+
+def start_script(name: str, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`<name> <args>` (an installed script, or a program on PATH) started in `cwd`, all three streams piped;
+    `env` adds to the environment (fault_env)."""
     program = BIN / name if (BIN / name).exists() else name
-    return subprocess.Popen([str(program), *args], cwd=cwd, env=script_env(), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([str(program), *args], cwd=cwd, env={**script_env(), **(env or {})},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def finish(proc: subprocess.Popen, stdin: bytes = b"", timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
@@ -36,10 +51,10 @@ def finish(proc: subprocess.Popen, stdin: bytes = b"", timeout: float = TIMEOUT)
                                        err.decode(errors="replace"))
 
 
-def run_script(name: str, args: list[str], cwd: Path, stdin: bytes = b"",
-               timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+def run_script(name: str, args: list[str], cwd: Path, stdin: bytes = b"", timeout: float = TIMEOUT,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`<name> <args>` run to the end in `cwd`."""
-    return finish(start_script(name, args, cwd), stdin, timeout)
+    return finish(start_script(name, args, cwd, env), stdin, timeout)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

@@ -60,6 +60,7 @@ class Workspace:
 
     def __init__(self, root: Path, files: dict[str, list[str]]):
         self.root, self.files = root, files
+        self.inputs: dict[Path, bytes] = {}  # the input files written for the commands: none may change
         self.data = tiny_data(files, root / "data_cache")
 
     def extra_args(self, command: list[str]) -> list[str]:
@@ -100,6 +101,7 @@ class Workspace:
                 lines = Path(self.files["test"][side]).read_text(encoding="utf-8").splitlines()[:5]
                 (self.root / path).parent.mkdir(parents=True, exist_ok=True)
                 (self.root / path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+                self.inputs[self.root / path] = (self.root / path).read_bytes()
 
     def command(self, line: str) -> str:
         """`line` with tiny-run arguments appended to each nmt-* command and the placeholders filled in."""
@@ -123,6 +125,8 @@ class Workspace:
         result = run_script("bash", ["-c", command], cwd=self.root, timeout=TIMEOUT)
         assert result.returncode == 0, f"README: {line}\nran: {command}\n{result.stderr[-3000:]}"
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        changed = [str(p) for p, data in self.inputs.items() if not p.is_file() or p.read_bytes() != data]
+        assert not changed, f"README: {line}\nchanged an input a command reads: {changed}"
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ def average_command(args: argparse.Namespace) -> Path:
     return output
 
 
+@user_errors
 def main(argv: list[str] | None = None) -> None:
     average_command(parse_args(sys.argv[1:] if argv is None else argv))
 

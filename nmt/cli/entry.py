@@ -7,12 +7,18 @@ Hydra itself reports a bad override (unknown key, wrong type, unknown group opti
 group, its valid choices): `error: <line>`, exit 2.
 Hydra's own settings (run directory, logging) are not here but in configs/hydra/: `run` for nmt-train, `quiet`
 for the commands that write no run directory.
+
+Every console script's `main` goes through `nmt.errors.user_errors`, the one boundary that turns a user mistake,
+a refused write (full or read-only disk), Ctrl-C and a closed stdout pipe into one line and an exit code. Hydra
+itself would print an error raised inside it (its own file writes, the task) as a trimmed traceback; with
+HYDRA_FULL_ERROR=1 it passes the error on, to that boundary.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -44,7 +50,9 @@ def hydra_command(config_name: str, before: Callable[[list[str]], None] | None =
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)(task)
 
         @functools.wraps(task)
+        @user_errors
         def main() -> None:
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # errors reach user_errors, not Hydra's traceback printer
             argv = sys.argv[1:]
             check_command_line(config_name, argv)
             if before is not None:

@@ -13,15 +13,19 @@ from omegaconf import DictConfig
 
 from nmt.cli.entry import hydra_command
 from nmt.errors import user_errors
+from nmt.io import undo_on_failure
 
 
 @user_errors
 def prepare_command(cfg: DictConfig) -> None:
     # Imported here so that config mistakes and --help answer without loading `datasets`.
-    from nmt.data.corpus import describe, prepare_corpus
+    from nmt.data.corpus import describe, prepare_corpus, prepared_dir
 
     start = time.perf_counter()
-    corpus = prepare_corpus(cfg.data, log=lambda msg: print(msg, flush=True))
+    # A failure (a full disk, Ctrl-C during SentencePiece training) removes what this run added to the corpus's
+    # prepared directory (a half-written dataset.tmp ...); what an earlier run prepared stays.
+    with undo_on_failure(prepared_dir(cfg.data)):
+        corpus = prepare_corpus(cfg.data, log=lambda msg: print(msg, flush=True))
     print(describe(corpus))
     print(f"done in {time.perf_counter() - start:.2f} s")
 

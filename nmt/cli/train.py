@@ -16,7 +16,6 @@ Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 0; a secon
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -37,13 +36,12 @@ def train_command(cfg: DictConfig, run_dir: Path) -> FitSummary:
 
 @user_errors
 def check_run_dir(argv: list[str]) -> None:
-    """Before Hydra creates the run directory (a failure there is a traceback) and writes its .hydra/ config
-    into it: make a given hydra.run.dir, and refuse one another nmt-train is using (or check that the
-    default's outputs/ can be made); one line on failure."""
+    """Before Hydra creates the run directory: make a given hydra.run.dir, and refuse one another nmt-train is
+    using (or check that the default's outputs/ can be made); one line on failure."""
     given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
     if given and "${" not in given[-1]:
         run_dir = make_dir(given[-1], "run directory").resolve()
-        if os.environ.get("RANK", "0") == "0":  # Hydra is about to write run_dir/.hydra/: refuse a busy one first
+        if os.environ.get("RANK", "0") == "0":  # refuse a busy one before anything else
             lock_run_dir(run_dir).release()  # the trainer takes the lock for the run (only rank 0 does)
     else:
         check_writable("outputs", directory=True)
@@ -55,11 +53,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    try:
-        _hydra_main()
-    except KeyboardInterrupt:  # only a second Ctrl-C gets here: the first one stops training cleanly
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    _hydra_main()  # a second Ctrl-C (the first one stops training cleanly) is `interrupted`, exit 130 (user_errors)
 
 
 if __name__ == "__main__":

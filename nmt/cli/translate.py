@@ -20,7 +20,7 @@ from typing import TextIO
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.cli.entry import hydra_command
-from nmt.errors import NMTError, user_errors
+from nmt.errors import NMTError, user_errors, warn
 from nmt.inference.translator import ExportedTranslator, Translator, format_lines
 from nmt.io import check_writable, read_stream, read_text_lines, write_lines
 
@@ -33,7 +33,7 @@ def _warn_truncated(truncated: list[int], translator: Translator | ExportedTrans
     else:  # the model's position table is the tighter limit
         why = f"{limit} pieces (model.max_positions={translator.max_positions}, one is EOS)"
     for i in truncated:
-        print(f"warning: line {first_line + i}: longer than {why}, truncated", file=stderr)
+        warn(f"line {first_line + i}: longer than {why}, truncated", stderr)
 
 
 @user_errors
@@ -41,6 +41,10 @@ def translate_command(cfg: DictConfig, stdin: TextIO | None = None, stdout: Text
         stderr: TextIO | None = None) -> int:
     """Translate as configured; returns the number of input lines."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    if cfg.input == "-" and stdin is None:  # started with stdin closed (`exec 0<&-`): Python has no sys.stdin
+        raise NMTError("stdin is closed: give input=<file>, or pipe the text in")
+    if cfg.output == "-" and stdout is None:
+        raise NMTError("stdout is closed: give output=<file>")
     if cfg.output != "-":
         check_writable(cfg.output)  # before the work, not after it
         if cfg.input != "-" and Path(cfg.input).resolve() == Path(cfg.output).resolve():

@@ -37,7 +37,7 @@ from nmt.evaluation.report import (
     SystemInfo,
     write_report,
 )
-from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, write_lines
+from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, undo_on_failure, write_lines
 from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
@@ -209,74 +209,77 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
         if len(baseline_hyps) != len(refs):
             raise NMTError(f"baseline {baseline_path} has {len(baseline_hyps)} lines but there are {len(refs)} "
                            f"references")
+    existed = bool(cfg.out_dir) and Path(cfg.out_dir).exists()
     out_dir = make_out_dir(cfg.out_dir, run_dir_of(cfg.checkpoints[0]) / "eval", label)
 
-    plots: list[str] = []
-    figures: dict[str, Figure] = {}
+    with undo_on_failure(out_dir, existed):  # a failure (a full disk, Ctrl-C) leaves no partial evaluation
+        plots: list[str] = []
+        figures: dict[str, Figure] = {}
 
-    def evaluate_checkpoint(model: Any, name: str, what: str) -> System:
-        _, model_refs, _ = load_references(cfg, model, corpora)
-        if model_refs != refs:
-            raise NMTError(f"{what} {model.path} was trained on another corpus than {entries[0]}: its {label} "
-                           f"references differ; evaluate them separately or give src_file/ref_file")
-        log(f"decoding {len(sources)} sentences with {model.path} ...")
-        system = decode_system(name, model, sources, cfg, device)
-        prefix = "attention" if not plots else f"attention_{safe_name(name)}"
-        files, figs = attention_plots(system, sources, cfg, device, out_dir, prefix)
-        plots.extend(files)
-        figures.update(figs)
-        system.loaded = None  # one model in memory at a time
-        return system
+        def evaluate_checkpoint(model: Any, name: str, what: str) -> System:
+            _, model_refs, _ = load_references(cfg, model, corpora)
+            if model_refs != refs:
+                raise NMTError(f"{what} {model.path} was trained on another corpus than {entries[0]}: its {label} "
+                               f"references differ; evaluate them separately or give src_file/ref_file")
+            log(f"decoding {len(sources)} sentences with {model.path} ...")
+            system = decode_system(name, model, sources, cfg, device)
+            prefix = "attention" if not plots else f"attention_{safe_name(name)}"
+            files, figs = attention_plots(system, sources, cfg, device, out_dir, prefix)
+            plots.extend(files)
+            figures.update(figs)
+            system.loaded = None  # one model in memory at a time
+            return system
 
-    systems: list[System] = []
-    for i, entry in enumerate(entries):
-        if cfg.average_last > 0:
-            model = load_system(entry, cfg, device, average_into=out_dir)
-        else:
-            model = first if i == 0 else load_system(entry, cfg, device)
-        name = fresh_name(str(model.cfg.model.arch), [s.name for s in systems])
-        systems.append(evaluate_checkpoint(model, name, "checkpoint"))
-    first = None
-    baseline = None
-    if baseline_hyps is not None:
-        baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps,
-                          SystemInfo(hypotheses_file_in=str(baseline_path)))
-    elif baseline_path is not None:
-        model = load_system(str(baseline_path), cfg, device)
-        baseline = evaluate_checkpoint(model, f"baseline:{model.cfg.model.arch}", "baseline")
+        systems: list[System] = []
+        for i, entry in enumerate(entries):
+            if cfg.average_last > 0:
+                model = load_system(entry, cfg, device, average_into=out_dir)
+            else:
+                model = first if i == 0 else load_system(entry, cfg, device)
+            name = fresh_name(str(model.cfg.model.arch), [s.name for s in systems])
+            systems.append(evaluate_checkpoint(model, name, "checkpoint"))
+        first = None
+        baseline = None
+        if baseline_hyps is not None:
+            baseline = System(f"baseline:{baseline_path.stem}", baseline_hyps,
+                              SystemInfo(hypotheses_file_in=str(baseline_path)))
+        elif baseline_path is not None:
+            model = load_system(str(baseline_path), cfg, device)
+            baseline = evaluate_checkpoint(model, f"baseline:{model.cfg.model.arch}", "baseline")
 
-    for s in systems + ([baseline] if baseline else []):
-        write_lines(out_dir / f"{safe_name(s.name)}.hyp.txt", s.hypotheses)
-        if s.nbest is not None:
-            write_lines(out_dir / f"{safe_name(s.name)}.nbest.txt",
-                        [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.nbest) for h, sc in nb])
-    write_lines(out_dir / "src.txt", sources)
-    write_lines(out_dir / "ref.txt", refs)
+        for s in systems + ([baseline] if baseline else []):
+            write_lines(out_dir / f"{safe_name(s.name)}.hyp.txt", s.hypotheses)
+            if s.nbest is not None:
+                write_lines(out_dir / f"{safe_name(s.name)}.nbest.txt",
+                            [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.nbest) for h, sc in nb])
+        write_lines(out_dir / "src.txt", sources)
+        write_lines(out_dir / "ref.txt", refs)
 
-    report = build_report(label, sources, refs, systems, baseline, cfg)
-    fig = plot_bleu_by_length({s.name: s.by_length for s in report.systems}, title=f"BLEU by source length ({label})")
-    report.plots = Plots(bleu_by_length=save_png(fig, out_dir / "bleu_by_length.png").name, attention=plots)
-    figures["bleu_by_length"] = fig
-    for s in report.systems:
-        if s.truncated_sources:
-            report.notes.append(f"{s.name}: {s.truncated_sources} sources were longer than the model's position "
-                                f"table and were truncated")
-    skipped = [i for i in cfg.attention_sentences if not 0 <= i < len(sources)]
-    if skipped:
-        report.notes.append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
-    if not report.plots.attention and cfg.attention_sentences:
-        report.notes.append("no attention heatmaps: the models have no attention over the source")
-    rescored = " ".join(m.sacrebleu for m in METRICS.values() if m.sacrebleu)
-    report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored}")
-    md_path, _ = write_report(out_dir, report)
+        report = build_report(label, sources, refs, systems, baseline, cfg)
+        fig = plot_bleu_by_length({s.name: s.by_length for s in report.systems},
+                                  title=f"BLEU by source length ({label})")
+        report.plots = Plots(bleu_by_length=save_png(fig, out_dir / "bleu_by_length.png").name, attention=plots)
+        figures["bleu_by_length"] = fig
+        for s in report.systems:
+            if s.truncated_sources:
+                report.notes.append(f"{s.name}: {s.truncated_sources} sources were longer than the model's position "
+                                    f"table and were truncated")
+        skipped = [i for i in cfg.attention_sentences if not 0 <= i < len(sources)]
+        if skipped:
+            report.notes.append(f"attention_sentences {skipped} are outside the {len(sources)} sentences")
+        if not report.plots.attention and cfg.attention_sentences:
+            report.notes.append("no attention heatmaps: the models have no attention over the source")
+        rescored = " ".join(m.sacrebleu for m in METRICS.values() if m.sacrebleu)
+        report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored}")
+        md_path, _ = write_report(out_dir, report)
 
-    if cfg.tensorboard_dir:
-        scalars = {m.eval_tag(label, s.name): s.scores.score(m.name) for s in report.systems
-                   for m in METRICS.values() if m.tensorboard}
-        log_to_tensorboard(cfg.tensorboard_dir, {f"eval/{label}/{k}": f for k, f in figures.items()}, scalars,
-                           step=systems[0].info.step or 0)
-    report.out_dir = str(out_dir)
-    report.report_file = str(md_path)
+        if cfg.tensorboard_dir:
+            scalars = {m.eval_tag(label, s.name): s.scores.score(m.name) for s in report.systems
+                       for m in METRICS.values() if m.tensorboard}
+            log_to_tensorboard(cfg.tensorboard_dir, {f"eval/{label}/{k}": f for k, f in figures.items()}, scalars,
+                               step=systems[0].info.step or 0)
+        report.out_dir = str(out_dir)
+        report.report_file = str(md_path)
     return report
 
 

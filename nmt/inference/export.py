@@ -178,8 +178,11 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
         "tokenizer_sha256": tok.sha256,
         "spm": spm_files,
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise NMTError(f"cannot write {out_dir}: {e.strerror or e}") from None
     try:
         model_dir = staging / "model"
         _Converter().convert(str(model_dir), quantization=quantization)
@@ -199,13 +202,26 @@ def export_ctranslate2(checkpoint_path: str | Path, out_dir: str | Path, quantiz
 
 
 def read_export_info(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / INFO_FILE
-    try:
-        info = read_json(path)
-    except NMTError:
-        raise NMTError(f"{model_dir} is not a model directory written by nmt-export (no {INFO_FILE})") from None
-    if info.get("format") != INFO_FORMAT:
-        raise NMTError(f"{path} is not an nmt CTranslate2 export (format {info.get('format')!r})")
+    """The manifest of an nmt-export directory, checked before the engine loads anything: valid JSON, the keys
+    the translator reads, and the files they name present; one NMTError naming what is missing."""
+    model_dir = Path(model_dir)
+    path = model_dir / INFO_FILE
+    if not model_dir.is_dir():
+        raise NMTError(f"export_dir {model_dir} is not a directory written by nmt-export")
+    if not path.is_file():
+        raise NMTError(f"{model_dir} is not a model directory written by nmt-export (no {INFO_FILE})")
+    info = read_json(path)  # not JSON: one line naming the file
+    if not isinstance(info, dict) or info.get("format") != INFO_FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise NMTError(f"{path} is not an nmt CTranslate2 export (format {got!r})")
+    spm_files = info.get("spm")
+    if not isinstance(spm_files, dict) or not all(isinstance(spm_files.get(k), str) for k in ("src", "tgt")):
+        raise NMTError(f"{path}: no SentencePiece models named (the key spm with src and tgt); export again")
+    if not isinstance(info.get("max_positions"), int):
+        raise NMTError(f"{path}: no max_positions; export again")
+    missing = [name for name in ("model.bin", spm_files["src"], spm_files["tgt"]) if not (model_dir / name).is_file()]
+    if missing:
+        raise NMTError(f"{model_dir}: missing {', '.join(sorted(set(missing)))} (named by {INFO_FILE}); export again")
     return info
 
 

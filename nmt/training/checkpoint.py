@@ -321,18 +321,23 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
-def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig, tokenizer: Tokenizer) -> None:
-    """A checkpoint continues only the same model on the same vocabulary; anything else is a user error."""
+def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig | None,
+                    tokenizer: Tokenizer | None = None, how_to_continue: str = "") -> None:
+    """A checkpoint continues only the same model on the same vocabulary; anything else is a user error. Checked
+    twice: before anything in the run directory is written (no tokenizer yet; model_cfg None where fine-tuning
+    takes the model config from the checkpoint), and with the tokenizer once the corpus is prepared.
+    `how_to_continue` ends the refusal of a changed model config (the run's own overrides)."""
     if checkpoint.optimizer is None:
         what = "an average of checkpoints" if checkpoint.averaged_from else "a checkpoint without optimizer state"
         raise NMTError(f"cannot resume {path}: it is {what}; train.init_from starts a new run from its weights")
-    # Saved as this version reads it: an option added since takes its default, as when the checkpoint is loaded.
-    saved = OmegaConf.to_container(checkpoint_config(checkpoint).model, resolve=True)
-    current = OmegaConf.to_container(model_cfg, resolve=True)
-    diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
-    if diff:
-        raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)})")
-    if Tokenizer.from_state_dict(checkpoint.tokenizer).sha256 != tokenizer.sha256:
+    if model_cfg is not None:
+        # Saved as this version reads it: an option added since takes its default, as when the checkpoint is loaded.
+        saved = OmegaConf.to_container(checkpoint_config(checkpoint).model, resolve=True)
+        current = OmegaConf.to_container(model_cfg, resolve=True)
+        diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+        if diff:
+            raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)}){how_to_continue}")
+    if tokenizer is not None and Tokenizer.from_state_dict(checkpoint.tokenizer).sha256 != tokenizer.sha256:
         raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (data config changed)")
 
 

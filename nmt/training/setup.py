@@ -231,9 +231,7 @@ def build_optimizer(params: Any, train_cfg: Any, fused: bool | None = None) -> t
 # Checks ------------------------------------------------------------------------------------------------------------
 def check_train_config(train_cfg: Any) -> None:
     """Fail early, naming the key, on options the loop cannot work with."""
-    if train_cfg.max_steps <= 0 and train_cfg.max_epochs <= 0 and train_cfg.max_minutes <= 0:
-        raise NMTError("no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)")
-    for key in ("batch_tokens", "accum_steps", "max_bad_steps"):
+    for key in ("batch_tokens", "accum_steps", "max_bad_steps", "eval_beam"):
         if train_cfg[key] < 1:
             raise NMTError(f"train.{key} must be at least 1, got {train_cfg[key]}")
     for key in (
@@ -251,6 +249,8 @@ def check_train_config(train_cfg: Any) -> None:
     for key in ("warmup_steps", "plateau_patience", "min_lr", "num_workers"):
         if train_cfg[key] < 0:
             raise NMTError(f"train.{key} must not be negative, got {train_cfg[key]}")
+    if train_cfg.max_steps == 0 and train_cfg.max_epochs == 0 and train_cfg.max_minutes == 0:
+        raise NMTError("no budget: set train.max_steps, train.max_epochs or train.max_minutes (all are 0)")
     if train_cfg.dist_timeout_minutes <= 0:
         raise NMTError(f"train.dist_timeout_minutes must be positive, got {train_cfg.dist_timeout_minutes}")
     if not 0.0 <= train_cfg.label_smoothing <= 1.0:

@@ -44,7 +44,8 @@ from nmt.errors import NMTError
 from nmt.io import write_text
 from nmt.runtime import host_values_to, pick_device, set_threads, use_deterministic_algorithms
 from nmt.training import distributed as dist
-from nmt.training.checkpoint import Checkpoint, resume_path, save_under
+from nmt.training.checkpoint import Checkpoint, check_resumable, resume_path, save_under
+from nmt.training.record import how_to_continue, save_run_record
 from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
 from nmt.training.state import FitSummary, StepStats, TrainState
@@ -95,6 +96,12 @@ class Trainer:
         self._run_lock = lock_for_all_ranks(self.run_dir, self.dist)
         resume_from = resume_path(str(train_cfg.resume), self.run_dir)
         resume = Checkpoint.load(resume_from) if resume_from else None
+        if resume is not None:  # refused before anything in the run directory is written (log, events, record)
+            assert resume_from is not None
+            check_resumable(resume, resume_from, self.cfg.model if train_cfg.init_from is None else None,
+                            how_to_continue=how_to_continue(self.run_dir))
+        if self.dist.is_main:
+            save_run_record(self.run_dir, self.cfg)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
         self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge)
         if self.device.type == "cuda":
@@ -306,7 +313,7 @@ class Trainer:
         result = None
         if self.dist.is_main:
             decode_cfg = DecodeConfig(**OmegaConf.to_container(self.cfg.decode, resolve=True))
-            decode_cfg.beam, decode_cfg.nbest = max(1, self.train_cfg.eval_beam), 1
+            decode_cfg.beam, decode_cfg.nbest = self.train_cfg.eval_beam, 1  # at least 1 (check_train_config)
             result = validate(
                 self.model, self.data.valid, self.data.tokenizer, decode_cfg, self.device, self._autocast(), self.log,
                 state.step, self.train_cfg.attention_samples,
