@@ -224,6 +224,7 @@ def test_multi30k_uses_the_cache_then_downloads(tmp_path, fake_http, monkeypatch
         (caption_file()[:2000], "not a valid gzip"),
         (urllib.error.URLError("Name or service not known"), "Name or service not known"),
     ],
+    ids=["empty", "html", "truncated-gzip", "no-network"],  # the same ids in every xdist worker (gzip stamps a time)
 )
 def test_bad_or_failed_downloads_are_rejected_and_not_cached(tmp_path, fake_http, monkeypatch, payload, reason):
     monkeypatch.delenv("NMT_DATA_MIRROR", raising=False)

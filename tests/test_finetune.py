@@ -75,7 +75,8 @@ def test_init_from_with_a_resume_path_is_refused_in_one_line(tmp_path: Path) -> 
         Trainer(cfg, tmp_path / "run")
 
 
-@pytest.mark.parametrize("content", [None, b"", os.urandom(3000), b"PK\x03\x04" + os.urandom(200)])
+@pytest.mark.parametrize("content", [None, b"", os.urandom(3000), b"PK\x03\x04" + os.urandom(200)],
+                         ids=["missing", "empty", "random-bytes", "zip-header"])  # the same ids in every xdist worker
 def test_missing_empty_or_garbage_init_from_is_one_line(tmp_path: Path, content: bytes | None) -> None:
     init = tmp_path / "init.pt"
     if content is not None:
