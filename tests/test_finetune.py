@@ -20,6 +20,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.training.checkpoint import Checkpoint, finetune_model_config, load_checkpoint, load_model
 from nmt.training.setup import given_model_keys
+from nmt.training.state import FitSummary
 from nmt.training.trainer import Trainer
 from nmt.training.validate import ValidSet, valid_loss
 
@@ -235,16 +236,16 @@ def test_a_fine_tuning_run_resumes_from_its_own_last_checkpoint(tmp_path: Path, 
     Trainer(base, tmp_path / "base_run").fit()
     base_sha = Tokenizer.from_state_dict(load_checkpoint(tmp_path / "base_run" / "last.pt")["tokenizer"]).sha256
 
-    def fine_tune(steps: int, init_from: Path) -> dict:
+    def fine_tune(steps: int, init_from: Path) -> FitSummary:
         cfg = tiny_config(tmp_path, "other", RNNAttentionConfig(), max_steps=steps, init_from=str(init_from))
         cfg.data.files = {k: v[::-1] for k, v in cfg.data.files.items()}  # en -> de: another task, same tokenizer
         return Trainer(cfg, tmp_path / "ft_run").fit()
 
-    assert fine_tune(2, tmp_path / "base_run")["step"] == 2
+    assert fine_tune(2, tmp_path / "base_run").step == 2
     first = load_checkpoint(tmp_path / "ft_run" / "last.pt")
     assert Tokenizer.from_state_dict(first["tokenizer"]).sha256 == base_sha
     assert first["config"]["model"]["hidden"] == 8
-    assert fine_tune(4, tmp_path / "base_run")["step"] == 4  # 2 more steps, not 4 from the start
+    assert fine_tune(4, tmp_path / "base_run").step == 4  # 2 more steps, not 4 from the start
     log = (tmp_path / "ft_run" / "train.log").read_text()
     assert log.count("fine-tuning from") == 1 and "resumed from" in log
     other = tmp_path / "other.pt"
