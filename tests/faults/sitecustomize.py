@@ -64,6 +64,9 @@ if _write_fault:
 
 if _sigint_at:
     _module, _, _function = _sigint_at.partition(":")
+    # A shell starts background jobs with SIGINT ignored, and the ignore is inherited (a suite run with `make test &`):
+    # Python then installs no KeyboardInterrupt handler. Ctrl-C reaches a user's command with it, so restore it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def _interrupt():
         os.kill(os.getpid(), signal.SIGINT)
