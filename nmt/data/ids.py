@@ -213,8 +213,10 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
     handles: dict[tuple[str, str], Any] = {}
     pool = None
     try:
-        if procs > 1:  # fork: the children need nothing from the parent but the arguments
-            pool = multiprocessing.get_context("fork").Pool(procs, _init_worker, (models, str(dataset_dir)))
+        if procs > 1:
+            # spawn, not fork: a forked child shares locks of the parent (tqdm's process-wide write lock, taken
+            # while a worker loads the dataset), and one stopped while holding it would hang the parent.
+            pool = multiprocessing.get_context("spawn").Pool(procs, _init_worker, (models, str(dataset_dir)))
             results = pool.imap(_encode_chunk, tasks)  # in order: each chunk is appended where it belongs
         else:
             _init_worker(models, str(dataset_dir))
@@ -231,6 +233,7 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
             handle.close()
         if pool is not None:
             pool.terminate()
+            pool.join()
     for split in sizes:
         counts[split] = {}
         for side in SIDES:
