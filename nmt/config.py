@@ -109,7 +109,7 @@ class DataConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     concat: ConcatConfig = field(default_factory=ConcatConfig)
     root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
-    num_proc: int = 0  # processes that encode the corpus into its id cache; 0 = one per CPU core
+    num_proc: int = 0  # processes that encode the corpus into its id cache; 0 = one per core for a large corpus
 
 
 # Model configs: one dataclass per architecture -----------------------------------------------------------------

@@ -37,6 +37,7 @@ SIDES = ("src", "tgt")
 # Pairs encoded per task: large enough that a worker's start-up is noise, small enough that a chunk's Python
 # lists of ints (the only per-sentence objects of a build) stay a few tens of MB.
 CHUNK_PAIRS = 20_000
+PARALLEL_MIN_PAIRS = 5 * CHUNK_PAIRS  # data.num_proc=0 encodes a smaller corpus in one process
 
 
 class IdCacheError(NMTError):
@@ -195,7 +196,8 @@ def _chunks(sizes: dict[str, int], dtype: str) -> list[tuple[str, int, int, str]
 def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int], tokenizer: Tokenizer,
               num_proc: int, log: Callable[[str], None]) -> IdCache:
     """Encode every split of the saved dataset (`sizes`: split -> pairs) into `directory` (= .../ids-<key>),
-    in chunks over `num_proc` processes (0: one per CPU core), and open the result.
+    in chunks over `num_proc` processes (0: one per CPU core from PARALLEL_MIN_PAIRS pairs on), and open the
+    result.
 
     Written into `<directory>.tmp` and renamed into place once meta.json is in it, so a build that is
     interrupted leaves no cache that looks valid; a stale temp directory is removed first."""
@@ -204,7 +206,10 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
     tmp.mkdir(parents=True)
     dtype = np.dtype(np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.uint32)
     tasks = _chunks(sizes, dtype.str)
-    procs = min(num_proc if num_proc > 0 else os.cpu_count() or 1, max(len(tasks), 1))
+    # num_proc 0 (automatic): one process per core, for a corpus big enough to repay starting them (each imports
+    # the data stack); a smaller one is encoded here.
+    automatic = (os.cpu_count() or 1) if sum(sizes.values()) >= PARALLEL_MIN_PAIRS else 1
+    procs = min(num_proc if num_proc > 0 else automatic, max(len(tasks), 1))
     models = (tokenizer.src_model, None if tokenizer.joint else tokenizer.tgt_model)
     log(f"encoding {sum(sizes.values())} pairs of {len(sizes)} splits into {directory.name} "
         f"({dtype.name}, {procs} process{'es' if procs > 1 else ''})")
