@@ -103,6 +103,9 @@ def unwritable(tmp_path):
     ("train.label_smoothing=1.5", "train.label_smoothing must be in [0, 1], got 1.5"),
     ("train.num_workers=-1", "train.num_workers must not be negative, got -1"),
     ("train.warmup_steps=-5", "train.warmup_steps must not be negative, got -5"),
+    ("train.eval_beam=0", "train.eval_beam must be at least 1, got 0"),  # was greedy, silently
+    ("train.eval_beam=-3", "train.eval_beam must be at least 1, got -3"),
+    ("train.max_steps=-1", "train.max_steps must not be negative, got -1"),
     ("train.schedule=cosine", "train.schedule='cosine'"),
     ("train.plateau_factor=2", "train.plateau_factor"),
 ])  # fmt: skip

@@ -308,3 +308,37 @@ def test_translate_command_warns_about_truncated_lines_with_the_exported_engine(
     warnings = [line for line in stderr.getvalue().splitlines() if line.startswith("warning:")]
     assert warnings and all("longer than max_input_tokens=2 pieces, truncated" in w for w in warnings)
     assert len((tmp_path / "out.en").read_text(encoding="utf-8").splitlines()) == 4
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-manifest", "no nmt_export.json"),
+    ("not-json", "is not a readable JSON file"),
+    ("other-format", "is not an nmt CTranslate2 export"),
+    ("no-spm", "no SentencePiece models named"),
+    ("spm-file-missing", "missing spm.model"),
+])  # fmt: skip
+def test_a_damaged_export_directory_is_refused_in_one_line_before_loading(exported, tmp_path, damage, message):
+    """nmt_export.json is checked (JSON, format, the keys read, the files it names) before CTranslate2 loads."""
+    from nmt.inference.export import read_export_info
+
+    copy = tmp_path / "export"
+    copy.mkdir()
+    for f in exported.iterdir():
+        if f.is_file():
+            (copy / f.name).write_bytes(f.read_bytes())
+    info = json.loads((copy / INFO_FILE).read_text(encoding="utf-8"))
+    if damage == "no-manifest":
+        (copy / INFO_FILE).unlink()
+    elif damage == "not-json":
+        (copy / INFO_FILE).write_text("{not json", encoding="utf-8")
+    elif damage == "other-format":
+        (copy / INFO_FILE).write_text(json.dumps(info | {"format": "something"}), encoding="utf-8")
+    elif damage == "no-spm":
+        (copy / INFO_FILE).write_text(json.dumps({k: v for k, v in info.items() if k != "spm"}), encoding="utf-8")
+    else:
+        (copy / info["spm"]["src"]).unlink()
+    with pytest.raises(NMTError, match=message) as refused:
+        read_export_info(copy)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(NMTError, match=message):
+        ExportedTranslator(copy)
