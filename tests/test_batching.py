@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from nmt.config import BOS_ID, EOS_ID, PAD_ID
+from nmt.config import BOS_ID, EOS_ID, PAD_ID, RNNAttentionConfig
 from nmt.data.batching import Batch, TokenBatchSampler, batch_stream, collate
+from nmt.data.ids import TokenArray
+from nmt.models import build_model
+from nmt.training.step import sequence_loss
 
 
 def random_lengths(n: int = 600, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -139,7 +142,9 @@ def test_batch_stream_with_a_worker_yields_the_same_batches():
     for (*key0, b0), (*key1, b1) in zip(*streams, strict=True):
         assert key0 == key1
         assert all(torch.equal(x, y) for x, y in zip(b0._tensors(), b1._tensors(), strict=True))
-    assert [b.index.tolist() for *_, b in streams[0][-n:]] == sampler.batches(1)
+    # the sampler's batches, each with its rows by descending source length (ties in the sampler's order)
+    assert [b.index.tolist() for *_, b in streams[0][-n:]] == [sorted(rows, key=lambda r: -src[r])
+                                                              for rows in sampler.batches(1)]
 
 
 def reference_batches(src: list[int], tgt: list[int], budget: int, seed: int, epoch: int, shuffle: bool = True,
@@ -204,3 +209,55 @@ def test_batches_are_those_of_the_per_pair_loop_on_random_lengths():
     src, tgt = random_lengths(2000, seed=5)
     for budget in (2, 25, 333):
         assert TokenBatchSampler(src, tgt, budget, seed=3).batches(2) == reference_batches(src, tgt, budget, 3, 2)
+
+
+def _reference_pad(rows, before=None, after=None):
+    """The row-at-a-time padding collate used before it was vectorised, kept as the reference."""
+    arrays = [np.asarray(r, dtype=np.int64) for r in rows]
+    lead, extra = int(before is not None), int(before is not None) + int(after is not None)
+    out = np.full((len(arrays), max(len(a) for a in arrays) + extra), PAD_ID, dtype=np.int64)
+    for i, a in enumerate(arrays):
+        if before is not None:
+            out[i, 0] = before
+        out[i, lead : lead + len(a)] = a
+        if after is not None:
+            out[i, lead + len(a)] = after
+    return out
+
+
+def _reference_collate(src_ids, tgt_ids, index):
+    return Batch(
+        src=torch.from_numpy(_reference_pad(src_ids, after=EOS_ID)),
+        src_lens=torch.tensor([len(s) + 1 for s in src_ids], dtype=torch.long),
+        tgt_in=torch.from_numpy(_reference_pad(tgt_ids, before=BOS_ID)),
+        tgt_out=torch.from_numpy(_reference_pad(tgt_ids, after=EOS_ID)),
+        index=torch.as_tensor(np.asarray(index, dtype=np.int64)),
+    )
+
+
+def test_vectorised_collate_equals_the_row_at_a_time_one_and_trains_the_same():
+    """Lists, arrays and a TokenArray view (empty sentences included) give the reference's tensors bit for bit,
+    with the same dtypes, and so the same loss and gradients in a training step."""
+    rng = np.random.default_rng(0)
+    lengths = [0, *rng.integers(0, 30, 299).tolist()]
+    src_lists = [rng.integers(4, 50, n).tolist() for n in lengths]
+    tgt_lists = [rng.integers(4, 50, n).tolist() for n in rng.permutation(lengths)]
+    src_arr, tgt_arr = TokenArray.from_lists(src_lists), TokenArray.from_lists(tgt_lists)
+    sampler = TokenBatchSampler([len(s) for s in src_lists], [len(t) for t in tgt_lists], 1024, seed=3)
+    torch.manual_seed(0)
+    model = build_model(RNNAttentionConfig(emb_dim=8, hidden=16), 50, 50)
+    for rows in sampler.batches(0)[:4]:
+        expected = _reference_collate([src_lists[r] for r in rows], [tgt_lists[r] for r in rows], rows)
+        for got in (collate([src_lists[r] for r in rows], [tgt_lists[r] for r in rows], rows),
+                    collate([src_arr[r] for r in rows], [tgt_arr[r] for r in rows], rows),
+                    collate(src_arr.take(rows), tgt_arr.take(rows), rows)):
+            for x, y in zip(expected._tensors(), got._tensors(), strict=True):
+                assert x.dtype == y.dtype and torch.equal(x, y)
+            grads = []
+            for b in (expected, got):
+                model.zero_grad()
+                torch.manual_seed(1)  # the same dropout masks
+                loss = sequence_loss(model(b.src, b.src_lens, b.tgt_in), b.tgt_out, 0.1)
+                loss.backward()
+                grads.append([loss.detach(), *(p.grad.clone() for p in model.parameters())])
+            assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))

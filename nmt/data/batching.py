@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
+from nmt.data.ids import TokenArray
 
 Tensor = torch.Tensor
 
@@ -73,23 +75,50 @@ class Batch:
         return 1.0 - self.num_tokens / total if total else 0.0
 
 
-def _pad(rows: Sequence[Sequence[int]], before: int | None = None, after: int | None = None) -> np.ndarray:
-    """Rows of ids -> (len(rows), longest + specials) int64, PAD-padded, with `before` / `after` added to each."""
-    arrays = [np.asarray(r, dtype=np.int64) for r in rows]
-    lead, extra = int(before is not None), int(before is not None) + int(after is not None)
-    out = np.full((len(arrays), max(len(a) for a in arrays) + extra), PAD_ID, dtype=np.int64)
-    for i, a in enumerate(arrays):
-        if before is not None:
-            out[i, 0] = before
-        out[i, lead : lead + len(a)] = a
-        if after is not None:
-            out[i, lead + len(a)] = after
+def _gather(ids: TokenArray) -> tuple[np.ndarray, np.ndarray]:
+    """A `TokenArray` view's sentences -> (their ids concatenated (total,) int64, lengths (n,) int64), read from
+    its memory map in one fancy indexing."""
+    rows = np.arange(len(ids)) if ids.rows is None else ids.rows
+    starts = np.asarray(ids.offsets[rows], dtype=np.int64)
+    lengths = np.asarray(ids.offsets[rows + 1], dtype=np.int64) - starts
+    # position k of the output is id (k - where its row starts in the output) of the row's slice of `data`
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.asarray(ids.data[np.arange(int(lengths.sum())) + shift], dtype=np.int64), lengths
+
+
+def _flatten(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ids -> (all ids concatenated (total,) int64, lengths (len(rows),) int64), without a loop per id.
+
+    A `TokenArray` (the id cache) is gathered from its memory map in one indexing; arrays are concatenated;
+    lists (tokenizer output) are read through one iterator."""
+    if isinstance(rows, TokenArray):
+        return _gather(rows)
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    if len(rows) and isinstance(rows[0], np.ndarray):
+        return np.concatenate(rows).astype(np.int64, copy=False), lengths
+    return np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())), lengths
+
+
+def _pad(flat: np.ndarray, lengths: np.ndarray, before: int | None = None, after: int | None = None) -> np.ndarray:
+    """Ids concatenated (total,) and their row lengths (B,) -> (B, longest + specials) int64, PAD-padded, with
+    `before` / `after` added to each row: one boolean-mask scatter, no loop over rows."""
+    lead = int(before is not None)
+    width = int(lengths.max(initial=0)) + lead + int(after is not None)
+    out = np.full((len(lengths), width), PAD_ID, dtype=np.int64)
+    columns = np.arange(width)
+    out[(columns >= lead) & (columns < lengths[:, None] + lead)] = flat  # row-major: row by row, in order
+    if before is not None:
+        out[:, 0] = before
+    if after is not None:
+        out[np.arange(len(lengths)), lengths + lead] = after
     return out
 
 
 def collate(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], index: Sequence[int]) -> Batch:
-    """Bare ids (lists from `Tokenizer.encode_*` or arrays from the id cache) -> a padded `Batch` with EOS / BOS.
+    """Bare ids -> a padded `Batch` with EOS / BOS, rows in the order given.
 
+    `src_ids` / `tgt_ids`: one entry per row, lists (from `Tokenizer.encode_*`) or arrays, or a `TokenArray` view
+    of the batch's rows (`TokenArray.take(rows)`: its ids are gathered from the memory map at once).
     An empty source line becomes just [EOS], so no sequence has length 0 (packing and attention need >= 1).
     """
     if not (len(src_ids) == len(tgt_ids) == len(index)) or not len(src_ids):
@@ -97,11 +126,13 @@ def collate(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], 
             f"collate needs equally many (>0) sources, targets and indices, got "
             f"{len(src_ids)}, {len(tgt_ids)}, {len(index)}"
         )
+    src, src_lens = _flatten(src_ids)
+    tgt, tgt_lens = _flatten(tgt_ids)
     return Batch(
-        src=torch.from_numpy(_pad(src_ids, after=EOS_ID)),
-        src_lens=torch.tensor([len(s) + 1 for s in src_ids], dtype=torch.long),
-        tgt_in=torch.from_numpy(_pad(tgt_ids, before=BOS_ID)),
-        tgt_out=torch.from_numpy(_pad(tgt_ids, after=EOS_ID)),
+        src=torch.from_numpy(_pad(src, src_lens, after=EOS_ID)),
+        src_lens=torch.from_numpy(src_lens + 1),
+        tgt_in=torch.from_numpy(_pad(tgt, tgt_lens, before=BOS_ID)),
+        tgt_out=torch.from_numpy(_pad(tgt, tgt_lens, after=EOS_ID)),
         index=torch.as_tensor(np.asarray(index, dtype=np.int64)),
     )
 
@@ -249,8 +280,22 @@ class StreamBatches(Dataset):
 
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[int, int, int, Batch]:
         epoch, i, n = key
-        rows = self.sampler.batches(epoch)[i]
-        return epoch, i, n, collate([self.src_ids[r] for r in rows], [self.tgt_ids[r] for r in rows], rows)
+        rows = np.asarray(self.sampler.batches(epoch)[i], dtype=np.int64)
+        # Rows by descending source length (stable), so the RNN encoder packs them as they are (enforce_sorted).
+        rows = rows[np.argsort(-_lengths(self.src_ids, rows), kind="stable")]
+        return epoch, i, n, collate(_select(self.src_ids, rows), _select(self.tgt_ids, rows), rows)
+
+
+def _select(ids: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
+    """Rows `rows` of `ids`: a view of a `TokenArray` (collate gathers its ids at once), else a list."""
+    return ids.take(rows) if isinstance(ids, TokenArray) else [ids[r] for r in rows]
+
+
+def _lengths(ids: Sequence[Any], rows: np.ndarray) -> np.ndarray:
+    """(len(rows),) int64: the lengths of rows `rows` of `ids`."""
+    if isinstance(ids, TokenArray):
+        return ids.take(rows).lengths
+    return np.fromiter((len(ids[r]) for r in rows), dtype=np.int64, count=len(rows))
 
 
 def _stream_keys(sampler: Any, epoch: int, start: int, max_epochs: int) -> Iterator[tuple[int, int, int]]:

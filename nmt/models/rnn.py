@@ -113,8 +113,11 @@ class RNNEncoder(nn.Module):
     def forward(self, src: Tensor, src_lens: Tensor) -> tuple[Tensor, Tensor]:
         emb = self.dropout(self.embed(src))
         # pack_padded_sequence needs the lengths on the CPU: .cpu() copies nothing for a Batch's lengths, which stay
-        # there (lengths on a GPU would be copied back, a host sync).
-        packed = pack_padded_sequence(cast_to(self.rnn, emb), src_lens.cpu(), batch_first=True, enforce_sorted=False)
+        # there (lengths on a GPU would be copied back, a host sync). Training batches come with descending lengths
+        # (batch_stream) and pack as they are; any other order is sorted and restored by the packing (index copies).
+        lens = src_lens.cpu()
+        in_order = bool((lens[:-1] >= lens[1:]).all())
+        packed = pack_padded_sequence(cast_to(self.rnn, emb), lens, batch_first=True, enforce_sorted=in_order)
         with no_autocast(emb):
             out, final = self.rnn(packed)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
