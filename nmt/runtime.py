@@ -78,10 +78,11 @@ def use_deterministic_algorithms() -> None:
 
 
 def decode_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The context a search runs in, for decode.precision on `device`. On CUDA: fp32 changes nothing, tf32 lets
-    matmuls use TF32 (torch.backends.cuda.matmul.allow_tf32, restored on exit), bf16 runs the model under bf16
-    autocast (the search still scores in fp32). On other devices decoding stays fp32: tf32 / bf16 are ignored with
-    one warning. An unknown value is an NMTError naming the valid ones."""
+    """The context a search runs in, for decode.precision on `device`. On CUDA: fp32 and tf32 set whether matmuls
+    and cuDNN may use TF32 (off / on; the trainer turns TF32 on for training, so fp32 must turn it off), bf16 runs
+    the model under bf16 autocast (the search still scores in fp32); the flags are restored on exit. On other
+    devices decoding stays fp32: tf32 / bf16 are ignored with one warning. An unknown value is an NMTError naming
+    the valid ones."""
     valid = CHOICES["decode.precision"]
     if precision not in valid:
         raise NMTError(f"unknown decode.precision={precision!r}; valid values: {', '.join(valid)}")
@@ -91,17 +92,17 @@ def decode_precision(precision: str, device: torch.device) -> contextlib.Abstrac
         return contextlib.nullcontext()
     if precision == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return _tf32_matmuls() if precision == "tf32" else contextlib.nullcontext()
+    return _tf32(precision == "tf32")
 
 
 @contextlib.contextmanager
-def _tf32_matmuls() -> Iterator[None]:
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
+def _tf32(allowed: bool) -> Iterator[None]:
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allowed
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def host_values_to(values: list[float], device: torch.device) -> torch.Tensor:

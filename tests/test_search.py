@@ -278,3 +278,16 @@ def test_translate_truncates_over_long_inputs():
     assert out.truncated == [0]
     assert len(out.hypotheses) == 2
     assert out.attention is None
+
+
+@pytest.mark.parametrize("precision, allowed", [("fp32", False), ("tf32", True)])
+def test_fp32_and_tf32_decoding_set_tf32_on_cuda_and_restore_it(precision, allowed):
+    """Training turns TF32 on for the whole process; decode.precision=fp32 must turn it off while decoding (and
+    tf32 on), and leave the flags as they were. The flags exist without a GPU, so this runs on the CPU too."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    for start in (True, False):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = start
+        with decode_precision(precision, torch.device("cuda")):
+            assert torch.backends.cuda.matmul.allow_tf32 is allowed and torch.backends.cudnn.allow_tf32 is allowed
+        assert torch.backends.cuda.matmul.allow_tf32 is start and torch.backends.cudnn.allow_tf32 is start
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -384,3 +384,28 @@ def test_an_error_of_the_model_itself_is_not_taken_for_a_compile_failure(setup, 
     monkeypatch.setattr(torch, "compile", lambda model, **options: FailingCompile(model, ValueError("bad shapes")))
     with pytest.raises(ValueError, match="bad shapes"):
         Trainer(tiny_config(*setup, "train.max_steps=1", "train.compile=true"), tmp_path).fit()
+
+
+def test_validation_decodes_in_decode_precision_not_in_the_training_autocast(setup, tmp_path, monkeypatch):
+    """The valid loss is computed like the training loss (under its autocast); the search is not: it runs in
+    decode.precision, so valid BLEU is the BLEU nmt-evaluate gives the same checkpoint."""
+    entered: list[bool] = []
+
+    class TrainingAutocast:
+        def __enter__(self) -> None:
+            entered.append(True)
+
+        def __exit__(self, *exc: object) -> None:
+            entered.pop()
+
+    real_translate = validate_module.translate
+    searched: list[bool] = []
+
+    def translate(*args, **kwargs):
+        searched.append(bool(entered))
+        return real_translate(*args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_autocast", lambda self: TrainingAutocast())
+    monkeypatch.setattr(validate_module, "translate", translate)
+    Trainer(tiny_config(*setup, "train.max_steps=2", "train.eval_every=2"), tmp_path).fit()
+    assert searched == [False]

@@ -115,8 +115,10 @@ def validate(
     model.eval()
     start = time.monotonic()
     try:
-        loss = valid_loss(model, valid, device, autocast)
-        with torch.no_grad(), autocast:
+        loss = valid_loss(model, valid, device, autocast)  # in the training precision, as the training loss
+        # Decoded in decode.precision (translate applies it), not in the training autocast: valid BLEU is then
+        # the BLEU nmt-evaluate gives the same checkpoint with the same decode config.
+        with torch.no_grad():
             translations = translate(model, tokenizer, valid.sources, decode_cfg, device)
         scores = corpus_scores(translations.hypotheses, valid.references)
         log_attention(model, valid, tokenizer, attention_samples, device, log, step)
