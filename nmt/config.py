@@ -281,6 +281,9 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     min_lr: float = 1e-5
+    # The last fraction of the budget (the first of max_steps / max_epochs / max_minutes to end, minutes counted in
+    # training time) over which the rate falls linearly to min_lr, whatever the schedule: 0 = no cool-down.
+    cooldown: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False
     eval_every: int = 500  # steps between validations (also at each epoch end when 0)

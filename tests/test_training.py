@@ -27,7 +27,7 @@ from nmt.config import TransformerConfig
 from nmt.errors import NMTError
 from nmt.training.checkpoint import load_checkpoint
 from nmt.training.run_log import Progress, RunLogger
-from nmt.training.schedules import LRSchedule, inverse_sqrt_factor
+from nmt.training.schedules import LRSchedule, budget_used, inverse_sqrt_factor
 from nmt.training.trainer import Trainer
 
 torch.set_num_threads(1)
@@ -409,3 +409,38 @@ def test_validation_decodes_in_decode_precision_not_in_the_training_autocast(set
     monkeypatch.setattr(validate_module, "translate", translate)
     Trainer(tiny_config(*setup, "train.max_steps=2", "train.eval_every=2"), tmp_path).fit()
     assert searched == [False]
+
+
+def test_the_cooldown_brings_the_rate_to_its_floor_as_each_kind_of_budget_ends():
+    """train.cooldown=0.2: full rate until 80% of the budget, then linearly to min_lr at its end, for a budget in
+    steps, epochs or training minutes (the first to end governs)."""
+    def cfg(**budget: float) -> OmegaConf:
+        return OmegaConf.create({"max_steps": 0, "max_epochs": 0, "max_minutes": 0.0} | budget)
+
+    assert budget_used(cfg(max_steps=100), 50, 0.0, 0.0) == 0.5
+    assert budget_used(cfg(max_epochs=4), 999, 3.0, 0.0) == 0.75
+    assert budget_used(cfg(max_minutes=20), 5, 0.1, 600.0) == 0.5  # training seconds, not wall time
+    assert budget_used(cfg(max_steps=100, max_minutes=20), 10, 0.0, 900.0) == 0.75  # the first budget to end
+    schedule = LRSchedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "constant", lr=1e-3,
+                          min_lr=1e-6, cooldown=0.2)
+    assert schedule.set_step(10, 0.5) == 1e-3 and schedule.set_step(80, 0.8) == 1e-3
+    assert schedule.set_step(90, 0.9) == pytest.approx(5e-4)
+    assert schedule.set_step(100, 0.99) == pytest.approx(5e-5) and schedule.set_step(101, 1.0) == 1e-6
+    with pytest.raises(NMTError, match=r"train.cooldown must be in \[0, 1\), got 1.0"):
+        LRSchedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), "constant", lr=1e-3, cooldown=1.0)
+
+
+def test_a_run_resumed_inside_its_cooldown_equals_the_uninterrupted_one(setup, tmp_path):
+    """Update u of 6 spends (u - 1) / 6 of the budget first: the rate falls from update 5 (2/3 of it) to 6 (1/3);
+    a run resumed from step 4 follows the same rates to the same weights."""
+    extra = ("train.max_steps=6", "train.schedule=constant", "train.cooldown=0.5", "train.eval_every=2",
+             "train.save_every=2", "train.keep_last=5", "train.min_lr=0", "train.lr=3e-3")
+    straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
+    straight.fit()
+    rates = [h["lr"] for h in straight.state.history]  # the rate of the update before each validation
+    assert rates == pytest.approx([3e-3, 3e-3, 1e-3])
+    resumed = Trainer(tiny_config(*setup, *extra, f"train.resume={tmp_path / 'straight' / 'step-4.pt'}"),
+                      tmp_path / "resumed")
+    resumed.fit()
+    assert_same_parameters(parameters(straight.model), parameters(resumed.model))
+    assert [h["lr"] for h in resumed.state.history] == rates

@@ -1,8 +1,13 @@
 """Learning-rate schedules: inverse square root with warmup, reduce-on-plateau on valid BLEU, constant.
 
 All three share one small class so the trainer never branches on the schedule: before update number `step`
-(1-based) it calls `schedule.set_step(step)`, after each validation `schedule.on_validation(bleu)`. The state is
-a dict of plain numbers, so it goes into a checkpoint and a resumed run continues with exactly the same rates.
+(1-based) it calls `schedule.set_step(step, used)`, after each validation `schedule.on_validation(bleu)`. The state
+is a dict of plain numbers, so it goes into a checkpoint and a resumed run continues with exactly the same rates.
+
+A cool-down (train.cooldown = f) multiplies any of them by (1 - used) / f over the last fraction f of the budget,
+`used` being the share of the budget spent before the update (`budget_used`: steps, epochs or training minutes,
+whichever ends first), so the rate reaches min_lr as the budget ends: a warmup-stable-decay shape when the schedule
+is constant. Minutes are training time, so validation pauses do not move it.
 
     inverse_sqrt:  lr * min(step / warmup, sqrt(warmup / step))     (Vaswani et al. 2017; warmup 0 acts as 1)
     plateau:       lr * scale * min(1, step / warmup), scale *= factor after `patience` validations without a
@@ -31,6 +36,22 @@ def inverse_sqrt_factor(step: int, warmup_steps: int) -> float:
     return min(step / warmup, math.sqrt(warmup / step))
 
 
+def budget_used(train_cfg: Any, step: int, epochs: float, train_seconds: float) -> float:
+    """The share of the training budget spent after `step` updates, `epochs` epochs (fractional) and
+    `train_seconds` of training time: the largest over the budgets that are set (the first to end stops training)."""
+    shares = [step / train_cfg.max_steps if train_cfg.max_steps > 0 else 0.0,
+              epochs / train_cfg.max_epochs if train_cfg.max_epochs > 0 else 0.0,
+              train_seconds / (60 * train_cfg.max_minutes) if train_cfg.max_minutes > 0 else 0.0]
+    return min(max(shares), 1.0)
+
+
+def cooldown_factor(used: float, cooldown: float) -> float:
+    """1 until the last `cooldown` share of the budget, then falling linearly to 0 at its end."""
+    if cooldown <= 0 or used <= 1 - cooldown:
+        return 1.0
+    return max(0.0, (1 - used) / cooldown)
+
+
 def warmup_factor(step: int, warmup_steps: int) -> float:
     """Linear warmup from lr/warmup to lr over `warmup_steps` updates, then 1."""
     if warmup_steps <= 0:
@@ -55,6 +76,7 @@ class LRSchedule:
         patience: int = 2,
         min_lr: float = 0.0,
         threshold: float = 0.01,
+        cooldown: float = 0.0,
     ) -> None:
         if kind not in SCHEDULES:
             raise NMTError(f"train.schedule={kind!r} is not one of {', '.join(SCHEDULES)}")
@@ -62,6 +84,8 @@ class LRSchedule:
             raise NMTError(f"train.lr must be positive, got {lr}")
         if kind == "plateau" and not 0 < factor < 1:
             raise NMTError(f"train.plateau_factor must be in (0, 1), got {factor}")
+        if not 0 <= cooldown < 1:
+            raise NMTError(f"train.cooldown must be in [0, 1), got {cooldown}")
         self.optimizer = optimizer
         self.kind = kind
         self.base_lr = lr
@@ -70,26 +94,32 @@ class LRSchedule:
         self.patience = patience
         self.min_lr = min_lr
         self.threshold = threshold
+        self.cooldown = cooldown
         # Plateau state: what a checkpoint must carry.
         self.scale = 1.0
         self.best = -math.inf
         self.bad_validations = 0
         self.step = 0
+        self.used = 0.0  # the budget share of the current update (cool-down)
         self.set_step(1)
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate of update `step` (1-based) given the current plateau scale."""
+    def lr_at(self, step: int, used: float = 0.0) -> float:
+        """The learning rate of update `step` (1-based), `used` of the budget spent, given the plateau scale."""
         if self.kind == "inverse_sqrt":
-            return self.base_lr * inverse_sqrt_factor(step, self.warmup_steps)
-        lr = self.base_lr * warmup_factor(step, self.warmup_steps)
-        if self.kind == "plateau":
-            lr = max(lr * self.scale, self.min_lr) if self.scale < 1.0 else lr
-        return lr
+            lr = self.base_lr * inverse_sqrt_factor(step, self.warmup_steps)
+        else:
+            lr = self.base_lr * warmup_factor(step, self.warmup_steps)
+            if self.kind == "plateau":
+                lr = max(lr * self.scale, self.min_lr) if self.scale < 1.0 else lr
+        cool = cooldown_factor(used, self.cooldown)
+        return lr if cool == 1.0 else max(lr * cool, self.min_lr)
 
-    def set_step(self, step: int) -> float:
-        """Set the rate for update `step` (1-based) and return it."""
+    def set_step(self, step: int, used: float | None = None) -> float:
+        """Set the rate for update `step` (1-based), `used` of the budget spent before it (None: as before), and
+        return it."""
         self.step = step
-        lr = self.lr_at(step)
+        self.used = self.used if used is None else used
+        lr = self.lr_at(step, self.used)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -123,6 +153,7 @@ class LRSchedule:
             "best": self.best,
             "bad_validations": self.bad_validations,
             "step": self.step,
+            "used": self.used,
         }
 
     def load_state_dict(self, state: StateDict) -> None:
@@ -131,7 +162,7 @@ class LRSchedule:
             self.scale = float(state["scale"])
             self.best = float(state["best"])
             self.bad_validations = int(state["bad_validations"])
-        self.set_step(int(state.get("step", 1)))
+        self.set_step(int(state.get("step", 1)), float(state.get("used", 0.0)))
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train_cfg: Any) -> LRSchedule:
@@ -144,4 +175,5 @@ def build_schedule(optimizer: torch.optim.Optimizer, train_cfg: Any) -> LRSchedu
         factor=float(train_cfg.plateau_factor),
         patience=int(train_cfg.plateau_patience),
         min_lr=float(train_cfg.min_lr),
+        cooldown=float(train_cfg.cooldown),
     )

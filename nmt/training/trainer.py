@@ -47,6 +47,7 @@ from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, check_resumable, resume_path, save_under
 from nmt.training.record import how_to_continue, save_run_record
 from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
+from nmt.training.schedules import budget_used
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
 from nmt.training.state import FitSummary, StepStats, TrainState
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
@@ -204,11 +205,11 @@ class Trainer:
         self.train_model = self.eager_model
         return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
 
-    def _train_step(self, group: list[Any], time_up: bool) -> StepStats:
+    def _train_step(self, group: list[Any], time_up: bool, used: float) -> StepStats:
         """Forward/backward over the accumulated batches of `group`, then an update unless the loss or the
         gradient norm is non-finite. Returns the step's numbers summed over the ranks (the gradient norm is the
         same on every rank: DDP has averaged the gradients); summing the stop flags makes every rank stop after
-        the same step.
+        the same step. `used`: the share of the budget spent before this update (the schedule's cool-down).
 
         Loss and gradient norm stay on the device until one copy to the host at the end: the step's only sync,
         needed because a non-finite value skips the update and the host must know that before stepping."""
@@ -227,7 +228,7 @@ class Trainer:
         loss_sum, targets, tokens, padding, stop, late, norm = summed
         stepped = math.isfinite(loss_sum) and math.isfinite(norm)
         if stepped:
-            self.schedule.set_step(self.state.step + 1)
+            self.schedule.set_step(self.state.step + 1, used)
             self.optimizer.step()
             self.state.step += 1
         self.optimizer.zero_grad(set_to_none=True)
@@ -251,7 +252,9 @@ class Trainer:
             epoch, index, n_batches, _ = group[-1]
             state.train_seconds = progress.train_seconds
             time_up = train_cfg.max_minutes > 0 and state.train_seconds >= train_cfg.max_minutes * 60
-            stats = self._train_step([g[3] for g in group], time_up)
+            used = budget_used(train_cfg, state.step, state.epoch + state.batch_in_epoch / n_batches,
+                               state.train_seconds)
+            stats = self._train_step([g[3] for g in group], time_up, used)
             state.epoch, state.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
             self._count(stats, progress)
             progress.update(state.step, state.epoch + state.batch_in_epoch / n_batches, epoch, index, n_batches,
