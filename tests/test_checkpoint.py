@@ -179,6 +179,28 @@ def test_an_average_is_not_resumed(tmp_path):
         check_resumable(average, Path("x.pt"), None, None)
 
 
+def test_a_data_config_that_trains_another_tokenizer_is_refused_from_the_config_alone():
+    from hydra import compose, initialize_config_dir
+
+    from nmt.config import CONFIG_DIR, typed_config
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        composed = compose(config_name="config")
+    saved = Checkpoint(config=OmegaConf.to_container(composed, resolve=True), model={}, tokenizer={},
+                       state=TrainState(step=3), optimizer={})
+    cfg = typed_config(composed)
+    cfg.data.concat.max_k, cfg.data.test_sets, cfg.data.num_proc = 2, [], 1  # the same train text and settings
+    check_resumable(saved, Path("x.pt"), None, data_cfg=cfg.data)
+    for key, value, change in [("tokenizer.vocab_size", 4000, "8000 -> 4000"), ("max_words", 50, "100 -> 50"),
+                               ("tokenizer.joint", False, "True -> False"), ("src_lang", "fr", "'de' -> 'fr'")]:
+        changed = typed_config(composed)
+        OmegaConf.update(changed, f"data.{key}", value)
+        with pytest.raises(NMTError) as refused:
+            check_resumable(saved, Path("x.pt"), None, how_to_continue="; to continue ...", data_cfg=changed.data)
+        assert str(refused.value) == (f"cannot resume x.pt: it was trained with a different tokenizer (the data "
+                                      f"config changed: data.{key}: {change}); to continue ...")
+
+
 def _signal_at_step(lines, step: int, send) -> str:
     """Read the child's output until it logs `step`, then `send()` the signal; returns what was read."""
     seen = []

@@ -191,3 +191,19 @@ def test_a_refused_resume_leaves_the_run_byte_identical_and_says_how_to_continue
     result = run_script("nmt-train", [*argv[1:], "train.max_steps=3"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (trained / ".hydra" / "config.yaml").read_bytes() == before[".hydra/config.yaml"][0]  # never rewritten
+
+
+@pytest.mark.slow
+def test_a_resume_refused_for_another_tokenizer_leaves_the_run_byte_identical(trained, tiny, tmp_path):
+    """Decided from the config before the corpus is prepared: no line in train.log, no events file, no record."""
+    before = snapshot(trained)
+    data_root = tiny[1]
+    prepared_before = sorted(p.name for p in data_root.rglob("*"))
+    args = overrides(*tiny, "train.max_steps=3", "model=rnn_fixed", "train.resume=auto",
+                     "data.tokenizer.vocab_size=150", f"hydra.run.dir={trained}")
+    line = only_line(run_script("nmt-train", args, cwd=tmp_path))
+    assert line.startswith(f"error: cannot resume {trained.resolve() / 'last.pt'}: it was trained with a different "
+                           f"tokenizer (the data config changed: data.tokenizer.vocab_size: 200 -> 150); "), line
+    assert "to continue this run: nmt-train " in line, line
+    assert snapshot(trained) == before
+    assert sorted(p.name for p in data_root.rglob("*")) == prepared_before  # refused before preparing the data

@@ -98,8 +98,9 @@ class Trainer:
         resume = Checkpoint.load(resume_from) if resume_from else None
         if resume is not None:  # refused before anything in the run directory is written (log, events, record)
             assert resume_from is not None
-            check_resumable(resume, resume_from, self.cfg.model if train_cfg.init_from is None else None,
-                            how_to_continue=how_to_continue(self.run_dir))
+            own = train_cfg.init_from is None  # else the model config and tokenizer come from the checkpoint
+            check_resumable(resume, resume_from, self.cfg.model if own else None,
+                            how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None)
         if self.dist.is_main:
             save_run_record(self.run_dir, self.cfg)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
