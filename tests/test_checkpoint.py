@@ -246,6 +246,7 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
         proc.kill()
     assert proc.returncode == 0, out
     assert f"resumed from {run_dir / 'last.pt'}: step {killed}," in out and "stopping on SIGTERM" in out
+    assert "no validation yet" in out and "best valid BLEU" not in out
     stopped = load_checkpoint(run_dir / "last.pt")
     k = stopped["step"]
     assert killed + 2 <= k < 100000 and stopped["train_state"]["history"] == []
@@ -258,6 +259,21 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     straight.fit()
     assert resumed.state.step == straight.state.step == k + 2
     assert_same_parameters(parameters(resumed.model), parameters(straight.model))
+
+
+def test_a_signal_stop_before_any_validation_says_so(setup, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(*setup, "train.max_steps=50", "train.eval_every=1000"), tmp_path)
+    install = trainer._install_signal_handlers
+
+    def install_then_signal() -> None:  # SIGTERM arrives as the loop starts: it stops after the first step
+        install()
+        trainer._on_signal(signal.SIGTERM, None)
+
+    monkeypatch.setattr(trainer, "_install_signal_handlers", install_then_signal)
+    summary = trainer.fit()
+    assert summary.stop_reason == "signal" and trainer.state.step == 1
+    done = (tmp_path / "train.log").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert "done (signal): step 1, no validation yet, " in done and "BLEU" not in done, done
 
 
 def test_resume_refuses_a_different_model(setup, tmp_path):

@@ -354,10 +354,10 @@ class Trainer:
             final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
             final["best_bleu"] = float(state.best_bleu or 0.0)
             self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final, state.step)
-        self.log.info(
-            f"done ({self.stop_reason}): step {state.step}, best valid BLEU {state.best_bleu or 0.0:.2f} at step "
-            f"{state.best_step}, {format_duration(state.train_seconds)} of training; run dir {self.run_dir}"
-        )
+        best = ("no validation yet" if state.best_bleu is None
+                else f"best valid BLEU {state.best_bleu:.2f} at step {state.best_step}")
+        self.log.info(f"done ({self.stop_reason}): step {state.step}, {best}, "
+                      f"{format_duration(state.train_seconds)} of training; run dir {self.run_dir}")
         return summary
 
     # Signals -----------------------------------------------------------------------------------------------
