@@ -50,6 +50,17 @@ def read_text_lines(path: str | Path, what: str) -> list[str]:
         raise NMTError(f"cannot read {what} {path}: {e.strerror or e}") from None
 
 
+def read_parallel_lines(src_path: str | Path, ref_path: str | Path, src_what: str = "source file",
+                        ref_what: str = "reference file") -> tuple[list[str], list[str]]:
+    """Two line-parallel text files (`read_text_lines` each); NMTError naming both files and their line counts
+    when the counts differ."""
+    sources, refs = read_text_lines(src_path, src_what), read_text_lines(ref_path, ref_what)
+    if len(sources) != len(refs):
+        raise NMTError(f"{src_what} {src_path} has {len(sources)} lines but {ref_what} {ref_path} has {len(refs)}: "
+                       f"they must be line-parallel")
+    return sources, refs
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int = 0o644) -> Path:
     """Create or replace `path` whole or not at all: `write(f)` fills a temp file in the same directory,
     which is fsynced and renamed over `path` (and the rename made durable).

@@ -409,7 +409,8 @@ def test_translate_and_evaluate_cut_long_sentences_with_a_warning(tiny_transform
     assert translate_cli(f"checkpoint={tiny_transformer_run.run_dir}", f"input={source_file}", f"output={out}",
                          small, "decode.max_len_b=2") == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
-    assert warnings and all(w.endswith("longer than 5 pieces (model.max_positions=6, one is EOS), truncated")
+    assert warnings and all(re.fullmatch(rf"warning: input file {re.escape(str(source_file))} line \d+: longer than 5 "
+                                         r"pieces \(model.max_positions=6, one is EOS\), truncated", w)
                             for w in warnings)
     assert len(out.read_text().splitlines()) == 3
     assert evaluate_cli(f"checkpoints=[{tiny_transformer_run.run_dir}]", "split=valid", f"out_dir={tmp_path / 'e'}",

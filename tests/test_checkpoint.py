@@ -179,6 +179,28 @@ def test_an_average_is_not_resumed(tmp_path):
         check_resumable(average, Path("x.pt"), None, None)
 
 
+def test_a_data_config_that_trains_another_tokenizer_is_refused_from_the_config_alone():
+    from hydra import compose, initialize_config_dir
+
+    from nmt.config import CONFIG_DIR, typed_config
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        composed = compose(config_name="config")
+    saved = Checkpoint(config=OmegaConf.to_container(composed, resolve=True), model={}, tokenizer={},
+                       state=TrainState(step=3), optimizer={})
+    cfg = typed_config(composed)
+    cfg.data.concat.max_k, cfg.data.test_sets, cfg.data.num_proc = 2, [], 1  # the same train text and settings
+    check_resumable(saved, Path("x.pt"), None, data_cfg=cfg.data)
+    for key, value, change in [("tokenizer.vocab_size", 4000, "8000 -> 4000"), ("max_words", 50, "100 -> 50"),
+                               ("tokenizer.joint", False, "True -> False"), ("src_lang", "fr", "'de' -> 'fr'")]:
+        changed = typed_config(composed)
+        OmegaConf.update(changed, f"data.{key}", value)
+        with pytest.raises(NMTError) as refused:
+            check_resumable(saved, Path("x.pt"), None, how_to_continue="; to continue ...", data_cfg=changed.data)
+        assert str(refused.value) == (f"cannot resume x.pt: it was trained with a different tokenizer (the data "
+                                      f"config changed: data.{key}: {change}); to continue ...")
+
+
 def _signal_at_step(lines, step: int, send) -> str:
     """Read the child's output until it logs `step`, then `send()` the signal; returns what was read."""
     seen = []
@@ -224,6 +246,7 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
         proc.kill()
     assert proc.returncode == 0, out
     assert f"resumed from {run_dir / 'last.pt'}: step {killed}," in out and "stopping on SIGTERM" in out
+    assert "no validation yet" in out and "best valid BLEU" not in out
     stopped = load_checkpoint(run_dir / "last.pt")
     k = stopped["step"]
     assert killed + 2 <= k < 100000 and stopped["train_state"]["history"] == []
@@ -236,6 +259,21 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     straight.fit()
     assert resumed.state.step == straight.state.step == k + 2
     assert_same_parameters(parameters(resumed.model), parameters(straight.model))
+
+
+def test_a_signal_stop_before_any_validation_says_so(setup, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_config(*setup, "train.max_steps=50", "train.eval_every=1000"), tmp_path)
+    install = trainer._install_signal_handlers
+
+    def install_then_signal() -> None:  # SIGTERM arrives as the loop starts: it stops after the first step
+        install()
+        trainer._on_signal(signal.SIGTERM, None)
+
+    monkeypatch.setattr(trainer, "_install_signal_handlers", install_then_signal)
+    summary = trainer.fit()
+    assert summary.stop_reason == "signal" and trainer.state.step == 1
+    done = (tmp_path / "train.log").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert "done (signal): step 1, no validation yet, " in done and "BLEU" not in done, done
 
 
 def test_resume_refuses_a_different_model(setup, tmp_path):

@@ -192,7 +192,8 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     err = user_error(capsys, f"checkpoints=[{run_dir}]", f"baseline={short}", "split=valid")
     assert "1 lines but there are 30 references" in err
     src, ref = tiny_run.files["test"]
-    assert "has 60 lines but" in user_error(capsys, f"checkpoints=[{run_dir}]", f"src_file={src}", f"ref_file={short}")
+    assert user_error(capsys, f"checkpoints=[{run_dir}]", f"src_file={src}", f"ref_file={short}") == \
+        f"error: source file {src} has 60 lines but reference file {short} has 1: they must be line-parallel"
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     assert "empty" in user_error(capsys, f"checkpoints=[{run_dir}]", f"src_file={empty}", f"ref_file={empty}")

@@ -191,3 +191,41 @@ def test_a_refused_resume_leaves_the_run_byte_identical_and_says_how_to_continue
     result = run_script("nmt-train", [*argv[1:], "train.max_steps=3"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (trained / ".hydra" / "config.yaml").read_bytes() == before[".hydra/config.yaml"][0]  # never rewritten
+
+
+@pytest.mark.slow
+def test_a_resume_refused_for_another_tokenizer_leaves_the_run_byte_identical(trained, tiny, tmp_path):
+    """Decided from the config before the corpus is prepared: no line in train.log, no events file, no record."""
+    before = snapshot(trained)
+    data_root = tiny[1]
+    prepared_before = sorted(p.name for p in data_root.rglob("*"))
+    args = overrides(*tiny, "train.max_steps=3", "model=rnn_fixed", "train.resume=auto",
+                     "data.tokenizer.vocab_size=150", f"hydra.run.dir={trained}")
+    line = only_line(run_script("nmt-train", args, cwd=tmp_path))
+    assert line.startswith(f"error: cannot resume {trained.resolve() / 'last.pt'}: it was trained with a different "
+                           f"tokenizer (the data config changed: data.tokenizer.vocab_size: 200 -> 150); "), line
+    assert "to continue this run: nmt-train " in line, line
+    assert snapshot(trained) == before
+    assert sorted(p.name for p in data_root.rglob("*")) == prepared_before  # refused before preparing the data
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, written", [
+    ("nmt-bench", ["--small", "--models", "rnn_fixed", "--steps", "1", "--warmup", "0", "--decode-sentences", "0",
+                   "--out", "{full}/bench.json"], "cannot write {full}/bench.json"),
+    ("nmt-gpu-check", ["--device", "cpu", "--steps", "4", "--out", "{full}/gpu"], "cannot write {full}/gpu/"),
+    ("nmt-bottleneck", ["out_dir={full}/out"], "cannot create output directory {full}/out"),
+    ("nmt-claims", ["out_dir={full}/out"], "cannot create output directory {full}/out"),
+])
+def test_benchmarks_and_experiments_on_a_full_disk_are_one_line(tmp_path, script, args, written):
+    full = tmp_path / "full"
+    full.mkdir()
+    result = run_script(script, [a.format(full=full) for a in args], cwd=tmp_path,
+                        env=fault_env(write=f"ENOSPC:{full}"))
+    # nmt-bench reports its progress on stderr before the write fails; the failure is its one error line, at the end
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    line = result.stderr.strip().splitlines()[-1]
+    assert errors == [line] and line.startswith(f"error: {written.format(full=full)}"), result.stderr[-3000:]
+    assert line.endswith("No space left on device"), line
+    assert list(full.iterdir()) == []  # nothing half-written

@@ -39,6 +39,19 @@ def expected(t: int) -> float:
     return -math.log(V - 1 + math.exp(t))
 
 
+def test_a_sentence_longer_than_the_model_embeds_names_the_file_and_line() -> None:
+    model = PositionModel()
+    model.max_positions = 4  # three pieces and EOS
+    sources, references = ["w4", "w4 w5 w6", "w4"], ["w4", "w4", "w4 w5 w6 w7"]
+    with pytest.raises(NMTError) as refused:
+        score_references(model, WordTokenizer(), sources, references, torch.device("cpu"), 64,
+                         ("source file a.de", "reference file a.en"))
+    assert str(refused.value) == "reference file a.en line 3: 4 pieces, more than the 3 that " \
+                                 "model.max_positions=4 allows"
+    assert len(score_references(model, WordTokenizer(), sources, ["w4"] * 3, torch.device("cpu"), 64)
+               .token_log_probs) == 3
+
+
 def test_log_probabilities_of_a_model_whose_loss_is_known_per_position() -> None:
     sources = ["w4 w6", "w7", "w8 w9 w10 w11 w4 w6 w7 w8 w9 w10 w11 w4"]
     references = ["w4 w6 w7", "w9", "w4 w6 w7 w8 w9 w10 w11"]
@@ -82,8 +95,15 @@ def test_bad_input_is_one_clear_error(tiny_run, tmp_path: Path) -> None:  # noqa
     src, ref = tiny_run.files["valid"]
     short = tmp_path / "short.en"
     short.write_text("one line\n", encoding="utf-8")
-    with pytest.raises(NMTError, match="line counts must match"):
+    n = len(Path(src).read_text(encoding="utf-8").splitlines())
+    with pytest.raises(NMTError) as refused:
         score(tiny_run.run_dir, src, short, device="cpu")
+    assert str(refused.value) == (f"source file {src} has {n} lines but reference file {short} has 1: "
+                                  f"they must be line-parallel")
+    latin1 = tmp_path / "latin1.en"
+    latin1.write_bytes(b"fine\ncaf\xe9\n")
+    with pytest.raises(NMTError, match=f"reference file {latin1}: line 2 is not valid UTF-8"):
+        score(tiny_run.run_dir, src, latin1, device="cpu")
     with pytest.raises(NMTError, match="not found"):
         score(tiny_run.run_dir, tmp_path / "missing.de", ref, device="cpu")
     with pytest.raises(NMTError, match="either as a file or as a list"):
@@ -103,7 +123,7 @@ def test_nmt_score_command(tiny_run, tmp_path: Path) -> None:  # noqa: ANN001
     assert (tmp_path / "valid.tsv").read_text().startswith("index\ttokens\tlog_prob\tmean_log_prob\n")
     short = tmp_path / "short.en"
     short.write_text("one line\n", encoding="utf-8")
-    mistakes = {"line counts must match": [f"checkpoint={tiny_run.run_dir}", f"src_file={src}", f"ref_file={short}"],
+    mistakes = {"lines but reference file": [f"checkpoint={tiny_run.run_dir}", f"src_file={src}", f"ref_file={short}"],
                 "checkpointt": [f"checkpointt={tiny_run.run_dir}"],
                 "give checkpoint=": [f"src_file={src}"],
                 "not found": [f"checkpoint={tiny_run.run_dir}", f"src_file={tmp_path / 'no.de'}", f"ref_file={ref}"]}

@@ -75,7 +75,8 @@ def test_stdin_to_stdout_with_nbest_and_truncation(tiny_run, inputs, capsys):
     warnings = [line for line in stderr.getvalue().splitlines() if line.startswith("warning:")]
     pieces = load_model(tiny_run.run_dir / "best.pt").tokenizer.encode_src([s.strip() for s in inputs])
     long_lines = [i + 1 for i, p in enumerate(pieces) if len(p) > 4]
-    assert long_lines and [int(w.split()[2].rstrip(":")) for w in warnings] == long_lines
+    assert all(w.startswith("warning: stdin line ") for w in warnings), warnings
+    assert long_lines and [int(w.split()[3].rstrip(":")) for w in warnings] == long_lines
 
 
 def test_interactive_mode_answers_line_by_line(tiny_run):

@@ -26,14 +26,18 @@ from nmt.io import check_writable, read_stream, read_text_lines, write_lines
 
 
 def _warn_truncated(truncated: list[int], translator: Translator | ExportedTranslator, first_line: int,
-                    stderr: TextIO) -> None:
+                    stderr: TextIO, where: str) -> None:
     limit = translator.input_limit
     if limit == translator.max_input_tokens:
         why = f"max_input_tokens={limit} pieces"
     else:  # the model's position table is the tighter limit
         why = f"{limit} pieces (model.max_positions={translator.max_positions}, one is EOS)"
     for i in truncated:
-        warn(f"line {first_line + i}: longer than {why}, truncated", stderr)
+        warn(f"{where} line {first_line + i}: longer than {why}, truncated", stderr)
+
+
+def _input_name(cfg: DictConfig) -> str:
+    return "stdin" if cfg.input == "-" else f"input file {cfg.input}"
 
 
 @user_errors
@@ -63,14 +67,14 @@ def translate_command(cfg: DictConfig, stdin: TextIO | None = None, stdout: Text
         count = 0
         for line in stdin:
             out = translator.translate_full([line.rstrip("\r\n")], nbest)
-            _warn_truncated(out.truncated, translator, count + 1, stderr)
+            _warn_truncated(out.truncated, translator, count + 1, stderr, "stdin")
             print("\n".join(format_lines(out, nbest, count)), file=stdout, flush=True)
             count += 1
         return count
 
     lines = read_stream(stdin, "stdin") if cfg.input == "-" else read_text_lines(cfg.input, "input file")
     out = translator.translate_full(lines, nbest)
-    _warn_truncated(out.truncated, translator, 1, stderr)
+    _warn_truncated(out.truncated, translator, 1, stderr, _input_name(cfg))
     result = format_lines(out, nbest)
     if cfg.output == "-":
         stdout.writelines(line + "\n" for line in result)
@@ -92,7 +96,7 @@ def _run_exported(cfg: DictConfig, stdin: TextIO, stdout: TextIO, stderr: TextIO
     start = time.perf_counter()
     out = translator.translate_full(lines)
     seconds = time.perf_counter() - start
-    _warn_truncated(out.truncated, translator, 1, stderr)
+    _warn_truncated(out.truncated, translator, 1, stderr, _input_name(cfg))
     result = out.hypotheses
     if cfg.output == "-":
         stdout.writelines(line + "\n" for line in result)

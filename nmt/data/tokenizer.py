@@ -7,15 +7,18 @@ Encoding returns bare ids (no BOS/EOS); nmt.data.batching adds them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import random
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import sentencepiece as spm
+from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, UNK_ID
+from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, UNK_ID, DataConfig
 from nmt.errors import NMTError
 from nmt.runtime import StateDict
 
@@ -31,6 +34,25 @@ INPUT_SENTENCE_SIZE = 1_000_000
 # used whole and in order, so its tokenizer is the one it always had.
 SAMPLE_PAIRS = 100_000
 STATE_FORMAT = "nmt-tokenizer"
+
+
+# What the corpus's own tokenizer is trained from besides its settings: the fields that choose and clean the train
+# text (not the test sets, the concatenation, or where the files go) and, for a hub corpus, the dataset. Paths of
+# data.source=files are left out (the same file may be named relative or absolute): a changed file is refused by
+# its tokenizer once the corpus is prepared.
+TRAIN_TEXT_FIELDS = ("source", "src_lang", "tgt_lang", "encoding_errors", "max_words", "max_ratio")
+
+
+def tokenizer_inputs(cfg: DataConfig | DictConfig) -> dict[str, Any]:
+    """The config fields (dotted under data.) the corpus's own tokenizer follows from, given the input files: two
+    configs that agree on them train the same tokenizer, so a resume can be refused from the config alone."""
+    data = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else OmegaConf.to_container(cfg, resolve=True)
+    inputs = {f"tokenizer.{k}": v for k, v in data["tokenizer"].items()}
+    inputs.update({k: data[k] for k in TRAIN_TEXT_FIELDS})
+    if data["source"] == "hub":
+        inputs.update({k: data[k] for k in ("hub_name", "hub_config", "hub_revision")})
+        inputs["hub_splits.train"] = data["hub_splits"].get("train")
+    return inputs
 
 
 def _sha256(data: bytes) -> str:

@@ -37,7 +37,15 @@ from nmt.evaluation.report import (
     SystemInfo,
     write_report,
 )
-from nmt.io import check_writable, make_out_dir, read_text_lines, safe_name, undo_on_failure, write_lines
+from nmt.io import (
+    check_writable,
+    make_out_dir,
+    read_parallel_lines,
+    read_text_lines,
+    safe_name,
+    undo_on_failure,
+    write_lines,
+)
 from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
@@ -84,9 +92,7 @@ def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpu
     if cfg.src_file or cfg.ref_file:
         if not (cfg.src_file and cfg.ref_file):
             raise NMTError("give both src_file and ref_file (or neither, to use split)")
-        sources, refs = read_text_lines(cfg.src_file, "source file"), read_text_lines(cfg.ref_file, "reference file")
-        if len(sources) != len(refs):
-            raise NMTError(f"{cfg.src_file} has {len(sources)} lines but {cfg.ref_file} has {len(refs)}")
+        sources, refs = read_parallel_lines(cfg.src_file, cfg.ref_file)
         label = Path(cfg.src_file).name.removesuffix(".gz")
     else:
         data = OmegaConf.to_container(loaded.cfg.data, resolve=True)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from nmt.config import PAD_ID
 from nmt.data.batching import TokenBatchSampler, collate
 from nmt.errors import NMTError
-from nmt.io import Record, check_writable, read_text_lines, write_text
+from nmt.io import Record, check_writable, read_parallel_lines, read_text_lines, write_text
 from nmt.metrics.lengths import DEFAULT_EDGES, assign_buckets, bucket_label, length_buckets
 from nmt.metrics.scores import check_pair
 from nmt.runtime import pick_device
@@ -127,10 +127,19 @@ class ScoreResult(Record):
 
 @torch.no_grad()
 def score_references(model: torch.nn.Module, tokenizer: Any, sources: list[str], references: list[str],
-                     device: torch.device, batch_tokens: int = 4096) -> ReferenceScores:
-    """Teacher-forced log-probabilities of `references` given `sources` (eval mode, no autocast: fp32)."""
+                     device: torch.device, batch_tokens: int = 4096,
+                     where: tuple[str, str] = ("source", "reference")) -> ReferenceScores:
+    """Teacher-forced log-probabilities of `references` given `sources` (eval mode, no autocast: fp32). A
+    sentence longer than the model can embed is an NMTError naming `where` (the file) and its line."""
     check_pair(sources, references)
     src_ids, tgt_ids = tokenizer.encode_src(sources), tokenizer.encode_tgt(references)
+    max_positions = getattr(model, "max_positions", None)
+    if max_positions is not None:
+        for name, ids in zip(where, (src_ids, tgt_ids), strict=True):
+            for n, row in enumerate(ids, start=1):
+                if len(row) + 1 > max_positions:  # EOS (source) or BOS (target input) takes one position
+                    raise NMTError(f"{name} line {n}: {len(row)} pieces, more than the {max_positions - 1} that "
+                                   f"model.max_positions={max_positions} allows")
     sampler = TokenBatchSampler([len(s) for s in src_ids], [len(t) for t in tgt_ids], batch_tokens, shuffle=False)
     out: list[np.ndarray | None] = [None] * len(sources)
     model.eval()
@@ -154,10 +163,14 @@ def score(checkpoint: str | Path, src_file: str | Path | None = None, ref_file: 
     TSV there."""
     if (src_file is None) == (sources is None) or (ref_file is None) == (references is None):
         raise NMTError("give the sources and the references, each either as a file or as a list")
+    if sources is None and references is None:
+        sources, references = read_parallel_lines(src_file, ref_file)
     if sources is None:
         sources = read_text_lines(src_file, "source file")
     if references is None:
         references = read_text_lines(ref_file, "reference file")
+    where = (f"source file {src_file}" if src_file else "source", f"reference file {ref_file}" if ref_file
+             else "reference")
     if len(sources) != len(references):
         raise NMTError(f"{len(sources)} sources but {len(references)} references: line counts must match")
     if out is not None:
@@ -165,7 +178,7 @@ def score(checkpoint: str | Path, src_file: str | Path | None = None, ref_file: 
     path = resolve_checkpoint(checkpoint)
     dev = pick_device(device)
     loaded = load_model(path, dev)
-    scores = score_references(loaded.model, loaded.tokenizer, sources, references, dev, batch_tokens)
+    scores = score_references(loaded.model, loaded.tokenizer, sources, references, dev, batch_tokens, where)
     if out is not None:
         write_text(Path(out), scores.tsv())
     return ScoreResult(checkpoint=str(path), sentences=len(sources),

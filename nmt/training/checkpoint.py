@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import typed_config, upgrade_model_config
-from nmt.data.tokenizer import Tokenizer
+from nmt.data.tokenizer import Tokenizer, tokenizer_inputs
 from nmt.errors import NMTError
 from nmt.io import atomic_write
 from nmt.models import build_model, fit_config_to_weights
@@ -322,11 +322,13 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
 
 
 def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig | None,
-                    tokenizer: Tokenizer | None = None, how_to_continue: str = "") -> None:
+                    tokenizer: Tokenizer | None = None, how_to_continue: str = "",
+                    data_cfg: DictConfig | None = None) -> None:
     """A checkpoint continues only the same model on the same vocabulary; anything else is a user error. Checked
-    twice: before anything in the run directory is written (no tokenizer yet; model_cfg None where fine-tuning
-    takes the model config from the checkpoint), and with the tokenizer once the corpus is prepared.
-    `how_to_continue` ends the refusal of a changed model config (the run's own overrides)."""
+    twice: before anything in the run directory is written, from the config alone (model_cfg and data_cfg None
+    where fine-tuning takes the model and tokenizer from the checkpoint; a data config that would train another
+    tokenizer is refused here), and with the tokenizer once the corpus is prepared (input files that changed).
+    `how_to_continue` ends the refusal of a changed config (the run's own overrides)."""
     if checkpoint.optimizer is None:
         what = "an average of checkpoints" if checkpoint.averaged_from else "a checkpoint without optimizer state"
         raise NMTError(f"cannot resume {path}: it is {what}; train.init_from starts a new run from its weights")
@@ -337,8 +339,16 @@ def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig | 
         diff = [f"model.{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
         if diff:
             raise NMTError(f"cannot resume {path}: the model config changed ({'; '.join(diff)}){how_to_continue}")
+    if data_cfg is not None:
+        saved = tokenizer_inputs(checkpoint_config(checkpoint).data)
+        diff = [f"data.{k}: {saved.get(k)!r} -> {v!r}" for k, v in tokenizer_inputs(data_cfg).items()
+                if saved.get(k) != v]
+        if diff:
+            raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (the data config "
+                           f"changed: {'; '.join(diff)}){how_to_continue}")
     if tokenizer is not None and Tokenizer.from_state_dict(checkpoint.tokenizer).sha256 != tokenizer.sha256:
-        raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (data config changed)")
+        raise NMTError(f"cannot resume {path}: it was trained with a different tokenizer (its input files "
+                       f"changed since)")
 
 
 # Fine-tuning ---------------------------------------------------------------------------------------------------

@@ -99,8 +99,9 @@ class Trainer:
         resume = Checkpoint.load(resume_from) if resume_from else None
         if resume is not None:  # refused before anything in the run directory is written (log, events, record)
             assert resume_from is not None
-            check_resumable(resume, resume_from, self.cfg.model if train_cfg.init_from is None else None,
-                            how_to_continue=how_to_continue(self.run_dir))
+            own = train_cfg.init_from is None  # else the model config and tokenizer come from the checkpoint
+            check_resumable(resume, resume_from, self.cfg.model if own else None,
+                            how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None)
         if self.dist.is_main:
             save_run_record(self.run_dir, self.cfg)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
@@ -356,10 +357,10 @@ class Trainer:
             final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
             final["best_bleu"] = float(state.best_bleu or 0.0)
             self.log.hparams(OmegaConf.to_container(self.cfg, resolve=True), final, state.step)
-        self.log.info(
-            f"done ({self.stop_reason}): step {state.step}, best valid BLEU {state.best_bleu or 0.0:.2f} at step "
-            f"{state.best_step}, {format_duration(state.train_seconds)} of training; run dir {self.run_dir}"
-        )
+        best = ("no validation yet" if state.best_bleu is None
+                else f"best valid BLEU {state.best_bleu:.2f} at step {state.best_step}")
+        self.log.info(f"done ({self.stop_reason}): step {state.step}, {best}, "
+                      f"{format_duration(state.train_seconds)} of training; run dir {self.run_dir}")
         return summary
 
     # Signals -----------------------------------------------------------------------------------------------
