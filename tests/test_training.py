@@ -260,7 +260,7 @@ def test_max_minutes_and_tokens_per_second_leave_validation_out(setup, tmp_path,
 
 
 def test_out_of_memory_is_one_line_naming_what_to_lower_and_exit_2(setup, tmp_path, monkeypatch, capsys):
-    def no_memory(self, group, time_up):
+    def no_memory(self, group, time_up, used):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
 
     monkeypatch.setattr(Trainer, "_train_step", no_memory)
@@ -317,11 +317,11 @@ def test_a_training_step_copies_to_the_host_once(setup, tmp_path, monkeypatch):
     counter, steps = SyncCounter(monkeypatch), []
     real_step = Trainer._train_step
 
-    def counted_step(self, group, time_up):
+    def counted_step(self, group, time_up, used):
         counter.calls = dict.fromkeys(counter.METHODS, 0)
         counter.active = True
         try:
-            return real_step(self, group, time_up)
+            return real_step(self, group, time_up, used)
         finally:
             counter.active = False
             steps.append(counter.calls)
