@@ -24,7 +24,7 @@ from nmt.errors import NMTError
 # Special token ids shared by every tokenizer and model.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
-# Every choice field and its valid values, in one place: `check_choices` validates a config against it once at
+# Every choice field and its valid values, in one place: `check_values` validates a config against it once at
 # start-up (nmt-prepare / nmt-train / the experiments, and build_model for configs built in Python), and the
 # modules that implement the choices take their lists from here (a model choice is checked where its architecture
 # has the option). model.arch is not here: the valid names are the registered architectures (MODEL_CONFIGS).
@@ -41,25 +41,52 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "decode.length_norm": ("gnmt", "power"),
     "decode.precision": ("fp32", "tf32", "bf16"),
 }
+# Numeric options with a valid range (inclusive; None: unbounded), checked with the choices by `check_values`: a
+# value outside is refused at start-up, never clamped. Model sizes are checked by build_model, the training loop's
+# options by nmt.training.setup.check_train_config (they also need the optimizer and schedule to judge them).
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "data.max_words": (1, None),
+    "data.max_ratio": (1.0, None),
+    "data.tokenizer.vocab_size": (1, None),
+    "data.tokenizer.character_coverage": (0.0, 1.0),
+    "data.concat.share": (0.0, 1.0),
+    "decode.beam": (1, None),
+    "decode.nbest": (1, None),
+    "decode.batch_size": (1, None),
+    "decode.alpha": (0.0, None),
+    "decode.max_len_a": (0.0, None),
+    "decode.max_len_b": (0, None),
+}
 
 
-def check_choices(cfg: Any, prefix: str = "") -> None:
-    """NMTError naming the key and the valid values for every choice field of `cfg` (a Config, an OmegaConf
-    node or one of its sections, named by `prefix`, e.g. "model") that holds an unknown value."""
+def _value(cfg: Any, key: str, prefix: str) -> Any:
+    """The value of dotted `key` in `cfg` (the section `prefix` of a Config when prefix is given); None when
+    `cfg` has no such key (another section, another architecture)."""
+    if prefix and not key.startswith(prefix + "."):
+        return None
+    node = cfg
+    for part in (key[len(prefix) + 1:] if prefix else key).split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
+def check_values(cfg: Any, prefix: str = "") -> None:
+    """NMTError naming the key for every choice field of `cfg` (a Config, an OmegaConf node or one of its sections,
+    named by `prefix`, e.g. "model") that holds an unknown value (with the valid ones), and every numeric option
+    outside its range (RANGES)."""
     for key, valid in CHOICES.items():
-        if prefix:
-            if not key.startswith(prefix + "."):
-                continue
-            path = key[len(prefix) + 1:].split(".")
-        else:
-            path = key.split(".")
-        node = cfg
-        for part in path:
-            node = node.get(part) if isinstance(node, dict) else getattr(node, part, None)
-            if node is None:
-                break
-        if node is not None and node not in valid:
-            raise NMTError(f"unknown {key}={node!r}; valid values: {', '.join(valid)}")
+        value = _value(cfg, key, prefix)
+        if value is not None and value not in valid:
+            raise NMTError(f"unknown {key}={value!r}; valid values: {', '.join(valid)}")
+    for key, (low, high) in RANGES.items():
+        value = _value(cfg, key, prefix)
+        if value is None or ((low is None or value >= low) and (high is None or value <= high)):
+            continue
+        if high is None:
+            raise NMTError(f"{key} must be at least {low}, got {value}")
+        raise NMTError(f"{key} must be in [{low}, {high}], got {value}")
 
 
 @dataclass

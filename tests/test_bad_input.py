@@ -117,6 +117,23 @@ def test_rejected_optimizer_and_loop_values_name_the_key(setup, tmp_path, monkey
     assert not list(run_dir.glob("*.pt")) and not (run_dir / "train.log").exists()
 
 
+@pytest.mark.parametrize("override, message", [
+    ("decode.alpha=-1", "decode.alpha must be at least 0.0, got -1.0"),
+    ("decode.max_len_b=-2", "decode.max_len_b must be at least 0, got -2"),
+    ("decode.beam=0", "decode.beam must be at least 1, got 0"),
+    ("data.max_ratio=0.5", "data.max_ratio must be at least 1.0, got 0.5"),
+    ("data.max_words=0", "data.max_words must be at least 1, got 0"),
+    ("data.concat.share=1.5", "data.concat.share must be in [0.0, 1.0], got 1.5"),
+    ("data.tokenizer.character_coverage=2", "data.tokenizer.character_coverage must be in [0.0, 1.0], got 2.0"),
+])  # fmt: skip
+def test_values_outside_their_range_are_refused_at_start_up(setup, tmp_path, monkeypatch, capsys, override, message):
+    """Refused before the corpus is prepared or the run directory written, naming the key (never clamped)."""
+    run_dir = tmp_path / "run"
+    assert train_cli(monkeypatch, overrides(*setup, override, f"hydra.run.dir={run_dir}")) == 2
+    assert error_line(capsys) == f"error: {message}"
+    assert not (run_dir / "train.log").exists()
+
+
 def test_build_optimizer_turns_what_torch_rejects_into_the_key():
     tc = OmegaConf.create({"optimizer": "adam", "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": -1.0})
     with pytest.raises(NMTError, match=re.escape("train.weight_decay=-1.0: Invalid weight_decay value: -1.0")):

@@ -16,7 +16,7 @@ from nmt.config import (
     DecodeConfig,
     FixedContextConfig,
     RNNAttentionConfig,
-    check_choices,
+    check_values,
     model_config_class,
 )
 from nmt.decoding.search import beam_search, greedy_search, length_penalty, translate
@@ -202,7 +202,7 @@ def test_unknown_length_norm_is_one_line_naming_the_choices():
     with pytest.raises(NMTError, match="length_norm must be one of gnmt, power, got 'ganmt'"):
         beam_search(model, src, lens, beam=2, length_norm="ganmt")
     with pytest.raises(NMTError, match=r"unknown decode.length_norm='pow'; valid values: gnmt, power"):
-        check_choices({"decode": {"length_norm": "pow"}})
+        check_values({"decode": {"length_norm": "pow"}})
     assert DecodeConfig().length_norm == "gnmt"  # the default until it is chosen on valid
 
 
@@ -262,7 +262,7 @@ def test_decode_precision_defaults_to_fp32_and_changes_nothing_off_cuda(capsys):
     with pytest.raises(NMTError, match=r"unknown decode.precision='fp16'; valid values: fp32, tf32, bf16"):
         decode_precision("fp16", cpu)
     with pytest.raises(NMTError, match=r"unknown decode.precision='fp16'; valid values: fp32, tf32, bf16"):
-        check_choices({"decode": {"precision": "fp16"}})
+        check_values({"decode": {"precision": "fp16"}})
     torch.manual_seed(0)
     model = build_model(RNNAttentionConfig(emb_dim=16, hidden=16), 30, 30)
     sentences = ["abc", "hello"]

@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 from omegaconf import OmegaConf
 
-from nmt.config import DataConfig, check_choices
+from nmt.config import DataConfig, check_values
 from nmt.data import concat
 from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
 from nmt.data.sources import file_fingerprint, input_files, load_raw
@@ -439,7 +439,7 @@ def prepare_corpus(cfg: Any, log: Callable[[str], None] = print, tokenizer: Toke
     With `tokenizer` (a fine-tuning run's, from its checkpoint) the corpus is encoded with it: no SentencePiece
     model is trained, data.tokenizer is ignored (one log line when it differs), and the corpus is cached apart."""
     cfg = _data_config(cfg)
-    check_choices(cfg, "data")
+    check_values(cfg, "data")
     if tokenizer is not None:
         report_tokenizer_settings(cfg, tokenizer, log)
     directory = prepared_dir(cfg, tokenizer)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.config import CHOICES, check_choices
+from nmt.config import CHOICES, check_values
 from nmt.errors import NMTError
 
 MIRROR_ENV = "NMT_DATA_MIRROR"
@@ -463,7 +463,7 @@ def input_files(cfg: Any, download: bool = True, log: Callable[[str], None] = pr
 
 def load_raw(cfg: Any, log: Callable[[str], None] = print) -> RawCorpus:
     """Read and validate every split of `cfg` (a DataConfig); no filtering yet."""
-    check_choices(cfg, "data")
+    check_values(cfg, "data")
     if cfg.source == "hub":
         splits = load_hub(cfg, log)
         origins = {s: [hub_origin(cfg, h)] for s, h in dict(cfg.hub_splits).items()}

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, DecodeConfig
+from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, DecodeConfig, check_values
 from nmt.data.batching import collate
 from nmt.errors import NMTError
 from nmt.models.base import Seq2Seq, select_batch
@@ -312,9 +312,8 @@ def translate(
     in cfg.precision (`nmt.runtime.decode_precision`).
     """
     device = torch.device(device)
-    if cfg.batch_size < 1:
-        raise NMTError(f"decode.batch_size must be at least 1, got {cfg.batch_size}")
-    if not 1 <= cfg.nbest <= cfg.beam:
+    check_values(cfg, "decode")
+    if not cfg.nbest <= cfg.beam:
         raise NMTError(f"decode.nbest={cfg.nbest} must be between 1 and decode.beam={cfg.beam}")
     precision = decode_precision(cfg.precision, device)
     n = len(sentences)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nmt.config import ModelConfig, check_choices, check_model_config
+from nmt.config import ModelConfig, check_model_config, check_values
 from nmt.errors import NMTError
 from nmt.models.base import MODELS, Seq2Seq, select_batch
 from nmt.models.rnn import AttentionSeq2Seq, FixedContextSeq2Seq
@@ -35,7 +35,7 @@ def model_class(arch: str) -> type[Seq2Seq]:
 def _check_common(cfg: Any, src_vocab: int, tgt_vocab: int) -> None:
     """The values every architecture's options share a rule for, checked wherever the architecture has the
     option, so a typo never hides."""
-    check_choices(cfg, "model")
+    check_values(cfg, "model")
     for name in ("emb_dim", "hidden", "enc_layers", "dec_layers", "heads", "max_positions", "ff_dim"):
         if getattr(cfg, name, 1) < 1:
             raise NMTError(f"model.{name} must be at least 1, got {getattr(cfg, name)}")

@@ -21,7 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from nmt.config import check_choices
+from nmt.config import check_values
 from nmt.data.batching import TokenBatchSampler
 from nmt.data.corpus import prepare_corpus
 from nmt.data.ids import TokenArray
@@ -255,7 +255,7 @@ def check_train_config(train_cfg: Any) -> None:
         raise NMTError(f"train.dist_timeout_minutes must be positive, got {train_cfg.dist_timeout_minutes}")
     if not 0.0 <= train_cfg.label_smoothing <= 1.0:
         raise NMTError(f"train.label_smoothing must be in [0, 1], got {train_cfg.label_smoothing}")
-    check_choices(train_cfg, "train")
+    check_values(train_cfg, "train")
     if train_cfg.init_from is not None and str(train_cfg.resume) not in ("auto", "never"):
         raise NMTError(f"train.init_from starts a new run from a checkpoint's weights and "
                        f"train.resume={train_cfg.resume} continues a run: give only one of them")

@@ -38,7 +38,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 
-from nmt.config import Config, DecodeConfig, typed_config
+from nmt.config import Config, DecodeConfig, check_values, typed_config
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import write_text
@@ -72,6 +72,7 @@ class Trainer:
     def __init__(self, cfg: Config | DictConfig, run_dir: str | Path) -> None:
         self.cfg: DictConfig = typed_config(cfg)  # typed, the model by its arch: checks keys
         self.train_cfg = self.cfg.train
+        check_values(self.cfg)  # every section's choices and ranges, before anything is read or written
         check_train_config(self.train_cfg)
         self.run_dir = Path(run_dir).resolve()
         self.state = TrainState()
