@@ -179,6 +179,20 @@ def test_an_average_is_not_resumed(tmp_path):
         check_resumable(average, Path("x.pt"), None, None)
 
 
+def test_a_checkpoint_resumes_only_on_as_many_ranks_as_wrote_it():
+    """Its data position counts each rank's batches: another world size would skip or repeat data."""
+    two_ranks = Checkpoint(config={}, model={}, tokenizer={}, state=TrainState(step=3, world_size=2), optimizer={})
+    check_resumable(two_ranks, Path("x.pt"), None, world_size=2)
+    with pytest.raises(NMTError) as refused:
+        check_resumable(two_ranks, Path("x.pt"), None, world_size=1)
+    assert str(refused.value) == (
+        "cannot resume x.pt: it was trained on 2 rank(s) and this run has 1; its data position counts each rank's "
+        "batches, so resume it on 2 rank(s) (torchrun --nproc_per_node=2), or start a new run from its weights "
+        "with train.init_from=x.pt")
+    unknown = Checkpoint(config={}, model={}, tokenizer={}, state=TrainState(step=3), optimizer={})
+    check_resumable(unknown, Path("x.pt"), None, world_size=4)  # saved before the world size was recorded
+
+
 def test_a_data_config_that_trains_another_tokenizer_is_refused_from_the_config_alone():
     from hydra import compose, initialize_config_dir
 

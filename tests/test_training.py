@@ -53,6 +53,7 @@ def test_resumed_run_equals_uninterrupted_run(setup, tmp_path):
     assert summary.step == 8 and straight.state.epoch >= 1, "the run must cross an epoch boundary"
     step3 = load_checkpoint(tmp_path / "straight" / "step-3.pt")
     assert step3["step"] == 3 and step3["train_state"]["epoch"] == 0 and step3["train_state"]["batch_in_epoch"] == 6
+    assert (step3["train_state"]["world_size"], step3["train_state"]["accum_steps"]) == (1, 2)
 
     resumed = Trainer(tiny_config(*setup, *extra, f"train.resume={tmp_path / 'straight' / 'step-3.pt'}"),
                       tmp_path / "resumed")  # fmt: skip

@@ -323,15 +323,22 @@ def resume_path(resume: str, run_dir: Path) -> Path | None:
 
 def check_resumable(checkpoint: Checkpoint, path: Path, model_cfg: DictConfig | None,
                     tokenizer: Tokenizer | None = None, how_to_continue: str = "",
-                    data_cfg: DictConfig | None = None) -> None:
+                    data_cfg: DictConfig | None = None, world_size: int | None = None) -> None:
     """A checkpoint continues only the same model on the same vocabulary; anything else is a user error. Checked
     twice: before anything in the run directory is written, from the config alone (model_cfg and data_cfg None
     where fine-tuning takes the model and tokenizer from the checkpoint; a data config that would train another
     tokenizer is refused here), and with the tokenizer once the corpus is prepared (input files that changed).
-    `how_to_continue` ends the refusal of a changed config (the run's own overrides)."""
+    `how_to_continue` ends the refusal of a changed config (the run's own overrides). `world_size`: the ranks of
+    this run, which must be the checkpoint's (its data position counts each rank's batches)."""
     if checkpoint.optimizer is None:
         what = "an average of checkpoints" if checkpoint.averaged_from else "a checkpoint without optimizer state"
         raise NMTError(f"cannot resume {path}: it is {what}; train.init_from starts a new run from its weights")
+    saved_ranks = checkpoint.state.world_size
+    if world_size is not None and saved_ranks is not None and saved_ranks != world_size:
+        raise NMTError(f"cannot resume {path}: it was trained on {saved_ranks} rank(s) and this run has {world_size}; "
+                       f"its data position counts each rank's batches, so resume it on {saved_ranks} rank(s) "
+                       f"(torchrun --nproc_per_node={saved_ranks}), or start a new run from its weights with "
+                       f"train.init_from={path}")
     if model_cfg is not None:
         # Saved as this version reads it: an option added since takes its default, as when the checkpoint is loaded.
         saved = OmegaConf.to_container(checkpoint_config(checkpoint).model, resolve=True)

@@ -22,7 +22,9 @@ class TrainState:
 
     step: int = 0  # optimizer updates applied
     epoch: int = 0  # data position: the epoch (0-based) of the next batch ...
-    batch_in_epoch: int = 0  # ... and its index in that epoch's batch list
+    batch_in_epoch: int = 0  # ... and its index in that epoch's batch list (of each rank's own list) ...
+    world_size: int | None = None  # ... so it holds for this many ranks (None: saved before it was recorded)
+    accum_steps: int | None = None  # batches per update when it was saved (a record: the data position is in batches)
     best_bleu: float | None = None  # the best valid BLEU so far ...
     best_step: int = 0  # ... and the step that reached it
     bad_validations: int = 0  # validations since the last new best BLEU (train.patience counts them)

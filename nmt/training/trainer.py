@@ -31,6 +31,7 @@ import math
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ class Trainer:
             assert resume_from is not None
             own = train_cfg.init_from is None  # else the model config and tokenizer come from the checkpoint
             check_resumable(resume, resume_from, self.cfg.model if own else None,
-                            how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None)
+                            how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None,
+                            world_size=self.dist.world_size)
         if self.dist.is_main:
             save_run_record(self.run_dir, self.cfg)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
@@ -117,7 +119,8 @@ class Trainer:
         self.log.info(f"device: {self.device}{ranks}{threads}")
         prepared = prepare(self.cfg, self.dist, self.device, self.log, resume, resume_from)
         del resume  # its weights and optimizer state are in the model and optimizer now
-        self.data, self.model, self.state = prepared.data, prepared.model, prepared.state
+        self.data, self.model = prepared.data, prepared.model
+        self.state = replace(prepared.state, world_size=self.dist.world_size, accum_steps=train_cfg.accum_steps)
         self.optimizer, self.schedule = prepared.optimizer, prepared.schedule
         self.train_model: Any = self.model
         self.ddp: Any = None
