@@ -60,10 +60,10 @@ test-fast: install ## the tests not marked slow, under a minute on 2 CPU cores (
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2
 
-bottleneck: install ## fixed-context vs attention by input length, 2 seeds x 500 updates (PRESET=default|full; time: docs/results.md)
+bottleneck: install ## fixed-context vs attention by input length, 3 seeds, both followed over training (PRESET=default|quick|news|gpu; <= 120 min on 2 CPU cores)
 	$(VENV)/bin/nmt-bottleneck preset=$(or $(PRESET),default)
 
-capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (256-2048; ~36 min on 2 CPU cores)
+capacity: install ## capacity sweep: fixed-context models differing only in the summary vector c (32-512, 2 seeds; <= 45 min on 2 CPU cores)
 	$(VENV)/bin/nmt-bottleneck preset=capacity
 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)

@@ -106,6 +106,9 @@ class ConcatConfig:
     # long examples as in single ones); test levels always use every sentence
     share: float = 1.0
     seed: int = 1  # offsets and kept groups of the train and valid groupings, order of the valid mixture
+    # False: valid keeps its original pairs only (k = 1), so validation, best.pt and early stopping measure
+    # one-sentence quality (the bottleneck experiment's matching variable)
+    valid_mixture: bool = True
     min_test_examples: int = 200  # a smaller test level adds the groupings at the other offsets
 
 
@@ -429,9 +432,19 @@ class BottleneckConfig:
     train: str = "rnn"  # train config group
     decode: str = MISSING  # decode config group (validation decodes greedy or train.eval_beam)
     overrides: list[str] = MISSING  # nmt-train overrides for every run: the budget
+    # nmt-train overrides for one model's runs, applied before `overrides` (so the command line wins): its own
+    # budget, e.g. the fixed-context model trained to its plateau (train.patience); the sweep takes overrides_fixed
+    overrides_fixed: list[str] = field(default_factory=list)
+    overrides_attention: list[str] = field(default_factory=list)
     splits: list[str] = field(default_factory=lambda: ["test"])  # "test" = the corpus's first test set
     length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])  # natural-length buckets
     min_bleu: float = 5.0  # below this BLEU at k = 1 the systems are too weak for a verdict
+    # Matched quality (question (c)): every kept checkpoint (train.save_every, train.keep_last) is followed; an
+    # attention checkpoint enters the comparison when its segment-alignment score on `align_groups` valid
+    # examples of K sentences reaches min_alignment (chance: 1/K)
+    min_alignment: float = 0.5
+    align_groups: int = 200
+    follow_groups: int = 150  # the first disjoint level-K groups (and their sentences) decoded at every checkpoint
     bootstrap_samples: int = 1000
     workers: int = MISSING  # training processes side by side
     threads: int = MISSING  # torch threads per process (0: torch's default)

@@ -86,23 +86,88 @@ def plot_bleu_by_length(
     return _finish(fig, ax, "source length (words)", "BLEU", title, legend=bool(systems))
 
 
-def plot_position_curves(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+def plot_lines(
+    lines: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    labels: Sequence[str],
+    xlabel: str,
+    ylabel: str,
     title: str,
-    boundaries: Sequence[float] = (),
+    reference: float | None = None,
     size: tuple[float, float] = (7.0, 4.5),
 ) -> Figure:
-    """One line per curve: x = relative target position (0..1), y = per-token negative log-likelihood of the
-    reference. `curves` maps a label to (x, y); `boundaries` draws dotted lines (e.g. where joined sentences
-    meet, approximately)."""
+    """One line per entry of `lines` over the categories `labels`: label -> (values, error-bar half-widths); NaN
+    values are gaps. `reference` draws a dotted horizontal line (e.g. 1 = nothing lost)."""
     fig = new_figure(*size)
     ax = fig.add_subplot(1, 1, 1)
-    for name, (x, y) in curves.items():
-        ax.plot(x, y, marker="o", label=name)
-    for b in boundaries:
-        ax.axvline(b, color="grey", linestyle=":", linewidth=1)
-    return _finish(fig, ax, "relative target position (bin start)", "reference NLL per token (nats)", title,
-                   legend=bool(curves))
+    x = np.arange(len(labels))
+    for i, (name, (values, errors)) in enumerate(lines.items()):
+        offset = (i - (len(lines) - 1) / 2) * 0.04  # spread the error bars a little
+        ax.errorbar(x + offset, values, yerr=errors, marker="o", capsize=3, label=name)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle=":", linewidth=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels)
+    return _finish(fig, ax, xlabel, ylabel, title, legend=bool(lines))
+
+
+@dataclass
+class TrajectorySeries:
+    """One run followed over training (`plot_trajectories`): per kept checkpoint, its update, valid k = 1 quality,
+    retention, delta NLL, alignment (None: no attention) and whether it enters the matched comparison."""
+
+    label: str
+    system: str
+    step: list[int]
+    quality: list[float]
+    retained: list[float | None]
+    delta_nll: list[float]
+    alignment: list[float | None]
+    aligned: list[bool]
+
+
+def plot_trajectories(series: Sequence[TrajectorySeries], title: str, overlap: Sequence[float] | None = None,
+                      min_alignment: float | None = None) -> Figure:
+    """Three panels: retention and delta NLL against valid k = 1 BLEU (every checkpoint of every run; one colour
+    per system, one marker per seed; hollow: not aligned), and alignment against the update. `overlap` shades the
+    quality range both models cover; `min_alignment` is drawn as a dotted line."""
+    fig = new_figure(15.0, 4.8)
+    axes = [fig.add_subplot(1, 3, i) for i in (1, 2, 3)]
+    systems = list(dict.fromkeys(s.system for s in series))
+    colours = {name: f"C{i}" for i, name in enumerate(systems)}
+    markers = "osD^v<>"
+    seeds: dict[str, int] = {}
+    for s in series:
+        marker = markers[seeds.setdefault(s.label.split(",")[-1], len(seeds)) % len(markers)]
+        order = np.argsort(s.quality)
+        for ax, values in ((axes[0], s.retained), (axes[1], s.delta_nll)):
+            xs = np.array(s.quality)[order]
+            ys = np.array([np.nan if values[i] is None else values[i] for i in order], dtype=float)
+            ax.plot(xs, ys, color=colours[s.system], alpha=0.4, linewidth=1)
+            for i in order:
+                if values[i] is not None:
+                    ax.scatter(s.quality[i], values[i], marker=marker, s=22, edgecolors=colours[s.system],
+                               facecolors=colours[s.system] if s.aligned[i] else "none")
+        axes[0].plot([], [], color=colours[s.system], marker=marker, linestyle="-", label=s.label)
+        if any(a is not None for a in s.alignment):
+            axes[2].plot(s.step, [np.nan if a is None else a for a in s.alignment], color=colours[s.system],
+                         marker=marker, markersize=4, label=s.label)
+    for ax in axes[:2]:
+        if overlap:
+            ax.axvspan(overlap[0], overlap[1], color="grey", alpha=0.12, label="compared (both models)")
+    axes[0].axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    if min_alignment is not None:
+        axes[2].axhline(min_alignment, color="grey", linestyle=":", linewidth=1, label="aligns from here")
+    for ax, (xlabel, ylabel) in zip(axes, [("valid k = 1 BLEU", "BLEU kept at the longest level"),
+                                           ("valid k = 1 BLEU", "reference NLL per token: longest - k = 1"),
+                                           ("update", "segment alignment (attention)")], strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str, title: str, legend: bool) -> Figure:

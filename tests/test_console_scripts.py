@@ -55,7 +55,7 @@ MISTAKES: dict[str, list[tuple[list[str], list[str]]]] = {
     "nmt-bottleneck": [
         (["seedz=[1]"], ["seedz"]),
         (["seeds=abc"], ["seeds", "abc"]),
-        (["preset=nope"], ["preset=nope", "default", "full"]),
+        (["preset=nope"], ["preset=nope", "default", "quick", "gpu"]),
     ],
     "nmt-claims": [
         (["claimz=[hard]"], ["claimz"]),

@@ -11,6 +11,7 @@ from conftest import made_retention
 from omegaconf import OmegaConf
 
 from nmt.data.concat import level_groups
+from nmt.data.corpus import prepare_corpus
 from nmt.errors import NMTError
 from nmt.experiments.bottleneck_report import render
 from nmt.experiments.claims_report import render as render_claims
@@ -164,17 +165,22 @@ def test_presets_and_overrides() -> None:
     cfg, preset = load_script_config("bottleneck", ["seeds=[1,2,3]", "data=[wmt_news_de_en]"])
     assert preset == "default" and list(cfg.seeds) == [1, 2, 3] and list(cfg.data) == ["wmt_news_de_en"]
     assert cfg.model_fixed == "rnn_fixed" and cfg.workers == 2 and cfg.threads == 1 and cfg.concat_k == 4
-    full, _ = load_script_config("bottleneck", ["preset=full"])
-    assert full.model_attention == "rnn_attention_base" and list(full.seeds) == [1, 2, 3]
-    assert list(full.natural_only) == ["wmt_news_de_en"]
-    assert "train.max_minutes=0" in full.overrides and "train.max_steps=20000" in full.overrides  # budget in updates
+    gpu, _ = load_script_config("bottleneck", ["preset=gpu"])
+    assert len(gpu.seeds) >= 5 and list(gpu.data) == ["multi30k_de_en", "wmt_news_de_en"]
+    assert list(gpu.natural_only) == ["wmt_news_de_en"]
+    assert "train.max_minutes=0" in gpu.overrides and "train.patience=4" in gpu.overrides  # to the plateau
+    news, _ = load_script_config("bottleneck", ["preset=news"])
+    assert list(news.data) == list(news.natural_only) == ["wmt_news_de_en"] and len(news.seeds) >= 2
+    assert list(news.length_edges) == [0, 10, 20, 30, 40]
+    default, _ = load_script_config("bottleneck", [])
+    assert len(default.seeds) >= 3 and "train.patience=4" in default.overrides_fixed  # the fixed model's plateau
     claims, _ = load_script_config("claims", ["preset=default"])
     assert list(claims.d_k) == [256, 1024] and claims.model == "rnn_attention" and list(claims.seeds) == [1, 2]
     assert claims.min_bleu == 20
     # Dotted run keys go to every training run, after the preset's own overrides.
     cfg, _ = load_script_config("bottleneck", ["preset=default", "train.max_steps=7", "+data.files.x=[a,b]"])
     assert list(cfg.overrides)[-2:] == ["train.max_steps=7", "+data.files.x=[a,b]"]
-    assert cfg.overrides[:2] == ["data.concat.share=0.25", "train.max_steps=500"]  # the preset's come first
+    assert cfg.overrides[:2] == ["data.concat.share=0.25", "train.max_minutes=0"]  # the preset's come first
     with pytest.raises(NMTError, match="seedz"):
         load_script_config("bottleneck", ["preset=default", "seedz=[1]"])
     with pytest.raises(NMTError, match="unknown preset=tiny.*default"):
@@ -196,15 +202,19 @@ def test_every_preset_sets_every_field_the_schema_leaves_open(preset: Path) -> N
 
 
 def test_capacity_preset_is_the_default_comparison_plus_the_sweep() -> None:
-    """preset=capacity: the default preset's models, data, overrides and budget in updates; seed 1; four sizes."""
+    """preset=capacity: the default preset's models, data and common overrides; two seeds; five sizes at most the
+    512-dimensional encoder summary; the same updates for every run (no early stopping)."""
     default, _ = load_script_config("bottleneck", ["preset=default"])
     capacity, preset = load_script_config("bottleneck", ["preset=capacity"])
-    assert preset == "capacity" and list(capacity.seeds) == [1]
-    assert list(capacity.capacity_summary) == [256, 512, 1024, 2048]
+    assert preset == "capacity" and list(capacity.seeds) == [1, 2]
+    assert list(capacity.capacity_summary) == [32, 64, 128, 256, 512]
     for key in default:
-        if key not in ("seeds", "capacity_summary"):
+        if key not in ("seeds", "capacity_summary", "overrides_fixed", "overrides_attention"):
             assert capacity[key] == default[key], key
-    assert "train.max_steps=500" in capacity.overrides and "train.max_minutes=0" in capacity.overrides
+    assert "train.max_minutes=0" in capacity.overrides
+    assert list(capacity.overrides_fixed) == list(capacity.overrides_attention)
+    assert "train.max_steps=400" in capacity.overrides_fixed and not any("patience" in o for o in
+                                                                         capacity.overrides_fixed)
 
 
 def test_script_reports_a_bad_key_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -293,16 +303,36 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
         assert sys_ret.bleu_long == pytest.approx(corpus_score(hyps_k3, joined_refs))
         scores = seed.systems[name]
         assert [x.ratio > 0 for x in scores.length] == [True] * 3
-        # Reference NLL without search: one value per level, ten bins over the target at the longest level.
+        # Reference NLL without search: one value per level; per joined sentence at the longest level.
         assert len(scores.nll) == 3 and min(scores.nll) > 0
-        assert [b.start for b in scores.nll_by_position] == pytest.approx([i / 10 for i in range(10)])
+        assert len(scores.delta_nll) == len(scores.delta_nll_ci) == 3
+        # Retention on the corrected anchor: level k over the k = 1 outputs joined into level k's groups.
+        # Level 1 is its own anchor (None: no BLEU at all, as these tiny models may have).
+        assert scores.anchor[0] == pytest.approx(scores.bleu[0]) and len(scores.sentences) == 3
+        assert scores.retained[0] == (None if scores.bleu[0] == 0 else pytest.approx(1.0))
     label, _ = length_verdict(ret, "rnn_fixed", "rnn_attention", cfg.min_bleu)
     assert seed.verdict == label == section.verdict.label == INCONCLUSIVE  # tiny models: too weak
     assert f"**(a) Does attention degrade less? {label}**, at 5 updates of 0.4k tokens." in md
     assert section.removal.label == seed.removal and "(b) Does attention remove the degradation?" in md
-    # Equal-quality control: an intermediate attention checkpoint chosen on validation BLEU, decoded again.
+    # Both models followed over training: every kept checkpoint (steps 2 and 4) with its valid k = 1 quality,
+    # retention and, for attention only, its segment alignment; question (c) compares them.
+    followed = {f.system: f for f in lv.followed}
+    assert set(followed) == {"rnn_fixed", "rnn_attention", "rnn_fixed_c16", "rnn_fixed_c32"}  # the sweep's too
+    assert [p.step for p in followed["rnn_attention"].points] == [2, 4]
+    assert all(p.alignment is None for p in followed["rnn_fixed"].points)
+    assert all(0 <= p.alignment <= 1 for p in followed["rnn_attention"].points)
+    history = json.loads((Path(runs["rnn_attention"].run_dir) / "metrics.json").read_text())["history"]
+    assert [p.valid_bleu for p in followed["rnn_attention"].points] == [h["bleu"] for h in history[:2]]
+    assert lv.matched is not None and "(c) At equal k = 1 quality" in md
+    # Validation on one-sentence pairs only: the valid set is the corpus's own valid split.
+    data_cfg = load_checkpoint(Path(runs["rnn_fixed"].run_dir) / "best.pt")["config"]["data"]
+    assert data_cfg["concat"]["valid_mixture"] is False
+    valid = prepare_corpus(OmegaConf.create(data_cfg), log=lambda _: None).split("valid")
+    assert list(valid["tgt"]) == Path(tiny_corpus_files["valid"][1]).read_text().splitlines()
+    # Equal-quality control: the followed attention checkpoint closest in valid BLEU, with its alignment.
     control = seed.control
-    assert control.step in (2, 4) and len(control.bleu) == 3 and "Equal-quality control" in md
+    assert control.step in (2, 4) and len(control.bleu) == 2 and "Equal-quality control" in md
+    assert control.alignment is not None
     sweep = lv.sweep
     assert [r.summary for r in sweep.fixed] == [16, 32] and "says nothing" in sweep.sentence
     assert sweep.unprojected.summary == 32 and sweep.seed == 1
@@ -315,7 +345,7 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
         assert 0 < pair.p_value <= 1 and 0 < pair.p_less <= 1
     assert "| 32 vs 16 |" in md and "p (larger retains less)" in md and "32 (c = h)" in md
     assert "Evidence without search" in md
-    for plot in (lv.plot, lv.nll_plot, sweep.plot, section.natural.plot):
+    for plot in (lv.plot, lv.nll_plot, lv.trajectory_plot, sweep.plot, section.natural.plot):
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Natural lengths on the original test set: bucket counts add up, the paired difference is the difference
     # of the two scores, and the per-seed evaluation report exists.
@@ -334,6 +364,15 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
     trained = json.loads((Path(runs["rnn_fixed"].run_dir) / "metrics.json").read_text())
     assert trained["step"] == 5 and trained["arch"] == "rnn_fixed"
     assert "run dir:" in (Path(runs["rnn_attention"].run_dir) / "console.log").read_text()
+    # Started again with the same out_dir, the experiment continues there: every finished run is reused, nothing
+    # is trained again, and the analysis gives the same numbers. Another config is refused in one line.
+    logged: list[str] = []
+    assert run_bottleneck(cfg, None, log=logged.append) == out
+    assert sum("reusing" in line for line in logged) == 4 and not any("training" in line for line in logged)
+    assert BottleneckReport.read(out / "report.json").sections[0].levels.seeds[0].retention == seed.retention
+    cfg.bootstrap_samples = 60
+    with pytest.raises(NMTError, match="another config"):
+        run_bottleneck(cfg, None, log=lambda _: None)
 
 
 @pytest.mark.slow

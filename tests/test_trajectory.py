@@ -265,3 +265,28 @@ def test_the_verdict_stays_calibrated_when_seeds_differ() -> None:
     rates = _flag_rates(300, seed_sd=0.03, rng_seed=2028, groups=40)
     assert rates["more_05"] + rates["less_05"] > 0.2, rates
     assert rates["verdict_05"] <= 0.06, rates
+
+
+# Following a run (nmt/experiments/follow.py) -------------------------------------------------------------------
+def test_sentence_spans_follow_the_pieces_and_refuse_a_merged_join() -> None:
+    """A joined example's sentence spans are its sentences' pieces one after another; where the joined text's
+    pieces differ (a tokenizer merging across the join) the example has no spans."""
+    from nmt.experiments.follow import sentence_spans
+
+    def encode(texts: list[str]) -> list[list[int]]:  # one id per character, "ab" merged into one piece
+        return [[ord(c) for c in t.replace("ab", "\x01")] for t in texts]
+
+    spans = sentence_spans(encode, [["xy", "z"], ["xa", "b"]], ["xyz", "xab"])
+    assert spans == [[(0, 2), (2, 3)], None]
+
+
+def test_delta_nll_reads_each_joined_sentence_against_itself_alone() -> None:
+    """Sentence j's per-token NLL inside the joined reference minus its own k = 1 NLL (EOS left out on both
+    sides), averaged over groups; groups without spans are left out."""
+    from nmt.experiments.follow import delta_nll
+
+    short = [np.log(np.full(3, 0.5)), np.log(np.full(4, 0.25))]  # 2 and 3 pieces + EOS
+    joined = np.concatenate([np.log(np.full(2, 0.5)), np.log(np.full(3, 0.125)), [0.0]])
+    deltas, ci, used = delta_nll(short, [joined, joined], [[(0, 2), (2, 5)], None], [[0, 1], [0, 1]], 50)
+    assert used == 1 and deltas == pytest.approx([0.0, np.log(8) - np.log(4)])
+    assert ci[1] == pytest.approx([np.log(2), np.log(2)])

@@ -9,7 +9,8 @@ level k of a split holds examples of k sentences, about k times as long, from th
   share s every level k >= 2 carries s times as many sentences as the original pairs: the model sees every
   length it is tested on, and s sets how much of the training goes to long inputs (s = 1/(max_k - 1): as many
   sentences in long examples as in single ones). The valid mixture is shuffled (seeded), so a truncated
-  validation (train.eval_max_sentences) still sees every level.
+  validation (train.eval_max_sentences) still sees every level. With data.concat.valid_mixture=false valid
+  keeps its original pairs only, and validation measures one-sentence quality.
 - test (`test_levels`): one split per k = 2..max_k, `<name>_k<k>`, of non-overlapping groups from offset 0;
   level 1 is the test set itself. Group g of level k holds sentences g*k .. g*k+k-1 (`level_groups`), so every
   level is built from the same sentences and a bootstrap can resample groups across levels. A level with fewer

@@ -395,7 +395,8 @@ def _train_or_reuse_tokenizer(
 
 def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list[str], concat_cfg: Any
                  ) -> tuple[dict[str, tuple[list[str], list[str]]], list[str], dict[str, dict[str, Any]]]:
-    """data.concat: train and valid become mixtures of k = 1..max_k, each test set gains its levels k >= 2."""
+    """data.concat: train (and valid, unless data.concat.valid_mixture=false) become mixtures of k = 1..max_k, each
+    test set gains its levels k >= 2."""
     if concat_cfg.max_k < 1 or concat_cfg.min_test_examples < 1:
         raise NMTError(f"data.concat.max_k and data.concat.min_test_examples must be at least 1, got "
                        f"{concat_cfg.max_k} and {concat_cfg.min_test_examples}")
@@ -403,7 +404,9 @@ def _concatenate(splits: dict[str, tuple[list[str], list[str]]], test_sets: list
         raise NMTError(f"data.concat.share must be in (0, 1], got {concat_cfg.share}")
     out = dict(splits)
     out["train"] = concat.mixture(*splits["train"], concat_cfg.max_k, concat_cfg.seed, concat_cfg.share)
-    out["valid"] = concat.mixture(*splits["valid"], concat_cfg.max_k, concat_cfg.seed, concat_cfg.share, shuffle=True)
+    if concat_cfg.valid_mixture:
+        out["valid"] = concat.mixture(*splits["valid"], concat_cfg.max_k, concat_cfg.seed, concat_cfg.share,
+                                      shuffle=True)
     all_tests, levels = [], {}
     for name in test_sets:
         extra, info = concat.test_levels(name, *splits[name], concat_cfg.max_k, concat_cfg.min_test_examples)

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any, Self
 
 from nmt.evaluation.report import Decode
-from nmt.evaluation.scoring import NllBin
+from nmt.evaluation.scoring import NllBin, NllBucket
 from nmt.experiments.runner import RunResult
 from nmt.io import Record, from_json, read_json
-from nmt.metrics.lengths import LengthRow, PairedBucket
+from nmt.metrics.lengths import LengthRow, NllRise, PairedBucket
 from nmt.metrics.retention import Retention, RetentionDifference, Slope
 from nmt.metrics.scores import LengthRatio
-from nmt.metrics.significance import MeanTest, PairedTest, RatioTest
+from nmt.metrics.significance import MeanTest, PairedTest, RatioTest, SeedInterval
+from nmt.metrics.trajectory import MatchedRetention
 
 
 @dataclass
@@ -57,14 +58,26 @@ class Level:
 
 @dataclass
 class LevelScores:
-    """One system of one seed on every level (lists in order of k)."""
+    """One system of one seed on every level (lists in order of k).
+
+    retained[k]: BLEU at level k over the BLEU of the same system's k = 1 outputs joined into the same groups
+    (the anchor, `anchor`); the slope is fitted to it (share kept per 10 source words), not to raw BLEU.
+    sentences: mean sentences per output (nmt.metrics.retention.count_sentences; the reference's beside it in
+    `Levels.ref_sentences`). delta_nll: the per-sentence NLL evidence of the evaluated checkpoint
+    (nmt/experiments/follow.py), per joined position j = 1..K.
+    """
 
     bleu: list[float]
     bleu_ci: list[list[float]]
     slope: Slope
     length: list[LengthRatio]  # per level
     nll: list[float] = field(default_factory=list)  # per-token NLL of the references per level
-    nll_by_position: list[NllBin] = field(default_factory=list)  # longest level, per tenth of the target
+    nll_by_position: list[NllBin] = field(default_factory=list)  # longest level, per tenth of the target (old)
+    anchor: list[float] = field(default_factory=list)
+    retained: list[float | None] = field(default_factory=list)
+    sentences: list[float] = field(default_factory=list)
+    delta_nll: list[float] = field(default_factory=list)
+    delta_nll_ci: list[list[float]] = field(default_factory=list)
 
 
 @dataclass
@@ -74,10 +87,46 @@ class Control:
     step: int
     valid_bleu: float
     fixed_valid_bleu: float
-    bleu: list[float]  # per level
+    bleu: list[float]  # per level (k = 1 and the longest only, for a followed run)
     retained: float | None
     retained_ci: list[float]
     difference: RetentionDifference  # this checkpoint - the fixed model, retained share
+    alignment: float | None = None  # its segment-alignment score (nmt/metrics/alignment.py)
+
+
+@dataclass
+class TrajectoryRow:
+    """One kept checkpoint of a followed run: its k = 1 quality on valid and what it keeps at the longest level."""
+
+    step: int
+    valid_bleu: float
+    valid_nll: float
+    bleu_short: float  # test, the k = 1 outputs joined into the level-K groups
+    bleu_long: float
+    retained: float | None
+    precision_retained: float | None  # BLEU / brevity penalty at both levels
+    delta_nll: float  # per-token reference NLL at level K - at k = 1 (the same sentences)
+    alignment: float | None
+    aligned: bool  # enters the matched comparison (attention: alignment >= min_alignment)
+
+
+@dataclass
+class Followed:
+    """One run followed over training."""
+
+    system: str
+    seed: int
+    points: list[TrajectoryRow]
+
+
+@dataclass
+class Matched:
+    """Question (c) at matched k = 1 quality: the statistic, its verdict, and the same on another matching variable."""
+
+    quality: str  # what the checkpoints are matched on
+    result: MatchedRetention
+    verdict: Verdict
+    by_nll: MatchedRetention | None = None  # matched on valid NLL (lower is better) instead, as a check
 
 
 @dataclass
@@ -134,6 +183,18 @@ class Sweep:
 
 
 @dataclass
+class SweepSeeds:
+    """The capacity sweep over seeds: each size's retained share (mean ± std), the largest minus the smallest size
+    per seed with its seed-level interval, and what that interval can resolve."""
+
+    sizes: list[int]
+    retained: list[MeanStd | None]  # per size, over seeds
+    largest_minus_smallest: list[float | None]  # per seed
+    seed_level: SeedInterval | None
+    sentence: str
+
+
+@dataclass
 class Levels:
     """The length-controlled view of one test set."""
 
@@ -148,6 +209,15 @@ class Levels:
     sweep: Sweep | None = None
     plot: str = ""
     nll_plot: str = ""
+    # seed level, over seeds' values: "difference" (attention - fixed retained share), "attention" (its share)
+    seed_level: dict[str, SeedInterval | None] = field(default_factory=dict)
+    ref_sentences: list[float] = field(default_factory=list)  # mean sentences per reference, per level
+    followed: list[Followed] = field(default_factory=list)
+    matched: Matched | None = None
+    min_alignment: float | None = None
+    trajectory_plot: str = ""
+    sweep_seeds: list[Sweep] = field(default_factory=list)  # the sweep of every seed (`sweep`: the first)
+    sweep_summary: SweepSeeds | None = None
 
 
 # Natural lengths -------------------------------------------------------------------------------------------------
@@ -162,6 +232,7 @@ class NaturalSystem:
     ter: float
     bleu_lc: float
     by_length: list[LengthRow]  # nmt-evaluate's rows per source-length bucket
+    nll_by_length: list[NllBucket] = field(default_factory=list)  # teacher-forced reference NLL per bucket
 
 
 @dataclass
@@ -176,6 +247,7 @@ class NaturalSeed:
     chrf: PairedTest
     by_length: list[PairedBucket]  # the paired test of BLEU per bucket
     signatures: dict[str, str]
+    nll_rise: list[NllRise] = field(default_factory=list)  # NLL rise over the shortest bucket, fixed - attention
 
 
 @dataclass
@@ -213,6 +285,9 @@ class NaturalAggregate:
 
     systems: dict[str, SystemMean]
     difference: DifferenceMean
+    # per bucket, over seeds: fixed - attention rise of NLL over the shortest bucket, and its seed-level interval
+    nll_rise: list[MeanStd | None] = field(default_factory=list)
+    nll_rise_seed_level: list[SeedInterval | None] = field(default_factory=list)
 
 
 @dataclass

@@ -30,7 +30,9 @@ from nmt.config import CONFIG_DIR, compose_config
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.io import canonical_json, read_text_lines
+from nmt.evaluation.scoring import ReferenceScores, score_references
+from nmt.experiments.follow import CheckpointPoint, FollowSpec, follow_run
+from nmt.io import canonical_json, fields_from_json, make_out_dir, read_json, read_text_lines, write_json
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model
 from nmt.training.setup import check_train_config
@@ -77,13 +79,15 @@ def compose_run(overrides: list[str]) -> DictConfig:
 # Training jobs ---------------------------------------------------------------------------------------------
 @dataclass
 class Job:
-    """One training run: `config` is the resolved Config as a plain dict; its best.pt decodes `splits`."""
+    """One training run: `config` is the resolved Config as a plain dict; its best.pt decodes `splits`; with
+    `follow`, every kept step-<n>.pt is measured too (nmt/experiments/follow.py)."""
 
     name: str
     config: dict[str, Any]
     run_dir: str
     splits: list[str] = field(default_factory=list)
     threads: int = 1
+    follow: FollowSpec | None = None
 
     def key(self) -> str:
         return canonical_json(self.config)
@@ -119,15 +123,23 @@ class RunResult:
     device: str
     decoded: dict[str, Decoded]  # split -> its hypotheses
     trained_as: str | None = None  # the job that ran, when an identical config served several jobs
+    trajectory: list[CheckpointPoint] = field(default_factory=list)  # the kept checkpoints, when followed
+    job_key: str = ""  # `Job.key()` of the job that ran: a finished run is reused only for the same job
 
     def hypotheses(self, split: str) -> list[str]:
         return read_text_lines(self.decoded[split].file, "hypotheses")
 
+    def reference_scores(self, sources: list[str], references: list[str]) -> ReferenceScores:
+        """Teacher-forced log-probabilities of `references` under the evaluated checkpoint (no search)."""
+        device = pick_device(self.device)
+        loaded = load_model(self.checkpoint, device)
+        return score_references(loaded.model, loaded.tokenizer, sources, references, device)
+
 
 def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device, suffix: str = ""
-                  ) -> tuple[Any, dict[str, Decoded]]:
+                  ) -> tuple[Any, Any, dict[str, Decoded]]:
     """Decode each split of the checkpoint's corpus with the checkpoint's decode config; the hypotheses go to
-    <run dir>/<split><suffix>.hyp.txt. Returns (the loaded checkpoint, {split: Decoded})."""
+    <run dir>/<split><suffix>.hyp.txt. Returns (the loaded checkpoint, its prepared corpus, {split: Decoded})."""
     loaded = load_model(checkpoint, device)
     corpus = prepare_corpus(loaded.cfg.data, log=lambda _: None)
     decoded = {}
@@ -136,11 +148,25 @@ def decode_splits(checkpoint: Path, splits: Sequence[str], device: torch.device,
         path = hypotheses_file(checkpoint.parent, split + suffix)
         path.write_text("".join(h + "\n" for h in out.hypotheses), encoding="utf-8")
         decoded[split] = Decoded(str(path), out.seconds, out.num_tokens)
-    return loaded, decoded
+    return loaded, corpus, decoded
+
+
+RESULT_FILE = "result.json"  # a finished run's RunResult, in its run directory
+
+
+def finished_run(job: Job) -> RunResult | None:
+    """The recorded result of `job` when its run directory holds one for the same job (an experiment started again
+    with the same out_dir reuses it), else None."""
+    path = Path(job.run_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    result = fields_from_json(RunResult, read_json(path))
+    return result if result.job_key == job.key() else None
 
 
 def train_and_decode(job: Job) -> RunResult:
-    """Train `job` (console output goes to <run_dir>/console.log), then decode each split with best.pt.
+    """Train `job` (console output goes to <run_dir>/console.log), decode each split with best.pt, and follow the
+    kept checkpoints when the job asks; the result is recorded as <run_dir>/result.json.
 
     Runs in a worker process (or in-process with workers=1).
     """
@@ -159,26 +185,35 @@ def train_and_decode(job: Job) -> RunResult:
             best = run_dir / "best.pt"
             checkpoint = best if best.is_file() else run_dir / "last.pt"
             device = pick_device(cfg.train.device)
-            loaded, decoded = decode_splits(checkpoint, job.splits, device)
-    return RunResult(name=job.name, run_dir=str(run_dir), checkpoint=str(checkpoint),
-                     checkpoint_step=loaded.checkpoint.step, steps=summary.step,
-                     stop_reason=summary.stop_reason, train_seconds=summary.train_seconds,
-                     wall_seconds=wall, best_valid_bleu=summary.best_bleu,
-                     num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded)
+            loaded, corpus, decoded = decode_splits(checkpoint, job.splits, device)
+            trajectory = [] if job.follow is None else follow_run(run_dir, job.follow, corpus, device)
+    result = RunResult(name=job.name, run_dir=str(run_dir), checkpoint=str(checkpoint),
+                       checkpoint_step=loaded.checkpoint.step, steps=summary.step,
+                       stop_reason=summary.stop_reason, train_seconds=summary.train_seconds,
+                       wall_seconds=wall, best_valid_bleu=summary.best_bleu,
+                       num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded,
+                       trajectory=trajectory, job_key=job.key())
+    write_json(run_dir / RESULT_FILE, result)
+    return result
 
 
 def run_jobs(jobs: Sequence[Job], workers: int, log: Callable[[str], None] = print) -> list[RunResult]:
     """Train every job (identical configs once), `workers` at a time; results in job order, named after
     their job (with `trained_as` the job that ran, for a config trained once for several jobs).
 
-    Worker processes are spawned (a forked torch can deadlock on its thread pools); with one worker, or
-    one distinct job, everything runs in this process.
+    A job whose run directory records its finished result (`finished_run`) is not trained again. Worker
+    processes are spawned (a forked torch can deadlock on its thread pools); with one worker, or one job to
+    train, everything runs in this process.
     """
     unique: dict[str, Job] = {}
     for job in jobs:
         unique.setdefault(job.key(), job)
-    todo = list(unique.values())
     results: dict[str, RunResult] = {}
+    for key, job in unique.items():
+        if (done := finished_run(job)) is not None:
+            log(f"  reusing {job.name}: finished in {job.run_dir}")
+            results[key] = done
+    todo = [job for key, job in unique.items() if key not in results]
     if workers <= 1 or len(todo) <= 1:
         for i, job in enumerate(todo, start=1):
             log(f"[{i}/{len(todo)}] training {job.name} in {job.run_dir}")
@@ -210,6 +245,24 @@ def _log_result(r: RunResult, log: Callable[[str], None]) -> None:
     bleu = "-" if r.best_valid_bleu is None else f"{r.best_valid_bleu:.2f}"
     log(f"  done {r.name}: {r.steps} steps ({r.stop_reason}) in {r.wall_seconds / 60:.1f} min, "
         f"best valid BLEU {bleu} at step {r.checkpoint_step}")
+
+
+EXPERIMENT_FILE = "experiment.json"  # the resolved experiment config, in its output directory
+
+
+def experiment_dir(cfg: DictConfig, parent: Path) -> Path:
+    """The experiment's output directory: a new one (nmt.io.make_out_dir), or `cfg.out_dir` again when an earlier
+    start of the same experiment config made it, so an interrupted experiment continues there: finished runs are
+    reused (`run_jobs`), unfinished ones resume from their last.pt (train.resume=auto). Another config is refused."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    marker = Path(cfg.out_dir) / EXPERIMENT_FILE if cfg.out_dir else None
+    if marker is not None and marker.is_file():
+        if canonical_json(read_json(marker)) != canonical_json(config):
+            raise NMTError(f"{cfg.out_dir} holds an experiment with another config ({marker}); give a new out_dir")
+        return Path(cfg.out_dir)
+    out = make_out_dir(cfg.out_dir, parent)
+    write_json(out / EXPERIMENT_FILE, config)
+    return out
 
 
 def script_main(script: str, run: Callable[..., Any], doc: str, argv: Sequence[str] | None = None) -> None:

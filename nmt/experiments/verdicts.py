@@ -175,6 +175,27 @@ def capacity_sentence(rows: Sequence[SweepRow], pairs: Sequence[SweepPair],
             f"one-sided test at p < {BOTTLENECK_ALPHA:g}); " + kept + pairwise)
 
 
+def sweep_seeds_sentence(sizes: Sequence[int], retained: Sequence[MeanStd | None], diffs: Sequence[float | None],
+                         level: SeedInterval | None) -> str:
+    """The capacity sweep over seeds in one sentence: each size's retained share (mean ± std), and the largest
+    minus the smallest size with its seed-level 95% interval, whose half-width is the smallest difference the
+    sweep can resolve (no stronger wording than "not resolved" when the interval holds 0)."""
+    shares = " / ".join(fmt_mean_std(r, 1) if r is None else f"{100 * r.mean:.0f}%"
+                        + ("" if r.std is None else f" ± {100 * r.std:.0f}") for r in retained)
+    head = f"Over {len(diffs)} seed{'s' if len(diffs) != 1 else ''}, summary sizes {' / '.join(map(str, sizes))} " \
+           f"keep {shares} of their k = 1 BLEU at the longest level."
+    if level is None or not level.ci:
+        return head + " One seed gives no seed-level interval: the sweep cannot say whether size matters."
+    lo, hi = level.ci
+    what = (f"{sizes[-1]} minus {sizes[0]} dimensions: {_points(level.mean)} points, seed-level 95% interval "
+            f"[{_points(lo)}, {_points(hi)}]")
+    if lo > 0 or hi < 0:
+        more = "more" if lo > 0 else "less"
+        return f"{head} The largest size keeps {more} than the smallest ({what})."
+    return (f"{head} Not resolved: {what}; a difference smaller than about {100 * (hi - lo) / 2:.0f} points "
+            f"cannot be told from seed noise with these seeds.")
+
+
 # Question (c): retention at matched k = 1 quality ----------------------------------------------------------------
 MIN_SEEDS = 3  # a verdict over seeds needs a seed-level interval from at least this many
 MATCHED_MORE = "attention keeps more at matched quality"

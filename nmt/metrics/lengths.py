@@ -1,5 +1,5 @@
 """Scores by source length (the view of Bahdanau et al. 2015, Fig. 2): length buckets, BLEU per bucket with
-bootstrap intervals, and paired tests per bucket."""
+bootstrap intervals, paired tests per bucket, and the rise of reference NLL with length (`nll_rise_by_length`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ import numpy as np
 from nmt.errors import NMTError
 from nmt.io import Record, fields_from_json
 from nmt.metrics.scores import check_pair, corpus_score
-from nmt.metrics.significance import BOOTSTRAP_SEED, PairedTest, bootstrap_interval, paired_bootstrap
+from nmt.metrics.significance import (
+    BOOTSTRAP_SEED,
+    PairedTest,
+    bootstrap_indices,
+    bootstrap_interval,
+    centred_p_value,
+    paired_bootstrap,
+    percentile_interval,
+)
 
 DEFAULT_EDGES: tuple[int, ...] = (0, 10, 20, 30, 40, 50)
 # Below this many sentences a bucket's BLEU swings by several points between resamples.
@@ -131,4 +139,66 @@ def paired_bootstrap_by_length(
                                     [refs[i] for i in members], n_samples, seed)
         rows.append(PairedBucket(label=bucket_label(lo, hi), lo=lo, hi=hi, count=len(members),
                                  few=len(members) < FEW_SENTENCES, test=test))
+    return rows
+
+
+@dataclass
+class NllRise(Record):
+    """One source-length bucket: how much each of two systems' per-token reference NLL rises over the shortest
+    bucket's, and `baseline` - `system` in that rise (> 0: the baseline degrades more with length), with a 95%
+    interval and the one-sided p-value of "> 0" from a bootstrap over sentences. None where a bucket is empty."""
+
+    label: str
+    count: int
+    system: float | None  # nats per token, this bucket - the shortest
+    baseline: float | None
+    difference: float | None
+    ci: list[float]
+    p_value: float | None
+
+
+def nll_rise_by_length(system: Sequence[np.ndarray], baseline: Sequence[np.ndarray], sources: Sequence[str],
+                       edges: Sequence[int] = DEFAULT_EDGES, n_samples: int = 1000, seed: int = BOOTSTRAP_SEED
+                       ) -> list[NllRise]:
+    """Per source-length bucket, the rise of per-token NLL over the shortest bucket for both systems and their
+    difference, from the references' token log-probabilities (nmt.evaluation.scoring.ReferenceScores
+    .token_log_probs: one (T_i,) array per sentence) of the same sentences. A bootstrap resamples the sentences,
+    the same draw for both systems."""
+    if not len(system) == len(baseline) == len(sources):
+        raise NMTError(f"NLL by length needs one entry per sentence, got {len(system)}, {len(baseline)} and "
+                       f"{len(sources)}")
+    which = np.array(assign_buckets(sources, edges))  # (N,)
+    tokens = np.array([len(lp) for lp in system], dtype=float)  # (N,)
+    nll = {name: np.array([-float(lp.sum()) for lp in lps]) for name, lps in (("s", system), ("b", baseline))}
+    idx = bootstrap_indices(len(sources), n_samples, seed)  # (n_samples, N)
+    buckets = length_buckets(edges)
+
+    def per_bucket(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(..., buckets) token-weighted mean NLL of the sentences `rows` (..., N) select."""
+        b, v, t = which[rows], values[rows], tokens[rows]
+        out = np.full(b.shape[:-1] + (len(buckets),), np.nan)
+        for k in range(len(buckets)):
+            mask = b == k
+            total = (t * mask).sum(-1)
+            out[..., k] = np.divide((v * mask).sum(-1), total, out=np.full(total.shape, np.nan), where=total > 0)
+        return out
+
+    everything = np.arange(len(sources))
+    observed = {n: per_bucket(v, everything) for n, v in nll.items()}  # (buckets,)
+    reps = {n: per_bucket(v, idx) for n, v in nll.items()}  # (n_samples, buckets)
+    rows = []
+    for k, (lo, hi) in enumerate(buckets):
+        count = int((which == k).sum())
+        rise = {n: observed[n][k] - observed[n][0] for n in nll}
+        if count == 0 or np.isnan(rise["s"]) or np.isnan(rise["b"]):
+            rows.append(NllRise(bucket_label(lo, hi), count, None, None, None, [], None))
+            continue
+        if k == 0:  # the reference bucket: no rise by definition, nothing to test
+            rows.append(NllRise(bucket_label(lo, hi), count, 0.0, 0.0, 0.0, [], None))
+            continue
+        diff = (reps["b"][:, k] - reps["b"][:, 0]) - (reps["s"][:, k] - reps["s"][:, 0])  # (n_samples,)
+        diff = diff[~np.isnan(diff)]
+        value = float(rise["b"] - rise["s"])
+        rows.append(NllRise(bucket_label(lo, hi), count, float(rise["s"]), float(rise["b"]), value,
+                            percentile_interval(diff), centred_p_value(diff, value, "greater")))
     return rows
