@@ -65,7 +65,6 @@ from nmt.experiments.verdicts import (
     INCONCLUSIVE,
     KEEPS_BLEU,
     MIN_SEEDS,
-    NOT_SUPPORTED,
     REDUCES,
     REMOVES,
     SUPPORTED,
@@ -380,7 +379,7 @@ def analyse_levels(plan: CorpusPlan, test: str, results: list[RunResult], cfg: D
         "difference": _seed_level([s.retention.difference.value for s in seeds]),
         "attention": _seed_level([s.retention.systems[ATTENTION].retained for s in seeds])}
     verdict = seed_checked(bottleneck_verdict([(s.verdict, s.reason) for s in seeds]), seed_level["difference"],
-                           {SUPPORTED: "greater", NOT_SUPPORTED: "less"}, "attention - fixed retained share")
+                           {SUPPORTED: "greater"}, "attention - fixed retained share")
     removal = seed_checked(bottleneck_verdict([(s.removal, s.removal_reason) for s in seeds]),
                            seed_level["attention"], {REDUCES: ("below", 1.0),
                                                      REMOVES: ("above", KEEPS_BLEU)}, f"{ATTENTION}'s retained share")
@@ -544,7 +543,8 @@ def levels_plot(section: Levels, title: str) -> Any:
     lines = {}
     for s in (FIXED, ATTENTION):
         per_level = [mean_std([x.systems[s].retained[i] for x in section.seeds]) for i in range(len(section.levels))]
-        lines[s] = [m.mean if m else float("nan") for m in per_level], [m.std or 0.0 if m else 0.0 for m in per_level]
+        lines[s] = ([m.mean if m else float("nan") for m in per_level],
+                    [(m.std or 0.0) if m else 0.0 for m in per_level])
     labels = [f"k={lv.k}\n{lv.src_words:.0f} w" for lv in section.levels]
     return plot_lines(lines, labels, "test level: k consecutive sentences joined (mean source words)",
                       "BLEU kept: level k / joined k = 1", title, reference=1.0)
