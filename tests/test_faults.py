@@ -210,6 +210,26 @@ def test_a_resume_refused_for_another_tokenizer_leaves_the_run_byte_identical(tr
 
 
 @pytest.mark.slow
+def test_a_resume_refused_for_changed_input_files_leaves_the_run_byte_identical(tmp_path):
+    """The same config, but the corpus files changed since the run started: the tokenizer trained on them differs,
+    which only the prepared corpus shows. Refused then, and still nothing in the run changed: train.log's lines
+    were held, no events file was opened, no record written."""
+    if not (MIRROR / "multi30k").is_dir():
+        pytest.skip("no Multi30k mirror (NMT_DATA_MIRROR)")
+    corpus, data_root, run_dir = write_corpus(MIRROR, tmp_path / "corpus"), tmp_path / "data", tmp_path / "run"
+    args = overrides(corpus, data_root, "train.max_steps=2", "model=rnn_fixed", "train.resume=auto",
+                     f"hydra.run.dir={run_dir}")
+    assert run_script("nmt-train", args, cwd=tmp_path).returncode == 0
+    before = snapshot(run_dir)
+    train = corpus / "train.en"
+    train.write_text(train.read_text(encoding="utf-8").replace("a", "ä"), encoding="utf-8")
+    line = only_line(run_script("nmt-train", [*args[:-1], "train.max_steps=4", args[-1]], cwd=tmp_path))
+    assert line.startswith(f"error: cannot resume {run_dir.resolve() / 'last.pt'}: it was trained with a different "
+                           f"tokenizer"), line
+    assert snapshot(run_dir) == before
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, written", [
     ("nmt-bench", ["--small", "--models", "rnn_fixed", "--steps", "1", "--warmup", "0", "--decode-sentences", "0",
                    "--out", "{full}/bench.json"], "cannot write {full}/bench.json"),

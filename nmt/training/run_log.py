@@ -187,6 +187,17 @@ class _ConsoleHandler(logging.StreamHandler):
         super().emit(record)
 
 
+class _HoldHandler(logging.Handler):
+    """Keeps the records meant for train.log until `RunLogger.open_files` writes them."""
+
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.held = held
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.append(record)
+
+
 class RunLogger:
     """Console + train.log lines, an in-place progress line on a terminal, and a TensorBoard writer.
 
@@ -202,8 +213,12 @@ class RunLogger:
         tensorboard: bool = True,
         purge_step: int | None = None,
         stream: TextIO | None = None,
+        hold_files: bool = False,
     ) -> None:
         self.enabled = enabled and run_dir is not None
+        self.run_dir, self._tensorboard, self._purge_step = run_dir, tensorboard, purge_step
+        self._held: list[logging.LogRecord] = []
+        self._files_open = False
         self.stream = stream if stream is not None else sys.stdout
         self.live = self.enabled and self.stream.isatty()
         self._live_len = 0
@@ -223,16 +238,33 @@ class RunLogger:
         logger.propagate = False
         console = _ConsoleHandler(self.stream, self._clear_live)
         console.setFormatter(logging.Formatter("%(message)s"))
-        logfile = logging.FileHandler(run_dir / "train.log", mode="a", encoding="utf-8")
-        logfile.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
         logger.addHandler(console)
-        logger.addHandler(logfile)
         self.logger = logger
-        if tensorboard:
+        if hold_files:  # until open_files: the console only, the file's lines kept
+            logger.addHandler(_HoldHandler(self._held))
+        else:
+            self.open_files()
+
+    def open_files(self) -> None:
+        """Open train.log (writing the lines held so far) and the TensorBoard writer. A logger made with
+        `hold_files` writes nothing into the run directory before this: a resume refused while the run is being
+        prepared leaves the run as it was."""
+        if not self.enabled or self._files_open or self.logger is None or self.run_dir is None:
+            return
+        self._files_open = True
+        logfile = logging.FileHandler(self.run_dir / "train.log", mode="a", encoding="utf-8")
+        logfile.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        for handler in [h for h in self.logger.handlers if isinstance(h, _HoldHandler)]:
+            self.logger.removeHandler(handler)
+        for record in self._held:
+            logfile.handle(record)
+        self._held.clear()
+        self.logger.addHandler(logfile)
+        if self._tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # heavy (tensorboard): loaded only when used
 
             # purge_step drops events a crashed run logged after its last checkpoint, so curves don't fold back.
-            self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self._purge_step)
 
     # Console and file --------------------------------------------------------------------------------------
     def info(self, message: str, console: bool = True) -> None:

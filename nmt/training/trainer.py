@@ -105,10 +105,11 @@ class Trainer:
             check_resumable(resume, resume_from, self.cfg.model if own else None,
                             how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None,
                             world_size=self.dist.world_size)
-        if self.dist.is_main:
-            save_run_record(self.run_dir, self.cfg)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
-        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge)
+        # A resume is checked once more against the prepared corpus (input files that changed): until then
+        # nothing is written into the run directory (train.log's lines are held, no events, no record).
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge,
+                             hold_files=resume is not None)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -118,6 +119,9 @@ class Trainer:
         threads = f", {torch.get_num_threads()} CPU threads" if self.device.type == "cpu" else ""
         self.log.info(f"device: {self.device}{ranks}{threads}")
         prepared = prepare(self.cfg, self.dist, self.device, self.log, resume, resume_from)
+        if self.dist.is_main:
+            save_run_record(self.run_dir, self.cfg)
+        self.log.open_files()
         del resume  # its weights and optimizer state are in the model and optimizer now
         self.data, self.model = prepared.data, prepared.model
         self.state = replace(prepared.state, world_size=self.dist.world_size, accum_steps=train_cfg.accum_steps)
