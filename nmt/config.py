@@ -314,6 +314,9 @@ class TrainConfig:
     # The last fraction of the budget (the first of max_steps / max_epochs / max_minutes to end, minutes counted in
     # training time) over which the rate falls linearly to min_lr, whatever the schedule: 0 = no cool-down.
     cooldown: float = 0.0
+    # Exponential moving average of the weights (nmt/training/ema.py), e.g. 0.999: updated after every update,
+    # validated at the end and saved as ema.pt beside best.pt. 0 = off.
+    ema_decay: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False
     eval_every: int = 500  # steps between validations (also at each epoch end when 0)

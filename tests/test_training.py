@@ -445,3 +445,46 @@ def test_a_run_resumed_inside_its_cooldown_equals_the_uninterrupted_one(setup, t
     resumed.fit()
     assert_same_parameters(parameters(straight.model), parameters(resumed.model))
     assert [h["lr"] for h in resumed.state.history] == rates
+
+
+def test_the_moving_average_is_validated_saved_and_resumed_exactly(setup, tmp_path):
+    """train.ema_decay: after every update ema = d * ema + (1 - d) * weights; at the end the average is validated
+    (metrics.json "ema") and saved as ema.pt, weights only; it is part of last.pt, so a run resumed from step 4
+    ends with the same average as the uninterrupted one."""
+    extra = ("train.max_steps=6", "train.ema_decay=0.5", "train.eval_every=2", "train.save_every=2",
+             "train.keep_last=5")
+    straight = Trainer(tiny_config(*setup, *extra), tmp_path / "straight")
+    straight.fit()
+    ema = load_checkpoint(tmp_path / "straight" / "ema.pt")
+    assert ema["optimizer"] is None and ema["step"] == 6
+    metrics = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert metrics["ema"]["step"] == 6 and metrics["ema"]["decay"] == 0.5 and "bleu" in metrics["ema"]
+    last = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert any(not torch.equal(ema["model"][k], last["model"][k]) for k in ema["model"])  # the average, not the end
+    step4 = load_checkpoint(tmp_path / "straight" / "step-4.pt")
+    name = next(iter(step4["ema"]["shadow"]))
+    assert set(step4["ema"]["shadow"]) == {k for k, v in step4["model"].items() if v.is_floating_point()}
+    resumed = Trainer(tiny_config(*setup, *extra, f"train.resume={tmp_path / 'straight' / 'step-4.pt'}"),
+                      tmp_path / "resumed")
+    resumed.fit()
+    again = load_checkpoint(tmp_path / "resumed" / "ema.pt")
+    assert all(torch.equal(again["model"][k], ema["model"][k]) for k in ema["model"])
+    assert not torch.equal(step4["ema"]["shadow"][name], ema["model"][name].float())
+    with pytest.raises(NMTError, match=r"train.ema_decay must be in \[0, 1\)"):
+        Trainer(tiny_config(*setup, "train.max_steps=2", "train.ema_decay=1.0"), tmp_path / "bad").fit()
+
+
+def test_weight_average_follows_its_rule():
+    from nmt.training.ema import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average = WeightAverage(model, 0.75)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    average.update(model)
+    assert average.shadow["weight"].tolist() == [[1.5, 1.5]]  # 0.75 * 1 + 0.25 * 3
+    with average.applied(model):
+        assert model.weight.tolist() == [[1.5, 1.5]]
+    assert model.weight.tolist() == [[3.0, 3.0]]  # its own weights again

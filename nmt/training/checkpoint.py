@@ -60,6 +60,7 @@ class Checkpoint:
     scheduler: StateDict | None = None
     num_parameters: int | None = None
     averaged_from: list[str] | None = None  # the checkpoints whose weights this one averages (nmt-average)
+    ema: StateDict | None = None  # the run's moving average of the weights (train.ema_decay), to resume it
 
     @property
     def step(self) -> int:
@@ -68,10 +69,10 @@ class Checkpoint:
 
     @classmethod
     def of_run(cls, cfg: Any, model: torch.nn.Module, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer,
-               schedule: Any | None, state: TrainState) -> Checkpoint:
+               schedule: Any | None, state: TrainState, ema: StateDict | None = None) -> Checkpoint:
         """A checkpoint of a run as it is now: `cfg` (a Config or its OmegaConf node) resolved, the weights, the
-        optimizer and `schedule` (None: none), and `state` with the RNG states of this moment (not copied
-        further: save it before training goes on)."""
+        optimizer and `schedule` (None: none), `state` with the RNG states of this moment (not copied further:
+        save it before training goes on) and the moving average of the weights (None: none)."""
         node = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
         return cls(
             config=OmegaConf.to_container(node, resolve=True),
@@ -81,6 +82,7 @@ class Checkpoint:
             optimizer=optimizer.state_dict(),
             scheduler=None if schedule is None else schedule.state_dict(),
             num_parameters=sum(p.numel() for p in model.parameters()),
+            ema=ema,
         )
 
     def to_payload(self) -> StateDict:
@@ -95,6 +97,7 @@ class Checkpoint:
             "scheduler": self.scheduler,
             "num_parameters": self.num_parameters,
             "averaged_from": self.averaged_from,
+            "ema": self.ema,
         }
 
     @classmethod
@@ -114,6 +117,7 @@ class Checkpoint:
             scheduler=payload.get("scheduler"),
             num_parameters=payload.get("num_parameters"),
             averaged_from=payload.get("averaged_from"),
+            ema=payload.get("ema"),
         )
 
     @classmethod

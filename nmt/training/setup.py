@@ -255,6 +255,8 @@ def check_train_config(train_cfg: Any) -> None:
         raise NMTError(f"train.dist_timeout_minutes must be positive, got {train_cfg.dist_timeout_minutes}")
     if not 0.0 <= train_cfg.label_smoothing <= 1.0:
         raise NMTError(f"train.label_smoothing must be in [0, 1], got {train_cfg.label_smoothing}")
+    if not 0.0 <= train_cfg.ema_decay < 1.0:
+        raise NMTError(f"train.ema_decay must be in [0, 1) (0: off), got {train_cfg.ema_decay}")
     check_values(train_cfg, "train")
     if train_cfg.init_from is not None and str(train_cfg.resume) not in ("auto", "never"):
         raise NMTError(f"train.init_from starts a new run from a checkpoint's weights and "

@@ -46,6 +46,7 @@ from nmt.io import write_text
 from nmt.runtime import host_values_to, pick_device, set_threads, use_deterministic_algorithms
 from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, check_resumable, resume_path, save_under
+from nmt.training.ema import WeightAverage
 from nmt.training.record import how_to_continue, save_run_record
 from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
 from nmt.training.schedules import budget_used
@@ -84,6 +85,7 @@ class Trainer:
         self.dist = dist.DistInfo()
         self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
         self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
+        self.ema: WeightAverage | None = None  # train.ema_decay > 0: the moving average of the weights
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -122,6 +124,9 @@ class Trainer:
         if self.dist.is_main:
             save_run_record(self.run_dir, self.cfg)
         self.log.open_files()
+        self.ema = WeightAverage(prepared.model, train_cfg.ema_decay) if train_cfg.ema_decay > 0 else None
+        if self.ema is not None and resume is not None and resume.ema is not None:
+            self.ema.load_state_dict(resume.ema)
         del resume  # its weights and optimizer state are in the model and optimizer now
         self.data, self.model = prepared.data, prepared.model
         self.state = replace(prepared.state, world_size=self.dist.world_size, accum_steps=train_cfg.accum_steps)
@@ -141,19 +146,21 @@ class Trainer:
     def _save(self, names: list[str]) -> None:
         if names and self.dist.is_main:
             checkpoint = Checkpoint.of_run(self.cfg, self.model, self.data.tokenizer, self.optimizer, self.schedule,
-                                           self.state)
+                                           self.state, None if self.ema is None else self.ema.state_dict())
             try:
                 save_under(self.run_dir, names, checkpoint, self.train_cfg.keep_last)
             except NMTError as e:  # each file is replaced whole or not at all: what was saved before is intact
                 raise NMTError(f"{e}; training stopped at step {self.state.step}, the checkpoints already in "
                                f"{self.run_dir} are intact") from None
 
-    def _write_metrics(self, summary: FitSummary | None = None) -> None:
+    def _write_metrics(self, summary: FitSummary | None = None, ema: dict[str, float] | None = None) -> None:
         if not self.dist.is_main:
             return
         data = {"num_parameters": self.model.num_parameters(), "arch": self.cfg.model.arch} | self.state.metrics()
         if summary is not None:
             data |= {"stop_reason": summary.stop_reason, "tokens_per_sec": summary.tokens_per_sec}
+        if ema is not None:
+            data["ema"] = ema
         write_text(self.run_dir / "metrics.json", json.dumps(data, indent=2) + "\n")
 
     # The loop ----------------------------------------------------------------------------------------------
@@ -239,6 +246,8 @@ class Trainer:
         if stepped:
             self.schedule.set_step(self.state.step + 1, used)
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             self.state.step += 1
         self.optimizer.zero_grad(set_to_none=True)
         return StepStats(loss_sum, targets, tokens, padding, stop > 0, late > 0, norm, stepped, self.schedule.lr)
@@ -319,18 +328,22 @@ class Trainer:
         self._save(names)
         return stop_reason
 
-    def _validate(self) -> list[str]:
-        """Validate (rank 0 decodes, the others wait); returns ["best.pt"] when BLEU improved."""
-        state = self.state
+    def _valid_result(self, attention_samples: int) -> dict[str, float]:
+        """The model's loss and metrics on valid (rank 0 decodes, the others wait for its numbers)."""
         result = None
         if self.dist.is_main:
             decode_cfg = DecodeConfig(**OmegaConf.to_container(self.cfg.decode, resolve=True))
             decode_cfg.beam, decode_cfg.nbest = self.train_cfg.eval_beam, 1  # at least 1 (check_train_config)
             result = validate(
                 self.model, self.data.valid, self.data.tokenizer, decode_cfg, self.device, self._autocast(), self.log,
-                state.step, self.train_cfg.attention_samples,
+                self.state.step, attention_samples,
             )  # fmt: skip
-        result = dist.broadcast_object(result, self.dist)
+        return dist.broadcast_object(result, self.dist)
+
+    def _validate(self) -> list[str]:
+        """Validate; returns ["best.pt"] when BLEU improved."""
+        state = self.state
+        result = self._valid_result(self.train_cfg.attention_samples)
         state.last_validated_step = state.step
         self.schedule.on_validation(result["bleu"])
         improved = state.best_bleu is None or result["bleu"] > state.best_bleu
@@ -358,8 +371,9 @@ class Trainer:
         if self.stop_reason != "signal" and state.step > 0 and state.step != state.last_validated_step:
             names += self._validate()
         self._save(names + ["last.pt"])
+        ema = self._save_average() if self.ema is not None and self.stop_reason != "signal" else None
         summary = FitSummary.of(state, self.stop_reason)
-        self._write_metrics(summary)
+        self._write_metrics(summary, ema)
         if state.history and self.stop_reason != "signal":
             last = state.history[-1]
             final = {k: float(last[k]) for k in METRIC_TAGS if k in last}
@@ -370,6 +384,22 @@ class Trainer:
         self.log.info(f"done ({self.stop_reason}): step {state.step}, {best}, "
                       f"{format_duration(state.train_seconds)} of training; run dir {self.run_dir}")
         return summary
+
+    def _save_average(self) -> dict[str, float]:
+        """Validate the moving average of the weights and save it as ema.pt (weights only: it continues no run);
+        returns its valid numbers for metrics.json."""
+        assert self.ema is not None
+        with self.ema.applied(self.model):
+            result = self._valid_result(attention_samples=0)
+            if self.dist.is_main:
+                checkpoint = Checkpoint.of_run(self.cfg, self.model, self.data.tokenizer, self.optimizer, None,
+                                               self.state)
+                replace(checkpoint, optimizer=None).save(self.run_dir / "ema.pt")
+        best = "-" if self.state.best_bleu is None else f"{self.state.best_bleu:.2f} at step {self.state.best_step}"
+        self.log.info(f"moving average of the weights (train.ema_decay={self.ema.decay}): valid "
+                      f"{metrics_text(result)} | loss {result['valid_loss']:.3f}; the raw weights' best BLEU {best}; "
+                      f"saved as {self.run_dir / 'ema.pt'}")
+        return {"step": self.state.step, "decay": self.ema.decay} | {k: float(v) for k, v in result.items()}
 
     # Signals -----------------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> None:
