@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -217,6 +218,8 @@ def test_live_line_on_a_terminal_plain_lines_otherwise(tmp_path):
         console = stream.getvalue()
         logged = (tmp_path / name / "train.log").read_text()
         assert "step 2 | epoch 1  40% | loss 4.000 | lr 1.00e-03" in logged  # the log_every line
+        # ... with time per step, the part spent waiting for data, and the process's peak memory
+        assert re.search(r"\| \d+ ms/step \(data \d+\) \| peak RSS \d+\.\d\d GB\n", logged), logged
         assert "step 1 |" not in logged and "valid step 2: BLEU 1.00" in logged
         if name == "tty":  # redrawn in place, cleared before a log line; periodic lines only in train.log
             assert console.startswith("\rstep 1 | epoch 1  20% | loss 4.000")

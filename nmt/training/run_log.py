@@ -7,7 +7,8 @@ propagated to the root logger) with a StreamHandler for the console and a FileHa
 removed again by `close()`, so several runs in one process never write each other's lines twice.
 
 TensorBoard events go into the run directory itself, so `tensorboard --logdir outputs` lists one run per
-training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction}; valid/{loss,ppl,best_bleu} and
+training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction,step_ms,data_wait_ms};
+memory/host_peak_gb (and memory/cuda_peak_{allocated,reserved}_gb on CUDA); valid/{loss,ppl,best_bleu,seconds} and
 valid/<name> of each validated metric of nmt.metrics.scores.METRICS (bleu, chrf), all named in METRIC_TAGS;
 images attention/<k> (one per validation, same tag, so the step slider shows the alignment forming;
 TensorBoard keeps 10 steps per image tag unless started with e.g. --samples_per_plugin=images=1000, and
@@ -21,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import resource
 import sys
 import threading
 import time
@@ -81,16 +83,41 @@ def flatten_config(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, bool |
     return flat
 
 
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory of this process so far, in GB: the host's resident set (ru_maxrss) and, on CUDA, the device's
+    peak allocated and reserved memory."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    peaks = {"memory/host_peak_gb": rss / (1024**3 if sys.platform == "darwin" else 1024**2)}
+    if device.type == "cuda":
+        peaks["memory/cuda_peak_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 1024**3
+        peaks["memory/cuda_peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 1024**3
+    return peaks
+
+
+def memory_text(peaks: dict[str, float]) -> str:
+    """"peak RSS 1.21 GB" (and ", GPU 3.10 / 4.00 GB allocated / reserved" on CUDA)."""
+    text = f"peak RSS {peaks['memory/host_peak_gb']:.2f} GB"
+    if "memory/cuda_peak_allocated_gb" in peaks:
+        text += (f", GPU {peaks['memory/cuda_peak_allocated_gb']:.2f} / {peaks['memory/cuda_peak_reserved_gb']:.2f} "
+                 f"GB allocated / reserved")
+    return text
+
+
 class StepMeter:
-    """Sums over the steps since the last log line: loss per target token, throughput, grad norm, padding."""
+    """Sums over the steps since the last log line: loss per target token, throughput, grad norm, padding, and the
+    time spent waiting for batches."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum = self.targets = self.tokens = self.padding = self.grad_norm = 0.0
+        self.loss_sum = self.targets = self.tokens = self.padding = self.grad_norm = self.data_wait = 0.0
         self.steps = self.batches = 0
         self.start = time.monotonic()
+
+    def add_wait(self, seconds: float) -> None:
+        """Time the loop waited for the next batches (data loading and collation not hidden by workers)."""
+        self.data_wait += seconds
 
     def add(self, loss_sum: float, targets: float, tokens: float, padding: float, grad_norm: float) -> None:
         """One applied update: summed loss over `targets` target tokens, `tokens` src+tgt tokens seen."""
@@ -114,6 +141,11 @@ class StepMeter:
     def tokens_per_sec(self) -> float:
         return self.tokens / max(time.monotonic() - self.start, 1e-9)
 
+    @property
+    def step_ms(self) -> float:
+        """Wall milliseconds per batch group, validation and checkpoints left out."""
+        return 1000 * (time.monotonic() - self.start) / max(self.batches, 1)
+
     def scalars(self, lr: float) -> dict[str, float]:
         return {
             "train/loss": self.loss,
@@ -121,6 +153,8 @@ class StepMeter:
             "train/grad_norm": self.grad_norm / max(self.steps, 1),
             "train/tokens_per_sec": self.tokens_per_sec,
             "train/padding_fraction": self.padding / max(self.batches, 1),
+            "train/step_ms": self.step_ms,
+            "train/data_wait_ms": 1000 * self.data_wait / max(self.batches, 1),
         }
 
 
@@ -137,8 +171,10 @@ class Progress:
     """Per-step reporting: the live line with an ETA by budget, and every `train.log_every` steps a log line
     plus the train/* TensorBoard scalars (averages since the previous log line)."""
 
-    def __init__(self, log: RunLogger, train_cfg: Any, step: int, epochs: float, seconds_before: float) -> None:
+    def __init__(self, log: RunLogger, train_cfg: Any, step: int, epochs: float, seconds_before: float,
+                 device: torch.device | None = None) -> None:
         self.log, self.train_cfg = log, train_cfg
+        self.device = device if device is not None else torch.device("cpu")
         self.meter = StepMeter()
         self.start = time.monotonic()
         self.paused = 0.0  # seconds of this session spent validating and saving (see `exclude`)
@@ -163,8 +199,11 @@ class Progress:
         self.log.progress(line)
         if self.train_cfg.log_every > 0 and meter.steps > 0 and step % self.train_cfg.log_every == 0:
             scalars = meter.scalars(lr)
-            self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f}", console=not self.log.live)
-            self.log.scalars(scalars, step)
+            peaks = peak_memory(self.device)
+            self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f} | {scalars['train/step_ms']:.0f} ms/step "
+                          f"(data {scalars['train/data_wait_ms']:.0f}) | {memory_text(peaks)}",
+                          console=not self.log.live)
+            self.log.scalars(scalars | peaks, step)
             meter.reset()
 
     def exclude(self, seconds: float) -> None:

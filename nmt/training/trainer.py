@@ -256,7 +256,7 @@ class Trainer:
         """Train step after step; returns why it stopped (the stop_reason)."""
         train_cfg, state = self.train_cfg, self.state
         epochs_done = state.epoch + state.batch_in_epoch / max(len(self.data.sampler), 1)
-        progress = Progress(self.log, train_cfg, state.step, epochs_done, state.train_seconds)
+        progress = Progress(self.log, train_cfg, state.step, epochs_done, state.train_seconds, self.device)
         batches = batch_stream(
             self.data.sampler, self.data.src_ids, self.data.tgt_ids, state.epoch, state.batch_in_epoch,
             train_cfg.max_epochs, train_cfg.num_workers, train_cfg.seed, pin_memory=self.device.type == "cuda",
@@ -264,7 +264,9 @@ class Trainer:
         while True:
             if train_cfg.max_steps > 0 and state.step >= train_cfg.max_steps:
                 return "max_steps"
+            waited = time.monotonic()
             group = list(itertools.islice(batches, train_cfg.accum_steps))
+            progress.meter.add_wait(time.monotonic() - waited)
             if not group:
                 return "max_epochs"
             epoch, index, n_batches, _ = group[-1]
@@ -354,7 +356,7 @@ class Trainer:
         result |= {"step": state.step, "epoch": state.epoch, "lr": self.schedule.lr}
         state.history.append(result)
         scalars = {tag: result[key] for key, tag in METRIC_TAGS.items() if key in result}
-        scalars |= {"valid/best_bleu": state.best_bleu}
+        scalars |= {"valid/best_bleu": state.best_bleu, "valid/seconds": result["valid_seconds"]}
         self.log.scalars(scalars, state.step)
         self.log.flush()
         self.log.info(
