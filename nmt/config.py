@@ -140,6 +140,7 @@ class DataConfig:
     concat: ConcatConfig = field(default_factory=ConcatConfig)
     root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
     num_proc: int = 0  # processes that encode the corpus into its id cache; 0 = one per core for a large corpus
+    terms: str = ""  # the corpus's licence or terms of use, as its source states them (a model package's card)
 
 
 # Model configs: one dataclass per architecture -----------------------------------------------------------------
@@ -492,6 +493,11 @@ class ExportConfig:
     format: str = "ctranslate2"
     out: str = ""  # model directory to create
     quantization: str = "int8"  # int8 | int8_float32 | int16 | float16 | bfloat16 | float32 ...
+    # format=package: nmt-evaluate metrics.json files whose scores go into the model card; a CTranslate2 conversion
+    # in ct2/ beside the weights (Transformers); push the package to this hub repository (org/name) when given
+    evaluations: list[str] = field(default_factory=list)
+    ct2: bool = False
+    push_to: str | None = None
 
 
 @dataclass

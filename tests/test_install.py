@@ -75,7 +75,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
     source = _checkout_copy(root / "src")
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", root, "."], source)
-    (built,) = root.glob("nmt-*.whl")
+    (built,) = root.glob("nmt_bottleneck-*.whl")  # the distribution nmt-bottleneck, imported as nmt
     return built
 
 

@@ -7,6 +7,7 @@
     translator.translate_full(lines, nbest=5)                   # Translations: n-best lists, scores, timing
     translator.translate_full(lines, with_attention=True).attention[0]   # (T, S) weights of sentence 0
     Translator.from_ctranslate2("exports/ct2-int8").translate(lines)   # a Transformer exported by nmt-export
+    Translator.from_pretrained("packages/de-en")               # a model package: a directory or a hub id
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from nmt.errors import NMTError
 from nmt.inference.export import BATCH_TYPES, load_ctranslate2, plan_batches, read_export_info
 from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model, resolve_checkpoint
+from nmt.training.package import fetch_package, is_package
 
 
 class Translator:
@@ -50,6 +52,19 @@ class Translator:
         dev = pick_device(device)
         loaded = load_model(resolve_checkpoint(path), dev, overrides)
         return cls(loaded, dev, settings, max_input_tokens)
+
+    @classmethod
+    def from_pretrained(cls, name: str | Path, revision: str | None = None, **options: Any) -> Translator:
+        """A model package (nmt-export format=package): a local directory, or a Hugging Face hub id
+        ("org/name", pinned by `revision`; cached, and served from the cache with HF_HUB_OFFLINE=1). `options`
+        as for `from_checkpoint`."""
+        path = Path(name)
+        if not path.exists():
+            path = fetch_package(str(name), revision)
+        if not is_package(path):
+            raise NMTError(f"{path} is not a model package (no manifest.json and config.json; make one with "
+                           f"nmt-export format=package)")
+        return cls.from_checkpoint(path, **options)
 
     @property
     def model(self) -> Any:

@@ -241,9 +241,12 @@ class Loaded:
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", overrides: list[str] | None = None
 ) -> Loaded:
-    """Rebuild model + tokenizer from a checkpoint file, in eval mode on `device`."""
+    """Rebuild model + tokenizer from a checkpoint file or a model package (nmt/training/package.py), in eval mode
+    on `device`."""
+    from nmt.training.package import is_package, read_package  # the package module builds on this one
+
     path = Path(path)
-    checkpoint = Checkpoint.load(path)
+    checkpoint = read_package(path) if is_package(path) else Checkpoint.load(path)
     cfg = checkpoint_config(checkpoint, overrides)
     tokenizer = Tokenizer.from_state_dict(checkpoint.tokenizer)
     fit_config_to_weights(cfg.model, checkpoint.model)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
@@ -269,9 +272,20 @@ def load_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str |
         raise NMTError(f"{source}: weights do not fit the model in its config ({str(e).splitlines()[0]})") from e
 
 
+HUB_PREFIX = "hf:"  # checkpoint=hf:<org>/<name>[@<revision>]: a model package on the Hugging Face hub
+
+
 def resolve_checkpoint(entry: str | Path) -> Path:
-    """A checkpoint file as given, or a run directory's best.pt (falling back to its last.pt)."""
+    """A checkpoint file or a model package as given, a run directory's best.pt (falling back to its last.pt), or
+    `hf:<org>/<name>[@<revision>]`: a package on the Hugging Face hub, fetched (or taken from its cache)."""
+    from nmt.training.package import fetch_package, is_package  # the package module builds on this one
+
+    if str(entry).startswith(HUB_PREFIX):
+        repo, _, revision = str(entry)[len(HUB_PREFIX):].partition("@")
+        entry = fetch_package(repo, revision or None)
     path = Path(entry)
+    if is_package(path):
+        return path
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():
