@@ -74,8 +74,12 @@ def test_scores_match_the_sacrebleu_command_line(corpus, tmp_path):
     out = subprocess.run(args + ["-m", "bleu", "chrf", "ter"], capture_output=True, text=True, check=True)
     bleu, chrf, ter = json.loads(out.stdout)
     lc = subprocess.run(args + ["-m", "bleu", "-lc"], capture_output=True, text=True, check=True)
+    chrfpp = subprocess.run(args + ["-m", "chrf", "--chrf-word-order", "2"], capture_output=True, text=True,
+                            check=True)
 
     s = corpus_scores(hyp, ref)
+    assert round(s.chrfpp, 4) == pytest.approx(float(chrfpp.stdout), abs=1e-9) and s.chrfpp != s.chrf
+    assert "nw:2" in s.signatures["chrfpp"]
     assert round(s.bleu, 4) == pytest.approx(bleu, abs=1e-9)
     assert round(s.chrf, 4) == pytest.approx(chrf, abs=1e-9)
     assert round(s.ter, 4) == pytest.approx(ter, abs=1e-9)
@@ -244,7 +248,7 @@ def test_report_renders_every_section_and_round_trips_as_json(corpus, tmp_path):
     assert EvaluationReport.read(json_path) == report  # metrics.json reads back as the report it was
     assert "baseline" not in written["systems"][0] and "truncated_sources" not in written["systems"][0]
     assert list(written["systems"][0]["scores"]) == ["num_sentences", "signatures", "bleu", "bleu_detail", "chrf",
-                                                     "ter", "bleu_lc"]
+                                                     "ter", "bleu_lc", "chrfpp"]
     md = md_path.read_text()
     assert md == render_markdown(report)
     assert f"| attn | {system.scores.bleu:.2f} |" in md
@@ -260,7 +264,7 @@ def test_every_metric_of_the_table_is_scored_reported_and_logged():
     scores = corpus_scores(["a dog runs ."], ["a dog runs ."])
     assert list(scores.signatures) == list(METRICS)
     assert all(isinstance(scores.score(name), float) for name in METRICS)
-    assert [m.column for m in METRICS.values()] == ["BLEU", "chrF", "TER", "BLEU (lowercased)"]
+    assert [m.column for m in METRICS.values()] == ["BLEU", "chrF", "chrF++", "TER", "BLEU (lowercased)"]
     validated = {m.valid_tag for m in METRICS.values() if m.validate}
     assert validated == {"valid/bleu", "valid/chrf"} and validated <= set(METRIC_TAGS.values())
     assert METRICS["bleu"].eval_tag("test", "rnn_attention") == "eval/test/rnn_attention/bleu"

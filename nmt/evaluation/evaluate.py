@@ -276,7 +276,8 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
         if not report.plots.attention and cfg.attention_sentences:
             report.notes.append("no attention heatmaps: the models have no attention over the source")
         rescored = " ".join(m.sacrebleu for m in METRICS.values() if m.sacrebleu)
-        report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored}")
+        report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored} "
+                            f"(chrF++: -m chrf --chrf-word-order 2)")
         md_path, _ = write_report(out_dir, report)
 
         if cfg.tensorboard_dir:

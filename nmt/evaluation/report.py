@@ -177,14 +177,15 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _scores_section(report: EvaluationReport) -> list[str]:
+    metrics = [m for m in METRICS.values() if any(s.scores.has(m.name) for s in report.systems)]
     rows = []
     for s in report.systems:
         sp = s.speed
-        rows.append([s.name, *(fmt_num(s.scores.score(m)) for m in METRICS),
+        rows.append([s.name, *(fmt_num(s.scores.score(m.name) if s.scores.has(m.name) else None) for m in metrics),
                      "-" if s.num_parameters is None else f"{s.num_parameters:,}",
                      fmt_num(sp.sentences_per_second if sp else None, 1),
                      fmt_num(sp.tokens_per_second if sp else None, 0)])
-    header = ["system", *(m.column for m in METRICS.values()), "parameters", "sentences/s", "tokens/s"]
+    header = ["system", *(m.column for m in metrics), "parameters", "sentences/s", "tokens/s"]
     lines = ["## Scores", ""] + md_table(header, rows) + [""]
     lines += ["sacreBLEU signatures:", ""]
     lines += [f"- {name}: `{sig}`" for name, sig in report.systems[0].scores.signatures.items()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import partial
+from typing import Any
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
@@ -50,6 +51,8 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("bleu", "BLEU", BLEU, per_sentence=True, validate=True, sacrebleu="bleu"),  # cased, 13a
     MetricSpec("chrf", "chrF", CHRF, per_sentence=True, validate=True, sacrebleu="chrf"),
+    # chrF++: character n-grams plus word unigrams and bigrams (Popović 2017; sacrebleu -m chrf --chrf-word-order 2)
+    MetricSpec("chrfpp", "chrF++", partial(CHRF, word_order=2), per_sentence=True),
     MetricSpec("ter", "TER", TER, sacrebleu="ter"),
     MetricSpec("bleu_lc", "BLEU (lowercased)", partial(BLEU, lowercase=True), tensorboard=False),
 )}
@@ -61,7 +64,9 @@ class CorpusScores(Record):
     """Every metric of `METRICS` on one corpus (a field each, in its name), with sacreBLEU's signatures.
 
     metrics.json holds it as it is: {"num_sentences", "signatures": {metric: signature}, "bleu", "bleu_detail"
-    (sacreBLEU's one-line BLEU summary: n-gram precisions, brevity penalty), "chrf", "ter", "bleu_lc"}."""
+    (sacreBLEU's one-line BLEU summary: n-gram precisions, brevity penalty), "chrf", "ter", "bleu_lc", "chrfpp"}.
+    A metric added after a report was written is None when that report is read back, and stays out of its file
+    and its tables (`has`)."""
 
     num_sentences: int
     signatures: dict[str, str]
@@ -70,10 +75,20 @@ class CorpusScores(Record):
     chrf: float
     ter: float
     bleu_lc: float
+    chrfpp: float | None = None
 
     def score(self, metric: str) -> float:
         """The score of `metric` (a name in METRICS)."""
-        return float(getattr(self, metric))
+        value = getattr(self, metric)
+        if value is None:
+            raise NMTError(f"this report has no {metric} score (written before {metric} was computed)")
+        return float(value)
+
+    def has(self, metric: str) -> bool:
+        return getattr(self, metric) is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
 def _check_table() -> None:
