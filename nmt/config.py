@@ -384,6 +384,10 @@ class EvaluateConfig:
     split: str = "test"  # valid | test (the corpus's first test set) | a named test set
     src_file: str | None = None  # score a pair of files instead of a split
     ref_file: str | None = None
+    # a standard test set by its sacreBLEU name instead (wmt08 ... wmt22, wmt14/full: nmt/data/testsets.py), in
+    # `langpair` (default: the checkpoint's src_lang-tgt_lang)
+    testset: str | None = None
+    langpair: str | None = None
     baseline: str | None = None  # checkpoint, run dir or hypotheses file to compare against
     average_last: int = 0  # average the run's last k checkpoints instead of using best.pt
     length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])

@@ -223,3 +223,34 @@ def test_transformer_attention_heatmap_and_head_grid(tiny_transformer_run, tmp_p
     single = mpimg.imread(out / "attention_1.png").shape
     grid = mpimg.imread(out / "attention_1_heads.png").shape
     assert grid[1] > single[1]  # two heads side by side
+
+
+@pytest.mark.slow
+def test_a_standard_test_set_by_its_sacrebleu_name_scores_as_sacrebleu(tiny_run, tmp_path, capsys):
+    """testset=wmt08 (the mirror's news-test2008, de-en: the tiny run's direction): the same BLEU and chrF as
+    sacrebleu.corpus_bleu / corpus_chrf on the mirror's files, and the set's name in the report."""
+    import gzip
+
+    import sacrebleu
+
+    from nmt.data.testsets import mirrored_files
+
+    files = mirrored_files("wmt08", "de-en")
+    if files is None:
+        pytest.skip("no WMT newstest mirror (NMT_DATA_MIRROR)")
+    out = evaluate(f"checkpoints=[{tiny_run.run_dir}]", "testset=wmt08", f"out_dir={tmp_path / 'out'}",
+                   "decode.beam=1", "decode.max_len_a=0.5", "decode.max_len_b=2", "attention_sentences=[]")
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["split"] == "wmt08-de-en"
+    with gzip.open(files[1], "rt", encoding="utf-8") as f:
+        refs = [line.rstrip("\n") for line in f]
+    hyps = lines(out / "rnn_attention.hyp.txt")
+    assert len(hyps) == len(refs) == 2051
+    scores = report["systems"][0]["scores"]
+    assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+    assert "unknown test set wmt99" in user_error(capsys, f"checkpoints=[{tiny_run.run_dir}]", "testset=wmt99",
+                                                 f"out_dir={tmp_path / 'x'}")
+    assert "testset or src_file/ref_file, not both" in user_error(
+        capsys, f"checkpoints=[{tiny_run.run_dir}]", "testset=wmt08", f"src_file={files[0]}", f"ref_file={files[1]}",
+        f"out_dir={tmp_path / 'y'}")

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import BOS_ID, EOS_ID, EvaluateConfig
 from nmt.data.corpus import PreparedCorpus, prepare_corpus
+from nmt.data.testsets import load_testset
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
 from nmt.evaluation.report import (
@@ -88,8 +89,15 @@ def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into:
 
 
 def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpus]) -> tuple[list[str], list[str], str]:
-    """(sources, references, label) from src_file/ref_file, or from the split of the checkpoint's corpus."""
-    if cfg.src_file or cfg.ref_file:
+    """(sources, references, label) from a named test set, from src_file/ref_file, or from the split of the
+    checkpoint's corpus."""
+    if cfg.testset:
+        if cfg.src_file or cfg.ref_file:
+            raise NMTError("give testset or src_file/ref_file, not both")
+        langpair = cfg.langpair or f"{loaded.cfg.data.src_lang}-{loaded.cfg.data.tgt_lang}"
+        sources, refs, _ = load_testset(str(cfg.testset), langpair)
+        label = f"{cfg.testset}-{langpair}".replace("/", "_")
+    elif cfg.src_file or cfg.ref_file:
         if not (cfg.src_file and cfg.ref_file):
             raise NMTError("give both src_file and ref_file (or neither, to use split)")
         sources, refs = read_parallel_lines(cfg.src_file, cfg.ref_file)
