@@ -90,7 +90,9 @@ def test_unshuffled_batches_are_length_sorted_and_fixed():
     batches = sampler.batches(0)
     assert batches == sampler.batches(5)
     order = [i for b in batches for i in b]
-    assert [(src[i], tgt[i]) for i in order] == sorted(zip(src, tgt, strict=True))
+    # by the longer side, then the target
+    assert [(max(src[i], tgt[i]), tgt[i]) for i in order] == sorted((max(a, b), b) for a, b in zip(src, tgt,
+                                                                                                  strict=True))
 
 
 @pytest.mark.parametrize("replicas", [2, 3])
@@ -261,3 +263,25 @@ def test_vectorised_collate_equals_the_row_at_a_time_one_and_trains_the_same():
                 loss.backward()
                 grads.append([loss.detach(), *(p.grad.clone() for p in model.parameters())])
             assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_padding_stays_low_in_large_batches_of_real_lengths(mirror):
+    """Multi30k's train lengths in 32k-token batches (about a thousand pairs each): sorted by the longer side,
+    8.2% of the tokens are padding, against 21% when sorted by source length (the targets of one source length
+    then spread over the whole batch)."""
+    from nmt.config import compose_config
+    from nmt.data.corpus import prepare_corpus
+
+    if not (mirror / "multi30k").is_dir():
+        pytest.skip("no Multi30k mirror (NMT_DATA_MIRROR)")
+    cfg = compose_config("config", [])
+    train = prepare_corpus(cfg.data, log=lambda _: None).ids.splits["train"]
+    src, tgt = np.asarray(train.src.lengths), np.asarray(train.tgt.lengths)
+
+    def padding(batches: list[list[int]]) -> float:
+        real = sum(int(src[b].sum() + tgt[b].sum()) + 2 * len(b) for b in map(np.asarray, batches))
+        padded = sum(len(b) * (int(src[b].max() + tgt[b].max()) + 2) for b in map(np.asarray, batches))
+        return 1 - real / padded
+
+    assert padding(TokenBatchSampler(src, tgt, batch_tokens=32768).batches(0)) <= 0.085
+    assert padding(TokenBatchSampler(src, tgt, batch_tokens=4096).batches(0)) <= 0.05

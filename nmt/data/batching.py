@@ -167,17 +167,18 @@ class BatchList(Sequence[list[int]]):
 def cut_points(src_lengths: np.ndarray, tgt_lengths: np.ndarray, batch_tokens: int) -> np.ndarray:
     """Greedy token-budget cuts of pairs in sorted order: (batches + 1,) start positions, the last = n.
 
-    A batch from position p takes the next pair while `count * (max src + max tgt)` stays within the budget
-    (always at least one pair). That cost never falls as a batch grows, so the batch's size is one
-    `searchsorted` on the running maxima of a window after p; the window only needs to reach
-    `batch_tokens // (src[p] + 1) + 1` pairs, because the source lengths are sorted ascending (every later
-    source is at least src[p] long, every target at least 1) and more pairs than that exceed the budget.
+    The pairs come sorted by the longer of their two sides, ascending (`TokenBatchSampler`). A batch from
+    position p takes the next pair while `count * (max src + max tgt)` stays within the budget (always at least
+    one pair). That cost never falls as a batch grows, so the batch's size is one `searchsorted` on the running
+    maxima of a window after p; the window only needs to reach `batch_tokens // (longer[p] + 1) + 1` pairs:
+    every later pair has a side at least longer[p] long and the other at least 1, and more pairs than that
+    exceed the budget.
     """
     n = len(src_lengths)
     starts = [0]
     p = 0
     while p < n:
-        end = min(n, p + batch_tokens // (int(src_lengths[p]) + 1) + 1)
+        end = min(n, p + batch_tokens // (int(max(src_lengths[p], tgt_lengths[p])) + 1) + 1)
         longest = np.maximum.accumulate(src_lengths[p:end]) + np.maximum.accumulate(tgt_lengths[p:end])
         cost = np.arange(1, end - p + 1) * longest
         p += max(1, int(np.searchsorted(cost, batch_tokens, side="right")))
@@ -192,8 +193,8 @@ class TokenBatchSampler:
     the EOS / BOS that `collate` adds, so every multi-pair batch satisfies
     `src.numel() + tgt_out.numel() <= batch_tokens`. A pair over the budget on its own gets its own batch.
 
-    Per epoch: pairs are sorted by (source length, target length) with ties in a seeded random order, cut
-    greedily into batches, and the batch order is shuffled. Sorting on exact lengths makes the cut points,
+    Per epoch: pairs are sorted by (the longer side's length, target length) with ties in a seeded random order,
+    cut greedily into batches, and the batch order is shuffled. Sorting on exact lengths makes the cut points,
     and so the number of batches, the same in every epoch (`__len__` is exact).
     With `num_replicas` > 1 the batch list is padded by wrapping around to a multiple of `num_replicas`
     (a few batches are seen twice), and rank r takes batches r, r + num_replicas, ...
@@ -236,10 +237,12 @@ class TokenBatchSampler:
             rows = np.random.default_rng([self.seed, epoch]).permutation(n)
         else:
             rows = np.arange(n)
-        # lexsort is stable and sorts by its last key first: source length, then target length, then the
-        # (shuffled) position, which is what breaks ties at random.
-        keys = np.lexsort((self.tgt_lengths[rows], self.src_lengths[rows]))
-        return rows[keys]
+        # lexsort is stable and sorts by its last key first: the longer side, then the target length, then the
+        # (shuffled) position, which is what breaks ties at random. By the longer side rather than the source:
+        # a batch of a thousand pairs then spans few lengths on both sides (Multi30k at 32k tokens: 8% padding,
+        # against 21% sorted by source length).
+        src, tgt = self.src_lengths[rows], self.tgt_lengths[rows]
+        return rows[np.lexsort((tgt, np.maximum(src, tgt)))]
 
     def _sorted_lengths(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.src_lengths[order], self.tgt_lengths[order]
