@@ -14,6 +14,7 @@ numbers into verdicts. Shared by `nmt-bottleneck` (nmt/experiments/bottleneck.py
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import sys
 import time
@@ -92,6 +93,10 @@ class Job:
     def key(self) -> str:
         return canonical_json(self.config)
 
+    def fingerprint(self) -> str:
+        """sha256 of `key()`: what a finished run records to be reused only for the same job."""
+        return hashlib.sha256(self.key().encode()).hexdigest()
+
 
 def hypotheses_file(run_dir: str | Path, split: str) -> Path:
     return Path(run_dir) / f"{split}.hyp.txt"
@@ -124,7 +129,7 @@ class RunResult:
     decoded: dict[str, Decoded]  # split -> its hypotheses
     trained_as: str | None = None  # the job that ran, when an identical config served several jobs
     trajectory: list[CheckpointPoint] = field(default_factory=list)  # the kept checkpoints, when followed
-    job_key: str = ""  # `Job.key()` of the job that ran: a finished run is reused only for the same job
+    job: str = ""  # `Job.fingerprint()` of the job that ran: a finished run is reused only for the same job
 
     def hypotheses(self, split: str) -> list[str]:
         return read_text_lines(self.decoded[split].file, "hypotheses")
@@ -161,7 +166,7 @@ def finished_run(job: Job) -> RunResult | None:
     if not path.is_file():
         return None
     result = fields_from_json(RunResult, read_json(path))
-    return result if result.job_key == job.key() else None
+    return result if result.job == job.fingerprint() else None
 
 
 def train_and_decode(job: Job) -> RunResult:
@@ -192,7 +197,7 @@ def train_and_decode(job: Job) -> RunResult:
                        stop_reason=summary.stop_reason, train_seconds=summary.train_seconds,
                        wall_seconds=wall, best_valid_bleu=summary.best_bleu,
                        num_parameters=int(loaded.model.num_parameters()), device=str(device), decoded=decoded,
-                       trajectory=trajectory, job_key=job.key())
+                       trajectory=trajectory, job=job.fingerprint())
     write_json(run_dir / RESULT_FILE, result)
     return result
 
