@@ -367,6 +367,46 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     assert_same_parameters(parameters(fallback.model), parameters(eager.model))
 
 
+class FailingBackward:
+    """A compiled model whose backward fails the way a compiled backward does (AOTAutograd compiles it lazily,
+    at the first backward): the forward works, the gradient raises."""
+
+    def __init__(self, model, error: Exception) -> None:
+        self.model, self.error, self.calls = model, error, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        error = self.error
+
+        class Raise(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                raise error
+
+        return Raise.apply(self.model(*args))
+
+
+def test_a_failing_compiled_backward_falls_back_to_eager_and_redoes_the_update(setup, tmp_path, monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    compiled: list[FailingBackward] = []
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
+        FailingBackward(model, TorchDynamoException("backward compile failed"))) or compiled[-1])
+    extra = ("train.max_steps=3",)
+    fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
+    fallback.fit()
+    eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
+    eager.fit()
+    assert compiled[0].calls == 1 and fallback.state.step == 3
+    warnings = [line for line in (tmp_path / "compile" / "train.log").read_text().splitlines() if "warning" in line]
+    assert len(warnings) == 1 and warnings[0].endswith("(train.compile=false): backward compile failed")
+    assert_same_parameters(parameters(fallback.model), parameters(eager.model))  # no gradient of the failed try
+
+
 @pytest.mark.slow
 def test_the_compiled_model_has_one_graph_for_batches_of_every_shape(one_thread):
     """The trainer's torch.compile (dynamic shapes) traces the Transformer once for batches of four different sizes

@@ -58,6 +58,18 @@ from nmt.training.validate import metrics_text, validate
 Tensor = torch.Tensor
 
 
+def torch_rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """torch's generator states (the CPU's, and the device's on CUDA), to draw the same numbers again."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_torch_rng_state(state: Any, device: torch.device) -> None:
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
+
 def is_compile_error(error: Exception) -> bool:
     """Whether `error` came from torch.compile (Dynamo or its backend, Inductor) rather than from the model."""
     # Imported here: torch._dynamo is heavy, and only loaded once torch.compile has run.
@@ -214,12 +226,19 @@ class Trainer:
         try:
             return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
         except Exception as e:
-            if self.train_model is self.eager_model or not is_compile_error(e):
+            if not self._falls_back(e):
                 raise
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
+
+    def _falls_back(self, error: Exception) -> bool:
+        """For a torch.compile failure of the compiled model (forward or backward): one warning, and the eager
+        model from then on; False for any other error."""
+        if self.train_model is self.eager_model or not is_compile_error(error):
+            return False
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         self.log.info(f"warning: torch.compile failed, training without it (train.compile=false): {reason}")
         self.train_model = self.eager_model
-        return self.train_model(batch.src, batch.src_lens, batch.tgt_in)
+        return True
 
     def _train_step(self, group: list[Any], time_up: bool, used: float) -> StepStats:
         """Forward/backward over the accumulated batches of `group`, then an update unless the loss or the
@@ -233,8 +252,18 @@ class Trainer:
         n_targets = sum(b.num_tgt_tokens for b in group)
         divisor = dist.loss_divisor(n_targets, self.device, self.dist)
         no_sync = None if self.ddp is None else self.ddp.no_sync  # DDP averages gradients on the last batch only
-        loss_total = forward_backward(self._forward, group, divisor, train_cfg.label_smoothing, self.device,
-                                      self._autocast, no_sync)
+        compiled = self.train_model is not self.eager_model
+        rng = torch_rng_state(self.device) if compiled else None  # a failed compiled step has drawn dropout masks
+        try:
+            loss_total = forward_backward(self._forward, group, divisor, train_cfg.label_smoothing, self.device,
+                                          self._autocast, no_sync)
+        except Exception as e:  # the compiled backward can fail too: the update is then made again, eagerly
+            if not compiled or not self._falls_back(e):
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            set_torch_rng_state(rng, self.device)
+            loss_total = forward_backward(self._forward, group, divisor, train_cfg.label_smoothing, self.device,
+                                          self._autocast, no_sync)
         grad_norm = clip_gradients(self.model, train_cfg.clip_norm)  # () on the device
         padding = sum(b.padding_fraction for b in group) / len(group)
         flags = [self._signal is not None, time_up]  # read after the backward pass: stop after *this* step
