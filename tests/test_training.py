@@ -355,7 +355,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     compiled: list[FailingCompile] = []
     monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
         FailingCompile(model, TorchDynamoException("C++ compile error\ng++ not found"))) or compiled[-1])
-    extra = ("train.max_steps=3",)
+    extra = ("train.max_steps=3", "model=transformer")
     fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
     fallback.fit()
     eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
@@ -396,7 +396,7 @@ def test_a_failing_compiled_backward_falls_back_to_eager_and_redoes_the_update(s
     compiled: list[FailingBackward] = []
     monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
         FailingBackward(model, TorchDynamoException("backward compile failed"))) or compiled[-1])
-    extra = ("train.max_steps=3",)
+    extra = ("train.max_steps=3", "model=transformer")
     fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
     fallback.fit()
     eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
@@ -427,7 +427,13 @@ def test_the_compiled_model_has_one_graph_for_batches_of_every_shape(one_thread)
 def test_an_error_of_the_model_itself_is_not_taken_for_a_compile_failure(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda model, **options: FailingCompile(model, ValueError("bad shapes")))
     with pytest.raises(ValueError, match="bad shapes"):
-        Trainer(tiny_config(*setup, "train.max_steps=1", "train.compile=true"), tmp_path).fit()
+        Trainer(tiny_config(*setup, "train.max_steps=1", "model=transformer", "train.compile=true"), tmp_path).fit()
+
+
+def test_compile_is_refused_for_the_rnns_in_one_line(setup, tmp_path):
+    with pytest.raises(NMTError, match="train.compile=true does not suit model.arch=rnn_attention: its decoder steps"):
+        Trainer(tiny_config(*setup, "train.max_steps=1", "train.compile=true"), tmp_path)
+    assert not tmp_path.joinpath("train.log").exists()
 
 
 def test_validation_decodes_in_decode_precision_not_in_the_training_autocast(setup, tmp_path, monkeypatch):

@@ -35,6 +35,8 @@ model.arch):
   encoder state, through attention); `summary_size(cfg)`: the size of c for a "summary" model (None otherwise).
 - `attention_cell`: the decoder attends through the configurable cell of nmt/models/attention.py (model.scorer,
   heads, attention_dim, temperature, hard), the one the attention claims vary.
+- `compiles`: torch.compile traces its training forward into one graph (False for the RNNs: their decoder steps
+  through the target in a Python loop, a graph per target length; train.compile=true is refused for them).
 
 An architecture registers itself with `@register_model("<name>", <Name>Config)` on its class; `nmt.models.build_model`
 finds it by model.arch.
@@ -63,6 +65,7 @@ class Seq2Seq(nn.Module):
     max_positions: int | None = None
     sees_source: str = "states"  # "summary": the decoder sees one fixed-size vector of the source, nothing else
     attention_cell: bool = False  # attends through nmt/models/attention.py's configurable cell
+    compiles: bool = True  # torch.compile (train.compile) traces its training forward into one graph
 
     @classmethod
     def summary_size(cls, cfg: Any) -> int | None:

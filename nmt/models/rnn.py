@@ -206,6 +206,8 @@ class RNNSeq2Seq(Seq2Seq):
     """What the two RNN models share in the contract: their common options and the untied tables of old
     checkpoints."""
 
+    compiles = False  # the decoder's Python loop over target positions: torch.compile would recompile per length
+
     @staticmethod
     def rnn_options(cfg: Any, share_src: bool) -> dict[str, Any]:
         """The constructor options both RNN models take from their config (an RNNConfig)."""

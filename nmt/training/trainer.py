@@ -43,6 +43,7 @@ from nmt.config import Config, DecodeConfig, check_values, typed_config
 from nmt.data.batching import batch_stream
 from nmt.errors import NMTError
 from nmt.io import write_text
+from nmt.models import model_class
 from nmt.runtime import host_values_to, pick_device, set_threads, use_deterministic_algorithms
 from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, check_resumable, resume_path, save_under
@@ -88,6 +89,10 @@ class Trainer:
         self.train_cfg = self.cfg.train
         check_values(self.cfg)  # every section's choices and ranges, before anything is read or written
         check_train_config(self.train_cfg)
+        if self.train_cfg.compile and not model_class(self.cfg.model.arch).compiles:
+            raise NMTError(f"train.compile=true does not suit model.arch={self.cfg.model.arch}: its decoder steps "
+                           f"through the target in a Python loop, which torch.compile traces again for every target "
+                           f"length; train it with train.compile=false")
         self.run_dir = Path(run_dir).resolve()
         self.state = TrainState()
         self.bad_in_a_row = 0  # skipped non-finite steps in a row (TrainState.bad_steps counts them all)
