@@ -27,7 +27,7 @@ from nmt.training.checkpoint import Checkpoint, load_checkpoint, load_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPORTS = FIXTURES / "reports"  # report.json / report.md pairs as the experiments wrote them
-BOTTLENECK, CAPACITY, CLAIMS = ("2026-12-03_bottleneck_default", "2026-12-03_bottleneck_capacity",
+BOTTLENECK, CAPACITY, CLAIMS = ("2026-12-06_bottleneck_default", "2026-12-03_bottleneck_capacity",
                                 "2026-12-02_claims_default")
 
 
