@@ -155,7 +155,7 @@ def reference_batches(src: list[int], tgt: list[int], budget: int, seed: int, ep
     specification the array version must reproduce batch for batch."""
     src_l, tgt_l = np.asarray(src, dtype=np.int64) + 1, np.asarray(tgt, dtype=np.int64) + 1
     rows = np.random.default_rng([seed, epoch]).permutation(len(src_l)) if shuffle else np.arange(len(src_l))
-    order = rows[np.lexsort((tgt_l[rows], src_l[rows]))]
+    order = rows[np.lexsort((tgt_l[rows], np.maximum(src_l, tgt_l)[rows]))]  # the longer side, then the target
     batches: list[list[int]] = []
     current: list[int] = []
     max_src = max_tgt = 0

@@ -44,9 +44,10 @@ def export_command(cfg: DictConfig) -> Path:
         print(f"exported {checkpoint} -> {out} ({cfg.format}, {cfg.quantization})")
         return out
     loaded = Checkpoint.load(checkpoint)
-    card = model_card(loaded, str(checkpoint), evaluation_reports(list(cfg.evaluations)))
+    payload = loaded.to_payload()
+    card = model_card(payload, str(checkpoint), evaluation_reports(list(cfg.evaluations)))
     extra = (lambda staging: export_ctranslate2(checkpoint, staging / "ct2", cfg.quantization)) if cfg.ct2 else None
-    out = write_package(loaded, cfg.out, card, extra)
+    out = write_package(payload, cfg.out, card, extra)
     print(f"packaged {checkpoint} -> {out} ({size_of(out) / 1e6:.1f} MB; the checkpoint: "
           f"{size_of(checkpoint) / 1e6:.1f} MB)")
     if cfg.push_to:

@@ -243,10 +243,10 @@ def load_model(
 ) -> Loaded:
     """Rebuild model + tokenizer from a checkpoint file or a model package (nmt/training/package.py), in eval mode
     on `device`."""
-    from nmt.training.package import is_package, read_package  # the package module builds on this one
+    from nmt.training.package import is_package, read_package  # imported here: heavy (safetensors, the hub)
 
     path = Path(path)
-    checkpoint = read_package(path) if is_package(path) else Checkpoint.load(path)
+    checkpoint = Checkpoint.from_payload(read_package(path)) if is_package(path) else Checkpoint.load(path)
     cfg = checkpoint_config(checkpoint, overrides)
     tokenizer = Tokenizer.from_state_dict(checkpoint.tokenizer)
     fit_config_to_weights(cfg.model, checkpoint.model)  # e.g. an RNN checkpoint from before model.tie_embeddings worked
@@ -278,7 +278,7 @@ HUB_PREFIX = "hf:"  # checkpoint=hf:<org>/<name>[@<revision>]: a model package o
 def resolve_checkpoint(entry: str | Path) -> Path:
     """A checkpoint file or a model package as given, a run directory's best.pt (falling back to its last.pt), or
     `hf:<org>/<name>[@<revision>]`: a package on the Hugging Face hub, fetched (or taken from its cache)."""
-    from nmt.training.package import fetch_package, is_package  # the package module builds on this one
+    from nmt.training.package import fetch_package, is_package  # imported here: heavy (safetensors, the hub)
 
     if str(entry).startswith(HUB_PREFIX):
         repo, _, revision = str(entry)[len(HUB_PREFIX):].partition("@")

@@ -15,9 +15,11 @@ A package directory holds:
 - manifest.json: the sha256 of every other file. A package is read only when every file is there and matches:
   a missing or changed file is one line naming it.
 
-Read back as a `Checkpoint` (without optimizer), so loading a package is loading a checkpoint
-(nmt.training.checkpoint.load_model). From the hub, `fetch_package` downloads a snapshot through
-huggingface_hub (served from its cache with HF_HUB_OFFLINE=1); `push_package` uploads a package directory.
+Read back as a checkpoint payload (without optimizer; `Checkpoint.from_payload` reads it), so loading a package is
+loading a checkpoint (nmt.training.checkpoint.load_model). This module works on payloads, the dicts
+`Checkpoint.to_payload` gives, so that nmt/training/checkpoint.py can use it without a cycle. From the hub,
+`fetch_package` downloads a snapshot through huggingface_hub (served from its cache with HF_HUB_OFFLINE=1);
+`push_package` uploads a package directory.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from torch import Tensor
 from nmt.errors import NMTError
 from nmt.io import read_json, write_json, write_text
 from nmt.runtime import StateDict
-from nmt.training.checkpoint import Checkpoint
 from nmt.training.state import TrainState
 
 FORMAT = "nmt-package"
@@ -89,11 +90,12 @@ def _untie(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, str]]
 
 
 # Writing ---------------------------------------------------------------------------------------------------------
-def write_package(checkpoint: Checkpoint, out: str | Path, card: str,
+def write_package(payload: StateDict, out: str | Path, card: str,
                   extra: Callable[[Path], None] | None = None) -> Path:
-    """Write `checkpoint`'s model as a package into the new directory `out` (staged beside it and renamed into
-    place: an interrupted write leaves nothing that looks like a package). `card`: the README.md text. `extra`
-    writes more into the staged directory before the manifest is made (e.g. a CTranslate2 conversion in ct2/)."""
+    """Write the model of a checkpoint `payload` (`Checkpoint.to_payload()`) as a package into the new directory
+    `out` (staged beside it and renamed into place: an interrupted write leaves nothing that looks like a
+    package). `card`: the README.md text. `extra` writes more into the staged directory before the manifest is
+    made (e.g. a CTranslate2 conversion in ct2/)."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -102,15 +104,15 @@ def write_package(checkpoint: Checkpoint, out: str | Path, card: str,
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        weights, tied = _untie(checkpoint.model)
+        weights, tied = _untie(payload["model"])
         save_file(weights, str(staging / WEIGHTS), metadata={"format": FORMAT})
-        tok = checkpoint.tokenizer
+        tok = payload["tokenizer"]
         files = _spm_files(bool(tok["joint"]))
         for key, name in files.items():
             (staging / name).write_bytes(tok[key])
         write_json(staging / CONFIG, {
-            "format": FORMAT, "version": VERSION, "config": checkpoint.config, "step": checkpoint.step,
-            "num_parameters": checkpoint.num_parameters, "tied": tied,
+            "format": FORMAT, "version": VERSION, "config": payload["config"], "step": payload["step"],
+            "num_parameters": payload["num_parameters"], "tied": tied,
             "tokenizer": {"state": {k: v for k, v in tok.items() if not isinstance(v, bytes)}, "files": files}})
         write_text(staging / CARD, card)
         if extra is not None:
@@ -158,8 +160,9 @@ def verify_package(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def read_package(path: str | Path) -> Checkpoint:
-    """The package at `path` as a Checkpoint (weights, config, tokenizer; no optimizer), after `verify_package`."""
+def read_package(path: str | Path) -> StateDict:
+    """The package at `path` as a checkpoint payload (weights, config, tokenizer, step; no optimizer), after
+    `verify_package`."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -171,9 +174,9 @@ def read_package(path: str | Path) -> Checkpoint:
         tokenizer: StateDict = dict(config["tokenizer"]["state"])
         for key, name in config["tokenizer"]["files"].items():
             tokenizer[key] = (path / name).read_bytes()
-        state_of_run = TrainState(step=int(config["step"]))
-        return Checkpoint(config=config["config"], model=state, tokenizer=tokenizer, state=state_of_run,
-                          num_parameters=config.get("num_parameters"))
+        return {"config": config["config"], "model": state, "tokenizer": tokenizer, "step": int(config["step"]),
+                "train_state": TrainState(step=int(config["step"])).state_dict(),
+                "num_parameters": config.get("num_parameters")}
     except (KeyError, TypeError, ValueError, OSError) as e:
         raise NMTError(f"{path}: not a readable nmt package ({type(e).__name__}: {e})") from None
 
@@ -215,13 +218,15 @@ def push_package(package: str | Path, repo_id: str, message: str) -> str:
 
 
 # The model card ----------------------------------------------------------------------------------------------------
-def model_card(checkpoint: Checkpoint, source: str, evaluations: Sequence[dict[str, Any]]) -> str:
-    """README.md of a package: what the model is, how it was trained, how it scored, what it is for.
+def model_card(payload: StateDict, source: str, evaluations: Sequence[dict[str, Any]]) -> str:
+    """README.md of a package made from the checkpoint `payload`: what the model is, how it was trained, how it
+    scored, what it is for.
 
     evaluations: nmt-evaluate reports (metrics.json as read), each giving this model's scores on a test set."""
-    cfg = checkpoint.config
+    cfg = payload["config"]
     data, model, train = cfg["data"], cfg["model"], cfg["train"]
-    state = checkpoint.state
+    state = TrainState()
+    state.load_state_dict(payload["train_state"])
     langs = f"{data['src_lang']}-{data['tgt_lang']}"
     lines = [
         "---", f"language: [{data['src_lang']}, {data['tgt_lang']}]", "tags: [translation, nmt]",
@@ -233,7 +238,7 @@ def model_card(checkpoint: Checkpoint, source: str, evaluations: Sequence[dict[s
         "translator = Translator.from_pretrained(\"<this directory or hub id>\")",
         "translator.translate([\"...\"])", "```", "",
         "## Model", "",
-        f"- architecture: {model['arch']}; {checkpoint.num_parameters or 0:,} parameters; options: "
+        f"- architecture: {model['arch']}; {payload['num_parameters'] or 0:,} parameters; options: "
         + ", ".join(f"{k}={v}" for k, v in model.items() if k != "arch"),
         f"- tokenizer: SentencePiece {data['tokenizer']['model_type']}, {data['tokenizer']['vocab_size']} pieces"
         + (" (joint)" if data["tokenizer"].get("joint", True) else " per side"),

@@ -125,10 +125,10 @@ class Trainer:
                             how_to_continue=how_to_continue(self.run_dir), data_cfg=self.cfg.data if own else None,
                             world_size=self.dist.world_size)
         purge = resume.step + 1 if resume else None  # drop events logged after the checkpoint
-        # A resume is checked once more against the prepared corpus (input files that changed): until then
-        # nothing is written into the run directory (train.log's lines are held, no events, no record).
-        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge,
-                             hold_files=resume is not None)
+        # Nothing is written into the run directory before the corpus is prepared (train.log's lines are held, no
+        # events, no record): a resume is checked once more against it (input files that changed), and a run that
+        # cannot start leaves no trace.
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge, hold_files=True)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
