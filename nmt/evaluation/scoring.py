@@ -28,7 +28,6 @@ from nmt.runtime import pick_device
 from nmt.training.checkpoint import load_model, resolve_checkpoint
 
 POSITION_BIN = 5  # target positions are summarised in bins of this many tokens
-RELATIVE_BINS = 10  # ... and in tenths of each target's length
 
 
 @dataclass
@@ -86,12 +85,6 @@ class ReferenceScores:
     def by_position(self, width: int = POSITION_BIN) -> list[NllBin]:
         """Per bin of `width` target positions (0-based; `start` the bin's first position)."""
         return _binned([(np.arange(len(lp)) // width, lp) for lp in self.token_log_probs], lambda b: b * width)
-
-    def by_relative_position(self, bins: int = RELATIVE_BINS) -> list[NllBin]:
-        """Per tenth (by default) of each target's length (`start` a fraction of the length). On k joined
-        sentences, the k sentences fall roughly into k equal parts of the axis."""
-        return _binned([(np.minimum(np.arange(len(lp)) * bins // len(lp), bins - 1), lp)
-                        for lp in self.token_log_probs], lambda b: b / bins)
 
     def tsv(self) -> str:
         lines = ["index\ttokens\tlog_prob\tmean_log_prob"]
