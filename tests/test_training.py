@@ -349,12 +349,11 @@ class FailingCompile:
         raise self.error
 
 
-def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path, monkeypatch):
-    from torch._dynamo.exc import TorchDynamoException
-
-    compiled: list[FailingCompile] = []
-    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
-        FailingCompile(model, TorchDynamoException("C++ compile error\ng++ not found"))) or compiled[-1])
+def compile_then_eager(setup, tmp_path, monkeypatch, wrapper, error) -> tuple[Trainer, Trainer, list]:
+    """A 3-update Transformer run whose torch.compile returns `wrapper(model, error)`, and the same run eagerly."""
+    compiled: list = []
+    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(wrapper(model, error))
+                        or compiled[-1])
     extra = ("train.max_steps=3", "model=transformer")
     fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
     fallback.fit()
@@ -362,7 +361,16 @@ def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path,
     eager.fit()
     assert compiled[0].calls == 1 and fallback.state.step == 3
     warnings = [line for line in (tmp_path / "compile" / "train.log").read_text().splitlines() if "warning" in line]
-    assert len(warnings) == 1 and warnings[0].endswith(
+    assert len(warnings) == 1
+    return fallback, eager, warnings
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_warning(setup, tmp_path, monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    fallback, eager, warnings = compile_then_eager(setup, tmp_path, monkeypatch, FailingCompile,
+                                                   TorchDynamoException("C++ compile error\ng++ not found"))
+    assert warnings[0].endswith(
         "warning: torch.compile failed, training without it (train.compile=false): C++ compile error")
     assert_same_parameters(parameters(fallback.model), parameters(eager.model))
 
@@ -393,17 +401,9 @@ class FailingBackward:
 def test_a_failing_compiled_backward_falls_back_to_eager_and_redoes_the_update(setup, tmp_path, monkeypatch):
     from torch._dynamo.exc import TorchDynamoException
 
-    compiled: list[FailingBackward] = []
-    monkeypatch.setattr(torch, "compile", lambda model, **options: compiled.append(
-        FailingBackward(model, TorchDynamoException("backward compile failed"))) or compiled[-1])
-    extra = ("train.max_steps=3", "model=transformer")
-    fallback = Trainer(tiny_config(*setup, *extra, "train.compile=true"), tmp_path / "compile")
-    fallback.fit()
-    eager = Trainer(tiny_config(*setup, *extra), tmp_path / "eager")
-    eager.fit()
-    assert compiled[0].calls == 1 and fallback.state.step == 3
-    warnings = [line for line in (tmp_path / "compile" / "train.log").read_text().splitlines() if "warning" in line]
-    assert len(warnings) == 1 and warnings[0].endswith("(train.compile=false): backward compile failed")
+    fallback, eager, warnings = compile_then_eager(setup, tmp_path, monkeypatch, FailingBackward,
+                                                   TorchDynamoException("backward compile failed"))
+    assert warnings[0].endswith("(train.compile=false): backward compile failed")
     assert_same_parameters(parameters(fallback.model), parameters(eager.model))  # no gradient of the failed try
 
 

@@ -24,7 +24,6 @@ loading a checkpoint (nmt.training.checkpoint.load_model). This module works on 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from typing import Any
 
 from torch import Tensor
 
+from nmt.data.sources import file_fingerprint
 from nmt.errors import NMTError
 from nmt.io import read_json, write_json, write_text
 from nmt.runtime import StateDict
@@ -52,14 +52,6 @@ def is_package(path: str | Path) -> bool:
     """A directory that holds a package's manifest and config."""
     path = Path(path)
     return path.is_dir() and (path / MANIFEST).is_file() and (path / CONFIG).is_file()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(directory: Path) -> list[str]:
@@ -117,7 +109,7 @@ def write_package(payload: StateDict, out: str | Path, card: str,
         write_text(staging / CARD, card)
         if extra is not None:
             extra(staging)
-        write_json(staging / MANIFEST, {"format": FORMAT, "sha256": {name: _sha256(staging / name)
+        write_json(staging / MANIFEST, {"format": FORMAT, "sha256": {name: file_fingerprint(staging / name)
                                                                       for name in _files(staging)}})
         for p in [staging, *staging.rglob("*")]:  # mkdtemp (and the weights' writer) make them private
             p.chmod(0o755 if p.is_dir() else 0o644)
@@ -149,7 +141,7 @@ def verify_package(path: str | Path) -> dict[str, Any]:
         file = path / name
         if not file.is_file():
             raise NMTError(f"{path}: {name} is missing (the manifest lists it)")
-        if _sha256(file) != expected:
+        if file_fingerprint(file) != expected:
             raise NMTError(f"{path}: {name} does not match its sha256 in {MANIFEST} (changed or damaged)")
     unlisted = sorted(name for name in _files(path) if name != MANIFEST and name not in hashes)
     if unlisted:
