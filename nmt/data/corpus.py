@@ -23,20 +23,21 @@ import dataclasses
 import hashlib
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow as pa
 from omegaconf import OmegaConf
 
 from nmt.config import DataConfig, check_values
 from nmt.data import concat
 from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
-from nmt.data.sources import file_fingerprint, input_files, load_raw
-from nmt.data.tokenizer import Tokenizer, sample_pairs
+from nmt.data.sources import CHUNK_LINES, Pairs, file_fingerprint, input_files, load_raw
+from nmt.data.tokenizer import Tokenizer, sample_rows
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_json
 
@@ -44,6 +45,7 @@ from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_j
 CORPUS_VERSION = 2
 MANIFEST = "manifest.json"
 DATASET_DIR = "dataset"
+STAGE_DIR = "stage.tmp"  # the splits as they are read, before they replace the cached corpus
 # Config fields that change the cleaned corpus (name and root only say where it lives).
 CORPUS_FIELDS = {
     "multi30k": ("test_sets",),
@@ -136,12 +138,15 @@ def config_key(cfg: DataConfig) -> str:
     return _hash({"version": CORPUS_VERSION, **relevant})
 
 
-def tokenizer_key(cfg: DataConfig, train_src: list[str], train_tgt: list[str]) -> str:
-    """Hash of the tokenizer settings and the train text it learns from."""
+def tokenizer_key(cfg: DataConfig, train: datasets.Dataset) -> str:
+    """Hash of the tokenizer settings and the train text it learns from (the cleaned train split)."""
     text = hashlib.sha256()
-    for line in train_src + ["\0"] + train_tgt:
-        text.update(line.encode())
-        text.update(b"\n")
+    for column in ("src", "tgt"):
+        for line in _lines(train, column):
+            text.update(line.encode())
+            text.update(b"\n")
+        if column == "src":
+            text.update(b"\0\n")
     return _hash({"tokenizer": dataclasses.asdict(cfg.tokenizer), "train": text.hexdigest()})
 
 
@@ -220,13 +225,20 @@ def _load_cached(
 # -------------------------------------------------------------------------------------------------- build
 
 
-def _word_stats(splits: dict[str, tuple[list[str], list[str]]]) -> dict[str, dict[str, float]]:
+def _lines(split: datasets.Dataset, column: str) -> Iterator[str]:
+    """One column of a saved split, read CHUNK_LINES rows at a time from its memory map."""
+    one = split.select_columns([column])
+    for start in range(0, len(split), CHUNK_LINES):
+        yield from one[start:start + CHUNK_LINES][column]
+
+
+def _word_stats(splits: dict[str, datasets.Dataset]) -> dict[str, dict[str, float]]:
     """split -> pairs and the words per sentence of each side (mean, max); the pieces come from the id cache."""
     out = {}
-    for name, (s, t) in splits.items():
-        out[name] = {"pairs": len(s)}
-        for side, texts in (("src", s), ("tgt", t)):
-            words = np.fromiter((len(x.split()) for x in texts), dtype=np.int64, count=len(texts))
+    for name, split in splits.items():
+        out[name] = {"pairs": len(split)}
+        for side in ("src", "tgt"):
+            words = np.fromiter((len(x.split()) for x in _lines(split, side)), dtype=np.int64, count=len(split))
             out[name].update(length_stats(words, f"{side}_words"))
     return out
 
@@ -238,27 +250,50 @@ def _piece_stats(stats: dict[str, dict[str, float]], ids: IdCache) -> None:
             stats[name].update(length_stats(getattr(encoded, side).lengths, f"{side}_pieces"))
 
 
-def _corpus_sha256(splits: dict[str, tuple[list[str], list[str]]]) -> str:
+def _corpus_sha256(splits: dict[str, datasets.Dataset]) -> str:
     digest = hashlib.sha256()
-    for name, sides in splits.items():
-        for lines in sides:
+    for name, split in splits.items():
+        for side in ("src", "tgt"):
             digest.update(f"\0{name}\0".encode())
-            for line in lines:
+            for line in _lines(split, side):
                 digest.update(line.encode() + b"\n")
     return digest.hexdigest()
 
 
-def _save_dataset(directory: Path, splits: dict[str, tuple[list[str], list[str]]]) -> None:
+class _TrainCleaning:
+    """The train split's chunks, cleaned as they pass (`clean_train`), counting the pairs read and dropped."""
+
+    def __init__(self, chunks: Iterable[Pairs], cfg: DataConfig) -> None:
+        self.chunks, self.cfg = chunks, cfg
+        self.read, self.dropped = 0, dict.fromkeys(DROP_REASONS, 0)
+
+    def __iter__(self) -> Iterator[Pairs]:
+        for src, tgt in self.chunks:
+            kept_src, kept_tgt, dropped = clean_train(src, tgt, self.cfg.max_words, self.cfg.max_ratio)
+            self.read += len(src)
+            for reason, count in dropped.items():
+                self.dropped[reason] += count
+            yield kept_src, kept_tgt
+
+
+def _write_arrow(path: Path, chunks: Iterable[Pairs]) -> datasets.Dataset:
+    """Chunks of (source lines, target lines) -> one Arrow stream file with columns src and tgt, written chunk by
+    chunk, opened as a memory-mapped Dataset."""
+    schema = pa.schema([("src", pa.string()), ("tgt", pa.string())])
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for src, tgt in chunks:
+            writer.write_batch(pa.record_batch([pa.array(src, pa.string()), pa.array(tgt, pa.string())], schema))
+    return datasets.Dataset.from_file(str(path))
+
+
+def _save_dataset(directory: Path, splits: dict[str, datasets.Dataset]) -> None:
     tmp, final, old = directory / f"{DATASET_DIR}.tmp", directory / DATASET_DIR, directory / f"{DATASET_DIR}.old"
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
-    dd = datasets.DatasetDict(
-        {name: datasets.Dataset.from_dict({"src": s, "tgt": t}) for name, (s, t) in splits.items()}
-    )
     bars = not datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # one bar per split would drown the summary
     try:
-        dd.save_to_disk(str(tmp))
+        datasets.DatasetDict(splits).save_to_disk(str(tmp))
     finally:
         if bars:
             datasets.enable_progress_bars()
@@ -268,44 +303,64 @@ def _save_dataset(directory: Path, splits: dict[str, tuple[list[str], list[str]]
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _staging(directory: Path) -> Iterator[Path]:
+    """`<directory>/stage.tmp/`, empty, removed when the build ends whichever way."""
+    stage = directory / STAGE_DIR
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _build(
     directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None],
     given: Tokenizer | None = None,
 ) -> PreparedCorpus:
+    """Read, clean and write the corpus chunk by chunk into the stage (Arrow files), then, with every input read,
+    replace the cached corpus with it. Memory stays flat in the corpus size: the text is never in memory whole
+    (but for concatenation, a transformation of small corpora)."""
     start = time.perf_counter()
     raw = load_raw(cfg, log)
-    if inputs is None:  # just downloaded: fingerprint the files now, so the next prepare finds the cache valid
-        inputs = _fingerprints(cfg, log)
-    # Only now, with the input known to be readable, invalidate the old cache.
-    (directory / MANIFEST).unlink(missing_ok=True)
-    train_src, train_tgt = raw.splits["train"]
-    src, tgt, dropped = clean_train(train_src, train_tgt, cfg.max_words, cfg.max_ratio)
-    if not src:
-        raise NMTError(f"no train pairs left after cleaning {raw.origins.get('train')} (dropped: {dropped})")
-    reasons = ", ".join(f"{k} {v}" for k, v in dropped.items())
-    log(f"train: kept {len(src)} of {len(train_src)} pairs; dropped {reasons}")
-    splits = {"train": (src, tgt), **{k: v for k, v in raw.splits.items() if k != "train"}}
-    test_sets, levels = list(raw.test_sets), None
-    if cfg.concat.max_k > 1:
-        splits, test_sets, levels = _concatenate(splits, raw.test_sets, cfg.concat)
-        log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(splits['train'][0])} examples, valid "
-            f"{len(splits['valid'][0])}; test levels " + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
-    corpus_sha256 = _corpus_sha256(splits)
-    _save_dataset(directory, splits)
+    with _staging(directory) as stage:
+        train = _TrainCleaning(raw.splits["train"], cfg)
+        staged = {name: _write_arrow(stage / f"{name}.arrow", train if name == "train" else chunks)
+                  for name, chunks in raw.splits.items()}
+        if inputs is None:  # just downloaded: fingerprint the files now, so the next prepare finds the cache valid
+            inputs = _fingerprints(cfg, log)
+        # Only now, with the input known to be readable, invalidate the old cache.
+        (directory / MANIFEST).unlink(missing_ok=True)
+        if not len(staged["train"]):
+            raise NMTError(f"no train pairs left after cleaning {raw.origins.get('train')} "
+                           f"(dropped: {train.dropped})")
+        reasons = ", ".join(f"{k} {v}" for k, v in train.dropped.items())
+        log(f"train: kept {len(staged['train'])} of {train.read} pairs; dropped {reasons}")
+        splits, test_sets, levels = staged, list(raw.test_sets), None
+        if cfg.concat.max_k > 1:
+            lists = {name: (split["src"], split["tgt"]) for name, split in staged.items()}
+            joined, test_sets, levels = _concatenate(lists, raw.test_sets, cfg.concat)
+            splits = {name: datasets.Dataset.from_dict({"src": s, "tgt": t}) for name, (s, t) in joined.items()}
+            log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(splits['train'])} examples, "
+                f"valid {len(splits['valid'])}; test levels "
+                + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
+        corpus_sha256 = _corpus_sha256(splits)
+        _save_dataset(directory, splits)
 
-    if given is None:
-        tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, src, tgt, log)
-    else:  # written beside the corpus like its own would be, so the directory is complete on its own
-        tokenizer, tok_key, status = given, given.sha256, "given"
-        names = _spm_names(tok_key, given.joint)
-        _write_tokenizer(directory, names, given)
-    for stale in directory.glob("spm-*.model"):
-        if stale.name not in names:
-            stale.unlink()
-    settings = dict(tokenizer.settings)
+        if given is None:
+            tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, staged["train"], log)
+        else:  # written beside the corpus like its own would be, so the directory is complete on its own
+            tokenizer, tok_key, status = given, given.sha256, "given"
+            names = _spm_names(tok_key, given.joint)
+            _write_tokenizer(directory, names, given)
+        for stale in directory.glob("spm-*.model"):
+            if stale.name not in names:
+                stale.unlink()
+        settings = dict(tokenizer.settings)
 
-    split_stats = _word_stats(splits)
     splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
+    split_stats = _word_stats(dict(splits_on_disk))
     corpus = PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, {}, corpus_sha256)
     corpus.ids = _open_or_build_ids(corpus, cfg.num_proc, log)
     _piece_stats(split_stats, corpus.ids)
@@ -313,8 +368,8 @@ def _build(
         "src_lang": cfg.src_lang,
         "tgt_lang": cfg.tgt_lang,
         "splits": split_stats,
-        "train_raw_pairs": len(train_src),
-        "dropped": dropped,
+        "train_raw_pairs": train.read,
+        "dropped": train.dropped,
         "concat_levels": levels,
         "vocab": {"src": tokenizer.src_vocab_size, "tgt": tokenizer.tgt_vocab_size, "joint": tokenizer.joint},
         "origins": raw.origins,
@@ -367,23 +422,25 @@ def _write_tokenizer(directory: Path, names: list[str], tokenizer: Tokenizer) ->
 
 
 def _train_or_reuse_tokenizer(
-    directory: Path, cfg: DataConfig, src: list[str], tgt: list[str], log: Callable[[str], None]
+    directory: Path, cfg: DataConfig, train: datasets.Dataset, log: Callable[[str], None]
 ) -> tuple[Tokenizer, str, list[str], str]:
-    """The corpus's own tokenizer: the cached one when its settings and the train text are unchanged, else a
-    newly trained one (written to the directory). Returns it, its key, its file names and "reused" or "trained"."""
-    tok_key = tokenizer_key(cfg, src, tgt)
+    """The corpus's own tokenizer: the cached one when its settings and the (cleaned) train text are unchanged,
+    else a newly trained one (written to the directory). Returns it, its key, its file names and "reused" or
+    "trained"."""
+    tok_key = tokenizer_key(cfg, train)
     names = _spm_names(tok_key, cfg.tokenizer.joint)
     settings = dataclasses.asdict(cfg.tokenizer)
     tokenizer = _load_tokenizer(directory, names, settings)
     if tokenizer is not None:
         return tokenizer, tok_key, names, "reused"
-    sample_src, sample_tgt = sample_pairs(src, tgt)
-    sampled = f"a seeded random sample of {len(sample_src)} of the " if len(sample_src) < len(src) else ""
+    rows = sample_rows(len(train))
+    sample = train if len(rows) == len(train) else train.select(rows)
+    sampled = f"a seeded random sample of {len(rows)} of the " if len(rows) < len(train) else ""
     log(
         f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{len(src)} train pairs"
+        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{len(train)} train pairs"
     )
-    tokenizer = Tokenizer.train(sample_src, sample_tgt, **settings)
+    tokenizer = Tokenizer.train(sample["src"], sample["tgt"], **settings)
     if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
         log(
             f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "

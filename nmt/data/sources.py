@@ -1,6 +1,6 @@
 """Where raw parallel text comes from, and the checks that keep it aligned.
 
-Three sources, one result: a `RawCorpus` mapping split name -> (source lines, target lines).
+Three sources, one result: a `RawCorpus` mapping split name -> its (source lines, target lines), in chunks.
 
 - `multi30k`: Multi30k task 1 raw files, looked up in `$NMT_DATA_MIRROR/multi30k/`, then in
   `<data.root>/raw/multi30k/`, then downloaded from the official repository into that cache.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import re
 import tempfile
@@ -43,15 +44,20 @@ MULTI30K_TEST_SETS = ("test_2016_flickr", "test_2017_flickr", "test_2018_flickr"
 MIN_DOWNLOAD_BYTES = 1024
 GZIP_MAGIC = b"\x1f\x8b"
 SPLIT_NAME = re.compile(r"^\w+$")
+CHUNK_LINES = 100_000  # lines read (and cleaned, and written) at a time while a corpus is prepared
 
 Pairs = tuple[list[str], list[str]]
 
 
 @dataclass
 class RawCorpus:
-    """Aligned, stripped (not yet filtered) text of every split, in order: train, valid, test sets."""
+    """Aligned, stripped (not yet filtered) text of every split, in order: train, valid, test sets.
 
-    splits: dict[str, Pairs]
+    Each split is read once, as it is iterated, in chunks of aligned (source lines, target lines): a file-based
+    corpus is never in memory whole, and an unreadable line is found when its chunk is reached.
+    """
+
+    splits: dict[str, Iterable[Pairs]]
     test_sets: list[str]
     # split -> the files (or hub names) read, for the log and the cache manifest
     origins: dict[str, list[str]] = field(default_factory=dict)
@@ -60,66 +66,95 @@ class RawCorpus:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def read_corpus_lines(path: Path, encoding_errors: str = "strict",
-                      log: Callable[[str], None] | None = None) -> list[str]:
-    """Lines of a corpus file (UTF-8, plain or gzip), each stripped of surrounding whitespace (unlike
-    nmt.io.read_text_lines, which keeps lines exactly as written).
+def iter_corpus_lines(path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None,
+                      chunk: int = CHUNK_LINES) -> Iterator[list[str]]:
+    """The lines of a corpus file (UTF-8, plain or gzip) in chunks of up to `chunk`, each line stripped of
+    surrounding whitespace (unlike nmt.io.read_text_lines, which keeps lines exactly as written). Only one chunk
+    is in memory at a time.
 
     Splits on "\\n" only: `str.splitlines` would also split on U+2028, U+0085 and friends, which do occur in
-    web text and would silently shift one side of a parallel corpus against the other.
+    web text and would silently shift one side of a parallel corpus against the other. A file with no text is an
+    error, found when it has been read to its end.
     """
     path = Path(path)
     if not path.is_file():
         raise NMTError(f"file not found: {path}")
-    data = path.read_bytes()
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise NMTError(f"{path} is not a valid gzip file ({e})") from None
-    elif path.suffix == ".gz":
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == GZIP_MAGIC
+    if not gzipped and path.suffix == ".gz":
         raise NMTError(f"{path} is named .gz but is not gzip-compressed")
-    if not data.strip():
-        raise NMTError(f"{path} is empty")
-    text = _decode(data, path, encoding_errors, log)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    if lines[-1] == "":  # the final newline ends the last line; it does not start a new one
-        lines.pop()
-    return [line.strip() for line in lines]
-
-
-def _decode(data: bytes, path: Path, encoding_errors: str, log: Callable[[str], None] | None) -> str:
     if encoding_errors not in CHOICES["data.encoding_errors"]:
         raise NMTError(f"data.encoding_errors must be strict or replace, got {encoding_errors!r}")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        if encoding_errors == "strict":
+    line_no, offset, text_seen, replaced, first_bad = 0, 0, False, 0, 0
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+        while True:
+            try:
+                raw = list(itertools.islice(f, chunk))
+            except (OSError, EOFError, zlib.error) as e:
+                raise NMTError(f"{path} is not a valid gzip file ({e})") from None
+            if not raw:
+                break
+            data = b"".join(raw)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = line_no + data.count(b"\n", 0, e.start) + 1
+                if encoding_errors == "strict":
+                    raise NMTError(f"{path}: invalid UTF-8 on line {line} (byte {offset + e.start}); fix the file "
+                                   "or set data.encoding_errors=replace") from None
+                text = data.decode("utf-8", errors="replace")
+                first_bad = first_bad or line
+                replaced += sum("\ufffd" in piece for piece in text.split("\n"))
+            if line_no == 0 and text.startswith("\ufeff"):
+                text = text[1:]
+            lines = text.split("\n")
+            if text.endswith("\n"):  # the final newline ends the last line; it does not start a new one
+                lines.pop()
+            lines = [line.strip() for line in lines]
+            text_seen = text_seen or any(lines)
+            line_no, offset = line_no + len(raw), offset + len(data)
+            yield lines
+    if not text_seen:
+        raise NMTError(f"{path} is empty")
+    if replaced and log is not None:
+        log(f"{path}: replaced invalid UTF-8 in {replaced} line(s) (first on line {first_bad})")
+
+
+def read_corpus_lines(path: Path, encoding_errors: str = "strict",
+                      log: Callable[[str], None] | None = None) -> list[str]:
+    """Every line of a corpus file, stripped (see `iter_corpus_lines`)."""
+    return [line for lines in iter_corpus_lines(path, encoding_errors, log) for line in lines]
+
+
+def iter_parallel(src_path: Path, tgt_path: Path, encoding_errors: str = "strict",
+                  log: Callable[[str], None] | None = None) -> Iterator[Pairs]:
+    """Both sides of a parallel corpus in aligned chunks (source lines, target lines) of equal length; when the
+    files' line counts differ, both are read to their end and the error names both counts."""
+    src_chunks = iter_corpus_lines(src_path, encoding_errors, log)
+    tgt_chunks = iter_corpus_lines(tgt_path, encoding_errors, log)
+    counts = [0, 0]
+    for src, tgt in itertools.zip_longest(src_chunks, tgt_chunks, fillvalue=[]):
+        counts[0] += len(src)
+        counts[1] += len(tgt)
+        if counts[0] != counts[1]:
+            counts[0] += sum(len(lines) for lines in src_chunks)
+            counts[1] += sum(len(lines) for lines in tgt_chunks)
             raise NMTError(
-                f"{path}: invalid UTF-8 on line {line} (byte {e.start}); fix the file or set "
-                "data.encoding_errors=replace"
-            ) from None
-    text = data.decode("utf-8", errors="replace")
-    if log is not None:
-        bad = sum("\ufffd" in line for line in text.split("\n"))
-        log(f"{path}: replaced invalid UTF-8 in {bad} line(s) (first on line {line})")
-    return text
+                f"line counts differ: {src_path} has {counts[0]} lines but {tgt_path} has {counts[1]}; "
+                "a parallel corpus needs one target line per source line"
+            )
+        yield src, tgt
 
 
 def read_parallel(
     src_path: Path, tgt_path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None
 ) -> Pairs:
-    """Both sides of a parallel corpus; their line counts must match."""
-    src = read_corpus_lines(src_path, encoding_errors, log)
-    tgt = read_corpus_lines(tgt_path, encoding_errors, log)
-    if len(src) != len(tgt):
-        raise NMTError(
-            f"line counts differ: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}; "
-            "a parallel corpus needs one target line per source line"
-        )
+    """Both sides of a parallel corpus, whole; their line counts must match."""
+    src: list[str] = []
+    tgt: list[str] = []
+    for s, t in iter_parallel(src_path, tgt_path, encoding_errors, log):
+        src += s
+        tgt += t
     return src, tgt
 
 
@@ -462,14 +497,15 @@ def input_files(cfg: Any, download: bool = True, log: Callable[[str], None] = pr
 
 
 def load_raw(cfg: Any, log: Callable[[str], None] = print) -> RawCorpus:
-    """Read and validate every split of `cfg` (a DataConfig); no filtering yet."""
+    """Open every split of `cfg` (a DataConfig) for reading; no filtering yet. Files are found (or downloaded)
+    now and read when the splits are iterated; a hub corpus is loaded now."""
     check_values(cfg, "data")
     if cfg.source == "hub":
-        splits = load_hub(cfg, log)
+        splits: dict[str, Iterable[Pairs]] = {split: [pairs] for split, pairs in load_hub(cfg, log).items()}
         origins = {s: [hub_origin(cfg, h)] for s, h in dict(cfg.hub_splits).items()}
     else:
         paths = input_files(cfg, log=log)
-        splits = {split: read_parallel(s, t, cfg.encoding_errors, log) for split, (s, t) in paths.items()}
+        splits = {split: iter_parallel(s, t, cfg.encoding_errors, log) for split, (s, t) in paths.items()}
         origins = {split: [str(s), str(t)] for split, (s, t) in paths.items()}
     for required in ("train", "valid"):
         if required not in splits:

@@ -13,14 +13,16 @@ import io
 import random
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sentencepiece as spm
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import BOS_ID, CHOICES, EOS_ID, PAD_ID, UNK_ID, DataConfig
 from nmt.errors import NMTError
-from nmt.runtime import StateDict
+
+if TYPE_CHECKING:  # nmt.runtime imports torch, which preparing a corpus does not need
+    from nmt.runtime import StateDict
 
 MODEL_TYPES = CHOICES["data.tokenizer.model_type"]
 # The trainer splits its work across threads and the result depends on the split, so the count is fixed
@@ -104,13 +106,12 @@ def train_sentencepiece(texts: Iterable[str], model_type: str, vocab_size: int, 
     return writer.getvalue()
 
 
-def sample_pairs(src: list[str], tgt: list[str], limit: int = SAMPLE_PAIRS, seed: int = TRAIN_SEED
-                 ) -> tuple[list[str], list[str]]:
-    """At most `limit` pairs, drawn without replacement with `seed` and kept in corpus order; all when fewer."""
-    if len(src) <= limit:
-        return src, tgt
-    rows = sorted(random.Random(seed).sample(range(len(src)), limit))
-    return [src[i] for i in rows], [tgt[i] for i in rows]
+def sample_rows(n: int, limit: int = SAMPLE_PAIRS, seed: int = TRAIN_SEED) -> list[int]:
+    """Which of `n` train pairs SentencePiece learns from: at most `limit` rows, drawn without replacement with
+    `seed`, in corpus order; all of them when there are no more than `limit`."""
+    if n <= limit:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
 
 
 def _processor(model: bytes) -> spm.SentencePieceProcessor:
