@@ -125,7 +125,8 @@ def _full_state() -> TrainState:
     """A TrainState with every field away from its default."""
     history = [{"bleu": 5.0, "valid_loss": 3.5, "step": 4}, {"bleu": 7.0, "valid_loss": 3.1, "step": 8}]
     return TrainState(step=8, epoch=2, batch_in_epoch=3, best_bleu=7.0, best_step=8, bad_validations=1, bad_steps=2,
-                      train_seconds=12.5, train_tokens=4321, last_validated_step=8, history=history,
+                      train_seconds=12.5, train_tokens=4321, mix_pairs={"a": 30, "b": 90}, last_validated_step=8,
+                      history=history,
                       rng={"python": [3, [1, 2], None], "torch": torch.arange(4, dtype=torch.uint8)})
 
 

@@ -5,6 +5,7 @@
 - `nmt.data.tokenizer`: `Tokenizer` (SentencePiece, pad/unk/bos/eos = 0/1/2/3).
 - `nmt.data.ids`: the token ids of every split, encoded once into a memory-mapped cache.
 - `nmt.data.batching`: `TokenBatchSampler`, `collate`, `Batch`.
+- `nmt.data.mix`: several training corpora sampled by weight (data.train_mix), `MixedBatchSampler`.
 
 The names below are imported lazily, so `import nmt.data.batching` does not pay for importing `datasets`.
 """

@@ -289,14 +289,51 @@ class StreamBatches(Dataset):
         return epoch, i, n, collate(_select(self.src_ids, rows), _select(self.tgt_ids, rows), rows)
 
 
+class TokenArrayChain:
+    """Several `TokenArray`s end to end, as one (no ids copied): row `offsets[k] + r` is row r of part k.
+
+    The train pairs of a mix of corpora (nmt/data/mix.py); `take(rows)` of rows of one part (every batch of a
+    mix comes from one corpus) is a view of that part, so collate gathers its ids from the memory map at once."""
+
+    def __init__(self, parts: Sequence[TokenArray]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.concatenate([[0], np.cumsum([len(p) for p in self.parts])]).astype(np.int64)  # (k + 1,)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def part_of(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows),) int64: the part each row is in."""
+        return np.searchsorted(self.offsets, rows, side="right") - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Row i's ids, (length,) int64."""
+        k = int(self.part_of(np.int64(i)))
+        return self.parts[k][int(i - self.offsets[k])]
+
+    def take(self, rows: np.ndarray) -> TokenArray:
+        """The rows `rows`: a view of their part when they share one, else a copy of their ids."""
+        rows = np.asarray(rows, dtype=np.int64)
+        parts = self.part_of(rows)
+        if len(rows) and np.all(parts == parts[0]):
+            return self.parts[parts[0]].take(rows - self.offsets[parts[0]])
+        return TokenArray.from_lists([self[r] for r in rows])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(len(self),) int64: pieces per sentence."""
+        return np.concatenate([p.lengths for p in self.parts]) if self.parts else np.zeros(0, np.int64)
+
+
 def _select(ids: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
-    """Rows `rows` of `ids`: a view of a `TokenArray` (collate gathers its ids at once), else a list."""
-    return ids.take(rows) if isinstance(ids, TokenArray) else [ids[r] for r in rows]
+    """Rows `rows` of `ids`: a view of a `TokenArray` or `TokenArrayChain` (collate gathers its ids at once), else
+    a list."""
+    return ids.take(rows) if isinstance(ids, TokenArray | TokenArrayChain) else [ids[r] for r in rows]
 
 
 def _lengths(ids: Sequence[Any], rows: np.ndarray) -> np.ndarray:
     """(len(rows),) int64: the lengths of rows `rows` of `ids`."""
-    if isinstance(ids, TokenArray):
+    if isinstance(ids, TokenArray | TokenArrayChain):
         return ids.take(rows).lengths
     return np.fromiter((len(ids[r]) for r in rows), dtype=np.int64, count=len(rows))
 

@@ -22,9 +22,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from nmt.config import check_values
-from nmt.data.batching import TokenBatchSampler
+from nmt.data.batching import TokenArrayChain, TokenBatchSampler
 from nmt.data.corpus import prepare_corpus
 from nmt.data.ids import TokenArray
+from nmt.data.mix import MixCorpus, MixedBatchSampler, prepare_mix
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import acquire_lock
@@ -50,13 +51,14 @@ LOCK_FILE = ".lock"  # in the run directory, held by the nmt-train writing to it
 
 @dataclass
 class TrainData:
-    """The prepared corpus of a run: its tokenizer, the train pairs' ids (memory-mapped from the corpus's id cache)
-    with their batch sampler (this rank's share), and the valid set."""
+    """The prepared corpus of a run: its tokenizer, the train pairs' ids (memory-mapped from the corpus's id cache;
+    with data.train_mix those of the mix's corpora end to end) with their batch sampler (this rank's share), and
+    the valid set."""
 
     tokenizer: Tokenizer
-    src_ids: TokenArray
-    tgt_ids: TokenArray
-    sampler: TokenBatchSampler
+    src_ids: TokenArray | TokenArrayChain
+    tgt_ids: TokenArray | TokenArrayChain
+    sampler: TokenBatchSampler | MixedBatchSampler
     valid: ValidSet
 
 
@@ -135,29 +137,39 @@ def fine_tuning(cfg: DictConfig, resume: Checkpoint | None, resume_from: Path | 
 
 
 def prepare_data(cfg: DictConfig, tokenizer: Tokenizer | None, dist: DistInfo, log: RunLogger) -> TrainData:
-    """Rank 0 prepares (and caches) the corpus, the other ranks then read the cache; the train pairs' ids are
-    mapped from the id cache (those the model's position table cannot hold left out) and batched for this rank."""
+    """Rank 0 prepares (and caches) the corpus and those of data.train_mix, the other ranks then read the caches;
+    the train pairs' ids are mapped from the id caches (those the model's position table cannot hold left out) and
+    batched for this rank."""
     if dist.is_main:
         corpus = prepare_corpus(cfg.data, log=log.info, tokenizer=tokenizer)
+        mix = prepare_mix(cfg.data, corpus, log.info)
     distributed.barrier(dist)
     if not dist.is_main:
         corpus = prepare_corpus(cfg.data, log=lambda _: None, tokenizer=tokenizer)
+        mix = prepare_mix(cfg.data, corpus, lambda _: None)
     tokenizer = corpus.tokenizer
     train = corpus.encoded("train")
     src_ids, tgt_ids = train.src, train.tgt
     limit = position_limit(cfg.model)
     if limit is not None:
-        src_ids, tgt_ids = drop_long_pairs(src_ids, tgt_ids, limit, cfg.model.max_positions, log)
+        for c in mix:
+            c.src, c.tgt = drop_long_pairs(c.src, c.tgt, limit, cfg.model.max_positions, log, of=f" of {c.name}")
+        if not mix:
+            src_ids, tgt_ids = drop_long_pairs(src_ids, tgt_ids, limit, cfg.model.max_positions, log)
     train_cfg = cfg.train
-    sampler = TokenBatchSampler(
-        src_ids.lengths,  # bare lengths: the sampler adds EOS / BOS itself
-        tgt_ids.lengths,
-        train_cfg.batch_tokens,
-        shuffle=True,
-        seed=train_cfg.seed,
-        num_replicas=dist.world_size,
-        rank=dist.rank,
-    )
+    if mix:
+        src_ids, tgt_ids = TokenArrayChain([c.src for c in mix]), TokenArrayChain([c.tgt for c in mix])
+        sampler = mixed_sampler(mix, train_cfg, dist, log)
+    else:
+        sampler = TokenBatchSampler(
+            src_ids.lengths,  # bare lengths: the sampler adds EOS / BOS itself
+            tgt_ids.lengths,
+            train_cfg.batch_tokens,
+            shuffle=True,
+            seed=train_cfg.seed,
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+        )
     valid, valid_ids = corpus.split("valid"), corpus.encoded("valid")
     n_valid = len(valid) if train_cfg.eval_max_sentences <= 0 else min(len(valid), train_cfg.eval_max_sentences)
     valid_set = ValidSet.from_ids(list(valid["src"][:n_valid]), list(valid["tgt"][:n_valid]),
@@ -176,17 +188,31 @@ def prepare_data(cfg: DictConfig, tokenizer: Tokenizer | None, dist: DistInfo, l
     return TrainData(tokenizer, src_ids, tgt_ids, sampler, valid_set)
 
 
+def mixed_sampler(mix: list[MixCorpus], train_cfg: Any, dist: DistInfo, log: RunLogger) -> MixedBatchSampler:
+    """This rank's sampler of the corpora of data.train_mix; one log line lists them: pairs, weight, share of the
+    batches, and the corpus's own epochs per epoch of the mix."""
+    sampler = MixedBatchSampler([c.src.lengths for c in mix], [c.tgt.lengths for c in mix], [c.weight for c in mix],
+                                train_cfg.batch_tokens, seed=train_cfg.seed, num_replicas=dist.world_size,
+                                rank=dist.rank, names=[c.name for c in mix])
+    parts = [f"{c.name} {len(c.src):,} pairs, weight {c.weight:g}, {share:.1%} of the batches ({own:.2f} own "
+             f"epochs per epoch of the mix)"
+             for c, share, own in zip(mix, sampler.shares, sampler.own_epochs(), strict=True)]
+    log.info(f"train mix: {'; '.join(parts)}")
+    return sampler
+
+
 def drop_long_pairs(src_ids: TokenArray, tgt_ids: TokenArray, limit: int, max_positions: int,
-                    log: RunLogger) -> tuple[TokenArray, TokenArray]:
-    """The training pairs the position table can hold (longer ones would stop training mid-run), as views."""
+                    log: RunLogger, of: str = "") -> tuple[TokenArray, TokenArray]:
+    """The training pairs the position table can hold (longer ones would stop training mid-run), as views; `of`
+    names their corpus in the lines (" of <name>", for a corpus of data.train_mix)."""
     keep = np.flatnonzero(np.maximum(src_ids.lengths, tgt_ids.lengths) <= limit)
     dropped = len(src_ids) - len(keep)
     if not dropped:
         return src_ids, tgt_ids
     if not len(keep):
-        raise NMTError(f"every train pair is longer than model.max_positions={max_positions} allows ({limit} pieces "
-                       f"+ EOS or BOS); raise model.max_positions")
-    log.info(f"warning: {dropped} train pairs are longer than model.max_positions={max_positions} allows ({limit} "
+        raise NMTError(f"every train pair{of} is longer than model.max_positions={max_positions} allows ({limit} "
+                       f"pieces + EOS or BOS); raise model.max_positions")
+    log.info(f"warning: {dropped} train pairs{of} are longer than model.max_positions={max_positions} allows ({limit} "
              f"pieces + EOS or BOS) and are left out")
     return src_ids.take(keep), tgt_ids.take(keep)
 

@@ -31,6 +31,7 @@ class TrainState:
     bad_steps: int = 0  # updates skipped for a non-finite loss or gradient norm, in total
     train_seconds: float = 0.0  # training time summed over every session of this run
     train_tokens: int = 0  # src + tgt tokens consumed, summed over the ranks
+    mix_pairs: dict[str, int] = field(default_factory=dict)  # data.train_mix: pairs consumed per corpus, every rank's
     last_validated_step: int = -1
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per validation
     # In a checkpoint: the Python, NumPy and torch RNG states when it was taken (nmt.runtime.rng_state), restored
