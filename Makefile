@@ -33,6 +33,11 @@ endif
 
 install: $(VENV)/.installed ## create .venv: torch 2.13.0 (TORCH=system: the interpreter's own), then nmt[dev,fast]
 
+# The opt-in extras the tests exercise too (MLflow is large: not in a plain install).
+$(VENV)/.installed-extras: $(VENV)/.installed
+	$(PY) -m pip install -q $(PIP_SOURCE) -e '.[mlflow]'
+	touch $@
+
 WHEELS_PYTHON ?= 3.12
 WHEELS_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 wheels: ## download nmt's requirements but torch into wheels/ for an offline machine (WHEELS_PYTHON=3.12, x86_64)
@@ -51,10 +56,10 @@ prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 train: prepare ## train the default model (Multi30k de-en, RNN attention) into outputs/
 	$(VENV)/bin/nmt-train
 
-test: install ## run the whole test suite (one pytest worker per CPU core)
+test: $(VENV)/.installed-extras ## run the whole test suite (one pytest worker per CPU core; installs the mlflow extra)
 	$(PY) -m pytest -n auto
 
-test-fast: install ## the tests not marked slow, under a minute on 2 CPU cores (pytest -n auto -m "not slow")
+test-fast: $(VENV)/.installed-extras ## the tests not marked slow, under a minute on 2 CPU cores (pytest -n auto -m "not slow")
 	$(PY) -m pytest -n auto -m "not slow"
 
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)

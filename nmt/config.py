@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
@@ -38,6 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.positions": ("sinusoidal", "learned"),
     "train.optimizer": ("adamw", "adam"),
     "train.schedule": ("plateau", "inverse_sqrt", "constant"),
+    "train.trackers": ("mlflow",),  # each entry of the list
     "decode.length_norm": ("gnmt", "power"),
     "decode.precision": ("fp32", "tf32", "bf16"),
 }
@@ -78,8 +81,9 @@ def check_values(cfg: Any, prefix: str = "") -> None:
     outside its range (RANGES)."""
     for key, valid in CHOICES.items():
         value = _value(cfg, key, prefix)
-        if value is not None and value not in valid:
-            raise NMTError(f"unknown {key}={value!r}; valid values: {', '.join(valid)}")
+        for item in value if isinstance(value, Sequence) and not isinstance(value, str) else [value]:
+            if item is not None and item not in valid:
+                raise NMTError(f"unknown {key}={item!r}; valid values: {', '.join(valid)}")
     for key, (low, high) in RANGES.items():
         value = _value(cfg, key, prefix)
         if value is None or ((low is None or value >= low) and (high is None or value <= high)):
@@ -113,6 +117,14 @@ class ConcatConfig:
 
 
 @dataclass
+class MixEntry:
+    """One training corpus of data.train_mix: a data config group (configs/data/<name>.yaml) and its weight."""
+
+    name: str = MISSING
+    weight: float = 1.0
+
+
+@dataclass
 class DataConfig:
     name: str = "multi30k_de_en"  # cache key: data/prepared/<name>/
     source: str = "multi30k"  # multi30k | files | hub
@@ -141,6 +153,11 @@ class DataConfig:
     root: str = "data"  # raw downloads in <root>/raw/, prepared corpora in <root>/prepared/
     num_proc: int = 0  # processes that encode the corpus into its id cache; 0 = one per core for a large corpus
     terms: str = ""  # the corpus's licence or terms of use, as its source states them (a model package's card)
+    # Train on several corpora (nmt/data/mix.py): [{name: <data config group>, weight: <w>}, ...], each batch drawn
+    # from one of them with probability weight / sum of weights, every one encoded with this corpus's tokenizer;
+    # valid and test stay this corpus's. Its own train split is in the mix only when named (by data.name).
+    # [] = this corpus's train split alone.
+    train_mix: list[MixEntry] = field(default_factory=list)
 
 
 # Model configs: one dataclass per architecture -----------------------------------------------------------------
@@ -345,6 +362,10 @@ class TrainConfig:
     # Deterministic algorithms (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG): exact resume and
     # repeatable runs on CUDA, at some speed; CPU training is deterministic either way.
     deterministic: bool = False
+    # Experiment trackers besides TensorBoard, getting the same scalars (nmt/training/trackers.py): [] | [mlflow]
+    # (pip install 'nmt-bottleneck[mlflow]'); rank 0 only.
+    trackers: list[str] = field(default_factory=list)
+    mlflow_experiment: str = ""  # the MLflow experiment of the run; "" = data.name
 
 
 @dataclass
@@ -383,7 +404,7 @@ class EvaluateConfig:
     checkpoints: list[str] = field(default_factory=list)  # checkpoint files or run dirs (their best.pt)
     split: str = "test"  # valid | test (the corpus's first test set) | a named test set
     src_file: str | None = None  # score a pair of files instead of a split
-    ref_file: str | None = None
+    ref_file: Any = None  # a file, or a list of files: several references a sentence (str | list[str])
     # a standard test set by its sacreBLEU name instead (wmt08 ... wmt22, wmt14/full: nmt/data/testsets.py), in
     # `langpair` (default: the checkpoint's src_lang-tgt_lang)
     testset: str | None = None
@@ -510,7 +531,9 @@ class ScoreConfig:
 
     checkpoint: str = ""  # checkpoint file or run dir (its best.pt)
     src_file: str = ""
-    ref_file: str = ""
+    # One file. Typed Any so that a list (as nmt-evaluate takes) reaches nmt.evaluation.scoring.score, which says why
+    # it scores one reference a sentence.
+    ref_file: Any = ""
     out: str | None = None  # per-sentence TSV (index, tokens, log_prob, mean_log_prob)
     batch_tokens: int = 4096
     length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])
@@ -576,9 +599,21 @@ def typed_config(config: Any) -> DictConfig:
 
 
 def _compose(config_name: str, overrides: list[str], config_dir: str = CONFIG_DIR) -> DictConfig:
-    """Hydra's compose API on config_dir (errors as Hydra raises them)."""
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
+    """Hydra's compose API on config_dir (errors as Hydra raises them); inside a running Hydra app too (nmt-train
+    composing the corpora of data.train_mix), whose global state is set aside meanwhile and then restored."""
+    outer = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().initialize(outer)
+
+
+def data_config_names(config_dir: str = CONFIG_DIR) -> list[str]:
+    """The data config groups: the names `data=<name>` (and data.train_mix) accept."""
+    return sorted(p.stem for p in (Path(config_dir) / "data").glob("*.yaml"))
 
 
 def describe_config_error(e: BaseException, config_name: str, config_dir: str = CONFIG_DIR) -> str:
@@ -590,15 +625,22 @@ def describe_config_error(e: BaseException, config_name: str, config_dir: str = 
         group, option = missing.missing_cfg_file.rsplit("/", 1)
         choices = missing.options or []
         return f"unknown {group}={option}; valid choices: {', '.join(choices) or '(none)'}"
+    # The key an override set, when the failing key is inside one of its list's entries (data.train_mix=[{..}]):
+    # OmegaConf names only the entry's own key then.
+    overridden = next((m.group(1) for x in chain if (m := re.match(r"(?:Error merging override |Could not override "
+                                                                   r"')([\w.]+)", str(x)))), None)
     unknown = next((x for x in chain if isinstance(x, ConfigAttributeError | ConfigKeyError)), None)
-    if unknown is not None and unknown.full_key:
-        return _unknown_key(str(unknown.full_key), config_name, config_dir, unknown.parent_node)
     invalid = next((x for x in chain if isinstance(x, ValidationError)), None)
+    failing = unknown if unknown is not None else invalid
+    entry = (f" (in an entry of {overridden})" if failing is not None and failing.full_key and overridden
+             and not str(failing.full_key).startswith(overridden) else "")
+    if unknown is not None and unknown.full_key:
+        return _unknown_key(str(unknown.full_key), config_name, config_dir, unknown.parent_node) + entry
     if invalid is not None and invalid.full_key:
         problem = _first_line(invalid.msg)
         if invalid.value is not None and str(invalid.value) not in problem:
             problem += f" (got {invalid.value!r})"
-        return f"bad value for {invalid.full_key}: {problem}"
+        return f"bad value for {invalid.full_key}: {problem}{entry}"
     no_match = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(e))
     if no_match:
         return _unknown_key(no_match.group(1), config_name, config_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +200,57 @@ def test_user_errors(tiny_run, tmp_path, capsys):
     assert "empty" in user_error(capsys, f"checkpoints=[{run_dir}]", f"src_file={empty}", f"ref_file={empty}")
     assert "no checkpoints given" in user_error(capsys)
     assert not list(tmp_path.glob("**/metrics.json"))  # nothing was written by a failed run
+
+
+def second_reference(tiny_run, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(source, reference, second reference) files of the tiny test split. The corpora keep one reference a
+    sentence, so the second is the real one with a fifth of its words dropped (seeded)."""
+    src, ref = (Path(f) for f in tiny_run.files["test"])
+    rng = random.Random(9)
+    ref2 = tmp_path / "test.ref2.en"
+    ref2.write_text("".join(" ".join(w for w in line.split() if rng.random() > 0.2) + "\n" for line in lines(ref)),
+                    encoding="utf-8")
+    return src, ref, ref2
+
+
+@pytest.mark.slow
+def test_multi_reference_evaluation_scores_as_the_sacrebleu_command_line(tiny_run, tmp_path):
+    """ref_file=[ref,ref2]: ref1.txt and ref2.txt beside the report, every score as `sacrebleu ref1.txt ref2.txt
+    -i hyp` gives it (nrefs:2), the paired test and the length buckets on both references."""
+    src, ref, ref2 = second_reference(tiny_run, tmp_path)
+    out = evaluate(f"checkpoints=[{tiny_run.run_dir}]", f"src_file={src}", f"ref_file=[{ref},{ref2}]",
+                   f"baseline={tiny_run.run_dir / 'step-10.pt'}", f"out_dir={tmp_path / 'multi'}",
+                   "attention_sentences=[]")
+    assert lines(out / "ref1.txt") == lines(ref) and lines(out / "ref2.txt") == lines(ref2)
+    assert not (out / "ref.txt").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["references"] == ["ref1.txt", "ref2.txt"]
+    cli = [str(Path(sys.executable).with_name("sacrebleu")), "ref1.txt", "ref2.txt", "-w", "4", "-m", "bleu", "chrf",
+           "ter"]
+    for system in metrics["systems"]:
+        theirs = json.loads(subprocess.run([*cli, "-i", system["hypotheses_file"]], cwd=out, capture_output=True,
+                                           text=True, check=True).stdout)
+        scores = system["scores"]
+        assert [round(scores[m], 4) for m in ("bleu", "chrf", "ter")] == [t["score"] for t in theirs]
+        assert scores["signatures"]["bleu"] == theirs[0]["signature"] and "nrefs:2" in theirs[0]["signature"]
+        assert sum(b["count"] for b in system["by_length"]) == 60
+    hyps = lines(out / "rnn_attention.hyp.txt")
+    assert metrics["systems"][0]["scores"]["bleu"] != pytest.approx(corpus_scores(hyps, lines(ref)).bleu)
+    (comparison,) = metrics["comparisons"]
+    assert comparison["overall"]["system"] == pytest.approx(metrics["systems"][0]["scores"]["bleu"])
+    assert comparison["overall"]["baseline"] == pytest.approx(metrics["systems"][1]["scores"]["bleu"])
+    report = (out / "report.md").read_text()
+    assert "references: 2 a sentence (ref1.txt, ref2.txt)" in report
+    assert "sacrebleu ref1.txt ref2.txt -i rnn_attention.hyp.txt" in report
+
+
+def test_a_reference_file_out_of_line_with_the_source_is_one_line(tiny_run, tmp_path, capsys):
+    src, ref, ref2 = second_reference(tiny_run, tmp_path)
+    ref2.write_text("".join(line + "\n" for line in lines(ref2)[:-1]), encoding="utf-8")
+    err = user_error(capsys, f"checkpoints=[{tiny_run.run_dir}]", f"src_file={src}", f"ref_file=[{ref},{ref2}]",
+                     f"out_dir={tmp_path / 'out'}")
+    assert err == f"error: source file {src} has 60 lines but reference file {ref2} has 59: they must be line-parallel"
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -87,6 +87,58 @@ def test_scores_match_the_sacrebleu_command_line(corpus, tmp_path):
     assert s.bleu_lc > s.bleu
 
 
+@pytest.fixture(scope="module")
+def news(real_mirror: Path) -> tuple[list[str], list[str]]:
+    """The first 300 pairs of newstest2019 de-en as released (German source, English reference)."""
+    sides = []
+    for lang in ("de", "en"):
+        with gzip.open(real_mirror / "wmt-newstest-de-en" / "by-set" / f"newstest2019.de-en.{lang}.gz", "rt",
+                       encoding="utf-8") as f:
+            sides.append([line.rstrip("\n") for _, line in zip(range(300), f, strict=False)])
+    return sides[0], sides[1]
+
+
+def test_several_references_score_as_the_sacrebleu_command_line(news, tmp_path):
+    """A tuple of references a sentence scores as `sacrebleu ref1 ref2 -i hyp` (nrefs:2), and so do the paired
+    test and the length buckets. The mirror keeps one reference a set, so the second is the first with a fifth
+    of its words dropped: it must change every score."""
+    src, ref = news
+    ref2 = degrade(ref, 0.2, seed=9)
+    hyp, base = degrade(ref, 0.3, seed=1), degrade(ref, 0.4, seed=2)
+    for name, text in (("ref1.txt", ref), ("ref2.txt", ref2), ("hyp.txt", hyp)):
+        (tmp_path / name).write_text("\n".join(text) + "\n", encoding="utf-8")
+    cli = [str(Path(sys.executable).with_name("sacrebleu")), str(tmp_path / "ref1.txt"), str(tmp_path / "ref2.txt"),
+           "-i", str(tmp_path / "hyp.txt"), "-w", "4"]
+    out = subprocess.run(cli + ["-m", "bleu", "chrf", "ter"], capture_output=True, text=True, check=True)
+    theirs = {r["name"]: r for r in json.loads(out.stdout)}
+    chrfpp = subprocess.run(cli + ["-b", "-m", "chrf", "--chrf-word-order", "2"], capture_output=True, text=True,
+                            check=True)
+
+    refs = list(zip(ref, ref2, strict=True))
+    s = corpus_scores(hyp, refs)
+    assert round(s.bleu, 4) == pytest.approx(theirs["BLEU"]["score"], abs=1e-9)
+    assert round(s.chrf, 4) == pytest.approx(theirs["chrF2"]["score"], abs=1e-9)
+    assert round(s.ter, 4) == pytest.approx(theirs["TER"]["score"], abs=1e-9)
+    assert round(s.chrfpp, 4) == pytest.approx(float(chrfpp.stdout), abs=1e-9)
+    assert s.signatures["bleu"] == theirs["BLEU"]["signature"] and "nrefs:2" in s.signatures["bleu"]
+    assert all("nrefs:2" in sig for sig in s.signatures.values())
+    single = corpus_scores(hyp, ref)
+    assert (s.bleu, s.chrf, s.ter) != (single.bleu, single.chrf, single.ter)
+
+    ours = paired_bootstrap(hyp, base, refs, n_samples=100, seed=12345)
+    _, table = PairedTest([("base", base), ("sys", hyp)], {"BLEU": BLEU()}, [ref, ref2], test_type="bs",
+                          n_samples=100)()
+    assert ours.system == pytest.approx(table["BLEU"][1].score, abs=1e-9)
+    assert ours.baseline == pytest.approx(table["BLEU"][0].score, abs=1e-9)
+    rows = bleu_by_length(src, hyp, refs, n_samples=0)
+    first = [i for i, x in enumerate(src) if len(x.split()) < 10]
+    assert sum(r.count for r in rows) == len(src) and rows[0].count == len(first)
+    assert rows[0].bleu == pytest.approx(BLEU().corpus_score([hyp[i] for i in first],
+                                                             [[ref[i] for i in first], [ref2[i] for i in first]]).score)
+    with pytest.raises(NMTError, match="as many references"):
+        corpus_scores(hyp[:2], [("a", "b"), ("c",)])
+
+
 def test_line_count_mismatch_and_empty_input_are_user_errors():
     with pytest.raises(NMTError, match="line counts"):
         corpus_scores(["a b"], ["a b", "c d"])

@@ -123,7 +123,9 @@ def test_nmt_score_command(tiny_run, tmp_path: Path) -> None:  # noqa: ANN001
     mistakes = {"lines but reference file": [f"checkpoint={tiny_run.run_dir}", f"src_file={src}", f"ref_file={short}"],
                 "checkpointt": [f"checkpointt={tiny_run.run_dir}"],
                 "give checkpoint=": [f"src_file={src}"],
-                "not found": [f"checkpoint={tiny_run.run_dir}", f"src_file={tmp_path / 'no.de'}", f"ref_file={ref}"]}
+                "not found": [f"checkpoint={tiny_run.run_dir}", f"src_file={tmp_path / 'no.de'}", f"ref_file={ref}"],
+                "takes one reference file, got 2": [f"checkpoint={tiny_run.run_dir}", f"src_file={src}",
+                                                    f"ref_file=[{ref},{ref}]"]}
     started = {words: start_script("nmt-score", [*args, "device=cpu"], tmp_path) for words, args in mistakes.items()}
     for words, proc in started.items():
         assert words in one_error_line(finish(proc, timeout=120))

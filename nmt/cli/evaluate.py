@@ -4,6 +4,7 @@
     nmt-evaluate checkpoints='[runs/attn,runs/fixed]' baseline=runs/fixed split=valid    # + paired test
     nmt-evaluate checkpoints='[runs/attn]' average_last=3 decode=greedy                  # average last 3
     nmt-evaluate checkpoints='[runs/attn/best.pt]' src_file=x.de ref_file=x.en out_dir=eval/x
+    nmt-evaluate checkpoints='[runs/attn]' src_file=x.de 'ref_file=[x.ref1.en,x.ref2.en]'  # several references
     nmt-evaluate checkpoints='[runs/attn]' baseline=other_system.txt                     # baseline hypotheses
 
 Everything goes into a NEW directory (default <run dir>/eval/<split>-<time>); see nmt/evaluation/evaluate.py.

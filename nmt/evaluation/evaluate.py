@@ -6,10 +6,15 @@
     nmt-evaluate checkpoints='[runs/attn,runs/fixed]' baseline=runs/fixed split=valid    # + paired bootstrap
     nmt-evaluate checkpoints='[runs/attn]' average_last=3 decode=greedy                  # average last 3
     nmt-evaluate checkpoints='[runs/attn/best.pt]' src_file=x.de ref_file=x.en out_dir=eval/x
+    nmt-evaluate checkpoints='[runs/attn]' src_file=x.de 'ref_file=[x.ref1.en,x.ref2.en]'  # several references
     nmt-evaluate checkpoints='[runs/attn]' baseline=other_system.txt                     # baseline hypotheses
 
 Everything goes into a NEW directory (default <run dir>/eval/<split>-<time>): <system>.hyp.txt per system,
-ref.txt, src.txt, metrics.json, report.md, bleu_by_length.png and attention_<i>.png heatmaps.
+ref.txt (ref1.txt, ref2.txt, ... for several references), src.txt, metrics.json, report.md, bleu_by_length.png
+and attention_<i>.png heatmaps.
+
+With several reference files every score, interval and paired test counts a sentence against all its
+references, as `sacrebleu ref1 ref2 -i hyp` does (nmt/metrics/scores.py); length buckets go by the source.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from nmt.io import (
     write_lines,
 )
 from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
+from nmt.metrics.scores import References, reference_streams
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
 from nmt.training.average import average_checkpoints, last_checkpoints
@@ -88,9 +94,29 @@ def load_system(entry: str, cfg: DictConfig, device: torch.device, average_into:
     return load_model(resolve_checkpoint(entry), device, overrides)
 
 
-def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpus]) -> tuple[list[str], list[str], str]:
-    """(sources, references, label) from a named test set, from src_file/ref_file, or from the split of the
-    checkpoint's corpus."""
+def read_references(src_file: str, ref_file: Any) -> tuple[list[str], References]:
+    """The sources and their references: `ref_file` one file (a reference a sentence), or a list of files, each
+    line-parallel with the sources (a tuple of references a sentence)."""
+    if isinstance(ref_file, (str, Path)):
+        return read_parallel_lines(src_file, ref_file)
+    pairs = [read_parallel_lines(src_file, str(f)) for f in ref_file]  # each names both files on a mismatch
+    streams = [refs for _, refs in pairs]
+    return pairs[0][0], (streams[0] if len(streams) == 1 else list(zip(*streams, strict=True)))
+
+
+def write_references(out_dir: Path, refs: References) -> list[str]:
+    """ref.txt, or ref1.txt, ref2.txt, ... for several references a sentence; returns their names."""
+    streams = reference_streams(refs)
+    names = ["ref.txt"] if len(streams) == 1 else [f"ref{i}.txt" for i in range(1, len(streams) + 1)]
+    for name, stream in zip(names, streams, strict=True):
+        write_lines(out_dir / name, stream)
+    return names
+
+
+def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpus]
+                    ) -> tuple[list[str], References, str]:
+    """(sources, references, label) from a named test set, from src_file/ref_file (one reference file or several),
+    or from the split of the checkpoint's corpus."""
     if cfg.testset:
         if cfg.src_file or cfg.ref_file:
             raise NMTError("give testset or src_file/ref_file, not both")
@@ -100,7 +126,7 @@ def load_references(cfg: DictConfig, loaded: Any, cache: dict[str, PreparedCorpu
     elif cfg.src_file or cfg.ref_file:
         if not (cfg.src_file and cfg.ref_file):
             raise NMTError("give both src_file and ref_file (or neither, to use split)")
-        sources, refs = read_parallel_lines(cfg.src_file, cfg.ref_file)
+        sources, refs = read_references(cfg.src_file, cfg.ref_file)
         label = Path(cfg.src_file).name.removesuffix(".gz")
     else:
         data = OmegaConf.to_container(loaded.cfg.data, resolve=True)
@@ -170,7 +196,7 @@ def attention_plots(system: System, sources: list[str], cfg: DictConfig, device:
     return names, figures
 
 
-def build_report(label: str, sources: list[str], refs: list[str], systems: list[System], baseline: System | None,
+def build_report(label: str, sources: list[str], refs: References, systems: list[System], baseline: System | None,
                  cfg: DictConfig) -> EvaluationReport:
     edges, n = list(cfg.length_edges), int(cfg.bootstrap_samples)
     everyone = systems + ([baseline] if baseline is not None else [])
@@ -267,9 +293,10 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
                 write_lines(out_dir / f"{safe_name(s.name)}.nbest.txt",
                             [f"{i} ||| {h} ||| {sc:.4f}" for i, nb in enumerate(s.nbest) for h, sc in nb])
         write_lines(out_dir / "src.txt", sources)
-        write_lines(out_dir / "ref.txt", refs)
+        ref_files = write_references(out_dir, refs)
 
         report = build_report(label, sources, refs, systems, baseline, cfg)
+        report.references = ref_files
         fig = plot_bleu_by_length({s.name: s.by_length for s in report.systems},
                                   title=f"BLEU by source length ({label})")
         report.plots = Plots(bleu_by_length=save_png(fig, out_dir / "bleu_by_length.png").name, attention=plots)
@@ -284,8 +311,8 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
         if not report.plots.attention and cfg.attention_sentences:
             report.notes.append("no attention heatmaps: the models have no attention over the source")
         rescored = " ".join(m.sacrebleu for m in METRICS.values() if m.sacrebleu)
-        report.notes.append(f"rescore with: sacrebleu ref.txt -i {report.systems[0].hypotheses_file} -m {rescored} "
-                            f"(chrF++: -m chrf --chrf-word-order 2)")
+        report.notes.append(f"rescore with: sacrebleu {' '.join(ref_files)} -i {report.systems[0].hypotheses_file} "
+                            f"-m {rescored} (chrF++: -m chrf --chrf-word-order 2)")
         md_path, _ = write_report(out_dir, report)
 
         if cfg.tensorboard_dir:

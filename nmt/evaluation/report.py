@@ -9,7 +9,8 @@ report.md is rendered from it. Its shape on disk:
                   "device"}, "scores": CorpusScores, "by_length": [LengthRow], "baseline": true (the baseline
                   only)}],
      "comparisons": [{"system", "baseline", "overall": PairedTest, "by_length": [PairedBucket]}],
-     "notes": [str], "plots": {"bleu_by_length": file name, "attention": [file names]}}
+     "notes": [str], "plots": {"bleu_by_length": file name, "attention": [file names]},
+     "references": [file names: ref.txt, or ref1.txt, ref2.txt, ... for several references a sentence]}
 
 A system's fields that do not apply (a hypotheses file has no checkpoint, step or speed) are left out.
 """
@@ -107,12 +108,13 @@ class EvaluationReport(Record):
     comparisons: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: Plots | None = None
+    references: list[str] | None = None  # the reference files beside the report (None: not recorded)
     out_dir: str | None = None
     report_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_dict().items()
-                if v is not None or k not in ("plots", "out_dir", "report_file")}
+                if v is not None or k not in ("plots", "references", "out_dir", "report_file")}
 
     def system(self, name: str) -> EvaluatedSystem:
         return next(s for s in self.systems if s.name == name)
@@ -248,6 +250,9 @@ def render_markdown(report: EvaluationReport) -> str:
     d = report.decode
     lines = [f"# {report.title}", ""]
     lines.append(f"- data: {report.split} ({report.num_sentences} sentences)")
+    if report.references and len(report.references) > 1:
+        lines.append(f"- references: {len(report.references)} a sentence ({', '.join(report.references)}), every "
+                     f"score against all of them; length buckets by the source")
     if d:
         search = "greedy" if d.get("beam", 1) == 1 else f"beam {d['beam']}, length penalty alpha {d.get('alpha')}"
         lines.append(f"- decoding: {search}, max length {d.get('max_len_a')} * source + {d.get('max_len_b')}")

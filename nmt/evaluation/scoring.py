@@ -156,6 +156,9 @@ def score(checkpoint: str | Path, src_file: str | Path | None = None, ref_file: 
     TSV there."""
     if (src_file is None) == (sources is None) or (ref_file is None) == (references is None):
         raise NMTError("give the sources and the references, each either as a file or as a list")
+    if ref_file is not None and not isinstance(ref_file, (str, Path)):
+        raise NMTError(f"nmt-score takes one reference file, got {len(ref_file)}: it gives the log-probability of one "
+                       f"reference a sentence; score each reference file with its own nmt-score run")
     if sources is None and references is None:
         sources, references = read_parallel_lines(src_file, ref_file)
     if sources is None:

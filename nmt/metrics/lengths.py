@@ -1,5 +1,7 @@
 """Scores by source length (the view of Bahdanau et al. 2015, Fig. 2): length buckets, BLEU per bucket with
-bootstrap intervals, paired tests per bucket, and the rise of reference NLL with length (`nll_rise_by_length`)."""
+bootstrap intervals, paired tests per bucket, and the rise of reference NLL with length (`nll_rise_by_length`).
+Buckets go by the source, so a sentence with several references (nmt.metrics.scores.References) falls in one
+bucket and is scored there against all of them."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from nmt.errors import NMTError
 from nmt.io import Record, fields_from_json
-from nmt.metrics.scores import check_pair, corpus_score
+from nmt.metrics.scores import References, check_pair, corpus_score
 from nmt.metrics.significance import (
     BOOTSTRAP_SEED,
     PairedTest,
@@ -88,7 +90,7 @@ def assign_buckets(sources: Sequence[str], edges: Sequence[int] = DEFAULT_EDGES)
 def bleu_by_length(
     sources: Sequence[str],
     hyps: Sequence[str],
-    refs: Sequence[str],
+    refs: References,
     edges: Sequence[int] = DEFAULT_EDGES,
     n_samples: int = 1000,
     seed: int = BOOTSTRAP_SEED,
@@ -118,7 +120,7 @@ def paired_bootstrap_by_length(
     sources: Sequence[str],
     hyps: Sequence[str],
     base_hyps: Sequence[str],
-    refs: Sequence[str],
+    refs: References,
     edges: Sequence[int] = DEFAULT_EDGES,
     n_samples: int = 1000,
     seed: int = BOOTSTRAP_SEED,

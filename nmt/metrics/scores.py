@@ -6,6 +6,12 @@ numbers and signatures match the `sacrebleu` command line. Resampling works on s
 sufficient statistics (n-gram match counts), the way `sacrebleu --paired-bs` does, so a bootstrap sample
 costs one score computation instead of a re-tokenization of the corpus. This is the only module that uses
 sacreBLEU's private methods (pinned by the sacrebleu version bound in pyproject.toml).
+
+References come one per sentence: a string, or a tuple of several references of that sentence (`References`),
+so selecting sentences (a length bucket, a resample) is indexing either way. With several, every metric scores
+against all of them as sacreBLEU does (`sacrebleu ref1 ref2 -i hyp`: BLEU clips n-gram counts by the most
+frequent in any one reference and takes the closest reference length, chrF keeps each sentence's best-matching
+reference, TER its fewest edits), and the per-sentence statistics still add up.
 """
 
 from __future__ import annotations
@@ -58,6 +64,20 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
 )}
 VALIDATED = [m for m in METRICS.values() if m.validate]  # what validation during training computes
 
+# A corpus's references, one entry per sentence: its reference (str) or its several references (tuple[str, ...],
+# the same number for every sentence).
+References = Sequence[str] | Sequence[tuple[str, ...]]
+
+
+def reference_streams(refs: References) -> list[list[str]]:
+    """sacreBLEU's layout of `refs`: (num_refs, num_sentences), one stream per reference."""
+    if not refs or isinstance(refs[0], str):
+        return [list(refs)]
+    counts = sorted({len(r) for r in refs})
+    if len(counts) != 1 or counts[0] < 1:
+        raise NMTError(f"every sentence needs as many references as the others, got {counts} references a sentence")
+    return [list(stream) for stream in zip(*refs, strict=True)]
+
 
 @dataclass
 class CorpusScores(Record):
@@ -101,17 +121,17 @@ def _check_table() -> None:
 _check_table()
 
 
-def check_pair(hyps: Sequence[str], refs: Sequence[str]) -> None:
+def check_pair(hyps: Sequence[str], refs: References) -> None:
     if len(hyps) != len(refs):
         raise NMTError(f"{len(hyps)} hypotheses but {len(refs)} references: line counts must match")
     if not hyps:
         raise NMTError("nothing to score: no sentences")
 
 
-def corpus_scores(hyps: Sequence[str], refs: Sequence[str]) -> CorpusScores:
-    """Every metric of `METRICS` of detokenized `hyps` against one reference each."""
+def corpus_scores(hyps: Sequence[str], refs: References) -> CorpusScores:
+    """Every metric of `METRICS` of detokenized `hyps` against their references (one or several each)."""
     check_pair(hyps, refs)
-    hyps, ref_streams = list(hyps), [list(refs)]
+    hyps, ref_streams = list(hyps), reference_streams(refs)
     values: dict[str, float] = {}
     signatures: dict[str, str] = {}
     detail = ""
@@ -134,19 +154,19 @@ def resampled_metric(metric: str) -> Metric:
     return spec.scorer()
 
 
-def corpus_score(hyps: Sequence[str], refs: Sequence[str], metric: str = "bleu") -> float:
+def corpus_score(hyps: Sequence[str], refs: References, metric: str = "bleu") -> float:
     """One corpus-level score of a metric of `METRICS`."""
     check_pair(hyps, refs)
     if metric not in METRICS:
         raise NMTError(f"unknown metric {metric}; choose from {', '.join(METRICS)}")
-    return float(METRICS[metric].scorer().corpus_score(list(hyps), [list(refs)]).score)
+    return float(METRICS[metric].scorer().corpus_score(list(hyps), reference_streams(refs)).score)
 
 
-def sentence_stats(hyps: Sequence[str], refs: Sequence[str], metric: str = "bleu") -> np.ndarray:
+def sentence_stats(hyps: Sequence[str], refs: References, metric: str = "bleu") -> np.ndarray:
     """(num_sentences, num_stats) float32 sufficient statistics; they add up over sentences, so the statistics
     of any set of sentences (a resample, a group) are a sum of rows."""
     check_pair(hyps, refs)
-    stats = resampled_metric(metric)._extract_corpus_statistics(list(hyps), [list(refs)])
+    stats = resampled_metric(metric)._extract_corpus_statistics(list(hyps), reference_streams(refs))
     return np.asarray(stats, dtype="float32")
 
 

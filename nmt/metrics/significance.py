@@ -26,7 +26,7 @@ import numpy as np
 
 from nmt.errors import NMTError
 from nmt.io import Record
-from nmt.metrics.scores import check_pair, resampled_scores, score_from_stats, sentence_stats
+from nmt.metrics.scores import References, check_pair, resampled_scores, score_from_stats, sentence_stats
 
 # sacreBLEU's own default seed (SACREBLEU_SEED), so resampling indices match `sacrebleu --paired-bs`.
 BOOTSTRAP_SEED = 12345
@@ -152,7 +152,7 @@ def percentile_interval(replicates: np.ndarray) -> list[float]:
     return [float(x) for x in np.percentile(replicates, [2.5, 97.5])]
 
 
-def bootstrap_interval(hyps: Sequence[str], refs: Sequence[str], n_samples: int = 1000,
+def bootstrap_interval(hyps: Sequence[str], refs: References, n_samples: int = 1000,
                        seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> tuple[float, float]:
     """95% percentile interval of the corpus score over `n_samples` resamplings of the sentences."""
     return stats_interval(sentence_stats(hyps, refs, metric), n_samples, seed, metric)
@@ -165,10 +165,10 @@ def stats_interval(stats: np.ndarray, n_samples: int = 1000, seed: int = BOOTSTR
     return lo, hi
 
 
-def paired_bootstrap(hyps: Sequence[str], base_hyps: Sequence[str], refs: Sequence[str], n_samples: int = 1000,
+def paired_bootstrap(hyps: Sequence[str], base_hyps: Sequence[str], refs: References, n_samples: int = 1000,
                      seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> PairedTest:
-    """Paired bootstrap of a system against a baseline on the same references (a metric of `METRICS` with
-    per-sentence statistics)."""
+    """Paired bootstrap of a system against a baseline on the same references, one or several a sentence (a
+    metric of `METRICS` with per-sentence statistics)."""
     check_pair(hyps, refs)
     check_pair(base_hyps, refs)
     sys_stats, base_stats = sentence_stats(hyps, refs, metric), sentence_stats(base_hyps, refs, metric)

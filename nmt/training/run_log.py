@@ -8,6 +8,7 @@ removed again by `close()`, so several runs in one process never write each othe
 
 TensorBoard events go into the run directory itself, so `tensorboard --logdir outputs` lists one run per
 training run. Tags: train/{loss,lr,grad_norm,tokens_per_sec,padding_fraction,step_ms,data_wait_ms};
+data/pairs_<name> (pairs consumed so far of each corpus of data.train_mix);
 memory/host_peak_gb (and memory/cuda_peak_{allocated,reserved}_gb on CUDA); valid/{loss,ppl,best_bleu,seconds} and
 valid/<name> of each validated metric of nmt.metrics.scores.METRICS (bleu, chrf), all named in METRIC_TAGS;
 images attention/<k> (one per validation, same tag, so the step slider shows the alignment forming;
@@ -15,6 +16,9 @@ TensorBoard keeps 10 steps per image tag unless started with e.g. --samples_per_
 images=0 shows none), text valid/samples, and the HParams table: the flattened config of the run, with its
 metrics read from the valid/* scalars above (the HParams plugin shows a metric's last value in the session's
 run).
+
+Every scalar goes through `RunLogger.scalars`, which also hands it to the run's other trackers (train.trackers,
+nmt/training/trackers.py), so MLflow holds the same tags, steps and values as TensorBoard.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import torch
 
@@ -186,8 +190,10 @@ class Progress:
         """Training time of the run so far, validation and checkpoints left out (what train.max_minutes counts)."""
         return self.seconds_before + time.monotonic() - self.start - self.paused
 
-    def update(self, step: int, epochs: float, epoch: int, index: int, n_batches: int, lr: float) -> None:
-        """After a step that consumed batch `index` of `n_batches` of `epoch` (0-based)."""
+    def update(self, step: int, epochs: float, epoch: int, index: int, n_batches: int, lr: float,
+               pairs: Mapping[str, int] | None = None) -> None:
+        """After a step that consumed batch `index` of `n_batches` of `epoch` (0-based); `pairs`: the pairs of each
+        corpus of data.train_mix consumed so far (the log line and data/pairs_<name> show them)."""
         elapsed = time.monotonic() - self.start  # wall time, pauses included: the ETA is in wall time
         fraction = budget_fraction(self.train_cfg, step, epochs, self.train_seconds)
         eta = elapsed * (1 - fraction) / max(fraction - self.start_fraction, 1e-9)
@@ -200,10 +206,11 @@ class Progress:
         if self.train_cfg.log_every > 0 and meter.steps > 0 and step % self.train_cfg.log_every == 0:
             scalars = meter.scalars(lr)
             peaks = peak_memory(self.device)
+            mix = f" | pairs {', '.join(f'{name} {n}' for name, n in pairs.items())}" if pairs else ""
             self.log.info(f"{line} | gnorm {scalars['train/grad_norm']:.2f} | {scalars['train/step_ms']:.0f} ms/step "
-                          f"(data {scalars['train/data_wait_ms']:.0f}) | {memory_text(peaks)}",
+                          f"(data {scalars['train/data_wait_ms']:.0f}) | {memory_text(peaks)}{mix}",
                           console=not self.log.live)
-            self.log.scalars(scalars | peaks, step)
+            self.log.scalars(scalars | peaks | {f"data/pairs_{name}": n for name, n in (pairs or {}).items()}, step)
             meter.reset()
 
     def exclude(self, seconds: float) -> None:
@@ -237,8 +244,20 @@ class _HoldHandler(logging.Handler):
         self.held.append(record)
 
 
+class Tracker(Protocol):
+    """An experiment tracker beside TensorBoard (nmt/training/trackers.py): RunLogger opens it with its files, hands
+    it every scalar it logs, and closes it after train.log."""
+
+    def open(self) -> None: ...
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None: ...
+
+    def close(self, failed: bool) -> None: ...
+
+
 class RunLogger:
-    """Console + train.log lines, an in-place progress line on a terminal, and a TensorBoard writer.
+    """Console + train.log lines, an in-place progress line on a terminal, a TensorBoard writer, and the run's other
+    `trackers` (each gets the scalars TensorBoard gets).
 
     `info` goes to both the console and the log file (`console=False`: the file only). `progress` redraws
     one line when stdout is a terminal and is silent otherwise (the trainer writes a plain `info` line every
@@ -253,8 +272,10 @@ class RunLogger:
         purge_step: int | None = None,
         stream: TextIO | None = None,
         hold_files: bool = False,
+        trackers: Sequence[Tracker] = (),
     ) -> None:
         self.enabled = enabled and run_dir is not None
+        self.trackers = list(trackers) if self.enabled else []
         self.run_dir, self._tensorboard, self._purge_step = run_dir, tensorboard, purge_step
         self._held: list[logging.LogRecord] = []
         self._files_open = False
@@ -304,6 +325,8 @@ class RunLogger:
 
             # purge_step drops events a crashed run logged after its last checkpoint, so curves don't fold back.
             self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=self._purge_step)
+        for tracker in self.trackers:
+            tracker.open()
 
     # Console and file --------------------------------------------------------------------------------------
     def info(self, message: str, console: bool = True) -> None:
@@ -330,12 +353,14 @@ class RunLogger:
 
     # TensorBoard -------------------------------------------------------------------------------------------
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        if self.writer is None:
-            return
-        for tag, value in values.items():
-            if value is not None and math.isfinite(float(value)):
-                self.writer.add_scalar(tag, float(value), step)
+        """TensorBoard scalars at `step` (the finite ones), and the same to every tracker."""
+        finite = {tag: float(v) for tag, v in values.items() if v is not None and math.isfinite(float(v))}
+        if self.writer is not None:
+            for tag, value in finite.items():
+                self.writer.add_scalar(tag, value, step)
                 self._scalar_tags.add(tag)
+        for tracker in self.trackers:
+            tracker.scalars(finite, step)
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
         if self.writer is not None:
@@ -376,7 +401,8 @@ class RunLogger:
         for handler in self.logger.handlers if self.logger is not None else []:
             handler.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close TensorBoard and train.log, then the trackers (which store train.log; `failed`: the run failed)."""
         self._clear_live()
         if self.writer is not None:
             self.writer.close()
@@ -388,6 +414,9 @@ class RunLogger:
             self.logger = None
             with _logger_ids_lock:
                 _logger_ids.discard(self._logger_id)
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.close(failed)
 
 
 def samples_markdown(sources: Sequence[str], hypotheses: Sequence[str], references: Sequence[str]) -> str:

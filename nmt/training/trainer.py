@@ -41,6 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from nmt.config import Config, DecodeConfig, check_values, typed_config
 from nmt.data.batching import batch_stream
+from nmt.data.mix import MixedBatchSampler, check_train_mix
 from nmt.errors import NMTError
 from nmt.io import write_text
 from nmt.models import model_class
@@ -54,6 +55,7 @@ from nmt.training.schedules import budget_used
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
 from nmt.training.state import FitSummary, StepStats, TrainState
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
+from nmt.training.trackers import check_trackers, make_trackers
 from nmt.training.validate import metrics_text, validate
 
 Tensor = torch.Tensor
@@ -88,7 +90,9 @@ class Trainer:
         self.cfg: DictConfig = typed_config(cfg)  # typed, the model by its arch: checks keys
         self.train_cfg = self.cfg.train
         check_values(self.cfg)  # every section's choices and ranges, before anything is read or written
+        check_train_mix(self.cfg.data)
         check_train_config(self.train_cfg)
+        check_trackers(self.train_cfg.trackers)
         if self.train_cfg.compile and not model_class(self.cfg.model.arch).compiles:
             raise NMTError(f"train.compile=true does not suit model.arch={self.cfg.model.arch}: its decoder steps "
                            f"through the target in a Python loop, which torch.compile traces again for every target "
@@ -128,7 +132,10 @@ class Trainer:
         # Nothing is written into the run directory before the corpus is prepared (train.log's lines are held, no
         # events, no record): a resume is checked once more against it (input files that changed), and a run that
         # cannot start leaves no trace.
-        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge, hold_files=True)
+        trackers = make_trackers(train_cfg.trackers, self.run_dir, train_cfg.mlflow_experiment or self.cfg.data.name,
+                                 OmegaConf.to_container(self.cfg, resolve=True))
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main, purge_step=purge, hold_files=True,
+                             trackers=trackers)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -214,7 +221,7 @@ class Trainer:
     def release(self, failed: bool = False) -> None:
         """Close the run's log, free its run-directory lock and leave the process group (what `fit` does at its
         end; for a trainer that was only set up, e.g. to inspect what a resume restores)."""
-        self.log.close()
+        self.log.close(failed)
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
@@ -310,9 +317,12 @@ class Trainer:
                                state.train_seconds)
             stats = self._train_step([g[3] for g in group], time_up, used)
             state.epoch, state.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
+            if isinstance(self.data.sampler, MixedBatchSampler):  # pairs per corpus, saved with the data position
+                for e, i, _, _ in group:
+                    self.data.sampler.add_pairs(state.mix_pairs, e, i)
             self._count(stats, progress)
             progress.update(state.step, state.epoch + state.batch_in_epoch / n_batches, epoch, index, n_batches,
-                            stats.lr)
+                            stats.lr, state.mix_pairs)
             if stats.stop:
                 self.log.info(f"stopping on {signal.Signals(self._signal).name if self._signal else 'a signal'}")
                 return "signal"
