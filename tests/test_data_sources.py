@@ -14,6 +14,8 @@ from nmt.config import DataConfig, TokenizerConfig
 from nmt.data import sources
 from nmt.data.corpus import clean_train, prepare_corpus
 from nmt.data.sources import (
+    iter_corpus_lines,
+    iter_parallel,
     read_corpus_lines,
     read_parallel,
     records_to_pairs,
@@ -50,6 +52,26 @@ def test_read_lines_strips_handles_gzip_and_splits_on_newline_only(tmp_path):
     expected = ["Ein Hund.", "zwei\u2028Katzen", "drei"]
     assert read_corpus_lines(plain) == expected
     assert read_corpus_lines(gz) == expected
+
+
+def test_lines_read_in_chunks_are_the_lines_read_whole(tmp_path):
+    lines = ["\ufeffErster Satz", "  zwei\u2028drei ", "", "vier\r", "fünf", "sechs", "sieben"]
+    for path in (write(tmp_path / "c.txt", lines), write(tmp_path / "c.txt.gz", lines)):
+        chunks = list(iter_corpus_lines(path, chunk=2))
+        assert [len(c) for c in chunks] == [2, 2, 2, 1]
+        assert [line for c in chunks for line in c] == read_corpus_lines(path) == \
+            ["Erster Satz", "zwei\u2028drei", "", "vier", "fünf", "sechs", "sieben"]
+    bad = tmp_path / "bad.de"
+    bad.write_bytes(b"eins\nzwei\ndrei\nvier\nf\xfcnf\n")  # latin-1 on line 5, the third chunk of two lines
+    with pytest.raises(NMTError, match=r"line 5 \(byte 21\)"):
+        list(iter_corpus_lines(bad, chunk=2))
+
+
+def test_misaligned_files_are_found_across_chunks(tmp_path):
+    src = write(tmp_path / "long.de", [f"s{i}" for i in range(7)])
+    tgt = write(tmp_path / "short.en", [f"t{i}" for i in range(4)])
+    with pytest.raises(NMTError, match=r"long\.de has 7 lines but .*short\.en has 4"):
+        list(iter_parallel(src, tgt))
 
 
 def test_misaligned_files_name_both_files_and_counts(tmp_path):

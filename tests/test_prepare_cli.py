@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from nmt.config import CONFIG_DIR, DataConfig, TokenizerConfig, compose_config
 from nmt.data import corpus as corpus_module
+from nmt.data import sources as sources_module
 from nmt.data.corpus import prepare_corpus
 from nmt.data.sources import read_corpus_lines
 from nmt.data.tokenizer import Tokenizer
@@ -130,6 +131,36 @@ def test_interrupted_prepare_leaves_no_valid_looking_cache(tmp_path, tiny_files,
     again = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
     assert again.stats["cache"] == "rebuilt"
     assert json.loads((directory / "manifest.json").read_text())["tokenizer_settings"]["vocab_size"] == 40
+
+
+def test_a_corpus_read_in_small_chunks_is_the_corpus_read_whole(tmp_path, real_mirror, monkeypatch):
+    """Multi30k's first 3,000 train pairs (and its valid set) prepared in chunks of 7 lines, against one chunk:
+    the same cleaned text, drops, statistics, corpus hash and tokenizer."""
+    files = {}
+    for split, name in (("train", "train"), ("valid", "val")):
+        files[split] = [write(tmp_path / f"{split}.{lang}", read_corpus_lines(real_mirror / "multi30k" /
+                                                                          f"{name}.{lang}.gz")[:3000])
+                        for lang in ("de", "en")]
+    whole = prepare_corpus(config(tmp_path / "whole", files, vocab=500), log=quiet)
+    monkeypatch.setattr(sources_module, "CHUNK_LINES", 7)
+    chunked = prepare_corpus(config(tmp_path / "chunked", files, vocab=500), log=quiet)
+    assert chunked.corpus_sha256 == whole.corpus_sha256 and chunked.tokenizer.sha256 == whole.tokenizer.sha256
+    assert chunked.stats["splits"] == whole.stats["splits"] and chunked.stats["dropped"] == whole.stats["dropped"]
+    assert chunked.split("train")["src"] == whole.split("train")["src"]
+
+
+def test_a_bad_line_late_in_a_changed_corpus_leaves_the_prepared_one_intact(tmp_path, tiny_files):
+    first = prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    directory = first.directory
+    before = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    with open(tiny_files["train"][0], "ab") as f:
+        f.write(b"ein letzter \xff Satz\n")  # the new last line: invalid UTF-8
+    with open(tiny_files["train"][1], "a") as f:
+        f.write("a last sentence\n")
+    with pytest.raises(NMTError, match=r"train\.de: invalid UTF-8 on line 21"):
+        prepare_corpus(config(tmp_path, tiny_files), log=quiet)
+    after = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    assert after == before  # nothing half-written, the manifest still valid for the old inputs
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

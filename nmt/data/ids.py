@@ -232,6 +232,8 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
                     handles[split, side] = open(_files(tmp, split, side)[0], "wb")
                 handles[split, side].write(ids.tobytes())
                 lengths.setdefault((split, side), []).append(lens)
+        if pool is not None:
+            pool.close()  # every chunk is in: let the workers exit on their own (terminate below is for failures)
     finally:
         _WORKER.clear()
         for handle in handles.values():

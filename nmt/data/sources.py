@@ -67,8 +67,8 @@ class RawCorpus:
 
 
 def iter_corpus_lines(path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None,
-                      chunk: int = CHUNK_LINES) -> Iterator[list[str]]:
-    """The lines of a corpus file (UTF-8, plain or gzip) in chunks of up to `chunk`, each line stripped of
+                      chunk: int | None = None) -> Iterator[list[str]]:
+    """The lines of a corpus file (UTF-8, plain or gzip) in chunks of up to `chunk` (CHUNK_LINES), each stripped of
     surrounding whitespace (unlike nmt.io.read_text_lines, which keeps lines exactly as written). Only one chunk
     is in memory at a time.
 
@@ -85,6 +85,7 @@ def iter_corpus_lines(path: Path, encoding_errors: str = "strict", log: Callable
         raise NMTError(f"{path} is named .gz but is not gzip-compressed")
     if encoding_errors not in CHOICES["data.encoding_errors"]:
         raise NMTError(f"data.encoding_errors must be strict or replace, got {encoding_errors!r}")
+    chunk = CHUNK_LINES if chunk is None else chunk
     line_no, offset, text_seen, replaced, first_bad = 0, 0, False, 0, 0
     with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
         while True:
