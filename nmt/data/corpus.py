@@ -1,7 +1,8 @@
 """A prepared corpus: cleaned splits as a `datasets.DatasetDict` plus the SentencePiece tokenizer, cached on disk.
 
 `<data.root>/prepared/<data.name>/` holds
-- `dataset/`: the DatasetDict (Arrow, via save_to_disk), columns "src" and "tgt" (cleaned raw text);
+- `dataset/<split>.arrow`: each split's cleaned text, columns "src" and "tgt", an Arrow stream file opened
+  memory-mapped as one `datasets.Dataset` (`open_splits`), written and read a record batch at a time;
 - `spm-<key>.model` (joint) or `spm-<key>.src.model` + `spm-<key>.tgt.model`: the key hashes the tokenizer
   settings and the train text, so the tokenizer is retrained only when one of those changes;
 - `ids-<key>/`: the token ids of every split, encoded once and memory-mapped by every user (nmt.data.ids); the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import shutil
 import time
@@ -36,13 +38,13 @@ from omegaconf import OmegaConf
 from nmt.config import DataConfig, check_values
 from nmt.data import concat
 from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
-from nmt.data.sources import CHUNK_LINES, Pairs, file_fingerprint, input_files, load_raw
+from nmt.data.sources import Pairs, file_fingerprint, input_files, load_raw
 from nmt.data.tokenizer import Tokenizer, sample_rows
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_json
 
 # Bump when cleaning or storage changes, so caches built by older code are rebuilt.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 MANIFEST = "manifest.json"
 DATASET_DIR = "dataset"
 STAGE_DIR = "stage.tmp"  # the splits as they are read, before they replace the cached corpus
@@ -138,14 +140,15 @@ def config_key(cfg: DataConfig) -> str:
     return _hash({"version": CORPUS_VERSION, **relevant})
 
 
-def tokenizer_key(cfg: DataConfig, train: datasets.Dataset) -> str:
-    """Hash of the tokenizer settings and the train text it learns from (the cleaned train split)."""
+def tokenizer_key(cfg: DataConfig, train: Path) -> str:
+    """Hash of the tokenizer settings and the train text it learns from (the cleaned train split's file)."""
     text = hashlib.sha256()
-    for column in ("src", "tgt"):
-        for line in _lines(train, column):
-            text.update(line.encode())
-            text.update(b"\n")
-        if column == "src":
+    for side in (0, 1):
+        for chunk in read_split(train):
+            for line in chunk[side]:
+                text.update(line.encode())
+                text.update(b"\n")
+        if side == 0:
             text.update(b"\0\n")
     return _hash({"tokenizer": dataclasses.asdict(cfg.tokenizer), "train": text.hexdigest()})
 
@@ -210,7 +213,7 @@ def _load_cached(
         tokenizer = _load_tokenizer(directory, manifest["tokenizer_files"], manifest["tokenizer_settings"])
         if tokenizer is None or tokenizer.sha256 != manifest["tokenizer_sha256"]:
             return None
-        splits = datasets.load_from_disk(str(directory / DATASET_DIR))
+        splits = open_splits(directory / DATASET_DIR, manifest["splits"])
         test_sets, stats = manifest["test_sets"], dict(manifest["stats"], cache="hit")
         corpus_sha256 = manifest["corpus_sha256"]
     except (KeyError, OSError, ValueError):  # a manifest from other code, or files removed by hand
@@ -225,21 +228,62 @@ def _load_cached(
 # -------------------------------------------------------------------------------------------------- build
 
 
-def _lines(split: datasets.Dataset, column: str) -> Iterator[str]:
-    """One column of a saved split, read CHUNK_LINES rows at a time from its memory map."""
-    one = split.select_columns([column])
-    for start in range(0, len(split), CHUNK_LINES):
-        yield from one[start:start + CHUNK_LINES][column]
+def write_split(path: Path, chunks: Iterable[Pairs]) -> int:
+    """Chunks of (source lines, target lines) -> one Arrow stream file with columns src and tgt, a record batch
+    per chunk, written as they come; returns the pairs written."""
+    schema = pa.schema([("src", pa.string()), ("tgt", pa.string())])
+    pairs = 0
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for src, tgt in chunks:
+            writer.write_batch(pa.record_batch([pa.array(src, pa.string()), pa.array(tgt, pa.string())], schema))
+            pairs += len(src)
+    return pairs
 
 
-def _word_stats(splits: dict[str, datasets.Dataset]) -> dict[str, dict[str, float]]:
+def read_split(path: Path) -> Iterator[Pairs]:
+    """A split file's (source lines, target lines), record batch by record batch. Read, not memory-mapped: a pass
+    over the whole corpus leaves none of its pages in this process."""
+    with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
+        for batch in reader:
+            yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
+
+
+def open_splits(directory: Path, names: list[str]) -> datasets.DatasetDict:
+    """The split files `<directory>/<name>.arrow`, memory-mapped, as a DatasetDict in the order of `names`."""
+    return datasets.DatasetDict({n: datasets.Dataset.from_file(str(directory / f"{n}.arrow")) for n in names})
+
+
+def _take(path: Path, rows: list[int]) -> Pairs:
+    """The pairs at `rows` (ascending) of a split file."""
+    wanted, src, tgt, start = np.asarray(rows, dtype=np.int64), [], [], 0
+    for s, t in read_split(path):
+        lo, hi = np.searchsorted(wanted, [start, start + len(s)])
+        src += [s[r - start] for r in wanted[lo:hi]]
+        tgt += [t[r - start] for r in wanted[lo:hi]]
+        start += len(s)
+    return src, tgt
+
+
+def _read_whole(path: Path) -> Pairs:
+    src: list[str] = []
+    tgt: list[str] = []
+    for s, t in read_split(path):
+        src += s
+        tgt += t
+    return src, tgt
+
+
+def _word_stats(files: dict[str, Path]) -> dict[str, dict[str, float]]:
     """split -> pairs and the words per sentence of each side (mean, max); the pieces come from the id cache."""
     out = {}
-    for name, split in splits.items():
-        out[name] = {"pairs": len(split)}
-        for side in ("src", "tgt"):
-            words = np.fromiter((len(x.split()) for x in _lines(split, side)), dtype=np.int64, count=len(split))
-            out[name].update(length_stats(words, f"{side}_words"))
+    for name, path in files.items():
+        words: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        for chunk in read_split(path):
+            for side, lines in enumerate(chunk):
+                words[side].append(np.fromiter((len(x.split()) for x in lines), dtype=np.int64, count=len(lines)))
+        out[name] = {"pairs": int(sum(len(w) for w in words[0]))}
+        for side, counts in zip(("src", "tgt"), words, strict=True):
+            out[name].update(length_stats(np.concatenate(counts or [np.zeros(0, np.int64)]), f"{side}_words"))
     return out
 
 
@@ -250,53 +294,41 @@ def _piece_stats(stats: dict[str, dict[str, float]], ids: IdCache) -> None:
             stats[name].update(length_stats(getattr(encoded, side).lengths, f"{side}_pieces"))
 
 
-def _corpus_sha256(splits: dict[str, datasets.Dataset]) -> str:
+def _corpus_sha256(files: dict[str, Path]) -> str:
     digest = hashlib.sha256()
-    for name, split in splits.items():
-        for side in ("src", "tgt"):
+    for name, path in files.items():
+        for side in (0, 1):
             digest.update(f"\0{name}\0".encode())
-            for line in _lines(split, side):
-                digest.update(line.encode() + b"\n")
+            for chunk in read_split(path):
+                for line in chunk[side]:
+                    digest.update(line.encode() + b"\n")
     return digest.hexdigest()
 
 
 class _TrainCleaning:
-    """The train split's chunks, cleaned as they pass (`clean_train`), counting the pairs read and dropped."""
+    """The train split's chunks, cleaned as they pass (`clean_train`), counting the pairs read, kept and dropped."""
 
     def __init__(self, chunks: Iterable[Pairs], cfg: DataConfig) -> None:
         self.chunks, self.cfg = chunks, cfg
-        self.read, self.dropped = 0, dict.fromkeys(DROP_REASONS, 0)
+        self.read, self.kept, self.dropped = 0, 0, dict.fromkeys(DROP_REASONS, 0)
 
     def __iter__(self) -> Iterator[Pairs]:
         for src, tgt in self.chunks:
             kept_src, kept_tgt, dropped = clean_train(src, tgt, self.cfg.max_words, self.cfg.max_ratio)
-            self.read += len(src)
+            self.read, self.kept = self.read + len(src), self.kept + len(kept_src)
             for reason, count in dropped.items():
                 self.dropped[reason] += count
             yield kept_src, kept_tgt
 
 
-def _write_arrow(path: Path, chunks: Iterable[Pairs]) -> datasets.Dataset:
-    """Chunks of (source lines, target lines) -> one Arrow stream file with columns src and tgt, written chunk by
-    chunk, opened as a memory-mapped Dataset."""
-    schema = pa.schema([("src", pa.string()), ("tgt", pa.string())])
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for src, tgt in chunks:
-            writer.write_batch(pa.record_batch([pa.array(src, pa.string()), pa.array(tgt, pa.string())], schema))
-    return datasets.Dataset.from_file(str(path))
-
-
-def _save_dataset(directory: Path, splits: dict[str, datasets.Dataset]) -> None:
+def _install_dataset(directory: Path, files: dict[str, Path]) -> None:
+    """Move the split files into `<directory>/dataset/`, replacing the one there (a directory renamed whole)."""
     tmp, final, old = directory / f"{DATASET_DIR}.tmp", directory / DATASET_DIR, directory / f"{DATASET_DIR}.old"
     for stale in (tmp, old):
         shutil.rmtree(stale, ignore_errors=True)
-    bars = not datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # one bar per split would drown the summary
-    try:
-        datasets.DatasetDict(splits).save_to_disk(str(tmp))
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
+    tmp.mkdir()
+    for name, path in files.items():
+        path.rename(tmp / f"{name}.arrow")
     if final.exists():
         final.rename(old)
     tmp.rename(final)
@@ -319,37 +351,42 @@ def _build(
     directory: Path, key: str, inputs: dict | None, cfg: DataConfig, log: Callable[[str], None],
     given: Tokenizer | None = None,
 ) -> PreparedCorpus:
-    """Read, clean and write the corpus chunk by chunk into the stage (Arrow files), then, with every input read,
-    replace the cached corpus with it. Memory stays flat in the corpus size: the text is never in memory whole
-    (but for concatenation, a transformation of small corpora)."""
+    """Read, clean and write the corpus chunk by chunk into the stage (one Arrow file per split), then, with every
+    input read, replace the cached corpus with it. Memory stays flat in the corpus size: the text is never in
+    memory whole (but for concatenation, a transformation of small corpora), and the passes that hash and count it
+    read the files instead of mapping them."""
     start = time.perf_counter()
     raw = load_raw(cfg, log)
     with _staging(directory) as stage:
         train = _TrainCleaning(raw.splits["train"], cfg)
-        staged = {name: _write_arrow(stage / f"{name}.arrow", train if name == "train" else chunks)
-                  for name, chunks in raw.splits.items()}
+        files = {name: stage / f"{name}.arrow" for name in raw.splits}
+        for name, chunks in raw.splits.items():
+            write_split(files[name], train if name == "train" else chunks)
         if inputs is None:  # just downloaded: fingerprint the files now, so the next prepare finds the cache valid
             inputs = _fingerprints(cfg, log)
         # Only now, with the input known to be readable, invalidate the old cache.
         (directory / MANIFEST).unlink(missing_ok=True)
-        if not len(staged["train"]):
+        if not train.kept:
             raise NMTError(f"no train pairs left after cleaning {raw.origins.get('train')} "
                            f"(dropped: {train.dropped})")
         reasons = ", ".join(f"{k} {v}" for k, v in train.dropped.items())
-        log(f"train: kept {len(staged['train'])} of {train.read} pairs; dropped {reasons}")
-        splits, test_sets, levels = staged, list(raw.test_sets), None
+        log(f"train: kept {train.kept} of {train.read} pairs; dropped {reasons}")
+        final, test_sets, levels = files, list(raw.test_sets), None
         if cfg.concat.max_k > 1:
-            lists = {name: (split["src"], split["tgt"]) for name, split in staged.items()}
-            joined, test_sets, levels = _concatenate(lists, raw.test_sets, cfg.concat)
-            splits = {name: datasets.Dataset.from_dict({"src": s, "tgt": t}) for name, (s, t) in joined.items()}
-            log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(splits['train'])} examples, "
-                f"valid {len(splits['valid'])}; test levels "
+            joined, test_sets, levels = _concatenate({n: _read_whole(p) for n, p in files.items()}, raw.test_sets,
+                                                     cfg.concat)
+            (stage / "joined").mkdir()
+            final = {name: stage / "joined" / f"{name}.arrow" for name in joined}
+            for name, pairs in joined.items():
+                write_split(final[name], [pairs])
+            log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(joined['train'][0])} examples, "
+                f"valid {len(joined['valid'][0])}; test levels "
                 + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
-        corpus_sha256 = _corpus_sha256(splits)
-        _save_dataset(directory, splits)
-
+        corpus_sha256 = _corpus_sha256(final)
+        split_stats = _word_stats(final)
         if given is None:
-            tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, staged["train"], log)
+            tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, files["train"],
+                                                                          train.kept, log)
         else:  # written beside the corpus like its own would be, so the directory is complete on its own
             tokenizer, tok_key, status = given, given.sha256, "given"
             names = _spm_names(tok_key, given.joint)
@@ -357,11 +394,10 @@ def _build(
         for stale in directory.glob("spm-*.model"):
             if stale.name not in names:
                 stale.unlink()
-        settings = dict(tokenizer.settings)
+        _install_dataset(directory, final)
 
-    splits_on_disk = datasets.load_from_disk(str(directory / DATASET_DIR))
-    split_stats = _word_stats(dict(splits_on_disk))
-    corpus = PreparedCorpus(cfg.name, directory, splits_on_disk, test_sets, tokenizer, {}, corpus_sha256)
+    splits = open_splits(directory / DATASET_DIR, list(split_stats))
+    corpus = PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, {}, corpus_sha256)
     corpus.ids = _open_or_build_ids(corpus, cfg.num_proc, log)
     _piece_stats(split_stats, corpus.ids)
     stats = {
@@ -384,10 +420,11 @@ def _build(
         "config_key": key,
         "config": dataclasses.asdict(cfg),
         "inputs": inputs,
+        "splits": list(split_stats),
         "test_sets": test_sets,
         "tokenizer_key": tok_key,
         "tokenizer_files": names,
-        "tokenizer_settings": settings,
+        "tokenizer_settings": dict(tokenizer.settings),
         "tokenizer_sha256": tokenizer.sha256,
         "corpus_sha256": corpus_sha256,
         "stats": stats,
@@ -408,7 +445,9 @@ def _open_or_build_ids(corpus: PreparedCorpus, num_proc: int, log: Callable[[str
         if path.exists():
             log(f"{e}: rebuilding it")
     sizes = {name: len(split) for name, split in corpus.splits.items()}
-    ids = build_ids(path, key, corpus.directory / DATASET_DIR, sizes, corpus.tokenizer, num_proc, log)
+    files = {name: corpus.directory / DATASET_DIR / f"{name}.arrow" for name in sizes}
+    readers = {name: functools.partial(read_split, path) for name, path in files.items()}
+    ids = build_ids(path, key, readers, sizes, corpus.tokenizer, num_proc, log)
     for stale in corpus.directory.glob("ids-*"):
         if stale != path:
             shutil.rmtree(stale, ignore_errors=True)
@@ -422,25 +461,25 @@ def _write_tokenizer(directory: Path, names: list[str], tokenizer: Tokenizer) ->
 
 
 def _train_or_reuse_tokenizer(
-    directory: Path, cfg: DataConfig, train: datasets.Dataset, log: Callable[[str], None]
+    directory: Path, cfg: DataConfig, train: Path, pairs: int, log: Callable[[str], None]
 ) -> tuple[Tokenizer, str, list[str], str]:
-    """The corpus's own tokenizer: the cached one when its settings and the (cleaned) train text are unchanged,
-    else a newly trained one (written to the directory). Returns it, its key, its file names and "reused" or
-    "trained"."""
+    """The corpus's own tokenizer: the cached one when its settings and the cleaned train text (the split file
+    `train`, `pairs` pairs) are unchanged, else a newly trained one (written to the directory). Returns it, its key,
+    its file names and "reused" or "trained"."""
     tok_key = tokenizer_key(cfg, train)
     names = _spm_names(tok_key, cfg.tokenizer.joint)
     settings = dataclasses.asdict(cfg.tokenizer)
     tokenizer = _load_tokenizer(directory, names, settings)
     if tokenizer is not None:
         return tokenizer, tok_key, names, "reused"
-    rows = sample_rows(len(train))
-    sample = train if len(rows) == len(train) else train.select(rows)
-    sampled = f"a seeded random sample of {len(rows)} of the " if len(rows) < len(train) else ""
+    rows = sample_rows(pairs)
+    sample_src, sample_tgt = _take(train, rows)
+    sampled = f"a seeded random sample of {len(rows)} of the " if len(rows) < pairs else ""
     log(
         f"training SentencePiece ({cfg.tokenizer.model_type}, vocab {cfg.tokenizer.vocab_size}, "
-        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{len(train)} train pairs"
+        f"{'joint' if cfg.tokenizer.joint else 'separate'}) on {sampled}{pairs} train pairs"
     )
-    tokenizer = Tokenizer.train(sample["src"], sample["tgt"], **settings)
+    tokenizer = Tokenizer.train(sample_src, sample_tgt, **settings)
     if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) < cfg.tokenizer.vocab_size:
         log(
             f"the train text yields only {tokenizer.src_vocab_size} (src) / {tokenizer.tgt_vocab_size} (tgt) "

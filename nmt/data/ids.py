@@ -15,12 +15,13 @@ the OS cache by every DataLoader worker and training rank instead of each holdin
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,37 +168,53 @@ def open_ids(directory: Path, key: str) -> IdCache:
 
 # --------------------------------------------------------------------------------------------------- build
 
-_WORKER: dict[str, Any] = {}  # the tokenizer and dataset of an encoding process, loaded once per process
+Pairs = tuple[list[str], list[str]]
+_WORKER: dict[str, Any] = {}  # the tokenizer of an encoding process, loaded once per process
 
 
-def _init_worker(models: tuple[bytes, bytes | None], dataset_dir: str) -> None:
-    import datasets  # heavy; only a process that encodes needs it
-
+def _init_worker(models: tuple[bytes, bytes | None]) -> None:
     _WORKER["tokenizer"] = Tokenizer(*models)
-    _WORKER["dataset"] = datasets.load_from_disk(dataset_dir)
 
 
-def _encode_chunk(task: tuple[str, int, int, str]) -> tuple[np.ndarray, ...]:
-    """Rows [start, stop) of `split` -> (src ids, src lengths, tgt ids, tgt lengths), flat arrays."""
-    split, start, stop, dtype = task
-    tokenizer, rows = _WORKER["tokenizer"], _WORKER["dataset"][split][start:stop]
+def _encode_chunk(task: tuple[str, list[str], list[str], str]) -> tuple[str, tuple[np.ndarray, ...]]:
+    """(split, source lines, target lines, dtype) -> (split, (src ids, src lengths, tgt ids, tgt lengths)), flat
+    arrays."""
+    split, src, tgt, dtype = task
+    tokenizer = _WORKER["tokenizer"]
     out = []
-    for ids in (tokenizer.encode_src(rows["src"]), tokenizer.encode_tgt(rows["tgt"])):
+    for ids in (tokenizer.encode_src(src), tokenizer.encode_tgt(tgt)):
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
         out += [np.fromiter((i for s in ids for i in s), dtype=dtype, count=int(lengths.sum())), lengths]
-    return tuple(out)
+    return split, tuple(out)
 
 
-def _chunks(sizes: dict[str, int], dtype: str) -> list[tuple[str, int, int, str]]:
-    return [(split, start, min(start + CHUNK_PAIRS, n), dtype)
-            for split, n in sizes.items() for start in range(0, n, CHUNK_PAIRS)]
+def _tasks(splits: dict[str, Callable[[], Iterable[Pairs]]], dtype: str) -> Iterator[tuple[str, list[str], list[str],
+                                                                                              str]]:
+    """The encoding tasks: every split's pairs, in order, CHUNK_PAIRS at a time."""
+    for split, read in splits.items():
+        for src, tgt in read():
+            for start in range(0, len(src), CHUNK_PAIRS):
+                yield split, src[start:start + CHUNK_PAIRS], tgt[start:start + CHUNK_PAIRS], dtype
 
 
-def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int], tokenizer: Tokenizer,
-              num_proc: int, log: Callable[[str], None]) -> IdCache:
-    """Encode every split of the saved dataset (`sizes`: split -> pairs) into `directory` (= .../ids-<key>),
-    in chunks over `num_proc` processes (0: one per CPU core from PARALLEL_MIN_PAIRS pairs on), and open the
-    result.
+def _in_order(pool: Any, tasks: Iterator[Any], ahead: int) -> Iterator[Any]:
+    """`pool.imap(_encode_chunk, tasks)` with at most `ahead` tasks in flight: imap would read every task (the
+    whole corpus's text) into its queue at once."""
+    pending: collections.deque = collections.deque()
+    for task in tasks:
+        pending.append(pool.apply_async(_encode_chunk, (task,)))
+        if len(pending) >= ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def build_ids(directory: Path, key: str, splits: dict[str, Callable[[], Iterable[Pairs]]], sizes: dict[str, int],
+              tokenizer: Tokenizer, num_proc: int, log: Callable[[str], None]) -> IdCache:
+    """Encode every split (`splits`: name -> a function giving its (source lines, target lines) chunks in order;
+    `sizes`: name -> pairs) into `directory` (= .../ids-<key>), in chunks over `num_proc` processes (0: one per
+    CPU core from PARALLEL_MIN_PAIRS pairs on), and open the result. The text is read here and handed to the
+    workers a few chunks ahead, so no process holds more than a few chunks of it.
 
     Written into `<directory>.tmp` and renamed into place once meta.json is in it, so a build that is
     interrupted leaves no cache that looks valid; a stale temp directory is removed first."""
@@ -205,28 +222,27 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = np.dtype(np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.uint32)
-    tasks = _chunks(sizes, dtype.str)
     # num_proc 0 (automatic): one process per core, for a corpus big enough to repay starting them (each imports
-    # the data stack); a smaller one is encoded here.
+    # the tokenizer); a smaller one is encoded here.
     automatic = (os.cpu_count() or 1) if sum(sizes.values()) >= PARALLEL_MIN_PAIRS else 1
-    procs = min(num_proc if num_proc > 0 else automatic, max(len(tasks), 1))
+    procs = min(num_proc if num_proc > 0 else automatic, max(1, -(-sum(sizes.values()) // CHUNK_PAIRS)))
     models = (tokenizer.src_model, None if tokenizer.joint else tokenizer.tgt_model)
     log(f"encoding {sum(sizes.values())} pairs of {len(sizes)} splits into {directory.name} "
         f"({dtype.name}, {procs} process{'es' if procs > 1 else ''})")
-    counts: dict[str, dict[str, dict[str, int]]] = {}
     lengths: dict[tuple[str, str], list[np.ndarray]] = {}
     handles: dict[tuple[str, str], Any] = {}
     pool = None
     try:
+        tasks = _tasks(splits, dtype.str)
         if procs > 1:
-            # spawn, not fork: a forked child shares locks of the parent (tqdm's process-wide write lock, taken
-            # while a worker loads the dataset), and one stopped while holding it would hang the parent.
-            pool = multiprocessing.get_context("spawn").Pool(procs, _init_worker, (models, str(dataset_dir)))
-            results = pool.imap(_encode_chunk, tasks)  # in order: each chunk is appended where it belongs
+            # spawn, not fork: a forked child shares locks of the parent (e.g. tqdm's process-wide write lock), and
+            # one stopped while holding it would hang the parent.
+            pool = multiprocessing.get_context("spawn").Pool(procs, _init_worker, (models,))
+            results = _in_order(pool, tasks, ahead=2 * procs)
         else:
-            _init_worker(models, str(dataset_dir))
+            _init_worker(models)
             results = map(_encode_chunk, tasks)
-        for (split, _, _, _), encoded in zip(tasks, results, strict=True):
+        for split, encoded in results:
             for side, ids, lens in ((SIDES[0], *encoded[:2]), (SIDES[1], *encoded[2:])):
                 if (split, side) not in handles:
                     handles[split, side] = open(_files(tmp, split, side)[0], "wb")
@@ -241,6 +257,7 @@ def build_ids(directory: Path, key: str, dataset_dir: Path, sizes: dict[str, int
         if pool is not None:
             pool.terminate()
             pool.join()
+    counts: dict[str, dict[str, dict[str, int]]] = {}
     for split in sizes:
         counts[split] = {}
         for side in SIDES:
