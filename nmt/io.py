@@ -61,6 +61,16 @@ def read_parallel_lines(src_path: str | Path, ref_path: str | Path, src_what: st
     return sources, refs
 
 
+_WRITING: set[str] = set()  # temp files of the atomic writes in progress in this process
+
+
+def remove_partial_writes() -> None:
+    """Delete the temp files of the atomic writes still in progress, before an immediate exit (`os._exit` runs no
+    cleanup): each target is left as it was before its write began."""
+    for tmp in list(_WRITING):
+        Path(tmp).unlink(missing_ok=True)
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int = 0o644) -> Path:
     """Create or replace `path` whole or not at all: `write(f)` fills a temp file in the same directory,
     which is fsynced and renamed over `path` (and the rename made durable).
@@ -75,6 +85,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise NMTError(f"cannot write {path}: {e.strerror or e}") from None
+    _WRITING.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -88,6 +99,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], mode: int
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        _WRITING.discard(tmp)
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

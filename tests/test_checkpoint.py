@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -274,6 +276,74 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     straight.fit()
     assert resumed.state.step == straight.state.step == k + 2
     assert_same_parameters(parameters(resumed.model), parameters(straight.model))
+
+
+def _cli_with_a_stalled_save(argv: list[str], fd: int, step: int) -> None:
+    """nmt-train in a forked child whose checkpoint of `step` stalls half-written (a slow disk): it writes a few
+    bytes, says "stalled" on `fd` and waits."""
+    real_save = torch.save
+
+    def stalling_save(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("step") == step:
+            f.write(b"PK\x03\x04 the first bytes of a checkpoint")
+            f.flush()
+            print("stalled", flush=True)
+            time.sleep(60)
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = stalling_save
+    os.dup2(fd, 2)  # what the trainer writes straight to stderr comes through the pipe too
+    _cli_in_forked_child(argv, fd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_exits_at_once_and_leaves_the_last_complete_checkpoint(setup, tmp_path, sig, code):
+    """A second signal while a checkpoint is being written: the process exits at once with 128 + the signal, says
+    so in train.log, and leaves the run dir as it was before that write (no temp file)."""
+    run_dir = tmp_path / "run"
+    args = overrides(*setup, "train.max_steps=100000", "train.save_every=1", f"hydra.run.dir={run_dir}")
+    read_fd, write_fd = os.pipe()
+    child = mp.get_context("fork").Process(target=_cli_with_a_stalled_save, args=(args, write_fd, 3))
+    child.start()
+    os.close(write_fd)
+    with os.fdopen(read_fd) as lines:
+        out = "".join(itertools.takewhile(lambda line: line != "stalled\n", lines))
+        os.kill(child.pid, sig)
+        name = signal.Signals(sig).name
+        first = f"{name}: stopping after this step and saving last.pt (another {name} exits at once)\n"
+        out += "".join(itertools.takewhile(lambda line: line != first, lines))  # (two at once would merge into one)
+        os.kill(child.pid, sig)
+        child.join(timeout=20)
+    assert child.exitcode == code, out
+    log = (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
+    assert log[-1].endswith(f"] second {name}: exiting now") and f"stopping on {name}" not in "\n".join(log)
+    assert sorted(p.name for p in run_dir.glob("*.pt")) == ["last.pt", "step-1.pt", "step-2.pt"]
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    assert load_checkpoint(run_dir / "last.pt")["step"] == 2  # the last complete one, intact
+
+
+def _cli_in_a_process_group_of_its_own(argv: list[str], fd: int) -> None:
+    os.setsid()
+    _cli_in_forked_child(argv, fd)
+
+
+@pytest.mark.slow
+def test_one_ctrl_c_to_a_run_with_data_workers_is_one_signal(setup, tmp_path):
+    """Ctrl-C reaches the trainer and its data worker (the terminal's process group): still one stop request,
+    not the second one that exits at once."""
+    run_dir = tmp_path / "run"
+    args = overrides(*setup, "train.max_steps=100000", "train.num_workers=1", f"hydra.run.dir={run_dir}")
+    read_fd, write_fd = os.pipe()
+    child = mp.get_context("fork").Process(target=_cli_in_a_process_group_of_its_own, args=(args, write_fd))
+    child.start()
+    os.close(write_fd)
+    with os.fdopen(read_fd) as lines:
+        out = _signal_at_step(lines, 2, lambda: os.killpg(child.pid, signal.SIGINT))
+        out += lines.read()
+        child.join(timeout=30)
+    assert child.exitcode == 0, out
+    assert "stopping on SIGINT" in out and "second SIGINT" not in (run_dir / "train.log").read_text(encoding="utf-8")
 
 
 def test_a_signal_stop_before_any_validation_says_so(setup, tmp_path, monkeypatch):

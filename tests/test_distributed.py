@@ -1,5 +1,6 @@
-"""Two gloo processes on the CPU: DDP weights every target token alike across ranks, and a rank that fails
-makes every rank exit non-zero quickly instead of leaving the others waiting in a collective."""
+"""Two gloo processes on the CPU: DDP weights every target token alike across ranks, a rank that fails
+makes every rank exit non-zero quickly instead of leaving the others waiting in a collective, and a launcher
+killed with SIGKILL leaves no rank running."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_utils import REPO, cli_env, free_port, tiny_config, write_corpus
+from train_utils import REPO, cli_env, free_port, overrides, tiny_config, write_corpus
 
 from nmt.config import Config, TrainConfig
 from nmt.training import distributed as dist
@@ -142,3 +143,53 @@ def test_a_failed_run_aborts_its_process_groups_and_a_finished_one_destroys_them
     with pytest.raises(RuntimeError, match="disk full"):
         Trainer(Config(train=TrainConfig(max_steps=1)), tmp_path).fit()
     assert calls == ["destroy", "abort", "abort"]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose command line holds `marker` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ranks follow their launcher on Linux (prctl)")
+def test_ranks_stop_when_their_launcher_is_killed(mirror, tmp_path_factory, tmp_path):
+    """torchrun starts each rank in a session of its own: killed with SIGKILL it cannot stop them, and they
+    would train on unattended. Each rank asks for a SIGTERM on its parent's death and stops (writing last.pt)."""
+    base = tmp_path_factory.getbasetemp() / "nmt-train"
+    corpus, data_root = write_corpus(mirror, base / "corpus"), base / "data"
+    run_dir = tmp_path / "orphan-check-run"  # the marker: in every rank's command line, and nowhere else
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--master-addr=127.0.0.1",
+           f"--master-port={free_port()}", "-m", "nmt.cli.train",
+           *overrides(corpus, data_root, "train.max_steps=100000", f"hydra.run.dir={run_dir}")]
+    with (tmp_path / "launcher.log").open("w") as log:
+        launcher = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        train_log = run_dir / "train.log"
+        # A logged step is one that both ranks took (DDP averages their gradients in it).
+        while not (train_log.exists() and "step 2 |" in train_log.read_text(encoding="utf-8")):
+            assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()
+            assert time.monotonic() < deadline, "the ranks did not start training within 2 minutes"
+            time.sleep(0.2)
+        ranks = [pid for pid in processes_with(str(run_dir)) if pid != launcher.pid]
+        assert len(ranks) == 2, ranks
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 20
+        while processes_with(str(run_dir)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = processes_with(str(run_dir))
+        assert not left, f"ranks still running 20 s after their launcher was killed: {left}"
+        assert "stopping on SIGTERM" in train_log.read_text(encoding="utf-8")
+        assert (run_dir / "last.pt").is_file()
+    finally:
+        for pid in processes_with(str(run_dir)):
+            os.kill(pid, signal.SIGKILL)

@@ -100,7 +100,7 @@ def run_steps(model, enc, tgt_in):
     state = model.init_state(enc)
     logits, attn = [], []
     for t in range(tgt_in.size(1)):
-        step_logits, state, a = model.decode_step(tgt_in[:, t], state, enc)
+        step_logits, state, a = model.decode_step(tgt_in[:, t], state, enc, need_attention=True)
         logits.append(step_logits)
         attn.append(a)
     return torch.stack(logits, 1), (None if attn[0] is None else torch.stack(attn, 1))

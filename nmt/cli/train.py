@@ -10,7 +10,7 @@
     torchrun --nproc_per_node=2 -m nmt.cli.train hydra.run.dir=outputs/ddp   # data parallel, see
                                                        # nmt/training/distributed.py
 
-Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 0; a second Ctrl-C stops at once.
+Ctrl-C or SIGTERM finishes the current step, writes last.pt and exits 0; a second one exits at once (130 / 143).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    _hydra_main()  # a second Ctrl-C (the first one stops training cleanly) is `interrupted`, exit 130 (user_errors)
+    _hydra_main()  # Ctrl-C outside training's loop is `interrupted`, exit 130 (user_errors); in it see Trainer
 
 
 if __name__ == "__main__":

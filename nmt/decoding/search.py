@@ -7,6 +7,12 @@ longest output, and each step only as many rows as there are unfinished sentence
 Shapes: B = sentences, k = beam size, S = source length (with EOS), V = target vocabulary.
 Lengths: a sentence of `src_len` tokens (EOS included) may produce at most
 `floor(max_len_a * src_len + max_len_b)` tokens before its EOS, which is forced at that point.
+
+Host syncs: on CUDA every copy of a device value to the host (`.tolist()`, `bool(t)`, `.nonzero()`, a boolean
+mask index) waits for the GPU to catch up. Each search step copies one (b,) flag vector (which sentences are
+done) and nothing else: finished hypotheses are kept on the device and copied once per batch, and rows are
+dropped with indices computed on the device (`_rows_left`). The attention weights are asked of the model only
+when the caller wants them (`with_attention`).
 """
 
 from __future__ import annotations
@@ -62,6 +68,18 @@ def length_penalty(length: int, alpha: float, norm: str = "gnmt") -> float:
     raise NMTError(f"decode.length_norm must be one of {', '.join(LENGTH_NORMS)}, got {norm!r}")
 
 
+CUDA_BATCH_FACTOR = 4  # how much the default decode.batch_size is raised on CUDA
+
+
+def decode_batch_size(batch_size: int, device: torch.device | str) -> int:
+    """Sentences per decoding batch on `device`: decode.batch_size as configured, except that its default is raised
+    CUDA_BATCH_FACTOR-fold on CUDA, where a step over a wider batch costs about as much as over a narrow one (a
+    batch_size set to anything else is taken as it is)."""
+    if torch.device(device).type == "cuda" and batch_size == DecodeConfig.batch_size:
+        return batch_size * CUDA_BATCH_FACTOR
+    return batch_size
+
+
 def max_output_lengths(model: Seq2Seq, src_lens: Tensor, max_len_a: float, max_len_b: int) -> Tensor:
     """(B,) most tokens each sentence may produce before EOS; capped by a model's position table."""
     lens = torch.floor(src_lens.float() * max_len_a + max_len_b).long().clamp(min=0)
@@ -91,6 +109,12 @@ def _log_probs(logits: Tensor) -> Tensor:
     return logp
 
 
+def _rows_left(done: Tensor, n_left: int) -> Tensor:
+    """(n_left,) indices of the rows where done (b,) is False, in order: `(~done).nonzero()` without its host sync
+    (the caller knows n_left from the flags it has already copied)."""
+    return torch.argsort(done.to(torch.uint8), stable=True)[:n_left]
+
+
 def greedy_search(
     model: Seq2Seq,
     src: Tensor,
@@ -117,7 +141,7 @@ def greedy_search(
     alive_max = max_lens
     tokens = torch.full((batch,), BOS_ID, dtype=torch.long, device=device)
     for t in range(steps):
-        logits, state, attn = model.decode_step(tokens, state, enc)
+        logits, state, attn = model.decode_step(tokens, state, enc, need_attention=with_attention)
         logp = _log_probs(logits)  # (b, V)
         choice = logp.argmax(dim=-1)
         choice = torch.where(t >= alive_max, torch.full_like(choice, EOS_ID), choice)
@@ -127,31 +151,27 @@ def greedy_search(
             attn_out[alive, t] = attn.to(attn_out.dtype)
             has_attention = True
         ended = choice == EOS_ID
-        lengths[alive[ended]] = t
-        if bool(ended.all()):
+        lengths[alive] = torch.where(ended, t, lengths[alive])
+        ended_flags = ended.tolist()  # the step's one host sync
+        if all(ended_flags):
             break
-        if bool(ended.any()):
-            keep = (~ended).nonzero().squeeze(1)
+        if any(ended_flags):
+            keep = _rows_left(ended, ended_flags.count(False))
             enc, state = select_batch(enc, keep), select_batch(state, keep)
             alive, alive_max, choice = alive[keep], alive_max[keep], choice[keep]
         tokens = choice
 
     lengths_list, out_list, scores_list = lengths.tolist(), out.tolist(), scores.tolist()
     attention = None
-    if has_attention:
-        attention = [attn_out[i, : n + 1, : int(src_lens[i])].cpu() for i, n in enumerate(lengths_list)]
+    if has_attention and attn_out is not None:
+        attn_host = attn_out.cpu()
+        attention = [attn_host[i, : n + 1, :src_len]
+                     for i, (n, src_len) in enumerate(zip(lengths_list, src_lens.tolist(), strict=True))]
     return SearchResult(
         tokens=[[row[:n]] for row, n in zip(out_list, lengths_list, strict=True)],
         scores=[[s] for s in scores_list],
         attention=attention,
     )
-
-
-@dataclass
-class _Finished:
-    """Completed hypotheses of one sentence: (score, tokens, attention (steps, S) or None)."""
-
-    hyps: list[tuple[float, list[int], Tensor | None]] = field(default_factory=list)
 
 
 def beam_search(
@@ -172,7 +192,11 @@ def beam_search(
     finishes those ending in EOS that rank among the top k, and continues with the k best others. A
     sentence is done once it has k finished hypotheses (or reached its length limit); done sentences leave
     the batch. Finished hypotheses are ranked by log-probability / length_penalty(length incl. EOS, alpha,
-    length_norm).
+    length_norm), ties in the order they finished.
+
+    Finished hypotheses stay on the device, in k slots per sentence (filled in the order they finish) and one
+    more slot for those that find no room: fin_scores (B, k + 1), fin_tokens (B, k + 1, steps), fin_attn
+    (B, k + 1, steps, S) when asked for, fin_count (B,) slots filled.
     """
     if beam < 1:
         raise NMTError(f"decode.beam must be at least 1, got {beam}")
@@ -182,65 +206,69 @@ def beam_search(
     batch, src_width = src.shape
     k = beam
     device = src.device
+    dtype = _score_dtype(model)
     enc = select_batch(model.encode(src, src_lens), torch.arange(batch, device=device).repeat_interleave(k))
     state = model.init_state(enc)
     max_lens = max_output_lengths(model, src_lens, max_len_a, max_len_b)
-    finished = [_Finished() for _ in range(batch)]
+    steps = int(max_lens.max()) + 1
+
+    fin_scores = torch.full((batch, k + 1), float("-inf"), dtype=dtype, device=device)
+    fin_tokens = torch.zeros(batch, k + 1, steps, dtype=torch.long, device=device)
+    fin_lens = torch.zeros(batch, k + 1, dtype=torch.long, device=device)
+    fin_count = torch.zeros(batch, dtype=torch.long, device=device)
+    fin_attn = torch.zeros(batch, k + 1, steps, src_width, device=device) if with_attention else None
 
     alive = torch.arange(batch, device=device)  # original sentence of each active sentence
     alive_max = max_lens
     # Only the first beam is live at the start: the others hold copies of it and must not be chosen.
-    scores = torch.full((batch, k), float("-inf"), device=device, dtype=_score_dtype(model))
+    scores = torch.full((batch, k), float("-inf"), device=device, dtype=dtype)
     scores[:, 0] = 0.0
     history = torch.empty(batch * k, 0, dtype=torch.long, device=device)  # (b*k, t) tokens so far
-    attn_history: Tensor | None = torch.empty(batch * k, 0, src_width, device=device) if with_attention else None
+    attn_history = torch.empty(batch * k, 0, src_width, device=device) if with_attention else None  # (b*k, t, S)
     tokens = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=device)
     beam_offsets = torch.arange(k, device=device)
 
-    for t in range(int(max_lens.max()) + 1):
-        logits, state, attn = model.decode_step(tokens, state, enc)
-        logp = _log_probs(logits).to(scores.dtype)  # (b*k, V)
+    for t in range(steps):
+        logits, state, attn = model.decode_step(tokens, state, enc, need_attention=with_attention)
+        logp = _log_probs(logits).to(dtype)  # (b*k, V)
         vocab = logp.size(-1)
-        forced = (t >= alive_max).repeat_interleave(k)
-        if bool(forced.any()):
-            eos_only = torch.full_like(logp[forced], float("-inf"))
-            eos_only[:, EOS_ID] = logp[forced][:, EOS_ID]
-            logp[forced] = eos_only
+        # At its length limit a sentence may only end: every token but EOS ruled out, EOS keeps its probability.
+        not_eos = torch.arange(vocab, device=device) != EOS_ID
+        logp = logp.masked_fill((t >= alive_max).repeat_interleave(k).unsqueeze(1) & not_eos, float("-inf"))
         if attn is None:
-            attn_history = None
+            attn_history = fin_attn = None
 
         n_alive = alive.numel()
+        rows = torch.arange(n_alive, device=device).unsqueeze(1)  # (b, 1)
         cand = (scores.view(-1, 1) + logp).view(n_alive, k * vocab)
         top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (b, 2k), best first
         top_beam, top_tok = top_idx // vocab, top_idx % vocab
         is_eos = top_tok == EOS_ID
 
-        # Finish EOS candidates ranked within the top k (as in fairseq): lower ones would not survive.
-        to_finish = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])
-        if bool(to_finish.any()):
-            rows, cols = to_finish.nonzero(as_tuple=True)  # row-major: best candidates first
-            parent = rows * k + top_beam[rows, cols]
-            penalty = length_penalty(t + 1, alpha, length_norm)
-            finals = (top_scores[rows, cols] / penalty).tolist()
-            parent_tokens = history[parent].tolist()
-            final_attn = None
-            if attn_history is not None:
-                final_attn = torch.cat([attn_history[parent], attn[parent].unsqueeze(1).float()], dim=1).cpu()
-            for j, (r, score) in enumerate(zip(rows.tolist(), finals, strict=True)):
-                done_list = finished[int(alive[r])].hyps
-                if len(done_list) < k:
-                    done_list.append((score, parent_tokens[j], None if final_attn is None else final_attn[j]))
+        # Finish EOS candidates ranked within the top k (as in fairseq): lower ones would not survive. Each goes
+        # to the sentence's next free slot, best first; those beyond k finished hypotheses go to slot k, unused.
+        to_finish = is_eos[:, :k] & torch.isfinite(top_scores[:, :k])  # (b, k)
+        slot = fin_count[alive].unsqueeze(1) + to_finish.cumsum(dim=1) - 1
+        slot = torch.where(to_finish & (slot < k), slot, k)
+        sentence = alive.unsqueeze(1).expand(-1, k)
+        parent = rows * k + top_beam[:, :k]  # (b, k) rows of the finishing hypotheses
+        fin_scores[sentence, slot] = top_scores[:, :k] / length_penalty(t + 1, alpha, length_norm)
+        fin_tokens[sentence, slot, :t] = history[parent]
+        fin_lens[sentence, slot] = t
+        if fin_attn is not None and attn_history is not None:
+            fin_attn[sentence, slot, : t + 1] = torch.cat([attn_history[parent], attn[parent].unsqueeze(2).float()], 2)
+        fin_count[alive] = (fin_count[alive] + to_finish.sum(dim=1)).clamp(max=k)
 
         cont_scores = top_scores.masked_fill(is_eos, float("-inf"))
         next_scores, pos = cont_scores.topk(k, dim=1)  # (b, k)
         next_beam, next_tok = top_beam.gather(1, pos), top_tok.gather(1, pos)
-        done = torch.tensor([len(finished[i].hyps) >= k for i in alive.tolist()], device=device)
-        done |= t >= alive_max
-        parent = (torch.arange(n_alive, device=device).unsqueeze(1) * k + next_beam).view(-1)  # (b*k,)
-        if bool(done.all()):
+        done = (fin_count[alive] >= k) | (t >= alive_max)
+        parent = (rows * k + next_beam).view(-1)  # (b*k,)
+        done_flags = done.tolist()  # the step's one host sync
+        if all(done_flags):
             break
-        if bool(done.any()):
-            keep = (~done).nonzero().squeeze(1)
+        if any(done_flags):
+            keep = _rows_left(done, done_flags.count(False))
             enc = select_batch(enc, (keep.unsqueeze(1) * k + beam_offsets).view(-1))
             parent = parent.view(n_alive, k)[keep].view(-1)
             alive, alive_max = alive[keep], alive_max[keep]
@@ -251,18 +279,34 @@ def beam_search(
             attn_history = torch.cat([attn_history[parent], attn[parent].unsqueeze(1).float()], dim=1)
         scores = next_scores
         tokens = next_tok.view(-1)
+    return _ranked(fin_scores[:, :k], fin_tokens, fin_lens, fin_count, fin_attn, src_lens, nbest)
 
-    out_tokens, out_scores, out_attn = [], [], []
-    for i, fin in enumerate(finished):
-        ranked = sorted(fin.hyps, key=lambda h: h[0], reverse=True)[:nbest]
-        if not ranked:  # unreachable with a vocabulary of more than EOS; kept so no sentence goes missing
-            ranked = [(float("-inf"), [], None)]
-        out_tokens.append([h[1] for h in ranked])
-        out_scores.append([h[0] for h in ranked])
-        best_attn = ranked[0][2]
-        out_attn.append(None if best_attn is None else best_attn[:, : int(src_lens[i])])
-    has_attention = with_attention and all(a is not None for a in out_attn)
-    return SearchResult(out_tokens, out_scores, out_attn if has_attention else None)
+
+def _ranked(fin_scores: Tensor, fin_tokens: Tensor, fin_lens: Tensor, fin_count: Tensor, fin_attn: Tensor | None,
+            src_lens: Tensor, nbest: int) -> SearchResult:
+    """The nbest best of each sentence's finished hypotheses (beam_search's slots, fin_scores (B, k)), best first,
+    ties in the order they finished, copied to the host at once."""
+    order = fin_scores.sort(dim=1, descending=True, stable=True).indices[:, :nbest]  # (B, nbest)
+    steps = fin_tokens.size(2)
+    tokens = fin_tokens.gather(1, order.unsqueeze(2).expand(-1, -1, steps)).tolist()
+    scores, lens = fin_scores.gather(1, order).tolist(), fin_lens.gather(1, order).tolist()
+    counts = fin_count.tolist()
+    out_tokens, out_scores = [], []
+    for i, n in enumerate(counts):
+        n = min(n, nbest)
+        if n == 0:  # unreachable with a vocabulary of more than EOS; kept so no sentence goes missing
+            out_tokens.append([[]])
+            out_scores.append([float("-inf")])
+            continue
+        out_tokens.append([tokens[i][r][: lens[i][r]] for r in range(n)])
+        out_scores.append(scores[i][:n])
+    if fin_attn is None or 0 in counts:
+        return SearchResult(out_tokens, out_scores, None)
+    best = order[:, 0]
+    attn = fin_attn[torch.arange(best.numel(), device=best.device), best].cpu()  # (B, steps, S)
+    attention = [attn[i, : len(hyps[0]) + 1, :src_len]
+                 for i, (hyps, src_len) in enumerate(zip(out_tokens, src_lens.tolist(), strict=True))]
+    return SearchResult(out_tokens, out_scores, attention)
 
 
 @dataclass
@@ -304,7 +348,8 @@ def translate(
     with_attention: bool = False,
     max_input_tokens: int | None = None,
 ) -> Translations:
-    """Translate raw sentences in batches of cfg.batch_size, longest first, and return them in input order.
+    """Translate raw sentences in batches of cfg.batch_size (`decode_batch_size`: the default is raised on CUDA),
+    longest first, and return them in input order.
 
     beam 1 runs greedy search. Empty (or whitespace-only) lines give empty translations without decoding.
     Sources longer than `max_input_tokens` pieces (or than the model's position table) are truncated and
@@ -338,8 +383,9 @@ def translate(
     start = time.perf_counter()
     try:
         with torch.inference_mode(), precision:
-            for b in range(0, len(todo), cfg.batch_size):
-                rows = todo[b : b + cfg.batch_size]
+            batch_size = decode_batch_size(cfg.batch_size, device)
+            for b in range(0, len(todo), batch_size):
+                rows = todo[b : b + batch_size]
                 batch = collate([ids[i] for i in rows], [[] for _ in rows], rows)
                 src, src_lens = batch.src.to(device), batch.src_lens.to(device)
                 if cfg.beam == 1:

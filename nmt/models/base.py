@@ -10,8 +10,9 @@ on src's device.
   tokens. What else it holds is the model's business.
 - `init_state(enc) -> state`: the decoder state before the first step: a dict whose values are batch-first
   tensors, or lists/tuples of them (e.g. a key/value cache).
-- `decode_step(tokens, state, enc) -> (logits, state, attn)`: one step; tokens (B,), logits (B, V),
-  attn (B, S) attention over the source for plots (None when the model has none).
+- `decode_step(tokens, state, enc, need_attention=False) -> (logits, state, attn)`: one step; tokens (B,),
+  logits (B, V), attn (B, S) attention over the source when `need_attention` (for plots; None when not asked or
+  the model has none: a model may compute its weights a faster way when nobody looks at them).
 - `forward(src, src_lens, tgt_in) -> logits (B, T, V)`: teacher-forced training pass.
 - `forward_attention(src, src_lens, tgt_in) -> (B, T, S)`: attention weights of a teacher-forced pass, for
   heatmaps (None when the model has none).
@@ -96,7 +97,7 @@ class Seq2Seq(nn.Module):
         raise NotImplementedError
 
     def decode_step(
-        self, tokens: Tensor, state: BatchState, enc: BatchState
+        self, tokens: Tensor, state: BatchState, enc: BatchState, need_attention: bool = False
     ) -> tuple[Tensor, BatchState, Tensor | None]:
         raise NotImplementedError
 

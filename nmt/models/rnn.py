@@ -281,7 +281,7 @@ class FixedContextSeq2Seq(RNNSeq2Seq):
     def init_state(self, enc: BatchState) -> BatchState:
         return self.decoder.init_state(enc["summary"])
 
-    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState, need_attention: bool = False
                     ) -> tuple[Tensor, BatchState, Tensor | None]:
         logits, state = self.decoder.step(tokens, state)
         return logits, state, None
@@ -438,9 +438,10 @@ class AttentionSeq2Seq(RNNSeq2Seq):
     def init_state(self, enc: BatchState) -> BatchState:
         return self.decoder.init_state(enc["summary"])
 
-    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState, need_attention: bool = False
                     ) -> tuple[Tensor, BatchState, Tensor | None]:
-        return self.decoder.step(tokens, state, enc)
+        logits, state, weights = self.decoder.step(tokens, state, enc)  # the weights make the context: no extra cost
+        return logits, state, weights if need_attention else None
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         enc = self.encode(src, src_lens)

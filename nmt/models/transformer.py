@@ -4,10 +4,10 @@ Shapes: B = batch, S = source length, T = target length, D = d_model (model.hidd
 d = D / h, L = decoder layers, V = target vocabulary.
 
 Attention runs through torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU). Where the
-weights themselves are wanted (plots, decode_step's attn) the cross-attention is computed explicitly instead,
-which gives the same result. Incremental decoding keeps, per decoder layer, the self-attention keys/values of
-all previous steps (B, h, t, d) in the state; the cross-attention keys/values depend only on the source and
-are computed once in `encode`. model.emb_dim is not used: embeddings have size d_model.
+weights themselves are wanted (plots, decode_step's attn when asked for) the cross-attention is computed
+explicitly instead, which gives the same result. Incremental decoding keeps, per decoder layer, the
+self-attention keys/values of all previous steps (B, h, t, d) in the state; the cross-attention keys/values
+depend only on the source and are computed once in `encode`. model.emb_dim is not used: embeddings have size d_model.
 """
 
 from __future__ import annotations
@@ -240,13 +240,13 @@ class Transformer(Seq2Seq):
         logits = self.proj(self.decoder_norm(x))
         return logits, ({"self_k": new_k, "self_v": new_v} if state is not None else None), weights
 
-    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState
+    def decode_step(self, tokens: Tensor, state: BatchState, enc: BatchState, need_attention: bool = False
                     ) -> tuple[Tensor, BatchState, Tensor | None]:
-        """tokens (B,) -> logits (B, V), state with the caches grown by one, last layer's cross-attention
-        averaged over heads (B, S)."""
+        """tokens (B,) -> logits (B, V), state with the caches grown by one, and when `need_attention` the last
+        layer's cross-attention averaged over heads (B, S) (otherwise every layer runs the fused kernel)."""
         x = self._embed(self.tgt_embed, tokens.unsqueeze(1), offset=state["self_k"][0].size(2))
-        logits, state, weights = self._decode(x, enc, state, need_weights="last")
-        return logits.squeeze(1), state, weights[-1].mean(1).squeeze(1)
+        logits, state, weights = self._decode(x, enc, state, need_weights="last" if need_attention else "none")
+        return logits.squeeze(1), state, weights[-1].mean(1).squeeze(1) if need_attention else None
 
     def forward(self, src: Tensor, src_lens: Tensor, tgt_in: Tensor) -> Tensor:
         enc = self.encode(src, src_lens)

@@ -14,12 +14,19 @@ with a timeout of at least `SIDE_GROUP_MINUTES`, so they neither hold a GPU stre
 A rank that fails aborts its process groups (`cleanup(info, failed=True)`) instead of destroying them, which
 could block while the other ranks sit in a collective; those ranks then fail at that collective (at once with
 gloo, which sees the closed connection; after the timeout with NCCL) and exit non-zero too.
+
+A launcher that dies: torchrun starts each rank in a session of its own and stops them when it is stopped, but a
+torchrun killed with SIGKILL cannot; each rank therefore asks the kernel for a SIGTERM when its parent dies
+(`stop_with_launcher`), and stops as on any SIGTERM: after the current step, writing last.pt.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +34,12 @@ import torch
 import torch.distributed as dist
 from torch.distributed import distributed_c10d
 
+from nmt.errors import NMTError, warn
 from nmt.runtime import host_values_to
 
 SIDE_GROUP_MINUTES = 60  # rank 0 may validate (decode the valid set) this long while the other ranks wait
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal the kernel sends this process when its parent dies
+_STARTED = (os.getpid(), os.getppid())  # this process and its parent when the module was imported
 
 
 @dataclass
@@ -59,6 +69,7 @@ def init_distributed(device: torch.device, timeout_minutes: float = 10.0) -> Dis
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistInfo()
+    stop_with_launcher()
     backend = "nccl" if device.type == "cuda" else "gloo"
     info = DistInfo(
         rank=int(os.environ["RANK"]),
@@ -75,6 +86,21 @@ def init_distributed(device: torch.device, timeout_minutes: float = 10.0) -> Dis
     side_minutes = max(timeout_minutes, SIDE_GROUP_MINUTES)
     info.side_group = dist.new_group(backend="gloo", timeout=datetime.timedelta(minutes=side_minutes))
     return info
+
+
+def stop_with_launcher() -> None:
+    """Have the kernel send this process SIGTERM when its parent (the launcher) dies (Linux; a no-op elsewhere).
+    NMTError when the parent has already died: the parent now is not the one it had when this module was imported
+    (in this process; a process forked after the import compares with its parent at this call)."""
+    if not sys.platform.startswith("linux"):
+        return
+    pid, parent = _STARTED
+    if pid != os.getpid():
+        parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        warn(f"this rank will not stop with its launcher: prctl failed ({os.strerror(ctypes.get_errno())})")
+    elif os.getppid() != parent:
+        raise NMTError(f"the launcher of rank {os.environ.get('RANK', '?')} (process {parent}) has exited")
 
 
 def rank_device(device: torch.device, info: DistInfo) -> torch.device:

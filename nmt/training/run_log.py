@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import resource
 import sys
 import threading
@@ -332,6 +333,18 @@ class RunLogger:
     def info(self, message: str, console: bool = True) -> None:
         if self.logger is not None:
             self.logger.info(message, extra={"console": console})
+
+    def write_now(self, message: str) -> None:
+        """`message` as one line of train.log (when open) and of stderr, written straight to the files: safe where a
+        signal may have interrupted a write to the same streams, and on disk before an immediate exit."""
+        if self._files_open and self.run_dir is not None:
+            line = logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT).format(logging.makeLogRecord({"msg": message}))
+            fd = os.open(self.run_dir / "train.log", os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, (line + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
+        os.write(2, (message + "\n").encode("utf-8"))  # stderr, below any buffered stream
 
     def progress(self, message: str, force: bool = False) -> None:
         """Redraw the live line (at most 5 times a second unless `force`)."""

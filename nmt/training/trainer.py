@@ -10,7 +10,8 @@ and schedule, and the loop's `TrainState` (restored on resume). The loop itself 
 One optimizer update ("step") consumes `train.accum_steps` token-budget batches. Training stops at the first
 budget reached (train.max_steps / max_epochs / max_minutes of training time: validation and checkpoints are
 left out of it, and out of tokens/s), on early stopping (train.patience validations without a new best BLEU),
-or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0).
+or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0; a second one exits at once, 130 /
+143, leaving every checkpoint as it was before the one being written).
 Validation every `train.eval_every` steps (at each epoch end when 0) and at the end; checkpoints every
 `train.save_every` steps and at the end. A non-finite loss or gradient norm skips the update;
 `train.max_bad_steps` of them in a row stop the run with an error.
@@ -28,6 +29,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -43,7 +45,7 @@ from nmt.config import Config, DecodeConfig, check_values, typed_config
 from nmt.data.batching import batch_stream
 from nmt.data.mix import MixedBatchSampler, check_train_mix
 from nmt.errors import NMTError
-from nmt.io import write_text
+from nmt.io import remove_partial_writes, write_text
 from nmt.models import model_class
 from nmt.runtime import host_values_to, pick_device, set_threads, use_deterministic_algorithms
 from nmt.training import distributed as dist
@@ -81,6 +83,23 @@ def is_compile_error(error: Exception) -> bool:
     return isinstance(error, TorchDynamoException)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _counted_by_the_watcher(signum: int, frame: Any) -> None:
+    """The Python-level handler of STOP_SIGNALS while training: the trainer's watcher thread counts them."""
+
+
+def _no_wakeup_in_a_forked_child() -> None:
+    """A forked child of a training process (a data worker) keeps its own signals out of the trainer's pipe."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is \
+            _counted_by_the_watcher:
+        signal.set_wakeup_fd(-1)
+
+
+os.register_at_fork(after_in_child=_no_wakeup_in_a_forked_child)
+
+
 class Trainer:
     """Trains `cfg.model` on `cfg.data` with `cfg.train`; logs, TensorBoard events, metrics.json and
     checkpoints go into `run_dir` (rank 0 only). After `fit`: `state` (a TrainState), `data` (setup.TrainData),
@@ -103,6 +122,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self._signal: int | None = None
         self._old_handlers: dict[int, Any] = {}
+        self._signal_watch: tuple[int, int, threading.Thread, int] | None = None  # pipe fds, thread, old wakeup fd
+        self._parent = os.getppid()  # a rank's launcher (see nmt.training.distributed.stop_with_launcher)
         self.dist = dist.DistInfo()
         self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
         self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
@@ -448,18 +469,54 @@ class Trainer:
         return {"step": self.state.step, "decay": self.ema.decay} | {k: float(v) for k, v in result.items()}
 
     # Signals -----------------------------------------------------------------------------------------------
+    # SIGINT / SIGTERM: the first asks for a stop after the current step (last.pt is written), a second ends the
+    # process at once (two sent at the same instant reach the process as one). They are counted on a thread that
+    # CPython wakes through `signal.set_wakeup_fd` the moment one arrives: a Python handler runs only once the main
+    # thread is back in the interpreter, and a rank may wait in a collective for minutes while rank 0 validates.
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        for sig in STOP_SIGNALS:
+            self._old_handlers[sig] = signal.signal(sig, _counted_by_the_watcher)
+        old_wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=self._watch_signals, args=(read_fd,), name="nmt-signals", daemon=True)
+        watcher.start()
+        self._signal_watch = (read_fd, write_fd, watcher, old_wakeup_fd)
+
+    def _watch_signals(self, read_fd: int) -> None:
+        while data := os.read(read_fd, 16):  # one byte per signal; 0 ends the watch
+            for signum in data:
+                if signum == 0:
+                    return
+                if signum in STOP_SIGNALS:
+                    self._on_signal(signum, None)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._signal is not None:  # a second Ctrl-C means "now"
-            raise KeyboardInterrupt
-        self._signal = signum  # acted on after the current step; printing here could re-enter stdout
+        name = signal.Signals(signum).name
+        if self._signal is None:
+            self._signal = signum  # acted on after the current step
+            self.log.write_now(f"{name}: stopping after this step and saving last.pt (another {name} exits at once)")
+            return
+        if os.getppid() != self._parent:  # the launcher died: the kernel may send its SIGTERM more than once
+            return
+        try:
+            self.log.write_now(f"second {name}: exiting now")
+            remove_partial_writes()  # a checkpoint being written keeps its previous version
+        finally:
+            os._exit(128 + signum)  # 130 for SIGINT, 143 for SIGTERM, as a shell reports them
 
     def _restore_signal_handlers(self) -> None:
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         self._old_handlers.clear()
+        if self._signal_watch is not None:
+            read_fd, write_fd, watcher, old_wakeup_fd = self._signal_watch
+            signal.set_wakeup_fd(old_wakeup_fd)
+            os.write(write_fd, b"\0")  # not closed first: forked data workers hold copies of the write end
+            watcher.join()
+            os.close(write_fd)
+            os.close(read_fd)
+            self._signal_watch = None
+
