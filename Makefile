@@ -38,6 +38,15 @@ $(VENV)/.installed-extras: $(VENV)/.installed
 	$(PY) -m pip install -q $(PIP_SOURCE) -e '.[mlflow]'
 	touch $@
 
+# COMET (the comet extra) pins numpy < 2 and huggingface_hub < 1 (pyproject.toml): a venv of its own, so that .venv
+# keeps its versions.
+COMET_VENV ?= .venv-comet
+$(COMET_VENV)/.installed: pyproject.toml
+	test -x $(COMET_VENV)/bin/python || $(PYTHON) -m venv $(COMET_VENV)
+	$(COMET_VENV)/bin/python -m pip install -q $(PIP_SOURCE) torch==$(TORCH_VERSION)
+	$(COMET_VENV)/bin/python -m pip install -q $(PIP_SOURCE) -e '.[dev,comet]'
+	touch $@
+
 WHEELS_PYTHON ?= 3.12
 WHEELS_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 wheels: ## download nmt's requirements but torch into wheels/ for an offline machine (WHEELS_PYTHON=3.12, x86_64)
@@ -56,11 +65,15 @@ prepare: install ## download/tokenize Multi30k de-en (data/prepared/)
 train: prepare ## train the default model (Multi30k de-en, RNN attention) into outputs/
 	$(VENV)/bin/nmt-train
 
-test: $(VENV)/.installed-extras ## run the whole test suite (one pytest worker per CPU core; installs the mlflow extra)
+test: $(VENV)/.installed-extras $(COMET_VENV)/.installed ## the whole test suite (one pytest worker per CPU core), then the COMET tests in .venv-comet
 	$(PY) -m pytest -n auto
+	$(COMET_VENV)/bin/python -m pytest -q tests/test_comet.py
 
 test-fast: $(VENV)/.installed-extras ## the tests not marked slow, under a minute on 2 CPU cores (pytest -n auto -m "not slow")
 	$(PY) -m pytest -n auto -m "not slow"
+
+test-comet: $(COMET_VENV)/.installed ## the COMET tests with a tiny COMET model, in .venv-comet (installs the comet extra there)
+	$(COMET_VENV)/bin/python -m pytest tests/test_comet.py
 
 bench: install ## training/decoding speed of the default models on this device (a few minutes on CPU)
 	$(VENV)/bin/nmt-bench --threads 1 --compare-threads 1 2

@@ -378,7 +378,7 @@ class DecodeConfig:
     max_len_a: float = 1.5  # max output length = a * source length + b
     max_len_b: int = 10
     nbest: int = 1
-    batch_size: int = 64  # sentences per decoding batch
+    batch_size: int = 64  # sentences per decoding batch; this default is raised 4x on CUDA (search.decode_batch_size)
     # On CUDA: fp32 (the process's own matmul settings), tf32 (TF32 matmuls) or bf16 (bf16 autocast) for the search;
     # on other devices decoding runs in fp32 and tf32/bf16 are ignored with one warning (nmt.runtime.decode_precision).
     precision: str = "fp32"
@@ -413,6 +413,9 @@ class EvaluateConfig:
     average_last: int = 0  # average the run's last k checkpoints instead of using best.pt
     length_edges: list[int] = field(default_factory=lambda: [0, 10, 20, 30, 40, 50])
     bootstrap_samples: int = 1000
+    # COMET segment scores too: a COMET checkpoint (<dir> or <dir>/checkpoints/model.ckpt) or a hub name such as
+    # Unbabel/wmt22-comet-da; needs the comet extra (nmt/metrics/comet.py)
+    comet_model: str | None = None
     attention_sentences: list[int] = field(default_factory=lambda: [0, 1, 2])
     out_dir: str | None = None  # default: <run dir>/eval/<split>-<timestamp>
     tensorboard_dir: str | None = None

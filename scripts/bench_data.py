@@ -6,9 +6,11 @@
 For each N: a corpus of N train pairs drawn with replacement (seeded) from the mirror's Multi30k and WMT newstest
 train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train train.max_steps=5` (default tokenizer
 and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for training the seconds from
-its start to the log line of step 1. An "empty" run (1,000 pairs) gives the memory a training process needs
-without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports (PYTHONPATH picks a tree), so
-two trees are compared with the same interpreter and corpus. Results are printed and written as JSON lines.
+its start to the log line of step 1. With --ranks 2, the same training as two gloo ranks under torchrun, sampling
+each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared by both counts half in each), so the
+sum shows whether the ranks hold the corpus once or twice. An "empty" run (1,000 pairs) gives the memory a training
+process needs without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports (PYTHONPATH picks a
+tree), so two trees are compared with the same interpreter and corpus. Results are printed and written as JSON lines.
 """
 
 from __future__ import annotations
@@ -85,7 +87,44 @@ def timed(cmd: list[str], log: Path, first_line: str | None = None) -> dict[str,
             "first_step_s": None if first is None else round(first, 1)}
 
 
-def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool) -> dict:
+def pss_mb(pid: int) -> int | None:
+    """A process's proportional set size in MB, None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^Pss:\s+(\d+) kB", text, re.M)
+    return int(match.group(1)) // 1024 if match else None
+
+
+def ranks_pss(cmd: list[str], marker: str, log: Path) -> dict[str, int]:
+    """Run a torchrun command; every 0.2 s, the PSS of each rank (the processes whose command line holds `marker`,
+    the launcher aside). Returns the peak of each rank and the peak of their sum, in MB."""
+    peaks: dict[int, int] = {}
+    peak_sum = 0
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            ranks = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) != proc.pid
+                     and marker in _cmdline(p)]
+            sizes = {pid: size for pid in ranks if (size := pss_mb(pid)) is not None}
+            for pid, size in sizes.items():
+                peaks[pid] = max(peaks.get(pid, 0), size)
+            peak_sum = max(peak_sum, sum(sizes.values()))
+            time.sleep(0.2)
+    if proc.returncode != 0:
+        sys.exit(f"torchrun failed (exit {proc.returncode}); see {log}")
+    return {"rank_peak_pss_mb": sorted(peaks.values()), "sum_peak_pss_mb": peak_sum}
+
+
+def _cmdline(proc_dir: Path) -> str:
+    try:
+        return (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool, ranks: int = 1) -> dict:
     corpus = work / f"corpus-{n}"
     files = make_corpus(n, corpus)
     data = ["data=files", f"data.name=bench{n}", f"data.root={work / 'data'}"]
@@ -97,6 +136,11 @@ def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool) -> 
         train = [*py, "nmt.cli.train", *data, "train.max_steps=5", "train.log_every=1", "train.device=cpu",
                  f"hydra.run.dir={work / f'run-{n}'}"]
         result["train"] = timed(train, work / f"train-{n}.log", first_line="step 1 |")
+    if ranks > 1 and not skip_train:
+        marker = f"hydra.run.dir={work / f'run{ranks}-{n}'}"
+        launch = [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+                  "-m", "nmt.cli.train", *data, "train.max_steps=5", "train.device=cpu", marker]
+        result["ranks"] = {"ranks": ranks, **ranks_pss(launch, marker, work / f"train{ranks}-{n}.log")}
     return result
 
 
@@ -108,6 +152,7 @@ def main() -> None:
     p.add_argument("--no-empty", action="store_true", help="skip the empty run (1,000 pairs)")
     p.add_argument("--prepare-only", action="store_true", help="measure nmt-prepare only")
     p.add_argument("--prepare-arg", action="append", default=[], help="extra nmt-prepare override (repeatable)")
+    p.add_argument("--ranks", type=int, default=1, help="also train as this many gloo ranks, sampling their PSS")
     args = p.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -115,12 +160,13 @@ def main() -> None:
     print(f"{'tree':<12} {'pairs':>9}  {'prepare wall':>12} {'prepare RSS':>11}  {'train wall':>10} "
           f"{'first step':>10} {'train RSS':>9}")
     for n in sizes:
-        r = run_point(n, work, args.prepare_arg, args.prepare_only)
+        r = run_point(n, work, args.prepare_arg, args.prepare_only, args.ranks)
         r["label"] = args.label
         pr, tr = r["prepare"], r.get("train", {})
         print(f"{args.label:<12} {n:>9}  {pr['wall_s']:>10} s {pr['peak_rss_mb']:>8} MB  "
-              f"{tr.get('wall_s', '-'):>8} s {tr.get('first_step_s', '-'):>8} s {tr.get('peak_rss_mb', '-'):>6} MB",
-              flush=True)
+              f"{tr.get('wall_s', '-'):>8} s {tr.get('first_step_s', '-'):>8} s {tr.get('peak_rss_mb', '-'):>6} MB"
+              + (f"  {args.ranks} ranks: PSS {r['ranks']['rank_peak_pss_mb']} MB, "
+                 f"sum {r['ranks']['sum_peak_pss_mb']} MB" if "ranks" in r else ""), flush=True)
         with open(work / "results.jsonl", "a") as f:
             f.write(json.dumps(r) + "\n")
 

@@ -24,13 +24,15 @@ from nmt.metrics import METRICS
 @user_errors
 def evaluate_command(cfg: DictConfig) -> EvaluationReport:
     report = evaluate(cfg)
+    comet = f" | COMET {{:.4f}} ({report.comet_model})" if report.comet_model else ""
     for s in report.systems:
-        print(f"{s.name}: " + " | ".join(f"{m.column} {s.scores.score(m.name):.2f}" for m in METRICS.values()))
+        print(f"{s.name}: " + " | ".join(f"{m.column} {s.scores.score(m.name):.2f}" for m in METRICS.values())
+              + comet.format(s.comet))
     for c in report.comparisons:
-        o = c.overall
-        p = "p n/a" if o.p_value is None else p_text(o.p_value, int(cfg.bootstrap_samples))
-        print(f"{c.system} - {c.baseline}: {o.difference:+.2f} BLEU "
-              f"[{o.difference_ci[0]:+.2f}, {o.difference_ci[1]:+.2f}], {p}")
+        for o, metric, digits in [(c.overall, "BLEU", 2)] + ([(c.comet, "COMET", 4)] if c.comet else []):
+            p = "p n/a" if o.p_value is None else p_text(o.p_value, int(cfg.bootstrap_samples))
+            print(f"{c.system} - {c.baseline}: {o.difference:+.{digits}f} {metric} "
+                  f"[{o.difference_ci[0]:+.{digits}f}, {o.difference_ci[1]:+.{digits}f}], {p}")
     print(f"report: {report.report_file}")
     return report
 

@@ -15,6 +15,10 @@ and attention_<i>.png heatmaps.
 
 With several reference files every score, interval and paired test counts a sentence against all its
 references, as `sacrebleu ref1 ref2 -i hyp` does (nmt/metrics/scores.py); length buckets go by the source.
+
+With comet_model=<path or hub name> (the comet extra, nmt/metrics/comet.py) every system also gets COMET segment
+scores (<system>.comet.txt), their mean in the scores and in each length bucket, and a paired test of them
+against the baseline; they are cached beside the evaluation directory (comet-cache/), keyed by their inputs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
@@ -53,7 +58,10 @@ from nmt.io import (
     write_lines,
 )
 from nmt.metrics import METRICS, bleu_by_length, corpus_scores, paired_bootstrap, paired_bootstrap_by_length
-from nmt.metrics.scores import References, reference_streams
+from nmt.metrics.comet import Comet, load_comet, segment_scores
+from nmt.metrics.lengths import paired_stats_by_length
+from nmt.metrics.scores import References, reference_streams, segment_stats
+from nmt.metrics.significance import paired_stats_test
 from nmt.plots import log_to_tensorboard, plot_attention, plot_attention_heads, plot_bleu_by_length, save_png
 from nmt.runtime import pick_device
 from nmt.training.average import average_checkpoints, last_checkpoints
@@ -197,8 +205,11 @@ def attention_plots(system: System, sources: list[str], cfg: DictConfig, device:
 
 
 def build_report(label: str, sources: list[str], refs: References, systems: list[System], baseline: System | None,
-                 cfg: DictConfig) -> EvaluationReport:
+                 cfg: DictConfig, comet: dict[str, np.ndarray] | None = None) -> EvaluationReport:
+    """Every score of `systems` and `baseline`, and the paired comparisons; `comet`: each system's COMET segment
+    scores (num_sentences,) by name, when COMET was computed."""
     edges, n = list(cfg.length_edges), int(cfg.bootstrap_samples)
+    comet = comet or {}
     everyone = systems + ([baseline] if baseline is not None else [])
     report = EvaluationReport(title=f"Evaluation on {label}", split=label, num_sentences=len(refs),
                               decode=OmegaConf.to_container(cfg.decode, resolve=True), length_edges=edges,
@@ -206,15 +217,32 @@ def build_report(label: str, sources: list[str], refs: References, systems: list
     for s in everyone:
         report.systems.append(EvaluatedSystem(
             **vars(s.info), name=s.name, hypotheses_file=f"{safe_name(s.name)}.hyp.txt",
-            scores=corpus_scores(s.hypotheses, refs), by_length=bleu_by_length(sources, s.hypotheses, refs, edges, n),
-            baseline=s is baseline))
+            scores=corpus_scores(s.hypotheses, refs), baseline=s is baseline,
+            by_length=bleu_by_length(sources, s.hypotheses, refs, edges, n, comet=comet.get(s.name)),
+            comet=float(np.mean(comet[s.name])) if s.name in comet else None))
     if baseline is not None:
         report.comparisons = [
             Comparison(system=s.name, baseline=baseline.name,
                        overall=paired_bootstrap(s.hypotheses, baseline.hypotheses, refs, n),
                        by_length=paired_bootstrap_by_length(sources, s.hypotheses, baseline.hypotheses, refs, edges, n))
             for s in systems]
+        for c in report.comparisons if comet else []:  # the segment scores themselves, resampled
+            a, b = segment_stats(comet[c.system]), segment_stats(comet[c.baseline])
+            c.comet = paired_stats_test(a, b, n, metric="comet")
+            c.comet_by_length = paired_stats_by_length(sources, a, b, edges, n, metric="comet")
     return report
+
+
+def comet_of(systems: list[System], comet: Comet, sources: list[str], refs: References, out_dir: Path,
+             log: Callable[[str], None]) -> dict[str, np.ndarray]:
+    """Each system's COMET segment scores (num_sentences,) by name, also written as <system>.comet.txt; cached in
+    comet-cache/ beside `out_dir`, which every evaluation writes anew."""
+    log(f"COMET ({comet.name}): scoring {len(systems)} system(s) ...")
+    scores = {}
+    for s in systems:
+        scores[s.name] = segment_scores(comet, sources, s.hypotheses, refs, out_dir.parent / "comet-cache")
+        write_lines(out_dir / f"{safe_name(s.name)}.comet.txt", [str(float(x)) for x in scores[s.name]])
+    return scores
 
 
 def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationReport:
@@ -243,6 +271,11 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
     corpora: dict[str, PreparedCorpus] = {}
     first = load_system(entries[0], cfg, device)  # unaveraged: enough to find the corpus and fail early
     sources, refs, label = load_references(cfg, first, corpora)
+    comet = None
+    if cfg.comet_model:
+        if not isinstance(refs[0], str):
+            raise NMTError("comet_model scores against one reference a sentence: give one ref_file")
+        comet = load_comet(str(cfg.comet_model))
     baseline_hyps = None
     if baseline_path is not None and not is_checkpoint_path(baseline_path):
         baseline_hyps = read_text_lines(baseline_path, "baseline hypotheses")
@@ -295,8 +328,11 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
         write_lines(out_dir / "src.txt", sources)
         ref_files = write_references(out_dir, refs)
 
-        report = build_report(label, sources, refs, systems, baseline, cfg)
+        everyone = systems + ([baseline] if baseline else [])
+        comet_scores = comet_of(everyone, comet, sources, refs, out_dir, log) if comet is not None else None
+        report = build_report(label, sources, refs, systems, baseline, cfg, comet_scores)
         report.references = ref_files
+        report.comet_model = comet.name if comet is not None else None
         fig = plot_bleu_by_length({s.name: s.by_length for s in report.systems},
                                   title=f"BLEU by source length ({label})")
         report.plots = Plots(bleu_by_length=save_png(fig, out_dir / "bleu_by_length.png").name, attention=plots)
@@ -318,6 +354,7 @@ def evaluate(cfg: DictConfig, log: Callable[[str], None] = print) -> EvaluationR
         if cfg.tensorboard_dir:
             scalars = {m.eval_tag(label, s.name): s.scores.score(m.name) for s in report.systems
                        for m in METRICS.values() if m.tensorboard}
+            scalars |= {f"eval/{label}/{s.name}/comet": s.comet for s in report.systems if s.comet is not None}
             log_to_tensorboard(cfg.tensorboard_dir, {f"eval/{label}/{k}": f for k, f in figures.items()}, scalars,
                                step=systems[0].info.step or 0)
         report.out_dir = str(out_dir)

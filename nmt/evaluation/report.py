@@ -12,7 +12,10 @@ report.md is rendered from it. Its shape on disk:
      "notes": [str], "plots": {"bleu_by_length": file name, "attention": [file names]},
      "references": [file names: ref.txt, or ref1.txt, ref2.txt, ... for several references a sentence]}
 
-A system's fields that do not apply (a hypotheses file has no checkpoint, step or speed) are left out.
+With `comet_model` (nmt/metrics/comet.py) the report also has "comet_model" (the model as given), each system a
+"comet" score and each length row a "comet" mean, and each comparison "comet" (a PairedTest) and
+"comet_by_length". A system's fields that do not apply (a hypotheses file has no checkpoint, step or speed; no
+COMET without comet_model) are left out.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class EvaluatedSystem(SystemInfo):
     scores: CorpusScores
     by_length: list[LengthRow]
     baseline: bool = False  # the system the others are compared with
+    comet: float | None = None  # the mean of its COMET segment scores (<name>.comet.txt)
 
     def to_dict(self) -> dict[str, Any]:
         data = super().to_dict()
@@ -77,12 +81,18 @@ class EvaluatedSystem(SystemInfo):
 
 @dataclass
 class Comparison(Record):
-    """A system against the baseline: the paired test overall and within each source-length bucket."""
+    """A system against the baseline: the paired test overall and within each source-length bucket, of BLEU and
+    (with COMET) of the COMET segment scores."""
 
     system: str
     baseline: str
     overall: PairedTest
     by_length: list[PairedBucket]
+    comet: PairedTest | None = None
+    comet_by_length: list[PairedBucket] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
 @dataclass
@@ -109,12 +119,13 @@ class EvaluationReport(Record):
     notes: list[str] = field(default_factory=list)
     plots: Plots | None = None
     references: list[str] | None = None  # the reference files beside the report (None: not recorded)
+    comet_model: str | None = None  # the COMET model as given (path or hub name); None: no COMET
     out_dir: str | None = None
     report_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_dict().items()
-                if v is not None or k not in ("plots", "references", "out_dir", "report_file")}
+                if v is not None or k not in ("plots", "references", "comet_model", "out_dir", "report_file")}
 
     def system(self, name: str) -> EvaluatedSystem:
         return next(s for s in self.systems if s.name == name)
@@ -188,7 +199,14 @@ def _scores_section(report: EvaluationReport) -> list[str]:
                      fmt_num(sp.sentences_per_second if sp else None, 1),
                      fmt_num(sp.tokens_per_second if sp else None, 0)])
     header = ["system", *(m.column for m in metrics), "parameters", "sentences/s", "tokens/s"]
+    if report.comet_model:
+        header.insert(len(metrics) + 1, "COMET")
+        for row, s in zip(rows, report.systems, strict=True):
+            row.insert(len(metrics) + 1, fmt_num(s.comet, 4))
     lines = ["## Scores", ""] + md_table(header, rows) + [""]
+    if report.comet_model:
+        lines += [f"COMET model: `{report.comet_model}` (the mean of the segment scores, each system's in "
+                  f"`<system>.comet.txt`)", ""]
     lines += ["sacreBLEU signatures:", ""]
     lines += [f"- {name}: `{sig}`" for name, sig in report.systems[0].scores.signatures.items()]
     lines.append("")
@@ -204,18 +222,20 @@ def _scores_section(report: EvaluationReport) -> list[str]:
 
 def _length_section(report: EvaluationReport) -> list[str]:
     systems = report.systems
-    header = ["source words", "sentences"] + [f"{s.name} BLEU [95% CI]" for s in systems] + ["note"]
+    header = ["source words", "sentences"] + [f"{s.name} BLEU [95% CI]" for s in systems]
+    header += [f"{s.name} COMET" for s in systems] if report.comet_model else []
     rows = []
     for b, bucket in enumerate(systems[0].by_length):
         cells = [bucket.label, str(bucket.count)]
         for s in systems:
             r = s.by_length[b]
             cells.append("-" if r.bleu is None else f"{r.bleu:.2f} {fmt_interval(r.bleu_ci)}")
+        cells += [fmt_num(s.by_length[b].comet, 4) for s in systems] if report.comet_model else []
         note = "empty" if bucket.count == 0 else ("few sentences" if bucket.few else "")
         rows.append(cells + [note])
     return (
         ["## BLEU by source length", ""]
-        + md_table(header, rows)
+        + md_table(header + ["note"], rows)
         + ["", f"Buckets with fewer than {FEW_SENTENCES} sentences are marked: their BLEU is noisy.", ""]
     )
 
@@ -229,20 +249,28 @@ def _comparison_section(report: EvaluationReport) -> list[str]:
         "* marks p < 0.05."
     )
     lines.append("")
-    header = ["bucket", "sentences", "baseline BLEU", "system BLEU", "difference", "95% CI", "p-value", "note"]
     for comp in report.comparisons:
         lines += [f"### {comp.system} vs {comp.baseline}", ""]
-        rows = []
-        tests = [("all", comp.overall)] + [(b.label, b.test) for b in comp.by_length]
-        for label, t in tests:
-            if t is None or t.count == 0:
-                rows.append([label, "0", "-", "-", "-", "-", "-", "empty"])
-                continue
-            rows.append([label, str(t.count), fmt_num(t.baseline), fmt_num(t.system), f"{t.difference:+.2f}",
-                         fmt_interval(t.difference_ci), fmt_p(t.p_value),
-                         "few sentences" if t.count < FEW_SENTENCES else ""])
-        lines += md_table(header, rows) + [""]
+        lines += _paired_table("BLEU", comp.overall, comp.by_length, 2) + [""]
+        if comp.comet is not None:
+            lines += [f"### {comp.system} vs {comp.baseline}: COMET", ""]
+            lines += _paired_table("COMET", comp.comet, comp.comet_by_length or [], 4) + [""]
     return lines
+
+
+def _paired_table(metric: str, overall: PairedTest, by_length: Sequence[PairedBucket], digits: int) -> list[str]:
+    header = ["bucket", "sentences", f"baseline {metric}", f"system {metric}", "difference", "95% CI", "p-value",
+              "note"]
+    rows = []
+    for label, t in [("all", overall)] + [(b.label, b.test) for b in by_length]:
+        if t is None or t.count == 0:
+            rows.append([label, "0", "-", "-", "-", "-", "-", "empty"])
+            continue
+        ci = "-" if t.difference_ci is None else f"[{t.difference_ci[0]:.{digits}f}, {t.difference_ci[1]:.{digits}f}]"
+        rows.append([label, str(t.count), fmt_num(t.baseline, digits), fmt_num(t.system, digits),
+                     f"{t.difference:+.{digits}f}", ci, fmt_p(t.p_value),
+                     "few sentences" if t.count < FEW_SENTENCES else ""])
+    return md_table(header, rows)
 
 
 def render_markdown(report: EvaluationReport) -> str:

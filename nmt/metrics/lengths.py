@@ -5,7 +5,7 @@ bucket and is scored there against all of them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -21,6 +21,7 @@ from nmt.metrics.significance import (
     bootstrap_interval,
     centred_p_value,
     paired_bootstrap,
+    paired_stats_test,
     percentile_interval,
 )
 
@@ -32,7 +33,8 @@ FEW_SENTENCES = 50
 @dataclass
 class LengthRow(Record):
     """One source-length bucket of one system (`bleu_by_length`): its sentences' BLEU and chrF (None when the
-    bucket is empty) and BLEU's 95% bootstrap interval (None when empty or not resampled)."""
+    bucket is empty), BLEU's 95% bootstrap interval (None when empty or not resampled), and the mean of their COMET
+    segment scores when COMET was computed (left out of the file otherwise)."""
 
     label: str  # "10-20", "50+"
     lo: int
@@ -42,6 +44,10 @@ class LengthRow(Record):
     chrf: float | None
     bleu_ci: list[float] | None
     few: bool  # count < FEW_SENTENCES: a noisy BLEU
+    comet: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items() if k != "comet" or v is not None}
 
 
 @dataclass
@@ -94,9 +100,11 @@ def bleu_by_length(
     edges: Sequence[int] = DEFAULT_EDGES,
     n_samples: int = 1000,
     seed: int = BOOTSTRAP_SEED,
+    comet: Sequence[float] | None = None,
 ) -> list[LengthRow]:
     """BLEU and chrF per source-length bucket (the view of Bahdanau et al. 2015, Fig. 2): one row per bucket,
-    empty ones included. `n_samples=0` skips the intervals."""
+    empty ones included. `n_samples=0` skips the intervals. `comet`: the COMET segment scores (num_sentences,),
+    whose mean in each bucket is its row's `comet`."""
     check_pair(hyps, refs)
     if len(sources) != len(hyps):
         raise NMTError(f"{len(sources)} sources but {len(hyps)} hypotheses: line counts must match")
@@ -112,6 +120,8 @@ def bleu_by_length(
             row.chrf = corpus_score(bh, br, "chrf")
             if n_samples > 0:
                 row.bleu_ci = list(bootstrap_interval(bh, br, n_samples, seed))
+            if comet is not None:
+                row.comet = float(np.mean([comet[i] for i in members]))
         rows.append(row)
     return rows
 
@@ -131,16 +141,37 @@ def paired_bootstrap_by_length(
             f"line counts differ: {len(sources)} sources, {len(hyps)} hypotheses, "
             f"{len(base_hyps)} baseline hypotheses, {len(refs)} references"
         )
+    return paired_tests_by_length(sources, lambda m: paired_bootstrap(
+        [hyps[i] for i in m], [base_hyps[i] for i in m], [refs[i] for i in m], n_samples, seed), edges)
+
+
+def paired_stats_by_length(
+    sources: Sequence[str],
+    sys_stats: np.ndarray,
+    base_stats: np.ndarray,
+    edges: Sequence[int] = DEFAULT_EDGES,
+    n_samples: int = 1000,
+    seed: int = BOOTSTRAP_SEED,
+    metric: str = "comet",
+) -> list[PairedBucket]:
+    """`paired_stats_test` within each source-length bucket, from both systems' per-sentence statistics
+    (num_sentences, num_stats), e.g. COMET's `segment_stats`."""
+    if not len(sources) == len(sys_stats) == len(base_stats):
+        raise NMTError(f"line counts differ: {len(sources)} sources, {len(sys_stats)} and {len(base_stats)} "
+                       f"segment scores")
+    return paired_tests_by_length(sources, lambda m: paired_stats_test(
+        sys_stats[m], base_stats[m], n_samples, seed, metric), edges)
+
+
+def paired_tests_by_length(sources: Sequence[str], test: Callable[[list[int]], PairedTest],
+                           edges: Sequence[int] = DEFAULT_EDGES) -> list[PairedBucket]:
+    """One row per source-length bucket, `test(members)` of its sentence indices; an empty bucket: no test."""
     which = assign_buckets(sources, edges)
     rows = []
     for b, (lo, hi) in enumerate(length_buckets(edges)):
         members = [i for i, w in enumerate(which) if w == b]
-        test = None
-        if members:
-            test = paired_bootstrap([hyps[i] for i in members], [base_hyps[i] for i in members],
-                                    [refs[i] for i in members], n_samples, seed)
         rows.append(PairedBucket(label=bucket_label(lo, hi), lo=lo, hi=hi, count=len(members),
-                                 few=len(members) < FEW_SENTENCES, test=test))
+                                 few=len(members) < FEW_SENTENCES, test=test(members) if members else None))
     return rows
 
 

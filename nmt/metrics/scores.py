@@ -63,6 +63,9 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("bleu_lc", "BLEU (lowercased)", partial(BLEU, lowercase=True), tensorboard=False),
 )}
 VALIDATED = [m for m in METRICS.values() if m.validate]  # what validation during training computes
+# Metrics a model scores segment by segment (COMET, nmt/metrics/comet.py): no sacreBLEU scorer, the corpus score is
+# the mean of the segment scores, and their per-sentence statistics are `segment_stats`.
+SEGMENT_METRICS = ("comet",)
 
 # A corpus's references, one entry per sentence: its reference (str) or its several references (tuple[str, ...],
 # the same number for every sentence).
@@ -170,8 +173,17 @@ def sentence_stats(hyps: Sequence[str], refs: References, metric: str = "bleu") 
     return np.asarray(stats, dtype="float32")
 
 
+def segment_stats(scores: Sequence[float]) -> np.ndarray:
+    """(num_sentences, 2) float64 statistics of a segment-level metric (`SEGMENT_METRICS`): (score, 1) a sentence,
+    so that they add up like sacreBLEU's counts: a sum is (total, count), and its score the mean."""
+    values = np.asarray(scores, dtype=np.float64)
+    return np.stack([values, np.ones_like(values)], axis=1)
+
+
 def score_from_stats(stats: np.ndarray, metric: str = "bleu") -> float:
     """Corpus score of summed statistics (num_stats,)."""
+    if metric in SEGMENT_METRICS:
+        return float(stats[0] / stats[1])
     # Python floats: the counts are exact integers, and float32 arithmetic would round the score.
     return float(resampled_metric(metric)._compute_score_from_stats([float(x) for x in stats]).score)
 
@@ -204,7 +216,10 @@ def length_stats(stats: np.ndarray) -> LengthRatio:
 def resampled_scores(stats: np.ndarray, idxs: np.ndarray, metric: str = "bleu") -> np.ndarray:
     """Score of each resample: stats (num_rows, num_stats), idxs (num_samples, num_rows) row indices of each
     sample -> (num_samples,). The statistics are integer counts, so float32 sums are exact and match sacreBLEU's
-    own resampling bit for bit."""
+    own resampling bit for bit. A segment-level metric's score is the mean of the resampled segment scores."""
+    if metric in SEGMENT_METRICS:
+        sums = stats[idxs].sum(axis=1)  # (num_samples, 2): (total, count)
+        return sums[:, 0] / sums[:, 1]
     scorer = resampled_metric(metric)
     scores = np.empty(len(idxs), dtype=np.float64)
     chunk = max(1, 2_000_000 // max(1, stats.shape[0] * stats.shape[1]))  # bound the gathered array's size

@@ -1,6 +1,7 @@
 """Bootstrap intervals and calibrated paired significance tests.
 
-- Two systems on the same test items (`paired_bootstrap`): the p-value comes from approximate randomisation
+- Two systems on the same test items (`paired_bootstrap`; `paired_stats_test` from per-item statistics, such as
+  COMET's segment scores): the p-value comes from approximate randomisation
   (Noreen 1989; Riezler & Maxwell 2005): swap the two systems' outputs of each item with probability 1/2 and
   count how often the permuted |difference| reaches the observed one. Under "equally good systems" the swap
   changes nothing in distribution, so the test keeps its level at any corpus size; the 95% interval of the
@@ -171,18 +172,29 @@ def paired_bootstrap(hyps: Sequence[str], base_hyps: Sequence[str], refs: Refere
     metric of `METRICS` with per-sentence statistics)."""
     check_pair(hyps, refs)
     check_pair(base_hyps, refs)
-    sys_stats, base_stats = sentence_stats(hyps, refs, metric), sentence_stats(base_hyps, refs, metric)
+    return paired_stats_test(sentence_stats(hyps, refs, metric), sentence_stats(base_hyps, refs, metric), n_samples,
+                             seed, metric)
+
+
+def paired_stats_test(sys_stats: np.ndarray, base_stats: np.ndarray, n_samples: int = 1000,
+                      seed: int = BOOTSTRAP_SEED, metric: str = "bleu") -> PairedTest:
+    """`paired_bootstrap` from the per-sentence statistics (num_sentences, num_stats) of both systems:
+    `sentence_stats`, or `segment_stats` of a segment-level metric such as COMET (its segment scores resampled
+    directly)."""
+    if len(sys_stats) != len(base_stats) or len(sys_stats) == 0:
+        raise NMTError(f"a paired test needs two equally long non-empty systems, got {len(sys_stats)} and "
+                       f"{len(base_stats)} sentences")
     system, baseline = score_from_stats(sys_stats.sum(0), metric), score_from_stats(base_stats.sum(0), metric)
-    idxs = bootstrap_indices(len(hyps), n_samples, seed)
+    idxs = bootstrap_indices(len(sys_stats), n_samples, seed)
     sys_samples = resampled_scores(sys_stats, idxs, metric)
     base_samples = resampled_scores(base_stats, idxs, metric)
     diffs = sys_samples - base_samples
     p_value = None
-    if len(hyps) >= MIN_TEST_ITEMS:
+    if len(sys_stats) >= MIN_TEST_ITEMS:
         p_value = 1.0 if np.array_equal(sys_stats, base_stats) else randomisation_p_value(
             sys_stats, base_stats, n_samples, seed, metric)
-    return PairedTest(metric=metric, count=len(hyps), system=system, baseline=baseline, difference=system - baseline,
-                      difference_ci=percentile_interval(diffs), p_value=p_value,
+    return PairedTest(metric=metric, count=len(sys_stats), system=system, baseline=baseline,
+                      difference=system - baseline, difference_ci=percentile_interval(diffs), p_value=p_value,
                       system_ci=percentile_interval(sys_samples), baseline_ci=percentile_interval(base_samples),
                       n_samples=n_samples, seed=seed)
 
