@@ -338,11 +338,17 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     compile: bool = False
     eval_every: int = 500  # steps between validations (also at each epoch end when 0)
+    # Minutes of training time between validations (as train.max_minutes counts them); > 0 replaces eval_every.
+    eval_every_minutes: float = 0.0
     eval_beam: int = 1  # 1 = greedy during validation
     eval_max_sentences: int = 0  # 0 = the whole valid split
     patience: int = 0  # early stopping: validations without a new best valid BLEU (0 = off)
     save_every: int = 500
+    save_every_minutes: float = 0.0  # minutes of training time between checkpoints; > 0 replaces save_every
     keep_last: int = 3
+    # step-<N>.pt without optimizer, schedule and moving-average state (a third of the size for Adam); last.pt
+    # always keeps them, to resume from
+    save_weights_only: bool = False
     resume: str = "auto"  # auto (continue the run dir's last.pt when present) | never | <checkpoint path>
     # Fine-tuning: a checkpoint or run dir (its best.pt) whose weights, model config and tokenizer start a NEW run
     # with a fresh optimizer, schedule and counters; the data config's corpus is encoded with that tokenizer.

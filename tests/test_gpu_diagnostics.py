@@ -85,6 +85,8 @@ def test_each_check_is_isolated_and_the_report_always_written(monkeypatch, tmp_p
         return run
 
     monkeypatch.setattr(gpu_check, "check_training", check("train", error=RuntimeError("CUDA error: misaligned\nx")))
+    monkeypatch.setattr(gpu_check, "check_steps", check("steps", gpu_check.StepCheck(
+        recipe="a", syncs_per_step=[1, 1], loader_batches_per_s=100.0)))
     monkeypatch.setattr(gpu_check, "check_resume", check("resume", gpu_check.ResumeCheck(
         model="a", killed_at_step=2, weights_restored=True, finished_step=4, finished=True, ok=True)))
     monkeypatch.setattr(gpu_check, "check_beam", check("beam", gpu_check.BeamCheck(
@@ -93,8 +95,8 @@ def test_each_check_is_isolated_and_the_report_always_written(monkeypatch, tmp_p
         backend="gloo", ranks=2, exit_code=0, ok=True, log_tail="")))
     monkeypatch.setattr(gpu_check, "check_bench", check("bench", error=SystemExit("error: unknown model preset")))
     lines: list[str] = []
-    report = gpu_check.run_gpu_check("cpu", steps=4, out=tmp_path, models=("a", "b"), log=lines.append)
-    assert ran == ["train", "train", "resume", "beam", "torchrun", "bench"]  # every check ran after a failure
+    report = gpu_check.run_gpu_check("cpu", steps=4, out=tmp_path, recipes=("a", "b"), log=lines.append)
+    assert ran == ["train", "train", "steps", "resume", "beam", "torchrun", "bench"]  # every check ran after a failure
     assert report.training == [gpu_check.Failed(error="RuntimeError: CUDA error: misaligned")] * 2
     assert report.bench == gpu_check.Failed(error="SystemExit: error: unknown model preset")
     assert report.resume.ok and not report.ok
@@ -111,7 +113,7 @@ def test_the_report_is_written_even_when_the_check_itself_is_interrupted(monkeyp
 
     monkeypatch.setattr(gpu_check, "check_training", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        gpu_check.run_gpu_check("cpu", steps=4, out=tmp_path, models=("a",), log=lambda _: None)
+        gpu_check.run_gpu_check("cpu", steps=4, out=tmp_path, recipes=("a",), log=lambda _: None)
     assert json.loads(next(tmp_path.glob("*/gpu_check.json")).read_text())["ok"] is False
 
 

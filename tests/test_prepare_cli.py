@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -256,3 +257,11 @@ def test_gpu_recipes_compose_into_a_valid_train_config(recipe, arch):
     assert (cfg.model.arch, cfg.model.hidden) == (arch, 512)
     assert 16384 <= cfg.train.batch_tokens <= 65536 and cfg.train.amp and cfg.train.num_workers > 0
     assert compose_config("config", [f"recipe={recipe}", "train.batch_tokens=8192"]).train.batch_tokens == 8192
+    # sized for a GPU: cadence in training minutes, weights-only step files, a warm-up for Adam at the larger batch
+    assert cfg.train.eval_every_minutes > 0 and cfg.train.save_every_minutes > 0 and cfg.train.save_weights_only
+    assert cfg.train.warmup_steps >= 2 / (1 - cfg.train.betas[1])
+
+
+def test_the_rnn_gpu_recipe_scales_the_rnn_presets_rate_by_the_square_root_of_the_batch():
+    gpu, cpu = compose_config("config", ["recipe=rnn_gpu"]).train, compose_config("config", ["train=rnn"]).train
+    assert gpu.lr == pytest.approx(cpu.lr * math.sqrt(gpu.batch_tokens / cpu.batch_tokens), rel=1e-3)

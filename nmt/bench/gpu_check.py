@@ -1,18 +1,20 @@
 """The GPU path in one command: `make gpu-check` (nmt-gpu-check).
 
-On a CUDA machine, in a few minutes: first the dtype of every recurrent layer under bf16 autocast and the number of
-graphs torch.compile builds over variable-length batches (tiny models, seconds); then each default model trains for
-`steps` steps through the real trainer with bf16 autocast, fused AdamW and TF32 (the Transformer first through
-torch.compile in a child process, so a compiler failure or a poisoned CUDA context cannot break the eager run that
-follows) and its validation loss must fall; a run is killed (SIGKILL) after its first checkpoint and resumed, and
-the resumed weights must equal that checkpoint's; the Transformer decodes validation sentences with beam search; a
-two-rank `torchrun` run (NCCL with two GPUs, gloo on the CPU otherwise) trains with DDP; and the speed benchmark
-(nmt/bench/benchmark.py) prints tokens/s, peak memory and the Transformer's MFU.
+On a CUDA machine, in at most CHECK_BUDGET_S (8 minutes): first the dtype of every recurrent layer under bf16
+autocast and the number of graphs torch.compile builds over variable-length batches (tiny models, seconds); then
+each GPU recipe (configs/recipe/rnn_gpu.yaml, transformer_gpu.yaml) trains for `steps` steps as `nmt-train
+recipe=<name>` does, in a child process (bf16 autocast, fused AdamW, TF32, torch.compile as the recipe sets it), and
+its validation loss must fall, its compile must neither fall back to eager nor build more than MAX_GRAPHS graphs;
+host syncs per step and the loader's batches/s are counted in a few steps of the first recipe; a run is killed
+(SIGKILL) after its first checkpoint and resumed, and the resumed weights must equal those of the checkpoint saved
+before the kill; the Transformer decodes validation sentences with beam search; a two-rank `torchrun` run trains
+with DDP (NCCL with two GPUs; NCCL takes one GPU per rank, so with one GPU the report says so and the ranks use gloo
+on the CPU); and the speed benchmark (nmt/bench/benchmark.py) prints tokens/s, peak memory and MFU per model.
 
 Each check is isolated: one that fails records {"ok": false, "error": ...} (`Failed`) and the next one runs,
-and <out>/<time>/gpu_check.json (a `GpuCheckReport`) is always written. Every child process runs in its own
-process group with a timeout, is killed with its children when the timeout passes, and keeps its log (quoted on
-failure).
+and <out>/<time>/gpu_check.json (a `GpuCheckReport`) and report.md (its lines) are always written. Every child
+process runs in its own process group with a timeout (CHILD_TIMEOUT_S, less when the check's budget is nearly
+spent), is killed with its children when the timeout passes, and keeps its log (quoted on failure).
 
 Training runs are composed from configs/config.yaml with nmt.config.compose_config, as `nmt-train <overrides>`
 composes them (the Trainer checks the train section when it is built).
@@ -25,6 +27,7 @@ instead of NCCL, no autocast), which is how the tests exercise it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -34,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +48,11 @@ from omegaconf import OmegaConf
 
 from nmt.bench import benchmark
 from nmt.config import DataConfig, compose_config
+from nmt.data.batching import batch_stream
 from nmt.data.corpus import prepare_corpus
 from nmt.decoding.search import translate
 from nmt.errors import NMTError
-from nmt.io import read_json, write_json
+from nmt.io import read_json, write_json, write_text
 from nmt.metrics import corpus_score
 from nmt.models import build_model
 from nmt.runtime import pick_device
@@ -55,8 +60,13 @@ from nmt.training.checkpoint import load_checkpoint, load_model, resolve_checkpo
 from nmt.training.step import compile_dynamic
 from nmt.training.trainer import Trainer
 
-MODELS = ("rnn_fixed", "rnn_attention", "transformer")
-CHILD_TIMEOUT_S = 900  # a child training run of the check (the killed-and-resumed run, torchrun, compile)
+MODELS = ("rnn_fixed", "rnn_attention", "transformer")  # the precision check's architectures
+RECIPES = ("rnn_gpu", "transformer_gpu")  # configs/recipe/
+CHILD_TIMEOUT_S = 180  # a child training run of the check (a recipe, the killed-and-resumed run, torchrun)
+CHECK_BUDGET_S = 480  # the whole check: a child started late gets what is left (at least MIN_CHILD_S)
+MIN_CHILD_S = 30
+MAX_GRAPHS = 1  # graphs torch.compile may build for a recipe: dynamic shapes compile the model once
+_deadline = math.inf  # time.monotonic() at which the check's budget ends (set by run_gpu_check)
 DRIVER_FILE = Path("/proc/driver/nvidia/version")
 
 
@@ -91,22 +101,55 @@ class PrecisionCheck:
 
 @dataclass(kw_only=True)
 class TrainCheck:
-    """One model trained through the trainer; ok when its validation loss fell."""
+    """One recipe trained by `nmt-train recipe=<name>` in a child process; ok when it finished, its validation loss
+    fell, and its torch.compile (when set) neither fell back to eager nor built more than MAX_GRAPHS graphs."""
 
-    model: str
-    compile: bool  # trained through torch.compile (else eagerly)
-    compile_error: str | None = None  # why torch.compile failed, when it was tried and failed
+    recipe: str
+    model: str  # the recipe's model arch
+    exit_code: int | None  # None: killed at its timeout
+    compile: bool  # the recipe compiles (on CUDA; the CPU check trains eagerly)
+    compile_fell_back: bool = False
+    compile_graphs: int | None = None
+    compile_seconds: float = 0.0
     steps: int
     valid_losses: list[float | None]  # per validation; None for a loss that was not finite (NaN, inf)
     loss_falls: bool
     train_seconds: float
+    tokens_per_s: float
+    peak_memory_gb: float  # the GPU's peak reserved memory (the host's peak RSS on the CPU)
+    device_memory_gb: float | None  # the GPU's total memory
+    out_of_memory: bool
     run_dir: str
     ok: bool
 
     def summary(self) -> str:
         losses = " -> ".join("not finite" if x is None else f"{x:.3f}" for x in self.valid_losses)
-        return (f"train {self.model}: {self.steps} steps, valid loss {losses} "
-                f"({'falls' if self.loss_falls else 'DOES NOT FALL'}), compile: {self.compile}")
+        compiled = "off"
+        if self.compile:
+            many = "" if (self.compile_graphs or 0) <= MAX_GRAPHS else f" (MORE THAN {MAX_GRAPHS})"
+            compiled = ("FELL BACK to eager" if self.compile_fell_back else
+                        f"{self.compile_graphs} graph(s){many}, {self.compile_seconds:.1f}s apart from training")
+        total = "" if self.device_memory_gb is None else f" of {self.device_memory_gb:.1f}"
+        oom = "OUT OF MEMORY" if self.out_of_memory else f"no OOM, peak {self.peak_memory_gb:.2f}{total} GB"
+        return (f"train {self.recipe} ({self.model}): {self.steps} steps (exit {self.exit_code}), valid loss {losses} "
+                f"({'falls' if self.loss_falls else 'DOES NOT FALL'}), {self.tokens_per_s / 1000:.1f}k tok/s, "
+                f"compile: {compiled}; {oom}")
+
+
+@dataclass(kw_only=True)
+class StepCheck:
+    """A few training steps of a recipe in this process: host syncs per step (CUDA: torch's sync debug mode; None on
+    the CPU, where nothing waits) and the loader's batches/s (the recipe's workers, no model)."""
+
+    recipe: str
+    syncs_per_step: list[int] | None  # per step after the first (which may compile)
+    loader_batches_per_s: float
+    ok: bool = True
+
+    def summary(self) -> str:
+        syncs = "-" if self.syncs_per_step is None else "/".join(map(str, self.syncs_per_step))
+        return (f"steps {self.recipe}: host syncs per step {syncs}; loader {self.loader_batches_per_s:.0f} "
+                f"batches/s")
 
 
 @dataclass(kw_only=True)
@@ -148,9 +191,11 @@ class TorchrunCheck:
     exit_code: int | None  # None: killed at the timeout
     ok: bool
     log_tail: str  # the end of its log when it failed
+    note: str = ""  # why NCCL was not tried, where it was not
 
     def summary(self) -> str:
-        return f"torchrun ({self.backend}, 2 ranks): {'ok' if self.ok else 'FAILED: ' + self.log_tail}"
+        note = f" ({self.note})" if self.note else ""
+        return f"torchrun DDP ({self.backend}, 2 ranks): {'ok' if self.ok else 'FAILED: ' + self.log_tail}{note}"
 
 
 @dataclass(kw_only=True)
@@ -164,7 +209,7 @@ class BenchCheck(benchmark.BenchReport):
         return benchmark.markdown(self)
 
 
-Check = PrecisionCheck | TrainCheck | ResumeCheck | BeamCheck | TorchrunCheck | BenchCheck
+Check = PrecisionCheck | TrainCheck | StepCheck | ResumeCheck | BeamCheck | TorchrunCheck | BenchCheck
 
 
 @dataclass(kw_only=True)
@@ -177,6 +222,7 @@ class GpuCheckReport:
     gpu: str | None
     precision: PrecisionCheck | Failed | None = None
     training: list[TrainCheck | Failed] = field(default_factory=list)
+    steps: StepCheck | Failed | None = None
     resume: ResumeCheck | Failed | None = None
     beam: BeamCheck | Failed | None = None
     torchrun: TorchrunCheck | Failed | None = None
@@ -247,49 +293,115 @@ def no_cuda_report(driver: str) -> NoCudaReport:
 
 
 # The checks ------------------------------------------------------------------------------------------------
-def _train_overrides(model: str, device: str, steps: int, extra: list[str]) -> list[str]:
-    return [f"model={model}", f"train.device={device}", f"train.max_steps={steps}", "train.max_minutes=0",
-            f"train.eval_every={max(1, steps // 2)}", f"train.save_every={max(1, steps // 2)}",
-            "train.eval_max_sentences=200", "train.attention_samples=0", "train.resume=never", *extra]
+def child_timeout() -> float:
+    """A child's timeout: CHILD_TIMEOUT_S, or what is left of the check's budget (at least MIN_CHILD_S)."""
+    return max(MIN_CHILD_S, min(CHILD_TIMEOUT_S, _deadline - time.monotonic()))
+
+
+def _train_overrides(recipe: str, device: str, steps: int, extra: list[str]) -> list[str]:
+    """`recipe=<recipe>` for `steps` steps, validated and saved half-way and at the end; on the CPU without
+    torch.compile (Inductor's C++ build takes minutes there)."""
+    every = max(1, steps // 2)
+    return [f"recipe={recipe}", f"train.device={device}", f"train.max_steps={steps}", "train.max_minutes=0",
+            f"train.eval_every={every}", "train.eval_every_minutes=0", f"train.save_every={every}",
+            "train.save_every_minutes=0", "train.eval_max_sentences=200", "train.attention_samples=0",
+            "train.resume=never", *([] if device.startswith("cuda") else ["train.compile=false"]), *extra]
 
 
 def _train_cmd(run_dir: Path, overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "nmt.cli.train", f"hydra.run.dir={run_dir}", *overrides]
 
 
-def check_training(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> TrainCheck:
-    """Train through the trainer; the validation loss at the end must be below the one half-way."""
-    overrides = _train_overrides(model, device, steps, extra)
-    compiled, compile_error = False, None
-    done_dir = run_dir / "compiled"
-    if model.startswith("transformer") and device.startswith("cuda"):
-        # torch.compile where it works (on CUDA: on the CPU Inductor's C++ build is slow and can fail), in a
-        # child process; on failure report it and train eagerly here.
-        code = run_child(_train_cmd(done_dir, overrides + ["train.compile=true"]), run_dir / "compiled.log",
-                         CHILD_TIMEOUT_S)
-        compiled = code == 0
-        if code != 0:
-            compile_error = f"exit {code}: {log_tail(run_dir / 'compiled.log', 2)}"[:300]
-    if not compiled:
-        done_dir = run_dir / "eager"
-        Trainer(compose_config("config", overrides), done_dir).fit()
-    metrics = read_json(done_dir / "metrics.json")
+def check_training(recipe: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> TrainCheck:
+    """`nmt-train recipe=<recipe>` in a child process; the validation loss at the end must be below the one
+    half-way, and a compiled model must have compiled once, without falling back to eager."""
+    overrides = _train_overrides(recipe, device, steps, extra)
+    cfg = compose_config("config", overrides)
+    child_log = run_dir.parent / f"{recipe}.log"
+    code = run_child(_train_cmd(run_dir, overrides), child_log, child_timeout())
+    text = child_log.read_text(errors="replace") if child_log.exists() else ""
+    if not (run_dir / "metrics.json").exists():
+        raise NMTError(f"{recipe} wrote no metrics.json (exit {code}); its log ({child_log}) ends: "
+                       f"{log_tail(child_log)}")
+    metrics = read_json(run_dir / "metrics.json")
     losses = [float(h["valid_loss"]) for h in metrics["history"]]
     loss_falls = len(losses) >= 2 and losses[-1] < losses[0]
-    return TrainCheck(model=model, compile=compiled, compile_error=compile_error, steps=metrics["step"],
+    compiled = metrics.get("compile") or {}
+    fell_back, graphs = bool(compiled.get("fell_back", False)), compiled.get("graphs")
+    peaks = metrics.get("peak_memory") or {}
+    cuda = device.startswith("cuda")
+    peak = peaks.get("memory/cuda_peak_reserved_gb" if cuda else "memory/host_peak_gb", 0.0)
+    total = torch.cuda.get_device_properties(pick_device(device)).total_memory / 1024**3 if cuda else None
+    compile_ok = not cfg.train.compile or (not fell_back and graphs is not None and graphs <= MAX_GRAPHS)
+    return TrainCheck(recipe=recipe, model=str(cfg.model.arch), exit_code=code, compile=bool(cfg.train.compile),
+                      compile_fell_back=fell_back, compile_graphs=graphs,
+                      compile_seconds=float(metrics.get("compile_seconds", 0.0)), steps=metrics["step"],
                       valid_losses=[x if math.isfinite(x) else None for x in losses], loss_falls=loss_falls,
-                      train_seconds=metrics["train_seconds"], run_dir=str(done_dir), ok=loss_falls)
+                      train_seconds=metrics["train_seconds"], tokens_per_s=float(metrics.get("tokens_per_sec", 0.0)),
+                      peak_memory_gb=float(peak), device_memory_gb=total,
+                      out_of_memory="error: out of memory" in text, run_dir=str(run_dir),
+                      ok=code == 0 and loss_falls and compile_ok)
 
 
-def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> ResumeCheck:
+def count_syncs(device: torch.device) -> Callable[[Callable[[], Any]], tuple[Any, int | None]]:
+    """A function that runs `call()` and returns its result and the host syncs it made: on CUDA the warnings of
+    torch.cuda.set_sync_debug_mode("warn"), one per synchronizing operation; None on the CPU."""
+    def counted(call: Callable[[], Any]) -> tuple[Any, int | None]:
+        if device.type != "cuda":
+            return call(), None
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = call()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return result, sum("synchronizing" in str(w.message) for w in seen)
+
+    return counted
+
+
+def check_steps(recipe: str, device: str, run_dir: Path, extra: list[str], steps: int = 6,
+                loader_seconds: float = 5.0) -> StepCheck:
+    """`steps` steps of the recipe through the trainer in this process, counting each step's host syncs (the
+    trainer's design is one: the copy of the step's loss and norm); then the loader alone, with the recipe's
+    workers, for up to `loader_seconds`."""
+    overrides = _train_overrides(recipe, device, steps, [*extra, f"train.eval_every={steps}"])
+    trainer = Trainer(compose_config("config", overrides), run_dir)
+    counter, syncs = count_syncs(pick_device(device)), []
+    real_step = trainer._train_step
+
+    def counted_step(*args: Any) -> Any:
+        stats, n = counter(lambda: real_step(*args))
+        syncs.append(n)
+        return stats
+
+    trainer._train_step = counted_step  # type: ignore[method-assign]
+    trainer.fit()
+    data, workers = trainer.data, int(trainer.train_cfg.num_workers)
+    stream = batch_stream(data.sampler, data.src_ids, data.tgt_ids, 0, 0, 0, workers, 1,
+                          pin_memory=device.startswith("cuda"))
+    started, n = time.monotonic(), 0
+    for _ in itertools.islice(stream, 2000):
+        n += 1
+        if time.monotonic() - started > loader_seconds:
+            break
+    rate = n / max(time.monotonic() - started, 1e-9)
+    del stream  # stops the workers
+    per_step = None if syncs[0] is None else [int(x) for x in syncs[1:]]
+    return StepCheck(recipe=recipe, syncs_per_step=per_step, loader_batches_per_s=rate)
+
+
+def check_resume(recipe: str, device: str, steps: int, run_dir: Path, extra: list[str]) -> ResumeCheck:
     """nmt-train in a child process, SIGKILLed once its first checkpoint exists; the trainer set up again in the
-    same run directory must restore exactly that checkpoint's weights, then finish the run."""
-    overrides = [o for o in _train_overrides(model, device, steps, extra) if o != "train.resume=never"]
-    overrides = [o for o in overrides if not o.startswith("train.save_every")] + ["train.save_every=2"]
+    same run directory must restore exactly the weights of that checkpoint (read before it is set up), then
+    finish the run."""
+    overrides = [o for o in _train_overrides(recipe, device, steps, extra) if o != "train.resume=never"]
+    overrides = [o for o in overrides if not o.startswith("train.save_every=")] + ["train.save_every=2"]
     last, child_log = run_dir / "last.pt", run_dir.parent / "resume-child.log"
-    code = run_child(_train_cmd(run_dir, overrides), child_log, CHILD_TIMEOUT_S, stop_when=last.exists)
+    code = run_child(_train_cmd(run_dir, overrides), child_log, child_timeout(), stop_when=last.exists)
     if not last.exists():
-        raise NMTError(f"{model} wrote no checkpoint before it was to be killed (exit {code}); its log "
+        raise NMTError(f"{recipe} wrote no checkpoint before it was to be killed (exit {code}); its log "
                        f"({child_log}) ends: {log_tail(child_log)}")
     saved = load_checkpoint(last)
     trainer = Trainer(compose_config("config", overrides), run_dir)
@@ -300,7 +412,7 @@ def check_resume(model: str, device: str, steps: int, run_dir: Path, extra: list
         trainer.release()
     summary = Trainer(compose_config("config", overrides), run_dir).fit()
     finished = summary.step == steps
-    return ResumeCheck(model=model, killed_at_step=int(saved["step"]), weights_restored=restored,
+    return ResumeCheck(model=recipe, killed_at_step=int(saved["step"]), weights_restored=restored,
                        finished_step=summary.step, finished=finished, ok=restored and finished)
 
 
@@ -314,27 +426,31 @@ def check_beam(run_dir: Path, device: str, sentences: int = 200) -> BeamCheck:
                      bleu=corpus_score(out.hypotheses, ref))
 
 
-def check_torchrun(model: str, device: str, run_dir: Path, extra: list[str]) -> TorchrunCheck:
-    """A two-rank torchrun: the process group comes up, DDP steps and their collectives run, training finishes.
-    NCCL on CUDA with at least two GPUs, gloo on the CPU otherwise (two ranks cannot share one GPU's NCCL)."""
-    nccl = device.startswith("cuda") and torch.cuda.device_count() >= 2
+def check_torchrun(recipe: str, device: str, run_dir: Path, extra: list[str]) -> TorchrunCheck:
+    """A two-rank torchrun of the recipe: the process group comes up, the model trains in its DDP wrapper, the
+    collectives run, training finishes. NCCL on CUDA with at least two GPUs; NCCL refuses two ranks on one GPU,
+    so with one the ranks use gloo on the CPU, and the note says so."""
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    nccl = gpus >= 2
+    note = "" if nccl or not device.startswith("cuda") else \
+        f"NCCL not tried: it takes one GPU per rank and this machine has {gpus}; the ranks ran on the CPU"
     rank_device = "cuda" if nccl else "cpu"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "nmt.cli.train", f"hydra.run.dir={run_dir}", *_train_overrides(model, rank_device, 4, extra)]
+           "nmt.cli.train", f"hydra.run.dir={run_dir}", *_train_overrides(recipe, rank_device, 4, extra)]
     child_log = run_dir.parent / "torchrun.log"
-    code = run_child(cmd, child_log, CHILD_TIMEOUT_S)
+    code = run_child(cmd, child_log, child_timeout())
     log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
     ok = code == 0 and "x 2 ranks (" in log
     return TorchrunCheck(backend="nccl" if nccl else "gloo", ranks=2, exit_code=code, ok=ok,
-                         log_tail="" if ok else log_tail(child_log))
+                         log_tail="" if ok else log_tail(child_log), note=note)
 
 
-def check_bench(device: str, steps: int, out: Path, models: tuple[str, ...], bench_models: tuple[str, ...],
+def check_bench(device: str, steps: int, out: Path, recipes: list[str], bench_models: tuple[str, ...],
                 extra: list[str]) -> BenchCheck:
     args = benchmark.bench_args(device=device, models=list(bench_models), decode_sentences=0,
                                 out=str(out / "bench.json"), batch_tokens=16384 if device.startswith("cuda") else 600)
     # the corpus the checks trained on
-    trained_on = compose_config("config", _train_overrides(models[0], device, steps, extra)).data
+    trained_on = compose_config("config", _train_overrides(recipes[0], device, steps, extra)).data
     data = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), trained_on))
     run = benchmark.run_benchmark(args, data)
     return BenchCheck(**vars(run.report), path=str(run.path))
@@ -409,12 +525,14 @@ def describe(name: str, result: Check | Failed) -> str:
     return f"{name}: FAILED: {result.error}" if isinstance(result, Failed) else result.summary()
 
 
-def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "outputs/gpu_check",
-                  models: tuple[str, ...] = MODELS, extra: list[str] | None = None,
-                  bench_models: tuple[str, ...] = ("rnn_fixed", "rnn_attention", "transformer", "transformer_base"),
+def run_gpu_check(device: str = "cuda", steps: int = 40, out: str | Path = "outputs/gpu_check",
+                  recipes: dict[str, list[str]] | tuple[str, ...] = RECIPES, extra: list[str] | None = None,
+                  bench_models: tuple[str, ...] = ("rnn_attention_base", "transformer_base"),
                   log: Any = print) -> GpuCheckReport | NoCudaReport | None:
-    """Every check above; returns the report (also written to <out>/<time>/gpu_check.json), or None on a
-    machine without CUDA and without an NVIDIA driver."""
+    """Every check above; returns the report (also written to <out>/<time>/gpu_check.json, and its lines to
+    report.md), or None on a machine without CUDA and without an NVIDIA driver. `recipes`: names, or names with
+    overrides of their own (added after `extra`)."""
+    global _deadline
     if device.startswith("cuda") and not torch.cuda.is_available():
         driver = nvidia_driver_version()
         if driver is None:
@@ -424,33 +542,47 @@ def run_gpu_check(device: str = "cuda", steps: int = 300, out: str | Path = "out
         failed = no_cuda_report(driver)
         log(f"gpu-check FAILED: {failed.error}")
         return failed
+    own = recipes if isinstance(recipes, dict) else {name: [] for name in recipes}
+    names = list(own)
     extra = list(extra or [])
     out = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     report = GpuCheckReport(device=device, torch=torch.__version__, torch_cuda=torch.version.cuda,
                             gpu=torch.cuda.get_device_name(0) if device.startswith("cuda") else None)
+    lines = [f"gpu-check on {device} ({report.gpu or 'no GPU'}), torch {report.torch}, CUDA {report.torch_cuda}"]
+
+    def record(name: str, result: Check | Failed) -> None:
+        lines.append(describe(name, result))
+        log(lines[-1])
+
     started = time.time()
+    _deadline = time.monotonic() + CHECK_BUDGET_S
     checks: list[Check | Failed] = []
     try:
         report.precision = isolated(check_precision, device)
-        log(describe("precision", report.precision))
-        for m in models:
-            report.training.append(isolated(check_training, m, device, steps, out / m, extra))
-            log(describe("train", report.training[-1]))
-        report.resume = isolated(check_resume, models[0], device, 4, out / "resume", extra)
-        log(describe("resume", report.resume))
-        last = report.training[-1]
-        last_run = Path(last.run_dir) if isinstance(last, TrainCheck) else out / models[-1] / "eager"
-        report.beam = isolated(check_beam, last_run, device)
-        log(describe("beam", report.beam))
-        report.torchrun = isolated(check_torchrun, models[-1], device, out / "torchrun", extra)
-        log(describe("torchrun", report.torchrun))
-        report.bench = isolated(check_bench, device, steps, out, models, bench_models, extra)
-        log(describe("bench", report.bench))
-        checks = [report.precision, *report.training, report.resume, report.beam, report.torchrun, report.bench]
+        record("precision", report.precision)
+        for r in names:
+            report.training.append(isolated(check_training, r, device, steps, out / r, extra + own[r]))
+            record("train", report.training[-1])
+        first, last = names[0], names[-1]
+        report.steps = isolated(check_steps, first, device, out / "steps", extra + own[first])
+        record("steps", report.steps)
+        report.resume = isolated(check_resume, first, device, 4, out / "resume", extra + own[first])
+        record("resume", report.resume)
+        report.beam = isolated(check_beam, out / last, device)
+        record("beam", report.beam)
+        report.torchrun = isolated(check_torchrun, last, device, out / "torchrun", extra + own[last])
+        record("torchrun", report.torchrun)
+        report.bench = isolated(check_bench, device, steps, out, names, bench_models, extra + own[first])
+        record("bench", report.bench)
+        checks = [report.precision, *report.training, report.steps, report.resume, report.beam, report.torchrun,
+                  report.bench]
     finally:
+        _deadline = math.inf
         report.seconds = time.time() - started
         report.ok = bool(checks) and all(c.ok for c in checks)
         write_json(out / "gpu_check.json", report)
-    log(f"gpu-check {'passed' if report.ok else 'FAILED'} in {report.seconds / 60:.1f} min: {out}")
+        verdict = f"gpu-check {'passed' if report.ok else 'FAILED'} in {report.seconds / 60:.1f} min: {out}"
+        write_text(out / "report.md", "\n\n".join([*lines, verdict]) + "\n")
+    log(verdict)
     return report

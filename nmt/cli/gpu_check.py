@@ -2,7 +2,7 @@
 an NVIDIA driver (with a driver that torch cannot use: exit 1, naming both CUDA versions).
 
     nmt-gpu-check                       # on a CUDA machine
-    nmt-gpu-check --device cpu --steps 20   # the same checks on the CPU
+    nmt-gpu-check --device cpu --steps 20   # the same checks on the CPU (recipe-sized models: slow)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nmt.errors import NMTError, user_errors
 def main(argv: list[str] | None = None) -> None:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (default), cuda:<i>, or cpu to run the checks on the CPU")
-    p.add_argument("--steps", type=int, default=300, help="training steps per model")
+    p.add_argument("--steps", type=int, default=40, help="training steps per GPU recipe")
     p.add_argument("--out", default="outputs/gpu_check", help="where the runs and gpu_check.json go")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.steps < 4:

@@ -45,6 +45,17 @@ def budget_used(train_cfg: Any, step: int, epochs: float, train_seconds: float) 
     return min(max(shares), 1.0)
 
 
+def due(every_steps: int, every_minutes: float, step: int, seconds_before: float, seconds_after: float) -> bool:
+    """Whether a validation (or checkpoint) is due after update `step`, which took the run's training time from
+    `seconds_before` to `seconds_after`: with `every_minutes` > 0 when that step crossed a multiple of it, else
+    every `every_steps` updates (never when 0). Minutes are training time, so validation pauses do not move them,
+    and the decision needs no state of its own: a resumed run keeps the cadence."""
+    if every_minutes > 0:
+        period = 60 * every_minutes
+        return math.floor(seconds_after / period) > math.floor(seconds_before / period)
+    return every_steps > 0 and step % every_steps == 0
+
+
 def cooldown_factor(used: float, cooldown: float) -> float:
     """1 until the last `cooldown` share of the budget, then falling linearly to 0 at its end."""
     if cooldown <= 0 or used <= 1 - cooldown:

@@ -30,6 +30,9 @@ class TrainState:
     bad_validations: int = 0  # validations since the last new best BLEU (train.patience counts them)
     bad_steps: int = 0  # updates skipped for a non-finite loss or gradient norm, in total
     train_seconds: float = 0.0  # training time summed over every session of this run
+    # torch.compile: seconds of each session's first compiled step (compilation and that one step), summed over the
+    # sessions; left out of train_seconds, so out of train.max_minutes and tokens/s
+    compile_seconds: float = 0.0
     train_tokens: int = 0  # src + tgt tokens consumed, summed over the ranks
     mix_pairs: dict[str, int] = field(default_factory=dict)  # data.train_mix: pairs consumed per corpus, every rank's
     last_validated_step: int = -1

@@ -12,9 +12,12 @@ budget reached (train.max_steps / max_epochs / max_minutes of training time: val
 left out of it, and out of tokens/s), on early stopping (train.patience validations without a new best BLEU),
 or on SIGINT/SIGTERM (the current step finishes, last.pt is written, exit 0; a second one exits at once, 130 /
 143, leaving every checkpoint as it was before the one being written).
-Validation every `train.eval_every` steps (at each epoch end when 0) and at the end; checkpoints every
-`train.save_every` steps and at the end. A non-finite loss or gradient norm skips the update;
-`train.max_bad_steps` of them in a row stop the run with an error.
+Validation every `train.eval_every` steps (at each epoch end when 0) or every `train.eval_every_minutes` of
+training time, and at the end; checkpoints every `train.save_every` steps or `train.save_every_minutes`, and at the
+end (step files without optimizer state with `train.save_weights_only`; last.pt always resumes). With torch.compile
+the first step of a session compiles: its time is `compile_seconds` in metrics.json, left out of training time.
+A non-finite loss or gradient norm skips the update; `train.max_bad_steps` of them in a row stop the run with an
+error.
 
 Exact resume: a checkpoint holds weights, optimizer, schedule and the TrainState (data position, counters, RNG
 states), so a run resumed from step k reaches the same parameters at step n as a run that was never interrupted
@@ -52,8 +55,8 @@ from nmt.training import distributed as dist
 from nmt.training.checkpoint import Checkpoint, check_resumable, resume_path, save_under
 from nmt.training.ema import WeightAverage
 from nmt.training.record import how_to_continue, save_run_record
-from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration
-from nmt.training.schedules import budget_used
+from nmt.training.run_log import METRIC_TAGS, Progress, RunLogger, format_duration, peak_memory
+from nmt.training.schedules import budget_used, due
 from nmt.training.setup import check_train_config, lock_for_all_ranks, prepare
 from nmt.training.state import FitSummary, StepStats, TrainState
 from nmt.training.step import clip_gradients, compile_dynamic, forward_backward
@@ -73,6 +76,13 @@ def set_torch_rng_state(state: Any, device: torch.device) -> None:
     torch.set_rng_state(cpu)
     if cuda is not None:
         torch.cuda.set_rng_state(cuda, device)
+
+
+def compiled_graphs() -> int:
+    """The graphs torch.compile has built in this process (one per compiled frame and recompilation)."""
+    from torch._dynamo.utils import counters  # imported here: heavy, and loaded once torch.compile has run
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def is_compile_error(error: Exception) -> bool:
@@ -128,6 +138,7 @@ class Trainer:
         self.log = RunLogger(None, enabled=False)  # replaced in _setup, once the run dir is known
         self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
         self.ema: WeightAverage | None = None  # train.ema_decay > 0: the moving average of the weights
+        self.compile_fell_back = False  # torch.compile failed and training went on eagerly
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -192,8 +203,12 @@ class Trainer:
         if names and self.dist.is_main:
             checkpoint = Checkpoint.of_run(self.cfg, self.model, self.data.tokenizer, self.optimizer, self.schedule,
                                            self.state, None if self.ema is None else self.ema.state_dict())
+            # step files without optimizer and schedule (train.save_weights_only): weights to evaluate or average
+            light = [n for n in names if n.startswith("step-")] if self.train_cfg.save_weights_only else []
             try:
-                save_under(self.run_dir, names, checkpoint, self.train_cfg.keep_last)
+                save_under(self.run_dir, [n for n in names if n not in light], checkpoint, self.train_cfg.keep_last)
+                save_under(self.run_dir, light, replace(checkpoint, optimizer=None, scheduler=None, ema=None),
+                           self.train_cfg.keep_last)
             except NMTError as e:  # each file is replaced whole or not at all: what was saved before is intact
                 raise NMTError(f"{e}; training stopped at step {self.state.step}, the checkpoints already in "
                                f"{self.run_dir} are intact") from None
@@ -202,8 +217,11 @@ class Trainer:
         if not self.dist.is_main:
             return
         data = {"num_parameters": self.model.num_parameters(), "arch": self.cfg.model.arch} | self.state.metrics()
+        if self.train_cfg.compile:
+            data["compile"] = {"fell_back": self.compile_fell_back, "graphs": compiled_graphs()}
         if summary is not None:
-            data |= {"stop_reason": summary.stop_reason, "tokens_per_sec": summary.tokens_per_sec}
+            data |= {"stop_reason": summary.stop_reason, "tokens_per_sec": summary.tokens_per_sec,
+                     "peak_memory": peak_memory(self.device)}
         if ema is not None:
             data["ema"] = ema
         write_text(self.run_dir / "metrics.json", json.dumps(data, indent=2) + "\n")
@@ -271,6 +289,7 @@ class Trainer:
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         self.log.info(f"warning: torch.compile failed, training without it (train.compile=false): {reason}")
         self.train_model = self.eager_model
+        self.compile_fell_back = True
         return True
 
     def _train_step(self, group: list[Any], time_up: bool, used: float) -> StepStats:
@@ -323,6 +342,7 @@ class Trainer:
             self.data.sampler, self.data.src_ids, self.data.tgt_ids, state.epoch, state.batch_in_epoch,
             train_cfg.max_epochs, train_cfg.num_workers, train_cfg.seed, pin_memory=self.device.type == "cuda",
         )  # fmt: skip
+        compiling = self.train_model is not self.eager_model  # the session's first step compiles the model
         while True:
             if train_cfg.max_steps > 0 and state.step >= train_cfg.max_steps:
                 return "max_steps"
@@ -336,7 +356,11 @@ class Trainer:
             time_up = train_cfg.max_minutes > 0 and state.train_seconds >= train_cfg.max_minutes * 60
             used = budget_used(train_cfg, state.step, state.epoch + state.batch_in_epoch / n_batches,
                                state.train_seconds)
+            began = time.monotonic()
             stats = self._train_step([g[3] for g in group], time_up, used)
+            if compiling:
+                compiling = False
+                self._count_compile(time.monotonic() - began, progress)
             state.epoch, state.batch_in_epoch = (epoch, index + 1) if index + 1 < n_batches else (epoch + 1, 0)
             if isinstance(self.data.sampler, MixedBatchSampler):  # pairs per corpus, saved with the data position
                 for e, i, _, _ in group:
@@ -347,13 +371,22 @@ class Trainer:
             if stats.stop:
                 self.log.info(f"stopping on {signal.Signals(self._signal).name if self._signal else 'a signal'}")
                 return "signal"
+            seconds_before, state.train_seconds = state.train_seconds, progress.train_seconds  # this step's included
             pause = time.monotonic()
-            stop_reason = self._validate_and_save(stats.stepped)
+            stop_reason = self._validate_and_save(stats.stepped, seconds_before, state.train_seconds)
             progress.exclude(time.monotonic() - pause)
             if stop_reason:
                 return stop_reason
             if stats.time_up:
                 return "max_minutes"
+
+    def _count_compile(self, seconds: float, progress: Progress) -> None:
+        """The first compiled step took `seconds`, compilation included: counted as compile time, not training time
+        (nor in tokens/s, which lose that one step's compute)."""
+        progress.exclude(seconds)
+        self.state.compile_seconds += seconds
+        self.log.info(f"torch.compile: first step {seconds:.1f}s, compilation included (compile_seconds in "
+                      f"metrics.json), left out of training time and tokens/s")
 
     def _count(self, stats: StepStats, progress: Progress) -> None:
         """Add a step to the counters and to the progress meter; a skipped one is logged, and stops the run when
@@ -379,18 +412,20 @@ class Trainer:
                 f"then resume from {self.run_dir / 'last.pt'}"
             )
 
-    def _validate_and_save(self, stepped: bool) -> str | None:
-        """Validation and checkpoints due after an applied update; "early_stopping" when patience ran out."""
+    def _validate_and_save(self, stepped: bool, seconds_before: float, seconds_after: float) -> str | None:
+        """Validation and checkpoints due after an applied update, which took the training time from
+        `seconds_before` to `seconds_after`; "early_stopping" when patience ran out."""
         train_cfg, step = self.train_cfg, self.state.step
         names: list[str] = []
         stop_reason = None
-        every = train_cfg.eval_every
-        eval_due = (every > 0 and step % every == 0) or (every == 0 and self.state.batch_in_epoch == 0)
+        every, minutes = train_cfg.eval_every, train_cfg.eval_every_minutes
+        eval_due = (due(every, minutes, step, seconds_before, seconds_after)
+                    or (every == 0 and minutes == 0 and self.state.batch_in_epoch == 0))
         if stepped and eval_due:
             names += self._validate()
             if train_cfg.patience > 0 and self.state.bad_validations >= train_cfg.patience:
                 stop_reason = "early_stopping"
-        if stepped and train_cfg.save_every > 0 and step % train_cfg.save_every == 0:
+        if stepped and due(train_cfg.save_every, train_cfg.save_every_minutes, step, seconds_before, seconds_after):
             names += ["last.pt"] + ([f"step-{step}.pt"] if train_cfg.keep_last > 0 else [])
         self._save(names)
         return stop_reason
