@@ -139,6 +139,7 @@ class Trainer:
         self._run_lock: Any = None  # rank 0's lock on run_dir/.lock while fit() runs
         self.ema: WeightAverage | None = None  # train.ema_decay > 0: the moving average of the weights
         self.compile_fell_back = False  # torch.compile failed and training went on eagerly
+        self._graphs_before = compiled_graphs() if self.train_cfg.compile else 0  # the process's, before this run
 
     # Set-up ------------------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -218,7 +219,7 @@ class Trainer:
             return
         data = {"num_parameters": self.model.num_parameters(), "arch": self.cfg.model.arch} | self.state.metrics()
         if self.train_cfg.compile:
-            data["compile"] = {"fell_back": self.compile_fell_back, "graphs": compiled_graphs()}
+            data["compile"] = {"fell_back": self.compile_fell_back, "graphs": compiled_graphs() - self._graphs_before}
         if summary is not None:
             data |= {"stop_reason": summary.stop_reason, "tokens_per_sec": summary.tokens_per_sec,
                      "peak_memory": peak_memory(self.device)}
