@@ -17,7 +17,6 @@ from nmt.data.sources import (
     iter_corpus_lines,
     iter_parallel,
     read_corpus_lines,
-    read_parallel,
     records_to_pairs,
     resolve_data_file,
     resolve_multi30k_file,
@@ -67,7 +66,8 @@ def test_lines_read_in_chunks_are_the_lines_read_whole(tmp_path):
         list(iter_corpus_lines(bad, chunk=2))
 
 
-def test_misaligned_files_are_found_across_chunks(tmp_path):
+def test_misaligned_files_are_found_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "CHUNK_LINES", 2)  # 4 chunks of the longer file, 2 of the shorter
     src = write(tmp_path / "long.de", [f"s{i}" for i in range(7)])
     tgt = write(tmp_path / "short.en", [f"t{i}" for i in range(4)])
     with pytest.raises(NMTError, match=r"long\.de has 7 lines but .*short\.en has 4"):
@@ -78,7 +78,7 @@ def test_misaligned_files_name_both_files_and_counts(tmp_path):
     src = write(tmp_path / "train.de", ["a", "b", "c"])
     tgt = write(tmp_path / "train.en", ["a", "b"])
     with pytest.raises(NMTError) as e:
-        read_parallel(src, tgt)
+        list(iter_parallel(src, tgt))
     msg = str(e.value)
     assert str(src) in msg and str(tgt) in msg and "3" in msg and "2" in msg
 
@@ -88,9 +88,9 @@ def test_empty_and_missing_files_are_named(tmp_path):
     empty.write_bytes(b"\n\n")
     ok = write(tmp_path / "ok.en", ["x", "y"])
     with pytest.raises(NMTError, match=r"empty\.de is empty"):
-        read_parallel(empty, ok)
+        list(iter_parallel(empty, ok))
     with pytest.raises(NMTError, match=r"file not found: .*missing\.en"):
-        read_parallel(ok, tmp_path / "missing.en")
+        list(iter_parallel(ok, tmp_path / "missing.en"))
 
 
 def test_invalid_gzip_is_reported(tmp_path):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nmt.data.sources import Pairs
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import write_json
@@ -168,7 +169,6 @@ def open_ids(directory: Path, key: str) -> IdCache:
 
 # --------------------------------------------------------------------------------------------------- build
 
-Pairs = tuple[list[str], list[str]]
 _WORKER: dict[str, Any] = {}  # the tokenizer of an encoding process, loaded once per process
 
 

@@ -147,18 +147,6 @@ def iter_parallel(src_path: Path, tgt_path: Path, encoding_errors: str = "strict
         yield src, tgt
 
 
-def read_parallel(
-    src_path: Path, tgt_path: Path, encoding_errors: str = "strict", log: Callable[[str], None] | None = None
-) -> Pairs:
-    """Both sides of a parallel corpus, whole; their line counts must match."""
-    src: list[str] = []
-    tgt: list[str] = []
-    for s, t in iter_parallel(src_path, tgt_path, encoding_errors, log):
-        src += s
-        tgt += t
-    return src, tgt
-
-
 def file_fingerprint(path: Path) -> str:
     """sha256 of a file's bytes: the cache key of a corpus built from it."""
     digest = hashlib.sha256()
