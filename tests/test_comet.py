@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from test_evaluate_cli import lines, user_error
 
 from nmt.cli.evaluate import evaluate_command
 from nmt.config import CONFIG_DIR
@@ -32,21 +33,6 @@ def evaluate(*overrides: str) -> EvaluationReport:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[*FAST, *overrides])
     return evaluate_command(cfg)
-
-
-def user_error(capsys: pytest.CaptureFixture[str], *overrides: str) -> str:
-    """Run nmt-evaluate expecting a user error; returns its one stderr line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        evaluate(*overrides)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
 
 
 def build_tiny_comet(root: Path, mirror: Path) -> Path:
@@ -65,8 +51,9 @@ def build_tiny_comet(root: Path, mirror: Path) -> Path:
             text += [line.strip() for _, line in zip(range(1000), f, strict=False)]
     encoder = root / "encoder"
     encoder.mkdir(parents=True)
+    # ids: unk 0, bos 1, eos 2, as XLM-R's own; fewer pieces on the constructed sample corpus (no mirror)
     spm.SentencePieceTrainer.train(sentence_iterator=iter(text), model_prefix=str(encoder / "spm"), vocab_size=400,
-                                   num_threads=1, minloglevel=2)  # ids: unk 0, bos 1, eos 2, as XLM-R's own
+                                   hard_vocab_limit=False, num_threads=1, minloglevel=2)
     sp = spm.SentencePieceProcessor(model_file=str(encoder / "spm.model"))
     # XLM-R's vocabulary layout (transformers' XLMRobertaConverter), built without protobuf
     vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
