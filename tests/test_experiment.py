@@ -376,6 +376,30 @@ def test_bottleneck_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path
 
 
 @pytest.mark.slow
+def test_bottleneck_on_natural_lengths_only(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
+    """A corpus in natural_only (the news preset's shape): no joined levels, two seeds, the teacher-forced NLL and
+    BLEU by source-length bucket of the original test set."""
+    from nmt.experiments.bottleneck import run_bottleneck
+
+    cfg, _ = load_script_config("bottleneck", [
+        "data=[files]", "natural_only=[files]", "model_fixed=rnn_fixed_small", "model_attention=rnn_attention_small",
+        "decode=greedy", "seeds=[1,2]", "capacity_summary=[]", "length_edges=[0,8,12]", "bootstrap_samples=50",
+        "workers=2", "threads=1", f"out_dir={tmp_path / 'out'}",
+    ])
+    cfg.overrides = tiny_overrides(tiny_corpus_files, tmp_path / "data")
+    out = run_bottleneck(cfg, None, log=lambda _: None)
+    report = BottleneckReport.read(out / "report.json")
+    assert render(report) == (out / "report.md").read_text()
+    (section,) = report.sections
+    assert section.levels is None and len(section.natural.seeds) == 2
+    for seed in section.natural.seeds:
+        for name in ("rnn_fixed", "rnn_attention"):
+            assert [r.label for r in seed.systems[name].by_length] == ["0-8", "8-12", "12+"]
+        assert len(seed.nll_rise) == 3  # the primary statistic: NLL rise over the shortest bucket, per bucket
+    assert len(section.natural.aggregate.nll_rise_seed_level) == 3
+
+
+@pytest.mark.slow
 def test_claims_end_to_end(tiny_corpus_files: dict[str, list[str]], tmp_path: Path) -> None:
     from nmt.experiments.claims import run_claims
 

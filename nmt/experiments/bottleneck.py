@@ -175,7 +175,7 @@ def plan_runs(cfg: DictConfig, log: Callable[[str], None]) -> tuple[list[Job], l
                   for (_, s), c in runs.items()}
         tests = list(dict.fromkeys(resolve_split(corpus, s) for s in cfg.splits))
         levels = {t: _levels_of(corpus, t) for t in tests} if k > 1 else {}
-        splits = tests + [lv for t in tests for lv in levels[t][1:]]
+        splits = tests + [lv for t in tests for lv in levels.get(t, [])[1:]]  # natural_only: no levels
         name = str(first.data.name)
         log(f"[{data}] parameters: " + ", ".join(f"{s} {n:,}" for s, n in params.items())
             + f"; test splits: {', '.join(splits)}")
