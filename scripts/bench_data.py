@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import select
 import subprocess
 import sys
 import time
@@ -97,24 +98,38 @@ def pss_mb(pid: int) -> int | None:
     return int(match.group(1)) // 1024 if match else None
 
 
-def ranks_pss(cmd: list[str], marker: str, log: Path) -> dict[str, int]:
+def ranks_pss(cmd: list[str], marker: str, log: Path) -> dict[str, object]:
     """Run a torchrun command; every 0.2 s, the PSS of each rank (the processes whose command line holds `marker`,
-    the launcher aside). Returns the peak of each rank and the peak of their sum, in MB."""
+    the launcher aside). Returns, in MB, each rank's PSS when the run logs its model (data and model set up, no step
+    taken yet: what holding the corpus costs), and the peaks of each rank and of their sum over the whole run
+    (training steps included, whose activations vary with the random first batches)."""
     peaks: dict[int, int] = {}
-    peak_sum = 0
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    peak_sum, set_up = 0, None
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
         while proc.poll() is None:
-            ranks = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) != proc.pid
-                     and marker in _cmdline(p)]
-            sizes = {pid: size for pid in ranks if (size := pss_mb(pid)) is not None}
+            sizes = _ranks_pss(marker, proc.pid)
             for pid, size in sizes.items():
                 peaks[pid] = max(peaks.get(pid, 0), size)
             peak_sum = max(peak_sum, sum(sizes.values()))
-            time.sleep(0.2)
+            if select.select([fd], [], [], 0.2)[0]:
+                chunk = os.read(fd, 1 << 16)
+                out.write(chunk)
+                if set_up is None and b"model:" in chunk:
+                    set_up = sorted(_ranks_pss(marker, proc.pid).values())
+        out.write(proc.stdout.read())
     if proc.returncode != 0:
         sys.exit(f"torchrun failed (exit {proc.returncode}); see {log}")
-    return {"rank_peak_pss_mb": sorted(peaks.values()), "sum_peak_pss_mb": peak_sum}
+    return {"rank_setup_pss_mb": set_up, "rank_peak_pss_mb": sorted(peaks.values()), "sum_peak_pss_mb": peak_sum}
+
+
+def _ranks_pss(marker: str, launcher: int) -> dict[int, int]:
+    """pid -> PSS in MB of every process whose command line holds `marker`, but the launcher."""
+    ranks = [int(p.name) for p in Path("/proc").iterdir()
+             if p.name.isdigit() and int(p.name) != launcher and marker in _cmdline(p)]
+    return {pid: size for pid in ranks if (size := pss_mb(pid)) is not None}
 
 
 def _cmdline(proc_dir: Path) -> str:
@@ -165,8 +180,9 @@ def main() -> None:
         pr, tr = r["prepare"], r.get("train", {})
         print(f"{args.label:<12} {n:>9}  {pr['wall_s']:>10} s {pr['peak_rss_mb']:>8} MB  "
               f"{tr.get('wall_s', '-'):>8} s {tr.get('first_step_s', '-'):>8} s {tr.get('peak_rss_mb', '-'):>6} MB"
-              + (f"  {args.ranks} ranks: PSS {r['ranks']['rank_peak_pss_mb']} MB, "
-                 f"sum {r['ranks']['sum_peak_pss_mb']} MB" if "ranks" in r else ""), flush=True)
+              + (f"  {args.ranks} ranks: PSS set up {r['ranks']['rank_setup_pss_mb']}, peak "
+                 f"{r['ranks']['rank_peak_pss_mb']} MB, sum {r['ranks']['sum_peak_pss_mb']} MB" if "ranks" in r
+                 else ""), flush=True)
         with open(work / "results.jsonl", "a") as f:
             f.write(json.dumps(r) + "\n")
 
