@@ -229,6 +229,16 @@ def _signal_at_step(lines, step: int, send) -> str:
     return "".join(seen)
 
 
+def _start_forked(target, *args):
+    """`target(*args, fd)` in a forked child (modules already imported, so it starts fast) writing to the pipe `fd`;
+    returns the child and the pipe's read end, a text file."""
+    read_fd, write_fd = os.pipe()
+    child = mp.get_context("fork").Process(target=target, args=(*args, write_fd))
+    child.start()
+    os.close(write_fd)
+    return child, os.fdopen(read_fd)
+
+
 def _cli_in_forked_child(argv: list[str], fd: int) -> None:
     sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)
     sys.argv = ["nmt-train", *argv]
@@ -242,11 +252,8 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
 
     # kill -9 at some point (mid-step or mid-save) of a run that checkpoints every step. A forked child
     # (modules already imported) keeps this part fast; it runs the same nmt-train main().
-    read_fd, write_fd = os.pipe()
-    child = mp.get_context("fork").Process(target=_cli_in_forked_child, args=(args, write_fd))
-    child.start()
-    os.close(write_fd)
-    with os.fdopen(read_fd) as lines:
+    child, output = _start_forked(_cli_in_forked_child, args)
+    with output as lines:
         out = _signal_at_step(lines, 3, lambda: os.kill(child.pid, signal.SIGKILL))
     child.join(timeout=60)
     assert child.exitcode == -signal.SIGKILL, out
@@ -278,7 +285,7 @@ def test_kill_9_then_sigterm_leave_resumable_checkpoints_and_resume_exactly(setu
     assert_same_parameters(parameters(resumed.model), parameters(straight.model))
 
 
-def _cli_with_a_stalled_save(argv: list[str], fd: int, step: int) -> None:
+def _cli_with_a_stalled_save(argv: list[str], step: int, fd: int) -> None:
     """nmt-train in a forked child whose checkpoint of `step` stalls half-written (a slow disk): it writes a few
     bytes, says "stalled" on `fd` and waits."""
     real_save = torch.save
@@ -303,11 +310,8 @@ def test_a_second_signal_exits_at_once_and_leaves_the_last_complete_checkpoint(s
     so in train.log, and leaves the run dir as it was before that write (no temp file)."""
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=100000", "train.save_every=1", f"hydra.run.dir={run_dir}")
-    read_fd, write_fd = os.pipe()
-    child = mp.get_context("fork").Process(target=_cli_with_a_stalled_save, args=(args, write_fd, 3))
-    child.start()
-    os.close(write_fd)
-    with os.fdopen(read_fd) as lines:
+    child, output = _start_forked(_cli_with_a_stalled_save, args, 3)
+    with output as lines:
         out = "".join(itertools.takewhile(lambda line: line != "stalled\n", lines))
         os.kill(child.pid, sig)
         name = signal.Signals(sig).name
@@ -334,11 +338,8 @@ def test_one_ctrl_c_to_a_run_with_data_workers_is_one_signal(setup, tmp_path):
     not the second one that exits at once."""
     run_dir = tmp_path / "run"
     args = overrides(*setup, "train.max_steps=100000", "train.num_workers=1", f"hydra.run.dir={run_dir}")
-    read_fd, write_fd = os.pipe()
-    child = mp.get_context("fork").Process(target=_cli_in_a_process_group_of_its_own, args=(args, write_fd))
-    child.start()
-    os.close(write_fd)
-    with os.fdopen(read_fd) as lines:
+    child, output = _start_forked(_cli_in_a_process_group_of_its_own, args)
+    with output as lines:
         out = _signal_at_step(lines, 2, lambda: os.killpg(child.pid, signal.SIGINT))
         out += lines.read()
         child.join(timeout=30)
