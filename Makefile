@@ -87,9 +87,9 @@ capacity: install ## capacity sweep: fixed-context models differing only in the 
 claims: install ## the side claims: scaling, temperature, hard attention, scorers, heads (PRESET=default|full)
 	$(VENV)/bin/nmt-claims preset=$(or $(PRESET),default)
 
-peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes (MINUTES=20; MINUTES=1 SENTENCES=100 smoke run; ~1 h)
-	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) $(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) \
-		$(if $(SENTENCES),--sentences $(SENTENCES))
+peer-bench: install ## nmt vs JoeyNMT 2.3.0 side by side, same data and minutes, RUNS=3 seeds pooled (~1 h a run; OUT=<dir> continues one)
+	$(PY) scripts/peer_bench.py --minutes $(or $(MINUTES),20) --runs $(or $(RUNS),3) \
+		$(if $(EVAL_EVERY),--eval-every $(EVAL_EVERY)) $(if $(SENTENCES),--sentences $(SENTENCES)) $(if $(OUT),--out $(OUT))
 
 bench-data: install ## prepare and training start-up, time and peak RSS, on N resampled pairs (N="200000 1000000")
 	$(PY) -P scripts/bench_data.py $(or $(N),200000)

@@ -1,11 +1,13 @@
 """Side by side with JoeyNMT 2.3.0: both toolkits trained for the same minutes on this machine, scored alike.
 
-    .venv/bin/python scripts/peer_bench.py --minutes 20            # what `make peer-bench` runs
-    .venv/bin/python scripts/peer_bench.py --minutes 1 --eval-every 20 --sentences 100   # a smoke run
+    .venv/bin/python scripts/peer_bench.py --minutes 20 --runs 3   # what `make peer-bench` runs
+    .venv/bin/python scripts/peer_bench.py --minutes 20 --runs 3 --out <dir>   # continue an interrupted one
+    .venv/bin/python scripts/peer_bench.py --minutes 1 --eval-every 20 --sentences 100 --runs 1   # a smoke run
     .venv/bin/python scripts/peer_bench.py --minutes 60 --archs rnn --reference <earlier>/report.json
                                           # JoeyNMT alone for 60 minutes, against an earlier run's nmt side
 
-Writes report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
+Run k trains both toolkits with seed k; the report pools the runs (mean difference, t-interval over runs). Writes
+report.md, report.json and valid_bleu.png into --out (default outputs/peer/peer-<time>); JoeyNMT lives in
 its own virtual environment (--venv, created on first use). The logic is scripts/peer/bench.py and scripts/peer/joey.py.
 """
 
@@ -25,7 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training minutes per toolkit (default 20)")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS), help="architectures")
-    parser.add_argument("--out", default=None, help="output directory (new or empty)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="independent runs, seeds 1..N, pooled (default 3; 1 with --reference)")
+    parser.add_argument("--out", default=None,
+                        help="output directory: new or empty, or an earlier benchmark's to continue it")
     parser.add_argument("--venv", default=".peer-venv", help="JoeyNMT's virtual environment (default .peer-venv)")
     # JoeyNMT's greedy validation of every valid sentence takes minutes on one thread early in training, so both
     # toolkits validate less often and on fewer sentences by default (docs/peer.md says why 500).
@@ -41,7 +46,8 @@ def main() -> None:
     report = run_peer_bench(args.out, args.minutes, args.archs, args.venv, args.eval_every or None, args.checkpoint,
                             command=shlex.join(["scripts/peer_bench.py", *sys.argv[1:]]),
                             sentences=args.sentences or None,
-                            reference=args.reference)
+                            reference=args.reference,
+                            runs=args.runs if args.runs is not None else 1 if args.reference else 3)
     print(f"report: {report['out_dir']}/report.md")
 
 

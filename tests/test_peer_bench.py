@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import signal
 import sys
 import time
@@ -22,8 +23,20 @@ from nmt.errors import NMTError
 from nmt.metrics.scores import corpus_scores
 
 from peer import joeynmt_launch
-from peer.bench import end_curve, load_reference, minutes_to_reach, our_config, score_outputs, steady_curve
+from peer.bench import (
+    end_curve,
+    load_reference,
+    minutes_to_reach,
+    open_bench_dir,
+    our_config,
+    pool_runs,
+    render_markdown,
+    run_peer_bench,
+    score_outputs,
+    steady_curve,
+)
 from peer.joey import (
+    DECODES,
     JoeyClock,
     JoeyPaths,
     export_corpus,
@@ -244,3 +257,69 @@ def test_a_reference_report_must_hold_the_architecture_and_match_the_scoring(tmp
         load_reference(path, ["rnn"], 500, "best")
     with pytest.raises(NMTError, match="cannot read the reference report"):
         load_reference(tmp_path / "missing.json", ["rnn"], 500, "last")
+
+
+def _run_result(arch: str, difference: float, p_value: float, curve: list[float]) -> dict:
+    """One architecture's part of a run's results, as run_arch writes it, with made-up numbers."""
+    scores = {"bleu": 30.0, "signatures": {"bleu": "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"}}
+    by_split = {"greedy": {"valid": scores, "test": scores}, "beam5": {"valid": scores, "test": scores}}
+    system = {"steps": 100, "train_minutes": 20.0, "target_tokens_per_s": 1000.0, "target_tokens_estimated": False,
+              "parameters": 1000}
+    paired = {name: {"difference": difference + (0.5 if name == "beam5" else 0.0),
+                     "difference_ci": [difference - 1, difference + 1], "p_value": p_value} for name in DECODES}
+    return {"arch": arch, "our_overrides": ["model=transformer"], "systems": {"nmt": system, "joeynmt": system},
+            "scores": {"nmt": by_split, "joeynmt": by_split},
+            "curves": {"nmt": [{"step": i, "minutes": i, "bleu": b} for i, b in enumerate(curve)],
+                       "joeynmt": [{"step": 1, "minutes": 1.0, "bleu": 20.0}]},
+            "minutes_to_other_final_valid_bleu": {"nmt_to_joeynmt_final": 5.0, "joeynmt_to_nmt_final": None},
+            "unmatched": ["train.schedule: inverse_sqrt vs warmupinversesquareroot"], "paired": paired}
+
+
+def test_runs_pool_into_a_mean_difference_with_a_t_interval_over_runs():
+    """Three runs' paired differences 1, 2, 4: mean 7/3, SD sqrt(7/3), interval mean +- t(2) SD / sqrt(3)."""
+    runs = [{"seed": k, "results": [_run_result("transformer", d, p, [30.0, 33.0, end])]}
+            for k, (d, p, end) in enumerate([(1.0, 0.2, 32.0), (2.0, 0.04, 33.0), (4.0, 1 / 1001, 32.5)], start=1)]
+    pooled = pool_runs(runs)["transformer"]
+    greedy = pooled["greedy"]
+    sd = math.sqrt(7 / 3)
+    assert greedy["differences"] == [1.0, 2.0, 4.0] and greedy["p_values"] == [0.2, 0.04, 1 / 1001]
+    assert greedy["mean"] == pytest.approx(7 / 3) and greedy["sd"] == pytest.approx(sd)
+    assert greedy["ci"] == pytest.approx([7 / 3 - 4.303 * sd / math.sqrt(3), 7 / 3 + 4.303 * sd / math.sqrt(3)])
+    assert pooled["beam5"]["mean"] == pytest.approx(7 / 3 + 0.5)
+    assert pooled["end_minus_best_valid"]["per_run"] == [-1.0, 0.0, -0.5]
+    report = {"command": "scripts/peer_bench.py --runs 3", "hardware_line": "a machine", "hardware": {"torch": "x"},
+              "peer_versions": {"joeynmt": "2.3.0", "torch": "x"}, "minutes": 20.0, "checkpoint": "last",
+              "sentences": 500, "reference": None, "plot": "valid_bleu.png", "runs": runs, "pooled": pool_runs(runs)}
+    md = render_markdown(report)
+    assert "## Pooled over 3 runs (seeds 1-3)" in md and "## Run 3 (seed 3)" in md
+    assert f"| transformer | greedy | 1.00 (0.2000), 2.00 (0.0400 *), 4.00 (< 0.001 *) | 2.33 | {sd:.2f} |" in md
+    one = dict(report, runs=runs[:1], pooled=pool_runs(runs[:1]))
+    assert "| - | -0.50 |" not in render_markdown(one) and "| 1.00 | - | - | -1.00 |" in render_markdown(one)
+
+
+def test_a_benchmark_directory_is_continued_only_with_the_same_settings(tmp_path):
+    settings = {"minutes": 20.0, "archs": ["rnn"], "eval_every": 500, "checkpoint": "last", "sentences": 500,
+                "reference": None, "runs": 3}
+    out = open_bench_dir(tmp_path / "peer", settings)
+    assert json.loads((out / "settings.json").read_text()) == settings
+    assert open_bench_dir(out, dict(settings, runs=5)) == out  # more runs continue the same benchmark
+    with pytest.raises(NMTError, match="other settings \\(minutes=20.0 there, 10.0 here\\)"):
+        open_bench_dir(out, dict(settings, minutes=10.0))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "file").write_text("x")
+    with pytest.raises(NMTError, match="already exists and is not empty"):
+        open_bench_dir(tmp_path / "other", settings)
+
+
+def test_several_runs_against_a_reference_are_refused_before_anything_is_installed(tmp_path):
+    with pytest.raises(NMTError, match="use --runs 1"):
+        run_peer_bench(tmp_path / "out", 20.0, ["rnn"], tmp_path / "venv", reference=tmp_path / "r.json", runs=3)
+    assert not (tmp_path / "venv").exists()
+
+
+def test_a_reference_report_of_several_runs_gives_its_first_run(tmp_path):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"sentences": 500, "checkpoint": "last",
+                                "runs": [{"seed": 1, "results": [{"arch": "rnn", "run": 1}]},
+                                         {"seed": 2, "results": [{"arch": "rnn", "run": 2}]}]}))
+    assert load_reference(path, ["rnn"], 500, "last")["rnn"]["run"] == 1

@@ -2,7 +2,13 @@
 minutes, scored by the same sacreBLEU pipeline. Driving JoeyNMT itself (its venv, data, config, clock) is
 scripts/peer/joey.py.
 
-    run_peer_bench(out_dir, minutes, ...) # per architecture: train both, decode, score, report.md/json, plot
+    run_peer_bench(out_dir, minutes, ..., runs=3)  # per run (seed) and architecture: train both, decode, score;
+                                                   # then pool the runs; report.md/json, plot
+
+Runs: run k trains both toolkits with seed k. Each run's paired test (our outputs against JoeyNMT's on the same test
+sentences) holds the test-set noise of that run only; the pooled difference is the mean over runs with a t-interval
+over runs, so the run-to-run spread (seeds, and where each toolkit's clock stops) is in it. A finished run is kept
+in run-<k>/results.json: the same command with the same --out continues at the first unfinished run.
 
 Budget: our trainer counts `train.max_minutes` of training time (validation and checkpoints left out); JoeyNMT's
 training time is read from its log by `JoeyClock`, and the driver stops it with SIGINT at the same budget.
@@ -15,6 +21,7 @@ scripts/plot_curves.py, for both toolkits alike; the last point is our pipeline'
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,10 +35,11 @@ from omegaconf import DictConfig
 from nmt.config import compose_config
 from nmt.data.corpus import PreparedCorpus, prepare_corpus
 from nmt.errors import NMTError
-from nmt.evaluation.report import fmt_num
+from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p
 from nmt.inference.translator import Translator
 from nmt.io import make_out_dir, write_json, write_lines, write_text
 from nmt.metrics.scores import corpus_scores
+from nmt.metrics.significance import paired_bootstrap, seed_interval
 from nmt.plots import new_figure, save_png
 from nmt.runtime import hardware, hardware_line, set_threads
 
@@ -135,14 +143,26 @@ def minutes_to_reach(curve: list[dict[str, float]], target: float) -> float | No
 # ------------------------------------------------------------------------------------- decode and score
 
 
-def score_outputs(hyps_file: Path, refs: list[str]) -> dict[str, Any]:
-    """Our sacreBLEU pipeline (nmt.metrics.scores.corpus_scores) on a file of detokenized outputs, one a line."""
+def read_outputs(hyps_file: Path) -> list[str]:
+    """A file of detokenized outputs, one a line."""
     if not hyps_file.is_file():
         raise NMTError(f"no outputs to score: {hyps_file} does not exist")
     hyps = hyps_file.read_text(encoding="utf-8").split("\n")
     if hyps and hyps[-1] == "":
         hyps.pop()
-    return corpus_scores(hyps, refs).to_dict()
+    return hyps
+
+
+def score_outputs(hyps_file: Path, refs: list[str]) -> dict[str, Any]:
+    """Our sacreBLEU pipeline (nmt.metrics.scores.corpus_scores) on a file of detokenized outputs, one a line."""
+    return corpus_scores(read_outputs(hyps_file), refs).to_dict()
+
+
+def paired_tests(out_dir: Path, refs: list[str]) -> dict[str, Any]:
+    """{decode: paired test} of our test outputs against JoeyNMT's (nmt - JoeyNMT; nmt.metrics.significance)."""
+    return {name: paired_bootstrap(read_outputs(out_dir / f"nmt-{name}.test"),
+                                   read_outputs(out_dir / f"joeynmt-{name}.test"), refs).to_dict()
+            for name in DECODES}
 
 
 def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) -> None:
@@ -156,10 +176,10 @@ def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) 
 # ---------------------------------------------------------------------------------------- one architecture
 
 
-def _ours_overrides(minutes: float, eval_every: int | None, sentences: int | None) -> list[str]:
+def _ours_overrides(minutes: float, eval_every: int | None, sentences: int | None, seed: int) -> list[str]:
     extra = [f"train.eval_every={eval_every}", f"train.save_every={eval_every}"] if eval_every else []
     extra += [f"train.eval_max_sentences={sentences}"] if sentences else []
-    return [f"train.max_minutes={minutes}", "train.cpu_threads=1", "train.device=cpu", *extra]
+    return [f"train.max_minutes={minutes}", "train.cpu_threads=1", "train.device=cpu", f"train.seed={seed}", *extra]
 
 
 def _target_share(corpus: PreparedCorpus) -> float:
@@ -176,13 +196,14 @@ def _score_all(out_dir: Path, refs: dict[str, list[str]], toolkits: tuple[str, .
 
 
 def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every: int | None, checkpoint: str,
-             sentences: int | None = None, reference: dict[str, Any] | None = None, log: Any = print
-             ) -> dict[str, Any]:
-    """Train our `arch` and its JoeyNMT counterpart side by side, decode valid and test with both (greedy, beam
-    5), score everything with our pipeline; the architecture's part of report.json. `sentences` cuts valid and
-    test (validation during training and scoring alike) to their first lines. With `reference` (this
-    architecture's part of an earlier report) only JoeyNMT trains, and our side is the reference's."""
-    overrides = _ours_overrides(minutes, eval_every, sentences)
+             sentences: int | None = None, reference: dict[str, Any] | None = None, seed: int = 1,
+             log: Any = print) -> dict[str, Any]:
+    """Train our `arch` and its JoeyNMT counterpart side by side, both with `seed`, decode valid and test with
+    both (greedy, beam 5), score everything with our pipeline and test the differences on test; the
+    architecture's part of a run's results. `sentences` cuts valid and test (validation during training and
+    scoring alike) to their first lines. With `reference` (this architecture's part of an earlier report) only
+    JoeyNMT trains, and our side is the reference's (no paired test: its outputs are not here)."""
+    overrides = _ours_overrides(minutes, eval_every, sentences, seed)
     cfg = our_config(arch, overrides)
     corpus = prepare_corpus(cfg.data, log)
     paths = export_corpus(corpus, arch_dir / "joeynmt-data", arch_dir / "joeynmt", sentences)
@@ -218,7 +239,9 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     if reference is not None:
         scores["nmt"] = reference["scores"]["nmt"]
     result = _arch_result(arch, ours, paths, clock, scores, unmatched)
-    if reference is not None:
+    if reference is None:
+        result["paired"] = paired_tests(out_dir, refs["test"])
+    else:
         result["reference_joeynmt"] = reference["systems"]["joeynmt"]
     return result
 
@@ -264,16 +287,20 @@ def _arch_result(arch: str, ours: dict[str, Any], paths: JoeyPaths, clock: JoeyC
 # ------------------------------------------------------------------------------------------ the report
 
 
-def plot_curves(results: list[dict[str, Any]], path: Path) -> Path:
-    """Valid BLEU over training minutes, both toolkits, one panel per architecture."""
-    fig = new_figure(5.2 * len(results), 4.0)
-    for i, res in enumerate(results):
-        ax = fig.add_subplot(1, len(results), i + 1)
-        for tk, style in (("nmt", "-"), ("joeynmt", "--")):
-            curve = res["curves"][tk]
-            ax.plot([p["minutes"] for p in curve], [p["bleu"] for p in curve], marker="o", linestyle=style,
-                    label=tk)
-        ax.set_title(res["arch"])
+def plot_curves(runs: list[dict[str, Any]], path: Path) -> Path:
+    """Valid BLEU over training minutes, both toolkits (every run), one panel per architecture."""
+    archs = [res["arch"] for res in runs[0]["results"]]
+    fig = new_figure(5.2 * len(archs), 4.0)
+    for i, arch in enumerate(archs):
+        ax = fig.add_subplot(1, len(archs), i + 1)
+        for run in runs:
+            res = next(r for r in run["results"] if r["arch"] == arch)
+            for tk, (style, color) in (("nmt", ("-", "C0")), ("joeynmt", ("--", "C1"))):
+                curve = res["curves"][tk]
+                ax.plot([p["minutes"] for p in curve], [p["bleu"] for p in curve], marker="o", linestyle=style,
+                        color=color, alpha=0.8 if len(runs) == 1 else 0.5,
+                        label=tk if run is runs[0] else None)
+        ax.set_title(arch if len(runs) == 1 else f"{arch} ({len(runs)} runs)")
         ax.set_xlabel("training minutes")
         ax.set_ylabel("valid BLEU (greedy)")
         ax.grid(alpha=0.3)
@@ -281,8 +308,32 @@ def plot_curves(results: list[dict[str, Any]], path: Path) -> Path:
     return save_png(fig, path)
 
 
-def _arch_markdown(res: dict[str, Any]) -> list[str]:
-    lines = [f"## {res['arch']} (ours: {' '.join(res['our_overrides'])})", "",
+def end_minus_best(res: dict[str, Any]) -> float:
+    """Our valid BLEU (greedy) at the end of the budget minus the best validation of the run."""
+    curve = res["curves"]["nmt"]
+    return curve[-1]["bleu"] - max(p["bleu"] for p in curve)
+
+
+def pool_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """{arch: {decode: pooled difference}} over runs: each run's paired difference on test (nmt - JoeyNMT), their
+    mean, between-run SD and 95% t-interval over runs (`seed_interval`), beside each run's own p; and our end of
+    budget minus our best validation, per run and its mean."""
+    pooled: dict[str, Any] = {}
+    for arch in [res["arch"] for res in runs[0]["results"]]:
+        results = [next(r for r in run["results"] if r["arch"] == arch) for run in runs]
+        if any("paired" not in res for res in results):
+            continue  # a JoeyNMT-only run against a reference has no paired test
+        pooled[arch] = {name: {"differences": [res["paired"][name]["difference"] for res in results],
+                               "p_values": [res["paired"][name]["p_value"] for res in results],
+                               **seed_interval([res["paired"][name]["difference"] for res in results]).to_dict()}
+                        for name in DECODES}
+        ends = [end_minus_best(res) for res in results]
+        pooled[arch]["end_minus_best_valid"] = {"per_run": ends, "mean": sum(ends) / len(ends)}
+    return pooled
+
+
+def _arch_markdown(res: dict[str, Any], level: str = "##") -> list[str]:
+    lines = [f"{level} {res['arch']} (ours: {' '.join(res['our_overrides'])})", "",
              "| toolkit | steps | training min | target tokens/s | valid greedy | valid beam 5 | test greedy | "
              "test beam 5 | parameters |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for tk, sys_ in res["systems"].items():
@@ -300,16 +351,40 @@ def _arch_markdown(res: dict[str, Any]) -> list[str]:
                   "training minute; in the reference run "
                   f"{fmt_num(ref['steps'] / max(ref['train_minutes'], 1e-9), 1)} ({ref['steps']} steps in "
                   f"{fmt_num(ref['train_minutes'])} min)."]
+    if res.get("paired"):
+        lines += ["", "Test, nmt − JoeyNMT (paired bootstrap 95% interval, p): " + "; ".join(
+            f"{name} {fmt_num(t['difference'])} {fmt_interval(t['difference_ci'])}, p {fmt_p(t['p_value'])}"
+            for name, t in res["paired"].items()) + f". Our valid BLEU at the end minus our best validation: "
+            f"{fmt_num(end_minus_best(res))}."]
     lines += ["", f"Minutes to the other's final valid BLEU (greedy) within this run: nmt "
               f"{fmt_num(reach['nmt_to_joeynmt_final'])}, JoeyNMT {fmt_num(reach['joeynmt_to_nmt_final'])} "
-              "(- = not reached in the budget).", "", "Options JoeyNMT cannot match:", ""]
-    lines += [f"- {u}" for u in res["unmatched"]]
+              "(- = not reached in the budget).", ""]
+    return lines
+
+
+def _pooled_markdown(pooled: dict[str, Any], runs: int) -> list[str]:
+    lines = [f"## Pooled over {runs} run{'s' if runs > 1 else ''} (seeds 1-{runs})", "",
+             "Test BLEU, nmt − JoeyNMT: each run's paired difference, their mean, the between-run SD and a 95% "
+             "t-interval over runs (it holds the run-to-run spread; one run gives none).", "",
+             "| architecture | search | per run (p) | mean | between-run SD | 95% interval over runs | "
+             "our end − best valid |", "|---|---|---|---:|---:|---|---:|"]
+    for arch, by_decode in pooled.items():
+        ends = by_decode["end_minus_best_valid"]
+        for name in DECODES:
+            d = by_decode[name]
+            per_run = ", ".join(f"{fmt_num(x)} ({fmt_p(p)})" for x, p in zip(d["differences"], d["p_values"],
+                                                                              strict=True))
+            lines.append(f"| {arch} | {name} | {per_run} | {fmt_num(d['mean'])} | {fmt_num(d['sd'])} | "
+                         f"{fmt_interval(d['ci'] or None)} | {fmt_num(ends['mean'])} |")
     return lines + [""]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """report.md: command, machine, versions, one table per architecture, the plot, the unmatched options."""
-    sig = report["results"][0]["scores"]["nmt"]["greedy"]["valid"]["signatures"]["bleu"] if report["results"] else ""
+    """report.md: command, machine, versions, the pooled table, one table per run and architecture, the plot,
+    the options JoeyNMT cannot match."""
+    runs = report["runs"]
+    first = runs[0]["results"]
+    sig = first[0]["scores"]["nmt"]["greedy"]["valid"]["signatures"]["bleu"] if first else ""
     lines = ["# nmt vs JoeyNMT, side by side", "", f"Command: `{report['command']}`", "",
              f"Machine: {report['hardware_line']}", "",
              f"Versions: nmt on torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']['joeynmt']} on "
@@ -328,19 +403,28 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"(configs/decode/beam5.yaml), JoeyNMT beam_alpha {JOEY_BEAM_ALPHA} (its documented configs). Target "
              "tokens/s of nmt are estimated from its source + target rate and the train split's target share.", "",
              f"![valid BLEU over training minutes]({Path(report['plot']).name})", ""]
-    for res in report["results"]:
-        lines += _arch_markdown(res)
+    if report["pooled"]:
+        lines += _pooled_markdown(report["pooled"], len(runs))
+    for run in runs:
+        if len(runs) > 1:
+            lines += [f"## Run {run['seed']} (seed {run['seed']})", ""]
+        lines += [line for res in run["results"] for line in _arch_markdown(res, "###" if len(runs) > 1 else "##")]
+    lines += ["## Options JoeyNMT cannot match", ""]
+    for res in first:
+        lines += [f"{res['arch']}:", ""] + [f"- {u}" for u in res["unmatched"]] + [""]
     return "\n".join(lines)
 
 
 def load_reference(path: str | Path, archs: list[str], sentences: int | None, checkpoint: str
                    ) -> dict[str, dict[str, Any]]:
-    """{arch: result} of an earlier report.json whose nmt side a JoeyNMT-only run compares against; it must hold
-    every architecture asked for and have been scored on the same sentences and checkpoint kind."""
+    """{arch: result} of an earlier report.json (its first run) whose nmt side a JoeyNMT-only run compares
+    against; it must hold every architecture asked for and have been scored on the same sentences and checkpoint
+    kind."""
     try:
         report = json.loads(Path(path).read_text())
-        results = {res["arch"]: res for res in report["results"]}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        runs = report["runs"] if "runs" in report else [{"results": report["results"]}]  # older single-run reports
+        results = {res["arch"]: res for res in runs[0]["results"]}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
         raise NMTError(f"cannot read the reference report {path}: {e}") from None
     missing = [arch for arch in archs if arch not in results]
     if missing:
@@ -352,32 +436,65 @@ def load_reference(path: str | Path, archs: list[str], sentences: int | None, ch
     return results
 
 
+def open_bench_dir(given: str | Path | None, settings: dict[str, Any]) -> Path:
+    """The benchmark's output directory: a new one, or `given` when it holds an earlier benchmark of the same
+    settings (runs aside) to continue; settings.json records them."""
+    if given and (Path(given) / "settings.json").is_file():
+        out = Path(given)
+        earlier = json.loads((out / "settings.json").read_text())
+        if {k: v for k, v in earlier.items() if k != "runs"} != {k: v for k, v in settings.items() if k != "runs"}:
+            diff = ", ".join(f"{k}={earlier.get(k)!r} there, {v!r} here" for k, v in settings.items()
+                             if k != "runs" and earlier.get(k) != v)
+            raise NMTError(f"{out} holds a benchmark of other settings ({diff}); give a new --out")
+    else:
+        out = make_out_dir(given, "outputs/peer", "peer")
+    write_json(out / "settings.json", settings)
+    return out
+
+
 def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str], venv: str | Path,
                    eval_every: int | None = None, checkpoint: str = "last", command: str = "",
-                   sentences: int | None = None, reference: str | Path | None = None, log: Any = print
-                   ) -> dict[str, Any]:
-    """The whole benchmark: install the peer, then per architecture train both side by side, decode, score;
-    writes report.json, report.md and valid_bleu.png into the output directory and returns the report.
-    `reference` (an earlier report.json) trains JoeyNMT alone, for longer, against that report's nmt side."""
+                   sentences: int | None = None, reference: str | Path | None = None, runs: int = 1,
+                   log: Any = print) -> dict[str, Any]:
+    """The whole benchmark: install the peer, then per run (seed k = 1..runs) and architecture train both side by
+    side, decode, score; pool the runs; writes report.json, report.md and valid_bleu.png into the output
+    directory and returns the report. A run whose run-<k>/results.json exists (an earlier call with the same
+    settings and --out) is kept, not trained again. `reference` (an earlier report.json) trains JoeyNMT alone,
+    for longer, against that report's nmt side."""
     if minutes <= 0:
         raise NMTError(f"minutes must be positive, got {minutes}")
     if sentences is not None and sentences < 1:
         raise NMTError(f"sentences must be at least 1, got {sentences}")
     if checkpoint not in ("last", "best"):
         raise NMTError(f"checkpoint must be last or best, got {checkpoint!r}")
+    if runs < 1:
+        raise NMTError(f"runs must be at least 1, got {runs}")
+    if reference and runs != 1:
+        raise NMTError("a JoeyNMT-only run against a reference report is one run: use --runs 1")
     for arch in archs:
         our_config(arch)  # an unknown architecture fails before anything is installed or trained
     refs = load_reference(reference, archs, sentences, checkpoint) if reference else {}
     set_threads(1)
     python, versions = install_peer(Path(venv), log)
-    out = make_out_dir(out_dir, "outputs/peer", "peer")
-    results = [run_arch(arch, out / arch, minutes, python, eval_every, checkpoint, sentences, refs.get(arch), log)
-               for arch in archs]
+    out = open_bench_dir(out_dir, {"minutes": minutes, "archs": list(archs), "eval_every": eval_every,
+                                   "checkpoint": checkpoint, "sentences": sentences,
+                                   "reference": str(reference) if reference else None, "runs": runs})
+    all_runs = []
+    for seed in range(1, runs + 1):
+        run_dir, done = out / f"run-{seed}", out / f"run-{seed}" / "results.json"
+        if done.is_file():
+            log(f"run {seed}: finished earlier, kept ({done})")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run starts again from nothing
+            log(f"run {seed} of {runs} (seed {seed})")
+            write_json(done, [run_arch(arch, run_dir / arch, minutes, python, eval_every, checkpoint, sentences,
+                                       refs.get(arch), seed, log) for arch in archs])
+        all_runs.append({"seed": seed, "results": json.loads(done.read_text())})
     hw = hardware(workers=2, threads=1)
     report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "sentences": sentences,
               "reference": str(reference) if reference else None, "hardware": hw,
-              "hardware_line": hardware_line(hw), "peer_versions": versions, "results": results,
-              "plot": str(plot_curves(results, out / "valid_bleu.png"))}
+              "hardware_line": hardware_line(hw), "peer_versions": versions, "runs": all_runs,
+              "pooled": pool_runs(all_runs), "plot": str(plot_curves(all_runs, out / "valid_bleu.png"))}
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report) + "\n")
     report["out_dir"] = str(out)
