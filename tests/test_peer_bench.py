@@ -113,6 +113,8 @@ def test_rnn_reports_every_unmatched_option(paths):
     ("rnn", "model.scorer=dot", "model.scorer"),
     ("rnn", "model.heads=4", "model.heads/temperature/hard/attention_dim"),
     ("rnn", "train.warmup_steps=100", "train.warmup_steps"),
+    ("transformer", "train.cooldown=0.2", "train.cooldown"),
+    ("rnn", "train.ema_decay=0.999", "train.ema_decay"),
     ("rnn", "model.hidden=512", "model.tie_embeddings"),
 ])
 def test_an_option_joeynmt_lacks_is_reported(paths, arch, override, reported):

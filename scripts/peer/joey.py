@@ -207,6 +207,9 @@ def _joey_rnn(m: DictConfig, unmatched: list[str]) -> dict[str, Any]:
 
 
 def _joey_schedule(t: DictConfig, unmatched: list[str]) -> dict[str, Any]:
+    if t.cooldown > 0:
+        unmatched.append(f"train.cooldown: ours {t.cooldown}, the rate falls linearly to min_lr over that last share "
+                         "of the budget vs JoeyNMT none (it knows no time budget)")
     if t.schedule == "inverse_sqrt":
         unmatched.append(f"train.schedule: ours inverse_sqrt (lr {t.lr}, warmup {t.warmup_steps}) vs JoeyNMT "
                          "warmupinversesquareroot, the same rates from update 2 on; its first update runs at the "
@@ -238,6 +241,9 @@ def _joey_training(cfg: DictConfig, paths: JoeyPaths, unmatched: list[str]) -> d
                      "batch; ours pads less, so it carries more real tokens per update")
     unmatched.append(f"train.label_smoothing: ours {t.label_smoothing} as eps/V on every class (PyTorch) vs JoeyNMT "
                      f"{t.label_smoothing} as eps/(V-2) on every class but the reference and padding")
+    if t.ema_decay > 0:
+        unmatched.append(f"train.ema_decay: ours {t.ema_decay}, a moving average of the weights saved as ema.pt vs "
+                         "JoeyNMT none")
     unmatched.append("train.max_minutes: ours the trainer's own budget of training time vs JoeyNMT none; the driver "
                      "sends SIGINT after the same training minutes read from its log, and it saves its weights")
     training = {
