@@ -90,9 +90,14 @@ def test_unshuffled_batches_are_length_sorted_and_fixed():
     batches = sampler.batches(0)
     assert batches == sampler.batches(5)
     order = [i for b in batches for i in b]
-    # by the longer side, then the target
-    assert [(max(src[i], tgt[i]), tgt[i]) for i in order] == sorted((max(a, b), b) for a, b in zip(src, tgt,
-                                                                                                  strict=True))
+    longer = [max(src[i], tgt[i]) for i in order]
+    assert longer == sorted(longer)
+    # Along each shell of one longer length L, from (L, 1) over (L, L) to (1, L) when L is even (the target
+    # never shorter, the source never longer than its predecessor), backwards when L is odd; L counts the EOS.
+    for a, b in zip(order, order[1:]):
+        if max(src[a], tgt[a]) == max(src[b], tgt[b]):
+            forward = (max(src[a], tgt[a]) + 1) % 2 == 0
+            assert (tgt[b] >= tgt[a] and src[b] <= src[a]) if forward else (tgt[b] <= tgt[a] and src[b] >= src[a])
 
 
 @pytest.mark.parametrize("replicas", [2, 3])
@@ -151,11 +156,19 @@ def test_batch_stream_with_a_worker_yields_the_same_batches():
 
 def reference_batches(src: list[int], tgt: list[int], budget: int, seed: int, epoch: int, shuffle: bool = True,
                       replicas: int = 1, rank: int = 0) -> list[list[int]]:
-    """The sampler as it was before it cut batches from arrays (a per-pair Python loop), kept verbatim as the
-    specification the array version must reproduce batch for batch."""
+    """The sampler as a per-pair Python loop (as it was before it cut batches from arrays, with the order of
+    today: pair by pair along the shells of the length grid), the specification the array version must
+    reproduce batch for batch."""
     src_l, tgt_l = np.asarray(src, dtype=np.int64) + 1, np.asarray(tgt, dtype=np.int64) + 1
     rows = np.random.default_rng([seed, epoch]).permutation(len(src_l)) if shuffle else np.arange(len(src_l))
-    order = rows[np.lexsort((tgt_l[rows], np.maximum(src_l, tgt_l)[rows]))]  # the longer side, then the target
+
+    def shell_position(i: int) -> tuple[int, int]:
+        s, t = int(src_l[i]), int(tgt_l[i])
+        longer = max(s, t)
+        along = t if s >= t else 2 * longer - s  # (L, 1) ... (L, L) ... (1, L)
+        return longer, along if longer % 2 == 0 else -along
+
+    order = np.asarray(sorted(rows.tolist(), key=shell_position), dtype=np.int64)  # sorted() is stable
     batches: list[list[int]] = []
     current: list[int] = []
     max_src = max_tgt = 0
@@ -266,9 +279,9 @@ def test_vectorised_collate_equals_the_row_at_a_time_one_and_trains_the_same():
 
 
 def test_padding_stays_low_in_large_batches_of_real_lengths(mirror):
-    """Multi30k's train lengths in 32k-token batches (about a thousand pairs each): sorted by the longer side,
-    8.2% of the tokens are padding, against 21% when sorted by source length (the targets of one source length
-    then spread over the whole batch)."""
+    """Multi30k's train lengths in 32k-token batches (about a thousand pairs each): sorted by the longer side and
+    along its shell, 7.8% of the tokens are padding (2.1% in 4k-token batches), against 21% when sorted by source
+    length (the targets of one source length then spread over the whole batch)."""
     from nmt.config import compose_config
     from nmt.data.corpus import prepare_corpus
 
@@ -283,5 +296,5 @@ def test_padding_stays_low_in_large_batches_of_real_lengths(mirror):
         padded = sum(len(b) * (int(src[b].max() + tgt[b].max()) + 2) for b in map(np.asarray, batches))
         return 1 - real / padded
 
-    assert padding(TokenBatchSampler(src, tgt, batch_tokens=32768).batches(0)) <= 0.085
-    assert padding(TokenBatchSampler(src, tgt, batch_tokens=4096).batches(0)) <= 0.05
+    assert padding(TokenBatchSampler(src, tgt, batch_tokens=32768).batches(0)) <= 0.08
+    assert padding(TokenBatchSampler(src, tgt, batch_tokens=4096).batches(0)) <= 0.025

@@ -193,8 +193,8 @@ class TokenBatchSampler:
     the EOS / BOS that `collate` adds, so every multi-pair batch satisfies
     `src.numel() + tgt_out.numel() <= batch_tokens`. A pair over the budget on its own gets its own batch.
 
-    Per epoch: pairs are sorted by (the longer side's length, target length) with ties in a seeded random order,
-    cut greedily into batches, and the batch order is shuffled. Sorting on exact lengths makes the cut points,
+    Per epoch: pairs are sorted by the longer side's length and then along its shell of the length grid (`_order`)
+    with ties in a seeded random order, cut greedily into batches, and the batch order is shuffled. Sorting on exact lengths makes the cut points,
     and so the number of batches, the same in every epoch (`__len__` is exact).
     With `num_replicas` > 1 the batch list is padded by wrapping around to a multiple of `num_replicas`
     (a few batches are seen twice), and rank r takes batches r, r + num_replicas, ...
@@ -237,12 +237,17 @@ class TokenBatchSampler:
             rows = np.random.default_rng([self.seed, epoch]).permutation(n)
         else:
             rows = np.arange(n)
-        # lexsort is stable and sorts by its last key first: the longer side, then the target length, then the
-        # (shuffled) position, which is what breaks ties at random. By the longer side rather than the source:
-        # a batch of a thousand pairs then spans few lengths on both sides (Multi30k at 32k tokens: 8% padding,
-        # against 21% sorted by source length).
+        # The pairs whose longer side is L form an L-shaped shell of the (source, target) length grid. Sorted by
+        # L, then by the position along the shell, from (L, 1) over (L, L) to (1, L), every other shell walked
+        # backwards so that one shell ends next to where the next begins: neighbours in the order are close in
+        # both lengths, and so are the pairs of a batch cut from it. lexsort is stable and sorts by its last key
+        # first; the shuffled position breaks the remaining ties at random. Multi30k's padding at 32k / 4k
+        # tokens: 7.8% / 2.1%, against 8.4% / 4.3% sorted by the longer side then the target length, and 21%
+        # sorted by source length (tests/test_batching.py).
         src, tgt = self.src_lengths[rows], self.tgt_lengths[rows]
-        return rows[np.lexsort((tgt, np.maximum(src, tgt)))]
+        longer = np.maximum(src, tgt)
+        along = np.where(src >= tgt, tgt, 2 * longer - src)
+        return rows[np.lexsort((np.where(longer % 2 == 0, along, -along), longer))]
 
     def _sorted_lengths(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.src_lengths[order], self.tgt_lengths[order]
