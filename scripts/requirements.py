@@ -2,7 +2,7 @@
 (it runs before anything is installed).
 
     python scripts/requirements.py check-torch   # the interpreter's own torch is one nmt supports, else one line
-    python scripts/requirements.py list          # nmt's requirements (with the dev and fast extras) but torch
+    python scripts/requirements.py list          # nmt's requirements (with the dev, fast and mlflow extras) but torch
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-EXTRAS = ("dev", "fast")
+# What `make install` and `make test` / `make test-fast` install (the comet extra has a venv of its own).
+EXTRAS = ("dev", "fast", "mlflow")
 
 
 def requirements() -> list[str]:

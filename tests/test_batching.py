@@ -94,7 +94,7 @@ def test_unshuffled_batches_are_length_sorted_and_fixed():
     assert longer == sorted(longer)
     # Along each shell of one longer length L, from (L, 1) over (L, L) to (1, L) when L is even (the target
     # never shorter, the source never longer than its predecessor), backwards when L is odd; L counts the EOS.
-    for a, b in zip(order, order[1:]):
+    for a, b in zip(order[:-1], order[1:], strict=True):
         if max(src[a], tgt[a]) == max(src[b], tgt[b]):
             forward = (max(src[a], tgt[a]) + 1) % 2 == 0
             assert (tgt[b] >= tgt[a] and src[b] <= src[a]) if forward else (tgt[b] <= tgt[a] and src[b] >= src[a])

@@ -194,8 +194,8 @@ class TokenBatchSampler:
     `src.numel() + tgt_out.numel() <= batch_tokens`. A pair over the budget on its own gets its own batch.
 
     Per epoch: pairs are sorted by the longer side's length and then along its shell of the length grid (`_order`)
-    with ties in a seeded random order, cut greedily into batches, and the batch order is shuffled. Sorting on exact lengths makes the cut points,
-    and so the number of batches, the same in every epoch (`__len__` is exact).
+    with ties in a seeded random order, cut greedily into batches, and the batch order is shuffled. Sorting on
+    exact lengths makes the cut points, and so the number of batches, the same in every epoch (`__len__` is exact).
     With `num_replicas` > 1 the batch list is padded by wrapping around to a multiple of `num_replicas`
     (a few batches are seen twice), and rank r takes batches r, r + num_replicas, ...
     """
