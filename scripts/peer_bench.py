@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=500,
                         help="validate and score on the first N sentences of valid and test (default 500; 0: all)")
     parser.add_argument("--checkpoint", choices=["last", "best"], default="last",
-                        help="score the weights at the end of the budget (last) or those of the best valid BLEU")
+                        help="score the weights at the end of the budget (last; ours the moving average where it "
+                        "validated higher) or those of the best valid BLEU")
     parser.add_argument("--reference", default=None, metavar="REPORT_JSON",
                         help="train JoeyNMT alone (e.g. longer) against the nmt side of an earlier report.json")
     args = parser.parse_args()

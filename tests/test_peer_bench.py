@@ -28,6 +28,7 @@ from peer.bench import (
     load_reference,
     minutes_to_reach,
     open_bench_dir,
+    our_checkpoint,
     our_config,
     pool_runs,
     render_markdown,
@@ -325,3 +326,14 @@ def test_a_reference_report_of_several_runs_gives_its_first_run(tmp_path):
                                 "runs": [{"seed": 1, "results": [{"arch": "rnn", "run": 1}]},
                                          {"seed": 2, "results": [{"arch": "rnn", "run": 2}]}]}))
     assert load_reference(path, ["rnn"], 500, "last")["rnn"]["run"] == 1
+
+
+def test_our_end_of_budget_checkpoint_is_the_moving_average_only_where_it_validated_higher(tmp_path):
+    metrics = {"history": [{"step": 100, "bleu": 30.0}, {"step": 200, "bleu": 31.0}]}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    assert our_checkpoint(tmp_path, "last") == tmp_path / "last.pt"  # no moving average kept
+    (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 32.0})))
+    assert our_checkpoint(tmp_path, "last") == tmp_path / "ema.pt"
+    assert our_checkpoint(tmp_path, "best") == tmp_path / "best.pt"
+    (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 30.5})))
+    assert our_checkpoint(tmp_path, "last") == tmp_path / "last.pt"  # the raw weights validated higher

@@ -165,6 +165,19 @@ def paired_tests(out_dir: Path, refs: list[str]) -> dict[str, Any]:
             for name in DECODES}
 
 
+def our_checkpoint(run_dir: Path, checkpoint: str) -> Path:
+    """The checkpoint of our run to score: best.pt for "best"; for "last" the weights at the end of the budget,
+    ema.pt where the run kept a moving average of the weights (train.ema_decay) that validated higher than the raw
+    weights at the end (both in metrics.json: chosen on valid), else last.pt."""
+    if checkpoint == "best":
+        return run_dir / "best.pt"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    average = metrics.get("ema")
+    if average and metrics["history"] and average["bleu"] > metrics["history"][-1]["bleu"]:
+        return run_dir / "ema.pt"
+    return run_dir / "last.pt"
+
+
 def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) -> None:
     """Our search, greedy and beam 5 (configs/decode), outputs as <out_dir>/nmt-<decode>.<valid|test>."""
     for name, settings in DECODES.items():
@@ -228,7 +241,7 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     joey_proc = decode_joey(python, joey, joey_ckpt.resolve(), out_dir, logs_dir)
     try:
         if reference is None:
-            decode_ours(run_dir / f"{checkpoint}.pt", sources, out_dir)
+            decode_ours(our_checkpoint(run_dir, checkpoint), sources, out_dir)
     finally:
         joey_proc.wait()
     if joey_proc.returncode != 0:
@@ -252,7 +265,7 @@ def _ours_result(run_dir: Path, target_share: float, checkpoint: str) -> dict[st
     system = {"steps": ours["step"], "train_minutes": ours["train_seconds"] / 60,
               "tokens_per_s": ours["tokens_per_sec"],
               "target_tokens_per_s": ours["tokens_per_sec"] * target_share, "target_tokens_estimated": True,
-              "parameters": ours.get("num_parameters"), "checkpoint": str(run_dir / f"{checkpoint}.pt")}
+              "parameters": ours.get("num_parameters"), "checkpoint": str(our_checkpoint(run_dir, checkpoint))}
     curve = steady_curve([{"step": h["step"], "bleu": h["bleu"]} for h in ours["history"]],
                          ours["train_seconds"], ours["step"])
     return {"system": system, "curve": curve}
@@ -396,7 +409,9 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"retrained but copied from the earlier side-by-side report `{report['reference']}`: compare JoeyNMT's "
               "steps per minute in both runs before reading minutes across them.")
              + " Scored checkpoint: "
-             f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}."
+             f"{'the weights at the end of the budget' if report['checkpoint'] == 'last' else 'best valid BLEU'}"
+             + (" (ours: the moving average of the weights where it validated higher than the raw weights)."
+                if report["checkpoint"] == "last" else ".")
              + (f" Valid and test cut to their first {report['sentences']} sentences (validation during training "
                 "and scoring alike)." if report.get("sentences") else ""),
              "", f"BLEU: our pipeline (nmt.metrics.scores) on detokenized outputs, `{sig}`. Beam 5: ours alpha 1.0 "
