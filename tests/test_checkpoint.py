@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -44,6 +45,7 @@ from nmt.training.checkpoint import (
     check_resumable,
     load_checkpoint,
     load_model,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from nmt.training.state import TrainState
@@ -492,3 +494,16 @@ def test_upgrading_a_model_config_of_today_changes_nothing():
         today = OmegaConf.to_container(OmegaConf.structured(cls))
         assert upgrade_model_config(dict(today)) == today
     assert upgrade_model_config({"arch": "rnn_fancy", "heads": 3}) == {"arch": "rnn_fancy", "heads": 3}
+
+
+def test_a_run_directory_gives_its_moving_average_only_where_it_validated_above_every_raw_validation(tmp_path):
+    for name in ("best.pt", "last.pt", "ema.pt"):
+        (tmp_path / name).write_bytes(b"")
+    metrics = {"best_bleu": 30.0, "history": [{"step": 100, "bleu": 30.0}, {"step": 200, "bleu": 29.0}]}
+    for average, expected in ((None, "best.pt"), (29.5, "best.pt"), (30.0, "best.pt"), (30.4, "ema.pt")):
+        (tmp_path / "metrics.json").write_text(json.dumps(metrics | ({"ema": {"bleu": average}} if average else {})))
+        assert resolve_checkpoint(tmp_path) == tmp_path / expected
+    (tmp_path / "ema.pt").unlink()
+    assert resolve_checkpoint(tmp_path) == tmp_path / "best.pt"  # metrics.json names an average that is gone
+    (tmp_path / "metrics.json").write_text("{not json")
+    assert resolve_checkpoint(tmp_path) == tmp_path / "best.pt"

@@ -329,11 +329,16 @@ def test_a_reference_report_of_several_runs_gives_its_first_run(tmp_path):
 
 
 def test_our_end_of_budget_checkpoint_is_the_moving_average_only_where_it_validated_higher(tmp_path):
-    metrics = {"history": [{"step": 100, "bleu": 30.0}, {"step": 200, "bleu": 31.0}]}
+    metrics = {"best_bleu": 31.5, "history": [{"step": 100, "bleu": 31.5}, {"step": 200, "bleu": 31.0}]}
+    for name in ("last.pt", "best.pt", "ema.pt"):
+        (tmp_path / name).write_bytes(b"")
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     assert our_checkpoint(tmp_path, "last") == tmp_path / "last.pt"  # no moving average kept
-    (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 32.0})))
-    assert our_checkpoint(tmp_path, "last") == tmp_path / "ema.pt"
     assert our_checkpoint(tmp_path, "best") == tmp_path / "best.pt"
+    (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 31.2})))
+    assert our_checkpoint(tmp_path, "last") == tmp_path / "ema.pt"  # above the raw weights at the end
+    assert our_checkpoint(tmp_path, "best") == tmp_path / "best.pt"  # not above the best raw validation
+    (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 32.0})))
+    assert our_checkpoint(tmp_path, "best") == tmp_path / "ema.pt"
     (tmp_path / "metrics.json").write_text(json.dumps(dict(metrics, ema={"step": 200, "bleu": 30.5})))
     assert our_checkpoint(tmp_path, "last") == tmp_path / "last.pt"  # the raw weights validated higher

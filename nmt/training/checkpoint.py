@@ -17,6 +17,7 @@ read: version 1 files, whose loop state stood in loose entries, are converted th
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import warnings
@@ -275,8 +276,22 @@ def load_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str |
 HUB_PREFIX = "hf:"  # checkpoint=hf:<org>/<name>[@<revision>]: a model package on the Hugging Face hub
 
 
+def average_validated_higher(run_dir: Path, than: str = "best_bleu") -> bool:
+    """Whether the run kept a moving average of its weights (ema.pt, train.ema_decay) whose valid BLEU at the end
+    beats `than` in its metrics.json: "best_bleu" (its best raw validation) or "last" (its raw weights at the
+    end). A choice made on valid only."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        average = metrics.get("ema")
+        raw = metrics["history"][-1]["bleu"] if than == "last" else metrics[than]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return False
+    return bool(average) and (run_dir / "ema.pt").is_file() and raw is not None and average["bleu"] > raw
+
+
 def resolve_checkpoint(entry: str | Path) -> Path:
-    """A checkpoint file or a model package as given, a run directory's best.pt (falling back to its last.pt), or
+    """A checkpoint file or a model package as given; a run directory's best weights on valid: its ema.pt where the
+    moving average validated higher than every raw validation, else its best.pt (falling back to its last.pt); or
     `hf:<org>/<name>[@<revision>]`: a package on the Hugging Face hub, fetched (or taken from its cache)."""
     from nmt.training.package import fetch_package, is_package  # imported here: heavy (safetensors, the hub)
 
@@ -287,6 +302,8 @@ def resolve_checkpoint(entry: str | Path) -> Path:
     if is_package(path):
         return path
     if path.is_dir():
+        if average_validated_higher(path):
+            return path / "ema.pt"
         for name in ("best.pt", "last.pt"):
             if (path / name).is_file():
                 return path / name

@@ -42,6 +42,7 @@ from nmt.metrics.scores import corpus_scores
 from nmt.metrics.significance import paired_bootstrap, seed_interval
 from nmt.plots import new_figure, save_png
 from nmt.runtime import hardware, hardware_line, set_threads
+from nmt.training.checkpoint import average_validated_higher, resolve_checkpoint
 
 from peer.joey import (
     DECODES,
@@ -166,16 +167,13 @@ def paired_tests(out_dir: Path, refs: list[str]) -> dict[str, Any]:
 
 
 def our_checkpoint(run_dir: Path, checkpoint: str) -> Path:
-    """The checkpoint of our run to score: best.pt for "best"; for "last" the weights at the end of the budget,
-    ema.pt where the run kept a moving average of the weights (train.ema_decay) that validated higher than the raw
-    weights at the end (both in metrics.json: chosen on valid), else last.pt."""
+    """The checkpoint of our run to score, chosen on valid: for "best" the run's best weights (`resolve_checkpoint`:
+    ema.pt where the moving average validated higher than every raw validation, else best.pt); for "last" the
+    weights at the end of the budget, ema.pt where the moving average validated higher than the raw weights at
+    the end, else last.pt."""
     if checkpoint == "best":
-        return run_dir / "best.pt"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    average = metrics.get("ema")
-    if average and metrics["history"] and average["bleu"] > metrics["history"][-1]["bleu"]:
-        return run_dir / "ema.pt"
-    return run_dir / "last.pt"
+        return resolve_checkpoint(run_dir)
+    return run_dir / ("ema.pt" if average_validated_higher(run_dir, than="last") else "last.pt")
 
 
 def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) -> None:
