@@ -83,7 +83,7 @@ def test_transformer_config_matches_ours_option_by_option(paths):
 def test_transformer_reports_every_unmatched_option(paths):
     _, unmatched = joey_config(our_config("transformer"), paths)
     assert option_names(unmatched) == {"train.batch_tokens", "train.label_smoothing", "train.max_minutes",
-                                       "train.schedule", "decode.max_len"}
+                                       "train.schedule", "train.ema_decay", "decode.max_len"}
     assert all(" vs " in line for line in unmatched)
 
 
@@ -105,7 +105,7 @@ def test_rnn_reports_every_unmatched_option(paths):
     _, unmatched = joey_config(our_config("rnn"), paths)
     assert option_names(unmatched) == {
         "model.input_feeding", "readout", "model.dropout", "weight init", "train.min_lr", "plateau threshold",
-        "train.batch_tokens", "train.label_smoothing", "train.max_minutes", "decode.max_len"}
+        "train.batch_tokens", "train.label_smoothing", "train.max_minutes", "train.ema_decay", "decode.max_len"}
     assert all(" vs " in line for line in unmatched)
 
 
@@ -115,7 +115,7 @@ def test_rnn_reports_every_unmatched_option(paths):
     ("rnn", "model.heads=4", "model.heads/temperature/hard/attention_dim"),
     ("rnn", "train.warmup_steps=100", "train.warmup_steps"),
     ("transformer", "train.cooldown=0.2", "train.cooldown"),
-    ("rnn", "train.ema_decay=0.999", "train.ema_decay"),
+    ("rnn", "train.cooldown=0.2", "train.cooldown"),
     ("rnn", "model.hidden=512", "model.tie_embeddings"),
 ])
 def test_an_option_joeynmt_lacks_is_reported(paths, arch, override, reported):

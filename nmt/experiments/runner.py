@@ -71,8 +71,10 @@ def load_script_config(script: str, argv: Sequence[str]) -> tuple[DictConfig, st
 
 
 def compose_run(overrides: list[str]) -> DictConfig:
-    """A training run's Config, as `nmt-train <overrides>` would compose it, checked before anything runs."""
-    cfg = compose_config("config", overrides)
+    """A training run's Config, as `nmt-train <overrides>` would compose it, checked before anything runs.
+    Experiments decode best.pt and follow the step checkpoints, the raw weights, so the moving average of the
+    weights (`train.ema_decay`, on in the 20-minute recipes) is off unless `overrides` turn it on."""
+    cfg = compose_config("config", ["train.ema_decay=0", *overrides])
     check_train_config(cfg.train)
     return cfg
 
