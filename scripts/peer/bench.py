@@ -37,7 +37,7 @@ from nmt.data.corpus import PreparedCorpus, prepare_corpus
 from nmt.errors import NMTError
 from nmt.evaluation.report import fmt_interval, fmt_num, fmt_p
 from nmt.inference.translator import Translator
-from nmt.io import make_out_dir, write_json, write_lines, write_text
+from nmt.io import make_out_dir, read_json, write_json, write_lines, write_text
 from nmt.metrics.scores import corpus_scores
 from nmt.metrics.significance import paired_bootstrap, seed_interval
 from nmt.plots import new_figure, save_png
@@ -374,7 +374,7 @@ def _arch_markdown(res: dict[str, Any], level: str = "##") -> list[str]:
 
 
 def _pooled_markdown(pooled: dict[str, Any], runs: int) -> list[str]:
-    lines = [f"## Pooled over {runs} run{'s' if runs > 1 else ''} (seeds 1-{runs})", "",
+    lines = [f"## Pooled over {runs} runs (seeds 1-{runs})" if runs > 1 else "## One run (seed 1)", "",
              "Test BLEU, nmt − JoeyNMT: each run's paired difference, their mean, the between-run SD and a 95% "
              "t-interval over runs (it holds the run-to-run spread; one run gives none).", "",
              "| architecture | search | per run (p) | mean | between-run SD | 95% interval over runs | "
@@ -454,7 +454,7 @@ def open_bench_dir(given: str | Path | None, settings: dict[str, Any]) -> Path:
     settings (runs aside) to continue; settings.json records them."""
     if given and (Path(given) / "settings.json").is_file():
         out = Path(given)
-        earlier = json.loads((out / "settings.json").read_text())
+        earlier = read_json(out / "settings.json")
         if {k: v for k, v in earlier.items() if k != "runs"} != {k: v for k, v in settings.items() if k != "runs"}:
             diff = ", ".join(f"{k}={earlier.get(k)!r} there, {v!r} here" for k, v in settings.items()
                              if k != "runs" and earlier.get(k) != v)
@@ -502,7 +502,7 @@ def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str],
             log(f"run {seed} of {runs} (seed {seed})")
             write_json(done, [run_arch(arch, run_dir / arch, minutes, python, eval_every, checkpoint, sentences,
                                        refs.get(arch), seed, log) for arch in archs])
-        all_runs.append({"seed": seed, "results": json.loads(done.read_text())})
+        all_runs.append({"seed": seed, "results": read_json(done)})
     hw = hardware(workers=2, threads=1)
     report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "sentences": sentences,
               "reference": str(reference) if reference else None, "hardware": hw,
