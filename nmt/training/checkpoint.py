@@ -276,17 +276,17 @@ def load_weights(model: torch.nn.Module, state: dict[str, Tensor], source: str |
 HUB_PREFIX = "hf:"  # checkpoint=hf:<org>/<name>[@<revision>]: a model package on the Hugging Face hub
 
 
-def average_validated_higher(run_dir: Path, than: str = "best_bleu") -> bool:
-    """Whether the run kept a moving average of its weights (ema.pt, train.ema_decay) whose valid BLEU at the end
-    beats `than` in its metrics.json: "best_bleu" (its best raw validation) or "last" (its raw weights at the
-    end). A choice made on valid only."""
+def average_validated_higher(run_dir: Path, than: str = "best") -> bool:
+    """Whether the run's moving average of its weights (ema.pt, train.ema_decay) validated higher at the end than
+    its raw weights, by its metrics.json: than their best validation (`than="best"`) or than their validation at
+    the end (`than="end"`). A choice made on valid only; False for a run without an average."""
     try:
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        average = metrics.get("ema")
-        raw = metrics["history"][-1]["bleu"] if than == "last" else metrics[than]
+        average = metrics["ema"]["bleu"]
+        raw = metrics["best_bleu"] if than == "best" else metrics["history"][-1]["bleu"]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return False
-    return bool(average) and (run_dir / "ema.pt").is_file() and raw is not None and average["bleu"] > raw
+    return raw is not None and average > raw and (run_dir / "ema.pt").is_file()
 
 
 def resolve_checkpoint(entry: str | Path) -> Path:

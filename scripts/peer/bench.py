@@ -173,7 +173,7 @@ def our_checkpoint(run_dir: Path, checkpoint: str) -> Path:
     the end, else last.pt."""
     if checkpoint == "best":
         return resolve_checkpoint(run_dir)
-    return run_dir / ("ema.pt" if average_validated_higher(run_dir, than="last") else "last.pt")
+    return run_dir / ("ema.pt" if average_validated_higher(run_dir, than="end") else "last.pt")
 
 
 def decode_ours(checkpoint: Path, sources: dict[str, list[str]], out_dir: Path) -> None:
@@ -237,14 +237,15 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     sources = {split: list(data["src"][:sentences]) for split, data in splits.items()}
     refs = {split: list(data["tgt"][:sentences]) for split, data in splits.items()}
     joey_proc = decode_joey(python, joey, joey_ckpt.resolve(), out_dir, logs_dir)
+    scored = our_checkpoint(run_dir, checkpoint) if reference is None else None
     try:
-        if reference is None:
-            decode_ours(our_checkpoint(run_dir, checkpoint), sources, out_dir)
+        if scored is not None:
+            decode_ours(scored, sources, out_dir)
     finally:
         joey_proc.wait()
     if joey_proc.returncode != 0:
         raise NMTError(f"joeynmt test failed (exit {joey_proc.returncode}); see {logs_dir / 'joeynmt-test.log'}")
-    ours = _ours_result(run_dir, _target_share(corpus), checkpoint) if reference is None else {
+    ours = _ours_result(run_dir, _target_share(corpus), scored) if scored is not None else {
         "system": reference["systems"]["nmt"], "curve": reference["curves"]["nmt"]}
     scores = _score_all(out_dir, refs, ("joeynmt",) if reference else ("nmt", "joeynmt"))
     if reference is not None:
@@ -257,13 +258,13 @@ def run_arch(arch: str, arch_dir: Path, minutes: float, python: Path, eval_every
     return result
 
 
-def _ours_result(run_dir: Path, target_share: float, checkpoint: str) -> dict[str, Any]:
-    """Our run's system row and valid-BLEU curve from its metrics.json."""
+def _ours_result(run_dir: Path, target_share: float, scored: Path) -> dict[str, Any]:
+    """Our run's system row (`scored`: the checkpoint decoded) and valid-BLEU curve from its metrics.json."""
     ours = json.loads((run_dir / "metrics.json").read_text())
     system = {"steps": ours["step"], "train_minutes": ours["train_seconds"] / 60,
               "tokens_per_s": ours["tokens_per_sec"],
               "target_tokens_per_s": ours["tokens_per_sec"] * target_share, "target_tokens_estimated": True,
-              "parameters": ours.get("num_parameters"), "checkpoint": str(our_checkpoint(run_dir, checkpoint))}
+              "parameters": ours.get("num_parameters"), "checkpoint": str(scored)}
     curve = steady_curve([{"step": h["step"], "bleu": h["bleu"]} for h in ours["history"]],
                          ours["train_seconds"], ours["step"])
     return {"system": system, "curve": curve}
@@ -298,19 +299,23 @@ def _arch_result(arch: str, ours: dict[str, Any], paths: JoeyPaths, clock: JoeyC
 # ------------------------------------------------------------------------------------------ the report
 
 
+def arch_results(runs: list[dict[str, Any]], arch: str) -> list[dict[str, Any]]:
+    """`arch`'s part of every run's results, in run order."""
+    return [next(res for res in run["results"] if res["arch"] == arch) for run in runs]
+
+
 def plot_curves(runs: list[dict[str, Any]], path: Path) -> Path:
     """Valid BLEU over training minutes, both toolkits (every run), one panel per architecture."""
     archs = [res["arch"] for res in runs[0]["results"]]
     fig = new_figure(5.2 * len(archs), 4.0)
     for i, arch in enumerate(archs):
         ax = fig.add_subplot(1, len(archs), i + 1)
-        for run in runs:
-            res = next(r for r in run["results"] if r["arch"] == arch)
+        for k, res in enumerate(arch_results(runs, arch)):
             for tk, (style, color) in (("nmt", ("-", "C0")), ("joeynmt", ("--", "C1"))):
                 curve = res["curves"][tk]
                 ax.plot([p["minutes"] for p in curve], [p["bleu"] for p in curve], marker="o", linestyle=style,
                         color=color, alpha=0.8 if len(runs) == 1 else 0.5,
-                        label=tk if run is runs[0] else None)
+                        label=tk if k == 0 else None)
         ax.set_title(arch if len(runs) == 1 else f"{arch} ({len(runs)} runs)")
         ax.set_xlabel("training minutes")
         ax.set_ylabel("valid BLEU (greedy)")
@@ -331,13 +336,15 @@ def pool_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     budget minus our best validation, per run and its mean."""
     pooled: dict[str, Any] = {}
     for arch in [res["arch"] for res in runs[0]["results"]]:
-        results = [next(r for r in run["results"] if r["arch"] == arch) for run in runs]
+        results = arch_results(runs, arch)
         if any("paired" not in res for res in results):
             continue  # a JoeyNMT-only run against a reference has no paired test
-        pooled[arch] = {name: {"differences": [res["paired"][name]["difference"] for res in results],
-                               "p_values": [res["paired"][name]["p_value"] for res in results],
-                               **seed_interval([res["paired"][name]["difference"] for res in results]).to_dict()}
-                        for name in DECODES}
+        pooled[arch] = {}
+        for name in DECODES:
+            differences = [res["paired"][name]["difference"] for res in results]
+            pooled[arch][name] = {"differences": differences,
+                                  "p_values": [res["paired"][name]["p_value"] for res in results],
+                                  **seed_interval(differences).to_dict()}
         ends = [end_minus_best(res) for res in results]
         pooled[arch]["end_minus_best_valid"] = {"per_run": ends, "mean": sum(ends) / len(ends)}
     return pooled
@@ -455,10 +462,10 @@ def open_bench_dir(given: str | Path | None, settings: dict[str, Any]) -> Path:
     if given and (Path(given) / "settings.json").is_file():
         out = Path(given)
         earlier = read_json(out / "settings.json")
-        if {k: v for k, v in earlier.items() if k != "runs"} != {k: v for k, v in settings.items() if k != "runs"}:
-            diff = ", ".join(f"{k}={earlier.get(k)!r} there, {v!r} here" for k, v in settings.items()
-                             if k != "runs" and earlier.get(k) != v)
-            raise NMTError(f"{out} holds a benchmark of other settings ({diff}); give a new --out")
+        changed = [f"{k}={earlier.get(k)!r} there, {v!r} here" for k, v in settings.items()
+                   if k != "runs" and earlier.get(k) != v]
+        if changed:
+            raise NMTError(f"{out} holds a benchmark of other settings ({', '.join(changed)}); give a new --out")
     else:
         out = make_out_dir(given, "outputs/peer", "peer")
     write_json(out / "settings.json", settings)
