@@ -6,11 +6,13 @@
 For each N: a corpus of N train pairs drawn with replacement (seeded) from the mirror's Multi30k and WMT newstest
 train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train train.max_steps=5` (default tokenizer
 and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for training the seconds from
-its start to the log line of step 1. With --ranks 2, the same training as two gloo ranks under torchrun, sampling
-each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared by both counts half in each), so the
-sum shows whether the ranks hold the corpus once or twice. An "empty" run (1,000 pairs) gives the memory a training
-process needs without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports (PYTHONPATH picks a
-tree), so two trees are compared with the same interpreter and corpus. Results are printed and written as JSON lines.
+its start to the log line of step 1. With --ranks 2, the same training under torchrun as one gloo rank and as two,
+sampling each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared by both counts half in
+each) once data and model are set up: the two ranks' sum above the empty run's, against one rank's alone, shows
+whether they hold the corpus once (1.0x) or each its own copy (2.0x). An "empty" run (1,000 pairs) gives the
+memory a training process needs without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports
+(PYTHONPATH picks a tree), so two trees are compared with the same interpreter and corpus. Results are printed and
+written as JSON lines.
 """
 
 from __future__ import annotations
@@ -152,11 +154,31 @@ def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool, ran
                  f"hydra.run.dir={work / f'run-{n}'}"]
         result["train"] = timed(train, work / f"train-{n}.log", first_line="step 1 |")
     if ranks > 1 and not skip_train:
-        marker = f"hydra.run.dir={work / f'run{ranks}-{n}'}"
-        launch = [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-                  "-m", "nmt.cli.train", *data, "train.max_steps=5", "train.device=cpu", marker]
-        result["ranks"] = {"ranks": ranks, **ranks_pss(launch, marker, work / f"train{ranks}-{n}.log")}
+        result["ranks"] = {}
+        for world in (1, ranks):  # one rank alone, then `ranks` of them: the same launch
+            marker = f"hydra.run.dir={work / f'run{world}-{n}'}"
+            launch = [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone",
+                      f"--nproc_per_node={world}", "-m", "nmt.cli.train", *data, "train.max_steps=5",
+                      "train.device=cpu", marker]
+            result["ranks"][str(world)] = ranks_pss(launch, marker, work / f"train{world}-{n}.log")
     return result
+
+
+def held_once(results: list[dict], ranks: int) -> str | None:
+    """For every corpus size after the empty run: the sum of the ranks' set-up PSS above the empty run's, against
+    one rank's alone above its empty run (1.0x: the corpus is held once; 2.0x for two ranks: once per rank)."""
+    empty = next((r for r in results if r["pairs"] == EMPTY_PAIRS and "ranks" in r), None)
+    if empty is None:
+        return None
+    lines = []
+    for r in results:
+        if r is empty or "ranks" not in r:
+            continue
+        one, many = (sum(r["ranks"][k]["rank_setup_pss_mb"]) - sum(empty["ranks"][k]["rank_setup_pss_mb"])
+                     for k in ("1", str(ranks)))
+        lines.append(f"{r['pairs']} pairs: {ranks} ranks' PSS {many} MB above the empty run's, one rank's {one} MB: "
+                     f"{many / one:.2f}x" if one > 0 else f"{r['pairs']} pairs: one rank holds {one} MB above empty")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -174,17 +196,20 @@ def main() -> None:
     sizes = args.pairs if args.no_empty or args.prepare_only else [EMPTY_PAIRS, *args.pairs]
     print(f"{'tree':<12} {'pairs':>9}  {'prepare wall':>12} {'prepare RSS':>11}  {'train wall':>10} "
           f"{'first step':>10} {'train RSS':>9}")
+    results: list[dict] = []
     for n in sizes:
         r = run_point(n, work, args.prepare_arg, args.prepare_only, args.ranks)
         r["label"] = args.label
         pr, tr = r["prepare"], r.get("train", {})
         print(f"{args.label:<12} {n:>9}  {pr['wall_s']:>10} s {pr['peak_rss_mb']:>8} MB  "
               f"{tr.get('wall_s', '-'):>8} s {tr.get('first_step_s', '-'):>8} s {tr.get('peak_rss_mb', '-'):>6} MB"
-              + (f"  {args.ranks} ranks: PSS set up {r['ranks']['rank_setup_pss_mb']}, peak "
-                 f"{r['ranks']['rank_peak_pss_mb']} MB, sum {r['ranks']['sum_peak_pss_mb']} MB" if "ranks" in r
-                 else ""), flush=True)
+              + "".join(f"  {world} rank(s): PSS set up {m['rank_setup_pss_mb']}, peak {m['rank_peak_pss_mb']} MB, "
+                        f"sum {m['sum_peak_pss_mb']} MB" for world, m in r.get("ranks", {}).items()), flush=True)
+        results.append(r)
         with open(work / "results.jsonl", "a") as f:
             f.write(json.dumps(r) + "\n")
+    if args.ranks > 1 and (summary := held_once(results, args.ranks)):
+        print(summary)
 
 
 if __name__ == "__main__":

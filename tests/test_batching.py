@@ -115,6 +115,7 @@ def test_ranks_partition_the_batches(replicas):
     seen = [i for batches in ranks for b in batches for i in b]
     assert set(seen) == set(range(len(src)))
     assert len(seen) - len(src) <= max(len(b) for b in full) * (replicas - 1), "only wrap-around padding repeats"
+    assert sum(len(r.rows) for r in ranks) == len(seen), "a rank holds the rows of its own batches, no others"
     with pytest.raises(ValueError, match="rank 3"):
         TokenBatchSampler(src, tgt, 350, num_replicas=3, rank=3)
 

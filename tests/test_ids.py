@@ -55,6 +55,7 @@ def test_every_split_is_encoded_row_for_row_with_the_tokenizer(tmp_path, files):
         assert [t.tolist() for t in encoded.tgt] == corpus.tokenizer.encode_tgt(text["tgt"])
     train = corpus.encoded("train")
     assert train.src.data.dtype == np.uint16 and isinstance(train.src.data, np.memmap)
+    assert train.src.lengths.dtype == np.uint16 and isinstance(train.src.lengths, np.memmap)  # mapped, not copied
     assert train.src.lengths.tolist() == [len(s) for s in corpus.tokenizer.encode_src(corpus.split("train")["src"])]
     assert corpus.stats["splits"]["train"]["src_pieces_max"] == int(train.src.lengths.max())
 
@@ -98,8 +99,15 @@ def test_a_truncated_cache_is_refused_in_one_line_and_rebuilt(tmp_path, files):
     again = prepare_corpus(config(tmp_path, files), log=logged.append)
     assert [line for line in logged if "damaged" in line] == [f"{refused.value}: rebuilding it"]
     assert np.array_equal(again.encoded("train").tgt.data, expected)
-    (directory / "valid.src.idx").write_bytes(np.array([0, 5, 3, 9, 9, 9], dtype=np.int64).tobytes())
-    with pytest.raises(IdCacheError, match="not an offsets index"):
+    lengths = (directory / "train.src.len").read_bytes()
+    (directory / "train.src.len").write_bytes(lengths[2:] + lengths[:2])  # the right size, the wrong lengths
+    with pytest.raises(IdCacheError, match="train.src.idx and train.src.len are not the offsets and lengths"):
+        open_ids(directory, first.ids.key)
+    (directory / "train.src.len").write_bytes(lengths)
+    offsets = np.fromfile(directory / "valid.src.idx", dtype=np.int64)
+    offsets[1:3] = offsets[2], offsets[1]
+    offsets.tofile(directory / "valid.src.idx")
+    with pytest.raises(IdCacheError, match="valid.src.idx and valid.src.len are not the offsets and lengths"):
         open_ids(directory, first.ids.key)
 
 

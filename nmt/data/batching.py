@@ -75,15 +75,21 @@ class Batch:
         return 1.0 - self.num_tokens / total if total else 0.0
 
 
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(sum(lengths),) int64: the positions starts[0] .. starts[0] + lengths[0] - 1, then those from starts[1], and
+    so on, without a loop: position k of the output is its distance from where its range starts in the output, plus
+    that range's start."""
+    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(int(lengths.sum())) + shift
+
+
 def _gather(ids: TokenArray) -> tuple[np.ndarray, np.ndarray]:
     """A `TokenArray` view's sentences -> (their ids concatenated (total,) int64, lengths (n,) int64), read from
     its memory map in one fancy indexing."""
     rows = np.arange(len(ids)) if ids.rows is None else ids.rows
     starts = np.asarray(ids.offsets[rows], dtype=np.int64)
     lengths = np.asarray(ids.offsets[rows + 1], dtype=np.int64) - starts
-    # position k of the output is id (k - where its row starts in the output) of the row's slice of `data`
-    shift = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return np.asarray(ids.data[np.arange(int(lengths.sum())) + shift], dtype=np.int64), lengths
+    return np.asarray(ids.data[_ranges(starts, lengths)], dtype=np.int64), lengths
 
 
 def _flatten(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -192,12 +198,13 @@ class TokenBatchSampler:
     `src_lengths` / `tgt_lengths` are the lengths of the bare ids (as in the id cache); the sampler adds
     the EOS / BOS that `collate` adds, so every multi-pair batch satisfies
     `src.numel() + tgt_out.numel() <= batch_tokens`. A pair over the budget on its own gets its own batch.
+    Arrays are kept as given, not copied: the id cache's lengths stay memory maps that every rank shares.
 
     Per epoch: pairs are sorted by the longer side's length and then along its shell of the length grid (`_order`)
     with ties in a seeded random order, cut greedily into batches, and the batch order is shuffled. Sorting on
     exact lengths makes the cut points, and so the number of batches, the same in every epoch (`__len__` is exact).
     With `num_replicas` > 1 the batch list is padded by wrapping around to a multiple of `num_replicas`
-    (a few batches are seen twice), and rank r takes batches r, r + num_replicas, ...
+    (a few batches are seen twice), and rank r takes batches r, r + num_replicas, ..., keeping only their rows.
     """
 
     def __init__(
@@ -216,20 +223,24 @@ class TokenBatchSampler:
             raise ValueError(f"batch_tokens must be positive, got {batch_tokens}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
-        # +1: EOS on the source, BOS (tgt_in) / EOS (tgt_out) on the target
-        self.src_lengths = np.asarray(src_lengths, dtype=np.int64) + 1
-        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64) + 1
+        self.src_lengths, self.tgt_lengths = _as_array(src_lengths), _as_array(tgt_lengths)
         self.batch_tokens = batch_tokens
         self.shuffle = shuffle
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
-        self._cached: tuple[int, BatchList] | None = None  # the last epoch's batches: (epoch, batches)
-        self._num_batches = len(cut_points(*self._sorted_lengths(self._order(0)), batch_tokens)) - 1
+        order, starts = self._cut(0)
+        self._num_batches = len(starts) - 1
+        self._cached = (0, self._batch_list(0, order, starts))  # the last epoch's batches: (epoch, batches)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def _padded_lengths(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(len(rows),) int64 twice: the lengths of rows `rows` with EOS (source) and BOS / EOS (target) added."""
+        return (np.asarray(self.src_lengths[rows], dtype=np.int64) + 1,
+                np.asarray(self.tgt_lengths[rows], dtype=np.int64) + 1)
 
     def _order(self, epoch: int) -> np.ndarray:
         n = len(self.src_lengths)
@@ -244,38 +255,50 @@ class TokenBatchSampler:
         # first; the shuffled position breaks the remaining ties at random. Multi30k's padding at 32k / 4k
         # tokens: 7.8% / 2.1%, against 8.4% / 4.3% sorted by the longer side then the target length, and 21%
         # sorted by source length (tests/test_batching.py).
-        src, tgt = self.src_lengths[rows], self.tgt_lengths[rows]
+        src, tgt = self._padded_lengths(rows)
         longer = np.maximum(src, tgt)
         along = np.where(src >= tgt, tgt, 2 * longer - src)
         return rows[np.lexsort((np.where(longer % 2 == 0, along, -along), longer))]
 
-    def _sorted_lengths(self, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.src_lengths[order], self.tgt_lengths[order]
+    def _cut(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every rank's batches of `epoch`, in length order: (the rows sorted (n,), where each batch starts in
+        them (batches + 1,))."""
+        order = self._order(epoch)
+        return order, cut_points(*self._padded_lengths(order), self.batch_tokens)
+
+    def _batch_list(self, epoch: int, order: np.ndarray, starts: np.ndarray) -> BatchList:
+        """This rank's batches of `epoch` cut as `_cut` gives them, in iteration order."""
+        count = len(starts) - 1
+        which = np.arange(count)
+        if self.shuffle:
+            which = np.random.default_rng([self.seed, epoch, 1]).permutation(count)
+        if self.num_replicas == 1 or not count:
+            return BatchList(order, starts, which)
+        total = math.ceil(count / self.num_replicas) * self.num_replicas
+        which = which[np.arange(total) % count][self.rank :: self.num_replicas]
+        # Only this rank's rows are kept (a copy of 1 / num_replicas of the order), not every rank's.
+        sizes = starts[which + 1] - starts[which]
+        return BatchList(order[_ranges(starts[which], sizes)], np.concatenate([[0], np.cumsum(sizes)]),
+                         np.arange(len(which)))
 
     def batches(self, epoch: int | None = None) -> BatchList:
         """This rank's batches for `epoch` (default: the one set by `set_epoch`), in iteration order; the last
         epoch's list is kept, so asking again for it computes nothing."""
         epoch = self.epoch if epoch is None else epoch
-        if self._cached is not None and self._cached[0] == epoch:
-            return self._cached[1]
-        order = self._order(epoch)
-        starts = cut_points(*self._sorted_lengths(order), self.batch_tokens)
-        count = len(starts) - 1
-        which = np.arange(count)
-        if self.shuffle:
-            which = np.random.default_rng([self.seed, epoch, 1]).permutation(count)
-        if self.num_replicas > 1 and count:
-            total = math.ceil(count / self.num_replicas) * self.num_replicas
-            which = which[np.arange(total) % count][self.rank :: self.num_replicas]
-        batches = BatchList(order, starts, which)
-        self._cached = (epoch, batches)
-        return batches
+        if self._cached[0] != epoch:
+            self._cached = (epoch, self._batch_list(epoch, *self._cut(epoch)))
+        return self._cached[1]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches(self.epoch))
 
     def __len__(self) -> int:
         return math.ceil(self._num_batches / self.num_replicas)
+
+
+def _as_array(lengths: Sequence[int]) -> np.ndarray:
+    """An array of lengths as it is (a memory map stays one); anything else as int64."""
+    return lengths if isinstance(lengths, np.ndarray) else np.asarray(lengths, dtype=np.int64)
 
 
 class StreamBatches(Dataset):
@@ -339,7 +362,7 @@ def _select(ids: Sequence[Any], rows: np.ndarray) -> Sequence[Any]:
 def _lengths(ids: Sequence[Any], rows: np.ndarray) -> np.ndarray:
     """(len(rows),) int64: the lengths of rows `rows` of `ids`."""
     if isinstance(ids, TokenArray | TokenArrayChain):
-        return ids.take(rows).lengths
+        return ids.take(rows).lengths.astype(np.int64)
     return np.fromiter((len(ids[r]) for r in rows), dtype=np.int64, count=len(rows))
 
 

@@ -3,9 +3,11 @@
 `<prepared dir>/ids-<key>/`, where the key hashes the tokenizer and the cleaned corpus, holds per split
 - `{split}.src.bin`, `{split}.tgt.bin`: the ids of every sentence end to end (no BOS/EOS), uint16 when both
   vocabularies fit in it, else uint32;
-- `{split}.src.idx`, `{split}.tgt.idx`: int64 offsets, one more than sentences: sentence i is bin[idx[i]:idx[i+1]]
-  (its length is their difference, so the lengths array is `np.diff(idx)` and cannot disagree with the ids);
-- `meta.json`: the key, the dtype and every file's size, written last.
+- `{split}.src.idx`, `{split}.tgt.idx`: int64 offsets, one more than sentences: sentence i is bin[idx[i]:idx[i+1]];
+- `{split}.src.len`, `{split}.tgt.len`: the sentences' lengths (`np.diff(idx)`, checked against it at every
+  opening), uint16 when every sentence fits, else uint32: the batch sampler reads them from the map, so ranks
+  share them instead of each holding a copy;
+- `meta.json`: the key, the dtypes and every file's size, written last.
 
 The cache is built in `ids-<key>.tmp/` and renamed into place whole, so an interrupted build leaves nothing that
 looks valid. Opening checks every file against meta.json (a truncated or damaged cache is an `IdCacheError`, one
@@ -33,7 +35,7 @@ from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
 from nmt.io import write_json
 
-FORMAT = "nmt-token-ids"
+FORMAT = "nmt-token-ids/2"  # the version is part of every cache key: a new one rebuilds older caches
 META = "meta.json"
 SIDES = ("src", "tgt")
 # Pairs encoded per task: large enough that a worker's start-up is noise, small enough that a chunk's Python
@@ -52,21 +54,25 @@ def cache_key(tokenizer_sha256: str, corpus_sha256: str) -> str:
 
 
 class TokenArray:
-    """One side of a split: n sentences of ids, sentence i = `data[offsets[i]:offsets[i + 1]]`.
+    """One side of a split: n sentences of ids, sentence i = `data[offsets[i]:offsets[i + 1]]`, of length
+    `sizes[i]`.
 
-    `data` (total ids,) and `offsets` (n + 1,) are memory maps of the cache files (or in-memory arrays, from
-    `from_lists`); `rows` (optional, (m,)) selects and orders sentences without copying any ids.
+    `data` (total ids,), `offsets` (n + 1,) and `sizes` (n,) are memory maps of the cache files (or in-memory
+    arrays, from `from_lists`); `rows` (optional, (m,)) selects and orders sentences without copying any ids.
     Pickling (DataLoader workers under spawn) sends the file paths, not the ids.
     """
 
-    def __init__(self, data: np.ndarray, offsets: np.ndarray, rows: np.ndarray | None = None,
-                 paths: tuple[Path, Path] | None = None) -> None:
-        self.data, self.offsets, self.rows, self.paths = data, offsets, rows, paths
+    def __init__(self, data: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, rows: np.ndarray | None = None,
+                 paths: tuple[Path, Path, Path] | None = None) -> None:
+        self.data, self.offsets, self.sizes, self.rows, self.paths = data, offsets, sizes, rows, paths
 
     @classmethod
-    def open(cls, bin_path: Path, idx_path: Path, dtype: str) -> TokenArray:
-        data = np.memmap(bin_path, dtype=dtype, mode="r") if bin_path.stat().st_size else np.zeros(0, dtype)
-        return cls(data, np.memmap(idx_path, dtype=np.int64, mode="r"), paths=(bin_path, idx_path))
+    def open(cls, paths: tuple[Path, Path, Path], dtype: str, length_dtype: str) -> TokenArray:
+        """The files (ids, offsets, lengths) mapped read-only."""
+        bin_path, idx_path, len_path = paths
+        maps = [np.memmap(path, dtype=kind, mode="r") if path.stat().st_size else np.zeros(0, kind)
+                for path, kind in ((bin_path, dtype), (len_path, length_dtype))]
+        return cls(maps[0], np.memmap(idx_path, dtype=np.int64, mode="r"), maps[1], paths=paths)
 
     @classmethod
     def from_lists(cls, ids: Sequence[Sequence[int]]) -> TokenArray:
@@ -74,10 +80,10 @@ class TokenArray:
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         data = np.fromiter((i for s in ids for i in s), dtype=np.int64, count=int(offsets[-1]))
-        return cls(data, offsets)
+        return cls(data, offsets, lengths)
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1 if self.rows is None else len(self.rows)
+        return len(self.sizes) if self.rows is None else len(self.rows)
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Sentence i's ids, (length,) int64."""
@@ -89,26 +95,28 @@ class TokenArray:
 
     @property
     def lengths(self) -> np.ndarray:
-        """(n,) int64: pieces per sentence."""
-        lengths = np.diff(self.offsets)
-        return lengths if self.rows is None else lengths[self.rows]
+        """(n,) pieces per sentence, unsigned (uint16 or uint32: cast before negating or subtracting): the map of
+        the lengths file itself when no rows are selected, so nothing is copied."""
+        return self.sizes if self.rows is None else self.sizes[self.rows]
 
     def take(self, rows: np.ndarray) -> TokenArray:
         """The sentences `rows` (indices into this array), as a view."""
         rows = np.asarray(rows, dtype=np.int64)
-        return TokenArray(self.data, self.offsets, rows if self.rows is None else self.rows[rows], self.paths)
+        return TokenArray(self.data, self.offsets, self.sizes, rows if self.rows is None else self.rows[rows],
+                          self.paths)
 
     def __getstate__(self) -> dict[str, Any]:
         if self.paths is None:
-            return {"data": self.data, "offsets": self.offsets, "rows": self.rows}
-        return {"paths": self.paths, "dtype": self.data.dtype.str, "rows": self.rows}
+            return {"data": self.data, "offsets": self.offsets, "sizes": self.sizes, "rows": self.rows}
+        return {"paths": self.paths, "dtype": self.data.dtype.str, "length_dtype": self.sizes.dtype.str,
+                "rows": self.rows}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "paths" in state:
-            opened = TokenArray.open(*state["paths"], state["dtype"])
-            self.data, self.offsets, self.paths = opened.data, opened.offsets, opened.paths
+            opened = TokenArray.open(state["paths"], state["dtype"], state["length_dtype"])
+            self.data, self.offsets, self.sizes, self.paths = opened.data, opened.offsets, opened.sizes, opened.paths
         else:
-            self.data, self.offsets, self.paths = state["data"], state["offsets"], None
+            self.data, self.offsets, self.sizes, self.paths = state["data"], state["offsets"], state["sizes"], None
         self.rows = state["rows"]
 
 
@@ -132,8 +140,20 @@ class IdCache:
     splits: dict[str, EncodedSplit]
 
 
-def _files(directory: Path, split: str, side: str) -> tuple[Path, Path]:
-    return directory / f"{split}.{side}.bin", directory / f"{split}.{side}.idx"
+def _files(directory: Path, split: str, side: str) -> tuple[Path, Path, Path]:
+    """The ids, offsets and lengths files of one side of a split."""
+    stem = f"{split}.{side}"
+    return directory / f"{stem}.bin", directory / f"{stem}.idx", directory / f"{stem}.len"
+
+
+def _consistent(array: TokenArray, total: int) -> bool:
+    """Whether the offsets start at 0, end at `total` and differ by the stored lengths (checked a million rows at a
+    time, so the check holds no copy of the whole index)."""
+    if array.offsets[0] != 0 or array.offsets[-1] != total:
+        return False
+    step = 1 << 20
+    return all(np.array_equal(np.diff(array.offsets[i:i + step + 1]), array.sizes[i:i + step])
+               for i in range(0, len(array.sizes), step))
 
 
 def open_ids(directory: Path, key: str) -> IdCache:
@@ -147,21 +167,23 @@ def open_ids(directory: Path, key: str) -> IdCache:
         raise IdCacheError(f"token id cache {directory}: unreadable {META} ({e})") from None
     if meta.get("format") != FORMAT or meta.get("key") != key:
         raise IdCacheError(f"token id cache {directory} was built for another corpus or tokenizer")
-    dtype = np.dtype(meta["dtype"])
+    dtype, length_dtype = np.dtype(meta["dtype"]), np.dtype(meta["length_dtype"])
     splits = {}
     for split, counts in meta["splits"].items():
         sides = []
         for side in SIDES:
-            bin_path, idx_path = _files(directory, split, side)
+            paths = _files(directory, split, side)
             n, total = counts[side]["sentences"], counts[side]["ids"]
-            for path, size in ((bin_path, total * dtype.itemsize), (idx_path, (n + 1) * 8)):
+            for path, size in zip(paths, (total * dtype.itemsize, (n + 1) * 8, n * length_dtype.itemsize),
+                                  strict=True):
                 actual = path.stat().st_size if path.is_file() else None
                 if actual != size:
                     raise IdCacheError(f"token id cache {directory} is damaged: {path.name} has "
                                        f"{'no file' if actual is None else f'{actual} bytes'}, expected {size}")
-            array = TokenArray.open(bin_path, idx_path, dtype.str)
-            if array.offsets[0] != 0 or array.offsets[-1] != total or np.any(np.diff(array.offsets) < 0):
-                raise IdCacheError(f"token id cache {directory} is damaged: {idx_path.name} is not an offsets index")
+            array = TokenArray.open(paths, dtype.str, length_dtype.str)
+            if not _consistent(array, total):
+                raise IdCacheError(f"token id cache {directory} is damaged: {paths[1].name} and {paths[2].name} "
+                                   f"are not the offsets and lengths of {paths[0].name}")
             sides.append(array)
         splits[split] = EncodedSplit(*sides)
     return IdCache(directory, key, splits)
@@ -257,17 +279,21 @@ def build_ids(directory: Path, key: str, splits: dict[str, Callable[[], Iterable
         if pool is not None:
             pool.terminate()
             pool.join()
+    joined = {part: np.concatenate(lens) for part, lens in lengths.items()}
+    longest = max((int(lens.max(initial=0)) for lens in joined.values()), default=0)
+    length_dtype = np.dtype(np.uint16 if longest < 1 << 16 else np.uint32)
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for split in sizes:
         counts[split] = {}
         for side in SIDES:
-            lens = np.concatenate(lengths.get((split, side), [np.zeros(0, np.int64)]))
+            lens = joined.get((split, side), np.zeros(0, np.int64))
             offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-            bin_path, idx_path = _files(tmp, split, side)
+            bin_path, idx_path, len_path = _files(tmp, split, side)
             bin_path.touch()  # an empty split still has its (empty) file
             offsets.tofile(idx_path)
+            lens.astype(length_dtype).tofile(len_path)
             counts[split][side] = {"sentences": len(lens), "ids": int(offsets[-1])}
-    meta = {"format": FORMAT, "key": key, "dtype": dtype.str, "splits": counts}
+    meta = {"format": FORMAT, "key": key, "dtype": dtype.str, "length_dtype": length_dtype.str, "splits": counts}
     write_json(tmp / META, meta, indent=1)
     shutil.rmtree(directory, ignore_errors=True)
     tmp.rename(directory)
