@@ -24,6 +24,7 @@ import os
 import random
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -149,6 +150,8 @@ def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool, ran
     py = [sys.executable, "-P", "-m"]  # -P: the working directory stays off sys.path
     result: dict = {"pairs": n}
     result["prepare"] = timed([*py, "nmt.cli.prepare", *data, *prepare_args], work / f"prepare-{n}.log")
+    for run_dir in work.glob(f"run*-{n}"):  # runs of an earlier call: a run directory would be resumed
+        shutil.rmtree(run_dir)
     if not skip_train:
         train = [*py, "nmt.cli.train", *data, "train.max_steps=5", "train.log_every=1", "train.device=cpu",
                  f"hydra.run.dir={work / f'run-{n}'}"]

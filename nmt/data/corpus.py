@@ -356,6 +356,11 @@ def _build(
     memory whole (but for concatenation, a transformation of small corpora), and the passes that hash and count it
     read the files instead of mapping them."""
     start = time.perf_counter()
+    seconds: dict[str, float] = {}  # each stage's wall time, in the order they run
+
+    def lap(stage: str) -> None:
+        seconds[stage] = round(time.perf_counter() - start - sum(seconds.values()), 2)
+
     raw = load_raw(cfg, log)
     with _staging(directory) as stage:
         train = _TrainCleaning(raw.splits["train"], cfg)
@@ -382,8 +387,10 @@ def _build(
             log(f"concatenation: levels k = 1..{cfg.concat.max_k}; train {len(joined['train'][0])} examples, "
                 f"valid {len(joined['valid'][0])}; test levels "
                 + ", ".join(f"{n} {v['examples']}" for n, v in levels.items()))
+        lap("read and clean")
         corpus_sha256 = _corpus_sha256(final)
         split_stats = _word_stats(final)
+        lap("hash and count")
         if given is None:
             tokenizer, tok_key, names, status = _train_or_reuse_tokenizer(directory, cfg, files["train"],
                                                                           train.kept, log)
@@ -395,11 +402,14 @@ def _build(
             if stale.name not in names:
                 stale.unlink()
         _install_dataset(directory, final)
+        lap("tokenizer")
 
     splits = open_splits(directory / DATASET_DIR, list(split_stats))
     corpus = PreparedCorpus(cfg.name, directory, splits, test_sets, tokenizer, {}, corpus_sha256)
     corpus.ids = _open_or_build_ids(corpus, cfg.num_proc, log)
     _piece_stats(split_stats, corpus.ids)
+    lap("encode")
+    log(f"built in {sum(seconds.values()):.1f} s: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
     stats = {
         "src_lang": cfg.src_lang,
         "tgt_lang": cfg.tgt_lang,
@@ -412,6 +422,7 @@ def _build(
         "dataset_dir": str(directory / DATASET_DIR),
         "tokenizer_files": [str(directory / n) for n in names],
         "build_seconds": round(time.perf_counter() - start, 2),
+        "stage_seconds": seconds,
     }
     manifest = {
         "format": "nmt-prepared-corpus",
