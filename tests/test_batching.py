@@ -120,6 +120,27 @@ def test_ranks_partition_the_batches(replicas):
         TokenBatchSampler(src, tgt, 350, num_replicas=3, rank=3)
 
 
+def anon_mb() -> float:
+    """This process's anonymous (not file-backed) resident memory, in MB."""
+    rollup = Path("/proc/self/smaps_rollup").read_text()
+    return int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Anonymous:"))) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux's /proc/<pid>/smaps_rollup")
+def test_a_sampler_holds_its_epoch_order_and_nothing_of_the_sort():
+    n = 2_000_000
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, 60, n).astype(np.uint16)
+    tgt = np.clip(src.astype(np.int64) + rng.integers(-5, 6, n), 1, None).astype(np.uint16)
+    before = anon_mb()
+    sampler = TokenBatchSampler(src, tgt, batch_tokens=4096, seed=1)
+    sampler.batches(1)  # a second epoch: sorted, and the first one's list freed
+    held = anon_mb() - before
+    order = 8 * n / 2**20  # the epoch's rows, int64: the one array of the corpus's size a sampler keeps
+    assert sampler.src_lengths is src, "the lengths are used as given, not copied"
+    assert held < order + 12, f"{held:.0f} MB held for a {order:.0f} MB order: freed sort arrays stay resident"
+
+
 def test_works_as_a_dataloader_batch_sampler():
     src, tgt = random_lengths(100)
     src_ids, tgt_ids = fake_ids(src), fake_ids(tgt, offset=20)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nmt.config import DataConfig, TokenizerConfig
+from nmt.data import corpus as corpus_module
 from nmt.data import ids as ids_module
 from nmt.data.batching import TokenBatchSampler, batch_stream
 from nmt.data.corpus import prepare_corpus
@@ -127,7 +128,7 @@ def test_an_interrupted_build_leaves_no_cache_that_looks_valid(tmp_path, files, 
 
 
 def test_chunks_encoded_by_several_processes_equal_one_process(tmp_path, files, monkeypatch):
-    monkeypatch.setattr(ids_module, "CHUNK_PAIRS", 7)  # 8 chunks of train, one of valid and test each
+    monkeypatch.setattr(corpus_module, "CHUNK_PAIRS", 7)  # 8 chunks of train, one of valid and test each
     one = prepare_corpus(config(tmp_path / "one", files, num_proc=1), log=quiet)
     logged: list[str] = []
     two = prepare_corpus(config(tmp_path / "two", files, num_proc=2), log=logged.append)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nmt.config import BOS_ID, EOS_ID, PAD_ID
 from nmt.data.ids import TokenArray
+from nmt.runtime import release_freed_memory
 
 Tensor = torch.Tensor
 
@@ -233,6 +234,8 @@ class TokenBatchSampler:
         order, starts = self._cut(0)
         self._num_batches = len(starts) - 1
         self._cached = (0, self._batch_list(0, order, starts))  # the last epoch's batches: (epoch, batches)
+        del order, starts
+        release_freed_memory()  # the sort's arrays, each of the corpus's size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -287,6 +290,7 @@ class TokenBatchSampler:
         epoch = self.epoch if epoch is None else epoch
         if self._cached[0] != epoch:
             self._cached = (epoch, self._batch_list(epoch, *self._cut(epoch)))
+            release_freed_memory()  # the sort's arrays and the previous epoch's list
         return self._cached[1]
 
     def __iter__(self) -> Iterator[list[int]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import shutil
 import time
@@ -32,13 +31,13 @@ from typing import Any
 
 import datasets
 import numpy as np
-import pyarrow as pa
 from omegaconf import OmegaConf
 
 from nmt.config import DataConfig, check_values
 from nmt.data import concat
-from nmt.data.ids import EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
+from nmt.data.ids import CHUNK_PAIRS, EncodedSplit, IdCache, IdCacheError, build_ids, cache_key, length_stats, open_ids
 from nmt.data.sources import Pairs, file_fingerprint, input_files, load_raw
+from nmt.data.split_files import read_split, split_chunks, write_split
 from nmt.data.tokenizer import Tokenizer, sample_rows
 from nmt.errors import NMTError
 from nmt.io import acquire_lock, canonical_json, read_json, write_bytes, write_json
@@ -226,26 +225,6 @@ def _load_cached(
 
 
 # -------------------------------------------------------------------------------------------------- build
-
-
-def write_split(path: Path, chunks: Iterable[Pairs]) -> int:
-    """Chunks of (source lines, target lines) -> one Arrow stream file with columns src and tgt, a record batch
-    per chunk, written as they come; returns the pairs written."""
-    schema = pa.schema([("src", pa.string()), ("tgt", pa.string())])
-    pairs = 0
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for src, tgt in chunks:
-            writer.write_batch(pa.record_batch([pa.array(src, pa.string()), pa.array(tgt, pa.string())], schema))
-            pairs += len(src)
-    return pairs
-
-
-def read_split(path: Path) -> Iterator[Pairs]:
-    """A split file's (source lines, target lines), record batch by record batch. Read, not memory-mapped: a pass
-    over the whole corpus leaves none of its pages in this process."""
-    with pa.OSFile(str(path)) as source, pa.ipc.open_stream(source) as reader:
-        for batch in reader:
-            yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
 
 
 def open_splits(directory: Path, names: list[str]) -> datasets.DatasetDict:
@@ -457,7 +436,7 @@ def _open_or_build_ids(corpus: PreparedCorpus, num_proc: int, log: Callable[[str
             log(f"{e}: rebuilding it")
     sizes = {name: len(split) for name, split in corpus.splits.items()}
     files = {name: corpus.directory / DATASET_DIR / f"{name}.arrow" for name in sizes}
-    readers = {name: functools.partial(read_split, path) for name, path in files.items()}
+    readers = {name: split_chunks(path, CHUNK_PAIRS) for name, path in files.items()}
     ids = build_ids(path, key, readers, sizes, corpus.tokenizer, num_proc, log)
     for stale in corpus.directory.glob("ids-*"):
         if stale != path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -38,8 +39,8 @@ from nmt.io import write_json
 FORMAT = "nmt-token-ids/2"  # the version is part of every cache key: a new one rebuilds older caches
 META = "meta.json"
 SIDES = ("src", "tgt")
-# Pairs encoded per task: large enough that a worker's start-up is noise, small enough that a chunk's Python
-# lists of ints (the only per-sentence objects of a build) stay a few tens of MB.
+# Pairs encoded per task (nmt.data.corpus cuts the chunks): large enough that a task's overhead is noise, small
+# enough that a chunk's Python lists of ints (the only per-sentence objects of a build) stay a few tens of MB.
 CHUNK_PAIRS = 20_000
 PARALLEL_MIN_PAIRS = 5 * CHUNK_PAIRS  # data.num_proc=0 encodes a smaller corpus in one process
 
@@ -198,30 +199,22 @@ def _init_worker(models: tuple[bytes, bytes | None]) -> None:
     _WORKER["tokenizer"] = Tokenizer(*models)
 
 
-def _encode_chunk(task: tuple[str, list[str], list[str], str]) -> tuple[str, tuple[np.ndarray, ...]]:
-    """(split, source lines, target lines, dtype) -> (split, (src ids, src lengths, tgt ids, tgt lengths)), flat
-    arrays."""
-    split, src, tgt, dtype = task
+def _encode_chunk(task: tuple[str, Callable[[], Pairs], str]) -> tuple[str, tuple[np.ndarray, ...]]:
+    """(split, a reader of one chunk of it, dtype) -> (split, (src ids, src lengths, tgt ids, tgt lengths)), flat
+    arrays. The chunk's text is read here, in the encoding process: the parent sends the reader, not the lines."""
+    split, read, dtype = task
+    src, tgt = read()
     tokenizer = _WORKER["tokenizer"]
     out = []
     for ids in (tokenizer.encode_src(src), tokenizer.encode_tgt(tgt)):
-        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-        out += [np.fromiter((i for s in ids for i in s), dtype=dtype, count=int(lengths.sum())), lengths]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        out += [np.fromiter(itertools.chain.from_iterable(ids), dtype=dtype, count=int(lengths.sum())), lengths]
     return split, tuple(out)
 
 
-def _tasks(splits: dict[str, Callable[[], Iterable[Pairs]]], dtype: str) -> Iterator[tuple[str, list[str], list[str],
-                                                                                              str]]:
-    """The encoding tasks: every split's pairs, in order, CHUNK_PAIRS at a time."""
-    for split, read in splits.items():
-        for src, tgt in read():
-            for start in range(0, len(src), CHUNK_PAIRS):
-                yield split, src[start:start + CHUNK_PAIRS], tgt[start:start + CHUNK_PAIRS], dtype
-
-
-def _in_order(pool: Any, tasks: Iterator[Any], ahead: int) -> Iterator[Any]:
-    """`pool.imap(_encode_chunk, tasks)` with at most `ahead` tasks in flight: imap would read every task (the
-    whole corpus's text) into its queue at once."""
+def _in_order(pool: Any, tasks: Iterable[Any], ahead: int) -> Iterator[Any]:
+    """`pool.imap(_encode_chunk, tasks)` with at most `ahead` tasks in flight: imap would queue every task, and
+    the encoded ids of the whole corpus would wait in the parent."""
     pending: collections.deque = collections.deque()
     for task in tasks:
         pending.append(pool.apply_async(_encode_chunk, (task,)))
@@ -231,12 +224,13 @@ def _in_order(pool: Any, tasks: Iterator[Any], ahead: int) -> Iterator[Any]:
         yield pending.popleft().get()
 
 
-def build_ids(directory: Path, key: str, splits: dict[str, Callable[[], Iterable[Pairs]]], sizes: dict[str, int],
+def build_ids(directory: Path, key: str, splits: dict[str, Sequence[Callable[[], Pairs]]], sizes: dict[str, int],
               tokenizer: Tokenizer, num_proc: int, log: Callable[[str], None]) -> IdCache:
-    """Encode every split (`splits`: name -> a function giving its (source lines, target lines) chunks in order;
-    `sizes`: name -> pairs) into `directory` (= .../ids-<key>), in chunks over `num_proc` processes (0: one per
-    CPU core from PARALLEL_MIN_PAIRS pairs on), and open the result. The text is read here and handed to the
-    workers a few chunks ahead, so no process holds more than a few chunks of it.
+    """Encode every split (`splits`: name -> readers of its chunks in order, each a picklable call that returns
+    one chunk's (source lines, target lines); `sizes`: name -> pairs) into `directory` (= .../ids-<key>), a chunk
+    per task over `num_proc` processes (0: one per CPU core from PARALLEL_MIN_PAIRS pairs on), and open the
+    result. Each process reads the text of its own chunks, so the text never passes through this one, and none
+    holds more than a few chunks of it.
 
     Written into `<directory>.tmp` and renamed into place once meta.json is in it, so a build that is
     interrupted leaves no cache that looks valid; a stale temp directory is removed first."""
@@ -244,10 +238,11 @@ def build_ids(directory: Path, key: str, splits: dict[str, Callable[[], Iterable
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     dtype = np.dtype(np.uint16 if max(tokenizer.src_vocab_size, tokenizer.tgt_vocab_size) <= 1 << 16 else np.uint32)
+    tasks = [(split, read, dtype.str) for split, readers in splits.items() for read in readers]
     # num_proc 0 (automatic): one process per core, for a corpus big enough to repay starting them (each imports
     # the tokenizer); a smaller one is encoded here.
     automatic = (os.cpu_count() or 1) if sum(sizes.values()) >= PARALLEL_MIN_PAIRS else 1
-    procs = min(num_proc if num_proc > 0 else automatic, max(1, -(-sum(sizes.values()) // CHUNK_PAIRS)))
+    procs = min(num_proc if num_proc > 0 else automatic, max(1, len(tasks)))
     models = (tokenizer.src_model, None if tokenizer.joint else tokenizer.tgt_model)
     log(f"encoding {sum(sizes.values())} pairs of {len(sizes)} splits into {directory.name} "
         f"({dtype.name}, {procs} process{'es' if procs > 1 else ''})")
@@ -255,7 +250,6 @@ def build_ids(directory: Path, key: str, splits: dict[str, Callable[[], Iterable
     handles: dict[tuple[str, str], Any] = {}
     pool = None
     try:
-        tasks = _tasks(splits, dtype.str)
         if procs > 1:
             # spawn, not fork: a forked child shares locks of the parent (e.g. tqdm's process-wide write lock), and
             # one stopped while holding it would hang the parent.
