@@ -4,15 +4,15 @@
     PYTHONPATH=/tmp/base .venv/bin/python scripts/bench_data.py 200000 --label base   # another tree's nmt
 
 For each N: a corpus of N train pairs drawn with replacement (seeded) from the mirror's Multi30k and WMT newstest
-train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train train.max_steps=5` (default tokenizer
-and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for training the seconds from
-its start to the log line of step 1. With --ranks 2, the same training under torchrun as one gloo rank and as two,
-sampling each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared by both counts half in
-each) once data and model are set up: the two ranks' sum above the empty run's, against one rank's alone, shows
-whether they hold the corpus once (1.0x) or each its own copy (2.0x). An "empty" run (1,000 pairs) gives the
-memory a training process needs without a corpus. The nmt that runs is whichever `python -m nmt.cli...` imports
-(PYTHONPATH picks a tree), so two trees are compared with the same interpreter and corpus. Results are printed and
-written as JSON lines.
+train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train train.max_steps=5` (validating on 100
+sentences; default tokenizer and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for
+training the seconds from its start to the log line of step 1. With --ranks 2, the same training under torchrun as
+one gloo rank and as two, sampling each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared
+by both counts half in each) once data and model are set up: the two ranks' sum above the empty run's, against one
+rank's alone, shows whether they hold the corpus once (1.0x) or each its own copy (2.0x). An "empty" run (1,000
+pairs) gives the memory a training process needs without a corpus. The nmt that runs is whichever
+`python -m nmt.cli...` imports (PYTHONPATH picks a tree), so two trees are compared with the same interpreter and
+corpus. Results are printed and written as JSON lines.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from pathlib import Path
 
 EMPTY_PAIRS = 1000
 SEED = 1
+# 5 steps, and their validation on 100 sentences: an untrained model decodes every sentence to the length limit
+TRAIN = ["train.max_steps=5", "train.eval_max_sentences=100", "train.device=cpu"]
 
 
 def mirror() -> Path:
@@ -153,16 +155,14 @@ def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool, ran
     for run_dir in work.glob(f"run*-{n}"):  # runs of an earlier call: a run directory would be resumed
         shutil.rmtree(run_dir)
     if not skip_train:
-        train = [*py, "nmt.cli.train", *data, "train.max_steps=5", "train.log_every=1", "train.device=cpu",
-                 f"hydra.run.dir={work / f'run-{n}'}"]
+        train = [*py, "nmt.cli.train", *data, *TRAIN, "train.log_every=1", f"hydra.run.dir={work / f'run-{n}'}"]
         result["train"] = timed(train, work / f"train-{n}.log", first_line="step 1 |")
     if ranks > 1 and not skip_train:
         result["ranks"] = {}
         for world in (1, ranks):  # one rank alone, then `ranks` of them: the same launch
             marker = f"hydra.run.dir={work / f'run{world}-{n}'}"
             launch = [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone",
-                      f"--nproc_per_node={world}", "-m", "nmt.cli.train", *data, "train.max_steps=5",
-                      "train.device=cpu", marker]
+                      f"--nproc_per_node={world}", "-m", "nmt.cli.train", *data, *TRAIN, marker]
             result["ranks"][str(world)] = ranks_pss(launch, marker, work / f"train{world}-{n}.log")
     return result
 
