@@ -8,7 +8,7 @@ train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train trai
 sentences; default tokenizer and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for
 training the seconds from its start to the log line of step 1. With --ranks 2, the same training under torchrun as
 one gloo rank and as two, sampling each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared
-by both counts half in each) once data and model are set up: the two ranks' sum above the empty run's, against one
+by both counts half in each) once every rank has set up its data and model: the two ranks' sum above the empty run's, against one
 rank's alone, shows whether they hold the corpus once (1.0x) or each its own copy (2.0x). An "empty" run (1,000
 pairs) gives the memory a training process needs without a corpus. The nmt that runs is whichever
 `python -m nmt.cli...` imports (PYTHONPATH picks a tree), so two trees are compared with the same interpreter and
@@ -103,11 +103,14 @@ def pss_mb(pid: int) -> int | None:
     return int(match.group(1)) // 1024 if match else None
 
 
-def ranks_pss(cmd: list[str], marker: str, log: Path) -> dict[str, object]:
-    """Run a torchrun command; every 0.2 s, the PSS of each rank (the processes whose command line holds `marker`,
-    the launcher aside). Returns, in MB, each rank's PSS when the run logs its model (data and model set up, no step
-    taken yet: what holding the corpus costs), and the peaks of each rank and of their sum over the whole run
-    (training steps included, whose activations vary with the random first batches)."""
+def ranks_pss(cmd: list[str], marker: str, log: Path, world: int) -> dict[str, object]:
+    """Run a torchrun command of `world` ranks; every 0.2 s, the PSS of each rank (the processes whose command line
+    holds `marker`, the launcher aside). Returns, in MB, each rank's PSS once every rank has set up its data and
+    model, before any step (what holding the corpus costs): when rank 0 logs that all ranks are set up, or its model
+    when it runs alone (the other ranks log nothing, and at rank 0's model line they may still be sorting their
+    epoch); and the peaks of each rank and of their sum over the whole run (training steps included, whose
+    activations vary with the random first batches)."""
+    ready = b"ranks set up" if world > 1 else b"model:"
     peaks: dict[int, int] = {}
     peak_sum, set_up = 0, None
     with open(log, "wb") as out:
@@ -122,7 +125,7 @@ def ranks_pss(cmd: list[str], marker: str, log: Path) -> dict[str, object]:
             if select.select([fd], [], [], 0.2)[0]:
                 chunk = os.read(fd, 1 << 16)
                 out.write(chunk)
-                if set_up is None and b"model:" in chunk:
+                if set_up is None and ready in chunk:
                     set_up = sorted(_ranks_pss(marker, proc.pid).values())
         out.write(proc.stdout.read())
     if proc.returncode != 0:
@@ -163,7 +166,7 @@ def run_point(n: int, work: Path, prepare_args: list[str], skip_train: bool, ran
             marker = f"hydra.run.dir={work / f'run{world}-{n}'}"
             launch = [sys.executable, "-P", "-m", "torch.distributed.run", "--standalone",
                       f"--nproc_per_node={world}", "-m", "nmt.cli.train", *data, *TRAIN, marker]
-            result["ranks"][str(world)] = ranks_pss(launch, marker, work / f"train{world}-{n}.log")
+            result["ranks"][str(world)] = ranks_pss(launch, marker, work / f"train{world}-{n}.log", world)
     return result
 
 

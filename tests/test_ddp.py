@@ -73,6 +73,8 @@ def test_two_gloo_ranks_end_with_identical_parameters(mirror, tmp_path_factory, 
     # ... and only rank 0 wrote, into its own run dir, which the other rank adopted.
     assert ranks[1]["run_dir"] == str(run_dir)
     assert not Path(f"{run_dir}-rank1").exists()
+    log = (run_dir / "train.log").read_text()  # rank 0 says when every rank has its data and model
+    assert log.index("model:") < log.index("all 2 ranks set up") < log.index("valid step")
     last = load_checkpoint(run_dir / "last.pt")
     assert last["step"] == 3 and last["train_state"]["world_size"] == 2  # resumable on 2 ranks only
     assert_same_parameters(parameters(last["model"]), ranks[0]["params"])

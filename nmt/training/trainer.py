@@ -193,7 +193,8 @@ class Trainer:
         if self.dist.enabled:
             # No device_ids: the model sits on one device, the batches are moved there already, and with device_ids
             # DDP would also move the CPU src_lens to the GPU, for the RNN encoder to copy back (a host sync).
-            self.train_model = self.ddp = DistributedDataParallel(self.model)
+            self.train_model = self.ddp = DistributedDataParallel(self.model)  # waits for every rank
+            self.log.info(f"all {self.dist.world_size} ranks set up")
         self.eager_model = self.train_model  # what _forward falls back to when compilation fails
         if train_cfg.compile:
             self.train_model = compile_dynamic(self.train_model)
