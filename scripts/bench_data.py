@@ -8,9 +8,9 @@ train lines (valid and test: Multi30k's), then `nmt-prepare` and `nmt-train trai
 sentences; default tokenizer and model, data=files) each under `/usr/bin/time -v`: wall time and peak RSS, and for
 training the seconds from its start to the log line of step 1. With --ranks 2, the same training under torchrun as
 one gloo rank and as two, sampling each rank's proportional set size (PSS, /proc/<pid>/smaps_rollup: a page shared
-by both counts half in each) once every rank has set up its data and model: the two ranks' sum above the empty run's, against one
-rank's alone, shows whether they hold the corpus once (1.0x) or each its own copy (2.0x). An "empty" run (1,000
-pairs) gives the memory a training process needs without a corpus. The nmt that runs is whichever
+by both counts half in each) once every rank has set up its data and model: the two ranks' sum above the empty
+run's, against one rank's alone, shows whether they hold the corpus once (1.0x) or each its own copy (2.0x). An
+"empty" run (1,000 pairs) gives the memory a training process needs without a corpus. The nmt that runs is whichever
 `python -m nmt.cli...` imports (PYTHONPATH picks a tree), so two trees are compared with the same interpreter and
 corpus. Results are printed and written as JSON lines.
 """
