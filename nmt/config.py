@@ -377,7 +377,7 @@ class TrainConfig:
 @dataclass
 class DecodeConfig:
     beam: int = 5
-    alpha: float = 1.0  # length penalty exponent; 0 = none
+    alpha: float = 1.4  # length penalty exponent, as configs/decode/beam5.yaml; 0 = none
     # How beam search normalises a finished hypothesis' log-probability (length counts EOS): gnmt divides by
     # ((5+len)/6)^alpha; power by len^alpha, as CTranslate2 and fairseq do (so their beam outputs can equal ours).
     length_norm: str = "gnmt"

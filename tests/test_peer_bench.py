@@ -292,8 +292,10 @@ def test_runs_pool_into_a_mean_difference_with_a_t_interval_over_runs():
     assert pooled["end_minus_best_valid"]["per_run"] == [-1.0, 0.0, -0.5]
     report = {"command": "scripts/peer_bench.py --runs 3", "hardware_line": "a machine", "hardware": {"torch": "x"},
               "peer_versions": {"joeynmt": "2.3.0", "torch": "x"}, "minutes": 20.0, "checkpoint": "last",
-              "sentences": 500, "reference": None, "plot": "valid_bleu.png", "runs": runs, "pooled": pool_runs(runs)}
+              "sentences": 500, "reference": None, "plot": "valid_bleu.png", "runs": runs, "pooled": pool_runs(runs),
+              "beam5": {"beam": 5, "alpha": 1.4, "length_norm": "gnmt"}}
     md = render_markdown(report)
+    assert "Beam 5: ours alpha 1.4, length_norm gnmt (configs/decode/beam5.yaml)" in md
     assert "## Pooled over 3 runs (seeds 1-3)" in md and "## Run 3 (seed 3)" in md
     assert f"| transformer | greedy | 1.00 (0.2000), 2.00 (0.0400 *), 4.00 (< 0.001 *) | 2.33 | {sd:.2f} |" in md
     one = dict(report, runs=runs[:1], pooled=pool_runs(runs[:1]))

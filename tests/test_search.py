@@ -416,7 +416,7 @@ def test_search_outputs_equal_the_stored_ones(case):
     elif case["search"] == "greedy":
         result = greedy_search(model, src, lens)
     else:
-        result = beam_search(model, src, lens, beam=4, max_len_a=0.5, max_len_b=1)
+        result = beam_search(model, src, lens, beam=4, alpha=1.0, max_len_a=0.5, max_len_b=1)
     assert result.tokens == case["tokens"]
     for got, want in zip(result.scores, case["scores"], strict=True):
         assert got == pytest.approx(want, abs=1e-9)
@@ -425,7 +425,7 @@ def test_search_outputs_equal_the_stored_ones(case):
 def test_translations_of_a_trained_checkpoint_equal_the_stored_ones():
     loaded = load_model(Path(__file__).parent / "fixtures" / "golden_rnn_attention.pt", "cpu")
     for stored in STORED["golden"]:
-        cfg = DecodeConfig(beam=stored["beam"], nbest=stored["beam"])
+        cfg = DecodeConfig(beam=stored["beam"], alpha=1.0, nbest=stored["beam"])  # the stored outputs' alpha
         out = translate(loaded.model, loaded.tokenizer, STORED["golden_sentences"], cfg, "cpu")
         assert out.nbest == stored["nbest"]
         for got, want in zip(out.scores, stored["scores"], strict=True):

@@ -419,8 +419,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 if report["checkpoint"] == "last" else ".")
              + (f" Valid and test cut to their first {report['sentences']} sentences (validation during training "
                 "and scoring alike)." if report.get("sentences") else ""),
-             "", f"BLEU: our pipeline (nmt.metrics.scores) on detokenized outputs, `{sig}`. Beam 5: ours alpha 1.0 "
-             f"(configs/decode/beam5.yaml), JoeyNMT beam_alpha {JOEY_BEAM_ALPHA} (its documented configs). Target "
+             "", f"BLEU: our pipeline (nmt.metrics.scores) on detokenized outputs, `{sig}`. Beam 5: ours alpha "
+             f"{report['beam5']['alpha']}, length_norm {report['beam5']['length_norm']} (configs/decode/beam5.yaml), JoeyNMT beam_alpha {JOEY_BEAM_ALPHA} (its documented configs). Target "
              "tokens/s of nmt are estimated from its source + target rate and the train split's target share.", "",
              f"![valid BLEU over training minutes]({Path(report['plot']).name})", ""]
     if report["pooled"]:
@@ -498,7 +498,8 @@ def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str],
     python, versions = install_peer(Path(venv), log)
     out = open_bench_dir(out_dir, {"minutes": minutes, "archs": list(archs), "eval_every": eval_every,
                                    "checkpoint": checkpoint, "sentences": sentences,
-                                   "reference": str(reference) if reference else None, "runs": runs})
+                                   "reference": str(reference) if reference else None, "runs": runs,
+                                   "beam5": DECODES["beam5"]})
     all_runs = []
     for seed in range(1, runs + 1):
         run_dir, done = out / f"run-{seed}", out / f"run-{seed}" / "results.json"
@@ -512,6 +513,7 @@ def run_peer_bench(out_dir: str | Path | None, minutes: float, archs: list[str],
         all_runs.append({"seed": seed, "results": read_json(done)})
     hw = hardware(workers=2, threads=1)
     report = {"command": command, "minutes": minutes, "checkpoint": checkpoint, "sentences": sentences,
+              "beam5": DECODES["beam5"],
               "reference": str(reference) if reference else None, "hardware": hw,
               "hardware_line": hardware_line(hw), "peer_versions": versions, "runs": all_runs,
               "pooled": pool_runs(all_runs), "plot": str(plot_curves(all_runs, out / "valid_bleu.png"))}

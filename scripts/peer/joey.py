@@ -29,8 +29,9 @@ from typing import Any
 import sentencepiece as spm
 import torch
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from nmt.config import CONFIG_DIR
 from nmt.data.corpus import PreparedCorpus
 from nmt.errors import NMTError
 from nmt.io import write_bytes, write_lines, write_text
@@ -40,10 +41,11 @@ TORCH_REQUIREMENT = "torch==2.13.0"  # installed first: a bare torch requirement
 # joeynmt 2.3.0 imports importlib_metadata (joeynmt/helpers.py) without declaring it, and calls
 # SentencePieceProcessor.SetVocabulary, which sentencepiece releases after 0.2.0 no longer have.
 UNDECLARED_REQUIREMENTS = ["importlib-metadata", "sentencepiece==0.2.0"]
-# Beam search at each toolkit's documented setting: ours is configs/decode/beam5.yaml; JoeyNMT's example configs
-# (configs/*.yaml of v2.3) document beam_size 5 with beam_alpha 1.0 (its code default, -1, turns the penalty off).
+# Beam search at each toolkit's documented setting: ours are the presets configs/decode/greedy.yaml and beam5.yaml;
+# JoeyNMT's example configs (configs/*.yaml of v2.3) document beam_size 5 with beam_alpha 1.0 (its code default, -1,
+# turns the penalty off).
 JOEY_BEAM_ALPHA = 1.0
-DECODES = {"greedy": {"beam": 1, "alpha": 0.0}, "beam5": {"beam": 5, "alpha": 1.0}}
+DECODES = {name: dict(OmegaConf.load(Path(CONFIG_DIR, "decode", f"{name}.yaml"))) for name in ("greedy", "beam5")}
 NO_TIME_LIMIT_EPOCHS = 100_000  # JoeyNMT stops on epochs; the driver stops it on minutes first
 JOEY_LAUNCHER = Path(__file__).with_name("joeynmt_launch.py")  # `python -m joeynmt`, runnable on torch 2.13
 GRACE_SECONDS = 300  # after SIGINT, JoeyNMT saves and exits; kill it if it has not after this long
