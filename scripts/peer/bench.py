@@ -403,6 +403,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     first = runs[0]["results"]
     sig = first[0]["scores"]["nmt"]["greedy"]["valid"]["signatures"]["bleu"] if first else ""
+    beam = report["beam5"]
     lines = ["# nmt vs JoeyNMT, side by side", "", f"Command: `{report['command']}`", "",
              f"Machine: {report['hardware_line']}", "",
              f"Versions: nmt on torch {report['hardware']['torch']}; JoeyNMT {report['peer_versions']['joeynmt']} on "
@@ -420,8 +421,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              + (f" Valid and test cut to their first {report['sentences']} sentences (validation during training "
                 "and scoring alike)." if report.get("sentences") else ""),
              "", f"BLEU: our pipeline (nmt.metrics.scores) on detokenized outputs, `{sig}`. Beam 5: ours alpha "
-             f"{report['beam5']['alpha']}, length_norm {report['beam5']['length_norm']} (configs/decode/beam5.yaml), JoeyNMT beam_alpha {JOEY_BEAM_ALPHA} (its documented configs). Target "
-             "tokens/s of nmt are estimated from its source + target rate and the train split's target share.", "",
+             f"{beam['alpha']}, length_norm {beam['length_norm']} (configs/decode/beam5.yaml), JoeyNMT beam_alpha "
+             f"{JOEY_BEAM_ALPHA} (its documented configs). Target tokens/s of nmt are estimated from its source + "
+             "target rate and the train split's target share.", "",
              f"![valid BLEU over training minutes]({Path(report['plot']).name})", ""]
     if report["pooled"]:
         lines += _pooled_markdown(report["pooled"], len(runs))
