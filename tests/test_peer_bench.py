@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch.optim import lr_scheduler
 
-from nmt.config import DataConfig, TokenizerConfig
+from nmt.config import DataConfig, DecodeConfig, TokenizerConfig
 from nmt.data.corpus import prepare_corpus
 from nmt.data.tokenizer import Tokenizer
 from nmt.errors import NMTError
@@ -126,6 +126,11 @@ def test_an_option_joeynmt_lacks_is_reported(paths, arch, override, reported):
 def test_fixed_context_model_has_no_joeynmt_counterpart(paths):
     with pytest.raises(NMTError, match="no JoeyNMT counterpart"):
         joey_config(our_config("rnn", ["model=rnn_fixed"]), paths)
+
+
+def test_our_searches_are_the_decode_presets_and_beam5_is_the_default():
+    assert DECODES["greedy"]["beam"] == 1
+    assert DECODES["beam5"] == {key: getattr(DecodeConfig(), key) for key in DECODES["beam5"]}
 
 
 def test_config_survives_yaml_and_decode_settings(paths, tmp_path):
